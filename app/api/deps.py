@@ -1,0 +1,53 @@
+"""Request dependencies as Annotated aliases, so route signatures read like functions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings, get_settings
+from app.services import tokens as token_service
+from app.store.db import get_sessionmaker
+from app.store.models import ApiToken
+
+
+def get_session() -> Iterator[Session]:
+    session = get_sessionmaker()()
+    try:
+        yield session
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def current_token(
+    request: Request, session: SessionDep, authorization: Annotated[str | None, Header()] = None
+) -> ApiToken:
+    plain = None
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise HTTPException(401, "Authorization header must be 'Bearer <token>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        plain = value.strip()
+    else:
+        plain = request.cookies.get("mixopt_token")  # dashboard sessions
+    if not plain:
+        raise HTTPException(401, "missing Authorization: Bearer <token> header", headers={"WWW-Authenticate": "Bearer"})
+    token = token_service.authenticate(session, plain)
+    if token is None:
+        raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    return token
+
+
+CurrentToken = Annotated[ApiToken, Depends(current_token)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]

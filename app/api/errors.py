@@ -1,0 +1,75 @@
+"""Every error is JSON ``{"detail": message, "errors": [{"field", "message"}]}`` with a
+message that names the field; no input produces a 500."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.services.errors import ServiceError
+
+log = logging.getLogger("mixopt.api")
+
+
+def _loc(loc: tuple) -> str:
+    parts = [p for p in loc if p not in ("body",)]
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + str(p)
+    return out or "body"
+
+
+def validation_errors(errors: list[dict]) -> list[dict[str, str]]:
+    out = []
+    for e in errors:
+        msg = e.get("msg", "invalid")
+        if msg.startswith("Value error, "):
+            msg = msg.removeprefix("Value error, ")
+        loc = tuple(e.get("loc", ()))
+        if e.get("type") == "json_invalid":
+            pos = loc[1] if len(loc) > 1 else "?"
+            out.append({"field": "body", "message": f"invalid JSON at character {pos}: {e.get('ctx', {}).get('error', msg)}"})
+            continue
+        out.append({"field": _loc(loc), "message": msg})
+    return out
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(list(exc.errors()))
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        if len(errors) > 5:
+            summary += f"; and {len(errors) - 5} more"
+        return JSONResponse({"detail": summary, "errors": errors[:100]}, status_code=422)
+
+    @app.exception_handler(ServiceError)
+    async def _service(_: Request, exc: ServiceError) -> JSONResponse:
+        detail = f"{exc.field}: {exc.message}" if exc.field and not exc.message.startswith(exc.field) else exc.message
+        errors = [{"field": exc.field or "", "message": exc.message}]
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=exc.status_code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail, "errors": []}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        log.warning("integrity error: %s", exc.orig)
+        return JSONResponse({"detail": "conflict with stored data: the request would create a duplicate or break a "
+                             "reference", "errors": []}, status_code=409)
+
+    @app.exception_handler(OperationalError)
+    async def _operational(_: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database unavailable: %s", exc.orig)
+        return JSONResponse({"detail": "database unavailable, retry later", "errors": []}, status_code=503,
+                            headers={"Retry-After": "1"})

@@ -1,0 +1,9 @@
+"""The one router tree mounted by the app."""
+
+from fastapi import APIRouter
+
+from app.api.routes import health, jobs, projects, runs, tokens
+
+api_router = APIRouter()
+for module in (health, tokens, projects, runs, jobs):
+    api_router.include_router(module.router)

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, File, Form, Query, Request, Response, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from app.api.deps import CurrentToken, IdempotencyKey, SessionDep
+from app.api.schemas.runs import (
+    CurvePointsCreate,
+    CurvePublic,
+    ImportResult,
+    RunBatchCreate,
+    RunCreate,
+    RunPublic,
+    RunsPage,
+    RunUpdate,
+)
+from app.services import idempotency, imports, projects, runs
+from app.services.errors import Conflict, Invalid
+
+router = APIRouter(prefix="/v1/projects/{project_id}/runs", tags=["runs"])
+
+_RUN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"oneOf": [
+            {"$ref": "#/components/schemas/RunCreate"}, {"$ref": "#/components/schemas/RunBatchCreate"}]}}},
+    }
+}
+
+
+def _validate(model: type, payload: Any, prefix: tuple = ("body",)) -> Any:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": prefix + tuple(e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+
+
+@router.post("", status_code=201, openapi_extra=_RUN_BODY,
+             responses={201: {"description": "the run (one run) or {count, ids} (a batch)"}})
+def create_runs(
+    project_id: int, request: Request, session: SessionDep, token: CurrentToken,
+    payload: Annotated[dict[str, Any], Body()], idempotency_key: IdempotencyKey = None,
+    normalize: Annotated[bool, Query(description="accept sums within 1e-2 and rescale to 1")] = False,
+) -> JSONResponse:
+    """Add one run, or a batch ``{"runs": [...]}`` (tens of thousands per request)."""
+    project = projects.get_project(session, token, project_id, write=True)
+    key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
+    batch = "runs" in payload
+    specs = _validate(RunBatchCreate, payload).runs if batch else [_validate(RunCreate, payload)]
+
+    def respond(ids: list[int]) -> tuple[int, Any]:
+        if batch:
+            return 201, {"count": len(ids), "ids": ids}
+        return 201, jsonable_encoder(RunPublic.model_validate(runs.get_run(session, project, ids[0])))
+
+    status, body = runs.create_runs(
+        session, project, specs, normalize=normalize, field="runs" if batch else "", token_id=token.id,
+        idempotency_key=key, endpoint=f"POST {request.url.path}",
+        fingerprint=idempotency.request_fingerprint(payload, {"normalize": normalize}), respond=respond,
+    )
+    return JSONResponse(body, status_code=status)
+
+
+@router.get("", response_model=RunsPage)
+def list_runs(
+    project_id: int, session: SessionDep, token: CurrentToken,
+    cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    order_by: Annotated[str, Query(description="id, created_at, -id or -created_at")] = "id",
+    status: str | None = None, tag: str | None = None, origin: str | None = None,
+    model_params: int | None = None, train_tokens: int | None = None, train_steps: int | None = None,
+) -> dict:
+    project = projects.get_project(session, token, project_id)
+    rows, count, next_cursor = runs.list_runs(
+        session, project, cursor=cursor, limit=limit, order_by=order_by, status=status, tag=tag, origin=origin,
+        model_params=model_params, train_tokens=train_tokens, train_steps=train_steps)
+    return {"data": rows, "count": count, "next_cursor": next_cursor}
+
+
+@router.post("/import", status_code=201, response_model=ImportResult)
+def import_runs(
+    project_id: int, request: Request, session: SessionDep, token: CurrentToken,
+    mixtures: Annotated[UploadFile, File(description="regmix mixture CSV or olmix ratios.csv")],
+    metrics: Annotated[UploadFile, File(description="regmix loss CSV or olmix metrics.csv")],
+    format: Annotated[Literal["auto", "regmix", "olmix"], Form()] = "auto",
+    normalize: Annotated[bool, Form(description="published CSVs are rounded: rescale sums within 1e-2")] = True,
+    on_duplicate: Annotated[Literal["error", "skip"], Form()] = "error",
+    tags: Annotated[str, Form(description="comma-separated tags for every imported run")] = "",
+    model_params: Annotated[int | None, Form(gt=0)] = None,
+    train_tokens: Annotated[int | None, Form(gt=0)] = None,
+    train_steps: Annotated[int | None, Form(gt=0)] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Import runs from a pair of CSV files (RegMix or olmix layout).
+
+    A project with no domains takes its domains from the mixture columns; otherwise the
+    columns must name the project's domains. Rows whose id (``index``/``run``) was already
+    imported are a 409 unless ``on_duplicate=skip``.
+    """
+    project = projects.get_project(session, token, project_id, write=True)
+    texts = []
+    for label, upload in (("mixtures", mixtures), ("metrics", metrics)):
+        try:
+            texts.append(upload.file.read().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise Invalid(f"{label} is not UTF-8 text", field=label) from None
+    parsed = imports.parse_pair(texts[0], texts[1], format)
+    created_domains: list[str] = []
+    if not project.domains:
+        projects.add_domains(session, project, parsed.domains)
+        created_domains = list(parsed.domains)
+    tag_list = [t.strip() for t in tags.split(",") if t.strip()]
+    dupes = runs.existing_external_ids(session, project, [r.external_id for r in parsed.rows])
+    if dupes and on_duplicate == "error":
+        session.rollback()
+        raise Conflict(f"{len(dupes)} runs were already imported (ids {sorted(dupes)[:5]}...); "
+                       "pass on_duplicate=skip to import only new rows", field="mixtures")
+    rows = [r for r in parsed.rows if r.external_id not in dupes]
+    specs = [_validate(RunCreate, {
+        "mixture": r.mixture, "metrics": r.metrics, "name": r.name, "external_id": r.external_id, "tags": tag_list,
+        "model_params": model_params, "train_tokens": train_tokens, "train_steps": train_steps,
+    }, prefix=("mixtures", i)) for i, r in enumerate(rows)]
+    key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
+    fingerprint = idempotency.request_fingerprint(texts, {"format": format, "normalize": normalize, "tags": tags,
+                                                          "on_duplicate": on_duplicate, "model_params": model_params,
+                                                          "train_tokens": train_tokens, "train_steps": train_steps})
+
+    def respond(ids: list[int]) -> tuple[int, Any]:
+        return 201, {"format": parsed.format, "created": len(ids), "skipped": len(dupes),
+                     "domains_created": created_domains, "metrics": parsed.metrics, "ids": ids}
+
+    if not specs:
+        session.rollback()
+        return JSONResponse(respond([])[1], status_code=200)
+    status, body = runs.create_runs(
+        session, project, specs, normalize=normalize, field="rows", token_id=token.id, idempotency_key=key,
+        endpoint=f"POST {request.url.path}", fingerprint=fingerprint, respond=respond)
+    return JSONResponse(body, status_code=status)
+
+
+@router.get("/export", responses={200: {"content": {"text/csv": {}, "application/zip": {}, "application/json": {}}}})
+def export_runs(
+    project_id: int, session: SessionDep, token: CurrentToken,
+    format: Literal["csv", "json"] = "csv", layout: Literal["regmix", "olmix"] = "regmix",
+    part: Annotated[Literal["mixtures", "metrics"] | None, Query(description="one CSV of the pair; default: a zip of both")] = None,
+    status: str | None = "succeeded",
+) -> Response:
+    """Write runs back: JSON, or CSV in the RegMix or olmix layout (a zip of both files, or one part)."""
+    project = projects.get_project(session, token, project_id)
+    rows = runs.all_runs(session, project, status=status or None)
+    if format == "json":
+        body = {"project": project.name, "domains": [d.name for d in project.domains],
+                "runs": [imports.run_json(r) for r in rows]}
+        return JSONResponse(body)
+    if part is None:
+        return Response(imports.export_zip(project, rows, layout), media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="project-{project.id}-{layout}.zip"'})
+    mixtures_csv, metrics_csv = imports.export_csv(project, rows, layout)
+    return Response(mixtures_csv if part == "mixtures" else metrics_csv, media_type="text/csv")
+
+
+@router.get("/{run_id}", response_model=RunPublic)
+def get_run(project_id: int, run_id: int, session: SessionDep, token: CurrentToken) -> Any:
+    return runs.get_run(session, projects.get_project(session, token, project_id), run_id)
+
+
+@router.patch("/{run_id}", response_model=RunPublic)
+def update_run(project_id: int, run_id: int, data: RunUpdate, session: SessionDep, token: CurrentToken) -> Any:
+    project = projects.get_project(session, token, project_id, write=True)
+    return runs.update_run(session, project, runs.get_run(session, project, run_id), data)
+
+
+@router.delete("/{run_id}", status_code=204)
+def delete_run(project_id: int, run_id: int, session: SessionDep, token: CurrentToken) -> Response:
+    project = projects.get_project(session, token, project_id, write=True)
+    runs.delete_run(session, runs.get_run(session, project, run_id))
+    return Response(status_code=204)
+
+
+@router.post("/{run_id}/curve", response_model=CurvePublic)
+def add_curve(project_id: int, run_id: int, data: CurvePointsCreate, session: SessionDep, token: CurrentToken) -> dict:
+    """Append loss-curve points; re-sending a step already stored changes nothing."""
+    project = projects.get_project(session, token, project_id, write=True)
+    run = runs.get_run(session, project, run_id)
+    added = runs.add_curve_points(session, run, data.points)
+    return {"run_id": run.id, "points": runs.curve(session, run), "added": added}
+
+
+@router.get("/{run_id}/curve", response_model=CurvePublic)
+def get_curve(project_id: int, run_id: int, session: SessionDep, token: CurrentToken) -> dict:
+    run = runs.get_run(session, projects.get_project(session, token, project_id), run_id)
+    return {"run_id": run.id, "points": runs.curve(session, run)}

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from app.api.schemas.common import Schema
+
+
+class JobPublic(Schema):
+    id: str
+    project_id: int | None
+    kind: str
+    state: str
+    progress: float
+    message: str | None
+    error: str | None
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    queue: str
+    attempts: int
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_s: float | None = None
+
+
+class JobsPublic(Schema):
+    data: list[JobPublic]
+    count: int

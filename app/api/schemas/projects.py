@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from app.api.schemas.common import Name, NonNegFloat, PositiveFloat, Schema
+
+
+class DataSource(Schema):
+    """Where a domain's text lives (a local directory, file or glob)."""
+
+    path: str = Field(min_length=1, max_length=2000)
+    format: Literal["auto", "txt", "jsonl", "parquet"] = "auto"
+    text_field: str = "text"
+
+
+class DomainSpec(Schema):
+    name: Name
+    token_count: int | None = Field(default=None, ge=0)
+    source: DataSource | None = None
+
+
+class DomainPublic(DomainSpec):
+    token_count_measured: bool = False
+
+
+class Bounds(Schema):
+    min: NonNegFloat = 0.0
+    max: NonNegFloat = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.max > 1:
+            raise ValueError(f"max ({self.max}) is greater than 1")
+        return self
+
+
+class ConstraintsSpec(Schema):
+    """Constraints a recommended mixture must satisfy.
+
+    ``bounds``: per-domain min/max weight. ``fixed``: weights that must not change.
+    ``target_tokens`` with ``max_epochs`` (global) or ``max_epochs_per_domain`` cap each
+    weight at ``tokens_i * epochs_i / target_tokens`` (olmix). ``kl_weight``: strength of the
+    KL(w || prior) penalty toward the natural mixture in recommendations (0 = none).
+    """
+
+    bounds: dict[str, Bounds] = Field(default_factory=dict)
+    fixed: dict[str, NonNegFloat] = Field(default_factory=dict)
+    target_tokens: int | None = Field(default=None, gt=0)
+    max_epochs: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_epochs_per_domain: dict[str, PositiveFloat] = Field(default_factory=dict)
+    kl_weight: NonNegFloat = 0.0
+
+
+class ProjectCreate(Schema):
+    name: Name
+    description: str | None = Field(default=None, max_length=10_000)
+    domains: list[DomainSpec] = Field(default_factory=list, max_length=1000)
+    #: {evaluation metric: weight}; omitted = mean of all per-domain validation losses
+    objective: dict[str, NonNegFloat] | None = None
+    constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
+
+
+class ProjectUpdate(Schema):
+    name: Name | None = None
+    description: str | None = Field(default=None, max_length=10_000)
+    domains: list[DomainSpec] | None = Field(default=None, max_length=1000)
+    objective: dict[str, NonNegFloat] | None = None
+    constraints: ConstraintsSpec | None = None
+
+
+class ProjectPublic(Schema):
+    id: int
+    name: str
+    description: str | None
+    domains: list[DomainPublic]
+    objective: dict[str, float] | None
+    constraints: ConstraintsSpec
+    created_at: datetime
+    updated_at: datetime
+    run_count: int = 0
+
+
+class ProjectsPublic(Schema):
+    data: list[ProjectPublic]
+    count: int

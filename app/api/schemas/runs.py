@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from app.api.schemas.common import FiniteFloat, Name, NonNegFloat, Schema
+
+RunStatus = Literal["planned", "queued", "running", "succeeded", "failed", "cancelled"]
+RunOrigin = Literal["reported", "trained"]
+Tag = str
+
+
+class RunCreate(Schema):
+    #: {domain: weight}; weights finite, >= 0, summing to 1 (omitted domains are 0)
+    mixture: dict[str, NonNegFloat] = Field(min_length=1)
+    #: final metrics, e.g. per-domain validation losses {metric: value}
+    metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
+    name: Name | None = None
+    external_id: str | None = Field(default=None, max_length=200)
+    model_params: int | None = Field(default=None, gt=0)
+    train_tokens: int | None = Field(default=None, gt=0)
+    train_steps: int | None = Field(default=None, gt=0)
+    seed: int | None = None
+    tags: list[Name] = Field(default_factory=list, max_length=50)
+    #: default: succeeded when metrics are given, planned otherwise
+    status: RunStatus | None = None
+    origin: RunOrigin = "reported"
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunBatchCreate(Schema):
+    runs: list[RunCreate] = Field(min_length=1)
+
+
+class RunUpdate(Schema):
+    """Report results of a planned run, or fix its labels."""
+
+    metrics: dict[str, FiniteFloat] | None = None
+    status: RunStatus | None = None
+    name: Name | None = None
+    model_params: int | None = Field(default=None, gt=0)
+    train_tokens: int | None = Field(default=None, gt=0)
+    train_steps: int | None = Field(default=None, gt=0)
+    seed: int | None = None
+    tags: list[Name] | None = Field(default=None, max_length=50)
+    error: str | None = None
+
+
+class RunPublic(Schema):
+    id: int
+    project_id: int
+    name: str | None
+    external_id: str | None
+    mixture: dict[str, float]
+    metrics: dict[str, float]
+    model_params: int | None
+    train_tokens: int | None
+    train_steps: int | None
+    seed: int | None
+    tags: list[str]
+    status: str
+    origin: str
+    details: dict[str, Any]
+    error: str | None
+    job_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RunsCreated(Schema):
+    count: int
+    ids: list[int]
+
+
+class RunsPage(Schema):
+    data: list[RunPublic]
+    count: int
+    next_cursor: str | None
+
+
+class CurvePointCreate(Schema):
+    step: int = Field(ge=0)
+    tokens: int | None = Field(default=None, ge=0)
+    metrics: dict[str, FiniteFloat] = Field(min_length=1)
+
+
+class CurvePointsCreate(Schema):
+    points: list[CurvePointCreate] = Field(min_length=1, max_length=100_000)
+
+
+class CurvePointPublic(Schema):
+    step: int
+    tokens: int | None
+    metrics: dict[str, float]
+
+
+class CurvePublic(Schema):
+    run_id: int
+    points: list[CurvePointPublic]
+    added: int = 0
+
+
+class ImportResult(Schema):
+    format: str
+    created: int
+    skipped: int
+    domains_created: list[str]
+    metrics: list[str]
+    ids: list[int]
+
+
+__all__ = ["NonNegFloat", "Tag"]

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from app.api.schemas.common import Name, Schema
+
+
+class TokenCreate(Schema):
+    name: Name
+    #: admin: everything; write/read: only the listed projects (and projects it creates)
+    role: Literal["admin", "write", "read"] = "write"
+    project_ids: list[int] = Field(default_factory=list)
+
+
+class TokenPublic(Schema):
+    id: int
+    name: str
+    prefix: str
+    role: str
+    project_ids: list[int]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenPublic):
+    #: the token itself: shown once, stored only as a hash
+    token: str
+
+
+class TokensPublic(Schema):
+    data: list[TokenPublic]
+    count: int

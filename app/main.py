@@ -1,0 +1,27 @@
+"""Build the FastAPI app: settings, error handlers, one router tree."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from app.api import errors
+from app.api.router import api_router
+
+log = logging.getLogger("mixopt")
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="mixopt",
+        version="0.1.0",
+        description="Data-mixture optimisation for language-model pretraining: proxy runs, fitted mixing "
+        "laws, recommendations and online re-mixing.",
+    )
+    errors.install(app)
+    app.include_router(api_router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,269 @@
+"""Proxy runs: validation, batch creation, listing with cursor pagination, curves."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy.orm import Session
+
+from app.api.schemas.runs import CurvePointCreate, RunCreate, RunUpdate
+from app.services.errors import BadRequest, Conflict, Invalid, NotFound
+from app.store.models import CurvePoint, Project, Run, RunTag, utcnow
+
+SUM_TOLERANCE = 1e-6
+NORMALIZE_TOLERANCE = 1e-2
+RUN_STATUSES = ("planned", "queued", "running", "succeeded", "failed", "cancelled")
+ORDERINGS = {"id": Run.id, "created_at": Run.created_at}
+
+
+def validate_mixture(
+    mixture: dict[str, float], domains: Sequence[str], *, normalize: bool = False, field: str = "mixture"
+) -> dict[str, float]:
+    """Check a mixture against the project's domains and return it in domain order.
+
+    Omitted domains get weight 0. Weights must be finite and >= 0 and sum to 1 within
+    ``SUM_TOLERANCE`` (or within ``NORMALIZE_TOLERANCE`` when ``normalize``, then rescaled).
+    """
+    known = set(domains)
+    for name, w in mixture.items():
+        if name not in known:
+            raise Invalid(f"unknown domain {name!r}; the project's domains are {list(domains)}",
+                          field=f"{field}.{name}")
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
+            raise Invalid(f"weight {w!r} must be a finite number >= 0", field=f"{field}.{name}")
+    total = math.fsum(mixture.values())
+    tol = NORMALIZE_TOLERANCE if normalize else SUM_TOLERANCE
+    if abs(total - 1.0) > tol:
+        hint = "" if normalize else " (pass normalize=true to accept sums within 1e-2 and rescale)"
+        raise Invalid(f"weights sum to {total:.9g}, not 1 within {tol:g}{hint}", field=field)
+    scale = 1.0 / total if normalize else 1.0
+    return {name: float(mixture.get(name, 0.0)) * scale for name in domains}
+
+
+def _status_for(spec: RunCreate) -> str:
+    if spec.status:
+        return spec.status
+    return "succeeded" if spec.metrics else "planned"
+
+
+def run_rows(project: Project, specs: Sequence[RunCreate], *, normalize: bool, field: str = "runs") -> list[dict[str, Any]]:
+    """Validate specs and build insert rows; raises Invalid naming the first bad field."""
+    domains = [d.name for d in project.domains]
+    if not domains:
+        raise Invalid("the project has no domains; add domains before adding runs", field="domains")
+    now = utcnow()
+    rows = []
+    for i, spec in enumerate(specs):
+        prefix = f"{field}[{i}]" if field else ""
+        mixture = validate_mixture(spec.mixture, domains, normalize=normalize,
+                                   field=f"{prefix}.mixture" if prefix else "mixture")
+        status = _status_for(spec)
+        if status == "succeeded" and not spec.metrics:
+            raise Invalid("a succeeded run needs metrics", field=f"{prefix}.metrics" if prefix else "metrics")
+        rows.append({
+            "project_id": project.id, "name": spec.name, "external_id": spec.external_id,
+            "mixture": mixture, "metrics": dict(spec.metrics), "model_params": spec.model_params,
+            "train_tokens": spec.train_tokens, "train_steps": spec.train_steps, "seed": spec.seed,
+            "tags": list(dict.fromkeys(spec.tags)), "status": status, "origin": spec.origin,
+            "details": spec.details, "created_at": now, "updated_at": now,
+        })
+    return rows
+
+
+def insert_runs(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Bulk insert (one statement per chunk) and return the new ids in input order."""
+    ids: list[int] = []
+    for start in range(0, len(rows), 2000):
+        chunk = rows[start:start + 2000]
+        ids.extend(session.scalars(insert(Run).returning(Run.id, sort_by_parameter_order=True), chunk))
+    tag_rows = [{"run_id": rid, "tag": t} for rid, row in zip(ids, rows, strict=True) for t in row["tags"]]
+    for start in range(0, len(tag_rows), 5000):
+        session.execute(insert(RunTag), tag_rows[start:start + 5000])
+    return ids
+
+
+def get_run(session: Session, project: Project, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None or run.project_id != project.id:
+        raise NotFound(f"run {run_id} not found in project {project.id}")
+    return run
+
+
+def update_run(session: Session, project: Project, run: Run, data: RunUpdate) -> Run:
+    fields = data.model_fields_set
+    if "metrics" in fields and data.metrics is not None:
+        run.metrics = {**(run.metrics or {}), **data.metrics}
+        if "status" not in fields and run.status in ("planned", "queued", "running"):
+            run.status = "succeeded"
+    if "status" in fields and data.status is not None:
+        if data.status == "succeeded" and not run.metrics:
+            raise Invalid("a succeeded run needs metrics", field="status")
+        run.status = data.status
+    for name in ("name", "model_params", "train_tokens", "train_steps", "seed", "error"):
+        if name in fields:
+            setattr(run, name, getattr(data, name))
+    if "tags" in fields and data.tags is not None:
+        run.tags = list(dict.fromkeys(data.tags))
+        session.query(RunTag).filter(RunTag.run_id == run.id).delete()
+        session.add_all(RunTag(run_id=run.id, tag=t) for t in run.tags)
+    run.updated_at = utcnow()
+    session.commit()
+    session.refresh(run)
+    return run
+
+
+def delete_run(session: Session, run: Run) -> None:
+    session.delete(run)
+    session.commit()
+
+
+# -- listing ----------------------------------------------------------------------------
+def _encode_cursor(values: list[Any]) -> str:
+    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, order: str) -> tuple[Any, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value, last_id = json.loads(raw)
+        if order == "created_at":
+            value = datetime.fromisoformat(value)
+        if not isinstance(last_id, int):
+            raise ValueError
+        return value, last_id
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise BadRequest("cursor is not valid; use next_cursor from a previous page", field="cursor") from exc
+
+
+def list_runs(
+    session: Session, project: Project, *, cursor: str | None = None, limit: int = 100,
+    order_by: str = "id", status: str | None = None, tag: str | None = None, origin: str | None = None,
+    model_params: int | None = None, train_tokens: int | None = None, train_steps: int | None = None,
+    with_metrics: bool | None = None,
+) -> tuple[list[Run], int, str | None]:
+    """One page of runs, with the total count of matching runs and the next page's cursor.
+
+    ``order_by`` is ``id``, ``created_at`` or either with a ``-`` prefix for descending order;
+    pagination is keyset-based, so pages stay consistent while runs are being added.
+    """
+    desc = order_by.startswith("-")
+    key = order_by.lstrip("-")
+    if key not in ORDERINGS:
+        raise BadRequest(f"order_by must be one of {sorted(ORDERINGS)} (optionally prefixed with -)", field="order_by")
+    if status is not None and status not in RUN_STATUSES:
+        raise BadRequest(f"status must be one of {list(RUN_STATUSES)}", field="status")
+    col = ORDERINGS[key]
+    q = select(Run).where(Run.project_id == project.id)
+    if status:
+        q = q.where(Run.status == status)
+    if origin:
+        q = q.where(Run.origin == origin)
+    if tag:
+        q = q.where(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == tag)))
+    for c, v in ((Run.model_params, model_params), (Run.train_tokens, train_tokens), (Run.train_steps, train_steps)):
+        if v is not None:
+            q = q.where(c == v)
+    count = session.scalar(select(func.count()).select_from(q.subquery())) or 0
+    if cursor:
+        value, last_id = _decode_cursor(cursor, key)
+        if key == "id":
+            q = q.where(Run.id < last_id if desc else Run.id > last_id)
+        elif desc:
+            q = q.where(or_(col < value, and_(col == value, Run.id < last_id)))
+        else:
+            q = q.where(or_(col > value, and_(col == value, Run.id > last_id)))
+    if key == "id":
+        q = q.order_by(Run.id.desc() if desc else Run.id)
+    else:
+        q = q.order_by(col.desc(), Run.id.desc()) if desc else q.order_by(col, Run.id)
+    rows = list(session.scalars(q.limit(limit + 1)))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = _encode_cursor([getattr(last, key), last.id])
+    return rows, count, next_cursor
+
+
+def all_runs(session: Session, project: Project, status: str | None = "succeeded") -> list[Run]:
+    q = select(Run).where(Run.project_id == project.id)
+    if status:
+        q = q.where(Run.status == status)
+    return list(session.scalars(q.order_by(Run.id)))
+
+
+# -- curves -----------------------------------------------------------------------------
+def add_curve_points(session: Session, run: Run, points: Sequence[CurvePointCreate]) -> int:
+    """Append curve points; a step already stored is left as it is (idempotent per step).
+
+    The same step twice in one request with different values is a 409.
+    """
+    by_step: dict[int, CurvePointCreate] = {}
+    for i, p in enumerate(points):
+        prev = by_step.get(p.step)
+        if prev is not None and (prev.metrics != p.metrics or prev.tokens != p.tokens):
+            raise Conflict(f"step {p.step} appears twice with different values", field=f"points[{i}].step")
+        by_step[p.step] = p
+    existing = set(session.scalars(select(CurvePoint.step).where(CurvePoint.run_id == run.id,
+                                                                  CurvePoint.step.in_(list(by_step)))))
+    new = [{"run_id": run.id, "step": s, "tokens": p.tokens, "metrics": dict(p.metrics), "created_at": utcnow()}
+           for s, p in sorted(by_step.items()) if s not in existing]
+    if new:
+        session.execute(insert(CurvePoint), new)
+    session.commit()
+    return len(new)
+
+
+def curve(session: Session, run: Run) -> list[CurvePoint]:
+    return list(session.scalars(select(CurvePoint).where(CurvePoint.run_id == run.id).order_by(CurvePoint.step)))
+
+
+def existing_external_ids(session: Session, project: Project, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    ids = list(ids)
+    for start in range(0, len(ids), 1000):
+        found.update(session.scalars(select(Run.external_id).where(
+            Run.project_id == project.id, Run.external_id.in_(ids[start:start + 1000]))))
+    return found
+
+
+def create_runs(
+    session: Session, project: Project, specs: Sequence[RunCreate], *, normalize: bool, field: str,
+    token_id: int, idempotency_key: str | None, endpoint: str, fingerprint: str,
+    respond: Any,
+) -> tuple[int, Any]:
+    """Validate and insert runs in one transaction, honouring an Idempotency-Key.
+
+    ``respond(ids) -> (status_code, body)`` builds the response, which is stored with the key
+    so that a retried request gets the same answer and creates nothing.
+    """
+    from app.services import idempotency
+
+    if idempotency_key:
+        rec = idempotency.replay(session, token_id, idempotency_key, endpoint, fingerprint)
+        if rec is not None:
+            return rec.status_code, rec.response
+    rows = run_rows(project, specs, normalize=normalize, field=field)
+    ids = insert_runs(session, rows)
+    status_code, body = respond(ids)
+    if idempotency_key:
+        idempotency.remember(session, token_id, idempotency_key, endpoint, fingerprint, status_code, body)
+    try:
+        session.commit()
+    except Exception as exc:  # a concurrent request with the same key won the race
+        from sqlalchemy.exc import IntegrityError
+
+        session.rollback()
+        if idempotency_key and isinstance(exc, IntegrityError):
+            rec = idempotency.replay(session, token_id, idempotency_key, endpoint, fingerprint)
+            if rec is not None:
+                return rec.status_code, rec.response
+        raise
+    return status_code, body

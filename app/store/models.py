@@ -1,0 +1,226 @@
+"""SQLAlchemy ORM models (the schema). Migrations in ``migrations/`` mirror this file and a
+test checks they do not drift."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every database (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Project(Base):
+    __tablename__ = "project"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    #: {evaluation metric name: weight}; None means the mean of all per-domain validation losses
+    objective: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    #: constraints dict (see app.api.schemas.ConstraintsSpec)
+    constraints: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    domains: Mapped[list[Domain]] = relationship(
+        back_populates="project", order_by="Domain.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class Domain(Base):
+    __tablename__ = "domain"
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_domain_project_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    #: tokens available for training (declared by the user, or measured by ingestion)
+    token_count: Mapped[int | None] = mapped_column(BigInteger)
+    token_count_measured: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: {"path": ..., "format": "txt|jsonl|parquet|auto", "text_field": "text"}
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    project: Mapped[Project] = relationship(back_populates="domains")
+
+
+class Run(Base):
+    __tablename__ = "run"
+    __table_args__ = (
+        Index("ix_run_project_status", "project_id", "status"),
+        Index("ix_run_project_external", "project_id", "external_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    #: identifier in the source the run came from (RegMix ``index``, olmix ``run``)
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    #: {domain name: weight}, sums to 1
+    mixture: Mapped[dict[str, float]] = mapped_column(JSON)
+    #: final metrics {metric name: value}, e.g. per-domain validation losses
+    metrics: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    model_params: Mapped[int | None] = mapped_column(BigInteger)
+    train_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    train_steps: Mapped[int | None] = mapped_column(Integer)
+    seed: Mapped[int | None] = mapped_column(Integer)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: planned | queued | running | succeeded | failed | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="succeeded")
+    #: reported (by a client) | trained (by a worker)
+    origin: Mapped[str] = mapped_column(String(16), default="reported")
+    #: extra information: training config, weight trajectory of an online run, ...
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class RunTag(Base):
+    """One row per (run, tag): lets the runs list filter by tag on any database."""
+
+    __tablename__ = "run_tag"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
+
+
+class CurvePoint(Base):
+    __tablename__ = "curve_point"
+    __table_args__ = (UniqueConstraint("run_id", "step", name="uq_curve_point_run_step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[int | None] = mapped_column(BigInteger)
+    #: {metric name: value} at this step
+    metrics: Mapped[dict[str, float]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Job(Base):
+    """Any asynchronous work: training, fits, re-mixing, ingestion."""
+
+    __tablename__ = "job"
+    __table_args__ = (Index("ix_job_state", "state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    #: pending | running | succeeded | failed | cancelled
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    queue: Mapped[str] = mapped_column(String(32), default="default")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiToken(Base):
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: sha256 of the token (tokens are 256-bit random, so a fast hash is enough)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: first characters of the token, to recognise it in listings
+    prefix: Mapped[str] = mapped_column(String(16))
+    #: admin | write | read
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    project_links: Mapped[list[TokenProject]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+    @property
+    def project_ids(self) -> list[int]:
+        return sorted(link.project_id for link in self.project_links)
+
+
+class TokenProject(Base):
+    """The projects a non-admin token may see."""
+
+    __tablename__ = "token_project"
+
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_token.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class IdempotencyRecord(Base):
+    """The stored response of a request sent with an ``Idempotency-Key`` header."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (UniqueConstraint("token_id", "key", name="uq_idempotency_token_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_token.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    #: "METHOD path" the key was first used with
+    endpoint: Mapped[str] = mapped_column(String(400))
+    #: sha256 of the request body, to refuse a key reused for a different request
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run the whole suite twice: on SQLite, then on a real PostgreSQL server (started by
+# scripts/services.sh, which also starts Redis for the worker tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+
+eval "$(bash scripts/services.sh)"
+
+run() {
+  local label=$1; shift
+  echo "=== tests on $label ==="
+  set +e
+  "$@"
+  local rc=$?
+  set -e
+  if [ $rc -eq 5 ]; then echo "pytest collected no tests on $label: failing" >&2; exit 1; fi
+  if [ $rc -ne 0 ]; then echo "tests failed on $label (exit $rc)" >&2; exit $rc; fi
+}
+
+$BIN/ruff check app workers mixopt migrations tests bench
+run SQLite env -u MIXOPT_TEST_DATABASE_URL $BIN/python -m pytest -q "$@"
+run PostgreSQL $BIN/python -m pytest -q -m "not science" "$@"

@@ -1,0 +1,89 @@
+from tests.conftest import count_rows, make_project
+
+
+def test_health_probes_need_no_auth_and_readyz_checks_db(client):
+    # both are health probes (orchestrators call them without credentials)
+    assert client.get("/healthz").json() == {"status": "ok"}
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json()["database"] == "ok"
+
+
+def test_every_route_needs_a_token(client, admin):
+    p = make_project(client, admin)
+    for method, path in [("get", "/v1/projects"), ("get", f"/v1/projects/{p['id']}"),
+                         ("get", f"/v1/projects/{p['id']}/runs"), ("post", "/v1/tokens"), ("get", "/v1/jobs/x")]:
+        r = getattr(client, method)(path)
+        assert r.status_code == 401, path
+        assert "Bearer" in r.json()["detail"]
+    r = client.get("/v1/projects", headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and "invalid" in r.json()["detail"]
+    r = client.get("/v1/projects", headers={"Authorization": "Basic abc"})
+    assert r.status_code == 401
+
+
+def test_project_crud(client, admin):
+    body = {
+        "name": "pile", "description": "17 domains",
+        "domains": [{"name": "web", "token_count": 1000}, {"name": "code", "token_count": 500},
+                    {"name": "math", "source": {"path": "/data/math", "format": "jsonl"}}],
+        "objective": {"val/web": 2.0, "val/code": 1.0},
+        "constraints": {"bounds": {"web": {"min": 0.1, "max": 0.8}}, "target_tokens": 10_000, "max_epochs": 4},
+    }
+    r = client.post("/v1/projects", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    p = r.json()
+    assert [d["name"] for d in p["domains"]] == ["web", "code", "math"]
+    assert p["domains"][2]["source"]["format"] == "jsonl"
+    assert p["constraints"]["bounds"]["web"] == {"min": 0.1, "max": 0.8}
+    assert client.get(f"/v1/projects/{p['id']}", headers=admin).json()["name"] == "pile"
+    listed = client.get("/v1/projects", headers=admin).json()
+    assert listed["count"] == 1 and listed["data"][0]["id"] == p["id"]
+
+    r = client.patch(f"/v1/projects/{p['id']}", json={"name": "pile-2", "domains": [
+        {"name": "code"}, {"name": "web", "token_count": 2000}, {"name": "math"}, {"name": "books"}]}, headers=admin)
+    assert r.status_code == 200, r.text
+    assert [d["name"] for d in r.json()["domains"]] == ["code", "web", "math", "books"]
+    assert r.json()["domains"][1]["token_count"] == 2000
+
+    assert client.delete(f"/v1/projects/{p['id']}", headers=admin).status_code == 204
+    assert client.get(f"/v1/projects/{p['id']}", headers=admin).status_code == 404
+    assert count_rows("domain") == 0
+
+
+def test_project_validation_names_the_field(client, admin):
+    cases = [
+        ({"name": "x", "domains": [{"name": "a"}, {"name": "a"}]}, "domains[1].name"),
+        ({"name": "x", "domains": [{"name": "a"}], "constraints": {"bounds": {"zz": {"max": 0.5}}}},
+         "constraints.bounds.zz"),
+        ({"name": "x", "domains": [{"name": "a"}], "constraints": {"bounds": {"a": {"min": 0.6, "max": 0.5}}}},
+         "constraints.bounds.a"),
+        ({"name": "x", "domains": [{"name": "a"}, {"name": "b"}], "constraints": {"fixed": {"a": 0.7, "b": 0.6}}},
+         "constraints.fixed"),
+        ({"name": "", "domains": []}, "name"),
+        ({"name": "x", "domains": [{"name": "a", "token_count": -1}]}, "domains[0].token_count"),
+        ({"name": "x", "objective": {"a": -1}}, "objective.a"),
+        ({"name": "x", "unknown": 1}, "unknown"),
+    ]
+    for body, field in cases:
+        r = client.post("/v1/projects", json=body, headers=admin)
+        assert r.status_code == 422, (body, r.text)
+        assert field in r.json()["detail"], (field, r.json())
+    assert count_rows("project") == 0
+
+
+def test_cannot_remove_a_domain_that_runs_use(client, admin):
+    p = make_project(client, admin)
+    client.post(f"/v1/projects/{p['id']}/runs", json={"mixture": {"web": 1.0}, "metrics": {"l": 1.0}}, headers=admin)
+    r = client.patch(f"/v1/projects/{p['id']}", json={"domains": [{"name": "code"}, {"name": "math"}]}, headers=admin)
+    assert r.status_code == 409 and "web" in r.json()["detail"]
+    r = client.patch(f"/v1/projects/{p['id']}", json={"domains": [{"name": "web"}, {"name": "code"}]}, headers=admin)
+    assert r.status_code == 200  # math has no runs with weight: may go
+    assert client.get(f"/v1/projects/{p['id']}", headers=admin).json()["run_count"] == 1
+
+
+def test_unknown_ids_are_404_and_bad_ids_422(client, admin):
+    assert client.get("/v1/projects/999", headers=admin).status_code == 404
+    assert client.get("/v1/projects/abc", headers=admin).status_code == 422
+    p = make_project(client, admin)
+    assert client.get(f"/v1/projects/{p['id']}/runs/12345", headers=admin).status_code == 404
+    assert client.get("/v1/jobs/nope", headers=admin).status_code == 404

@@ -1,0 +1,127 @@
+"""Test fixtures: a real database migrated with Alembic (SQLite by default, PostgreSQL when
+``MIXOPT_TEST_DATABASE_URL`` names one), emptied after every test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+_HOME = tempfile.mkdtemp(prefix="mixopt-test-")
+DATABASE_URL = os.environ.get("MIXOPT_TEST_DATABASE_URL") or f"sqlite:///{_HOME}/test.db"
+os.environ["MIXOPT_HOME"] = _HOME
+os.environ["MIXOPT_DATABASE_URL"] = DATABASE_URL
+os.environ.pop("MIXOPT_ADMIN_TOKEN", None)
+
+REPO = Path(__file__).resolve().parent.parent
+REGMIX_DIR = REPO / "mixopt" / "data" / "regmix"
+
+
+def _drop_everything(engine) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        else:
+            tables = [r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))]
+            conn.execute(text("PRAGMA foreign_keys=OFF"))
+            for t in tables:
+                conn.execute(text(f'DROP TABLE IF EXISTS "{t}"'))
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from app.store import migrate
+    from app.store.db import get_engine, reset_caches
+
+    reset_caches()
+    eng = get_engine()
+    _drop_everything(eng)
+    migrate.upgrade(DATABASE_URL)
+    yield eng
+    reset_caches()
+
+
+def _empty_tables(engine) -> None:
+    from app.store.models import Base
+
+    names = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE"))
+        else:
+            for n in names:
+                conn.execute(text(f'DELETE FROM "{n}"'))
+            conn.execute(text("DELETE FROM sqlite_sequence")) if _has_sqlite_sequence(conn) else None
+
+
+def _has_sqlite_sequence(conn) -> bool:
+    return bool(conn.execute(text("SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'")).first())
+
+
+@pytest.fixture
+def db(engine) -> Iterator[None]:
+    yield
+    _empty_tables(engine)
+
+
+@pytest.fixture
+def session(db):
+    from app.store.db import get_sessionmaker
+
+    s = get_sessionmaker()()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(db):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app()) as c:
+        yield c
+
+
+@pytest.fixture
+def admin_token(db) -> str:
+    from app.services import tokens
+    from app.store.db import session_scope
+
+    with session_scope() as s:
+        _, plain = tokens.create_token(s, "test admin", "admin")
+    return plain
+
+
+@pytest.fixture
+def admin(admin_token) -> dict[str, str]:
+    return {"Authorization": f"Bearer {admin_token}"}
+
+
+def make_project(client, headers, name="demo", domains=("web", "code", "math"), **extra) -> dict:
+    body = {"name": name, "domains": [{"name": d} for d in domains], **extra}
+    r = client.post("/v1/projects", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def count_rows(table: str) -> int:
+    from app.store.db import get_engine
+
+    with get_engine().connect() as conn:
+        return conn.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one()
+
+
+PURE_DIRS = ("science", "training", "online")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if any(d in parts for d in PURE_DIRS):
+            item.add_marker(pytest.mark.science)
