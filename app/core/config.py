@@ -25,6 +25,13 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     #: run migrations at start-up of the API (embedded mode); deployments run ``mixopt db upgrade``
     auto_migrate: bool = True
+    #: hard time limit of one task, seconds (training jobs checkpoint and resume)
+    task_time_limit: int = 6 * 3600
+    #: seconds before an unacknowledged message is delivered again (Redis); keep it above the
+    #: longest expected task unless jobs are idempotent (they are: see workers.tasks.common)
+    broker_visibility_timeout: int = 7200
+    #: a running job whose heartbeat is older than this is considered lost and re-queued
+    stale_job_seconds: int = 300
     #: largest number of runs accepted in one batch request
     max_batch_runs: int = 50_000
     #: default and largest page size for list endpoints

@@ -21,8 +21,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -223,4 +223,55 @@ class IdempotencyRecord(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Fit(Base):
+    """An estimator fitted on a project's runs: parameters as JSON, CV fidelity, timings."""
+
+    __tablename__ = "fit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    estimator: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: which runs: {"status", "tag", "model_params", "train_tokens", "run_ids"}
+    run_filter: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: {metric: weight}: the objective the fit predicts
+    target: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    #: pending | running | succeeded | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    run_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    #: the fitted estimator (MixingEstimator.to_state()), reloadable exactly
+    state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    fidelity: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    timings: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    notes: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Recommendation(Base):
+    """A proposed mixture: from a fit under constraints, or a baseline."""
+
+    __tablename__ = "recommendation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    fit_id: Mapped[int | None] = mapped_column(ForeignKey("fit.id", ondelete="SET NULL"), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    #: estimator name, or baseline:<name>
+    source: Mapped[str] = mapped_column(String(64))
+    mixture: Mapped[dict[str, float]] = mapped_column(JSON)
+    predicted: Mapped[float | None] = mapped_column(Float)
+    interval_low: Mapped[float | None] = mapped_column(Float)
+    interval_high: Mapped[float | None] = mapped_column(Float)
+    binding: Mapped[list[str]] = mapped_column(JSON, default=list)
+    constraints: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    target_scale: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: unconstrained optimum, explanation, fidelity of the source fit, ...
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

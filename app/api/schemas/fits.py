@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from app.api.schemas.common import FiniteFloat, NonNegFloat, Schema
+from app.api.schemas.jobs import JobPublic
+from app.api.schemas.projects import ConstraintsSpec
+
+
+class RunFilter(Schema):
+    """Which runs a fit uses (default: every succeeded run of the project)."""
+
+    status: str = "succeeded"
+    tag: str | None = None
+    model_params: int | None = None
+    train_tokens: int | None = None
+    train_steps: int | None = None
+    run_ids: list[int] | None = None
+
+
+class FitCreate(Schema):
+    #: a registered estimator (see GET /v1/estimators) or "auto"
+    estimator: str = "auto"
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: {metric: weight}; default: the project's objective, else the mean of the metrics every run has
+    target: dict[str, NonNegFloat] | None = None
+    run_filter: RunFilter = Field(default_factory=RunFilter)
+    cv_folds: int = Field(default=5, ge=2, le=20)
+    random_state: int = 0
+
+
+class FitPublic(Schema):
+    id: int
+    project_id: int
+    job_id: str | None
+    estimator: str
+    params: dict[str, Any]
+    run_filter: dict[str, Any]
+    target: dict[str, float]
+    status: str
+    domains: list[str]
+    run_ids: list[int]
+    state: dict[str, Any] | None
+    fidelity: dict[str, Any] | None
+    timings: dict[str, float] | None
+    notes: str | None
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class FitsPublic(Schema):
+    data: list[FitPublic]
+    count: int
+
+
+class FitAccepted(Schema):
+    fit: FitPublic
+    job: JobPublic
+    job_url: str
+
+
+class PredictRequest(Schema):
+    mixtures: list[dict[str, NonNegFloat]] = Field(min_length=1, max_length=100_000)
+    normalize: bool = False
+
+
+class PredictResponse(Schema):
+    fit_id: int
+    targets: list[str]
+    #: per mixture, per target
+    predictions: list[list[float]]
+    objective: list[float]
+    std: list[float] | None = None
+
+
+class TargetScale(Schema):
+    model_params: int | None = Field(default=None, gt=0)
+    train_tokens: int | None = Field(default=None, gt=0)
+    train_steps: int | None = Field(default=None, gt=0)
+
+
+class RecommendationCreate(Schema):
+    """Recommend from an existing fit, or fit ``estimator`` first (in the same job)."""
+
+    fit_id: int | None = None
+    estimator: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: replaces the project's constraints for this recommendation
+    constraints: ConstraintsSpec | None = None
+    target_scale: TargetScale = Field(default_factory=TargetScale)
+    n_boot: int = Field(default=20, ge=0, le=200)
+    random_state: int = 0
+
+
+class RecommendationPublic(Schema):
+    id: int
+    project_id: int
+    fit_id: int | None
+    job_id: str | None
+    source: str
+    mixture: dict[str, float]
+    predicted: FiniteFloat | None
+    interval_low: FiniteFloat | None
+    interval_high: FiniteFloat | None
+    binding: list[str]
+    constraints: dict[str, Any]
+    target_scale: dict[str, Any]
+    details: dict[str, Any]
+    created_at: datetime
+
+
+class RecommendationsPublic(Schema):
+    data: list[RecommendationPublic]
+    count: int
+
+
+class JobAccepted(Schema):
+    job: JobPublic
+    job_url: str
+
+
+class SuggestionCreate(Schema):
+    count: int = Field(ge=1, le=10_000)
+    #: auto: a RegMix swarm first, then GP expected improvement once there are runs
+    strategy: str = Field(default="auto", pattern="^(auto|swarm|space_filling|ei)$")
+    temperature: float = Field(default=0.5, gt=0, le=10)
+    min_weight: float = Field(default=1e-3, ge=0, lt=1)
+    seed: int = 0
+    tags: list[str] = Field(default_factory=lambda: ["suggested"])
+
+
+class BaselinesPublic(Schema):
+    domains: list[str]
+    mixtures: dict[str, dict[str, float]]
+    unavailable: dict[str, str]

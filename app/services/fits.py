@@ -1,0 +1,214 @@
+"""Fits, predictions, recommendations and suggestions (the offline estimators as a service).
+
+Fitting and recommending run in workers (jobs); ``predict`` and ``baselines`` answer in the
+request because they only evaluate stored parameters or closed-form baselines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.api.schemas.fits import FitCreate, RecommendationCreate, RunFilter, SuggestionCreate
+from app.api.schemas.projects import ConstraintsSpec
+from app.services import jobs as job_service
+from app.services.errors import Conflict, Invalid, NotFound
+from app.services.runs import validate_mixture
+from app.store.models import CurvePoint, Fit, Job, Project, Recommendation, Run, RunTag
+
+
+def known_estimators() -> list[str]:
+    from workers.mixing import ESTIMATORS
+
+    return sorted(ESTIMATORS)
+
+
+def _check_estimator(name: str, field: str = "estimator") -> None:
+    names = known_estimators()
+    if name not in names:
+        raise Invalid(f"unknown estimator {name!r}; available: {names}", field=field)
+
+
+def _select_runs(session: Session, project: Project, f: RunFilter | dict) -> list[Run]:
+    f = f if isinstance(f, RunFilter) else RunFilter.model_validate(f)
+    q = select(Run).where(Run.project_id == project.id, Run.status == f.status)
+    if f.tag:
+        q = q.where(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == f.tag)))
+    for col, v in ((Run.model_params, f.model_params), (Run.train_tokens, f.train_tokens),
+                   (Run.train_steps, f.train_steps)):
+        if v is not None:
+            q = q.where(col == v)
+    if f.run_ids is not None:
+        q = q.where(Run.id.in_(f.run_ids))
+    return list(session.scalars(q.order_by(Run.id)))
+
+
+def resolve_target(project: Project, requested: dict[str, float] | None, runs: list[Run]) -> dict[str, float]:
+    """The objective as {metric: weight} normalised to sum 1.
+
+    Requested target, else the project's objective, else the mean of the metrics that every
+    selected run reports (the per-domain validation losses, for imported RegMix runs).
+    """
+    target = requested or project.objective
+    if not target:
+        common: list[str] | None = None
+        for r in runs:
+            names = list(r.metrics)
+            common = names if common is None else [m for m in common if m in r.metrics]
+        if not common:
+            raise Invalid("no metric is reported by every selected run; pass a target", field="target")
+        target = {m: 1.0 for m in common}
+    total = sum(target.values())
+    if total <= 0:
+        raise Invalid("target weights must not all be zero", field="target")
+    return {k: v / total for k, v in target.items()}
+
+
+def create_fit(session: Session, project: Project, data: FitCreate) -> tuple[Fit, Job]:
+    _check_estimator(data.estimator)
+    runs = _select_runs(session, project, data.run_filter)
+    if not runs:
+        raise Invalid("no runs match the run filter", field="run_filter")
+    target = resolve_target(project, data.target, runs)
+    fit, job = _new_fit(session, project, data.estimator, data.params, data.run_filter.model_dump(), target,
+                        kind="fit", job_params={"cv_folds": data.cv_folds, "random_state": data.random_state})
+    session.commit()
+    return fit, job
+
+
+def _new_fit(session: Session, project: Project, estimator: str, params: dict, run_filter: dict,
+             target: dict, *, kind: str, job_params: dict) -> tuple[Fit, Job]:
+    fit = Fit(project_id=project.id, estimator=estimator, params=params, run_filter=run_filter, target=target,
+              status="pending", domains=[d.name for d in project.domains])
+    session.add(fit)
+    session.flush()
+    job = job_service.create_job(session, kind=kind, project_id=project.id,
+                                 params={"fit_id": fit.id, **job_params})
+    fit.job_id = job.id
+    return fit, job
+
+
+def list_fits(session: Session, project: Project, limit: int = 100, offset: int = 0) -> tuple[list[Fit], int]:
+    q = select(Fit).where(Fit.project_id == project.id)
+    count = session.scalar(select(func.count()).select_from(q.subquery())) or 0
+    return list(session.scalars(q.order_by(Fit.id.desc()).offset(offset).limit(limit))), count
+
+
+def get_fit(session: Session, project: Project, fit_id: int) -> Fit:
+    fit = session.get(Fit, fit_id)
+    if fit is None or fit.project_id != project.id:
+        raise NotFound(f"fit {fit_id} not found in project {project.id}")
+    return fit
+
+
+def training_data(session: Session, fit: Fit) -> dict[str, Any]:
+    """Everything the science needs for a fit, loaded from the store (used by the worker)."""
+    project = session.get(Project, fit.project_id)
+    runs = _select_runs(session, project, fit.run_filter)
+    targets = list(fit.target)
+    usable = [r for r in runs if all(t in r.metrics for t in targets)]
+    domains = list(fit.domains)
+    X = np.array([[r.mixture.get(d, 0.0) for d in domains] for r in usable], dtype=float).reshape(len(usable), len(domains))
+    Y = np.array([[r.metrics[t] for t in targets] for r in usable], dtype=float).reshape(len(usable), len(targets))
+    curves: list[list[tuple[int, dict[str, float]]]] = [[] for _ in usable]
+    index = {r.id: i for i, r in enumerate(usable)}
+    if usable:
+        for p in session.scalars(select(CurvePoint).where(CurvePoint.run_id.in_(list(index)))
+                                 .order_by(CurvePoint.run_id, CurvePoint.step)):
+            curves[index[p.run_id]].append((p.step, dict(p.metrics)))
+    token_counts = [d.token_count for d in project.domains]
+    return {
+        "X": X, "Y": Y, "domains": domains, "targets": targets, "weights": [fit.target[t] for t in targets],
+        "run_ids": [r.id for r in usable], "skipped": len(runs) - len(usable),
+        "context": {
+            "steps": np.array([r.train_steps or np.nan for r in usable], dtype=float),
+            "tokens": np.array([r.train_tokens or np.nan for r in usable], dtype=float),
+            "params": np.array([r.model_params or np.nan for r in usable], dtype=float),
+            "curves": curves if any(curves) else None,
+            "token_counts": token_counts if all(t for t in token_counts) else None,
+        },
+    }
+
+
+def predict(fit: Fit, mixtures: list[dict[str, float]], normalize: bool = False) -> dict[str, Any]:
+    if fit.status != "succeeded" or fit.state is None:
+        raise Conflict(f"fit {fit.id} is {fit.status}; predictions need a succeeded fit", field="fit_id")
+    X = np.array([list(validate_mixture(m, fit.domains, normalize=normalize, field=f"mixtures[{i}]").values())
+                  for i, m in enumerate(mixtures)])
+    from workers.mixing import service_api
+
+    weights = [fit.target[t] for t in fit.target]
+    out = service_api.predict(fit.state, X, objective_weights=weights)
+    return {"fit_id": fit.id, "targets": list(fit.target), **out}
+
+
+def effective_constraints(project: Project, override: ConstraintsSpec | None) -> dict[str, Any]:
+    spec = override if override is not None else ConstraintsSpec.model_validate(project.constraints or {})
+    from app.services.projects import _check_constraints
+
+    _check_constraints(spec, [d.name for d in project.domains])
+    return spec.model_dump()
+
+
+def create_recommendation_job(session: Session, project: Project, data: RecommendationCreate) -> Job:
+    if (data.fit_id is None) == (data.estimator is None):
+        raise Invalid("give exactly one of fit_id or estimator", field="fit_id")
+    constraints = effective_constraints(project, data.constraints)
+    params = {"constraints": constraints, "target_scale": data.target_scale.model_dump(), "n_boot": data.n_boot,
+              "random_state": data.random_state}
+    if data.fit_id is not None:
+        fit = get_fit(session, project, data.fit_id)
+        if fit.status == "failed":
+            raise Conflict(f"fit {fit.id} failed: {fit.error}", field="fit_id")
+        job = job_service.create_job(session, kind="recommend", project_id=project.id,
+                                     params={"fit_id": fit.id, **params})
+    else:
+        _check_estimator(data.estimator)
+        runs = _select_runs(session, project, RunFilter())
+        if not runs:
+            raise Invalid("the project has no succeeded runs to fit", field="estimator")
+        target = resolve_target(project, None, runs)
+        fit, job = _new_fit(session, project, data.estimator, data.params, RunFilter().model_dump(), target,
+                            kind="recommend", job_params={"fit_first": True, "cv_folds": 5, **params})
+    session.commit()
+    return job
+
+
+def list_recommendations(session: Session, project: Project, limit: int = 100,
+                         offset: int = 0) -> tuple[list[Recommendation], int]:
+    q = select(Recommendation).where(Recommendation.project_id == project.id)
+    count = session.scalar(select(func.count()).select_from(q.subquery())) or 0
+    return list(session.scalars(q.order_by(Recommendation.id.desc()).offset(offset).limit(limit))), count
+
+
+def get_recommendation(session: Session, project: Project, rec_id: int) -> Recommendation:
+    rec = session.get(Recommendation, rec_id)
+    if rec is None or rec.project_id != project.id:
+        raise NotFound(f"recommendation {rec_id} not found in project {project.id}")
+    return rec
+
+
+def baselines(project: Project) -> dict[str, Any]:
+    """Natural, uniform, temperature and UniMax mixtures (closed form, no fitting)."""
+    from workers.mixing import service_api
+
+    domains = [d.name for d in project.domains]
+    if not domains:
+        raise Invalid("the project has no domains", field="domains")
+    counts = [d.token_count for d in project.domains]
+    constraints = ConstraintsSpec.model_validate(project.constraints or {}).model_dump()
+    mixtures, unavailable = service_api.baseline_mixtures(
+        counts if all(c for c in counts) else None, constraints, domains=domains)
+    return {"domains": domains, "mixtures": {k: dict(zip(domains, map(float, v), strict=True))
+                                             for k, v in mixtures.items()}, "unavailable": unavailable}
+
+
+def create_suggestion_job(session: Session, project: Project, data: SuggestionCreate) -> Job:
+    if not project.domains:
+        raise Invalid("the project has no domains", field="domains")
+    job = job_service.create_job(session, kind="suggest", project_id=project.id, params=data.model_dump())
+    session.commit()
+    return job

@@ -1,0 +1,29 @@
+"""The embedded job runner: a real Celery worker process (with beat inside it) started by
+``mixopt serve``, using kombu's SQLAlchemy transport over a SQLite file, so a laptop needs
+no broker server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from app.core.config import Settings
+
+
+def worker_command(settings: Settings, queues: str = "default,gpu", concurrency: int = 1,
+                   beat: bool = True) -> list[str]:
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues,
+           "-c", str(concurrency), "--loglevel", "INFO", "-n", f"embedded-{os.getpid()}@%h"]
+    if beat:
+        cmd += ["-B", "-s", str(settings.home / "celerybeat-schedule")]
+    return cmd
+
+
+def start_worker(settings: Settings, **kw) -> subprocess.Popen:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    log = open(settings.home / "worker.log", "ab")  # noqa: SIM115 - handed to the child
+    return subprocess.Popen(worker_command(settings, **kw), stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "MIXOPT_HOME": str(settings.home),
+                                 "MIXOPT_DATABASE_URL": settings.database_url,
+                                 "MIXOPT_BROKER_URL": settings.broker_url})
