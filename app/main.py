@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -12,8 +14,19 @@ from app.api.router import api_router
 log = logging.getLogger("mixopt")
 
 
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    """Embedded mode migrates and makes sure the admin token exists; deployments migrate with
+    ``mixopt db upgrade`` and pass MIXOPT_ADMIN_TOKEN."""
+    from app.bootstrap import prepare
+
+    prepare()
+    yield
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
+        lifespan=lifespan,
         title="mixopt",
         version="0.1.0",
         description="Data-mixture optimisation for language-model pretraining: proxy runs, fitted mixing "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ DATABASE_URL = os.environ.get("MIXOPT_TEST_DATABASE_URL") or f"sqlite:///{_HOME}
 os.environ["MIXOPT_HOME"] = _HOME
 os.environ["MIXOPT_DATABASE_URL"] = DATABASE_URL
 os.environ.pop("MIXOPT_ADMIN_TOKEN", None)
+os.environ["MIXOPT_AUTO_MIGRATE"] = "false"  # the engine fixture runs the migrations once
 
 REPO = Path(__file__).resolve().parent.parent
 REGMIX_DIR = REPO / "mixopt" / "data" / "regmix"
@@ -125,3 +127,63 @@ def pytest_collection_modifyitems(config, items):
         parts = Path(str(item.fspath)).parts
         if any(d in parts for d in PURE_DIRS):
             item.add_marker(pytest.mark.science)
+
+
+# -- a real Celery worker -------------------------------------------------------------------
+# Redis when scripts/services.sh started one (CI), else kombu's SQLAlchemy transport over a
+# SQLite file in the test home: a real broker and a real worker process either way.
+BROKER_URL = os.environ.get("MIXOPT_TEST_REDIS_URL") or f"sqla+sqlite:///{_HOME}/broker.db"
+os.environ["MIXOPT_BROKER_URL"] = BROKER_URL
+os.environ.setdefault("MIXOPT_STALE_JOB_SECONDS", "6")
+
+
+def _flush_broker() -> None:
+    if BROKER_URL.startswith("redis"):
+        import redis
+
+        redis.Redis.from_url(BROKER_URL).flushdb()
+
+
+def start_worker_process(name: str, extra_env: dict | None = None, beat: bool = False):
+    import subprocess
+    import sys
+
+    log = open(Path(_HOME) / f"worker-{name}.log", "ab")  # noqa: SIM115
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "default,gpu", "-c", "1",
+           "--loglevel", "INFO", "-n", f"{name}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle"]
+    if beat:
+        cmd += ["-B", "-s", str(Path(_HOME) / f"beat-{name}")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(extra_env or {})}
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    deadline = time.monotonic() + 60
+    path = Path(_HOME) / f"worker-{name}.log"
+    while time.monotonic() < deadline:
+        if b"ready." in path.read_bytes():
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited: {path.read_text()[-2000:]}")
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"worker did not start: {path.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="session")
+def worker(engine):
+    _flush_broker()
+    proc = start_worker_process("main")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except Exception:
+        proc.kill()
+
+
+def wait_job(client, headers, job_id: str, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")

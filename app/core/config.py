@@ -49,9 +49,10 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.home / 'mixopt.db'}"
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.home / 'broker.db'}"
-        if self.env == "production" and not self.admin_token and self.is_sqlite:
+        if self.env == "production" and (not self.admin_token or self.is_sqlite):
             # production deployments must not rely on a generated token on local disk
-            raise ValueError("MIXOPT_ENV=production requires MIXOPT_ADMIN_TOKEN and a server database")
+            raise ValueError("MIXOPT_ENV=production requires MIXOPT_ADMIN_TOKEN and a server database "
+                             "(MIXOPT_DATABASE_URL=postgresql+psycopg://...)")
         return self
 
     @property
