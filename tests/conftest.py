@@ -135,6 +135,7 @@ def pytest_collection_modifyitems(config, items):
 BROKER_URL = os.environ.get("MIXOPT_TEST_REDIS_URL") or f"sqla+sqlite:///{_HOME}/broker.db"
 os.environ["MIXOPT_BROKER_URL"] = BROKER_URL
 os.environ.setdefault("MIXOPT_STALE_JOB_SECONDS", "6")
+os.environ.setdefault("MIXOPT_ONLINE_TICK_SECONDS", "1")
 
 
 def _flush_broker() -> None:
@@ -170,7 +171,7 @@ def start_worker_process(name: str, extra_env: dict | None = None, beat: bool = 
 @pytest.fixture(scope="session")
 def worker(engine):
     _flush_broker()
-    proc = start_worker_process("main")
+    proc = start_worker_process("main", beat=True)
     yield proc
     proc.terminate()
     try:

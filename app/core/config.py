@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = 7200
     #: a running job whose heartbeat is older than this is considered lost and re-queued
     stale_job_seconds: int = 300
+    #: how often beat looks for online sessions due a re-mix, seconds
+    online_tick_seconds: float = 5.0
     #: largest number of runs accepted in one batch request
     max_batch_runs: int = 50_000
     #: default and largest page size for list endpoints

@@ -22,6 +22,18 @@ def enqueue(task: str, job_id: str, queue: str | None = None) -> None:
     sender().send_task(task, args=[job_id], queue=queue or TASK_QUEUES.get(task, "default"))
 
 
+def enqueue_task(task: str, *args: object) -> None:
+    """Publish a task that is not tied to a job row (e.g. an online re-mix); 503 if the broker is down."""
+    from app.services.errors import ServiceError
+
+    try:
+        sender().send_task(task, args=list(args), queue=TASK_QUEUES.get(task, "default"))
+    except Exception as exc:
+        err = ServiceError(f"job queue unavailable ({type(exc).__name__}); retry later")
+        err.status_code = 503
+        raise err from exc
+
+
 KIND_TASKS = {"train": "mixopt.train_run", "fit": "mixopt.fit", "recommend": "mixopt.recommend",
               "suggest": "mixopt.suggest", "ingest": "mixopt.ingest_domain"}
 

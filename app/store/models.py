@@ -275,3 +275,65 @@ class Recommendation(Base):
     #: unconstrained optimum, explanation, fidelity of the source fit, ...
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OnlineSession(Base):
+    """Online re-mixing of a live training run (Aioli, DoReMi, ODM) steered by the service."""
+
+    __tablename__ = "online_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    algorithm: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    domains: Mapped[list[str]] = mapped_column(JSON)
+    #: the mixer's state_dict(): survives restarts and reloads exactly
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: current weights {domain: weight}, their version and the step they apply from
+    weights: Mapped[dict[str, float]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    applies_from_step: Mapped[int] = mapped_column(Integer, default=0)
+    #: {"every_seconds": int | None, "every_observations": int | None}
+    schedule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: active | paused | stopped
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    last_remix_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class OnlineObservation(Base):
+    """What the trainer reported at a step; consumed once by a re-mix (``processed``)."""
+
+    __tablename__ = "online_observation"
+    __table_args__ = (
+        UniqueConstraint("session_id", "step", name="uq_online_observation_session_step"),
+        Index("ix_online_observation_pending", "session_id", "processed"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("online_session.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[int | None] = mapped_column(BigInteger)
+    train_losses: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    eval_losses: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    mixture: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    processed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OnlineWeights(Base):
+    """Every version of a session's weights: the trajectory."""
+
+    __tablename__ = "online_weights"
+    __table_args__ = (UniqueConstraint("session_id", "version", name="uq_online_weights_session_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("online_session.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    weights: Mapped[dict[str, float]] = mapped_column(JSON)
+    n_observations: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

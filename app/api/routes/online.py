@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+
+from app.api.deps import CurrentToken, SessionDep
+from app.api.schemas.online import (
+    HistoryPublic,
+    ObservationsAccepted,
+    ObservationsCreate,
+    OnlineSessionCreate,
+    OnlineSessionPublic,
+    OnlineSessionsPublic,
+    OnlineSessionUpdate,
+    WeightsPublic,
+)
+from app.services import online as svc
+from app.services import projects
+from app.services.dispatch import enqueue_task
+
+router = APIRouter(prefix="/v1/projects/{project_id}/online-sessions", tags=["online"])
+
+
+def _public(session, row) -> dict[str, Any]:
+    return OnlineSessionPublic.model_validate(row).model_dump() | {"pending_observations": svc.pending_count(session, row.id)}
+
+
+@router.post("", status_code=201, response_model=OnlineSessionPublic)
+def create_session(project_id: int, data: OnlineSessionCreate, session: SessionDep, token: CurrentToken) -> dict:
+    """Start steering a training run: the trainer reports losses, beat re-mixes on the schedule."""
+    project = projects.get_project(session, token, project_id, write=True)
+    return _public(session, svc.create_session(session, project, data))
+
+
+@router.get("", response_model=OnlineSessionsPublic)
+def list_sessions(project_id: int, session: SessionDep, token: CurrentToken) -> dict:
+    rows = svc.list_sessions(session, projects.get_project(session, token, project_id))
+    return {"data": [_public(session, r) for r in rows], "count": len(rows)}
+
+
+@router.get("/{session_id}", response_model=OnlineSessionPublic)
+def get_session(project_id: int, session_id: int, session: SessionDep, token: CurrentToken) -> dict:
+    project = projects.get_project(session, token, project_id)
+    return _public(session, svc.get_session_row(session, project, session_id))
+
+
+@router.patch("/{session_id}", response_model=OnlineSessionPublic)
+def update_session(project_id: int, session_id: int, data: OnlineSessionUpdate, session: SessionDep,
+                   token: CurrentToken) -> dict:
+    project = projects.get_project(session, token, project_id, write=True)
+    return _public(session, svc.update_session(session, svc.get_session_row(session, project, session_id), data))
+
+
+@router.post("/{session_id}/observations", response_model=ObservationsAccepted)
+def add_observations(project_id: int, session_id: int, data: ObservationsCreate, session: SessionDep,
+                     token: CurrentToken) -> dict:
+    """Report per-domain losses at training steps; idempotent per step, any order."""
+    project = projects.get_project(session, token, project_id, write=True)
+    return svc.add_observations(session, svc.get_session_row(session, project, session_id), data.observations)
+
+
+@router.get("/{session_id}/weights", response_model=WeightsPublic,
+            responses={304: {"description": "If-None-Match matched the current version"}})
+def get_weights(project_id: int, session_id: int, session: SessionDep, token: CurrentToken,
+                step: Annotated[int | None, Query(ge=0, description="also return the mixture for this step")] = None,
+                if_none_match: Annotated[str | None, Header()] = None) -> Response:
+    """The current weights with their version (ETag); polling with If-None-Match is cheap."""
+    row = svc.get_session_row(session, projects.get_project(session, token, project_id), session_id)
+    etag = f'"s{row.id}-v{row.version}' + (f'-t{step}"' if step is not None else '"')
+    if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
+        return Response(status_code=304, headers={"ETag": etag})
+    return JSONResponse(svc.weights_view(row, step), headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+@router.get("/{session_id}/history", response_model=HistoryPublic)
+def get_history(project_id: int, session_id: int, session: SessionDep, token: CurrentToken) -> dict:
+    row = svc.get_session_row(session, projects.get_project(session, token, project_id), session_id)
+    return svc.history(session, row)
+
+
+@router.post("/{session_id}/remix", status_code=202)
+def remix_now(project_id: int, session_id: int, session: SessionDep, token: CurrentToken) -> dict:
+    """Re-mix now instead of waiting for the schedule (a worker does it)."""
+    project = projects.get_project(session, token, project_id, write=True)
+    row = svc.get_session_row(session, project, session_id)
+    enqueue_task("mixopt.remix_session", row.id)
+    return {"session_id": row.id, "queued": True}
