@@ -277,6 +277,17 @@ def runs_list(
     console.print(f"{shown} of {total} runs")
 
 
+@app.command()
+def demo(
+    train: Annotated[bool, typer.Option("--train/--no-train", help="also train a swarm on the demo corpora")] = True,
+    port: Annotated[int | None, typer.Option(help="port for the service (default: a free one)")] = None,
+) -> None:
+    """The main job: start the service, import the RegMix runs, fit, recommend; train a demo swarm."""
+    from mixopt.demo import main as run_demo
+
+    run_demo(train=train, port=port)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -207,3 +207,71 @@ class MixoptClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job['state']} after {timeout} s")
             time.sleep(poll)
+
+    # -- fits, predictions, recommendations, suggestions -------------------------------------
+    def fit(self, project_id: int, estimator: str = "auto", *, params: Json | None = None,
+            target: dict[str, float] | None = None, run_filter: Json | None = None, cv_folds: int = 5) -> Json:
+        body: Json = {"estimator": estimator, "params": params or {}, "cv_folds": cv_folds}
+        if target is not None:
+            body["target"] = target
+        if run_filter is not None:
+            body["run_filter"] = run_filter
+        return self._json("POST", f"/v1/projects/{project_id}/fits", json=body)
+
+    def list_fits(self, project_id: int) -> list[Json]:
+        return self._json("GET", f"/v1/projects/{project_id}/fits")["data"]
+
+    def get_fit(self, project_id: int, fit_id: int) -> Json:
+        return self._json("GET", f"/v1/projects/{project_id}/fits/{fit_id}")
+
+    def predict(self, project_id: int, fit_id: int, mixtures: Sequence[dict[str, float]],
+                normalize: bool = False) -> Json:
+        return self._json("POST", f"/v1/projects/{project_id}/fits/{fit_id}/predict",
+                          json={"mixtures": list(mixtures), "normalize": normalize})
+
+    def recommend(self, project_id: int, *, fit_id: int | None = None, estimator: str | None = None,
+                  constraints: Json | None = None, target_scale: Json | None = None, n_boot: int = 20) -> Json:
+        body: Json = {"n_boot": n_boot}
+        for k, v in (("fit_id", fit_id), ("estimator", estimator), ("constraints", constraints),
+                     ("target_scale", target_scale)):
+            if v is not None:
+                body[k] = v
+        return self._json("POST", f"/v1/projects/{project_id}/recommendations", json=body)
+
+    def list_recommendations(self, project_id: int) -> list[Json]:
+        return self._json("GET", f"/v1/projects/{project_id}/recommendations")["data"]
+
+    def get_recommendation(self, project_id: int, rec_id: int) -> Json:
+        return self._json("GET", f"/v1/projects/{project_id}/recommendations/{rec_id}")
+
+    def baselines(self, project_id: int) -> Json:
+        return self._json("GET", f"/v1/projects/{project_id}/baselines")
+
+    def suggest(self, project_id: int, count: int, **options: Any) -> Json:
+        return self._json("POST", f"/v1/projects/{project_id}/suggestions", json={"count": count, **options})
+
+    # -- online re-mixing --------------------------------------------------------------------
+    def create_online_session(self, project_id: int, algorithm: str, **options: Any) -> Json:
+        return self._json("POST", f"/v1/projects/{project_id}/online-sessions", json={"algorithm": algorithm, **options})
+
+    def report(self, project_id: int, session_id: int, observations: Sequence[Json]) -> Json:
+        """Report per-domain losses: [{step, tokens, train_losses: {...}, eval_losses: {...}}]."""
+        return self._json("POST", f"/v1/projects/{project_id}/online-sessions/{session_id}/observations",
+                          json={"observations": list(observations)})
+
+    def weights(self, project_id: int, session_id: int, *, step: int | None = None,
+                etag: str | None = None) -> tuple[Json | None, str | None]:
+        """Current weights and their ETag; (None, etag) when unchanged since ``etag``."""
+        headers = {"If-None-Match": etag} if etag else {}
+        params = {"step": step} if step is not None else {}
+        r = self._http.get(f"/v1/projects/{project_id}/online-sessions/{session_id}/weights", headers=headers,
+                           params=params)
+        if r.status_code == 304:
+            return None, etag
+        if r.status_code >= 400:
+            raise MixoptError(r.status_code, r.json().get("detail", r.text))
+        return r.json(), r.headers.get("ETag")
+
+    def session_history(self, project_id: int, session_id: int) -> Json:
+        return self._json("GET", f"/v1/projects/{project_id}/online-sessions/{session_id}/history")
+

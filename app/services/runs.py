@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.api.schemas.runs import CurvePointCreate, RunCreate, RunUpdate
@@ -79,9 +79,15 @@ def run_rows(project: Project, specs: Sequence[RunCreate], *, normalize: bool, f
 def insert_runs(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """Bulk insert (one statement per chunk) and return the new ids in input order."""
     ids: list[int] = []
-    for start in range(0, len(rows), 2000):
-        chunk = rows[start:start + 2000]
-        ids.extend(session.scalars(insert(Run).returning(Run.id, sort_by_parameter_order=True), chunk))
+    if session.bind.dialect.name == "postgresql":
+        # take the ids from the sequence first: a plain executemany is ~3x faster than RETURNING
+        ids = list(session.scalars(text("SELECT nextval(pg_get_serial_sequence('run', 'id')) "
+                                        "FROM generate_series(1, :n)"), {"n": len(rows)}))
+        session.execute(insert(Run), [{**row, "id": rid} for row, rid in zip(rows, ids, strict=True)])
+    else:
+        for start in range(0, len(rows), 2000):
+            chunk = rows[start:start + 2000]
+            ids.extend(session.scalars(insert(Run).returning(Run.id, sort_by_parameter_order=True), chunk))
     tag_rows = [{"run_id": rid, "tag": t} for rid, row in zip(ids, rows, strict=True) for t in row["tags"]]
     for start in range(0, len(tag_rows), 5000):
         session.execute(insert(RunTag), tag_rows[start:start + 5000])

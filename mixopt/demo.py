@@ -1,0 +1,135 @@
+"""``mixopt demo``: the main job, end to end on the embedded default.
+
+1. start the service (API + embedded Celery worker on SQLite, CPU) in a subprocess;
+2. import the 512 public RegMix proxy runs, fit every estimator (``auto``) on the Pile-CC
+   loss and recommend a mixture, printed beside uniform with fidelity figures;
+3. build the demo corpora, train a swarm of tiny proxy models on them, fit, recommend and
+   print the recommendation beside natural and uniform (skipped with ``--no-train``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from mixopt.client import MixoptClient, MixoptError
+
+console = Console()
+DATA = Path(__file__).parent / "data" / "regmix"
+PILE_CC = "metric/the_pile_pile_cc_val_loss"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(port: int | None = None) -> tuple[subprocess.Popen, str]:
+    port = port or _free_port()
+    home = Path(os.environ.get("MIXOPT_HOME", Path.home() / ".mixopt")).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(home / "serve.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"mixopt serve exited; see {home / 'serve.log'}")
+        time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError("mixopt serve did not start in 60 s")
+
+
+def admin_token() -> str:
+    from app.core.config import get_settings
+
+    return (get_settings().home / "admin_token").read_text().strip()
+
+
+def fidelity_table(title: str, fit: dict) -> Table:
+    table = Table(title=title)
+    for col in ("estimator", "Spearman", "Pearson", "MAE", "R²", "top-1 regret"):
+        table.add_column(col)
+    scores = (fit.get("fidelity") or {}).get("candidates") or {fit["estimator"]: fit.get("fidelity") or {}}
+    for name, f in scores.items():
+        if not isinstance(f, dict) or "spearman" not in f:
+            table.add_row(name, *(["-"] * 5))
+            continue
+        table.add_row(name, *(f"{f.get(k, float('nan')):.4f}" for k in ("spearman", "pearson", "mae", "r2", "regret")))
+    return table
+
+
+def mixture_table(title: str, domains: list[str], columns: dict[str, dict[str, float]]) -> Table:
+    table = Table(title=title)
+    table.add_column("domain")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for d in domains:
+        table.add_row(d, *(f"{columns[c].get(d, 0.0):.3f}" for c in columns))
+    return table
+
+
+def regmix_part(c: MixoptClient) -> None:
+    console.rule("RegMix: 512 public proxy runs (1M-parameter models, 17 Pile domains)")
+    p = next((p for p in c.list_projects() if p["name"] == "demo-regmix-pile"), None)
+    if p is None:
+        p = c.create_project("demo-regmix-pile", objective={PILE_CC: 1.0},
+                             description="RegMix's 512 proxy runs; target: Pile-CC validation loss")
+    r = c.import_runs(p["id"], DATA / "train_mixture_1m.csv", DATA / "train_pile_loss_1m.csv", on_duplicate="skip",
+                      tags=["regmix-1m"], model_params=1_000_000, train_tokens=1_000_000_000)
+    console.print(f"imported {r['created']} runs (skipped {r['skipped']} already there)")
+    page = c.list_runs(p["id"], limit=3)
+    console.print(f"{page['count']} runs stored; first: " + ", ".join(
+        f"#{x['id']} Pile-CC={x['metrics'][PILE_CC]:.3f}" for x in page["data"]))
+    accepted = c.fit(p["id"], "auto")
+    job = c.wait_job(accepted["job"]["id"], timeout=900)
+    fit = c.get_fit(p["id"], job["result"]["fit_id"])
+    console.print(fidelity_table(f"5-fold CV on Pile-CC loss (chosen: {fit['state']['estimator']})", fit))
+    if fit.get("notes"):
+        console.print(fit["notes"])
+    rec_job = c.wait_job(c.recommend(p["id"], fit_id=fit["id"])["job"]["id"], timeout=900)
+    rec = c.get_recommendation(p["id"], rec_job["result"]["recommendation_id"])
+    domains = fit["domains"]
+    uniform = {d: 1 / len(domains) for d in domains}
+    pred = c.predict(p["id"], fit["id"], [uniform, rec["mixture"]])
+    console.print(mixture_table("recommended vs uniform", domains, {"recommended": rec["mixture"],
+                                                                     "uniform": uniform}))
+    console.print(f"predicted Pile-CC loss: recommended {rec['predicted']:.4f} "
+                  f"[{rec['interval_low']:.4f}, {rec['interval_high']:.4f}], uniform {pred['objective'][0]:.4f}; "
+                  f"binding constraints: {rec['binding'] or 'none'}")
+
+
+def main(train: bool = True, port: int | None = None) -> None:
+    proc, url = start_service(port)
+    try:
+        c = MixoptClient(url, admin_token(), timeout=600)
+        console.print(f"service up at {url} (docs: {url}/docs, dashboard: {url}/dashboard)")
+        regmix_part(c)
+        if train:
+            from mixopt.demo_training import training_part
+
+            training_part(c, console)
+        console.print(f"\nthe service is still yours: `mixopt serve` and open {url.rsplit(':', 1)[0]}:8000/dashboard")
+    except MixoptError as exc:
+        console.print(f"[red]demo failed:[/red] {exc}")
+        raise SystemExit(1) from exc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
