@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ import pytest
 from sqlalchemy import text
 
 _HOME = tempfile.mkdtemp(prefix="mixopt-test-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 DATABASE_URL = os.environ.get("MIXOPT_TEST_DATABASE_URL") or f"sqlite:///{_HOME}/test.db"
 os.environ["MIXOPT_HOME"] = _HOME
 os.environ["MIXOPT_DATABASE_URL"] = DATABASE_URL
@@ -188,3 +191,27 @@ def wait_job(client, headers, job_id: str, timeout: float = 120.0) -> dict:
             return job
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
+
+
+@pytest.fixture
+def live_server(db):
+    """A real uvicorn server (in a thread) on the test database; yields its base URL."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from app.main import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

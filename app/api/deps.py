@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Path, Request
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings, get_settings
@@ -51,3 +51,7 @@ def current_token(
 
 CurrentToken = Annotated[ApiToken, Depends(current_token)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+#: a database id in a URL (out-of-range numbers are a 422, not a database error)
+IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]

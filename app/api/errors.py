@@ -8,7 +8,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.services.errors import ServiceError
@@ -67,6 +67,21 @@ def install(app: FastAPI) -> None:
         log.warning("integrity error: %s", exc.orig)
         return JSONResponse({"detail": "conflict with stored data: the request would create a duplicate or break a "
                              "reference", "errors": []}, status_code=409)
+
+    @app.exception_handler(DataError)
+    async def _data(_: Request, exc: DataError) -> JSONResponse:
+        return JSONResponse({"detail": f"a value is out of range for the database: {str(exc.orig).splitlines()[0]}",
+                             "errors": []}, status_code=422)
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(_: Request, exc: OverflowError) -> JSONResponse:
+        return JSONResponse({"detail": f"a number is out of range: {exc}", "errors": []}, status_code=422)
+
+    @app.exception_handler(StatementError)
+    async def _statement(request: Request, exc: StatementError) -> JSONResponse:
+        if isinstance(exc.orig, OverflowError | ValueError):
+            return JSONResponse({"detail": f"a value is out of range: {exc.orig}", "errors": []}, status_code=422)
+        raise exc
 
     @app.exception_handler(OperationalError)
     async def _operational(_: Request, exc: OperationalError) -> JSONResponse:

@@ -2,9 +2,9 @@
 
 from fastapi import APIRouter
 
-from app.api.routes import fits, health, jobs, online, projects, runs, tokens
+from app.api.routes import fits, health, jobs, online, projects, runs, tokens, training
 
 api_router = APIRouter()
-for module in (health, tokens, projects, runs, fits, online, jobs):
+for module in (health, tokens, projects, runs, fits, training, online, jobs):
     api_router.include_router(module.router)
 api_router.include_router(fits.estimators_router)

@@ -21,7 +21,8 @@ from app.store.models import CurvePoint, Fit, Job, Project, Recommendation, Run,
 
 
 def known_estimators() -> list[str]:
-    from workers.mixing import ESTIMATORS
+    import workers.mixing  # noqa: F401  (importing the package registers every estimator)
+    from workers.mixing.base import ESTIMATORS
 
     return sorted(ESTIMATORS)
 

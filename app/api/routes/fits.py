@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentToken, SessionDep
+from app.api.deps import CurrentToken, IdPath, SessionDep
 from app.api.schemas.fits import (
     BaselinesPublic,
     FitAccepted,
@@ -47,7 +47,7 @@ def _accepted(session, job, body: dict[str, Any]) -> JSONResponse:
 
 
 @router.post("/fits", status_code=202, response_model=FitAccepted)
-def create_fit(project_id: int, data: FitCreate, session: SessionDep, token: CurrentToken) -> JSONResponse:
+def create_fit(project_id: IdPath, data: FitCreate, session: SessionDep, token: CurrentToken) -> JSONResponse:
     """Fit an estimator on the project's runs, in a worker: 202 with the job to poll."""
     project = projects.get_project(session, token, project_id, write=True)
     fit, job = svc.create_fit(session, project, data)
@@ -55,26 +55,26 @@ def create_fit(project_id: int, data: FitCreate, session: SessionDep, token: Cur
 
 
 @router.get("/fits", response_model=FitsPublic)
-def list_fits(project_id: int, session: SessionDep, token: CurrentToken,
+def list_fits(project_id: IdPath, session: SessionDep, token: CurrentToken,
               offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     rows, count = svc.list_fits(session, projects.get_project(session, token, project_id), limit, offset)
     return {"data": rows, "count": count}
 
 
 @router.get("/fits/{fit_id}", response_model=FitPublic)
-def get_fit(project_id: int, fit_id: int, session: SessionDep, token: CurrentToken) -> Any:
+def get_fit(project_id: IdPath, fit_id: IdPath, session: SessionDep, token: CurrentToken) -> Any:
     return svc.get_fit(session, projects.get_project(session, token, project_id), fit_id)
 
 
 @router.post("/fits/{fit_id}/predict", response_model=PredictResponse)
-def predict(project_id: int, fit_id: int, data: PredictRequest, session: SessionDep, token: CurrentToken) -> dict:
+def predict(project_id: IdPath, fit_id: IdPath, data: PredictRequest, session: SessionDep, token: CurrentToken) -> dict:
     """Predicted losses for mixtures, from the stored parameters (answers in the request)."""
     fit = svc.get_fit(session, projects.get_project(session, token, project_id), fit_id)
     return svc.predict(fit, data.mixtures, normalize=data.normalize)
 
 
 @router.post("/recommendations", status_code=202, response_model=JobAccepted)
-def create_recommendation(project_id: int, data: RecommendationCreate, session: SessionDep,
+def create_recommendation(project_id: IdPath, data: RecommendationCreate, session: SessionDep,
                           token: CurrentToken) -> JSONResponse:
     """Recommend a mixture under the project's (or the given) constraints, in a worker."""
     project = projects.get_project(session, token, project_id, write=True)
@@ -82,7 +82,7 @@ def create_recommendation(project_id: int, data: RecommendationCreate, session: 
 
 
 @router.get("/recommendations", response_model=RecommendationsPublic)
-def list_recommendations(project_id: int, session: SessionDep, token: CurrentToken,
+def list_recommendations(project_id: IdPath, session: SessionDep, token: CurrentToken,
                          offset: Annotated[int, Query(ge=0)] = 0,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     rows, count = svc.list_recommendations(session, projects.get_project(session, token, project_id), limit, offset)
@@ -90,18 +90,18 @@ def list_recommendations(project_id: int, session: SessionDep, token: CurrentTok
 
 
 @router.get("/recommendations/{rec_id}", response_model=RecommendationPublic)
-def get_recommendation(project_id: int, rec_id: int, session: SessionDep, token: CurrentToken) -> Any:
+def get_recommendation(project_id: IdPath, rec_id: IdPath, session: SessionDep, token: CurrentToken) -> Any:
     return svc.get_recommendation(session, projects.get_project(session, token, project_id), rec_id)
 
 
 @router.get("/baselines", response_model=BaselinesPublic)
-def baselines(project_id: int, session: SessionDep, token: CurrentToken) -> dict:
+def baselines(project_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
     """Natural, uniform, temperature-scaled and UniMax mixtures (no runs needed)."""
     return svc.baselines(projects.get_project(session, token, project_id))
 
 
 @router.post("/suggestions", status_code=202, response_model=JobAccepted)
-def create_suggestions(project_id: int, data: SuggestionCreate, session: SessionDep,
+def create_suggestions(project_id: IdPath, data: SuggestionCreate, session: SessionDep,
                        token: CurrentToken) -> JSONResponse:
     """Propose the next proxy runs (planned runs): a RegMix swarm first, then where the
     estimators are most uncertain or most promising."""

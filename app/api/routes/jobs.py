@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import CurrentToken, SessionDep
+from app.api.deps import CurrentToken, IdPath, SessionDep
 from app.api.schemas.jobs import JobPublic, JobsPublic
 from app.services import jobs as svc
 from app.services import tokens as token_service
@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 @router.get("", response_model=JobsPublic)
 def list_jobs(
-    session: SessionDep, token: CurrentToken, project_id: int | None = None, state: str | None = None,
+    session: SessionDep, token: CurrentToken, project_id: IdPath | None = None, state: str | None = None,
     offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict:
     rows, count = svc.list_jobs(session, token, project_id=project_id, state=state, limit=limit, offset=offset)

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentToken, SessionDep
+from app.api.deps import CurrentToken, IdPath, SessionDep
 from app.api.schemas.online import (
     HistoryPublic,
     ObservationsAccepted,
@@ -28,33 +28,33 @@ def _public(session, row) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, response_model=OnlineSessionPublic)
-def create_session(project_id: int, data: OnlineSessionCreate, session: SessionDep, token: CurrentToken) -> dict:
+def create_session(project_id: IdPath, data: OnlineSessionCreate, session: SessionDep, token: CurrentToken) -> dict:
     """Start steering a training run: the trainer reports losses, beat re-mixes on the schedule."""
     project = projects.get_project(session, token, project_id, write=True)
     return _public(session, svc.create_session(session, project, data))
 
 
 @router.get("", response_model=OnlineSessionsPublic)
-def list_sessions(project_id: int, session: SessionDep, token: CurrentToken) -> dict:
+def list_sessions(project_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
     rows = svc.list_sessions(session, projects.get_project(session, token, project_id))
     return {"data": [_public(session, r) for r in rows], "count": len(rows)}
 
 
 @router.get("/{session_id}", response_model=OnlineSessionPublic)
-def get_session(project_id: int, session_id: int, session: SessionDep, token: CurrentToken) -> dict:
+def get_session(project_id: IdPath, session_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
     project = projects.get_project(session, token, project_id)
     return _public(session, svc.get_session_row(session, project, session_id))
 
 
 @router.patch("/{session_id}", response_model=OnlineSessionPublic)
-def update_session(project_id: int, session_id: int, data: OnlineSessionUpdate, session: SessionDep,
+def update_session(project_id: IdPath, session_id: IdPath, data: OnlineSessionUpdate, session: SessionDep,
                    token: CurrentToken) -> dict:
     project = projects.get_project(session, token, project_id, write=True)
     return _public(session, svc.update_session(session, svc.get_session_row(session, project, session_id), data))
 
 
 @router.post("/{session_id}/observations", response_model=ObservationsAccepted)
-def add_observations(project_id: int, session_id: int, data: ObservationsCreate, session: SessionDep,
+def add_observations(project_id: IdPath, session_id: IdPath, data: ObservationsCreate, session: SessionDep,
                      token: CurrentToken) -> dict:
     """Report per-domain losses at training steps; idempotent per step, any order."""
     project = projects.get_project(session, token, project_id, write=True)
@@ -63,7 +63,7 @@ def add_observations(project_id: int, session_id: int, data: ObservationsCreate,
 
 @router.get("/{session_id}/weights", response_model=WeightsPublic,
             responses={304: {"description": "If-None-Match matched the current version"}})
-def get_weights(project_id: int, session_id: int, session: SessionDep, token: CurrentToken,
+def get_weights(project_id: IdPath, session_id: IdPath, session: SessionDep, token: CurrentToken,
                 step: Annotated[int | None, Query(ge=0, description="also return the mixture for this step")] = None,
                 if_none_match: Annotated[str | None, Header()] = None) -> Response:
     """The current weights with their version (ETag); polling with If-None-Match is cheap."""
@@ -75,13 +75,13 @@ def get_weights(project_id: int, session_id: int, session: SessionDep, token: Cu
 
 
 @router.get("/{session_id}/history", response_model=HistoryPublic)
-def get_history(project_id: int, session_id: int, session: SessionDep, token: CurrentToken) -> dict:
+def get_history(project_id: IdPath, session_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
     row = svc.get_session_row(session, projects.get_project(session, token, project_id), session_id)
     return svc.history(session, row)
 
 
 @router.post("/{session_id}/remix", status_code=202)
-def remix_now(project_id: int, session_id: int, session: SessionDep, token: CurrentToken) -> dict:
+def remix_now(project_id: IdPath, session_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
     """Re-mix now instead of waiting for the schedule (a worker does it)."""
     project = projects.get_project(session, token, project_id, write=True)
     row = svc.get_session_row(session, project, session_id)

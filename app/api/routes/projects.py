@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import CurrentToken, SessionDep
+from app.api.deps import CurrentToken, IdPath, SessionDep
 from app.api.schemas.projects import ProjectCreate, ProjectPublic, ProjectsPublic, ProjectUpdate
 from app.services import projects as svc
 
@@ -27,19 +27,19 @@ def list_projects(
 
 
 @router.get("/{project_id}", response_model=ProjectPublic)
-def get_project(project_id: int, session: SessionDep, token: CurrentToken) -> dict:
+def get_project(project_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
     project = svc.get_project(session, token, project_id)
     return svc.project_public(project, svc.run_counts(session, [project.id]).get(project.id, 0))
 
 
 @router.patch("/{project_id}", response_model=ProjectPublic)
-def update_project(project_id: int, data: ProjectUpdate, session: SessionDep, token: CurrentToken) -> dict:
+def update_project(project_id: IdPath, data: ProjectUpdate, session: SessionDep, token: CurrentToken) -> dict:
     project = svc.get_project(session, token, project_id, write=True)
     project = svc.update_project(session, project, data)
     return svc.project_public(project, svc.run_counts(session, [project.id]).get(project.id, 0))
 
 
 @router.delete("/{project_id}", status_code=204)
-def delete_project(project_id: int, session: SessionDep, token: CurrentToken) -> Response:
+def delete_project(project_id: IdPath, session: SessionDep, token: CurrentToken) -> Response:
     svc.delete_project(session, svc.get_project(session, token, project_id, write=True))
     return Response(status_code=204)

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from app.api.deps import CurrentToken, IdempotencyKey, SessionDep
+from app.api.deps import CurrentToken, IdempotencyKey, IdPath, SessionDep
 from app.api.schemas.runs import (
     CurvePointsCreate,
     CurvePublic,
@@ -45,7 +45,7 @@ def _validate(model: type, payload: Any, prefix: tuple = ("body",)) -> Any:
 @router.post("", status_code=201, openapi_extra=_RUN_BODY,
              responses={201: {"description": "the run (one run) or {count, ids} (a batch)"}})
 def create_runs(
-    project_id: int, request: Request, session: SessionDep, token: CurrentToken,
+    project_id: IdPath, request: Request, session: SessionDep, token: CurrentToken,
     payload: Annotated[dict[str, Any], Body()], idempotency_key: IdempotencyKey = None,
     normalize: Annotated[bool, Query(description="accept sums within 1e-2 and rescale to 1")] = False,
 ) -> JSONResponse:
@@ -70,7 +70,7 @@ def create_runs(
 
 @router.get("", response_model=RunsPage)
 def list_runs(
-    project_id: int, session: SessionDep, token: CurrentToken,
+    project_id: IdPath, session: SessionDep, token: CurrentToken,
     cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     order_by: Annotated[str, Query(description="id, created_at, -id or -created_at")] = "id",
     status: str | None = None, tag: str | None = None, origin: str | None = None,
@@ -85,7 +85,7 @@ def list_runs(
 
 @router.post("/import", status_code=201, response_model=ImportResult)
 def import_runs(
-    project_id: int, request: Request, session: SessionDep, token: CurrentToken,
+    project_id: IdPath, request: Request, session: SessionDep, token: CurrentToken,
     mixtures: Annotated[UploadFile, File(description="regmix mixture CSV or olmix ratios.csv")],
     metrics: Annotated[UploadFile, File(description="regmix loss CSV or olmix metrics.csv")],
     format: Annotated[Literal["auto", "regmix", "olmix"], Form()] = "auto",
@@ -146,7 +146,7 @@ def import_runs(
 
 @router.get("/export", responses={200: {"content": {"text/csv": {}, "application/zip": {}, "application/json": {}}}})
 def export_runs(
-    project_id: int, session: SessionDep, token: CurrentToken,
+    project_id: IdPath, session: SessionDep, token: CurrentToken,
     format: Literal["csv", "json"] = "csv", layout: Literal["regmix", "olmix"] = "regmix",
     part: Annotated[Literal["mixtures", "metrics"] | None, Query(description="one CSV of the pair; default: a zip of both")] = None,
     status: str | None = "succeeded",
@@ -166,25 +166,25 @@ def export_runs(
 
 
 @router.get("/{run_id}", response_model=RunPublic)
-def get_run(project_id: int, run_id: int, session: SessionDep, token: CurrentToken) -> Any:
+def get_run(project_id: IdPath, run_id: IdPath, session: SessionDep, token: CurrentToken) -> Any:
     return runs.get_run(session, projects.get_project(session, token, project_id), run_id)
 
 
 @router.patch("/{run_id}", response_model=RunPublic)
-def update_run(project_id: int, run_id: int, data: RunUpdate, session: SessionDep, token: CurrentToken) -> Any:
+def update_run(project_id: IdPath, run_id: IdPath, data: RunUpdate, session: SessionDep, token: CurrentToken) -> Any:
     project = projects.get_project(session, token, project_id, write=True)
     return runs.update_run(session, project, runs.get_run(session, project, run_id), data)
 
 
 @router.delete("/{run_id}", status_code=204)
-def delete_run(project_id: int, run_id: int, session: SessionDep, token: CurrentToken) -> Response:
+def delete_run(project_id: IdPath, run_id: IdPath, session: SessionDep, token: CurrentToken) -> Response:
     project = projects.get_project(session, token, project_id, write=True)
     runs.delete_run(session, runs.get_run(session, project, run_id))
     return Response(status_code=204)
 
 
 @router.post("/{run_id}/curve", response_model=CurvePublic)
-def add_curve(project_id: int, run_id: int, data: CurvePointsCreate, session: SessionDep, token: CurrentToken) -> dict:
+def add_curve(project_id: IdPath, run_id: IdPath, data: CurvePointsCreate, session: SessionDep, token: CurrentToken) -> dict:
     """Append loss-curve points; re-sending a step already stored changes nothing."""
     project = projects.get_project(session, token, project_id, write=True)
     run = runs.get_run(session, project, run_id)
@@ -193,6 +193,6 @@ def add_curve(project_id: int, run_id: int, data: CurvePointsCreate, session: Se
 
 
 @router.get("/{run_id}/curve", response_model=CurvePublic)
-def get_curve(project_id: int, run_id: int, session: SessionDep, token: CurrentToken) -> dict:
+def get_curve(project_id: IdPath, run_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
     run = runs.get_run(session, projects.get_project(session, token, project_id), run_id)
     return {"run_id": run.id, "points": runs.curve(session, run)}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import CurrentToken, SessionDep
+from app.api.deps import CurrentToken, IdPath, SessionDep
 from app.api.schemas.tokens import TokenCreate, TokenCreated, TokenPublic, TokensPublic
 from app.services import tokens as svc
 
@@ -35,6 +35,6 @@ def whoami(token: CurrentToken) -> dict:
 
 
 @router.delete("/{token_id}", response_model=TokenPublic)
-def revoke_token(token_id: int, session: SessionDep, token: CurrentToken) -> dict:
+def revoke_token(token_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
     svc.require_admin(token)
     return _public(svc.revoke(session, token_id))

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from app.api.schemas.common import Name, NonNegFloat, Schema
+from app.api.schemas.jobs import JobPublic
+
+
+class OnlineSpec(Schema):
+    """Train with an online mixer instead of a fixed mixture (the run's mixture is the start)."""
+
+    algorithm: Literal["aioli", "doremi", "odm"]
+    params: dict = Field(default_factory=dict)
+
+
+class SwarmCreate(Schema):
+    """Design a swarm of proxy runs and train each one in a worker."""
+
+    count: int = Field(ge=1, le=4096)
+    preset: str = "tiny"
+    train_steps: int | None = Field(default=None, gt=0)
+    train_tokens: int | None = Field(default=None, gt=0)
+    seed: int = 0
+    #: swarm: RegMix Dirichlet around the token prior; space_filling: max-min distance picks;
+    #: fixed: train exactly the given mixtures
+    strategy: Literal["swarm", "space_filling", "fixed"] = "swarm"
+    mixtures: list[dict[str, NonNegFloat]] | None = None
+    temperature: float = Field(default=0.5, gt=0, le=10)
+    min_weight: float = Field(default=1e-3, ge=0, lt=1)
+    batch_size: int = Field(default=16, ge=1, le=4096)
+    block_size: int = Field(default=128, ge=8, le=8192)
+    eval_interval: int = Field(default=50, ge=1)
+    learning_rate: float | None = Field(default=None, gt=0, le=1)
+    online: OnlineSpec | None = None
+    tag: Name | None = None
+
+    @model_validator(mode="after")
+    def _budget(self) -> SwarmCreate:
+        if (self.train_steps is None) == (self.train_tokens is None):
+            raise ValueError("give exactly one of train_steps or train_tokens")
+        if self.strategy == "fixed" and not self.mixtures:
+            raise ValueError("strategy fixed needs mixtures")
+        if self.mixtures is not None and len(self.mixtures) != self.count:
+            raise ValueError(f"mixtures has {len(self.mixtures)} entries but count is {self.count}")
+        return self
+
+
+class SwarmAccepted(Schema):
+    tag: str
+    run_ids: list[int]
+    jobs: list[JobPublic]
+
+
+class IngestAccepted(Schema):
+    job: JobPublic
+    job_url: str
