@@ -8,7 +8,7 @@ from celery import Celery
 from app.core.celery_config import celery_config
 from app.core.config import get_settings
 
-celery_app = Celery("mixopt", include=["workers.tasks.fits", "workers.tasks.maintenance", "workers.tasks.online"])
+celery_app = Celery("mixopt", include=["workers.tasks.fits", "workers.tasks.maintenance", "workers.tasks.online", "workers.tasks.training"])
 celery_app.conf.update(celery_config(get_settings()))
 celery_app.conf.beat_schedule = {
     "reap-stale-jobs": {"task": "mixopt.reap_stale_jobs", "schedule": 60.0},

@@ -122,18 +122,57 @@ def add_observations(session: Session, row: OnlineSession, observations: list[Ob
         elif (old.train_losses, old.eval_losses, old.tokens) != (rec["train_losses"], rec["eval_losses"], rec["tokens"]):
             raise Conflict(f"step {step} was already reported with different values", field="observations.step")
     if new:
+        _check_with_mixer(session, row, new)
         session.execute(insert(OnlineObservation), new)
     session.commit()
     return {"accepted": len(new), "duplicates": len(by_step) - len(new), "pending": pending_count(session, row.id)}
 
 
-def weights_view(row: OnlineSession, step: int | None = None) -> dict[str, Any]:
+def _pending(session: Session, session_id: int) -> list[OnlineObservation]:
+    return list(session.scalars(select(OnlineObservation).where(
+        OnlineObservation.session_id == session_id, OnlineObservation.processed.is_(False))
+        .order_by(OnlineObservation.step)))
+
+
+def _as_observations(obs: list[OnlineObservation]) -> list[dict[str, Any]]:
+    return [{"step": o.step, "tokens": o.tokens, "train_losses": o.train_losses, "eval_losses": o.eval_losses,
+             **({"mixture": o.mixture} if o.mixture else {})} for o in obs]
+
+
+def _check_with_mixer(session: Session, row: OnlineSession, new: list[dict[str, Any]]) -> None:
+    """Replay the pending and the new reports on a copy of the mixer: a report the algorithm
+    refuses (e.g. an Aioli sweep trained on the wrong mixture) is a 422 now, not a failed re-mix."""
+    mixer = _mixers().load_mixer(row.state)
+    pending = _as_observations(_pending(session, row.id))
+    fresh = [{k: v for k, v in o.items() if k in ("step", "tokens", "train_losses", "eval_losses", "mixture")
+              and v is not None} for o in new]
+    try:
+        mixer.update(pending + fresh)
+    except ValueError as exc:
+        raise Invalid(f"{row.algorithm} refuses the report: {exc}", field="observations") from None
+
+
+def weights_view(session: Session, row: OnlineSession, step: int | None = None) -> dict[str, Any]:
+    """The stored weights (version, step) and, with ``step``, the mixer's plan for that step.
+
+    The plan looks ahead through the reports not yet re-mixed (on a copy of the mixer; nothing
+    is stored), so a trainer following Aioli's sweep schedule never waits for the next beat
+    tick; the stored version advances on the session's schedule.
+    """
     mixer = _mixers().load_mixer(row.state)
     out = {"session_id": row.id, "algorithm": row.algorithm, "version": row.version, "step": row.applies_from_step,
            "weights": row.weights, "final_weights": _as_dict(row.domains, mixer.final_weights())}
     if step is not None:
-        out["mixture_for_step"] = _as_dict(row.domains, mixer.mixture_for_step(step))
-        out["needs_eval"] = bool(mixer.needs_eval_at(step))
+        pending = _pending(session, row.id)
+        if pending:
+            try:
+                mixer.update(_as_observations(pending))
+            except ValueError:
+                pass  # the re-mix will record the rejected report; plan from the stored state
+        plan = mixer.plan(step)
+        out["mixture_for_step"] = plan["weights"]
+        out["needs_eval"] = plan["eval_at"] == step
+        out["plan"] = plan
     return out
 
 
@@ -174,16 +213,12 @@ def remix(session: Session, session_id: int) -> int | None:
     row = session.scalar(q)
     if row is None or row.status != "active":
         return None
-    obs = list(session.scalars(select(OnlineObservation).where(
-        OnlineObservation.session_id == row.id, OnlineObservation.processed.is_(False))
-        .order_by(OnlineObservation.step)))
+    obs = _pending(session, row.id)
     if not obs:
         return None
     mixer = _mixers().load_mixer(row.state)
     try:
-        w = mixer.update([{"step": o.step, "tokens": o.tokens, "train_losses": o.train_losses,
-                           "eval_losses": o.eval_losses, **({"mixture": o.mixture} if o.mixture else {})}
-                          for o in obs])
+        w = mixer.update(_as_observations(obs))
     except ValueError as exc:
         row.error = f"observation rejected by {row.algorithm}: {exc}"
         session.execute(update(OnlineObservation).where(OnlineObservation.id.in_([o.id for o in obs]))

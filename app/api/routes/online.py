@@ -68,10 +68,12 @@ def get_weights(project_id: IdPath, session_id: IdPath, session: SessionDep, tok
                 if_none_match: Annotated[str | None, Header()] = None) -> Response:
     """The current weights with their version (ETag); polling with If-None-Match is cheap."""
     row = svc.get_session_row(session, projects.get_project(session, token, project_id), session_id)
-    etag = f'"s{row.id}-v{row.version}' + (f'-t{step}"' if step is not None else '"')
+    # with ?step the plan also depends on the reports not yet re-mixed
+    etag = f'"s{row.id}-v{row.version}' + (f'-t{step}-p{svc.pending_count(session, row.id)}"'
+                                           if step is not None else '"')
     if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers={"ETag": etag})
-    return JSONResponse(svc.weights_view(row, step), headers={"ETag": etag, "Cache-Control": "no-cache"})
+    return JSONResponse(svc.weights_view(session, row, step), headers={"ETag": etag, "Cache-Control": "no-cache"})
 
 
 @router.get("/{session_id}/history", response_model=HistoryPublic)

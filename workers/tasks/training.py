@@ -1,0 +1,163 @@
+"""Training and ingestion tasks: load from the store, call workers.training, save.
+
+A training job checkpoints every ``checkpoint_interval`` steps under
+``$MIXOPT_HOME/checkpoints/<job id>``; when a worker dies mid-run, the redelivered message (late
+acks) or the stale-job reaper runs the task again, it claims the job again and ``train`` resumes
+from the last checkpoint, and the run row (created when the swarm was planned) gets its
+metrics exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from app.core.config import get_settings
+from app.services import runs as run_service
+from app.store.db import session_scope
+from app.store.models import Domain, Project, Run, utcnow
+from workers.celery_app import celery_app
+from workers.tasks import common
+
+
+def _load_domains(project_id: int) -> list[dict[str, Any]]:
+    with session_scope() as s:
+        project = s.get(Project, project_id)
+        return [{"name": d.name, "source": d.source} for d in project.domains]
+
+
+def ingest_project(project_id: int, job_id: str | None = None) -> dict[str, Any]:
+    """Tokenise every domain with a source (cached by content hash) and store measured counts."""
+    from workers.training.data import ingest_domain
+    from workers.training.tokenizer import load_tokenizer
+
+    settings = get_settings()
+    domains = _load_domains(project_id)
+    out = {}
+    for i, d in enumerate(domains):
+        if not d["source"]:
+            continue
+        src = d["source"]
+        tok = load_tokenizer(src.get("tokenizer"))
+        data = ingest_domain(d["name"], src["path"], settings.home / "shards", tok,
+                             text_field=src.get("text_field", "text"))
+        out[d["name"]] = data
+        if job_id:
+            common.heartbeat(job_id, (i + 1) / len(domains), f"ingested {d['name']}")
+    with session_scope() as s:
+        for row in s.scalars(select(Domain).where(Domain.project_id == project_id)):
+            if row.name in out:
+                row.token_count = int(out[row.name].n_train_tokens)
+                row.token_count_measured = True
+    return out
+
+
+@celery_app.task(name="mixopt.ingest_domain")
+def ingest_task(job_id: str) -> None:
+    if not common.claim(job_id):
+        return
+    job = common.load_job(job_id)
+    try:
+        data = ingest_project(job.project_id, job_id)
+    except Exception as exc:
+        common.fail(job_id, exc)
+        return
+    common.finish(job_id, {"domains": {k: {"train_tokens": int(v.n_train_tokens), "val_tokens": int(v.n_val_tokens),
+                                           "bytes": int(v.n_bytes)} for k, v in data.items()}}, "ingested")
+
+
+class JobProgress:
+    """Trainer callback: writes progress, tokens/s and loss to the job; stops on cancel."""
+
+    def __init__(self, job_id: str, run_id: int, total_steps: int, every_s: float = 2.0):
+        self.job_id, self.run_id, self.total = job_id, run_id, max(1, total_steps)
+        self.every_s, self.last, self.t0, self.tokens0 = every_s, 0.0, time.perf_counter(), None
+        self.cancelled = False
+
+    def on_step_end(self, ctx, step: int, info: dict) -> None:
+        now = time.perf_counter()
+        if self.tokens0 is None:
+            self.tokens0, self.t0 = info["tokens"], now
+        if now - self.last < self.every_s and step + 1 < self.total:
+            return
+        self.last = now
+        tps = (info["tokens"] - self.tokens0) / max(now - self.t0, 1e-9)
+        if common.heartbeat(self.job_id, (step + 1) / self.total,
+                            f"step {step + 1}/{self.total}, loss {info['loss']:.4f}, {tps:,.0f} tokens/s"):
+            self.cancelled = True
+            ctx.request_stop()
+
+    def on_eval(self, ctx, step: int, val_losses: dict[str, float]) -> None:
+        from app.api.schemas.runs import CurvePointCreate
+
+        point = CurvePointCreate(step=step, tokens=None, metrics={f"val_loss/{k}": v for k, v in val_losses.items()})
+        with session_scope() as s:
+            run_service.add_curve_points(s, s.get(Run, self.run_id), [point])
+
+
+@celery_app.task(name="mixopt.train_run")
+def train_task(job_id: str) -> None:
+    from workers.training.trainer import TrainConfig, train
+
+    if not common.claim(job_id):
+        return
+    job = common.load_job(job_id)
+    p = job.params
+    run_id = p["run_id"]
+    try:
+        with session_scope() as s:
+            run = s.get(Run, run_id)
+            run.status, run.error = "running", None
+            domains = [d.name for d in s.get(Project, run.project_id).domains]
+            mixture = np.array([run.mixture.get(d, 0.0) for d in domains])
+        data = ingest_project(job.project_id)
+        data = {d: data[d] for d in domains}
+        config = TrainConfig(
+            preset=p["preset"], max_steps=p.get("train_steps"), max_tokens=p.get("train_tokens"), seed=p["seed"],
+            batch_size=p["batch_size"], block_size=p["block_size"], eval_interval=p["eval_interval"],
+            weights=mixture.tolist(), checkpoint_dir=str(Path(get_settings().home) / "checkpoints" / job_id),
+            **({"learning_rate": p["learning_rate"]} if p.get("learning_rate") else {}))
+        progress = JobProgress(job_id, run_id, config.total_steps())
+        callbacks: list[Any] = [progress]
+        online = None
+        if p.get("online"):
+            from workers.online.base import make_mixer
+            from workers.online.callback import OnlineMixingCallback
+
+            mixer = make_mixer(p["online"]["algorithm"], domains, p["online"].get("params"), mixture, p["seed"])
+            online = OnlineMixingCallback(mixer)
+            callbacks.append(online)
+        result = train(config, data, callbacks, resume=True)
+    except Exception as exc:
+        def mark(s):
+            r = s.get(Run, run_id)
+            r.status, r.error = "failed", f"{type(exc).__name__}: {exc}"
+
+        common.fail(job_id, exc, also=mark)
+        return
+
+    if progress.cancelled:
+        def cancel(s):
+            s.get(Run, run_id).status = "cancelled"
+
+        common.finish(job_id, None, "cancelled", state="cancelled", also=cancel)
+        return
+
+    def save(s):
+        r = s.get(Run, run_id)
+        r.metrics = {**{f"val_loss/{k}": float(v) for k, v in result.final_val_losses.items()},
+                     **{f"val_bpb/{k}": float(v) for k, v in result.final_val_bpb.items()}}
+        r.status, r.model_params, r.updated_at = "succeeded", int(result.n_params), utcnow()
+        r.train_steps, r.train_tokens = int(result.steps), int(result.tokens)
+        details = {**(r.details or {}), "tokens_per_s": result.tokens_per_s, "device": result.device}
+        if online is not None:
+            details["weight_trajectory"] = online.trajectory
+            details["final_weights"] = dict(zip(domains, map(float, online.mixer.final_weights()), strict=True))
+        r.details = details
+        return {"run_id": run_id, "final_loss": float(np.mean(list(result.final_val_losses.values())))}
+
+    common.finish(job_id, None, "trained", also=save)
