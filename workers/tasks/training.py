@@ -133,9 +133,11 @@ def train_task(job_id: str) -> None:
             callbacks.append(online)
         result = train(config, data, callbacks, resume=True)
     except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+
         def mark(s):
             r = s.get(Run, run_id)
-            r.status, r.error = "failed", f"{type(exc).__name__}: {exc}"
+            r.status, r.error = "failed", reason
 
         common.fail(job_id, exc, also=mark)
         return
