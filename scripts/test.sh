@@ -19,5 +19,5 @@ run() {
 }
 
 $BIN/ruff check app workers mixopt migrations tests bench
-run SQLite env -u MIXOPT_TEST_DATABASE_URL $BIN/python -m pytest -q "$@"
-run PostgreSQL $BIN/python -m pytest -q -m "not science" "$@"
+run SQLite env -u MIXOPT_TEST_DATABASE_URL $BIN/python -m pytest -q -m "not slow" "$@"
+run PostgreSQL $BIN/python -m pytest -q -m "not science and not slow" "$@"

@@ -127,7 +127,7 @@ def training_data(session: Session, fit: Fit) -> dict[str, Any]:
         "context": {
             "steps": np.array([r.train_steps or np.nan for r in usable], dtype=float),
             "tokens": np.array([r.train_tokens or np.nan for r in usable], dtype=float),
-            "params": np.array([r.model_params or np.nan for r in usable], dtype=float),
+            "model_params": np.array([r.model_params or np.nan for r in usable], dtype=float),
             "curves": curves if any(curves) else None,
             "token_counts": token_counts if all(t for t in token_counts) else None,
         },
@@ -143,7 +143,36 @@ def predict(fit: Fit, mixtures: list[dict[str, float]], normalize: bool = False)
 
     weights = [fit.target[t] for t in fit.target]
     out = service_api.predict(fit.state, X, objective_weights=weights)
-    return {"fit_id": fit.id, "targets": list(fit.target), **out}
+    return {"fit_id": fit.id, "targets": list(fit.target), "predictions": out["predictions"],
+            "objective": out["objective"], "std": out.get("objective_std")}
+
+
+def science_constraints(spec: dict[str, Any], domains: list[str],
+                        token_counts: list[int | None] | None) -> dict[str, Any]:
+    """Translate the API's constraints (``ConstraintsSpec`` as a dict) into the science's
+    :class:`workers.mixing.constraints.Constraints` dict (per-domain lower/upper, fixed,
+    token counts, target tokens, epochs per domain, KL weight)."""
+    spec = ConstraintsSpec.model_validate(spec or {}).model_dump()
+    bounds = spec.get("bounds") or {}
+    epochs: Any = None
+    if spec.get("max_epochs") is not None or spec.get("max_epochs_per_domain"):
+        per = spec.get("max_epochs_per_domain") or {}
+        default = spec.get("max_epochs")
+        epochs = {d: float(per.get(d, default if default is not None else float("inf"))) for d in domains}
+    counts = None
+    if token_counts and all(c for c in token_counts):
+        counts = {d: float(c) for d, c in zip(domains, token_counts, strict=True)}
+    elif epochs is not None and spec.get("target_tokens"):
+        raise Invalid("max_epochs with target_tokens needs a token count for every domain", field="constraints")
+    return {
+        "lower": {d: b["min"] for d, b in bounds.items()} or None,
+        "upper": {d: b["max"] for d, b in bounds.items()} or None,
+        "fixed": dict(spec.get("fixed") or {}) or None,
+        "token_counts": counts,
+        "target_tokens": spec.get("target_tokens") if counts is not None else None,
+        "max_epochs": epochs if counts is not None and spec.get("target_tokens") else None,
+        "kl_weight": float(spec.get("kl_weight") or 0.0),
+    }
 
 
 def effective_constraints(project: Project, override: ConstraintsSpec | None) -> dict[str, Any]:
@@ -194,15 +223,27 @@ def get_recommendation(session: Session, project: Project, rec_id: int) -> Recom
 
 def baselines(project: Project) -> dict[str, Any]:
     """Natural, uniform, temperature and UniMax mixtures (closed form, no fitting)."""
+    from workers.mixing import baselines as science_baselines
     from workers.mixing import service_api
 
     domains = [d.name for d in project.domains]
     if not domains:
         raise Invalid("the project has no domains", field="domains")
     counts = [d.token_count for d in project.domains]
-    constraints = ConstraintsSpec.model_validate(project.constraints or {}).model_dump()
-    mixtures, unavailable = service_api.baseline_mixtures(
-        counts if all(c for c in counts) else None, constraints, domains=domains)
+    unavailable: dict[str, str] = {}
+    if all(c for c in counts):
+        constraints = science_constraints(project.constraints or {}, domains, counts)
+        try:
+            mixtures = service_api.baseline_mixtures(counts, constraints)
+        except ValueError as exc:  # e.g. UniMax cannot fill the budget within the epoch caps
+            mixtures = service_api.baseline_mixtures(counts, {})
+            unavailable["unimax"] = str(exc)
+        if "unimax" not in mixtures and "unimax" not in unavailable:
+            unavailable["unimax"] = "needs constraints.target_tokens and constraints.max_epochs"
+    else:
+        mixtures = {"uniform": science_baselines.uniform_mixture(len(domains))}
+        reason = "needs a token count for every domain (declared, or measured by ingestion)"
+        unavailable.update({"natural": reason, "temperature": reason, "unimax": reason})
     return {"domains": domains, "mixtures": {k: dict(zip(domains, map(float, v), strict=True))
                                              for k, v in mixtures.items()}, "unavailable": unavailable}
 

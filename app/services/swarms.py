@@ -11,7 +11,28 @@ from app.services.errors import Invalid
 from app.services.runs import validate_mixture
 from app.store.models import Job, Project, Run, RunTag, utcnow
 
+#: the trainer's presets (workers.training.model.PRESETS; kept here so the API never imports torch,
+#: and a test checks the two agree)
 TRAINING_PRESETS = ("tiny", "small", "medium", "base")
+
+
+def design_mixtures(count: int, strategy: str, *, domains: list[str], prior: np.ndarray | None,
+                    constraints: dict, X: np.ndarray | None = None, y: np.ndarray | None = None,
+                    temperature: float = 0.5, min_weight: float = 1e-3, seed: int = 0) -> list[list[float]]:
+    """Mixtures for new runs: a RegMix swarm (Dirichlet around the tempered token prior),
+    its space-filling variant, or GP expected improvement once runs exist (``ei``)."""
+    from workers.mixing import design, service_api
+
+    if strategy == "ei":
+        return service_api.suggest(count, domains=domains, prior=prior, constraints=constraints, X=X, y=y,
+                                   random_state=seed)
+    try:
+        W = design.regmix_swarm(prior if prior is not None else np.full(len(domains), 1 / len(domains)), count,
+                                constraints=constraints, domains=domains, temperature=temperature,
+                                min_weight=min_weight, space_filling=strategy == "space_filling", random_state=seed)
+    except ValueError as exc:
+        raise Invalid(f"cannot design {count} runs: {exc}", field="count") from None
+    return np.asarray(W, dtype=float).tolist()
 
 
 def _prior(project: Project) -> np.ndarray:
@@ -25,10 +46,8 @@ def _prior(project: Project) -> np.ndarray:
 
 def create_swarm(session: Session, project: Project, data: SwarmCreate) -> tuple[str, list[Run], list[Job]]:
     """Plan the runs (status ``queued``) and one ``train`` job per run; the caller enqueues."""
-    from workers.training.model import PRESETS
-
-    if data.preset not in PRESETS:
-        raise Invalid(f"unknown preset {data.preset!r}; available: {sorted(PRESETS)}", field="preset")
+    if data.preset not in TRAINING_PRESETS:
+        raise Invalid(f"unknown preset {data.preset!r}; available: {list(TRAINING_PRESETS)}", field="preset")
     missing = [d.name for d in project.domains if not d.source]
     if missing:
         raise Invalid(f"domains without a data source cannot be trained on: {missing}", field="domains")
@@ -37,12 +56,13 @@ def create_swarm(session: Session, project: Project, data: SwarmCreate) -> tuple
         mixtures = [list(validate_mixture(m, domains, field=f"mixtures[{i}]").values())
                     for i, m in enumerate(data.mixtures or [])]
     else:
-        from workers.mixing import service_api
+        from app.services.fits import science_constraints
 
-        mixtures = service_api.suggest(
-            data.count, domains=domains, prior=_prior(project), constraints=project.constraints or {},
-            X=None, y=None, random_state=data.seed, strategy=data.strategy, temperature=data.temperature,
-            min_weight=data.min_weight)
+        prior = _prior(project)
+        constraints = science_constraints(project.constraints or {}, domains,
+                                          [d.token_count for d in project.domains])
+        mixtures = design_mixtures(data.count, data.strategy, domains=domains, prior=prior, constraints=constraints,
+                                   temperature=data.temperature, min_weight=data.min_weight, seed=data.seed)
     tag = data.tag or f"swarm-{utcnow().strftime('%Y%m%d-%H%M%S')}"
     if not project.objective:
         # trained runs report val_loss/<domain> and val_bpb/<domain>: optimise the mean loss

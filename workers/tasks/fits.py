@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from app.services import fits as fit_service
+from app.services.swarms import design_mixtures
 from app.store.db import session_scope
 from app.store.models import Fit, Project, Recommendation, Run, RunTag, utcnow
 from workers.celery_app import celery_app
@@ -15,18 +16,28 @@ from workers.tasks import common
 
 
 def _fit(job_id: str, fit_id: int, cv_folds: int, random_state: int) -> dict[str, Any]:
-    """Fit and store; returns the stored fit's state (raises on failure, after recording it)."""
+    """Fit and store; on any failure the fit and the job are marked failed with the reason
+    (then the exception propagates to the task, which stops)."""
     from workers.mixing import service_api
 
-    with session_scope() as s:
-        fit = s.get(Fit, fit_id)
-        fit.status = "running"
-        data = fit_service.training_data(s, fit)
-        estimator, params = fit.estimator, dict(fit.params)
+    data: dict[str, Any] = {"run_ids": []}
     try:
+        with session_scope() as s:
+            fit = s.get(Fit, fit_id)
+            fit.status = "running"
+            data = fit_service.training_data(s, fit)
+            estimator, params = fit.estimator, dict(fit.params)
         out = service_api.fit_estimator(
             estimator, params, data["X"], data["Y"], domains=data["domains"], targets=data["targets"],
             objective_weights=data["weights"], cv_folds=cv_folds, random_state=random_state, **data["context"])
+        notes = list(out.get("notes") or [])
+        if data["skipped"]:
+            notes.append(f"{data['skipped']} runs lacked a target metric and were left out.")
+
+        with session_scope() as s:
+            f = s.get(Fit, fit_id)
+            f.state, f.fidelity, f.timings = out["state"], out["fidelity"], out["timings"]
+            f.notes, f.run_ids, f.status, f.finished_at = "\n".join(notes), data["run_ids"], "succeeded", utcnow()
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
 
@@ -36,18 +47,12 @@ def _fit(job_id: str, fit_id: int, cv_folds: int, random_state: int) -> dict[str
 
         common.fail(job_id, exc, also=mark)
         raise
-    notes = out.get("notes") or ""
-    if data["skipped"]:
-        notes = (notes + f" {data['skipped']} runs lacked a target metric and were left out.").strip()
-
-    def save(s):
-        f = s.get(Fit, fit_id)
-        f.state, f.fidelity, f.timings = out["state"], out["fidelity"], out["timings"]
-        f.notes, f.run_ids, f.status, f.finished_at = notes, data["run_ids"], "succeeded", utcnow()
-
-    with session_scope() as s:
-        save(s)
     return {"state": out["state"], "data": data}
+
+
+def _fidelity_summary(fidelity: dict | None) -> dict[str, Any]:
+    """The pooled cross-validated metrics of a fit (spearman, pearson, mae, r2, regret, n)."""
+    return dict((fidelity or {}).get("pooled") or {})
 
 
 @celery_app.task(name="mixopt.fit")
@@ -89,11 +94,11 @@ def recommend_task(job_id: str) -> None:
             state, fidelity, weights = fit.state, fit.fidelity, [fit.target[t] for t in fit.target]
             domains = list(fit.domains)
         prior = np.array(counts, dtype=float) / sum(counts) if all(counts) else None
+        constraints = fit_service.science_constraints(p["constraints"], domains, counts)
         t0 = time.perf_counter()
-        rec = service_api.recommend(state, p["constraints"], prior, weights, X=data["X"], Y=data["Y"],
+        rec = service_api.recommend(state, constraints, prior, weights, X=data["X"], Y=data["Y"],
                                     n_boot=p.get("n_boot", 20), random_state=p.get("random_state", 0),
-                                    token_counts=counts if all(counts) else None,
-                                    target_scale=p.get("target_scale"), **{"domains": domains})
+                                    domains=domains)
         elapsed = time.perf_counter() - t0
     except Exception as exc:
         common.fail(job_id, exc)
@@ -101,15 +106,19 @@ def recommend_task(job_id: str) -> None:
 
     def save(s):
         interval = rec.get("interval") or [None, None]
+        unconstrained = rec.get("unconstrained_mixture")
         row = Recommendation(
             project_id=job.project_id, fit_id=fit_id, job_id=job_id, source=state["estimator"],
-            mixture=dict(zip(domains, map(float, rec["mixture"]), strict=True)), predicted=rec.get("predicted"),
-            interval_low=interval[0], interval_high=interval[1], binding=list(rec.get("binding", [])),
-            constraints=p["constraints"], target_scale=p.get("target_scale") or {},
-            details={"unconstrained": rec.get("unconstrained"), "explanation": rec.get("explanation"),
-                     "fidelity": (fidelity or {}).get("summary", fidelity), "recommend_s": elapsed,
-                     **{k: v for k, v in rec.items() if k not in ("mixture", "predicted", "interval", "binding",
-                                                                    "unconstrained", "explanation")}},
+            mixture=dict(zip(domains, map(float, rec["mixture"]), strict=True)),
+            predicted=rec.get("predicted_objective"), interval_low=interval[0], interval_high=interval[1],
+            binding=list(rec.get("binding") or []), constraints=p["constraints"],
+            target_scale=p.get("target_scale") or {},
+            details={"unconstrained_mixture": dict(zip(domains, map(float, unconstrained), strict=True))
+                     if unconstrained else None,
+                     "unconstrained_objective": rec.get("unconstrained_objective"),
+                     "interval_method": rec.get("interval_method"), "kl_to_prior": rec.get("kl_to_prior"),
+                     "strategy": rec.get("strategy"), "explanation": rec.get("explanation"),
+                     "fidelity": _fidelity_summary(fidelity), "recommend_s": elapsed},
         )
         s.add(row)
         s.flush()
@@ -120,7 +129,6 @@ def recommend_task(job_id: str) -> None:
 
 @celery_app.task(name="mixopt.suggest")
 def suggest_task(job_id: str) -> None:
-    from workers.mixing import service_api
 
     if not common.claim(job_id):
         return
@@ -141,10 +149,11 @@ def suggest_task(job_id: str) -> None:
         prior = np.array(counts, dtype=float) / sum(counts) if all(counts) else None
         strategy = p["strategy"]
         if strategy == "auto":
-            strategy = "ei" if len(y) >= 2 * len(domains) else "swarm"
-        mixtures = service_api.suggest(p["count"], domains=domains, prior=prior, constraints=constraints,
-                                       X=X if len(y) else None, y=y if len(y) else None, random_state=p["seed"],
-                                       strategy=strategy, temperature=p["temperature"], min_weight=p["min_weight"])
+            strategy = "ei" if len(y) >= 3 else "swarm"
+        constraints = fit_service.science_constraints(constraints, domains, counts)
+        mixtures = design_mixtures(p["count"], strategy, domains=domains, prior=prior, constraints=constraints,
+                                   X=X if len(y) else None, y=y if len(y) else None, temperature=p["temperature"],
+                                   min_weight=p["min_weight"], seed=p["seed"])
     except Exception as exc:
         common.fail(job_id, exc)
         return

@@ -1,0 +1,338 @@
+"""The web dashboard: server-rendered pages under ``/dashboard`` (Jinja2), a little JavaScript
+and Chart.js, all served by the app itself (no CDN: it works offline).
+
+Login stores the API token in an HTTP-only, SameSite=Strict cookie (``Secure`` over https),
+which :func:`app.api.deps.current_token` also accepts, so the pages' scripts call the ``/v1``
+API with it. A token sees only its projects: another project's pages answer 404.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from app.api.deps import CurrentToken, IdPath, SessionDep
+from app.dashboard import exports, views
+from app.services import dashboard as dash_service
+from app.services import fits as fit_service
+from app.services import jobs as job_service
+from app.services import projects as project_service
+from app.services import runs as run_service
+from app.services import tokens as token_service
+from app.services.errors import Invalid, NotFound, ServiceError
+from app.store.models import ApiToken
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+COOKIE = "mixopt_token"
+COOKIE_MAX_AGE = 8 * 3600
+#: pages run only the app's own scripts and talk only to the app
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+# -- template filters -----------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 4) -> str:
+    v = views._num(value)
+    return "—" if v is None else f"{v:.{digits}g}"
+
+
+def _tokens(value: Any) -> str:
+    v = views._num(value)
+    if v is None:
+        return "—"
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= size:
+            return f"{v / size:.3g}{unit}"
+    return f"{v:.0f}"
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else "—"
+
+
+templates.env.filters.update(fmt=_fmt, tokens=_tokens, when=_when)
+
+
+# -- plumbing -------------------------------------------------------------------------------
+def _page_token(request: Request, session) -> ApiToken | None:
+    """The token of the dashboard session (cookie), or None when absent, revoked or unknown."""
+    plain = request.cookies.get(COOKIE)
+    return token_service.authenticate(session, plain) if plain else None
+
+
+def _id(value: str, what: str) -> int:
+    """A database id from the URL; anything else is a 404 page (not a 500, not JSON)."""
+    if not re.fullmatch(r"[1-9][0-9]{0,9}", value) or int(value) > 2**31 - 1:
+        raise NotFound(f"{what} {value!r} not found")
+    return int(value)
+
+
+def _headers(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin", "Cache-Control": "no-store", **(extra or {})}
+
+
+def _render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, context, status_code=status_code, headers=_headers())
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/dashboard/login?next={quote(target, safe='')}", status_code=303,
+                            headers=_headers())
+
+
+def _page(request: Request, session, build: Callable[[ApiToken], Response]) -> Response:
+    """Run a page builder for the logged-in token; a service error becomes an HTML error page
+    with the service's status (404 for ids the token may not see)."""
+    token = _page_token(request, session)
+    if token is None:
+        return _login_redirect(request)
+    try:
+        return build(token)
+    except ServiceError as exc:
+        session.rollback()
+        return _render(request, "error.html", {"token": token, "status": exc.status_code, "message": exc.message},
+                       status_code=exc.status_code)
+
+
+def _project_context(session, token: ApiToken, project_id: str, active: str) -> dict[str, Any]:
+    project = project_service.get_project(session, token, _id(project_id, "project"))
+    return {"token": token, "project": project, "active": active, "domains": views.domain_dicts(project)}
+
+
+def _safe_next(value: str | None) -> str:
+    if value and value.startswith("/dashboard") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/dashboard"
+
+
+# -- static assets ------------------------------------------------------------------------------
+@router.get("/static/{path:path}")
+def static(path: str) -> Response:
+    """The dashboard's own CSS, JavaScript and the vendored Chart.js (cached for an hour)."""
+    target = (STATIC / path).resolve()
+    if not path or STATIC not in target.parents or not target.is_file():
+        return JSONResponse({"detail": f"static file {path!r} not found", "errors": []}, status_code=404)
+    media = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    if target.suffix == ".js":
+        media = "text/javascript"
+    return FileResponse(target, media_type=media, headers={"Cache-Control": "public, max-age=3600",
+                                                           "X-Content-Type-Options": "nosniff"})
+
+
+# -- login ------------------------------------------------------------------------------------
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str | None = None) -> Response:
+    return _render(request, "login.html", {"token": None, "next": _safe_next(next), "error": None})
+
+
+@router.post("/login")
+def login(request: Request, session: SessionDep, token: Annotated[str, Form()] = "",
+          next: Annotated[str, Form()] = "/dashboard") -> Response:
+    """Check the API token and keep it in an HTTP-only, SameSite=Strict cookie."""
+    plain = token.strip()
+    row = token_service.authenticate(session, plain) if plain else None
+    if row is None:
+        message = "enter your API token" if not plain else "this token is not valid (unknown or revoked)"
+        return _render(request, "login.html", {"token": None, "next": _safe_next(next), "error": message},
+                       status_code=422 if not plain else 401)
+    response = RedirectResponse(_safe_next(next), status_code=303, headers=_headers())
+    response.set_cookie(COOKIE, plain, max_age=COOKIE_MAX_AGE, path="/", httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    response = RedirectResponse("/dashboard/login", status_code=303, headers=_headers())
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
+# -- pages ------------------------------------------------------------------------------------
+@router.get("", response_class=HTMLResponse)
+def projects_page(request: Request, session: SessionDep) -> Response:
+    def build(token: ApiToken) -> Response:
+        rows, count = project_service.list_projects(session, token, limit=1000)
+        counts = dash_service.project_counts(session, [p.id for p in rows])
+        return _render(request, "projects.html", {"token": token, "active": "projects", "count": count,
+                                                  "projects": [(p, counts[p.id]) for p in rows]})
+    return _page(request, session, build)
+
+
+@router.get("/projects/{project_id}", response_class=HTMLResponse)
+def overview_page(request: Request, session: SessionDep, project_id: str) -> Response:
+    def build(token: ApiToken) -> Response:
+        ctx = _project_context(session, token, project_id, "overview")
+        project = ctx["project"]
+        refs, _, ref_error = views.reference_mixtures(project)
+        domains = [d.name for d in project.domains]
+        fits = {f.id: f for f in fit_service.list_fits(session, project, limit=100)[0]}
+        recs = [views.recommendation_view(r, fits, domains)
+                for r in fit_service.list_recommendations(session, project, limit=5)[0]]
+        columns = [(name, mix) for name, mix in refs.items()] + [(r["label"], r["mixture"]) for r in recs]
+        counts = dash_service.project_counts(session, [project.id])[project.id]
+        return _render(request, "overview.html", ctx | {
+            "counts": counts, "epochs": views.epochs_table(project, columns), "ref_error": ref_error,
+            "constraints": project.constraints or {},
+            "page_data": {"project_id": project.id, "domains": domains, "natural": refs.get("natural")},
+        })
+    return _page(request, session, build)
+
+
+@router.get("/projects/{project_id}/mixtures", response_class=HTMLResponse)
+def mixtures_page(request: Request, session: SessionDep, project_id: str) -> Response:
+    def build(token: ApiToken) -> Response:
+        ctx = _project_context(session, token, project_id, "mixtures")
+        project = ctx["project"]
+        domains = [d.name for d in project.domains]
+        refs, unavailable, ref_error = views.reference_mixtures(project)
+        fits = {f.id: f for f in fit_service.list_fits(session, project, limit=1000)[0]}
+        recs = [views.recommendation_view(r, fits, domains)
+                for r in fit_service.list_recommendations(session, project, limit=50)[0]]
+        shown = [(r["label"], r["mixture"]) for r in recs[:6]] + list(refs.items())
+        return _render(request, "mixtures.html", ctx | {
+            "recs": recs, "refs": refs, "unavailable": unavailable, "ref_error": ref_error,
+            "formats": [("json", "JSON"), ("olmo-core", "OLMo-core"), ("megatron", "Megatron"),
+                        ("hf", "HF datasets")],
+            "page_data": {"domains": domains, "mixtures": [{"label": k, "mixture": v} for k, v in shown]},
+        })
+    return _page(request, session, build)
+
+
+@router.get("/projects/{project_id}/mixtures/{which}/export")
+def export_mixture(request: Request, session: SessionDep, project_id: str, which: str,
+                   format: str = "json") -> Response:
+    """A recommendation (by id) or a baseline (by name) as JSON or a trainer config snippet."""
+    def build(token: ApiToken) -> Response:
+        ctx = _project_context(session, token, project_id, "mixtures")
+        project = ctx["project"]
+        if format not in exports.FORMATS:
+            raise Invalid(f"format must be one of {sorted(exports.FORMATS)}, not {format!r}", field="format")
+        if which.isdigit():
+            rec = fit_service.get_recommendation(session, project, _id(which, "recommendation"))
+            mixture, title = rec.mixture, f"project {project.name!r}, recommendation {rec.id} ({rec.source})"
+            slug = f"recommendation-{rec.id}"
+        else:
+            refs, _, _ = views.reference_mixtures(project)
+            if which not in refs:
+                raise NotFound(f"mixture {which!r} not found; baselines here: {sorted(refs)}")
+            mixture, title, slug = refs[which], f"project {project.name!r}, {which} baseline", which
+        text = exports.render(format, mixture, ctx["domains"], title=title, constraints=project.constraints)
+        media, ext = exports.FORMATS[format]
+        name = f"project-{project.id}-{slug}-{format}.{ext}"
+        return Response(text, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                                         "Cache-Control": "no-store"})
+    return _page(request, session, build)
+
+
+@router.get("/projects/{project_id}/fits", response_class=HTMLResponse)
+def fits_page(request: Request, session: SessionDep, project_id: str) -> Response:
+    def build(token: ApiToken) -> Response:
+        ctx = _project_context(session, token, project_id, "fits")
+        fits = [views.fidelity_view(f) for f in fit_service.list_fits(session, ctx["project"], limit=100)[0]]
+        scatter = [{"id": f["id"], "label": f"#{f['id']} {f['estimator']}" + (f" ({f['chosen']})" if f["chosen"] else ""),
+                    "points": f["points"], "spearman": f["metrics"]["spearman"], "r2": f["metrics"]["r2"]}
+                   for f in fits if f["points"]]
+        return _render(request, "fits.html", ctx | {"fits": fits, "page_data": {"fits": scatter}})
+    return _page(request, session, build)
+
+
+@router.get("/projects/{project_id}/whatif", response_class=HTMLResponse)
+def whatif_page(request: Request, session: SessionDep, project_id: str,
+                fit: Annotated[str | None, Query()] = None) -> Response:
+    def build(token: ApiToken) -> Response:
+        ctx = _project_context(session, token, project_id, "whatif")
+        project = ctx["project"]
+        domains = [d.name for d in project.domains]
+        fits = [f for f in fit_service.list_fits(session, project, limit=100)[0] if f.status == "succeeded"]
+        refs, _, _ = views.reference_mixtures(project)
+        recs = [views.recommendation_view(r, {}, domains)
+                for r in fit_service.list_recommendations(session, project, limit=10)[0]]
+        presets = [{"label": k, "mixture": v} for k, v in refs.items()] + \
+                  [{"label": r["label"], "mixture": r["mixture"]} for r in recs]
+        selected = fits[0].id if fits else None
+        if fit is not None:
+            wanted = _id(fit, "fit")
+            if wanted not in {f.id for f in fits}:
+                raise NotFound(f"fit {wanted} not found among the project's succeeded fits")
+            selected = wanted
+        start = refs.get("natural") or refs.get("uniform") or {}
+        return _render(request, "whatif.html", ctx | {
+            "fits": [(f.id, views.fit_label(f)) for f in fits], "selected": selected,
+            "page_data": {"project_id": project.id, "domains": domains, "presets": presets,
+                          "start": [float(start.get(d, 1.0 / max(1, len(domains)))) for d in domains],
+                          "natural": refs.get("natural")},
+        })
+    return _page(request, session, build)
+
+
+@router.get("/projects/{project_id}/runs/{run_id}", response_class=HTMLResponse)
+def run_page(request: Request, session: SessionDep, project_id: str, run_id: str) -> Response:
+    def build(token: ApiToken) -> Response:
+        ctx = _project_context(session, token, project_id, "overview")
+        run = run_service.get_run(session, ctx["project"], _id(run_id, "run"))
+        domains = [d.name for d in ctx["project"].domains]
+        return _render(request, "run.html", ctx | {"run": run, "page_data": {
+            "project_id": ctx["project"].id, "run_id": run.id, "domains": domains,
+            "mixture": [float(run.mixture.get(d, 0.0)) for d in domains]}})
+    return _page(request, session, build)
+
+
+@router.get("/projects/{project_id}/online", response_class=HTMLResponse)
+def online_page(request: Request, session: SessionDep, project_id: str,
+                session_id: Annotated[str | None, Query(alias="session")] = None) -> Response:
+    def build(token: ApiToken) -> Response:
+        ctx = _project_context(session, token, project_id, "online")
+        try:
+            from app.services import online as online_service
+        except ImportError:  # the online sessions service is optional
+            online_service = None
+        rows = online_service.list_sessions(session, ctx["project"]) if online_service else []
+        selected = None
+        if session_id is not None:
+            wanted = _id(session_id, "online session")
+            selected = next((r for r in rows if r.id == wanted), None)
+            if selected is None:
+                raise NotFound(f"online session {wanted} not found in project {ctx['project'].id}")
+        elif rows:
+            selected = rows[-1]
+        return _render(request, "online.html", ctx | {
+            "available": online_service is not None, "sessions": rows, "selected": selected,
+            "page_data": {"project_id": ctx["project"].id, "session_id": selected.id if selected else None,
+                          "domains": list(selected.domains) if selected else [],
+                          "status": selected.status if selected else None, "poll_ms": 2000}})
+    return _page(request, session, build)
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request, session: SessionDep) -> Response:
+    def build(token: ApiToken) -> Response:
+        rows, count = job_service.list_jobs(session, token, limit=100)
+        jobs = [job_service.job_public(j) for j in rows]
+        return _render(request, "jobs.html", {"token": token, "active": "jobs", "jobs": jobs, "count": count,
+                                              "page_data": {"poll_ms": 2000}})
+    return _page(request, session, build)
+
+
+# -- JSON for the pages' scripts ------------------------------------------------------------------
+@router.get("/api/projects/{project_id}/runs")
+def runs_json(project_id: IdPath, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
+    """Every run (up to 20,000, newest) in a compact form: the runs table sorts, filters and
+    pages them in the browser, and the coverage chart plots their weights."""
+    project = project_service.get_project(session, token, project_id)
+    return views.runs_payload(session, project)

@@ -1,0 +1,145 @@
+"""Training throughput: the service trainer ``train()`` against a bare loop, per preset.
+
+For each preset, in the same process and on the same device: tokens/s of
+``workers.training.trainer.train`` (sampler, callbacks, per-sequence losses and all) and of a
+bare nanoGPT-style loop over the same model shape, batch and optimiser (random windows of a
+token array, AdamW, clipping, bf16 autocast on CUDA). The ratio should be >= 0.95. On CUDA
+also the model FLOPs utilisation: MFU = (6 N + 12 L d T) * tokens/s / peak, N = all
+parameters, L layers, d width, T context (PaLM's count, attention included).
+
+    python bench/train_throughput.py                       # CPU: tiny and small
+    python bench/train_throughput.py --presets tiny,small,medium,base --peak-tflops 989
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from workers.training.data import DomainData  # noqa: E402
+from workers.training.model import GPT, PRESETS, config_for  # noqa: E402
+from workers.training.trainer import TrainConfig, make_optimizer, resolve_device, train  # noqa: E402
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
+
+
+def synthetic_data(vocab: int = 257, n: int = 2_000_000, k: int = 3) -> dict[str, DomainData]:
+    rng = np.random.default_rng(0)
+    return {f"d{i}": DomainData.from_tokens(f"d{i}", rng.integers(0, vocab, n),
+                                            rng.integers(0, vocab, 200_000), vocab)
+            for i in range(k)}
+
+
+class Timer:
+    """Callback: wall time from the end of step ``warmup - 1`` to the end of the last step."""
+
+    def __init__(self, warmup: int, steps: int, device: torch.device):
+        self.warmup, self.steps, self.device = warmup, steps, device
+        self.t0 = self.t1 = None
+
+    def on_step_end(self, ctx, step, info):
+        if step == self.warmup - 1 or step == self.steps - 1:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            if step == self.warmup - 1:
+                self.t0 = time.perf_counter()
+            else:
+                self.t1 = time.perf_counter()
+
+
+def bench_trainer(cfg: TrainConfig, data, warmup: int) -> float:
+    timer = Timer(warmup, cfg.max_steps, resolve_device(cfg.device))
+    train(cfg, data, [timer])
+    return (cfg.max_steps - warmup) * cfg.batch_size * cfg.seq_len() / (timer.t1 - timer.t0)
+
+
+def bench_bare(cfg: TrainConfig, data, warmup: int) -> float:
+    device = resolve_device(cfg.device)
+    T, B = cfg.seq_len(), cfg.batch_size
+    torch.manual_seed(cfg.seed)
+    model = GPT(config_for(cfg.preset, block_size=T)).to(device)
+    opt = make_optimizer(model, cfg, device)
+    fwd = torch.compile(model) if (cfg.compile if cfg.compile is not None else device.type == "cuda") else model
+    tokens = np.concatenate([d.train for d in data.values()]).astype(np.int64)
+    rng = np.random.default_rng(0)
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    t0 = None
+    for step in range(cfg.max_steps):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        starts = rng.integers(0, len(tokens) - T - 1, B)
+        win = torch.from_numpy(np.stack([tokens[s:s + T + 1] for s in starts])).to(device)  # (B, T+1)
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr_at(step)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            _, loss = fwd(win[:, :-1], win[:, 1:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (cfg.max_steps - warmup) * B * T / (time.perf_counter() - t0)
+
+
+def flops_per_token(preset: str, T: int, vocab: int = 257) -> float:
+    cfg = config_for(preset, block_size=T, vocab_size=vocab)
+    with torch.device("meta"):
+        n = GPT(cfg).num_params(non_embedding=False)
+    return 6 * n + 12 * cfg.n_layer * cfg.n_embd * T
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", default=None, help="comma-separated (default: tiny,small on CPU, all on GPU)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps (default 30 CPU, 100 GPU)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed first steps (default 3 CPU, 20 GPU)")
+    ap.add_argument("--batch-size", type=int, default=None, help="default 16 on CPU, 32 on GPU")
+    ap.add_argument("--block-size", type=int, default=None, help="default: the preset's (CPU: <= 128)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s for MFU")
+    ap.add_argument("--no-compile", action="store_true")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    gpu = device.type == "cuda"
+    presets = args.presets.split(",") if args.presets else (list(PRESETS) if gpu else ["tiny", "small"])
+    warmup = args.warmup if args.warmup is not None else (20 if gpu else 3)
+    steps = (args.steps or (100 if gpu else 30)) + warmup
+    batch = args.batch_size or (32 if gpu else 16)
+    peak = args.peak_tflops
+    if gpu and peak is None:
+        name = torch.cuda.get_device_name()
+        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    data = synthetic_data()
+    where = torch.cuda.get_device_name() if gpu else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {where}; batch {batch}; {steps - warmup} timed steps after {warmup} warm-up")
+    print(f"{'preset':8} {'params':>9} {'T':>5} {'train() tok/s':>14} {'bare tok/s':>12} {'ratio':>6} {'MFU':>6}")
+    for p in presets:
+        T = args.block_size or (PRESETS[p]["block_size"] if gpu else min(128, PRESETS[p]["block_size"]))
+        cfg = TrainConfig(preset=p, block_size=T, batch_size=batch, max_steps=steps,
+                          eval_interval=10**9, eval_batches=1, device=str(device),
+                          compile=False if args.no_compile else None)
+        bare = bench_bare(cfg, data, warmup)
+        svc = bench_trainer(cfg, data, warmup)
+        mfu = flops_per_token(p, T) * svc / (peak * 1e12) if (gpu and peak) else None
+        with torch.device("meta"):
+            n = GPT(config_for(p, block_size=T)).num_params(non_embedding=False) / 1e6
+        print(f"{p:8} {n:8.1f}M {T:5d} {svc:14,.0f} {bare:12,.0f} {svc / bare:6.3f} "
+              f"{'n/a' if mfu is None else f'{mfu:6.1%}':>6}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
