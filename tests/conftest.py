@@ -139,6 +139,8 @@ BROKER_URL = os.environ.get("MIXOPT_TEST_REDIS_URL") or f"sqla+sqlite:///{_HOME}
 os.environ["MIXOPT_BROKER_URL"] = BROKER_URL
 os.environ.setdefault("MIXOPT_STALE_JOB_SECONDS", "6")
 os.environ.setdefault("MIXOPT_ONLINE_TICK_SECONDS", "1")
+os.environ.setdefault("MIXOPT_REAP_INTERVAL_SECONDS", "2")
+os.environ.setdefault("MIXOPT_TORCH_THREADS", "1")
 
 
 def _flush_broker() -> None:
@@ -148,17 +150,17 @@ def _flush_broker() -> None:
         redis.Redis.from_url(BROKER_URL).flushdb()
 
 
-def start_worker_process(name: str, extra_env: dict | None = None, beat: bool = False):
+def start_worker_process(name: str, extra_env: dict | None = None, beat: bool = False, queues: str = "default,gpu"):
     import subprocess
     import sys
 
     log = open(Path(_HOME) / f"worker-{name}.log", "ab")  # noqa: SIM115
-    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "default,gpu", "-c", "1",
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues, "-c", "1",
            "--loglevel", "INFO", "-n", f"{name}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle"]
     if beat:
         cmd += ["-B", "-s", str(Path(_HOME) / f"beat-{name}")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(extra_env or {})}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
     deadline = time.monotonic() + 60
     path = Path(_HOME) / f"worker-{name}.log"
     while time.monotonic() < deadline:

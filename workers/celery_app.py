@@ -11,6 +11,6 @@ from app.core.config import get_settings
 celery_app = Celery("mixopt", include=["workers.tasks.fits", "workers.tasks.maintenance", "workers.tasks.online", "workers.tasks.training"])
 celery_app.conf.update(celery_config(get_settings()))
 celery_app.conf.beat_schedule = {
-    "reap-stale-jobs": {"task": "mixopt.reap_stale_jobs", "schedule": 60.0},
+    "reap-stale-jobs": {"task": "mixopt.reap_stale_jobs", "schedule": float(get_settings().reap_interval_seconds)},
     "online-tick": {"task": "mixopt.online_tick", "schedule": float(get_settings().online_tick_seconds)},
 }

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = 7200
     #: a running job whose heartbeat is older than this is considered lost and re-queued
     stale_job_seconds: int = 300
+    #: how often beat looks for stale jobs, seconds
+    reap_interval_seconds: float = 60.0
+    #: torch threads per training task (0: torch's default); set 1 with one worker process per core
+    torch_threads: int = 0
     #: how often beat looks for online sessions due a re-mix, seconds
     online_tick_seconds: float = 5.0
     #: largest number of runs accepted in one batch request

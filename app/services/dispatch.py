@@ -45,7 +45,7 @@ def enqueue_job(session, job) -> None:
     from app.store.models import utcnow
 
     try:
-        enqueue(KIND_TASKS[job.kind], job.id)
+        enqueue(KIND_TASKS[job.kind], job.id, queue=job.queue)
     except Exception as exc:  # broker unreachable: say so instead of leaving a silent pending job
         job.state, job.error, job.finished_at = "failed", f"could not enqueue: {exc}", utcnow()
         session.commit()

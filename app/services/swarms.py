@@ -81,7 +81,7 @@ def create_swarm(session: Session, project: Project, data: SwarmCreate) -> tuple
                   "block_size": data.block_size, "eval_interval": data.eval_interval,
                   "learning_rate": data.learning_rate,
                   "online": data.online.model_dump() if data.online else None}
-        job = job_service.create_job(session, kind="train", project_id=project.id, params=params, queue="gpu")
+        job = job_service.create_job(session, kind="train", project_id=project.id, params=params, queue=data.queue)
         run.job_id = job.id
         runs.append(run)
         jobs.append(job)

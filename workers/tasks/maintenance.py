@@ -20,9 +20,9 @@ def reap_stale_jobs() -> int:
     cutoff = utcnow() - timedelta(seconds=get_settings().stale_job_seconds)
     with session_scope() as s:
         stale = list(s.scalars(select(Job).where(Job.state == "running", Job.heartbeat_at < cutoff)))
-        ids = [(j.id, j.kind) for j in stale]
-    for job_id, kind in ids:
+        ids = [(j.id, j.kind, j.queue) for j in stale]
+    for job_id, kind, queue in ids:
         task = KIND_TASKS.get(kind)
         if task:
-            celery_app.send_task(task, args=[job_id], queue=TASK_QUEUES.get(task, "default"))
+            celery_app.send_task(task, args=[job_id], queue=queue or TASK_QUEUES.get(task, "default"))
     return len(ids)

@@ -105,6 +105,10 @@ def train_task(job_id: str) -> None:
 
     if not common.claim(job_id):
         return
+    if get_settings().torch_threads:
+        import torch
+
+        torch.set_num_threads(get_settings().torch_threads)
     job = common.load_job(job_id)
     p = job.params
     run_id = p["run_id"]

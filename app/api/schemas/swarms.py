@@ -35,6 +35,8 @@ class SwarmCreate(Schema):
     learning_rate: float | None = Field(default=None, gt=0, le=1)
     online: OnlineSpec | None = None
     tag: Name | None = None
+    #: Celery queue of the training jobs (route a swarm to a pool of workers, e.g. "gpu-a100")
+    queue: str = Field(default="gpu", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     @model_validator(mode="after")
     def _budget(self) -> SwarmCreate:

@@ -1,0 +1,123 @@
+"""Proxy training through the API on real Celery workers: a swarm trains and its runs come back
+with metrics; a worker SIGKILLed mid-training is replaced and the job completes, once."""
+
+import os
+import signal
+import time
+
+from tests.conftest import REPO, count_rows, start_worker_process, wait_job
+
+CORPORA = REPO / "tests" / "fixtures" / "corpora"
+DOMAINS = ("code", "docs", "legal", "prose")
+
+
+def _project(client, headers, name="train"):
+    domains = [{"name": d, "source": {"path": str(CORPORA / d), "format": "jsonl"}} for d in DOMAINS]
+    p = client.post("/v1/projects", json={"name": name, "domains": domains}, headers=headers)
+    assert p.status_code == 201, p.text
+    p = p.json()
+    r = client.post(f"/v1/projects/{p['id']}/domains/ingest", headers=headers)
+    assert r.status_code == 202, r.text
+    job = wait_job(client, headers, r.json()["job"]["id"])
+    assert job["state"] == "succeeded", job["error"]
+    project = client.get(f"/v1/projects/{p['id']}", headers=headers).json()
+    assert all(d["token_count"] and d["token_count_measured"] for d in project["domains"])
+    return project
+
+
+def test_swarm_trains_and_runs_come_back_with_metrics(client, admin, worker):
+    p = _project(client, admin)
+    body = {"count": 3, "preset": "tiny", "train_steps": 40, "batch_size": 8, "block_size": 64, "eval_interval": 20,
+            "seed": 1, "tag": "s1"}
+    r = client.post(f"/v1/projects/{p['id']}/swarms", json=body, headers=admin)
+    assert r.status_code == 202, r.text
+    acc = r.json()
+    assert len(acc["run_ids"]) == 3 and all(j["queue"] == "gpu" for j in acc["jobs"])
+    for job in acc["jobs"]:
+        done = wait_job(client, admin, job["id"], timeout=300)
+        assert done["state"] == "succeeded", done["error"]
+    runs = client.get(f"/v1/projects/{p['id']}/runs?tag=s1", headers=admin).json()["data"]
+    assert len(runs) == 3
+    for run in runs:
+        assert run["status"] == "succeeded" and run["origin"] == "trained"
+        assert set(run["metrics"]) == {f"val_loss/{d}" for d in DOMAINS} | {f"val_bpb/{d}" for d in DOMAINS}
+        assert all(0 < v < 6 for v in run["metrics"].values())
+        assert run["train_steps"] == 40 and run["model_params"] > 0
+        curve = client.get(f"/v1/projects/{p['id']}/runs/{run['id']}/curve", headers=admin).json()["points"]
+        assert [pt["step"] for pt in curve][:1] == [0] and len(curve) >= 3
+        first, last = curve[0]["metrics"], curve[-1]["metrics"]
+        assert all(last[k] < first[k] for k in first)  # training lowered every domain's loss
+    # the mixtures differ (a swarm, not copies) and sum to 1
+    mixtures = [tuple(round(v, 6) for v in r["mixture"].values()) for r in runs]
+    assert len(set(mixtures)) == 3
+    # the project's objective became the mean validation loss, so an estimator can be fitted
+    assert client.get(f"/v1/projects/{p['id']}", headers=admin).json()["objective"] == \
+        {f"val_loss/{d}": 1.0 for d in DOMAINS}
+
+
+def test_swarm_validation(client, admin):
+    p = client.post("/v1/projects", json={"name": "x", "domains": [{"name": "a"}, {"name": "b"}]},
+                    headers=admin).json()
+    url = f"/v1/projects/{p['id']}/swarms"
+    r = client.post(url, json={"count": 2, "train_steps": 10}, headers=admin)
+    assert r.status_code == 422 and "data source" in r.json()["detail"]
+    r = client.post(url, json={"count": 2}, headers=admin)
+    assert r.status_code == 422 and "train_steps or train_tokens" in r.json()["detail"]
+    r = client.post(url, json={"count": 2, "train_steps": 10, "preset": "huge"}, headers=admin)
+    assert r.status_code == 422
+    assert count_rows("run") == 0 and count_rows("job") == 0
+
+
+def test_presets_agree_with_the_trainer():
+    from app.services.swarms import TRAINING_PRESETS
+    from workers.training.model import PRESETS
+
+    assert set(TRAINING_PRESETS) == set(PRESETS)
+
+
+def test_worker_killed_mid_training_resumes_and_stores_the_run_once(client, admin, engine):
+    p = _project_with_own_worker(client, admin)
+    body = {"count": 1, "preset": "tiny", "train_steps": 300, "batch_size": 8, "block_size": 64, "eval_interval": 10,
+            "seed": 3, "tag": "kill", "queue": "killtest"}
+    first = start_worker_process("doomed", queues="killtest")
+    try:
+        acc = client.post(f"/v1/projects/{p['id']}/swarms", json=body, headers=admin).json()
+        job_id, run_id = acc["jobs"][0]["id"], acc["run_ids"][0]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until it has trained (and checkpointed) a while
+            job = client.get(f"/v1/jobs/{job_id}", headers=admin).json()
+            if job["state"] == "running" and job["progress"] >= 0.15:
+                break
+            time.sleep(0.2)
+        assert job["state"] == "running" and job["progress"] < 1, job
+        os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool child, no warning
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    second = start_worker_process("rescuer", queues="killtest", beat=True)
+    try:
+        done = wait_job(client, admin, job_id, timeout=300)
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(timeout=30)
+    assert done["state"] == "succeeded", done["error"]
+    assert done["attempts"] == 2
+    runs = client.get(f"/v1/projects/{p['id']}/runs?tag=kill", headers=admin).json()
+    assert runs["count"] == 1 and runs["data"][0]["id"] == run_id
+    run = runs["data"][0]
+    assert run["status"] == "succeeded" and run["train_steps"] == 300 and len(run["metrics"]) == 2 * len(DOMAINS)
+    curve = client.get(f"/v1/projects/{p['id']}/runs/{run_id}/curve", headers=admin).json()["points"]
+    steps = [pt["step"] for pt in curve]
+    assert steps == sorted(set(steps)) and steps[-1] == 300  # one point per step, none twice
+
+
+def _project_with_own_worker(client, admin):
+    """Ingest with a short-lived worker on the default queue (this test must not depend on the
+    session worker, whose beat would also re-queue the killed job)."""
+    w = start_worker_process("ingest", queues="default")
+    try:
+        return _project(client, admin, name="kill")
+    finally:
+        os.killpg(w.pid, signal.SIGTERM)
+        w.wait(timeout=30)
