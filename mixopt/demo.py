@@ -64,13 +64,21 @@ def fidelity_table(title: str, fit: dict) -> Table:
     table = Table(title=title)
     for col in ("estimator", "Spearman", "Pearson", "MAE", "R²", "top-1 regret"):
         table.add_column(col)
-    scores = (fit.get("fidelity") or {}).get("candidates") or {fit["estimator"]: fit.get("fidelity") or {}}
-    for name, f in scores.items():
-        if not isinstance(f, dict) or "spearman" not in f:
-            table.add_row(name, *(["-"] * 5))
-            continue
-        table.add_row(name, *(f"{f.get(k, float('nan')):.4f}" for k in ("spearman", "pearson", "mae", "r2", "regret")))
+    rows = candidate_scores(fit)
+    for name, f in rows.items():
+        table.add_row(name, *(("-" if f.get(k) is None else f"{f[k]:.4f}") for k in
+                              ("spearman", "pearson", "mae", "r2", "regret")))
     return table
+
+
+def candidate_scores(fit: dict) -> dict[str, dict]:
+    """Per-estimator CV scores: auto's selection table, or the fit's own pooled metrics."""
+    table = ((fit.get("state") or {}).get("fitted") or {}).get("table") or []
+    rows = {r["name"]: {k: r.get(k) for k in ("spearman", "pearson", "mae", "r2", "regret")} | {"status": r.get("status")}
+            for r in table if isinstance(r, dict) and "name" in r}
+    if not rows:
+        rows = {fit["estimator"]: (fit.get("fidelity") or {}).get("pooled") or {}}
+    return rows
 
 
 def mixture_table(title: str, domains: list[str], columns: dict[str, dict[str, float]]) -> Table:
@@ -98,9 +106,8 @@ def regmix_part(c: MixoptClient) -> None:
     accepted = c.fit(p["id"], "auto")
     job = c.wait_job(accepted["job"]["id"], timeout=900)
     fit = c.get_fit(p["id"], job["result"]["fit_id"])
-    console.print(fidelity_table(f"5-fold CV on Pile-CC loss (chosen: {fit['state']['estimator']})", fit))
-    if fit.get("notes"):
-        console.print(fit["notes"])
+    chosen = ((fit.get("state") or {}).get("fitted") or {}).get("chosen", fit["estimator"])
+    console.print(fidelity_table(f"5-fold CV on Pile-CC loss, 512 runs (auto chose: {chosen})", fit))
     rec_job = c.wait_job(c.recommend(p["id"], fit_id=fit["id"])["job"]["id"], timeout=900)
     rec = c.get_recommendation(p["id"], rec_job["result"]["recommendation_id"])
     domains = fit["domains"]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install (when missing) and start the real servers the tests use: PostgreSQL and Redis,
-# on loopback, with data under ${MIXOPT_SERVICES_DIR:-/tmp/mixopt-services}.
+# on loopback, with data under ${MIXOPT_SERVICES_DIR:-/tmp/mixopt-services}. Also installs
+# Chromium (Debian's package) for the dashboard's browser tests.
 # Prints the environment to use: MIXOPT_TEST_DATABASE_URL and MIXOPT_TEST_REDIS_URL.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ need=()
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # headless browser for tests/dashboard (driven by Playwright)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -11,10 +11,11 @@ import sys
 from app.core.config import Settings
 
 
-def worker_command(settings: Settings, queues: str = "default,gpu", concurrency: int = 1,
+def worker_command(settings: Settings, queues: str = "default,gpu", concurrency: int | None = None,
                    beat: bool = True) -> list[str]:
     cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues,
-           "-c", str(concurrency), "--loglevel", "INFO", "-n", f"embedded-{os.getpid()}@%h"]
+           "-c", str(concurrency or settings.worker_concurrency), "--loglevel", "INFO",
+           "-n", f"embedded-{os.getpid()}@%h"]
     if beat:
         cmd += ["-B", "-s", str(settings.home / "celerybeat-schedule")]
     return cmd
@@ -23,7 +24,9 @@ def worker_command(settings: Settings, queues: str = "default,gpu", concurrency:
 def start_worker(settings: Settings, **kw) -> subprocess.Popen:
     settings.home.mkdir(parents=True, exist_ok=True)
     log = open(settings.home / "worker.log", "ab")  # noqa: SIM115 - handed to the child
+    # one torch thread per process unless told otherwise: the processes share the cores
+    threads = str(settings.torch_threads or 1)
     return subprocess.Popen(worker_command(settings, **kw), stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "MIXOPT_HOME": str(settings.home),
+                            env={**os.environ, "MIXOPT_HOME": str(settings.home), "MIXOPT_TORCH_THREADS": threads,
                                  "MIXOPT_DATABASE_URL": settings.database_url,
                                  "MIXOPT_BROKER_URL": settings.broker_url})

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     stale_job_seconds: int = 300
     #: how often beat looks for stale jobs, seconds
     reap_interval_seconds: float = 60.0
+    #: processes of the embedded worker started by ``mixopt serve``
+    worker_concurrency: int = 2
     #: torch threads per training task (0: torch's default); set 1 with one worker process per core
     torch_threads: int = 0
     #: how often beat looks for online sessions due a re-mix, seconds

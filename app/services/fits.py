@@ -155,10 +155,12 @@ def science_constraints(spec: dict[str, Any], domains: list[str],
     spec = ConstraintsSpec.model_validate(spec or {}).model_dump()
     bounds = spec.get("bounds") or {}
     epochs: Any = None
-    if spec.get("max_epochs") is not None or spec.get("max_epochs_per_domain"):
-        per = spec.get("max_epochs_per_domain") or {}
+    per = spec.get("max_epochs_per_domain") or {}
+    if per:
         default = spec.get("max_epochs")
         epochs = {d: float(per.get(d, default if default is not None else float("inf"))) for d in domains}
+    elif spec.get("max_epochs") is not None:
+        epochs = float(spec["max_epochs"])
     counts = None
     if token_counts and all(c for c in token_counts):
         counts = {d: float(c) for d, c in zip(domains, token_counts, strict=True)}

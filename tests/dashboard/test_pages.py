@@ -88,3 +88,28 @@ def test_epochs_table_flags_mixtures_over_max_epochs(client, admin, admin_token)
     html = client.get(f"/dashboard/projects/{p['id']}").text
     # uniform puts 0.5 x 1e9 tokens on 1e8 tokens: 5 epochs > 4
     assert 'id="epochs-warning"' in html and "5×" in html and 'class="num over"' in html
+
+
+def test_no_dashboard_route_answers_500(client, admin, admin_token):
+    from app.dashboard.routes import router
+
+    p = make_project(client, admin)
+    client.post(f"/v1/projects/{p['id']}/runs", json={"mixture": {"web": 1.0}, "metrics": {"l": 1.0}}, headers=admin)
+    bodies = [None, b"", b"token=", b"token=%00&next=%zz", b"{", "token=\u00e9".encode()]
+    failures = []
+    for logged_in in (False, True):
+        if logged_in:
+            _login(client, admin_token)
+        for route in router.routes:
+            for method in route.methods:
+                for pid in (str(p["id"]), "0", "-1", "999999999999999999999", "abc", "%00"):
+                    url = (route.path.replace("{project_id}", pid).replace("{run_id}", "1").replace("{which}", "x%00")
+                           .replace("{path:path}", "..%2f..%2fmain.py"))
+                    for query in ("", "?format=%00&fit=-1&session=abc&next=//x"):
+                        for body in (bodies if method == "POST" else [None]):
+                            headers = {"content-type": "application/x-www-form-urlencoded"} if body is not None else {}
+                            r = client.request(method, url + query, content=body, headers=headers,
+                                               follow_redirects=False)
+                            if r.status_code >= 500:
+                                failures.append((method, url + query, body, r.status_code, r.text[:200]))
+    assert not failures, failures[:10]

@@ -14,6 +14,8 @@ class DataSource(Schema):
     path: str = Field(min_length=1, max_length=2000)
     format: Literal["auto", "txt", "jsonl", "parquet"] = "auto"
     text_field: str = "text"
+    #: a Hugging Face ``tokenizers`` JSON file (``mixopt train-tokenizer``); default byte-level
+    tokenizer: str | None = Field(default=None, max_length=2000)
 
 
 class DomainSpec(Schema):
