@@ -246,8 +246,18 @@ def baselines(project: Project) -> dict[str, Any]:
         mixtures = {"uniform": science_baselines.uniform_mixture(len(domains))}
         reason = "needs a token count for every domain (declared, or measured by ingestion)"
         unavailable.update({"natural": reason, "temperature": reason, "unimax": reason})
-    return {"domains": domains, "mixtures": {k: dict(zip(domains, map(float, v), strict=True))
-                                             for k, v in mixtures.items()}, "unavailable": unavailable}
+    mixtures = {k: dict(zip(domains, map(float, v), strict=True)) for k, v in mixtures.items()}
+    stats = [(d.stats or {}).get("entropy") or {} for d in project.domains]
+    if all(stats):
+        from workers.mixing.entropy import VARIANTS, proportions_from_entropies
+
+        for variant in VARIANTS:
+            if all(variant in st for st in stats):
+                mixtures[f"entropy_{variant}"] = proportions_from_entropies(
+                    {d: st[variant] for d, st in zip(domains, stats, strict=True)})
+    else:
+        unavailable["entropy"] = "needs the domains' data: ingest them (POST .../domains/ingest)"
+    return {"domains": domains, "mixtures": mixtures, "unavailable": unavailable}
 
 
 def create_suggestion_job(session: Session, project: Project, data: SuggestionCreate) -> Job:

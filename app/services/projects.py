@@ -163,7 +163,7 @@ def project_public(project: Project, run_count: int = 0) -> dict[str, Any]:
         "id": project.id, "name": project.name, "description": project.description,
         "domains": [
             {"name": d.name, "token_count": d.token_count, "source": d.source,
-             "token_count_measured": d.token_count_measured} for d in project.domains
+             "token_count_measured": d.token_count_measured, "stats": d.stats} for d in project.domains
         ],
         "objective": project.objective,
         "constraints": project.constraints or {},

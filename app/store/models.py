@@ -93,6 +93,8 @@ class Domain(Base):
     token_count_measured: Mapped[bool] = mapped_column(Boolean, default=False)
     #: {"path": ..., "format": "txt|jsonl|parquet|auto", "text_field": "text"}
     source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: measured at ingestion: {"train_tokens", "val_tokens", "bytes", "entropy": {variant: nats}}
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     project: Mapped[Project] = relationship(back_populates="domains")
 

@@ -50,6 +50,19 @@ def test_swarm_trains_and_runs_come_back_with_metrics(client, admin, worker):
     # the mixtures differ (a swarm, not copies) and sum to 1
     mixtures = [tuple(round(v, 6) for v in r["mixture"].values()) for r in runs]
     assert len(set(mixtures)) == 3
+    # ingestion measured entropies: the training-free entropy mixtures (BiMix) are available
+    base = client.get(f"/v1/projects/{p['id']}/baselines", headers=admin).json()
+    assert {"natural", "uniform", "entropy_conditional", "entropy_shannon"} <= set(base["mixtures"])
+    ent = base["mixtures"]["entropy_conditional"]
+    assert abs(sum(ent.values()) - 1) < 1e-9 and len(set(round(v, 6) for v in ent.values())) > 1
+    # a run trained with an online mixer stores its trajectory and recommends its final weights
+    online = {**body, "count": 1, "tag": "odm", "online": {"algorithm": "odm", "params": {}}}
+    acc = client.post(f"/v1/projects/{p['id']}/swarms", json=online, headers=admin).json()
+    assert wait_job(client, admin, acc["jobs"][0]["id"], timeout=300)["state"] == "succeeded"
+    run = client.get(f"/v1/projects/{p['id']}/runs/{acc['run_ids'][0]}", headers=admin).json()
+    assert len(run["details"]["weight_trajectory"]) > 1
+    recs = client.get(f"/v1/projects/{p['id']}/recommendations", headers=admin).json()["data"]
+    assert recs[0]["source"] == "online:odm" and recs[0]["mixture"] == run["details"]["final_weights"]
     # the project's objective became the mean validation loss, so an estimator can be fitted
     assert client.get(f"/v1/projects/{p['id']}", headers=admin).json()["objective"] == \
         {f"val_loss/{d}": 1.0 for d in DOMAINS}

@@ -161,8 +161,15 @@ def entropy_mixture(
     if not tokens_by_domain:
         raise ValueError("no domains given")
     ent = domain_entropies(tokens_by_domain, [variant], vocab_size=vocab_size, base=base)
-    names = list(tokens_by_domain)
-    h = np.array([ent[d][variant] for d in names])
+    return proportions_from_entropies({d: ent[d][variant] for d in tokens_by_domain}, normalization, temperature)
+
+
+def proportions_from_entropies(entropies: Mapping[str, float], normalization: str = "softmax",
+                               temperature: float = 1.0) -> dict[str, float]:
+    """Turn per-domain entropies (one variant, e.g. stored at ingestion) into proportions, as
+    :func:`entropy_mixture` does."""
+    names = list(entropies)
+    h = np.array([float(entropies[d]) for d in names])
     if normalization == "softmax":
         z = h / float(temperature)
         w = np.exp(z - z.max())

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from app.core.config import get_settings
 from app.services import runs as run_service
 from app.store.db import session_scope
-from app.store.models import Domain, Project, Run, utcnow
+from app.store.models import Domain, Project, Recommendation, Run, utcnow
 from workers.celery_app import celery_app
 from workers.tasks import common
 
@@ -48,11 +48,18 @@ def ingest_project(project_id: int, job_id: str | None = None) -> dict[str, Any]
         out[d["name"]] = data
         if job_id:
             common.heartbeat(job_id, (i + 1) / len(domains), f"ingested {d['name']}")
+    from workers.mixing.entropy import domain_entropies
+
+    # entropy statistics for the training-free entropy mixtures (BiMix), on at most 4M tokens a domain
+    entropies = domain_entropies({name: np.asarray(d.train[:4_000_000]) for name, d in out.items()}) if out else {}
     with session_scope() as s:
         for row in s.scalars(select(Domain).where(Domain.project_id == project_id)):
             if row.name in out:
-                row.token_count = int(out[row.name].n_train_tokens)
+                d = out[row.name]
+                row.token_count = int(d.n_train_tokens)
                 row.token_count_measured = True
+                row.stats = {"train_tokens": int(d.n_train_tokens), "val_tokens": int(d.n_val_tokens),
+                             "bytes": int(d.n_bytes), "entropy": entropies.get(row.name, {})}
     return out
 
 
@@ -161,8 +168,15 @@ def train_task(job_id: str) -> None:
         r.train_steps, r.train_tokens = int(result.steps), int(result.tokens)
         details = {**(r.details or {}), "tokens_per_s": result.tokens_per_s, "device": result.device}
         if online is not None:
+            final = dict(zip(domains, map(float, online.mixer.final_weights()), strict=True))
             details["weight_trajectory"] = online.trajectory
-            details["final_weights"] = dict(zip(domains, map(float, online.mixer.final_weights()), strict=True))
+            details["final_weights"] = final
+            # the online method's final (DoReMi: average) weights are its recommendation
+            s.add(Recommendation(project_id=r.project_id, fit_id=None, job_id=job_id, source=f"online:{online.mixer.name}",
+                                 mixture=final, binding=[], constraints={}, target_scale={},
+                                 details={"run_id": run_id, "explanation": f"final weights of {online.mixer.name} "
+                                          f"trained online in run {run_id}",
+                                          "final_val_loss": float(np.mean(list(result.final_val_losses.values())))}))
         r.details = details
         return {"run_id": run_id, "final_loss": float(np.mean(list(result.final_val_losses.values())))}
 

@@ -26,6 +26,8 @@ class DomainSpec(Schema):
 
 class DomainPublic(DomainSpec):
     token_count_measured: bool = False
+    #: measured at ingestion: token and byte counts, per-variant entropies (nats)
+    stats: dict | None = None
 
 
 class Bounds(Schema):
