@@ -17,6 +17,9 @@ import numpy as np
 from workers.mixing.base import ESTIMATORS, MixingEstimator, get_estimator, register
 from workers.mixing.fidelity import cross_validate
 
+#: candidates with a CV MAE above this multiple of the best candidate's are ranked last
+MAE_GUARD = 5.0
+
 
 @register("auto")
 class AutoEstimator(MixingEstimator):
@@ -88,14 +91,27 @@ class AutoEstimator(MixingEstimator):
             raise ValueError("auto: no candidate estimator could be fitted: "
                              + "; ".join(f"{r['name']}: {r['reason']}" for r in rows))
 
+        # a candidate whose CV error is far above the best one's ranks last whatever its rank
+        # correlation: with few runs a law can order held-out runs by luck while predicting
+        # absurd losses (a recommendation from it would be meaningless)
+        maes = [r["mae"] for r in ok if r["mae"] is not None and np.isfinite(r["mae"])]
+        best_mae = min(maes) if maes else None
+
+        def unreliable(r) -> bool:
+            return best_mae is not None and (r["mae"] is None or not np.isfinite(r["mae"])
+                                             or r["mae"] > MAE_GUARD * best_mae)
+
         def key(r):
             s = r["spearman"] if r["spearman"] is not None else -np.inf
-            return (-s, r["mae"] if r["mae"] is not None else np.inf)
+            return (unreliable(r), -s, r["mae"] if r["mae"] is not None else np.inf)
 
         ok.sort(key=key)
         for rank, r in enumerate(ok, 1):
             r["rank"] = rank
-            r["reason"] = "chosen: best CV Spearman" if rank == 1 else "lower CV Spearman (ties: higher MAE)"
+            if unreliable(r):
+                r["reason"] = f"CV MAE more than {MAE_GUARD:g}x the best candidate's: predictions not trusted"
+            else:
+                r["reason"] = "chosen: best CV Spearman" if rank == 1 else "lower CV Spearman (ties: higher MAE)"
         self.table_ = ok + [r for r in rows if r["status"] != "ok"]
         self.chosen_ = ok[0]["name"]
         self.cv_ = results[self.chosen_]
