@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -195,8 +196,8 @@ def wait_job(client, headers, job_id: str, timeout: float = 120.0) -> dict:
     raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
 
 
-@pytest.fixture
-def live_server(db):
+@contextmanager
+def server_in_thread():
     """A real uvicorn server (in a thread) on the test database; yields its base URL."""
     import socket
     import threading
@@ -214,6 +215,15 @@ def live_server(db):
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(db):
+    with server_in_thread() as url:
+        yield url

@@ -92,17 +92,26 @@ def _new_fit(session: Session, project: Project, estimator: str, params: dict, r
     return fit, job
 
 
-def list_fits(session: Session, project: Project, limit: int = 100, offset: int = 0) -> tuple[list[Fit], int]:
-    q = select(Fit).where(Fit.project_id == project.id)
+def _page(session: Session, model: type, project: Project, limit: int, offset: int) -> tuple[list, int]:
+    """A project's fits or recommendations, newest first, with the total count."""
+    q = select(model).where(model.project_id == project.id)
     count = session.scalar(select(func.count()).select_from(q.subquery())) or 0
-    return list(session.scalars(q.order_by(Fit.id.desc()).offset(offset).limit(limit))), count
+    return list(session.scalars(q.order_by(model.id.desc()).offset(offset).limit(limit))), count
+
+
+def _owned(session: Session, model: type, project: Project, row_id: int, label: str):
+    row = session.get(model, row_id)
+    if row is None or row.project_id != project.id:
+        raise NotFound(f"{label} {row_id} not found in project {project.id}")
+    return row
+
+
+def list_fits(session: Session, project: Project, limit: int = 100, offset: int = 0) -> tuple[list[Fit], int]:
+    return _page(session, Fit, project, limit, offset)
 
 
 def get_fit(session: Session, project: Project, fit_id: int) -> Fit:
-    fit = session.get(Fit, fit_id)
-    if fit is None or fit.project_id != project.id:
-        raise NotFound(f"fit {fit_id} not found in project {project.id}")
-    return fit
+    return _owned(session, Fit, project, fit_id, "fit")
 
 
 def training_data(session: Session, fit: Fit) -> dict[str, Any]:
@@ -211,16 +220,11 @@ def create_recommendation_job(session: Session, project: Project, data: Recommen
 
 def list_recommendations(session: Session, project: Project, limit: int = 100,
                          offset: int = 0) -> tuple[list[Recommendation], int]:
-    q = select(Recommendation).where(Recommendation.project_id == project.id)
-    count = session.scalar(select(func.count()).select_from(q.subquery())) or 0
-    return list(session.scalars(q.order_by(Recommendation.id.desc()).offset(offset).limit(limit))), count
+    return _page(session, Recommendation, project, limit, offset)
 
 
 def get_recommendation(session: Session, project: Project, rec_id: int) -> Recommendation:
-    rec = session.get(Recommendation, rec_id)
-    if rec is None or rec.project_id != project.id:
-        raise NotFound(f"recommendation {rec_id} not found in project {project.id}")
-    return rec
+    return _owned(session, Recommendation, project, rec_id, "recommendation")
 
 
 def baselines(project: Project) -> dict[str, Any]:

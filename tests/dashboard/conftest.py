@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REGMIX_DIR, REPO, _empty_tables
+from tests.conftest import REGMIX_DIR, REPO, _empty_tables, server_in_thread
 
 CHROMIUM = os.environ.get("MIXOPT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -49,23 +47,8 @@ def chromium_or_skip() -> str:
 @pytest.fixture(scope="module")
 def server(engine):
     """A real uvicorn server (thread) on the test database; tables are emptied afterwards."""
-    import uvicorn
-
-    from app.main import create_app
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with server_in_thread() as url:
+        yield url
     _empty_tables(engine)
 
 
