@@ -125,3 +125,11 @@ def test_duplicate_runs():
     m1 = fit(X, Y, curves)
     m2 = fit(np.vstack([X, X]), np.vstack([Y, Y]), curves + curves)
     np.testing.assert_allclose(m1.predict(X), m2.predict(X), atol=1e-4)
+
+
+def test_trained_run_metric_names_map_to_domains():
+    from workers.mixing.bimix import normalise_name
+
+    # mixopt's trained runs report val_loss/<domain>; RegMix files metric/<domain>_val_loss
+    assert normalise_name("val_loss/code") == normalise_name("code") == "code"
+    assert normalise_name("metric/the_pile_arxiv_val_loss") == normalise_name("train_the_pile_arxiv")

@@ -43,8 +43,9 @@ _STRIP = re.compile(r"^(metric/|train_|val_|valid_|eval_)+|(_val_loss|_loss|_val
 
 
 def normalise_name(name: str) -> str:
-    """Loose name used to match targets to domains (``metric/x_val_loss`` ~ ``train_x``)."""
-    return _STRIP.sub("", str(name).lower())
+    """Loose name used to match targets to domains (``metric/x_val_loss`` ~ ``train_x``,
+    ``val_loss/x`` ~ ``x``): the part after the last ``/``, without the usual prefixes/suffixes."""
+    return _STRIP.sub("", str(name).lower().rsplit("/", 1)[-1])
 
 
 def _huber(r: np.ndarray, delta: float) -> np.ndarray:
