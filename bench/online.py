@@ -5,15 +5,23 @@
     python bench/online.py --synthetic     # the synthetic environment (seconds)
 
 Methods: stratified (uniform), natural (token-proportional), ODM, DoReMi (reference = the
-stratified run of the same seed: its per-domain validation losses, as a per-step curve when
-the run recorded one) and Aioli (from scratch). Prints a table of mean ± std over seeds.
+stratified run of the same seed: its per-domain validation loss curve) and Aioli (from
+scratch). In trainer mode DoReMi appears three ways: "doremi" (online, batches sampled from
+the current alpha), "doremi-proxy" (the paper's proxy: batches from the reference mixture,
+losses weighted by alpha) and "doremi-fixed" (the paper's recipe: a fresh run on the proxy's
+average alpha). The score is the final validation loss averaged over domains (lower is
+better); the table gives mean ± std over seeds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +37,26 @@ METHODS = ("stratified", "natural", "odm", "doremi", "aioli")
 
 
 def table(results: dict[str, list[float]], title: str) -> str:
-    lines = [title, f"{'method':<12} {'avg val loss':>20}  {'n':>2}", "-" * 38]
+    """Mean ± std over seeds, and the paired difference to stratified (same seed) with the
+    number of seeds on which the method is better (lower)."""
+    ref = results.get("stratified") or []
+    lines = [title,
+             f"{'method':<13} {'avg val loss':>18}  {'vs stratified (paired)':>24}  {'wins':>5}",
+             "-" * 66]
     for name, vals in results.items():
         if not vals:
-            lines.append(f"{name:<12} {'(failed)':>20}")
+            lines.append(f"{name:<13} {'(failed)':>18}")
             continue
         mean = statistics.fmean(vals)
         std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        lines.append(f"{name:<12} {mean:>11.4f} ± {std:<7.4f}  {len(vals):>2}")
+        row = f"{name:<13} {mean:>9.4f} ± {std:<6.4f}"
+        if name != "stratified" and len(ref) == len(vals):
+            diffs = [v - r for v, r in zip(vals, ref, strict=True)]
+            dm = statistics.fmean(diffs)
+            ds = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+            wins = sum(d < 0 for d in diffs)
+            row += f"  {dm:>+14.4f} ± {ds:<7.4f}  {wins:>2}/{len(diffs)}"
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -95,15 +115,138 @@ def bench_synthetic(seeds: int, steps: int) -> dict[str, list[float]]:
 
 
 # -- the tiny GPT trainer -------------------------------------------------------------------
-def bench_trainer(seeds: int, steps: int, fixtures: bool, verbose: bool) -> dict[str, list[float]]:
-    try:
-        from workers.training import trainer  # noqa: F401
-    except ImportError as exc:
-        raise SystemExit(
-            f"the trainer (workers/training/trainer.py) is not available ({exc}); "
-            "run with --synthetic"
-        ) from exc
-    raise SystemExit("bench_trainer: not wired to the trainer yet; run with --synthetic")
+#: one run's settings (tiny preset, ~1M parameters; about a minute per 300 steps on one core)
+TRAIN = {"preset": "tiny", "batch_size": 16, "block_size": 128, "eval_interval": 50,
+         "eval_batches": 8, "device": "cpu"}
+#: evaluation batches per domain for Aioli's LearnParams measurements (bounds their cost)
+AIOLI_EVAL_BATCHES = 2
+
+
+def aioli_params(steps: int, k: int) -> dict:
+    """The paper's round structure scaled to a short run: 3 rounds, sweeps ~half of a round.
+
+    The paper's SlimPajama setting (``update_steps=200, lp_rounds=2, lp_steps=10``, 7
+    domains) spends 140 of each 200-step round on sweeps; here ``lp_rounds=2, lp_steps=4``
+    and ``update_steps = steps // 3`` (at least the sweeps plus 10 steps), ``eta`` 1 and
+    ``ema`` 0.1 as in the paper.
+    """
+    sweeps = 2 * 4 * k
+    return {"update_steps": max(steps // 3, sweeps + 10), "lp_rounds": 2, "lp_steps": 4,
+            "eta": 1.0, "ema": 0.1}
+
+
+def corpora_sources(fixtures: bool) -> tuple[dict[str, str], str]:
+    """(domain -> source directory, shard cache directory); builds the demo corpora if missing."""
+    if fixtures:
+        root = ROOT / "tests" / "fixtures" / "corpora"
+        sources = {p.name: str(p) for p in sorted(root.iterdir()) if p.is_dir()}
+        return sources, str(Path(tempfile.gettempdir()) / "mixopt-bench-online-shards")
+    from app.core.config import get_settings
+    from workers.training.demo_data import build_demo_corpora
+
+    home = get_settings().home
+    manifest = build_demo_corpora(home / "demo-corpora")
+    return {n: str(Path(d["path"]).parent) for n, d in manifest["domains"].items()}, str(home / "shards")
+
+
+def load_corpora(sources: dict[str, str], cache: str) -> dict:
+    """Domain name -> DomainData (tokenised once; later calls find the cached shards)."""
+    from workers.training.data import ingest_domain
+
+    return {n: ingest_domain(n, src, cache) for n, src in sources.items()}
+
+
+def _one_run(job: tuple) -> tuple:
+    """Train one run (in a worker process): (method, seed, steps, corpora, extra) -> result."""
+    import torch
+
+    from workers.online.callback import OnlineMixingCallback
+    from workers.training.trainer import TrainConfig, train
+
+    method, seed, steps, corpora, extra = job
+    torch.set_num_threads(1)
+    data = load_corpora(*corpora)
+    domains = list(data)
+    k = len(domains)
+    natural = np.array([d.n_train_tokens for d in data.values()], dtype=float)
+    natural /= natural.sum()
+    uniform = np.full(k, 1.0 / k)
+    callbacks, cb = [], None
+    weights = uniform
+    if method == "natural":
+        weights = natural
+    elif method == "doremi-fixed":
+        weights = np.array([extra["weights"][d] for d in domains])
+    elif method in ("odm", "doremi", "doremi-proxy", "aioli"):
+        if method == "odm":
+            mixer = make_mixer("odm", domains, seed=seed)
+        elif method == "aioli":
+            mixer = make_mixer("aioli", domains, aioli_params(steps, k), seed=seed)
+        else:
+            params = {"reference_curve": extra["reference_curve"],
+                      "loss_weighting": method == "doremi-proxy"}
+            mixer = make_mixer("doremi", domains, params, uniform, seed=seed)
+        cb = OnlineMixingCallback(mixer, eval_max_batches=AIOLI_EVAL_BATCHES, record_every=25)
+        callbacks.append(cb)
+    cfg = TrainConfig(**TRAIN, max_steps=steps, seed=seed, weights=weights.tolist())
+    res = train(cfg, data, callbacks)
+    out = {"avg": float(np.mean(list(res.final_val_losses.values()))),
+           "losses": res.final_val_losses, "curve": [{"step": c["step"], "losses": c["losses"]}
+                                                     for c in res.curve],
+           "wall_s": res.wall_s, "evals": cb.n_evals if cb else 0,
+           "final_weights": cb.final_weights() if cb else dict(zip(domains, weights.tolist(), strict=True))}
+    return method, seed, out
+
+
+def bench_trainer(
+    seeds: int, steps: int, fixtures: bool, verbose: bool, jobs: int = 2,
+    json_out: Path | None = None,
+) -> dict[str, list[float]]:
+    """Train every method with ``seeds`` seeds; returns method -> final average val losses.
+
+    Three waves so each run gets what it depends on: (1) stratified, natural, ODM, Aioli;
+    (2) DoReMi online (batches sampled from alpha) and DoReMi's proxy (paper mode: batches
+    from the reference mixture, losses weighted by alpha), both against the stratified run of
+    the same seed as reference; (3) a fresh run on the proxy's average alpha, which is the
+    paper's actual recipe ("doremi-fixed").
+    """
+    corpora = corpora_sources(fixtures)
+    data = load_corpora(*corpora)  # build and tokenise once, before the workers start
+    if verbose:
+        print("domains: " + ", ".join(f"{n}={d.n_train_tokens:,}" for n, d in data.items()),
+              file=sys.stderr)
+    pool = ProcessPoolExecutor(max_workers=max(1, jobs))
+    runs: dict[tuple[str, int], dict] = {}
+
+    def wave(items):
+        t0 = time.perf_counter()
+        for method, seed, out in pool.map(_one_run, items):
+            runs[(method, seed)] = out
+            if verbose:
+                print(f"  {method:<13} seed {seed}: avg val loss {out['avg']:.4f}  "
+                      f"({out['wall_s']:.0f} s, {out['evals']} mixer evals)", file=sys.stderr)
+        if verbose:
+            print(f"  wave done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+    with pool:
+        wave([(m, s, steps, corpora, None) for s in range(seeds)
+              for m in ("stratified", "natural", "odm", "aioli")])
+        wave([(m, s, steps, corpora, {"reference_curve": runs[("stratified", s)]["curve"]})
+              for s in range(seeds) for m in ("doremi", "doremi-proxy")])
+        wave([("doremi-fixed", s, steps, corpora,
+               {"weights": runs[("doremi-proxy", s)]["final_weights"]}) for s in range(seeds)])
+    order = ("stratified", "natural", "odm", "doremi", "doremi-fixed", "aioli", "doremi-proxy")
+    results = {m: [runs[(m, s)]["avg"] for s in range(seeds)] for m in order}
+    if json_out is not None:
+        json_out.write_text(json.dumps(
+            {"steps": steps, "train": TRAIN, "aioli": aioli_params(steps, len(data)),
+             "runs": [{"method": m, "seed": s, **out} for (m, s), out in runs.items()]}, indent=1))
+    if verbose:
+        for m in ("odm", "doremi", "doremi-proxy", "aioli"):
+            w = runs[(m, 0)]["final_weights"]
+            print(f"  {m} final weights (seed 0): "
+                  + ", ".join(f"{d}={v:.3f}" for d, v in w.items()), file=sys.stderr)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fixtures", action="store_true", help="train on tests/fixtures/corpora")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps per run")
+    ap.add_argument("--jobs", type=int, default=2, help="training processes (one thread each)")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="trainer mode: write every run (losses, curve, final weights) here")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.synthetic:
@@ -127,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         steps = args.steps or 300
-        res = bench_trainer(args.seeds, steps, args.fixtures, not args.quiet)
+        res = bench_trainer(args.seeds, steps, args.fixtures, not args.quiet, args.jobs, args.json)
         src = "fixture corpora" if args.fixtures else "demo corpora"
         print(table(res, f"tiny GPT on the {src}, {steps} steps, {args.seeds} seeds"))
     return 0

@@ -285,8 +285,8 @@ def domain_documents(domain: str, cache_dir: str | Path) -> list[str]:
 
 def _write_jsonl(path: Path, docs: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         for d in docs:
             f.write(json.dumps({"text": d}, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
@@ -348,9 +348,12 @@ def build_demo_corpora(
         out[d] = {**info, "path": str(path), "n_docs": len(chosen), "bytes": sum(len(x.encode()) for x in chosen),
                   "full_docs": len(docs), "full_bytes": full, "file_sha256": _sha256(path)}
     manifest = {"domains": out, "dest_dir": str(dest)}
-    tmp = man_path.with_name("manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, man_path)
+    if out != old:
+        # unique temporary names: processes building the same directory never collide
+        fd, tmp = tempfile.mkstemp(dir=dest, prefix="manifest.json", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(manifest, indent=1))
+        os.replace(tmp, man_path)
     return manifest
 
 
