@@ -38,6 +38,7 @@ def test_swarm_trains_and_runs_come_back_with_metrics(client, admin, worker):
         assert done["state"] == "succeeded", done["error"]
     runs = client.get(f"/v1/projects/{p['id']}/runs?tag=s1", headers=admin).json()["data"]
     assert len(runs) == 3
+    assert [r["seed"] for r in runs] == [1, 1, 1]  # shared seed: runs differ only by mixture
     for run in runs:
         assert run["status"] == "succeeded" and run["origin"] == "trained"
         assert set(run["metrics"]) == {f"val_loss/{d}" for d in DOMAINS} | {f"val_bpb/{d}" for d in DOMAINS}
@@ -79,6 +80,25 @@ def test_swarm_validation(client, admin):
     r = client.post(url, json={"count": 2, "train_steps": 10, "preset": "huge"}, headers=admin)
     assert r.status_code == 422
     assert count_rows("run") == 0 and count_rows("job") == 0
+
+
+def test_swarm_seeds_shared_or_per_run(client, admin):
+    domains = [{"name": d, "token_count": 1000, "source": {"path": str(CORPORA / d), "format": "jsonl"}}
+               for d in DOMAINS]
+    p = client.post("/v1/projects", json={"name": "seeds", "domains": domains}, headers=admin).json()
+    url = f"/v1/projects/{p['id']}/swarms"
+    seeds = {}
+    for policy in ("shared", "per_run"):
+        r = client.post(url, json={"count": 3, "train_steps": 10, "seed": 5, "seeds": policy, "tag": policy},
+                        headers=admin)
+        assert r.status_code == 202, r.text
+        runs = client.get(f"/v1/projects/{p['id']}/runs?tag={policy}", headers=admin).json()["data"]
+        seeds[policy] = sorted(run["seed"] for run in runs)
+        jobs = [client.get(f"/v1/jobs/{j['id']}", headers=admin).json() for j in r.json()["jobs"]]
+        assert sorted(j["params"]["seed"] for j in jobs) == seeds[policy]
+    assert seeds == {"shared": [5, 5, 5], "per_run": [5, 6, 7]}
+    r = client.post(url, json={"count": 2, "train_steps": 10, "seeds": "random"}, headers=admin)
+    assert r.status_code == 422 and "seeds" in r.text
 
 
 def test_presets_agree_with_the_trainer():

@@ -23,6 +23,9 @@ class SwarmCreate(Schema):
     train_steps: int | None = Field(default=None, gt=0)
     train_tokens: int | None = Field(default=None, gt=0)
     seed: int = 0
+    #: shared: every run trains with ``seed`` (same initialisation and sampler stream, so runs
+    #: differ only by their mixture: common random numbers); per_run: run i uses ``seed + i``
+    seeds: Literal["shared", "per_run"] = "shared"
     #: swarm: RegMix Dirichlet around the token prior; space_filling: max-min distance picks;
     #: fixed: train exactly the given mixtures
     strategy: Literal["swarm", "space_filling", "fixed"] = "swarm"
