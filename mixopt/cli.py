@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -71,12 +73,16 @@ def serve(
         from workers.embedded import start_worker
 
         proc = start_worker(settings)
+        # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
+        # finally below still stops the worker (the default action would end us first)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run("app.main:app", host=host, port=port, log_level="info")
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
+            from workers.embedded import stop_worker
+
+            stop_worker(proc)
 
 
 @app.command("worker")

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def start_service(port: int | None = None) -> tuple[subprocess.Popen, str]:
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "serve.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)], stdout=log,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -135,8 +136,9 @@ def main(train: bool = True, port: int | None = None) -> None:
         console.print(f"[red]demo failed:[/red] {exc}")
         raise SystemExit(1) from exc
     finally:
+        # serve stops its worker (up to 20 s of warm shutdown, then SIGKILL to the worker's group)
         proc.terminate()
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -50,7 +50,10 @@ def training_part(c: MixoptClient, console: Console) -> None:
 
     done = [r for r in c.iter_runs(p["id"], tag=SWARM["tag"], status="succeeded")]
     if len(done) < SWARM["count"]:
-        acc = c._json("POST", f"/v1/projects/{p['id']}/swarms", json={**SWARM, "tag": f"{SWARM['tag']}-{int(time.time())}"})
+        # a re-run after an interrupted demo trains only the missing runs (a new design seed, so
+        # new mixtures; the runs of one swarm share their seed, see README "Proxy training")
+        missing = {"count": SWARM["count"] - len(done), "seed": SWARM["seed"] + len(done)}
+        acc = c._json("POST", f"/v1/projects/{p['id']}/swarms", json={**SWARM, **missing})
         jobs = [j["id"] for j in acc["jobs"]]
         t0 = time.perf_counter()
         with Progress(TextColumn("training {task.fields[n]} proxy runs"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),

@@ -5,6 +5,7 @@ no broker server."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -26,7 +27,27 @@ def start_worker(settings: Settings, **kw) -> subprocess.Popen:
     log = open(settings.home / "worker.log", "ab")  # noqa: SIM115 - handed to the child
     # one torch thread per process unless told otherwise: the processes share the cores
     threads = str(settings.torch_threads or 1)
+    # its own process group, so stop_worker reaches the pool children and beat as well
     return subprocess.Popen(worker_command(settings, **kw), stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "MIXOPT_HOME": str(settings.home), "MIXOPT_TORCH_THREADS": threads,
+                            start_new_session=True, env={**os.environ, "MIXOPT_HOME": str(settings.home), "MIXOPT_TORCH_THREADS": threads,
                                  "MIXOPT_DATABASE_URL": settings.database_url,
                                  "MIXOPT_BROKER_URL": settings.broker_url})
+
+
+def stop_worker(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
+    """Stop the embedded worker and everything it forked: SIGTERM (Celery's warm shutdown lets
+    running tasks finish), then SIGKILL to the whole group after ``grace_s``. A task killed
+    mid-way is not lost: acks_late redelivers it, the reaper re-queues its job, and training
+    resumes from its checkpoint."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # pool children that outlived the main process
+    except (ProcessLookupError, PermissionError):
+        pass
+    if proc.poll() is None:
+        proc.wait(timeout=10)
