@@ -70,7 +70,7 @@ def create_swarm(session: Session, project: Project, data: SwarmCreate) -> tuple
     runs, jobs = [], []
     for i, m in enumerate(mixtures):
         # "shared" by default: on the demo corpora the initialisation seed alone moves a tiny
-        # model's final loss by ~0.15 nats, more than most mixtures do (README, Proxy training)
+        # model's final loss by 0.13-0.22 nats, more than most mixtures do (README, Proxy training)
         seed = data.seed if data.seeds == "shared" else data.seed + i
         run = Run(project_id=project.id, mixture=dict(zip(domains, map(float, m), strict=True)), metrics={},
                   train_steps=data.train_steps, train_tokens=data.train_tokens, seed=seed,

@@ -124,10 +124,13 @@ def _file_sha256(path: Path, stat_cache: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_json(path: Path, obj: Any) -> None:
+def atomic_write_json(path: Path, obj: Any, **dump_kwargs: Any) -> None:
+    """Write JSON through a uniquely named temporary file and a rename, so readers never see a
+    partial file and concurrent writers never collide (``dump_kwargs`` go to ``json.dump``;
+    default ``indent=1``)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
+        json.dump(obj, f, **{"indent": 1, **dump_kwargs})
     os.replace(tmp, path)
 
 
@@ -292,7 +295,7 @@ def ingest_domain(
         stat_cache.get(str(f.resolve()), {}).get("sha256") != entry["sha256"]
         for f, entry in zip(files, listing, strict=True)
     ):
-        _atomic_write_json(stat_path, stat_cache)
+        atomic_write_json(stat_path, stat_cache, sort_keys=True)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64]
     out = cache_dir / f"{safe}-{key[:16]}"
     if (out / "meta.json").is_file():
@@ -366,7 +369,7 @@ def ingest_domain(
             "bytes_per_token": float(nbytes.sum() / max(total, 1)),
             "ingest_seconds": round(time.perf_counter() - t0, 3),
         }
-        _atomic_write_json(work / "meta.json", meta)
+        atomic_write_json(work / "meta.json", meta, sort_keys=True)
         try:
             os.replace(work, out)  # atomic: a reader sees all of the shards or none
         except OSError:  # another process finished the same shards first

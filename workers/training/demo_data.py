@@ -46,6 +46,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from workers.training.data import atomic_write_json
+
 PACKAGES: dict[str, dict[str, Any]] = {
     "django": {"version": "5.2.19", "filename": "django-5.2.19.tar.gz", "sdist": True,
                "sha256": "ad03d8abc51dbff95ebf34b27123cf0c26a3b62db7ba0cd520783686362533d1"},
@@ -349,11 +351,7 @@ def build_demo_corpora(
                   "full_docs": len(docs), "full_bytes": full, "file_sha256": _sha256(path)}
     manifest = {"domains": out, "dest_dir": str(dest)}
     if out != old:
-        # unique temporary names: processes building the same directory never collide
-        fd, tmp = tempfile.mkstemp(dir=dest, prefix="manifest.json", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(manifest, indent=1))
-        os.replace(tmp, man_path)
+        atomic_write_json(man_path, manifest)  # safe when processes build the same directory
     return manifest
 
 

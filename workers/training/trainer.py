@@ -25,7 +25,6 @@ run ends with exactly the losses of an uninterrupted one (same seed, same thread
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -38,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from workers.training.data import DomainData
+from workers.training.data import DomainData, atomic_write_json
 from workers.training.model import GPT, PRESETS, config_for
 from workers.training.sampler import MixtureSampler, validate_weights
 from workers.training.tokenizer import bits_per_byte
@@ -171,13 +170,6 @@ def _atomic_save(obj: Any, path: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _atomic_json(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, default=float)
-    os.replace(tmp, path)
 
 
 def _call(callbacks: Sequence[Any], hook: str, *args: Any) -> list[Any]:
@@ -317,10 +309,11 @@ def train(
             "train_time": train_time,
         }
         _atomic_save(state, ckpt_dir / "ckpt.pt")
-        _atomic_json({"version": CKPT_VERSION, "step": step, "tokens": step * B * T,
-                      "total_steps": total, "domains": domains, "weights": sampler.weights.tolist(),
-                      "saved_at": time.time(), "config": asdict(config),
-                      "last_eval": curve[-1] if curve else None}, ckpt_dir / "meta.json")
+        atomic_write_json(ckpt_dir / "meta.json",
+                          {"version": CKPT_VERSION, "step": step, "tokens": step * B * T,
+                           "total_steps": total, "domains": domains, "weights": sampler.weights.tolist(),
+                           "saved_at": time.time(), "config": asdict(config),
+                           "last_eval": curve[-1] if curve else None}, default=float)
 
     def record_eval(step: int) -> None:
         losses = evaluate()
