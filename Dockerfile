@@ -16,7 +16,7 @@ COPY app ./app
 COPY workers ./workers
 COPY migrations ./migrations
 COPY mixopt ./mixopt
-RUN pip install . && useradd --create-home mixopt && mkdir -p /data && chown mixopt /data
+RUN pip install ".[all]" && useradd --create-home mixopt && mkdir -p /data && chown mixopt /data
 USER mixopt
 VOLUME /data
 EXPOSE 8000

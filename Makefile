@@ -10,7 +10,7 @@ $(BIN)/mixopt: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# the CPU build of torch first, so the range in pyproject installs nothing more
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[all,test]"
 	touch $(BIN)/mixopt
 
 setup: $(BIN)/mixopt

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.mixing.base import get_estimator
-from workers.mixing.fidelity import cross_validate
+from mixopt.mixing.base import get_estimator
+from mixopt.mixing.fidelity import cross_validate
 
 TARGET = "metric/the_pile_pile_cc_val_loss"
 REPO = Path(__file__).resolve().parents[1]

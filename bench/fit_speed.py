@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
 
     from bench.fidelity import default_data_dir, load_regmix
-    from workers.mixing import service_api
+    from mixopt.mixing import service_api
 
     X, y, domains = load_regmix(args.data_dir or default_data_dir())
     names = ["regmix_lgbm", "regmix_linear", "mixing_law", "gp"] + (["auto"] if args.with_auto else [])

@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from workers.online import make_mixer  # noqa: E402
-from workers.online.synthetic import SyntheticEnv, run_online  # noqa: E402
+from mixopt.online import make_mixer  # noqa: E402
+from mixopt.online.synthetic import SyntheticEnv, run_online  # noqa: E402
 
 METHODS = ("stratified", "natural", "odm", "doremi", "aioli")
 
@@ -142,7 +142,7 @@ def corpora_sources(fixtures: bool) -> tuple[dict[str, str], str]:
         sources = {p.name: str(p) for p in sorted(root.iterdir()) if p.is_dir()}
         return sources, str(Path(tempfile.gettempdir()) / "mixopt-bench-online-shards")
     from app.core.config import get_settings
-    from workers.training.demo_data import build_demo_corpora
+    from mixopt.training.demo_data import build_demo_corpora
 
     home = get_settings().home
     manifest = build_demo_corpora(home / "demo-corpora")
@@ -151,7 +151,7 @@ def corpora_sources(fixtures: bool) -> tuple[dict[str, str], str]:
 
 def load_corpora(sources: dict[str, str], cache: str) -> dict:
     """Domain name -> DomainData (tokenised once; later calls find the cached shards)."""
-    from workers.training.data import ingest_domain
+    from mixopt.training.data import ingest_domain
 
     return {n: ingest_domain(n, src, cache) for n, src in sources.items()}
 
@@ -160,8 +160,8 @@ def _one_run(job: tuple) -> tuple:
     """Train one run (in a worker process): (method, seed, steps, corpora, extra) -> result."""
     import torch
 
-    from workers.online.callback import OnlineMixingCallback
-    from workers.training.trainer import TrainConfig, train
+    from mixopt.online.callback import OnlineMixingCallback
+    from mixopt.training.trainer import TrainConfig, train
 
     method, seed, steps, corpora, extra = job
     torch.set_num_threads(1)

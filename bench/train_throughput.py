@@ -1,7 +1,7 @@
 """Training throughput: the service trainer ``train()`` against a bare loop, per preset.
 
 For each preset, in the same process and on the same device: tokens/s of
-``workers.training.trainer.train`` (sampler, callbacks, per-sequence losses and all) and of a
+``mixopt.training.trainer.train`` (sampler, callbacks, per-sequence losses and all) and of a
 bare nanoGPT-style loop over the same model shape, batch and optimiser (random windows of a
 token array, AdamW, clipping, bf16 autocast on CUDA). The ratio should be >= 0.95. On CUDA
 also the model FLOPs utilisation: MFU = (6 N + 12 L d T) * tokens/s / peak, N = all
@@ -23,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workers.training.data import DomainData  # noqa: E402
-from workers.training.model import GPT, PRESETS, config_for  # noqa: E402
-from workers.training.trainer import TrainConfig, make_optimizer, resolve_device, train  # noqa: E402
+from mixopt.training.data import DomainData  # noqa: E402
+from mixopt.training.model import GPT, PRESETS, config_for  # noqa: E402
+from mixopt.training.trainer import TrainConfig, make_optimizer, resolve_device, train  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
 

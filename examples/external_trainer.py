@@ -27,7 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mixopt.client import MixoptClient, sample_weights
+from mixopt.client import MixoptClient
+from mixopt.online.reweighting import sample_weights  # numpy; pip install "mixopt[science]"
 
 
 def load_domain(path: str, limit: int = 2_000_000) -> np.ndarray:
@@ -157,7 +158,7 @@ def main() -> None:
         loss.backward()
         opt.step()
         per_domain = {names[i]: float(per_seq[dom == i].detach().mean()) for i in np.unique(dom)}
-        if args.algorithm != "aioli":  # Aioli reads validation losses only (workers/online/PROTOCOL.md)
+        if args.algorithm != "aioli":  # Aioli reads validation losses only (mixopt/online/PROTOCOL.md)
             pending.append({"step": step, "tokens": (step + 1) * args.batch_size * args.block,
                             "train_losses": per_domain,
                             "mixture": dict(zip(names, map(float, weights), strict=True))})

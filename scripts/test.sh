@@ -20,4 +20,4 @@ run() {
 
 $BIN/ruff check app workers mixopt migrations tests bench
 run SQLite env -u MIXOPT_TEST_DATABASE_URL $BIN/python -m pytest -q -m "not slow" "$@"
-run PostgreSQL $BIN/python -m pytest -q -m "not science and not slow" "$@"
+run PostgreSQL $BIN/python -m pytest -q -m "not science and not packaging and not slow" "$@"

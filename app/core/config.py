@@ -14,7 +14,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MIXOPT_", extra="ignore")
 
     #: data directory: SQLite file, generated admin token, token shards, checkpoints
-    home: Path = Field(default_factory=lambda: Path.home() / ".mixopt")
+    home: Path = Field(default_factory=lambda: Path.home() / ".mixopt")  # same default as mixopt.paths
     #: SQLAlchemy URL; default ``sqlite:///<home>/mixopt.db``
     database_url: str = ""
     #: Celery broker; default: kombu's SQLAlchemy transport over ``<home>/broker.db``

@@ -21,8 +21,8 @@ from app.store.models import CurvePoint, Fit, Job, Project, Recommendation, Run,
 
 
 def known_estimators() -> list[str]:
-    import workers.mixing  # noqa: F401  (importing the package registers every estimator)
-    from workers.mixing.base import ESTIMATORS
+    import mixopt.mixing  # noqa: F401  (importing the package registers every estimator)
+    from mixopt.mixing.base import ESTIMATORS
 
     return sorted(ESTIMATORS)
 
@@ -148,7 +148,7 @@ def predict(fit: Fit, mixtures: list[dict[str, float]], normalize: bool = False)
         raise Conflict(f"fit {fit.id} is {fit.status}; predictions need a succeeded fit", field="fit_id")
     X = np.array([list(validate_mixture(m, fit.domains, normalize=normalize, field=f"mixtures[{i}]").values())
                   for i, m in enumerate(mixtures)])
-    from workers.mixing import service_api
+    from mixopt.mixing import service_api
 
     weights = [fit.target[t] for t in fit.target]
     out = service_api.predict(fit.state, X, objective_weights=weights)
@@ -159,7 +159,7 @@ def predict(fit: Fit, mixtures: list[dict[str, float]], normalize: bool = False)
 def science_constraints(spec: dict[str, Any], domains: list[str],
                         token_counts: list[int | None] | None) -> dict[str, Any]:
     """Translate the API's constraints (``ConstraintsSpec`` as a dict) into the science's
-    :class:`workers.mixing.constraints.Constraints` dict (per-domain lower/upper, fixed,
+    :class:`mixopt.mixing.constraints.Constraints` dict (per-domain lower/upper, fixed,
     token counts, target tokens, epochs per domain, KL weight)."""
     spec = ConstraintsSpec.model_validate(spec or {}).model_dump()
     bounds = spec.get("bounds") or {}
@@ -229,8 +229,8 @@ def get_recommendation(session: Session, project: Project, rec_id: int) -> Recom
 
 def baselines(project: Project) -> dict[str, Any]:
     """Natural, uniform, temperature and UniMax mixtures (closed form, no fitting)."""
-    from workers.mixing import baselines as science_baselines
-    from workers.mixing import service_api
+    from mixopt.mixing import baselines as science_baselines
+    from mixopt.mixing import service_api
 
     domains = [d.name for d in project.domains]
     if not domains:
@@ -253,7 +253,7 @@ def baselines(project: Project) -> dict[str, Any]:
     mixtures = {k: dict(zip(domains, map(float, v), strict=True)) for k, v in mixtures.items()}
     stats = [(d.stats or {}).get("entropy") or {} for d in project.domains]
     if all(stats):
-        from workers.mixing.entropy import VARIANTS, proportions_from_entropies
+        from mixopt.mixing.entropy import VARIANTS, proportions_from_entropies
 
         for variant in VARIANTS:
             if all(variant in st for st in stats):

@@ -15,7 +15,7 @@ from app.store.models import OnlineObservation, OnlineSession, OnlineWeights, Pr
 
 
 def _mixers():
-    from workers.online import base
+    from mixopt.online import base
 
     return base
 

@@ -11,7 +11,7 @@ from app.services.errors import Invalid
 from app.services.runs import validate_mixture
 from app.store.models import Job, Project, Run, RunTag, utcnow
 
-#: the trainer's presets (workers.training.model.PRESETS; kept here so the API never imports torch,
+#: the trainer's presets (mixopt.training.model.PRESETS; kept here so the API never imports torch,
 #: and a test checks the two agree)
 TRAINING_PRESETS = ("tiny", "small", "medium", "base")
 
@@ -21,7 +21,7 @@ def design_mixtures(count: int, strategy: str, *, domains: list[str], prior: np.
                     temperature: float = 0.5, min_weight: float = 1e-3, seed: int = 0) -> list[list[float]]:
     """Mixtures for new runs: a RegMix swarm (Dirichlet around the tempered token prior),
     its space-filling variant, or GP expected improvement once runs exist (``ei``)."""
-    from workers.mixing import design, service_api
+    from mixopt.mixing import design, service_api
 
     if strategy == "ei":
         return service_api.suggest(count, domains=domains, prior=prior, constraints=constraints, X=X, y=y,

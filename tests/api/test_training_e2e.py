@@ -103,7 +103,7 @@ def test_swarm_seeds_shared_or_per_run(client, admin):
 
 def test_presets_agree_with_the_trainer():
     from app.services.swarms import TRAINING_PRESETS
-    from workers.training.model import PRESETS
+    from mixopt.training.model import PRESETS
 
     assert set(TRAINING_PRESETS) == set(PRESETS)
 

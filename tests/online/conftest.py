@@ -1,13 +1,13 @@
 """Fixtures for the online-mixing tests: the synthetic environment of
-``workers.online.synthetic`` (3 domains, known optimum)."""
+``mixopt.online.synthetic`` (3 domains, known optimum)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from mixopt.online.synthetic import SyntheticEnv
 from tests.online.helpers import STEPS
-from workers.online.synthetic import SyntheticEnv
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The trainer adapters, driven by a fake trainer loop over the synthetic environment that
-follows the hook contract of ``workers.training.callbacks``."""
+follows the hook contract of ``mixopt.training.callbacks``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from workers.online import make_mixer
-from workers.online.callback import OnlineMixingCallback, SampleReweightingCallback
-from workers.online.synthetic import SyntheticEnv
+from mixopt.online import make_mixer
+from mixopt.online.callback import OnlineMixingCallback, SampleReweightingCallback
+from mixopt.online.synthetic import SyntheticEnv
 
 
 class FakeCtx:

@@ -24,12 +24,12 @@ import math
 import numpy as np
 import pytest
 
+from mixopt.online import ONLINE_MIXERS, make_mixer
+from mixopt.online.aioli import Aioli
+from mixopt.online.base import OnlineMixer
+from mixopt.online.odm import ODM
+from mixopt.online.synthetic import SyntheticEnv, run_online
 from tests.online.helpers import STEPS, Stratified, l1
-from workers.online import ONLINE_MIXERS, make_mixer
-from workers.online.aioli import Aioli
-from workers.online.base import OnlineMixer
-from workers.online.odm import ODM
-from workers.online.synthetic import SyntheticEnv, run_online
 
 UNIFORM = np.full(3, 1 / 3)
 AIOLI_FAST = {"update_steps": 100, "lp_rounds": 2, "lp_steps": 4, "eta": 1.0, "ema": None}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.online.reweighting import normalise_losses, sample_weights
+from mixopt.online.reweighting import normalise_losses, sample_weights
 
 LOSSES = np.array([1.0, 2.0, 2.5, 3.0, 4.0, 5.0])
 
@@ -58,7 +58,7 @@ def test_bad_arguments():
 @pytest.mark.parametrize("strategy", ["linupper", "quadratic", "extremes", "upper"])
 def test_torch_variant_matches_numpy(strategy):
     torch = pytest.importorskip("torch")
-    from workers.online.reweighting import sample_weights_torch
+    from mixopt.online.reweighting import sample_weights_torch
 
     t = torch.tensor(LOSSES, requires_grad=True)
     w = sample_weights_torch(t, strategy, r=0.4)

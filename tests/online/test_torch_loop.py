@@ -1,13 +1,13 @@
 """The callbacks in a real (tiny) torch training loop that follows the hook contract of
-``workers.training.callbacks``: a bigram model on three synthetic token "domains"."""
+``mixopt.training.callbacks``: a bigram model on three synthetic token "domains"."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from workers.online import make_mixer
-from workers.online.callback import OnlineMixingCallback, SampleReweightingCallback
+from mixopt.online import make_mixer
+from mixopt.online.callback import OnlineMixingCallback, SampleReweightingCallback
 
 torch = pytest.importorskip("torch")
 

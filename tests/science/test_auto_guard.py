@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from workers.mixing.auto import AutoEstimator
-from workers.mixing.base import ESTIMATORS, MixingEstimator
+from mixopt.mixing.auto import AutoEstimator
+from mixopt.mixing.base import ESTIMATORS, MixingEstimator
 
 
 class _Linear(MixingEstimator):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.mixing.baselines import (
+from mixopt.mixing.baselines import (
     RECOMMENDERS,
     epoch_caps,
     get_recommender,

@@ -14,8 +14,8 @@ import json
 import numpy as np
 import pytest
 
-from workers.mixing.base import ESTIMATORS, InsufficientDataError, MixingEstimator
-from workers.mixing.bimix import BiMix, bimix_law
+from mixopt.mixing.base import ESTIMATORS, InsufficientDataError, MixingEstimator
+from mixopt.mixing.bimix import BiMix, bimix_law
 
 DOMAINS = ["web", "code", "math"]
 A = np.array([3.0, 2.0, 2.5])
@@ -128,7 +128,7 @@ def test_duplicate_runs():
 
 
 def test_trained_run_metric_names_map_to_domains():
-    from workers.mixing.bimix import normalise_name
+    from mixopt.mixing.bimix import normalise_name
 
     # mixopt's trained runs report val_loss/<domain>; RegMix files metric/<domain>_val_loss
     assert normalise_name("val_loss/code") == normalise_name("code") == "code"

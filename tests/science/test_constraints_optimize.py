@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.mixing.base import MixingEstimator
-from workers.mixing.constraints import Constraints, InfeasibleConstraintsError, project_box_simplex
-from workers.mixing.optimize import predict_with_interval, recommend
-from workers.mixing.regmix import RegMixLGBM, RegMixLinear
+from mixopt.mixing.base import MixingEstimator
+from mixopt.mixing.constraints import Constraints, InfeasibleConstraintsError, project_box_simplex
+from mixopt.mixing.optimize import predict_with_interval, recommend
+from mixopt.mixing.regmix import RegMixLGBM, RegMixLinear
 
 D = ["web", "code", "math", "books", "wiki"]
 OPT = np.array([0.4, 0.25, 0.15, 0.12, 0.08])

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.mixing.constraints import Constraints
-from workers.mixing.design import expected_improvement, regmix_swarm, suggest_next
+from mixopt.mixing.constraints import Constraints
+from mixopt.mixing.design import expected_improvement, regmix_swarm, suggest_next
 
 PRIOR = np.array([0.40, 0.25, 0.15, 0.1, 0.06, 0.03, 0.01])
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from workers.mixing.entropy import domain_entropies, entropy_mixture
+from mixopt.mixing.entropy import domain_entropies, entropy_mixture
 
 
 def streams(n=200_000, V=256, seed=0):

@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-import workers.mixing  # noqa: F401
-from workers.mixing import service_api
-from workers.mixing.auto import AutoEstimator
-from workers.mixing.base import MixingEstimator
-from workers.mixing.fidelity import cross_validate, fidelity_metrics, kfold_indices
-from workers.mixing.regmix import RegMixLinear
+import mixopt.mixing  # noqa: F401
+from mixopt.mixing import service_api
+from mixopt.mixing.auto import AutoEstimator
+from mixopt.mixing.base import MixingEstimator
+from mixopt.mixing.fidelity import cross_validate, fidelity_metrics, kfold_indices
+from mixopt.mixing.regmix import RegMixLinear
 
 
 def test_perfect_predictor():

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from workers.mixing.base import InsufficientDataError, MixingEstimator
-from workers.mixing.gp import GaussianProcessMixing
+from mixopt.mixing.base import InsufficientDataError, MixingEstimator
+from mixopt.mixing.gp import GaussianProcessMixing
 
 
 def truth(X):

@@ -13,8 +13,8 @@ import json
 import numpy as np
 import pytest
 
-from workers.mixing.base import ESTIMATORS, InsufficientDataError, MixingEstimator
-from workers.mixing.mixing_law import MixingLaw, mixing_law_predict
+from mixopt.mixing.base import ESTIMATORS, InsufficientDataError, MixingEstimator
+from mixopt.mixing.mixing_law import MixingLaw, mixing_law_predict
 
 FAST = {"n_restarts": 600, "n_refine": 2}
 C_TRUE = np.array([2.0, 1.5])

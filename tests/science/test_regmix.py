@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-import workers.mixing  # noqa: F401  (fills the registry)
-from workers.mixing.base import ESTIMATORS, InsufficientDataError, MixingEstimator
-from workers.mixing.regmix import RegMixLGBM, RegMixLinear
+import mixopt.mixing  # noqa: F401  (fills the registry)
+from mixopt.mixing.base import ESTIMATORS, InsufficientDataError, MixingEstimator
+from mixopt.mixing.regmix import RegMixLGBM, RegMixLinear
 
 FAST = {"n_estimators": 150, "learning_rate": 0.05}
 

@@ -13,8 +13,8 @@ import json
 import numpy as np
 import pytest
 
-from workers.mixing.mixing_law import MixingLaw
-from workers.mixing.scaling import PowerLawFit, extrapolate_runs, fit_size_law, fit_steps_law
+from mixopt.mixing.mixing_law import MixingLaw
+from mixopt.mixing.scaling import PowerLawFit, extrapolate_runs, fit_size_law, fit_steps_law
 
 STEPS = np.linspace(1000, 30000, 30)
 SIZES = np.array([2e7, 8e7, 2e8, 3e8])

@@ -29,6 +29,6 @@ def shard_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def corpora(shard_dir):
-    from workers.training.data import ingest_domain
+    from mixopt.training.data import ingest_domain
 
     return {d: ingest_domain(d, CORPORA / d, shard_dir) for d in DOMAINS}

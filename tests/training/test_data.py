@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mixopt.training.data import DomainData, ingest_domain, iter_documents, resolve_files
+from mixopt.training.tokenizer import ByteTokenizer, bits_per_byte, load_tokenizer, train_bpe
 from tests.training.conftest import CORPORA
-from workers.training.data import DomainData, ingest_domain, iter_documents, resolve_files
-from workers.training.tokenizer import ByteTokenizer, bits_per_byte, load_tokenizer, train_bpe
 
 TEXTS = ["Hello, world!\n", "déjà vu — ünïcödé ✓", "def f(x):\n    return x ** 2\n"]
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from mixopt.training import demo_data
 from tests.training.conftest import CORPORA, DOMAINS
-from workers.training import demo_data
 
 
 def test_fixtures_are_small_permissive_slices():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.training.data import DomainData
-from workers.training.sampler import DataExhausted, MixtureSampler, systematic_counts
+from mixopt.training.data import DomainData
+from mixopt.training.sampler import DataExhausted, MixtureSampler, systematic_counts
 
 
 def _domains(sizes=(5000, 5000, 5000)):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from workers.training.model import PRESETS, build_model
-from workers.training.sampler import DataExhausted
-from workers.training.trainer import TrainConfig, train
+from mixopt.training.model import PRESETS, build_model
+from mixopt.training.sampler import DataExhausted
+from mixopt.training.trainer import TrainConfig, train
 
 # a small, fast shape for the plumbing tests (the learning test uses the tiny preset itself)
 FAST = dict(preset="tiny", n_layer=1, n_embd=32, n_head=2, block_size=32, batch_size=6,

@@ -1,4 +1,4 @@
-"""Fit, recommend and suggest tasks: thin glue between the store and workers.mixing."""
+"""Fit, recommend and suggest tasks: thin glue between the store and mixopt.mixing."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from workers.tasks import common
 def _fit(job_id: str, fit_id: int, cv_folds: int, random_state: int) -> dict[str, Any]:
     """Fit and store; on any failure the fit and the job are marked failed with the reason
     (then the exception propagates to the task, which stops)."""
-    from workers.mixing import service_api
+    from mixopt.mixing import service_api
 
     data: dict[str, Any] = {"run_ids": []}
     try:
@@ -69,7 +69,7 @@ def fit_task(job_id: str) -> None:
 
 @celery_app.task(name="mixopt.recommend")
 def recommend_task(job_id: str) -> None:
-    from workers.mixing import service_api
+    from mixopt.mixing import service_api
 
     if not common.claim(job_id):
         return

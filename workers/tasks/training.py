@@ -1,4 +1,4 @@
-"""Training and ingestion tasks: load from the store, call workers.training, save.
+"""Training and ingestion tasks: load from the store, call mixopt.training, save.
 
 A training job checkpoints every ``checkpoint_interval`` steps under
 ``$MIXOPT_HOME/checkpoints/<job id>``; when a worker dies mid-run, the redelivered message (late
@@ -32,8 +32,8 @@ def _load_domains(project_id: int) -> list[dict[str, Any]]:
 
 def ingest_project(project_id: int, job_id: str | None = None) -> dict[str, Any]:
     """Tokenise every domain with a source (cached by content hash) and store measured counts."""
-    from workers.training.data import ingest_domain
-    from workers.training.tokenizer import load_tokenizer
+    from mixopt.training.data import ingest_domain
+    from mixopt.training.tokenizer import load_tokenizer
 
     settings = get_settings()
     domains = _load_domains(project_id)
@@ -48,7 +48,7 @@ def ingest_project(project_id: int, job_id: str | None = None) -> dict[str, Any]
         out[d["name"]] = data
         if job_id:
             common.heartbeat(job_id, (i + 1) / len(domains), f"ingested {d['name']}")
-    from workers.mixing.entropy import domain_entropies
+    from mixopt.mixing.entropy import domain_entropies
 
     # entropy statistics for the training-free entropy mixtures (BiMix), on at most 4M tokens a domain
     entropies = domain_entropies({name: np.asarray(d.train[:4_000_000]) for name, d in out.items()}) if out else {}
@@ -108,7 +108,7 @@ class JobProgress:
 
 @celery_app.task(name="mixopt.train_run")
 def train_task(job_id: str) -> None:
-    from workers.training.trainer import TrainConfig, train
+    from mixopt.training.trainer import TrainConfig, train
 
     if not common.claim(job_id):
         return
@@ -136,8 +136,8 @@ def train_task(job_id: str) -> None:
         callbacks: list[Any] = [progress]
         online = None
         if p.get("online"):
-            from workers.online.base import make_mixer
-            from workers.online.callback import OnlineMixingCallback
+            from mixopt.online.base import make_mixer
+            from mixopt.online.callback import OnlineMixingCallback
 
             mixer = make_mixer(p["online"]["algorithm"], domains, p["online"].get("params"), mixture, p["seed"])
             online = OnlineMixingCallback(mixer)

@@ -98,7 +98,7 @@ class WeightsPublic(Schema):
     #: with ?step=N: whether the mixer needs eval_losses reported at step N
     needs_eval: bool | None = None
     #: with ?step=N: the mixer's plan {step, weights, phase, valid_until, eval_at}
-    #: (see workers/online/PROTOCOL.md: Aioli's sweeps are scheduled, so a trainer can follow them)
+    #: (see mixopt/online/PROTOCOL.md: Aioli's sweeps are scheduled, so a trainer can follow them)
     plan: dict[str, Any] | None = None
     #: the mixture the algorithm recommends at the end (DoReMi: the average over steps)
     final_weights: dict[str, float]

@@ -1,0 +1,214 @@
+"""Mixture constraints: bounds, fixed weights, availability caps and a KL pull to a prior.
+
+Availability caps follow olmix (``allenai/olmix``): a domain with ``tokens_i`` tokens may be
+repeated at most ``R`` times (``max_epochs``) in a run of ``target_tokens`` tokens, so::
+
+    w_i <= tokens_i * R / target_tokens
+
+``kl_weight`` is olmix's ``lambda`` in the proposer objective
+``f(w) + lambda * KL(w || prior)`` (used by :mod:`mixopt.mixing.optimize`).
+
+Every per-domain field accepts a ``{domain: value}`` mapping (domains not named are
+unconstrained) or a list in domain order; :meth:`Constraints.feasible_bounds` resolves
+everything against the caller's domain order and raises :class:`InfeasibleConstraintsError`
+with the reason when no mixture can satisfy them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+TOL = 1e-9
+
+
+class InfeasibleConstraintsError(ValueError):
+    """No mixture on the simplex satisfies the constraints (the message says why)."""
+
+
+PerDomain = Mapping[str, float] | Sequence[float] | None
+
+
+def _resolve(value: Any, domains: list[str], default: float, name: str) -> np.ndarray:
+    K = len(domains)
+    if value is None:
+        return np.full(K, float(default))
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(domains))
+        if unknown:
+            raise ValueError(f"{name}: unknown domain(s) {unknown}; known: {domains}")
+        out = np.full(K, float(default))
+        for d, v in value.items():
+            out[domains.index(d)] = float(v)
+        return out
+    if np.isscalar(value):
+        return np.full(K, float(value))
+    arr = np.asarray(value, dtype=float).ravel()
+    if arr.size != K:
+        raise ValueError(f"{name}: expected {K} values (one per domain), got {arr.size}")
+    return arr
+
+
+@dataclass
+class Constraints:
+    """Constraints on a mixture ``w`` (``w_i >= 0``, ``sum_i w_i = 1``).
+
+    Parameters
+    ----------
+    lower, upper : per-domain bounds (mapping or list); defaults 0 and 1.
+    fixed : ``{domain: weight}`` (or list with NaN for free domains): weights that must hold exactly.
+    token_counts : per-domain available tokens (mapping or list).
+    target_tokens : tokens of the run being planned.
+    max_epochs : allowed repetitions ``R``, global (float) or per domain.
+    kl_weight : olmix's ``lambda`` toward the prior (0 disables).
+    """
+
+    lower: PerDomain = None
+    upper: PerDomain = None
+    fixed: PerDomain = None
+    token_counts: PerDomain = None
+    target_tokens: float | None = None
+    max_epochs: float | Mapping[str, float] | Sequence[float] | None = None
+    kl_weight: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- (de)serialisation -----------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Constraints:
+        d = dict(d or {})
+        known = {k: d.pop(k) for k in list(d) if k in cls.__dataclass_fields__ and k != "extra"}
+        c = cls(**known)
+        c.extra = dict(d.pop("extra", {}) or {}, **d)
+        return c
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for k, v in out.items():
+            if isinstance(v, np.ndarray):
+                out[k] = v.tolist()
+            elif isinstance(v, tuple):
+                out[k] = list(v)
+        return out
+
+    # -- resolution --------------------------------------------------------------------
+    def caps(self, domains: list[str]) -> np.ndarray:
+        """olmix availability caps ``tokens_i * R / target_tokens`` (``inf`` where undefined)."""
+        K = len(domains)
+        if self.token_counts is None or self.max_epochs is None or self.target_tokens is None:
+            if self.token_counts is not None and (self.max_epochs is not None) != (self.target_tokens is not None):
+                raise ValueError("availability caps need token_counts, max_epochs and target_tokens together")
+            return np.full(K, np.inf)
+        if float(self.target_tokens) <= 0:
+            raise ValueError("target_tokens must be > 0")
+        tokens = _resolve(self.token_counts, domains, np.inf, "token_counts")
+        epochs = _resolve(self.max_epochs, domains, np.inf, "max_epochs")
+        if np.any(tokens < 0) or np.any(epochs <= 0):
+            raise ValueError("token_counts must be >= 0 and max_epochs > 0")
+        with np.errstate(invalid="ignore"):
+            c = tokens * epochs / float(self.target_tokens)
+        return np.where(np.isnan(c), np.inf, c)
+
+    def fixed_mask(self, domains: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        vals = _resolve(self.fixed, domains, np.nan, "fixed")
+        return ~np.isnan(vals), vals
+
+    def feasible_bounds(self, domains: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Combined ``(lo, hi)`` per domain: bounds, caps and fixed weights (``lo == hi``).
+
+        Raises
+        ------
+        InfeasibleConstraintsError
+            When a domain's lower bound exceeds its upper bound or cap, a fixed weight lies
+            outside its bounds, the lower bounds sum to more than 1 or the upper bounds (and
+            caps) to less than 1.
+        """
+        domains = [str(d) for d in domains]
+        lo = np.clip(_resolve(self.lower, domains, 0.0, "lower"), 0.0, None)
+        up = _resolve(self.upper, domains, 1.0, "upper")
+        cap = self.caps(domains)
+        hi = np.minimum(np.minimum(up, cap), 1.0)
+        is_fixed, fv = self.fixed_mask(domains)
+        problems = []
+        for i, d in enumerate(domains):
+            if is_fixed[i]:
+                if not (lo[i] - TOL <= fv[i] <= hi[i] + TOL) or fv[i] < 0:
+                    problems.append(f"fixed weight of {d!r} = {fv[i]:.4g} is outside [{lo[i]:.4g}, {hi[i]:.4g}]")
+                lo[i] = hi[i] = min(max(fv[i], 0.0), 1.0)
+            elif lo[i] > hi[i] + TOL:
+                why = "cap (tokens x max_epochs / target_tokens)" if cap[i] < up[i] else "upper bound"
+                problems.append(f"lower bound of {d!r} = {lo[i]:.4g} exceeds its {why} {hi[i]:.4g}")
+        if problems:
+            raise InfeasibleConstraintsError("; ".join(problems))
+        if lo.sum() > 1 + 1e-7:
+            raise InfeasibleConstraintsError(
+                f"lower bounds and fixed weights sum to {lo.sum():.4g} > 1")
+        if hi.sum() < 1 - 1e-7:
+            raise InfeasibleConstraintsError(
+                f"upper bounds and availability caps sum to {hi.sum():.4g} < 1: not enough data "
+                "for the budget (raise max_epochs or upper bounds, or lower target_tokens)")
+        return lo, hi
+
+    def bound_sources(self, domains: list[str]) -> dict[str, np.ndarray]:
+        """Which constraint each domain's upper/lower bound comes from (for reporting)."""
+        domains = [str(d) for d in domains]
+        up = _resolve(self.upper, domains, 1.0, "upper")
+        cap = self.caps(domains)
+        lower_set = np.zeros(len(domains), dtype=bool)
+        if self.lower is not None:
+            lower_set = _resolve(self.lower, domains, 0.0, "lower") > 0
+        return {"cap_binds_first": cap < np.minimum(up, 1.0), "upper_set": up < 1.0,
+                "lower_set": lower_set}
+
+    def project(self, w: Any, domains: list[str]) -> np.ndarray:
+        """Euclidean projection of ``w`` (one mixture or ``(n, K)``) onto the feasible set."""
+        lo, hi = self.feasible_bounds(domains)
+        return project_box_simplex(w, lo, hi)
+
+    def binding(self, w: Any, domains: list[str], tol: float = 1e-6) -> list[str]:
+        """Names of the constraints active at ``w``: ``fixed:``, ``cap:``, ``upper:``, ``lower:``."""
+        w = np.asarray(w, dtype=float)
+        domains = [str(d) for d in domains]
+        lo, hi = self.feasible_bounds(domains)
+        is_fixed, _ = self.fixed_mask(domains)
+        src = self.bound_sources(domains)
+        out = []
+        for i, d in enumerate(domains):
+            if is_fixed[i]:
+                out.append(f"fixed:{d}")
+            elif hi[i] < 1.0 and w[i] >= hi[i] - tol:
+                out.append(f"cap:{d}" if src["cap_binds_first"][i] else f"upper:{d}")
+            elif src["lower_set"][i] and w[i] <= lo[i] + tol:
+                out.append(f"lower:{d}")
+        return out
+
+    def satisfied(self, w: Any, domains: list[str], tol: float = 1e-6) -> bool:
+        w = np.asarray(w, dtype=float)
+        lo, hi = self.feasible_bounds(domains)
+        return bool(abs(w.sum() - 1) <= tol and np.all(w >= lo - tol) and np.all(w <= hi + tol))
+
+
+def project_box_simplex(w: Any, lo: np.ndarray, hi: np.ndarray, iters: int = 100) -> np.ndarray:
+    """Project onto ``{x : lo <= x <= hi, sum x = 1}``: ``x = clip(w - tau, lo, hi)`` with ``tau``
+    found by bisection (vectorised over rows)."""
+    W = np.atleast_2d(np.asarray(w, dtype=float))
+    lo = np.asarray(lo, dtype=float)
+    hi = np.asarray(hi, dtype=float)
+    a = (W - hi[None, :]).min(axis=1) - 1.0  # sum(clip) >= 1 at tau = a
+    b = (W - lo[None, :]).max(axis=1) + 1.0  # sum(clip) <= 1 at tau = b
+    for _ in range(iters):
+        m = 0.5 * (a + b)
+        s = np.clip(W - m[:, None], lo, hi).sum(axis=1)
+        big = s > 1.0
+        a = np.where(big, m, a)
+        b = np.where(big, b, m)
+    X = np.clip(W - 0.5 * (a + b)[:, None], lo, hi)
+    # remove the tiny residual on the coordinates that are strictly inside their box
+    resid = 1.0 - X.sum(axis=1)
+    free = (X > lo + 1e-12) & (X < hi - 1e-12)
+    nfree = free.sum(axis=1)
+    adj = np.where(nfree > 0, resid / np.maximum(nfree, 1), 0.0)
+    X = np.clip(X + free * adj[:, None], lo, hi)
+    return X[0] if np.asarray(w).ndim == 1 else X

@@ -1,0 +1,281 @@
+"""Recommend a mixture from a fitted estimator under constraints.
+
+Two strategies, chosen by ``estimator.smooth``:
+
+* smooth estimators (laws, linear, GP): olmix's proposer (``allenai/olmix``)::
+
+      min_w  f(w) + lambda * KL(w || prior)   s.t.  lo <= w <= hi,  sum w = 1,  fixed w_i
+
+  ``f`` the predicted objective ``sum_i s_i L_i(w)``. Solved with SLSQP from several starts
+  (the prior, the middle of the feasible box, the best of a Dirichlet pool) on the free
+  domains; gradients by batched forward differences.
+* trees (RegMix, Liu et al. 2024, Sec. 2.4): simulate ``n_samples`` (paper: 100,000) mixtures
+  from ``Dirichlet(prior)`` around the token prior, project them onto the feasible set,
+  predict, and average the ``top_k`` (paper: 128) best; then a local refinement (Dirichlet
+  draws concentrated at the average, kept only if the predicted objective improves).
+
+Every returned mixture is projected onto the feasible set (:mod:`mixopt.mixing.constraints`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from mixopt.mixing.base import MixingEstimator
+from mixopt.mixing.constraints import Constraints, project_box_simplex
+
+PAPER_N_SAMPLES = 100_000  # RegMix: simulated mixtures
+PAPER_TOP_K = 128  # RegMix: averaged best mixtures
+
+
+def _domains(estimator: MixingEstimator, domains: list[str] | None) -> list[str]:
+    if domains is not None:
+        return [str(d) for d in domains]
+    d = getattr(estimator, "domains_", None)
+    if d is not None:
+        return [str(x) for x in d]
+    return [f"d{i}" for i in range(estimator.n_domains_)]
+
+
+def _weights(estimator: MixingEstimator, objective_weights: Any) -> np.ndarray | None:
+    return None if objective_weights is None else np.asarray(objective_weights, dtype=float)
+
+
+def _prior(prior: Any, constraints: Constraints, domains: list[str]) -> np.ndarray:
+    K = len(domains)
+    if prior is None and constraints.token_counts is not None:
+        from mixopt.mixing.constraints import _resolve
+
+        prior = _resolve(constraints.token_counts, domains, 0.0, "token_counts")
+    if prior is None:
+        return np.full(K, 1.0 / K)
+    if isinstance(prior, dict):
+        prior = [float(prior.get(d, 0.0)) for d in domains]
+    p = np.clip(np.asarray(prior, dtype=float).ravel(), 0.0, None)
+    if p.size != K or p.sum() <= 0:
+        raise ValueError(f"prior must have {K} non-negative entries with a positive sum")
+    return p / p.sum()
+
+
+def kl_divergence(w: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """``KL(w || prior) = sum_i w_i log(w_i / prior_i)`` (rows of ``w``), ``0 log 0 = 0``."""
+    W = np.atleast_2d(w)
+    p = np.clip(prior, 1e-12, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(W > 0, W * (np.log(np.clip(W, 1e-300, None)) - np.log(p)), 0.0)
+    return t.sum(axis=1)
+
+
+def _objective_batch(estimator, W, weights, kl_weight, prior):
+    f = np.asarray(estimator.predict_objective(W, weights), dtype=float).ravel()
+    if kl_weight:
+        f = f + kl_weight * kl_divergence(W, prior)
+    return f
+
+
+def _optimise_smooth(estimator, lo, hi, weights, kl_weight, prior, rng, n_starts=4, maxiter=200):
+    K = lo.size
+    fixed = np.isclose(lo, hi)
+    free = ~fixed
+    base = np.where(fixed, lo, 0.0)
+    budget = 1.0 - base.sum()
+    if free.sum() == 0:
+        return base
+    lo_f, hi_f = lo[free], hi[free]
+
+    def full(x):
+        w = base.copy()
+        w[free] = x
+        return w
+
+    def fun_and_grad(x):
+        h = 1e-6
+        pts = np.vstack([x] + [x + h * e for e in np.eye(x.size)])
+        W = np.zeros((pts.shape[0], K))
+        W[:, free] = pts
+        W[:, fixed] = lo[fixed]
+        W = np.clip(W, 0.0, None)
+        f = _objective_batch(estimator, W, weights, kl_weight, prior)
+        return float(f[0]), (f[1:] - f[0]) / h
+
+    pool = project_box_simplex(rng.dirichlet(np.maximum(prior, 1e-3) * K, size=512), lo, hi)
+    fp = _objective_batch(estimator, pool, weights, kl_weight, prior)
+    starts = [project_box_simplex(prior, lo, hi), project_box_simplex((lo + hi) / 2, lo, hi)]
+    starts += [pool[i] for i in np.argsort(fp)[: max(1, n_starts - 2)]]
+    cons = [{"type": "eq", "fun": lambda x: x.sum() - budget, "jac": lambda x: np.ones_like(x)}]
+    best_w, best_f = None, np.inf
+    for s in starts:
+        res = minimize(fun_and_grad, s[free], jac=True, method="SLSQP", bounds=list(zip(lo_f, hi_f, strict=True)),
+                       constraints=cons, options={"maxiter": maxiter, "ftol": 1e-10})
+        w = project_box_simplex(full(res.x), lo, hi)
+        f = float(_objective_batch(estimator, w[None], weights, kl_weight, prior)[0])
+        if f < best_f:
+            best_w, best_f = w, f
+    return best_w
+
+
+def _optimise_trees(estimator, lo, hi, weights, kl_weight, prior, rng, n_samples, top_k, n_refine=2000):
+    S = rng.dirichlet(np.maximum(prior, 1e-6), size=int(n_samples))  # RegMix: Dirichlet(token prior)
+    S = project_box_simplex(S, lo, hi)
+    f = _objective_batch(estimator, S, weights, kl_weight, prior)
+    k = min(int(top_k), S.shape[0])
+    avg = project_box_simplex(S[np.argsort(f)[:k]].mean(axis=0), lo, hi)
+    best = float(_objective_batch(estimator, avg[None], weights, kl_weight, prior)[0])
+    # local refinement around the average (kept only when it improves the prediction)
+    if n_refine:
+        conc = 200.0 * np.maximum(avg, 1e-4)
+        R = project_box_simplex(rng.dirichlet(conc, size=int(n_refine)), lo, hi)
+        fr = _objective_batch(estimator, R, weights, kl_weight, prior)
+        i = int(np.argmin(fr))
+        if fr[i] < best:
+            avg = R[i]
+    return avg
+
+
+def find_optimum(estimator, lo, hi, *, prior, objective_weights=None, kl_weight=0.0, random_state=0,
+                 n_samples=PAPER_N_SAMPLES, top_k=PAPER_TOP_K, n_starts=4):
+    rng = np.random.default_rng(random_state)
+    w = _weights(estimator, objective_weights)
+    if estimator.smooth:
+        return _optimise_smooth(estimator, lo, hi, w, kl_weight, prior, rng, n_starts=n_starts)
+    return _optimise_trees(estimator, lo, hi, w, kl_weight, prior, rng, n_samples, top_k)
+
+
+def predict_with_interval(
+    estimator: MixingEstimator,
+    X: Any,
+    *,
+    objective_weights: Any = None,
+    X_train: Any = None,
+    Y_train: Any = None,
+    n_boot: int = 20,
+    level: float = 0.95,
+    random_state: int = 0,
+    **context: Any,
+) -> dict[str, Any]:
+    """Predicted objective with an uncertainty interval for each mixture in ``X``.
+
+    GP-like estimators (with ``predict_objective_std``): ``mean +- z * std``. Otherwise, when
+    training runs are given and ``n_boot > 0``: percentile interval of ``n_boot`` bootstrap
+    refits (``estimator.clone()`` on resampled runs). Else no interval.
+    """
+    from scipy.stats import norm
+
+    Xq = np.atleast_2d(np.asarray(X, dtype=float))
+    w = _weights(estimator, objective_weights)
+    mean = np.asarray(estimator.predict_objective(Xq, w), dtype=float).ravel()
+    out: dict[str, Any] = {"mean": mean.tolist(), "lower": None, "upper": None, "std": None, "method": None}
+    if hasattr(estimator, "predict_objective_std"):
+        sd = np.asarray(estimator.predict_objective_std(Xq, w), dtype=float).ravel()
+        z = float(norm.ppf(0.5 + level / 2))
+        out.update(lower=(mean - z * sd).tolist(), upper=(mean + z * sd).tolist(), std=sd.tolist(),
+                   method="gp_posterior")
+        return out
+    if X_train is None or Y_train is None or not n_boot:
+        return out
+    Xt = np.asarray(X_train, dtype=float)
+    Yt = np.asarray(Y_train, dtype=float)
+    rng = np.random.default_rng(random_state)
+    preds = []
+    for _ in range(int(n_boot)):
+        idx = rng.integers(0, Xt.shape[0], Xt.shape[0])
+        try:
+            est = estimator.clone().fit(Xt[idx], Yt[idx], **context)
+        except ValueError:  # e.g. too few distinct runs in a resample
+            continue
+        preds.append(np.asarray(est.predict_objective(Xq, w), dtype=float).ravel())
+    if len(preds) >= 2:
+        # normal-approximation bootstrap: the refits' spread around the full-data prediction.
+        # (A percentile interval of refits of a biased learner, e.g. trees on resamples with
+        # duplicate runs, can exclude the prediction it is meant to qualify.)
+        sd = np.array(preds).std(axis=0, ddof=1)
+        z = float(norm.ppf(0.5 + level / 2))
+        out.update(lower=(mean - z * sd).tolist(), upper=(mean + z * sd).tolist(), std=sd.tolist(),
+                   method=f"bootstrap({len(preds)}), normal")
+    return out
+
+
+def recommend(
+    estimator: MixingEstimator,
+    constraints: Constraints | dict | None = None,
+    prior: Any = None,
+    objective_weights: Any = None,
+    random_state: int = 0,
+    *,
+    domains: list[str] | None = None,
+    X: Any = None,
+    Y: Any = None,
+    n_boot: int = 20,
+    n_samples: int = PAPER_N_SAMPLES,
+    top_k: int = PAPER_TOP_K,
+    n_starts: int = 4,
+) -> dict[str, Any]:
+    """Best mixture under ``constraints`` according to a fitted ``estimator``.
+
+    Parameters
+    ----------
+    constraints : :class:`Constraints` or its dict. prior : mixture (list or ``{domain: w}``);
+        default the token share of ``constraints.token_counts``, else uniform.
+    objective_weights : weights over the estimator's targets (default: their mean).
+    X, Y : training runs, for bootstrap intervals of non-GP estimators (``n_boot`` refits).
+    n_samples, top_k : RegMix's simulation size and averaged top-k (tree estimators).
+
+    Returns
+    -------
+    dict: ``mixture`` (list), ``mixture_by_domain``, ``predicted_objective``, ``interval``
+    (``[lower, upper]`` or None) and ``interval_method``, ``unconstrained_mixture`` and
+    ``unconstrained_objective`` (same objective, simplex only), ``binding`` (names like
+    ``"cap:<domain>"``), ``kl_to_prior``, ``strategy`` and ``explanation``.
+    """
+    estimator.check_is_fitted()
+    c = constraints if isinstance(constraints, Constraints) else Constraints.from_dict(constraints)
+    names = _domains(estimator, domains)
+    if len(names) != estimator.n_domains_:
+        raise ValueError(f"{len(names)} domain names for an estimator fitted on {estimator.n_domains_} domains")
+    p = _prior(prior, c, names)
+    lo, hi = c.feasible_bounds(names)
+    kw = dict(prior=p, objective_weights=objective_weights, kl_weight=float(c.kl_weight or 0.0),
+              random_state=random_state, n_samples=n_samples, top_k=top_k, n_starts=n_starts)
+    w = c.project(find_optimum(estimator, lo, hi, **kw), names)
+    K = len(names)
+    w_u = project_box_simplex(find_optimum(estimator, np.zeros(K), np.ones(K), **kw), np.zeros(K), np.ones(K))
+    ow = _weights(estimator, objective_weights)
+    f = float(np.ravel(estimator.predict_objective(w[None], ow))[0])
+    f_u = float(np.ravel(estimator.predict_objective(w_u[None], ow))[0])
+    iv = predict_with_interval(estimator, w[None], objective_weights=objective_weights, X_train=X, Y_train=Y,
+                               n_boot=n_boot, random_state=random_state)
+    binding = c.binding(w, names)
+    strategy = ("slsqp multi-start on f(w) + lambda KL(w||prior)" if estimator.smooth
+                else f"RegMix simulation: {n_samples} Dirichlet(prior) samples, mean of top {top_k}, local refinement")
+    interval = None if iv["lower"] is None else [iv["lower"][0], iv["upper"][0]]
+    cost = f - f_u
+    expl = (f"{getattr(estimator, 'name', type(estimator).__name__)} predicts objective {f:.4f} for the "
+            f"recommended mixture ({strategy}).")
+    if interval is not None:
+        expl += f" 95% interval [{interval[0]:.4f}, {interval[1]:.4f}] ({iv['method']})."
+    if binding:
+        expl += f" Binding constraints: {', '.join(binding)}; they cost {cost:+.4f} in predicted objective " \
+                f"versus the unconstrained optimum ({f_u:.4f})."
+    else:
+        expl += f" No constraint binds (unconstrained optimum predicts {f_u:.4f})."
+    if c.kl_weight:
+        expl += f" KL pull to the prior: lambda = {c.kl_weight:g}."
+    top = np.argsort(-w)[:3]
+    expl += " Largest weights: " + ", ".join(f"{names[i]} {w[i]:.3f}" for i in top) + "."
+    return {
+        "mixture": w.tolist(),
+        "mixture_by_domain": {d: float(x) for d, x in zip(names, w, strict=True)},
+        "predicted_objective": f,
+        "interval": interval,
+        "interval_method": iv["method"],
+        "std": None if iv["std"] is None else iv["std"][0],
+        "unconstrained_mixture": w_u.tolist(),
+        "unconstrained_objective": f_u,
+        "binding": binding,
+        "kl_to_prior": float(kl_divergence(w, p)[0]),
+        "strategy": strategy,
+        "explanation": expl,
+    }

@@ -1,0 +1,178 @@
+"""Server-side ``mixopt`` commands: ``serve``, ``worker``, ``beat``, ``db`` and ``token``.
+
+They run the processes of a deployment on this machine and use its settings (``MIXOPT_*``).
+``mixopt.cli`` finds them through the ``mixopt.cli`` entry-point group (pyproject.toml), so the
+client package never imports the server: with only ``pip install mixopt`` they print which
+extra to install. Everything heavy is imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from mixopt.extras import MissingExtra, require
+
+console = Console()
+
+
+def _need_server() -> None:
+    try:
+        require("server")
+    except MissingExtra as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(3) from None
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/red] {escape(str(exc))}")
+    raise typer.Exit(1)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    worker: Annotated[bool, typer.Option(help="also start an embedded Celery worker (embedded mode default)")] = True,
+) -> None:
+    """Run the API (and, in embedded mode, a Celery worker on the same SQLite file)."""
+    _need_server()
+    import uvicorn
+
+    from app.bootstrap import prepare
+    from app.core.config import get_settings
+
+    settings = get_settings()
+    plain = prepare(settings)
+    console.print(f"mixopt API on http://{host}:{port}  (docs: /docs)  database: {settings.database_url}")
+    if plain and settings.admin_token is None:
+        console.print(f"admin token (stored in {settings.home / 'admin_token'}): [bold]{plain}[/bold]")
+    proc = None
+    if worker:
+        from workers.embedded import start_worker
+
+        proc = start_worker(settings)
+        # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
+        # finally below still stops the worker (the default action would end us first)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        uvicorn.run("app.main:app", host=host, port=port, log_level="info")
+    finally:
+        if proc is not None:
+            from workers.embedded import stop_worker
+
+            stop_worker(proc)
+
+
+def worker_cmd(
+    queues: Annotated[str, typer.Option("-Q", "--queues", help="comma-separated queues")] = "default,gpu",
+    concurrency: Annotated[int, typer.Option("-c", "--concurrency", help="worker processes")] = 1,
+    beat: Annotated[bool, typer.Option("--beat/--no-beat", help="run the beat scheduler in this worker")] = False,
+) -> None:
+    """Run a Celery worker (one process per GPU for the gpu queue: pin it with CUDA_VISIBLE_DEVICES)."""
+    _need_server()
+    from workers.celery_app import celery_app
+
+    argv = ["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", "INFO", "-n", f"mixopt-{os.getpid()}@%h"]
+    if beat:
+        argv.append("-B")
+    celery_app.worker_main(argv)
+
+
+def beat_cmd() -> None:
+    """Run Celery beat (ticks the online re-mixing and stale-job schedules)."""
+    _need_server()
+    from workers.celery_app import celery_app
+
+    celery_app.start(["beat", "--loglevel", "INFO"])
+
+
+def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
+    """Apply migrations (deployments run this once before starting the API)."""
+    _need_server()
+    from app.core.config import get_settings
+    from app.store import migrate
+
+    migrate.upgrade(get_settings().database_url, revision)
+    console.print(f"database at {revision}")
+
+
+def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision ('base' for none)")]) -> None:
+    """Revert migrations down to REVISION (each migration has a real downgrade)."""
+    _need_server()
+    from app.core.config import get_settings
+    from app.store import migrate
+
+    migrate.downgrade(get_settings().database_url, revision)
+    console.print(f"database at {revision}")
+
+
+def token_create(
+    name: Annotated[str, typer.Argument(help="a label for the token")],
+    role: Annotated[str, typer.Option(help="admin, write or read")] = "write",
+    project: Annotated[list[int] | None, typer.Option("--project", "-p", help="project id (repeatable)")] = None,
+) -> None:
+    """Create a token and print it (shown once; stored hashed)."""
+    _need_server()
+    from app.services import tokens
+    from app.services.errors import ServiceError
+    from app.store.db import session_scope
+
+    try:
+        with session_scope() as s:
+            row, plain = tokens.create_token(s, name, role, project or [])
+            console.print(f"token {row.id} ({role}): [bold]{plain}[/bold]")
+    except ServiceError as exc:
+        _fail(exc)
+
+
+def token_revoke(token_id: Annotated[int, typer.Argument(help="id from `mixopt token list`")]) -> None:
+    """Revoke a token: every later request with it is a 401."""
+    _need_server()
+    from app.services import tokens
+    from app.services.errors import ServiceError
+    from app.store.db import session_scope
+
+    try:
+        with session_scope() as s:
+            tokens.revoke(s, token_id)
+        console.print(f"token {token_id} revoked")
+    except ServiceError as exc:
+        _fail(exc)
+
+
+def token_list() -> None:
+    """List the tokens of this machine's database (prefixes only; tokens are stored hashed)."""
+    _need_server()
+    from app.services import tokens
+    from app.store.db import session_scope
+
+    table = Table("id", "name", "prefix", "role", "projects", "revoked")
+    with session_scope() as s:
+        for t in tokens.list_tokens(s):
+            table.add_row(str(t.id), t.name, t.prefix, t.role, ",".join(map(str, t.project_ids)),
+                          str(t.revoked_at or ""))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the server-side commands to the ``mixopt`` command (the ``mixopt.cli`` entry point)."""
+    app.command("serve")(serve)
+    app.command("worker")(worker_cmd)
+    app.command("beat")(beat_cmd)
+    db_app = typer.Typer(help="Database migrations (server side: uses this machine's settings).",
+                         no_args_is_help=True)
+    db_app.command("upgrade")(db_upgrade)
+    db_app.command("downgrade")(db_downgrade)
+    token_app = typer.Typer(help="API tokens (server side: uses this machine's database).", no_args_is_help=True)
+    token_app.command("create")(token_create)
+    token_app.command("revoke")(token_revoke)
+    token_app.command("list")(token_list)
+    app.add_typer(db_app, name="db")
+    app.add_typer(token_app, name="token")
