@@ -178,6 +178,26 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Celery id of the task copy that holds the claim (for revoke with terminate)
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: how many times the job's message was published (first send + re-sends), and the last
+    sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WorkerBeat(Base):
+    """Liveness of a Celery worker (its main process writes ``seen_at`` every few seconds);
+    ``/readyz`` reads it, so readiness works with any broker."""
+
+    __tablename__ = "worker_beat"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[str] = mapped_column(String(500), default="")
+    concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ApiToken(Base):
