@@ -24,6 +24,12 @@ os.environ.pop("MIXOPT_ADMIN_TOKEN", None)
 os.environ["MIXOPT_AUTO_MIGRATE"] = "false"  # the engine fixture runs the migrations once
 
 REPO = Path(__file__).resolve().parent.parent
+#: data roots of the tests: the home's data dir, the fixture corpora, and /data (examples in
+#: tests name /data/... paths that need not exist)
+DATA_ROOTS = [Path(_HOME) / "data", REPO / "tests" / "fixtures" / "corpora", Path("/data")]
+os.environ["MIXOPT_DATA_ROOTS"] = os.pathsep.join(map(str, DATA_ROOTS))
+os.environ.pop("MIXOPT_ADMIN_DATA_ROOTS", None)
+
 REGMIX_DIR = REPO / "mixopt" / "data" / "regmix"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -30,18 +31,65 @@ class Settings(BaseSettings):
     #: seconds before an unacknowledged message is delivered again (Redis); keep it above the
     #: longest expected task unless jobs are idempotent (they are: see workers.tasks.common)
     broker_visibility_timeout: int = 7200
-    #: a running job whose heartbeat is older than this is considered lost and re-queued
-    stale_job_seconds: int = 300
-    #: how often beat looks for stale jobs, seconds
-    reap_interval_seconds: float = 60.0
+    #: a running job whose heartbeat is older than this is considered lost and re-queued; a few
+    #: missed heartbeats, not a job length (every running job heartbeats from a thread); also the
+    #: age after which a worker's own heartbeat no longer counts for ``/readyz``
+    stale_job_seconds: float = 30.0
+    #: how often a running job (and a worker) writes its heartbeat; 0: stale_job_seconds / 5, at most 5 s
+    heartbeat_seconds: float = 0.0
+    #: how often beat looks for stale, lost or stuck jobs, seconds
+    reap_interval_seconds: float = 15.0
+    #: a ``pending`` job whose message was last sent longer ago than this is sent again (claims
+    #: are conditional, so a duplicate message does nothing twice)
+    pending_resend_seconds: float = 120.0
+    #: at most this many pending jobs are re-sent per reaper tick
+    resend_batch: int = 50
+    #: a running job whose cancel was requested this long ago and still runs is terminated
+    cancel_grace_seconds: float = 30.0
     #: processes of the embedded worker started by ``mixopt serve``
     worker_concurrency: int = 2
+    #: BLAS/OpenMP threads per worker process; 0: the machine's cores // the worker's concurrency
+    #: (at least 1). OMP_NUM_THREADS/OPENBLAS_NUM_THREADS/MKL_NUM_THREADS set by hand win.
+    worker_threads: int = 0
     #: torch threads per training task (0: torch's default); set 1 with one worker process per core
     torch_threads: int = 0
     #: how often beat looks for online sessions due a re-mix, seconds
     online_tick_seconds: float = 5.0
-    #: largest number of runs accepted in one batch request
-    max_batch_runs: int = 50_000
+    #: largest number of runs accepted in one batch request (or one import)
+    max_batch_runs: int = Field(default=50_000, ge=1)
+    #: where domain data and tokenizer files may live (``os.pathsep``-separated); default
+    #: ``<home>/data`` and the demo corpora ``<home>/demo-corpora``. Paths are resolved
+    #: (symlinks, ``..``) and must stay inside one of these roots or of ``admin_data_roots``
+    data_roots: str = ""
+    #: roots only an admin token may register a source in (``os.pathsep``-separated)
+    admin_data_roots: str = ""
+    #: largest tokenizer JSON file that is parsed, bytes
+    max_tokenizer_bytes: int = Field(default=64 * 2**20, ge=1)
+    #: largest request body, bytes (checked before parsing; 413 above)
+    max_body_bytes: int = Field(default=64 * 2**20, ge=1024)
+    #: most domains a project may have (API and CSV/JSON import)
+    max_domains: int = Field(default=1000, ge=1)
+    #: largest serialised ``details`` of a run or ``params`` of a fit/recommendation/session, bytes
+    max_json_field_bytes: int = Field(default=64 * 2**10, ge=64)
+    #: most observations in one online-session request
+    max_observations: int = Field(default=10_000, ge=1)
+    #: most mixtures in one predict request
+    max_predict_mixtures: int = Field(default=10_000, ge=1)
+    #: most runs in one swarm
+    max_swarm_count: int = Field(default=1024, ge=1)
+    #: most training steps of one proxy run
+    max_train_steps: int = Field(default=1_000_000, ge=1)
+    #: most tokens in one training step (batch_size x block_size)
+    max_tokens_per_step: int = Field(default=2**20, ge=8)
+    #: Celery queues that swarms may route training jobs to (comma-separated)
+    queues: str = "default,gpu"
+    #: threads serving sync request handlers (anyio's limiter); the database pool is sized to it
+    request_threads: int = Field(default=40, ge=1, le=1000)
+    #: seconds a request waits for a database connection before a 503 with Retry-After
+    db_pool_timeout: float = Field(default=10.0, gt=0)
+    #: failed logins / invalid tokens allowed per client address in ``auth_window_seconds``
+    auth_failures_per_window: int = Field(default=20, ge=1)
+    auth_window_seconds: float = Field(default=60.0, gt=0)
     #: default and largest page size for list endpoints
     page_size: int = 100
     max_page_size: int = 1000
@@ -57,11 +105,35 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.home / 'mixopt.db'}"
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.home / 'broker.db'}"
+        if self.heartbeat_seconds <= 0:
+            self.heartbeat_seconds = min(5.0, self.stale_job_seconds / 5)
+        if self.stale_job_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError("MIXOPT_STALE_JOB_SECONDS must be at least twice MIXOPT_HEARTBEAT_SECONDS "
+                             "(a job is stale after a few missed heartbeats)")
         if self.env == "production" and (not self.admin_token or self.is_sqlite):
             # production deployments must not rely on a generated token on local disk
             raise ValueError("MIXOPT_ENV=production requires MIXOPT_ADMIN_TOKEN and a server database "
                              "(MIXOPT_DATABASE_URL=postgresql+psycopg://...)")
+        if self.env == "production" and len(self.admin_token or "") < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(f"MIXOPT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters in production "
+                             "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        if not self.queue_list:
+            raise ValueError("MIXOPT_QUEUES must name at least one queue")
         return self
+
+    @property
+    def queue_list(self) -> list[str]:
+        return [q.strip() for q in self.queues.split(",") if q.strip()]
+
+    @property
+    def data_root_list(self) -> list[Path]:
+        """Every allowed root, resolved (the admin-only ones included)."""
+        roots = _paths(self.data_roots) or [self.home / "data", self.home / "demo-corpora"]
+        return _dedup([*(r.resolve() for r in roots), *self.admin_root_list])
+
+    @property
+    def admin_root_list(self) -> list[Path]:
+        return _dedup([r.resolve() for r in _paths(self.admin_data_roots)])
 
     @property
     def is_sqlite(self) -> bool:
@@ -71,6 +143,18 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """Embedded mode: SQLite database and a broker that needs no server."""
         return self.is_sqlite and self.broker_url.startswith("sqla+")
+
+
+#: production refuses a shorter MIXOPT_ADMIN_TOKEN
+MIN_ADMIN_TOKEN_CHARS = 32
+
+
+def _paths(value: str) -> list[Path]:
+    return [Path(p.strip()).expanduser() for p in value.split(os.pathsep) if p.strip()]
+
+
+def _dedup(paths: list[Path]) -> list[Path]:
+    return list(dict.fromkeys(paths))
 
 
 @lru_cache

@@ -8,6 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.api.schemas.projects import ConstraintsSpec, DomainSpec, ProjectCreate, ProjectUpdate
+from app.core.config import get_settings
+from app.services import sources
 from app.services import tokens as token_service
 from app.services.errors import Conflict, Invalid, NotFound
 from app.store.models import ApiToken, Domain, Project, Run, TokenProject
@@ -41,12 +43,23 @@ def run_counts(session: Session, project_ids: list[int]) -> dict[int, int]:
     return {pid: n for pid, n in rows}
 
 
-def _check_domains(domains: list[DomainSpec]) -> None:
+def check_domain_count(n: int, field: str = "domains") -> None:
+    """A project holds at most ``MIXOPT_MAX_DOMAINS`` domains, whichever path adds them."""
+    limit = get_settings().max_domains
+    if n > limit:
+        raise Invalid(f"a project may have at most {limit} domains (MIXOPT_MAX_DOMAINS), got {n}", field=field)
+
+
+def _check_domains(domains: list[DomainSpec], token: ApiToken | None = None) -> None:
+    check_domain_count(len(domains))
     seen: set[str] = set()
     for i, d in enumerate(domains):
         if d.name in seen:
             raise Invalid(f"domain {d.name!r} is listed twice", field=f"domains[{i}].name")
         seen.add(d.name)
+        if d.source is not None:
+            sources.check_source(d.source.model_dump(), field=f"domains[{i}].source",
+                                 admin=token is not None and token_service.is_admin(token))
 
 
 def _check_constraints(constraints: ConstraintsSpec, names: list[str]) -> None:
@@ -76,7 +89,7 @@ def _objective_ok(objective: dict[str, float] | None) -> None:
 
 def create_project(session: Session, token: ApiToken, data: ProjectCreate) -> Project:
     token_service.require_write(token)
-    _check_domains(data.domains)
+    _check_domains(data.domains, token)
     _check_constraints(data.constraints, [d.name for d in data.domains])
     _objective_ok(data.objective)
     project = Project(
@@ -104,11 +117,12 @@ def used_domains(session: Session, project_id: int) -> set[str]:
     return used
 
 
-def update_project(session: Session, project: Project, data: ProjectUpdate) -> Project:
+def update_project(session: Session, project: Project, data: ProjectUpdate, token: ApiToken | None = None) -> Project:
+    """Apply a PATCH; ``token`` decides which data roots new sources may use (None: no admin-only roots)."""
     fields = data.model_fields_set
     names = [d.name for d in project.domains]
     if "domains" in fields and data.domains is not None:
-        _check_domains(data.domains)
+        _check_domains(data.domains, token)
         new_names = [d.name for d in data.domains]
         removed = set(names) - set(new_names)
         if removed:
@@ -153,6 +167,7 @@ def delete_project(session: Session, project: Project) -> None:
 def add_domains(session: Session, project: Project, names: list[str]) -> None:
     """Append domains (used by imports into a project that has none yet)."""
     start = len(project.domains)
+    check_domain_count(start + len(names), field="mixtures")
     for i, name in enumerate(names):
         project.domains.append(Domain(position=start + i, name=name))
     session.flush()

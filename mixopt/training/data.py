@@ -31,7 +31,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,16 @@ def _supported(p: Path) -> bool:
     return any(p.name.endswith(s) for s in SUFFIXES)
 
 
-def resolve_files(source: str | Path) -> list[Path]:
-    """The sorted data files of a source (a file, a directory searched recursively, or a glob)."""
+def _within(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
+def resolve_files(source: str | Path, roots: Sequence[str | Path] | None = None) -> list[Path]:
+    """The sorted data files of a source (a file, a directory searched recursively, or a glob).
+
+    With ``roots``, every file is returned resolved (symlinks followed) and must lie inside one
+    of them: a symlink that leads out of the roots is an error, never read.
+    """
     src = Path(source).expanduser()
     if src.is_file():
         files = [src]
@@ -66,6 +74,15 @@ def resolve_files(source: str | Path) -> list[Path]:
         files = [Path(p) for p in glob.glob(str(src), recursive=True)]
         files = [p for p in files if p.is_file() and _supported(p)]
     files = sorted(files)
+    if roots is not None:
+        resolved_roots = [Path(r).resolve() for r in roots]
+        checked = []
+        for f in files:
+            real = f.resolve()
+            if not _within(real, resolved_roots):
+                raise PermissionError(f"source: {f} leads outside the data roots (a symlink?); refused")
+            checked.append(real)
+        files = checked
     if not files:
         raise FileNotFoundError(
             f"source: no {'/'.join(SUFFIXES)} files found at {source!r}"
@@ -262,6 +279,7 @@ def ingest_domain(
     tokenizer: Tokenizer | Any = None,
     text_field: str = "text",
     val_fraction: float = 0.05,
+    roots: Sequence[str | Path] | None = None,
 ) -> DomainData:
     """Tokenise a domain's files into cached shards (or find them) and open them.
 
@@ -273,6 +291,8 @@ def ingest_domain(
     tokenizer : a tokenizer or a spec for :func:`load_tokenizer` (None: bytes).
     text_field : the JSONL / Parquet field holding the text.
     val_fraction : target share of tokens held out for validation, in [0, 0.5].
+    roots : when given, only files that resolve inside these directories are read (see
+        :func:`resolve_files`); the service passes its data roots.
 
     Returns a :class:`DomainData` whose ``cache_hit`` says whether the shards already existed.
     """
@@ -281,7 +301,7 @@ def ingest_domain(
     tok = load_tokenizer(tokenizer)
     cache_dir = Path(cache_dir).expanduser()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    files = resolve_files(source)
+    files = resolve_files(source, roots)
     src = Path(source).expanduser()
     root = src if src.is_dir() else None
     stat_path = cache_dir / "stat_cache.json"

@@ -56,14 +56,21 @@ class HFTokenizer:
     documents are concatenated without a separator).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, max_bytes: int | None = None):
         from tokenizers import Tokenizer
 
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"tokenizer: no such file {self.path}")
-        raw = self.path.read_bytes()
-        self._tok = Tokenizer.from_str(raw.decode("utf-8"))
+        with open(self.path, "rb") as f:
+            raw = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        if max_bytes is not None and len(raw) > max_bytes:
+            raise ValueError(f"tokenizer: {self.path} is larger than {max_bytes} bytes; refused")
+        try:
+            # the parser's own messages can quote the file; say only what went wrong
+            self._tok = Tokenizer.from_str(raw.decode("utf-8"))
+        except Exception:
+            raise ValueError(f"tokenizer: {self.path} is not a tokenizers JSON file") from None
         self.identity = "hf-" + hashlib.sha256(raw).hexdigest()[:32]
         self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
         self.eos_id = next(
@@ -86,9 +93,10 @@ class HFTokenizer:
 Tokenizer = ByteTokenizer | HFTokenizer
 
 
-def load_tokenizer(spec: Any = None) -> Tokenizer:
+def load_tokenizer(spec: Any = None, max_bytes: int | None = None) -> Tokenizer:
     """A tokenizer from a spec: None / ``"byte"`` / ``{"type": "byte"}`` -> bytes; a path to a
-    ``tokenizers`` JSON file, or ``{"path": ...}`` -> :class:`HFTokenizer`."""
+    ``tokenizers`` JSON file, or ``{"path": ...}`` -> :class:`HFTokenizer` (a file over
+    ``max_bytes`` is refused before it is parsed)."""
     if isinstance(spec, ByteTokenizer | HFTokenizer):
         return spec
     if spec is None or spec == "byte" or (isinstance(spec, dict) and spec.get("type") == "byte"):
@@ -98,7 +106,7 @@ def load_tokenizer(spec: Any = None) -> Tokenizer:
             raise ValueError(f"tokenizer: expected {{'type': 'byte'}} or {{'path': ...}}, got {spec}")
         spec = spec["path"]
     if isinstance(spec, str | Path):
-        return HFTokenizer(Path(spec).expanduser())
+        return HFTokenizer(Path(spec).expanduser(), max_bytes=max_bytes)
     raise ValueError(f"tokenizer: cannot build a tokenizer from {spec!r}")
 
 

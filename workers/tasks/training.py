@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from app.core.config import get_settings
 from app.services import runs as run_service
+from app.services import sources
 from app.store.db import session_scope
 from app.store.models import Domain, Project, Recommendation, Run, utcnow
 from workers.celery_app import celery_app
@@ -42,9 +43,12 @@ def ingest_project(project_id: int, job_id: str | None = None) -> dict[str, Any]
         if not d["source"]:
             continue
         src = d["source"]
-        tok = load_tokenizer(src.get("tokenizer"))
+        # defence in depth: the API checked the paths; check again (roots may have changed, a
+        # row may predate the roots) and let ingestion read only files that resolve inside them
+        sources.check_source(src, field=f"domains[{i}].source", admin=True)
+        tok = load_tokenizer(src.get("tokenizer"), max_bytes=settings.max_tokenizer_bytes)
         data = ingest_domain(d["name"], src["path"], settings.home / "shards", tok,
-                             text_field=src.get("text_field", "text"))
+                             text_field=src.get("text_field", "text"), roots=sources.allowed_roots(settings))
         out[d["name"]] = data
         if job_id:
             common.heartbeat(job_id, (i + 1) / len(domains), f"ingested {d['name']}")

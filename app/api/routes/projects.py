@@ -35,7 +35,7 @@ def get_project(project_id: IdPath, session: SessionDep, token: CurrentToken) ->
 @router.patch("/{project_id}", response_model=ProjectPublic)
 def update_project(project_id: IdPath, data: ProjectUpdate, session: SessionDep, token: CurrentToken) -> dict:
     project = svc.get_project(session, token, project_id, write=True)
-    project = svc.update_project(session, project, data)
+    project = svc.update_project(session, project, data, token)
     return svc.project_public(project, svc.run_counts(session, [project.id]).get(project.id, 0))
 
 

@@ -63,7 +63,8 @@ class ConstraintsSpec(Schema):
 class ProjectCreate(Schema):
     name: Name
     description: str | None = Field(default=None, max_length=10_000)
-    domains: list[DomainSpec] = Field(default_factory=list, max_length=1000)
+    #: at most MIXOPT_MAX_DOMAINS (checked by the service)
+    domains: list[DomainSpec] = Field(default_factory=list)
     #: {evaluation metric: weight}; omitted = mean of all per-domain validation losses
     objective: dict[str, NonNegFloat] | None = None
     constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
@@ -72,7 +73,7 @@ class ProjectCreate(Schema):
 class ProjectUpdate(Schema):
     name: Name | None = None
     description: str | None = Field(default=None, max_length=10_000)
-    domains: list[DomainSpec] | None = Field(default=None, max_length=1000)
+    domains: list[DomainSpec] | None = None
     objective: dict[str, NonNegFloat] | None = None
     constraints: ConstraintsSpec | None = None
 
