@@ -51,6 +51,7 @@ Observations read: ``step``, ``eval_losses``, ``mixture``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,29 +59,43 @@ import numpy as np
 
 from mixopt.online.base import OnlineMixer, register
 
+#: default ``eta`` per domain: ``eta = 0.1 K`` (0.2 at K = 2, the reference's 2-domain setting)
+ETA_PER_DOMAIN = 0.1
+
 
 @register("aioli")
 class Aioli(OnlineMixer):
     """Aioli online mixer (Chen et al. 2024, Algorithms 1-2).
 
-    Parameters (``params``); defaults are the paper's full SlimPajama run
-    (``scripts/full/aioli/run.sh``): ``lp_rounds=2, lp_steps=10, eta=1, update_steps=200,
-    one_hot_factor=0.75, ema=0.1, aioli_normalize_A``. The README recommends
-    ``lp_rounds`` 4 or 6, ``lp_steps=4``, ``eta`` in {0.1, 0.2, 0.5}, and trying no ``ema``
-    first; its two-domain example uses ``lp_rounds=4, lp_steps=4, eta=0.2, ema=0.1,
-    update_steps=250, one_hot_factor=0.625``.
+    Parameters (``params``). The reference's full SlimPajama run
+    (``scripts/full/aioli/run.sh``) uses ``lp_rounds=2, lp_steps=10, eta=1,
+    update_steps=200, one_hot_factor=0.75, ema=0.1``; its README says to try no ``ema``
+    first and recommends ``lp_steps=4`` and ``eta`` in {0.1, 0.2, 0.5}; its 2- and 3-domain
+    settings use ``eta`` 0.1-0.2 with sweeps taking 13-29% of training. Our defaults follow
+    those short-run settings: ``lp_rounds=2, lp_steps=4``, no EMA, sweeps capped at 14% of
+    training, ``eta = 0.1 K``. Weight movement bound: ``A`` is normalised to sum 1, so one
+    update multiplies the ratio of two weights by at most ``e^eta`` (with ``ema`` set the
+    weights stay within ``e^eta`` of the anchor forever; without it the bound compounds over
+    rounds). Sweeps are costly (their batches are ``one_hot_factor`` one domain), which is
+    why the budget is a share of training.
 
-    update_steps : int, default 200
-        Round length in optimiser steps, LearnParams sweeps included.
+    update_steps : int or None, default None
+        Round length in optimiser steps, LearnParams sweeps included (None: derived from
+        ``sweep_share``, see :meth:`_derive_schedule`).
     lp_rounds : int, default 2
-        Passes over the domains in LearnParams.
-    lp_steps : int, default 10
-        Optimiser steps per sweep.
-    eta : float, default 1.0
-        Step size of the exponentiated-gradient update.
+        Passes over the domains in LearnParams (lowered to fit the sweep budget).
+    lp_steps : int, default 4
+        Optimiser steps per sweep (lowered to fit the sweep budget).
+    eta : float or None, default None
+        Step size of the exponentiated-gradient update (None: ``0.1 * K``).
+    sweep_share : float or None, default 0.14
+        Largest share of the training steps spent in LearnParams sweeps.
+    total_steps : int or None, default None
+        Length of the run; with ``sweep_share`` it fixes the number of rounds. The trainer
+        callback fills it in from the run's budget when left None.
     one_hot_factor : float, default 0.75
         Weight of the swept domain in a sweep mixture (must exceed ``1/K``; 1 = pure one-hot).
-    ema : float or None, default 0.1
+    ema : float or None, default None
         Weight of the past in the moving average over ``A`` (None: no averaging, the update
         is multiplicative over rounds).
     normalize_A : bool, default True
@@ -92,12 +107,14 @@ class Aioli(OnlineMixer):
     """
 
     defaults = {
-        "update_steps": 200,
+        "update_steps": None,
         "lp_rounds": 2,
-        "lp_steps": 10,
-        "eta": 1.0,
+        "lp_steps": 4,
+        "eta": None,
+        "sweep_share": 0.14,
+        "total_steps": None,
         "one_hot_factor": 0.75,
-        "ema": 0.1,
+        "ema": None,
         "normalize_A": True,
         "prior_steps": 0,
         "anchor": "uniform",
@@ -120,18 +137,26 @@ class Aioli(OnlineMixer):
     # -- parameters ----------------------------------------------------------------------
     def _validate_params(self) -> None:
         p = self.params
-        for key in ("update_steps", "lp_rounds", "lp_steps"):
+        for key in ("lp_rounds", "lp_steps"):
             if int(p[key]) < 1:
                 raise ValueError(f"params.{key}: must be >= 1")
+        if p["update_steps"] is not None and int(p["update_steps"]) < 1:
+            raise ValueError("params.update_steps: must be None or >= 1")
         if int(p["prior_steps"]) < 0:
             raise ValueError("params.prior_steps: must be >= 0")
-        if self.lp_duration > int(p["update_steps"]):
+        share = p["sweep_share"]
+        if share is not None and not 0.0 < float(share) < 1.0:
+            raise ValueError("params.sweep_share: must be None or in (0, 1)")
+        if p["total_steps"] is not None and int(p["total_steps"]) <= int(p["prior_steps"]):
+            raise ValueError("params.total_steps: must exceed prior_steps")
+        if p["eta"] is not None and float(p["eta"]) <= 0:
+            raise ValueError("params.eta: must be None or > 0")
+        self._derive_schedule()
+        if self.lp_duration > self.update_steps:
             raise ValueError(
                 f"params.update_steps: a round must hold the LearnParams sweeps "
                 f"(K * lp_rounds * lp_steps = {self.lp_duration} steps)"
             )
-        if float(p["eta"]) <= 0:
-            raise ValueError("params.eta: must be > 0")
         f = float(p["one_hot_factor"])
         if self.k > 1 and not (1.0 / self.k < f <= 1.0):
             raise ValueError(
@@ -142,14 +167,70 @@ class Aioli(OnlineMixer):
         if p["anchor"] not in ("uniform", "prior"):
             raise ValueError("params.anchor: must be 'uniform' or 'prior'")
 
+    def _derive_schedule(self) -> None:
+        """Effective ``lp_rounds``, ``lp_steps``, ``update_steps`` and ``eta``.
+
+        * ``eta`` None: ``ETA_PER_DOMAIN * K`` (0.2 at K = 2, the reference's two-domain
+          setting). With ``A`` normalised to sum 1 the column sums ``c_j`` are in [0, 1] and
+          sum to 1, so one update changes the ratio of any two weights by at most ``e^eta``,
+          and a typical ``c_j`` is ``1/K``: scaling ``eta`` with K keeps the pull the same
+          at any K (at K = 7 and eta = 1 the weights stay within a few per cent of uniform).
+        * Budget: with ``sweep_share`` and ``total_steps`` given, the sweeps of all rounds
+          take at most ``floor(sweep_share * (total_steps - prior_steps))`` steps: the number
+          of rounds is the budget over one round's sweeps (at least 1), with ``lp_rounds``
+          and then ``lp_steps`` lowered when a single round's sweeps do not fit, and
+          ``update_steps`` splits the run into that many rounds. Without ``total_steps``,
+          ``update_steps`` None is ``ceil(K * lp_rounds * lp_steps / sweep_share)``, so every
+          round keeps the share.
+        """
+        p = self.params
+        k = self.k
+        self.eta = float(p["eta"]) if p["eta"] is not None else ETA_PER_DOMAIN * k
+        self.lp_rounds, self.lp_steps = int(p["lp_rounds"]), int(p["lp_steps"])
+        self.n_rounds: int | None = None  # rounds of a budgeted run (None: unbounded)
+        share = None if p["sweep_share"] is None else float(p["sweep_share"])
+        if p["total_steps"] is not None and share is not None:
+            span = int(p["total_steps"]) - int(p["prior_steps"])
+            budget = int(math.floor(share * span + 1e-9))
+            if budget < k:
+                raise ValueError(
+                    f"params.sweep_share: {share} of {span} steps is {budget} steps, fewer than "
+                    f"one step per domain (K = {k})"
+                )
+            while self.lp_rounds > 1 and self.lp_duration > budget:
+                self.lp_rounds -= 1
+            if self.lp_duration > budget:
+                self.lp_steps = budget // k
+            n_rounds = max(1, budget // self.lp_duration)
+            self.n_rounds = n_rounds
+            self.update_steps = (
+                int(p["update_steps"]) if p["update_steps"] is not None else span // n_rounds
+            )
+        elif p["update_steps"] is not None:
+            self.update_steps = int(p["update_steps"])
+        elif share is not None:
+            self.update_steps = int(math.ceil(self.lp_duration / share - 1e-9))
+        else:
+            raise ValueError("params.update_steps: give update_steps or sweep_share")
+
+    def configure_run(self, total_steps: int, vocab_size: int | None = None) -> None:
+        """Fill ``total_steps`` from the trainer (before any observation) and re-derive."""
+        if self.params["total_steps"] is None and self.n_updates == 0 and self._round < 0:
+            self.params["total_steps"] = int(total_steps)
+            self._validate_params()
+
+    def sweep_steps(self, total_steps: int) -> int:
+        """Number of LearnParams steps among steps ``0 .. total_steps - 1``."""
+        return sum(self.phase(s) == "learn" for s in range(int(total_steps)))
+
     @property
     def lp_duration(self) -> int:
         """Steps of LearnParams in a round: ``K * lp_rounds * lp_steps``."""
-        return self.k * int(self.params["lp_rounds"]) * int(self.params["lp_steps"])
+        return self.k * self.lp_rounds * self.lp_steps
 
     @property
     def n_sweeps(self) -> int:
-        return self.k * int(self.params["lp_rounds"])
+        return self.k * self.lp_rounds
 
     # -- the schedule (a pure function of step and seed) ---------------------------------
     def round_of(self, step: int) -> tuple[int, int]:
@@ -157,11 +238,14 @@ class Aioli(OnlineMixer):
         s = int(step) - int(self.params["prior_steps"])
         if s < 0:
             return -1, int(step)
-        u = int(self.params["update_steps"])
-        return s // u, s % u
+        u = self.update_steps
+        r = s // u
+        if self.n_rounds is not None and r >= self.n_rounds:
+            r = self.n_rounds - 1  # a budgeted run's last round runs to the end
+        return r, s - r * u
 
     def round_start(self, r: int) -> int:
-        return int(self.params["prior_steps"]) + r * int(self.params["update_steps"])
+        return int(self.params["prior_steps"]) + r * self.update_steps
 
     def sweep_order(self, r: int) -> list[int]:
         """Domain swept by each sweep of round ``r``: ``lp_rounds`` random permutations.
@@ -170,7 +254,7 @@ class Aioli(OnlineMixer):
         what was observed (a restarted or external trainer computes the same schedule).
         """
         g = np.random.default_rng([self.seed, 7919, r])
-        return [int(i) for _ in range(int(self.params["lp_rounds"])) for i in g.permutation(self.k)]
+        return [int(i) for _ in range(self.lp_rounds) for i in g.permutation(self.k)]
 
     def sweep_mixture(self, domain: int) -> np.ndarray:
         """Smoothed one-hot mixture of a sweep on ``domain``."""
@@ -193,7 +277,7 @@ class Aioli(OnlineMixer):
         r, off = self.round_of(step)
         if r < 0 or off >= self.lp_duration:
             return None
-        return r, off // int(self.params["lp_steps"])
+        return r, off // self.lp_steps
 
     def mixture_for_step(self, step: int) -> np.ndarray:
         if step < int(self.params["prior_steps"]):
@@ -206,7 +290,7 @@ class Aioli(OnlineMixer):
 
     def needs_eval_at(self, step: int) -> bool:
         r, off = self.round_of(step)
-        lp = int(self.params["lp_steps"])
+        lp = self.lp_steps
         return r >= 0 and off <= self.lp_duration and off % lp == 0
 
     def eval_boundaries(self, start: int, stop: int) -> list[int]:
@@ -228,9 +312,9 @@ class Aioli(OnlineMixer):
         b = int(obs["step"])
         loss = self.losses(obs, "eval_losses")
         r, off = self.round_of(b)
-        lp = int(self.params["lp_steps"])
+        lp = self.lp_steps
         # end of the previous round's last sweep when LearnParams fills the whole round
-        if r > 0 and off == 0 and self.lp_duration == int(self.params["update_steps"]):
+        if r > 0 and off == 0 and self.lp_duration == self.update_steps:
             self._consume(r - 1, self.n_sweeps, loss, obs)
         if r >= 0 and off <= self.lp_duration and off % lp == 0:
             self._consume(r, off // lp, loss, obs)
@@ -268,7 +352,7 @@ class Aioli(OnlineMixer):
             return
         self._finished = True
         if self._recorded.all():
-            self._apply(self._M / int(self.params["lp_rounds"]), self._round)
+            self._apply(self._M / self.lp_rounds, self._round)
         else:
             self.skipped_rounds += 1
 
@@ -288,7 +372,7 @@ class Aioli(OnlineMixer):
             total = A.sum()
             A = A / total if total > 0 else np.zeros_like(A)
         ema = self.params["ema"]
-        eta = float(self.params["eta"])
+        eta = self.eta
         if ema is not None:
             self.ema_A = A if self.ema_A is None else (1 - float(ema)) * A + float(ema) * self.ema_A
             z = np.log(np.maximum(self.anchor_weights, 1e-300)) + eta * self.ema_A.sum(axis=0)

@@ -163,6 +163,13 @@ class OnlineMixer:
     def final_weights(self) -> np.ndarray:
         return self.weights()
 
+    def configure_run(self, total_steps: int, vocab_size: int | None = None) -> None:
+        """Hook: the trainer gives the run's length and vocabulary before the first step.
+
+        No-op here; Aioli sizes its sweep budget from ``total_steps``, DoReMi initialises its
+        scores from ``vocab_size``. Only fills parameters the caller left None.
+        """
+
     def plan(self, step: int, horizon: int = 1000) -> dict[str, Any]:
         """What an external trainer needs before optimiser step ``step``.
 

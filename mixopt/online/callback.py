@@ -11,7 +11,8 @@ See :mod:`mixopt.training.callbacks` for the hook contract. Two callbacks:
   - ``on_step_end(ctx, step, info)``: reports ``info["per_domain_loss"]`` as the batch's
     ``train_losses`` (ODM, DoReMi) with the mixture the batch was sampled from;
   - ``sample_weights(...)``: only for DoReMi in loss-weighting mode (the paper's proxy
-    objective): per-sequence weights ``alpha[domain] / mean`` (mean 1);
+    objective): per-sequence weights ``alpha_i / p_i`` over the batch mean (mean 1), ``p``
+    the sampling distribution, as in the reference ``doremi/trainer.py``;
   - ``trajectory``: ``[{"step", "weights": {domain: w}, "phase"}]`` each time the mixture
     sent to the trainer (or DoReMi's alpha) changes, for storing with the run;
   - ``state_dict()`` / ``load_state_dict()`` so the trainer's checkpoint includes the mixer.
@@ -69,6 +70,10 @@ class OnlineMixingCallback:
         domains = list(getattr(ctx, "domains", self.mixer.domains))
         if domains != list(self.mixer.domains):
             raise ValueError(f"domains: mixer has {self.mixer.domains}, the run has {domains}")
+        config = getattr(ctx, "config", None)
+        if config is not None and hasattr(config, "total_steps"):
+            vocab = getattr(ctx, "vocab_size", None)
+            self.mixer.configure_run(int(config.total_steps()), vocab)
 
     def mixture_for_step(self, ctx, step: int) -> np.ndarray | None:
         if self.mixer.needs_eval_at(step):
@@ -90,6 +95,9 @@ class OnlineMixingCallback:
         if not per_domain:
             return
         obs = {"step": int(step), "train_losses": per_domain}
+        ids = info.get("domain_ids")
+        if ids is not None:
+            obs["batch_size"] = int(len(ids))  # the trainer's batches are systematic samples
         if info.get("tokens") is not None:
             obs["tokens"] = int(info["tokens"])
         if self._sent is not None:
@@ -98,16 +106,15 @@ class OnlineMixingCallback:
         self._record(step + 1, self.mixer.mixture_for_step(step + 1))
 
     def sample_weights(self, ctx, step: int, per_sample_loss, domain_ids):
-        """DoReMi's loss weighting: weight each sequence by its domain's alpha (mean 1)."""
-        if not self.mixer.params.get("loss_weighting"):
+        """DoReMi's loss weighting: sequence weights ``alpha_i / p_i`` (mean 1 in the batch)."""
+        lw = self.mixer.loss_weights() if hasattr(self.mixer, "loss_weights") else None
+        if lw is None:
             return None
         import torch
 
-        alpha = torch.as_tensor(
-            self.mixer.weights(), dtype=torch.float32, device=per_sample_loss.device
-        )
+        per_domain = torch.as_tensor(lw, dtype=torch.float32, device=per_sample_loss.device)
         ids = torch.as_tensor(np.asarray(domain_ids), device=per_sample_loss.device).long()
-        w = alpha[ids]
+        w = per_domain[ids]
         return w / w.mean().clamp_min(1e-12)
 
     def on_train_end(self, ctx, result) -> None:

@@ -8,7 +8,8 @@ Speeds Up Language Model Pretraining", NeurIPS 2023, Algorithm 1; reference impl
 At each training step ``t``:
 
 * per-domain excess loss ``lambda_i = max(L_i(theta_t) - L_i(ref), 0)`` of the domains present
-  in the batch; a domain absent from the batch keeps its last value (zero initially);
+  in the batch; a domain absent from the batch keeps its last value (initially
+  ``log(vocab_size)``, as in the reference);
 * ``alpha' = softmax(log alpha_{t-1} + eta * lambda)``, ``eta = 1``;
 * ``alpha_t = (1 - c) alpha' + c u``, ``c = 1e-3``, ``u`` uniform (or a given distribution);
 * the result is the average ``(1/T) sum_t alpha_t`` (:meth:`DoReMi.final_weights`).
@@ -19,7 +20,16 @@ observation here carries per-domain mean losses, so the clip applies to the doma
 In the paper the proxy model samples from the reference distribution and the alpha weights
 enter the *loss*. ``params.loss_weighting`` keeps that (the trainer callback turns alpha into
 per-sequence loss weights and samples from ``sampling_weights``); set it to False to sample
-the batches from alpha instead, the usual online-mixing use.
+the batches from alpha instead, the usual online-mixing use. As in the reference
+(``doremi/trainer.py``, "normalize by inverse sampling weight") a sequence of domain ``i``
+weighs ``alpha_i / p_i`` (``p`` the sampling distribution), normalised over the batch
+(:meth:`DoReMi.loss_weights`): the expected loss is then ``sum_i alpha_i L_i`` whatever ``p``
+is; weighting by ``alpha_i`` alone would optimise ``sum_i p_i alpha_i L_i``.
+
+Initial scores: the reference starts every domain's score (``perdomain_scores``) at
+``log(vocabulary size)``, the loss of a uniform predictor, so a domain absent from the first
+batches is treated as maximally behind. ``params.vocab_size`` sets it (the trainer callback
+fills it from the model); without it the scores start at 0.
 
 Reference losses come in ``params``: ``reference_losses`` ``{domain: loss}`` (the reference
 model's per-domain loss) and/or ``reference_curve`` ``[{"step": s, "losses": {...}}, ...]``
@@ -31,6 +41,7 @@ Observations read: ``step``, ``train_losses``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,6 +69,8 @@ class DoReMi(OnlineMixer):
     loss_weighting : bool, default True
         Paper mode: alpha weights the loss, batches come from ``sampling_weights()`` (the
         reference distribution = ``initial_weights``).
+    vocab_size : int or None, default None
+        Scores start at ``log(vocab_size)`` as in the reference (0 when None).
     """
 
     defaults = {
@@ -67,16 +80,29 @@ class DoReMi(OnlineMixer):
         "reference_losses": None,
         "reference_curve": None,
         "loss_weighting": True,
+        "vocab_size": None,
     }
     uses = ("step", "train_losses")
 
     def __init__(self, domains, params=None, initial_weights=None, seed=0):
         super().__init__(domains, params, initial_weights, seed)
-        self.excess = np.zeros(self.k)  # last clipped excess loss per domain (lambda)
+        self.excess = self._initial_scores()  # last clipped excess loss per domain (lambda)
         self.weight_sum = np.zeros(self.k)  # sum of alpha_t for the average
+
+    def _initial_scores(self) -> np.ndarray:
+        v = self.params["vocab_size"]
+        return np.full(self.k, math.log(int(v)) if v is not None else 0.0)
+
+    def configure_run(self, total_steps: int, vocab_size: int | None = None) -> None:
+        """Take the model's vocabulary size for the initial scores (before any update)."""
+        if vocab_size is not None and self.params["vocab_size"] is None and self.n_updates == 0:
+            self.params["vocab_size"] = int(vocab_size)
+            self.excess = self._initial_scores()
 
     def _validate_params(self) -> None:
         p = self.params
+        if p["vocab_size"] is not None and int(p["vocab_size"]) < 2:
+            raise ValueError("params.vocab_size: must be None or >= 2")
         if float(p["eta"]) <= 0:
             raise ValueError("params.eta: must be > 0")
         if not 0.0 <= float(p["smoothing"]) <= 1.0:
@@ -123,6 +149,17 @@ class DoReMi(OnlineMixer):
 
     def mixture_for_step(self, step: int) -> np.ndarray:
         return self.sampling_weights()
+
+    def loss_weights(self) -> np.ndarray | None:
+        """Per-domain loss weights ``alpha_i / p_i`` normalised to sum 1 (reference
+        ``doremi/trainer.py``), ``p`` the sampling distribution; None unless loss weighting.
+
+        A batch's loss is ``sum_s w_{d(s)} L_s / sum_s w_{d(s)}`` over its sequences ``s``.
+        """
+        if not self.params["loss_weighting"]:
+            return None
+        w = self.weights() / np.maximum(self.sampling_weights(), 1e-12)
+        return w / w.sum()
 
     def _update_one(self, obs: Mapping[str, Any]) -> None:
         losses = self.losses(obs, "train_losses")

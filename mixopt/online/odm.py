@@ -11,8 +11,15 @@ At update ``t = 1, 2, ...`` (one per training batch):
 * reward of every domain ``i`` present in the batch: its mean training loss ``L_i``
   (the loss is the reward: domains the model still finds hard are sampled more);
   importance-weighted and smoothed,
-  ``R_i <- alpha R_i + (1 - alpha) L_i / pi(i)``, ``alpha = 0.9``, where ``pi`` is the
-  distribution the batch was sampled from (domains absent from the batch keep ``R_i``);
+  ``R_i <- alpha R_i + (1 - alpha) L_i / q_i``, ``alpha = 0.9``, where ``q_i`` is the
+  probability that domain ``i`` is in the batch at all (domains absent from the batch keep
+  ``R_i``). In the paper one batch is one pull of one arm, so ``q_i = pi(i)``, the
+  distribution the batch was sampled from. When the observation gives ``batch_size`` (our
+  trainer's systematic sampling: domain ``i`` gets ``floor`` or ``ceil`` of ``B pi(i)``
+  sequences) ``q_i = min(1, B pi(i))``: a domain with ``B pi(i) >= 1`` is in every batch
+  and is not importance-weighted, only those that can be absent are (dividing every reward
+  by ``pi`` would inflate them about K times and turn the bandit into a loss-proportional
+  rule);
 * policy  ``pi_{t+1}(i) = (1 - K eps_t) exp(eps_{t-1} R_i) / sum_j exp(eps_{t-1} R_j) + eps_t``
   (a Gibbs distribution mixed with the uniform exploration mass ``K eps_t``).
 
@@ -23,7 +30,8 @@ proxy runs here are short. The Gibbs term uses ``eps_{t-1}`` as the learning rat
 paper (so the first update uses ``eps_0 = 1/K``).
 
 Observations read: ``step``, ``train_losses`` and optionally ``mixture`` (the distribution the
-batch was sampled from; the current policy when absent). ``eval_losses`` are ignored.
+batch was sampled from; the current policy when absent) and ``batch_size`` (sequences per
+batch, systematic sampling). ``eval_losses`` are ignored.
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ class ODM(OnlineMixer):
     """
 
     defaults = {"alpha": 0.9, "warmup_steps": 0, "reward_scale": 1.0}
-    uses = ("step", "train_losses", "mixture")
+    uses = ("step", "train_losses", "mixture", "batch_size")
 
     def __init__(self, domains, params=None, initial_weights=None, seed=0):
         super().__init__(domains, params, initial_weights, seed)
@@ -78,6 +86,17 @@ class ODM(OnlineMixer):
             return 1.0 / k
         return min(1.0 / k, math.sqrt(math.log(k) / (k * t)))
 
+    @staticmethod
+    def presence_probability(pi: np.ndarray, batch_size: Any = None) -> np.ndarray:
+        """Probability that each domain is in a batch: ``pi`` (one arm per batch, the
+        paper) or ``min(1, B pi)`` for a systematically sampled batch of ``B`` sequences."""
+        if batch_size is None:
+            return np.asarray(pi, dtype=float)
+        b = int(batch_size)
+        if b < 1:
+            raise ValueError("batch_size: must be >= 1")
+        return np.minimum(1.0, b * np.asarray(pi, dtype=float))
+
     def _update_one(self, obs: Mapping[str, Any]) -> None:
         if int(obs.get("step", 0)) < int(self.params["warmup_steps"]):
             return
@@ -90,9 +109,10 @@ class ODM(OnlineMixer):
             pi = self._w
         alpha = float(self.params["alpha"])
         reward = float(self.params["reward_scale"]) * losses[present]
-        # importance weighting: a domain sampled rarely gets a proportionally larger reward
+        q = self.presence_probability(pi, obs.get("batch_size"))
+        # importance weighting: a domain that is rarely in a batch gets a larger reward
         self.rewards[present] = alpha * self.rewards[present] + (1 - alpha) * reward / np.maximum(
-            pi[present], 1e-12
+            q[present], 1e-12
         )
         prev_eps = self.eps
         self.t += 1

@@ -22,7 +22,8 @@ Simulation
 :meth:`SyntheticEnv.step` samples a batch of ``batch_size`` sequences from a mixture
 (multinomial), returns the batch's per-domain training losses (measured before the update,
 with noise ``noise / sqrt(count)``) and per-sample losses, then advances ``n``. Optional
-per-domain ``loss_weights`` scale each domain's contribution (DoReMi's loss weighting).
+per-domain ``loss_weights`` scale each domain's contribution, normalised over the batch
+(DoReMi's loss weighting: a sequence counts ``w_{d(s)} / mean_s w_{d(s)}``).
 :meth:`SyntheticEnv.evaluate` returns validation losses with ``eval_noise``.
 :func:`run_online` drives an online mixer through the observation protocol of
 :mod:`mixopt.online.base`, evaluating at the boundaries the mixer asks for.
@@ -176,7 +177,8 @@ def run_online(env: SyntheticEnv, mixer: Any, steps: int, start: int = 0) -> lis
 
     Per step: report validation losses if ``mixer.needs_eval_at(step)`` (with the mixture of
     the previous step), take ``mixer.mixture_for_step(step)``, train, report the batch's
-    training losses. DoReMi in loss-weighting mode has its alpha applied as loss weights.
+    training losses. DoReMi in loss-weighting mode has its loss weights ``alpha_i / p_i``
+    (:meth:`~mixopt.online.doremi.DoReMi.loss_weights`) applied to the batch.
     """
     trajectory = []
     last_mixture: Mapping[str, float] | None = None
@@ -184,7 +186,7 @@ def run_online(env: SyntheticEnv, mixer: Any, steps: int, start: int = 0) -> lis
         if mixer.needs_eval_at(step):
             mixer.update([{"step": step, "eval_losses": env.evaluate(), "mixture": last_mixture}])
         w = mixer.mixture_for_step(step)
-        lw = mixer.weights() if getattr(mixer, "params", {}).get("loss_weighting") else None
+        lw = mixer.loss_weights() if hasattr(mixer, "loss_weights") else None
         obs = env.step(w, loss_weights=lw)
         last_mixture = obs["mixture"]
         mixer.update([{k: obs[k] for k in ("step", "tokens", "train_losses", "mixture")}])

@@ -186,6 +186,7 @@ class _Context:
         self.step = 0
         self.tokens = 0
         self.model = None  # set by train(); callbacks may read it
+        self.vocab_size: int | None = None  # the model's vocabulary, set by train()
         self.stop_requested = False
         self._evaluate = evaluate_fn
 
@@ -268,6 +269,7 @@ def train(
 
     ctx = _Context(domains, config, sampler.weights, evaluate)
     ctx.model = model
+    ctx.vocab_size = int(vocab)
     curve: list[dict[str, Any]] = []
     start, train_time_before = 0, 0.0
     resumed_from = None

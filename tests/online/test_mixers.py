@@ -101,12 +101,60 @@ def test_aioli_restricted_setting_trains_the_prior_first(env):
     assert m.rounds_done == 1
 
 
-def test_aioli_paper_defaults_change_the_weights(env):
-    m = make_mixer("aioli", env.domains)  # lp_rounds=2, lp_steps=10, ema=0.1, 200-step rounds
-    assert m.lp_duration == 60
+def test_aioli_defaults_change_the_weights(env):
+    m = make_mixer("aioli", env.domains)  # lp_rounds=2, lp_steps=4, no EMA, sweeps 14%
+    assert m.lp_duration == 24 and m.update_steps == 172  # ceil(24 / 0.14)
+    assert m.eta == pytest.approx(0.3)  # 0.1 K
     run_online(env, m, 400)
-    assert m.rounds_done == 2
+    assert m.rounds_done == 3
     assert l1(m.weights(), UNIFORM) > 0.01
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+@pytest.mark.parametrize("total", [150, 300, 1000, 4000])
+@pytest.mark.parametrize("share", [0.14, 0.3])
+def test_aioli_sweep_share_respects_its_budget(k, total, share):
+    domains = [f"d{i}" for i in range(k)]
+    m = make_mixer("aioli", domains, {"total_steps": total, "sweep_share": share})
+    learn = m.sweep_steps(total)
+    assert 0 < learn <= math.floor(share * total)
+    # every round that starts sweeps every domain lp_rounds times (no truncated round)
+    assert learn % (k * m.lp_rounds * m.lp_steps) == 0
+    # and the budget is spent, not left mostly idle: at least half of it
+    assert learn >= 0.5 * math.floor(share * total) or m.lp_steps == math.floor(share * total) // k
+
+
+def test_aioli_budget_too_small_and_weight_bound():
+    with pytest.raises(ValueError, match="sweep_share"):
+        make_mixer("aioli", [f"d{i}" for i in range(7)], {"total_steps": 40, "sweep_share": 0.14})
+    # one update moves the ratio of two weights by at most e^eta: the extreme A puts all its
+    # mass on one column
+    m = make_mixer("aioli", ["a", "b", "c"], {"update_steps": 30, "lp_rounds": 1, "lp_steps": 2})
+    M = np.zeros((3, 3))
+    M[:, 0] = [1.0, 0.5, 0.2]  # only sweeps of "a" lowered any loss
+    m._apply(M @ np.stack([m.sweep_mixture(j) for j in range(3)]), 0)
+    w = m.weights()
+    assert w.max() / w.min() <= math.exp(m.eta) + 1e-9
+
+
+def test_trainer_callback_fills_aioli_total_steps():
+    from mixopt.online.callback import OnlineMixingCallback
+
+    class Cfg:
+        def total_steps(self):
+            return 1000
+
+    class Ctx:
+        domains = [f"d{i}" for i in range(7)]
+        config = Cfg()
+        vocab_size = 512
+
+    m = make_mixer("aioli", Ctx.domains)
+    OnlineMixingCallback(m).on_train_start(Ctx())
+    assert m.params["total_steps"] == 1000 and m.sweep_steps(1000) <= 140
+    d = make_mixer("doremi", Ctx.domains, {"reference_losses": {x: 1.0 for x in Ctx.domains}})
+    OnlineMixingCallback(d).on_train_start(Ctx())
+    assert np.allclose(d.excess, math.log(512))  # the reference's perdomain_scores start
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -165,6 +213,46 @@ def test_doremi_update_matches_algorithm_1():
     m.update([{"step": 1, "train_losses": {"b": 2.2}}])
     assert np.allclose(m.excess, [0.5, 0.2, 1.0])
     assert np.allclose(m.average_weights(), m.weight_sum / 2)
+
+
+def test_doremi_loss_weighting_divides_by_the_sampling_weights():
+    """Hand-computed case of the reference ``doremi/trainer.py`` weighting."""
+    torch = pytest.importorskip("torch")
+    from mixopt.online.callback import OnlineMixingCallback
+
+    p = [0.5, 0.25, 0.25]  # sampling (reference) distribution = initial alpha
+    ref = {"a": 2.0, "b": 2.0, "c": 2.0}
+    m = make_mixer("doremi", ["a", "b", "c"], {"reference_losses": ref, "smoothing": 0.0}, p)
+    m.update([{"step": 0, "train_losses": {"a": 2.0 + math.log(2.0), "b": 1.0, "c": 2.0}}])
+    # lambda = [ln 2, 0, 0]: alpha ∝ [0.5 * 2, 0.25, 0.25] = [2/3, 1/6, 1/6]
+    assert np.allclose(m.weights(), [2 / 3, 1 / 6, 1 / 6])
+    # alpha / p = [4/3, 2/3, 2/3], normalised: [1/2, 1/4, 1/4]
+    assert np.allclose(m.loss_weights(), [0.5, 0.25, 0.25])
+    cb = OnlineMixingCallback(m)
+    ids = np.array([0, 1, 2, 2])
+    losses = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    w = cb.sample_weights(None, 1, losses, ids)
+    # reference loss: sum_s w_s L_s / sum_s w_s = (0.5 + 0.5 + 0.75 + 1) / 1.25 = 2.2
+    assert float((w * losses).mean()) == pytest.approx(2.2)
+    # (weighting by alpha alone would give (2/3 + 9/6) / (2/3 + 3/6) = 1.857)
+    m_off = make_mixer("doremi", ["a", "b", "c"], {"reference_losses": ref, "loss_weighting": False})
+    assert m_off.loss_weights() is None
+
+
+def test_doremi_scores_start_at_log_vocab():
+    ref = {"a": 2.0, "b": 2.0}
+    m = make_mixer("doremi", ["a", "b"], {"reference_losses": ref, "vocab_size": 256})
+    assert np.allclose(m.excess, math.log(256))
+    m.update([{"step": 0, "train_losses": {"a": 2.5}}])  # b absent: keeps log(256)
+    assert np.allclose(m.excess, [0.5, math.log(256)])
+
+
+def test_odm_importance_weights_only_domains_that_can_be_absent():
+    m = make_mixer("odm", ["a", "b", "c", "d"], initial_weights=[0.85, 0.1, 0.03, 0.02])
+    obs = {"step": 0, "train_losses": {"a": 2.0, "b": 3.0, "c": 4.0, "d": 5.0}, "batch_size": 16}
+    m.update([obs])
+    q = np.array([1.0, 1.0, 0.48, 0.32])  # min(1, 16 pi)
+    assert np.allclose(m.rewards, 0.1 * np.array([2.0, 3.0, 4.0, 5.0]) / q)
 
 
 def test_doremi_reference_curve_is_interpolated():
