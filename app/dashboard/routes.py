@@ -21,8 +21,10 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 
 from app.api.deps import CurrentToken, IdPath, SessionDep
-from app.dashboard import exports, views
+from app.api.routes.exports import bundle_response
+from app.dashboard import views
 from app.services import dashboard as dash_service
+from app.services import exports
 from app.services import fits as fit_service
 from app.services import jobs as job_service
 from app.services import projects as project_service
@@ -207,8 +209,7 @@ def mixtures_page(request: Request, session: SessionDep, project_id: str) -> Res
         shown = [(r["label"], r["mixture"]) for r in recs[:6]] + list(refs.items())
         return _render(request, "mixtures.html", ctx | {
             "recs": recs, "refs": refs, "unavailable": unavailable, "ref_error": ref_error,
-            "formats": [("json", "JSON"), ("olmo-core", "OLMo-core"), ("megatron", "Megatron"),
-                        ("hf", "HF datasets")],
+            "formats": list(exports.LABELS.items()),
             "page_data": {"domains": domains, "mixtures": [{"label": k, "mixture": v} for k, v in shown]},
         })
     return _page(request, session, build)
@@ -216,27 +217,19 @@ def mixtures_page(request: Request, session: SessionDep, project_id: str) -> Res
 
 @router.get("/projects/{project_id}/mixtures/{which}/export")
 def export_mixture(request: Request, session: SessionDep, project_id: str, which: str,
-                   format: str = "json") -> Response:
-    """A recommendation (by id) or a baseline (by name) as JSON or a trainer config snippet."""
+                   format: str = "json", part: str | None = None) -> Response:
+    """A recommendation (by id) or a baseline (by name) for a trainer: the same code as
+    ``GET /v1/projects/{id}/recommendations/{rec_id}/export`` (:mod:`app.services.exports`)."""
     def build(token: ApiToken) -> Response:
         ctx = _project_context(session, token, project_id, "mixtures")
         project = ctx["project"]
         if format not in exports.FORMATS:
-            raise Invalid(f"format must be one of {sorted(exports.FORMATS)}, not {format!r}", field="format")
+            raise Invalid(f"format must be one of {list(exports.FORMATS)}, not {format!r}", field="format")
         if which.isdigit():
-            rec = fit_service.get_recommendation(session, project, _id(which, "recommendation"))
-            mixture, title = rec.mixture, f"project {project.name!r}, recommendation {rec.id} ({rec.source})"
-            slug = f"recommendation-{rec.id}"
+            spec = exports.for_recommendation(session, project, _id(which, "recommendation"))
         else:
-            refs, _, _ = views.reference_mixtures(project)
-            if which not in refs:
-                raise NotFound(f"mixture {which!r} not found; baselines here: {sorted(refs)}")
-            mixture, title, slug = refs[which], f"project {project.name!r}, {which} baseline", which
-        text = exports.render(format, mixture, ctx["domains"], title=title, constraints=project.constraints)
-        media, ext = exports.FORMATS[format]
-        name = f"project-{project.id}-{slug}-{format}.{ext}"
-        return Response(text, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"',
-                                                         "Cache-Control": "no-store"})
+            spec = exports.for_baseline(project, which)
+        return bundle_response(spec, format, part)
     return _page(request, session, build)
 
 

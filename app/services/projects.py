@@ -106,7 +106,8 @@ def create_project(session: Session, token: ApiToken, data: ProjectCreate) -> Pr
 
 def _domain_row(position: int, spec: DomainSpec) -> Domain:
     return Domain(position=position, name=spec.name, token_count=spec.token_count,
-                  source=spec.source.model_dump() if spec.source else None)
+                  source=spec.source.model_dump() if spec.source else None,
+                  trainer_paths=spec.trainer_paths, documents=spec.documents)
 
 
 def used_domains(session: Session, project_id: int) -> set[str]:
@@ -139,6 +140,7 @@ def update_project(session: Session, project: Project, data: ProjectUpdate, toke
                 row.token_count = spec.token_count
                 row.token_count_measured = False
             row.source = spec.source.model_dump() if spec.source else None
+            row.trainer_paths, row.documents = spec.trainer_paths, spec.documents
             rows.append(row)
         project.domains = rows
         names = new_names
@@ -178,6 +180,7 @@ def project_public(project: Project, run_count: int = 0) -> dict[str, Any]:
         "id": project.id, "name": project.name, "description": project.description,
         "domains": [
             {"name": d.name, "token_count": d.token_count, "source": d.source,
+             "trainer_paths": d.trainer_paths, "documents": d.documents,
              "token_count_measured": d.token_count_measured, "stats": d.stats} for d in project.domains
         ],
         "objective": project.objective,

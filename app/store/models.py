@@ -95,6 +95,10 @@ class Domain(Base):
     source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: measured at ingestion: {"train_tokens", "val_tokens", "bytes", "entropy": {variant: nats}}
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: tokenised files each trainer reads, keyed by export format: {"olmo-core": ["...npy"], ...}
+    trainer_paths: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
+    #: number of documents (the HF export turns token shares into per-example probabilities)
+    documents: Mapped[int | None] = mapped_column(BigInteger)
 
     project: Mapped[Project] = relationship(back_populates="domains")
 
@@ -359,3 +363,31 @@ class OnlineWeights(Base):
     weights: Mapped[dict[str, float]] = mapped_column(JSON)
     n_observations: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Validation(Base):
+    """Validation trainings: every mixture trained with the same seeds, and the paired
+    comparison of their objectives and per-domain losses (``result``)."""
+
+    __tablename__ = "validation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    #: pending | running | succeeded | failed | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    #: [{"label", "source", "mixture", "baseline": bool, "recommendation_id"?}], resolved at creation
+    mixtures: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    seeds: Mapped[list[int]] = mapped_column(JSON)
+    preset: Mapped[str] = mapped_column(String(32))
+    train_steps: Mapped[int] = mapped_column(Integer)
+    #: trainer settings (batch_size, block_size, eval_interval, learning_rate, shape overrides)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: {metric: weight} the objective is computed from (the project's at creation)
+    objective: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    #: run ids by mixture index and seed: [[run_id per seed] per mixture]
+    run_ids: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -18,10 +18,19 @@ class DataSource(Schema):
     tokenizer: str | None = Field(default=None, max_length=2000)
 
 
+#: export formats whose trainers read paths of their own (see app.services.exports)
+TrainerPathFormat = Literal["olmo-core", "megatron", "hf", "levanter"]
+
+
 class DomainSpec(Schema):
     name: Name
     token_count: int | None = Field(default=None, ge=0)
     source: DataSource | None = None
+    #: what each trainer reads, keyed by export format, e.g. {"olmo-core": ["s3://.../part-0.npy"],
+    #: "megatron": ["/data/web_text_document"]}; the raw text stays in ``source``
+    trainer_paths: dict[TrainerPathFormat, list[Annotated[str, Field(min_length=1, max_length=2000)]]] | None = None
+    #: number of documents (turns token shares into per-example probabilities for HF datasets)
+    documents: int | None = Field(default=None, ge=1)
 
 
 class DomainPublic(DomainSpec):
@@ -58,6 +67,10 @@ class ConstraintsSpec(Schema):
     max_epochs: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_epochs_per_domain: dict[str, PositiveFloat] = Field(default_factory=dict)
     kl_weight: NonNegFloat = 0.0
+    #: read by the trainer exports (OLMo-core, HF); never guessed when absent
+    sequence_length: int | None = Field(default=None, gt=0, le=2**31 - 1)
+    global_batch_tokens: int | None = Field(default=None, gt=0, le=2**63 - 1)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 class ProjectCreate(Schema):
