@@ -8,8 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import errors
+from app.api import docs, errors, openapi
+from app.api.middleware import BodyGuard
+from app.api.ratelimit import FailureLimiter
 from app.api.router import api_router
+from app.core.config import get_settings
 
 log = logging.getLogger("mixopt")
 
@@ -18,8 +21,12 @@ log = logging.getLogger("mixopt")
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     """Embedded mode migrates and makes sure the admin token exists; deployments migrate with
     ``mixopt db upgrade`` and pass MIXOPT_ADMIN_TOKEN."""
+    import anyio.to_thread
+
     from app.bootstrap import prepare
 
+    # sync handlers run on anyio's thread pool; the database pool is sized to it (app.store.db)
+    anyio.to_thread.current_default_thread_limiter().total_tokens = get_settings().request_threads
     prepare()
     yield
 
@@ -31,9 +38,17 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Data-mixture optimisation for language-model pretraining: proxy runs, fitted mixing "
         "laws, recommendations and online re-mixing.",
+        docs_url=None, redoc_url=None,  # served from local assets by app.api.docs
+        generate_unique_id_function=openapi.operation_id,
     )
     errors.install(app)
     app.include_router(api_router)
+    # size and strict-JSON checks before any route parses the body
+    app.add_middleware(BodyGuard)
+    settings = get_settings()
+    app.state.auth_limiter = FailureLimiter(settings.auth_failures_per_window, settings.auth_window_seconds)
+    docs.install(app)
+    openapi.install(app)
     return app
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Path, Request
+from fastapi import Depends, Header, HTTPException, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from app.api import csrf, ratelimit
 from app.core.config import Settings, get_settings
 from app.services import tokens as token_service
 from app.store.db import get_sessionmaker
@@ -29,9 +31,16 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
+#: the API's security scheme in the OpenAPI document (``HTTPBearer``); the dependency reads the
+#: header itself so that a wrong scheme gets a message saying what is expected
+bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer mxo_...`")
+
+
 def current_token(
-    request: Request, session: SessionDep, authorization: Annotated[str | None, Header()] = None
+    request: Request, session: SessionDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
 ) -> ApiToken:
+    authorization = request.headers.get("authorization")
     plain = None
     if authorization:
         scheme, _, value = authorization.partition(" ")
@@ -41,10 +50,14 @@ def current_token(
         plain = value.strip()
     else:
         plain = request.cookies.get("mixopt_token")  # dashboard sessions
+        if plain:
+            csrf.check(request, plain)
     if not plain:
         raise HTTPException(401, "missing Authorization: Bearer <token> header", headers={"WWW-Authenticate": "Bearer"})
+    ratelimit.check(request)
     token = token_service.authenticate(session, plain)
     if token is None:
+        ratelimit.record_failure(request)
         raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
     return token
 
@@ -55,3 +68,7 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 #: a database id in a URL (out-of-range numbers are a 422, not a database error)
 IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
+#: a list offset (bounded, so a huge number is a 422, not a database overflow)
+Offset = Annotated[int, Query(ge=0, le=2**62, description="rows to skip")]
+#: a 64-bit count in a query filter (token and parameter counts)
+Count64Query = Annotated[int | None, Query(gt=0, le=2**63 - 1)]

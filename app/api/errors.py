@@ -4,11 +4,13 @@ message that names the field; no input produces a 500."""
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.services.errors import ServiceError
@@ -42,6 +44,16 @@ def validation_errors(errors: list[dict]) -> list[dict[str, str]]:
     return out
 
 
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method the API document lists for this path (Starlette's own 405 names only the
+    methods of the first route that matched the path, so ``Allow`` missed the others)."""
+    methods: set[str] = set()
+    for template, item in app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template)), path):
+            methods |= {m.upper() for m in item}
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -58,9 +70,15 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"detail": detail, "errors": errors}, status_code=exc.status_code)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail, "errors": []}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
+        detail = exc.detail
+        if exc.status_code == 405:
+            allowed = allowed_methods(request.app, request.url.path) or [
+                m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"method {request.method} is not allowed here; allowed: {', '.join(allowed)}"
+        return JSONResponse({"detail": detail, "errors": []}, status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
@@ -82,6 +100,12 @@ def install(app: FastAPI) -> None:
         if isinstance(exc.orig, OverflowError | ValueError):
             return JSONResponse({"detail": f"a value is out of range: {exc.orig}", "errors": []}, status_code=422)
         raise exc
+
+    @app.exception_handler(SQLAlchemyTimeoutError)
+    async def _pool_timeout(_: Request, exc: SQLAlchemyTimeoutError) -> JSONResponse:
+        log.error("database pool exhausted: %s", exc)
+        return JSONResponse({"detail": "the server is busy (no database connection free), retry later",
+                             "errors": []}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(OperationalError)
     async def _operational(_: Request, exc: OperationalError) -> JSONResponse:

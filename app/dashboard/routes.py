@@ -20,6 +20,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from app.api import csrf, ratelimit
 from app.api.deps import CurrentToken, IdPath, SessionDep
 from app.api.routes.exports import bundle_response
 from app.dashboard import views
@@ -88,6 +89,8 @@ def _headers(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    plain = request.cookies.get(COOKIE)
+    context = {"csrf": csrf.csrf_token(plain) if plain else "", **context}
     return templates.TemplateResponse(request, name, context, status_code=status_code, headers=_headers())
 
 
@@ -145,23 +148,37 @@ def login_form(request: Request, next: str | None = None) -> Response:
 @router.post("/login")
 def login(request: Request, session: SessionDep, token: Annotated[str, Form()] = "",
           next: Annotated[str, Form()] = "/dashboard") -> Response:
-    """Check the API token and keep it in an HTTP-only, SameSite=Strict cookie."""
+    """Check the API token and keep it in an HTTP-only, SameSite=Strict cookie, with the session's
+    CSRF token in a cookie the pages' scripts read (:mod:`app.api.csrf`). Refused from another
+    origin; failed attempts are rate-limited per client address (429 with Retry-After)."""
+    csrf.check_origin(request)
+    ratelimit.check(request)
     plain = token.strip()
     row = token_service.authenticate(session, plain) if plain else None
     if row is None:
+        if plain:
+            ratelimit.record_failure(request)
         message = "enter your API token" if not plain else "this token is not valid (unknown or revoked)"
         return _render(request, "login.html", {"token": None, "next": _safe_next(next), "error": message},
                        status_code=422 if not plain else 401)
     response = RedirectResponse(_safe_next(next), status_code=303, headers=_headers())
+    secure = request.url.scheme == "https"
     response.set_cookie(COOKIE, plain, max_age=COOKIE_MAX_AGE, path="/", httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+                        secure=secure)
+    response.set_cookie(csrf.CSRF_COOKIE, csrf.csrf_token(plain), max_age=COOKIE_MAX_AGE, path="/",
+                        httponly=False, samesite="strict", secure=secure)
     return response
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
+def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
+    plain = request.cookies.get(COOKIE)
+    if plain:
+        csrf.check(request, plain, form_value=csrf_token)
     response = RedirectResponse("/dashboard/login", status_code=303, headers=_headers())
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    secure = request.url.scheme == "https"
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=secure)
+    response.delete_cookie(csrf.CSRF_COOKIE, path="/", httponly=False, samesite="strict", secure=secure)
     return response
 
 

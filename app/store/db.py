@@ -20,7 +20,7 @@ def make_engine(url: str) -> Engine:
             from pathlib import Path
 
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **_pool_args())
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -32,7 +32,16 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, **_pool_args())
+
+
+def _pool_args() -> dict:
+    """One connection per request thread (``MIXOPT_REQUEST_THREADS``, the API's sync handlers)
+    plus headroom for the embedded worker's threads and background work; a request that still
+    finds no connection within ``MIXOPT_DB_POOL_TIMEOUT`` is a 503 with Retry-After."""
+    s = get_settings()
+    return {"pool_size": s.request_threads, "max_overflow": max(10, 2 * s.worker_concurrency),
+            "pool_timeout": s.db_pool_timeout}
 
 
 @lru_cache

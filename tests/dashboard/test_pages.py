@@ -23,7 +23,11 @@ def test_pages_need_a_login_and_the_cookie_is_http_only(client, admin, admin_tok
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     # the /v1 API accepts the dashboard cookie too
     assert client.get("/v1/tokens/me").json()["role"] == "admin"
-    out = client.post("/dashboard/logout", follow_redirects=False)
+    # logging out is a state change: it needs the session's CSRF token (the form's hidden field)
+    assert client.post("/dashboard/logout", follow_redirects=False).status_code == 403
+    assert f'value="{client.cookies["mixopt_csrf"]}"' in page.text
+    out = client.post("/dashboard/logout", data={"csrf_token": client.cookies["mixopt_csrf"]},
+                      follow_redirects=False)
     assert out.status_code == 303 and 'mixopt_token=""' in out.headers["set-cookie"]
 
 

@@ -51,6 +51,12 @@
   async function api(url, options) {
     const opts = Object.assign({ credentials: "same-origin" }, options || {});
     opts.headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
+    const method = (opts.method || "GET").toUpperCase();
+    if (method !== "GET" && method !== "HEAD") {
+      // double-submit CSRF token (app/api/csrf.py): the cookie set at login, echoed in a header
+      const m = document.cookie.match(/(?:^|;\s*)mixopt_csrf=([^;]+)/);
+      if (m) opts.headers["X-CSRF-Token"] = decodeURIComponent(m[1]);
+    }
     const response = await fetch(url, opts);
     let body = null;
     try { body = await response.json(); } catch (e) { body = null; }
