@@ -29,8 +29,12 @@ def get_job(session: Session, token: ApiToken, job_id: str) -> Job:
 
 def list_jobs(session: Session, token: ApiToken, *, project_id: int | None = None, state: str | None = None,
               limit: int = 100, offset: int = 0) -> tuple[list[Job], int]:
-    if state is not None and state not in JOB_STATES:
-        raise BadRequest(f"state must be one of {list(JOB_STATES)}", field="state")
+    if state is not None:
+        from mixopt.api_types import STATES, job_state_filter
+
+        if state not in STATES:
+            raise BadRequest(f"state must be one of {list(STATES)}", field="state")
+        state = job_state_filter(state)  # one vocabulary with runs: queued = pending
     q = select(Job)
     if not token_service.is_admin(token):
         q = q.where(Job.project_id.in_(select(TokenProject.project_id).where(TokenProject.token_id == token.id)))
@@ -55,7 +59,8 @@ def create_job(session: Session, *, kind: str, project_id: int | None, params: d
 def request_cancel(session: Session, job: Job) -> Job:
     if job.state in FINAL_STATES:
         raise Conflict(f"job {job.id} already {job.state}")
-    job.cancel_requested = True
+    if not job.cancel_requested:
+        job.cancel_requested, job.cancel_requested_at = True, utcnow()
     if job.state == "pending":
         job.state = "cancelled"
         job.finished_at = utcnow()
@@ -74,4 +79,5 @@ def job_public(job: Job) -> dict[str, Any]:
         duration = (end - start).total_seconds()
     return {c: getattr(job, c) for c in (
         "id", "project_id", "kind", "state", "progress", "message", "error", "params", "result", "queue",
-        "attempts", "cancel_requested", "created_at", "started_at", "finished_at")} | {"duration_s": duration}
+        "attempts", "cancel_requested", "created_at", "started_at", "finished_at", "heartbeat_at", "sends",
+        "sent_at")} | {"duration_s": duration}

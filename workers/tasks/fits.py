@@ -15,39 +15,39 @@ from workers.celery_app import celery_app
 from workers.tasks import common
 
 
-def _fit(job_id: str, fit_id: int, cv_folds: int, random_state: int) -> dict[str, Any]:
-    """Fit and store; on any failure the fit and the job are marked failed with the reason
-    (then the exception propagates to the task, which stops)."""
+def _fit(run: common.JobRun, fit_id: int, cv_folds: int, random_state: int, progress=None) -> dict[str, Any]:
+    """Fit and store (guarded by the job's claim). Errors propagate: ``common.run_job`` ends the
+    job failed or cancelled and ``_mark_fit`` says why on the fit."""
     from mixopt.mixing import service_api
 
-    data: dict[str, Any] = {"run_ids": []}
-    try:
-        with session_scope() as s:
-            fit = s.get(Fit, fit_id)
-            fit.status = "running"
-            data = fit_service.training_data(s, fit)
-            estimator, params = fit.estimator, dict(fit.params)
-        out = service_api.fit_estimator(
-            estimator, params, data["X"], data["Y"], domains=data["domains"], targets=data["targets"],
-            objective_weights=data["weights"], cv_folds=cv_folds, random_state=random_state, **data["context"])
-        notes = list(out.get("notes") or [])
-        if data["skipped"]:
-            notes.append(f"{data['skipped']} runs lacked a target metric and were left out.")
-
-        with session_scope() as s:
-            f = s.get(Fit, fit_id)
-            f.state, f.fidelity, f.timings = out["state"], out["fidelity"], out["timings"]
-            f.notes, f.run_ids, f.status, f.finished_at = "\n".join(notes), data["run_ids"], "succeeded", utcnow()
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-
-        def mark(s):
-            f = s.get(Fit, fit_id)
-            f.status, f.error, f.finished_at, f.run_ids = "failed", reason, utcnow(), data["run_ids"]
-
-        common.fail(job_id, exc, also=mark)
-        raise
+    progress = progress or run.progress
+    with run.write() as s:
+        fit = s.get(Fit, fit_id)
+        fit.status, fit.error = "running", None
+        data = fit_service.training_data(s, fit)
+        estimator, params = fit.estimator, dict(fit.params)
+    run.progress(0.0, f"fitting {estimator} on {len(data['run_ids'])} runs")
+    kw = {"progress": progress} if common.accepts_progress(service_api.fit_estimator) else {}
+    out = service_api.fit_estimator(
+        estimator, params, data["X"], data["Y"], domains=data["domains"], targets=data["targets"],
+        objective_weights=data["weights"], cv_folds=cv_folds, random_state=random_state, **data["context"], **kw)
+    run.check()
+    notes = list(out.get("notes") or [])
+    if data["skipped"]:
+        notes.append(f"{data['skipped']} runs lacked a target metric and were left out.")
+    with run.write() as s:
+        f = s.get(Fit, fit_id)
+        f.state, f.fidelity, f.timings = out["state"], out["fidelity"], out["timings"]
+        f.notes, f.run_ids, f.status, f.finished_at = "\n".join(notes), data["run_ids"], "succeeded", utcnow()
     return {"state": out["state"], "data": data}
+
+
+def _mark_fit(fit_id: int, status: str):
+    def mark(s, reason: str) -> None:
+        f = s.get(Fit, fit_id)
+        if f is not None and f.status != "succeeded":
+            f.status, f.error, f.finished_at = status, reason, utcnow()
+    return mark
 
 
 def _fidelity_summary(fidelity: dict | None) -> dict[str, Any]:
@@ -55,35 +55,38 @@ def _fidelity_summary(fidelity: dict | None) -> dict[str, Any]:
     return dict((fidelity or {}).get("pooled") or {})
 
 
-@celery_app.task(name="mixopt.fit")
-def fit_task(job_id: str) -> None:
-    if not common.claim(job_id):
-        return
+@celery_app.task(name="mixopt.fit", bind=True)
+def fit_task(self, job_id: str) -> None:
     job = common.load_job(job_id)
-    try:
-        out = _fit(job_id, job.params["fit_id"], job.params.get("cv_folds", 5), job.params.get("random_state", 0))
-    except Exception:
+    if job is None:
         return
-    common.finish(job_id, {"fit_id": job.params["fit_id"], "n_runs": len(out["data"]["run_ids"])}, "fitted")
+    fit_id = job.params["fit_id"]
+
+    def body(run: common.JobRun) -> None:
+        p = job.params
+        out = _fit(run, fit_id, p.get("cv_folds", 5), p.get("random_state", 0))
+        run.finish({"fit_id": fit_id, "n_runs": len(out["data"]["run_ids"])}, "fitted")
+
+    common.run_job(job_id, body, task_id=self.request.id, on_fail=_mark_fit(fit_id, "failed"),
+                   on_cancel=_mark_fit(fit_id, "cancelled"))
 
 
-@celery_app.task(name="mixopt.recommend")
-def recommend_task(job_id: str) -> None:
-    from mixopt.mixing import service_api
+@celery_app.task(name="mixopt.recommend", bind=True)
+def recommend_task(self, job_id: str) -> None:
+    from mixopt.progress import scaled
 
-    if not common.claim(job_id):
-        return
     job = common.load_job(job_id)
+    if job is None:
+        return
     p = job.params
     fit_id = p["fit_id"]
-    try:
+
+    def body(run: common.JobRun) -> None:
+        from mixopt.mixing import service_api
+
         if p.get("fit_first"):
-            common.heartbeat(job_id, 0.1, "fitting")
-            _fit(job_id, fit_id, p.get("cv_folds", 5), p.get("random_state", 0))
-    except Exception:
-        return
-    try:
-        common.heartbeat(job_id, 0.5, "recommending")
+            _fit(run, fit_id, p.get("cv_folds", 5), p.get("random_state", 0), progress=scaled(run.progress, 0, 0.5))
+        run.progress(0.5 if p.get("fit_first") else 0.0, "recommending")
         with session_scope() as s:
             fit = s.get(Fit, fit_id)
             if fit.status != "succeeded":
@@ -95,46 +98,51 @@ def recommend_task(job_id: str) -> None:
             domains = list(fit.domains)
         prior = np.array(counts, dtype=float) / sum(counts) if all(counts) else None
         constraints = fit_service.science_constraints(p["constraints"], domains, counts)
+        kw = {}
+        if common.accepts_progress(service_api.recommend):
+            kw["progress"] = scaled(run.progress, 0.5, 1.0) if p.get("fit_first") else run.progress
         t0 = time.perf_counter()
         rec = service_api.recommend(state, constraints, prior, weights, X=data["X"], Y=data["Y"],
                                     n_boot=p.get("n_boot", 20), random_state=p.get("random_state", 0),
-                                    domains=domains)
+                                    domains=domains, **kw)
         elapsed = time.perf_counter() - t0
-    except Exception as exc:
-        common.fail(job_id, exc)
-        return
+        run.check()
 
-    def save(s):
-        interval = rec.get("interval") or [None, None]
-        unconstrained = rec.get("unconstrained_mixture")
-        row = Recommendation(
-            project_id=job.project_id, fit_id=fit_id, job_id=job_id, source=state["estimator"],
-            mixture=dict(zip(domains, map(float, rec["mixture"]), strict=True)),
-            predicted=rec.get("predicted_objective"), interval_low=interval[0], interval_high=interval[1],
-            binding=list(rec.get("binding") or []), constraints=p["constraints"],
-            target_scale=p.get("target_scale") or {},
-            details={"unconstrained_mixture": dict(zip(domains, map(float, unconstrained), strict=True))
-                     if unconstrained else None,
-                     "unconstrained_objective": rec.get("unconstrained_objective"),
-                     "interval_method": rec.get("interval_method"), "kl_to_prior": rec.get("kl_to_prior"),
-                     "strategy": rec.get("strategy"), "explanation": rec.get("explanation"),
-                     "fidelity": _fidelity_summary(fidelity), "recommend_s": elapsed},
-        )
-        s.add(row)
-        s.flush()
-        return {"recommendation_id": row.id, "fit_id": fit_id}
+        def save(s):
+            interval = rec.get("interval") or [None, None]
+            unconstrained = rec.get("unconstrained_mixture")
+            row = Recommendation(
+                project_id=job.project_id, fit_id=fit_id, job_id=job_id, source=state["estimator"],
+                mixture=dict(zip(domains, map(float, rec["mixture"]), strict=True)),
+                predicted=rec.get("predicted_objective"), interval_low=interval[0], interval_high=interval[1],
+                binding=list(rec.get("binding") or []), constraints=p["constraints"],
+                target_scale=p.get("target_scale") or {},
+                details={"unconstrained_mixture": dict(zip(domains, map(float, unconstrained), strict=True))
+                         if unconstrained else None,
+                         "unconstrained_objective": rec.get("unconstrained_objective"),
+                         "interval_method": rec.get("interval_method"), "kl_to_prior": rec.get("kl_to_prior"),
+                         "strategy": rec.get("strategy"), "explanation": rec.get("explanation"),
+                         "fidelity": _fidelity_summary(fidelity), "recommend_s": elapsed},
+            )
+            s.add(row)
+            s.flush()
+            return {"recommendation_id": row.id, "fit_id": fit_id}
 
-    common.finish(job_id, None, "recommended", also=save)
+        run.finish(None, "recommended", also=save)
+
+    # a fit started here (fit_first) says why it stopped; a fit that already succeeded is kept
+    mark = (lambda status: _mark_fit(fit_id, status)) if p.get("fit_first") else (lambda status: None)
+    common.run_job(job_id, body, task_id=self.request.id, on_fail=mark("failed"), on_cancel=mark("cancelled"))
 
 
-@celery_app.task(name="mixopt.suggest")
-def suggest_task(job_id: str) -> None:
-
-    if not common.claim(job_id):
-        return
+@celery_app.task(name="mixopt.suggest", bind=True)
+def suggest_task(self, job_id: str) -> None:
     job = common.load_job(job_id)
+    if job is None:
+        return
     p = job.params
-    try:
+
+    def body(run: common.JobRun) -> None:
         with session_scope() as s:
             project = s.get(Project, job.project_id)
             domains = [d.name for d in project.domains]
@@ -150,20 +158,22 @@ def suggest_task(job_id: str) -> None:
         strategy = p["strategy"]
         if strategy == "auto":
             strategy = "ei" if len(y) >= 3 else "swarm"
+        run.progress(0.0, f"designing {p['count']} mixtures ({strategy})")
         constraints = fit_service.science_constraints(constraints, domains, counts)
         mixtures = design_mixtures(p["count"], strategy, domains=domains, prior=prior, constraints=constraints,
                                    X=X if len(y) else None, y=y if len(y) else None, temperature=p["temperature"],
                                    min_weight=p["min_weight"], seed=p["seed"])
-    except Exception as exc:
-        common.fail(job_id, exc)
-        return
-    def save(s):
-        rows = [Run(project_id=job.project_id, mixture=dict(zip(domains, map(float, m), strict=True)), metrics={},
-                    tags=list(p["tags"]), status="planned", origin="reported",
-                    details={"suggested_by": strategy, "job_id": job_id}) for m in mixtures]
-        s.add_all(rows)
-        s.flush()
-        s.add_all(RunTag(run_id=r.id, tag=t) for r in rows for t in r.tags)
-        return {"run_ids": [r.id for r in rows], "strategy": strategy}
+        run.check()
 
-    common.finish(job_id, None, f"{len(mixtures)} runs planned ({strategy})", also=save)
+        def save(s):
+            rows = [Run(project_id=job.project_id, mixture=dict(zip(domains, map(float, m), strict=True)),
+                        metrics={}, tags=list(p["tags"]), status="planned", origin="reported",
+                        details={"suggested_by": strategy, "job_id": job_id}) for m in mixtures]
+            s.add_all(rows)
+            s.flush()
+            s.add_all(RunTag(run_id=r.id, tag=t) for r in rows for t in r.tags)
+            return {"run_ids": [r.id for r in rows], "strategy": strategy}
+
+        run.finish(None, f"{len(mixtures)} runs planned ({strategy})", also=save)
+
+    common.run_job(job_id, body, task_id=self.request.id)

@@ -1,28 +1,112 @@
-"""Periodic housekeeping (run by beat): re-queue jobs whose worker died."""
+"""Periodic housekeeping (run by beat every ``MIXOPT_REAP_INTERVAL_SECONDS``): nothing stays
+``running`` or ``pending`` for ever.
+
+- A ``running`` job whose heartbeat stopped (older than ``MIXOPT_STALE_JOB_SECONDS``: its
+  worker died) is sent again; the new copy's claim is conditional on the attempt, so it runs
+  once. If its cancel was requested, it is ended ``cancelled`` instead.
+- A ``running`` job whose cancel is older than twice ``MIXOPT_CANCEL_GRACE_SECONDS`` (its own
+  heartbeat thread terminates it after one grace period; this is the backstop when that thread is
+  stuck too) is revoked with terminate and ended ``cancelled``.
+- A ``pending`` job whose message was last sent more than ``MIXOPT_PENDING_RESEND_SECONDS`` ago
+  is sent again when its queue holds fewer messages than it has such jobs (a broker restarted
+  without persistence lost them), at most ``MIXOPT_RESEND_BATCH`` per tick, oldest first; each
+  send is counted on the job (``sends``, ``sent_at``).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections import defaultdict
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
-from app.core.celery_config import TASK_QUEUES
 from app.core.config import get_settings
-from app.services.dispatch import KIND_TASKS
+from app.services.dispatch import queue_depth, send_job
 from app.store.db import session_scope
-from app.store.models import Job, utcnow
+from app.store.models import Fit, Job, Run, utcnow
 from workers.celery_app import celery_app
+
+log = logging.getLogger("mixopt.reaper")
+
+
+def _mark_target(s, job: Job, reason: str) -> None:
+    """Say on the job's run or fit why it stopped."""
+    p = job.params or {}
+    if job.kind == "train" and p.get("run_id"):
+        r = s.get(Run, p["run_id"])
+        if r is not None and r.status != "succeeded":
+            r.status, r.error = "cancelled", reason
+    elif job.kind in ("fit", "recommend") and p.get("fit_id") and (job.kind == "fit" or p.get("fit_first")):
+        f = s.get(Fit, p["fit_id"])
+        if f is not None and f.status != "succeeded":
+            f.status, f.error, f.finished_at = "cancelled", reason, utcnow()
+
+
+def _cancel_ended(s, job: Job, reason: str) -> bool:
+    res = s.execute(update(Job).where(Job.id == job.id, Job.attempts == job.attempts, Job.state == "running")
+                    .values(state="cancelled", message=reason, finished_at=utcnow()))
+    if res.rowcount == 1:
+        _mark_target(s, job, reason)
+        return True
+    return False
 
 
 @celery_app.task(name="mixopt.reap_stale_jobs")
-def reap_stale_jobs() -> int:
-    """Send again the jobs left ``running`` by a dead worker; their task claims and resumes them."""
-    cutoff = utcnow() - timedelta(seconds=get_settings().stale_job_seconds)
+def reap_stale_jobs() -> dict[str, int]:
+    """One pass of the reaper; returns how many jobs it re-sent, resent while pending, or cancelled."""
+    settings = get_settings()
+    now = utcnow()
+    stale_cutoff = now - timedelta(seconds=settings.stale_job_seconds)
+    cancel_cutoff = now - timedelta(seconds=2 * settings.cancel_grace_seconds)
+    pending_cutoff = now - timedelta(seconds=settings.pending_resend_seconds)
+    counts = {"stale": 0, "pending": 0, "cancelled": 0}
+    to_send: list[tuple[str, str]] = []
+    to_revoke: list[str] = []
     with session_scope() as s:
-        stale = list(s.scalars(select(Job).where(Job.state == "running", Job.heartbeat_at < cutoff)))
-        ids = [(j.id, j.kind, j.queue) for j in stale]
-    for job_id, kind, queue in ids:
-        task = KIND_TASKS.get(kind)
-        if task:
-            celery_app.send_task(task, args=[job_id], queue=queue or TASK_QUEUES.get(task, "default"))
-    return len(ids)
+        # a stale job is sent again at most once per stale period (until a worker claims it)
+        stale = list(s.scalars(select(Job).where(Job.state == "running", Job.heartbeat_at < stale_cutoff,
+                                                 func.coalesce(Job.sent_at, Job.created_at) < stale_cutoff)))
+        for job in stale:
+            if job.cancel_requested:
+                if _cancel_ended(s, job, "cancelled: its worker died"):
+                    counts["cancelled"] += 1
+            else:
+                to_send.append((job.id, "stale"))
+        stuck = list(s.scalars(select(Job).where(Job.state == "running", Job.cancel_requested.is_(True),
+                                                 Job.cancel_requested_at < cancel_cutoff)))
+        for job in stuck:
+            if _cancel_ended(s, job, f"cancelled: did not stop within {settings.cancel_grace_seconds:.0f} s, "
+                                     "terminated"):
+                counts["cancelled"] += 1
+                if job.task_id:
+                    to_revoke.append(job.task_id)
+        last_sent = func.coalesce(Job.sent_at, Job.created_at)
+        old = list(s.execute(select(Job.id, Job.queue).where(Job.state == "pending", Job.cancel_requested.is_(False),
+                                                             last_sent < pending_cutoff)
+                             .order_by(last_sent, Job.id).limit(10 * settings.resend_batch)))
+    by_queue: dict[str, list[str]] = defaultdict(list)
+    for job_id, queue in old:
+        by_queue[queue or "default"].append(job_id)
+    budget = settings.resend_batch
+    for queue, ids in by_queue.items():
+        depth = queue_depth(queue)
+        # the queue holds at least as many messages as these jobs: they are waiting their turn
+        missing = len(ids) if depth is None else max(0, len(ids) - depth)
+        for job_id in ids[:min(missing, budget)]:
+            to_send.append((job_id, "pending"))
+        budget -= min(missing, budget)
+    for job_id, why in to_send:
+        try:
+            send_job(job_id)
+        except Exception as exc:  # broker down: the next tick tries again
+            log.warning("could not re-send job %s (%s)", job_id, exc)
+            continue
+        counts[why] += 1
+        log.info("re-sent %s job %s", why, job_id)
+    for task_id in to_revoke:
+        try:
+            celery_app.control.revoke(task_id, terminate=True, signal="SIGKILL")
+        except Exception as exc:  # transports without broadcast (SQLAlchemy): the thread's kill is the path
+            log.info("revoke of %s not delivered (%s)", task_id, exc)
+    return counts

@@ -21,6 +21,7 @@ from app.services import runs as run_service
 from app.services import sources
 from app.store.db import session_scope
 from app.store.models import Domain, Project, Recommendation, Run, utcnow
+from mixopt.progress import Cancelled
 from workers.celery_app import celery_app
 from workers.tasks import common
 
@@ -31,7 +32,7 @@ def _load_domains(project_id: int) -> list[dict[str, Any]]:
         return [{"name": d.name, "source": d.source} for d in project.domains]
 
 
-def ingest_project(project_id: int, job_id: str | None = None) -> dict[str, Any]:
+def ingest_project(project_id: int, run: common.JobRun | None = None) -> dict[str, Any]:
     """Tokenise every domain with a source (cached by content hash) and store measured counts."""
     from mixopt.training.data import ingest_domain
     from mixopt.training.tokenizer import load_tokenizer
@@ -50,8 +51,8 @@ def ingest_project(project_id: int, job_id: str | None = None) -> dict[str, Any]
         data = ingest_domain(d["name"], src["path"], settings.home / "shards", tok,
                              text_field=src.get("text_field", "text"), roots=sources.allowed_roots(settings))
         out[d["name"]] = data
-        if job_id:
-            common.heartbeat(job_id, (i + 1) / len(domains), f"ingested {d['name']}")
+        if run is not None:
+            run.progress((i + 1) / len(domains), f"ingested {d['name']}")
     from mixopt.mixing.entropy import domain_entropies
 
     # entropy statistics for the training-free entropy mixtures (BiMix), on at most 4M tokens a domain
@@ -67,102 +68,106 @@ def ingest_project(project_id: int, job_id: str | None = None) -> dict[str, Any]
     return out
 
 
-@celery_app.task(name="mixopt.ingest_domain")
-def ingest_task(job_id: str) -> None:
-    if not common.claim(job_id):
-        return
+@celery_app.task(name="mixopt.ingest_domain", bind=True)
+def ingest_task(self, job_id: str) -> None:
     job = common.load_job(job_id)
-    try:
-        data = ingest_project(job.project_id, job_id)
-    except Exception as exc:
-        common.fail(job_id, exc)
+    if job is None:
         return
-    common.finish(job_id, {"domains": {k: {"train_tokens": int(v.n_train_tokens), "val_tokens": int(v.n_val_tokens),
-                                           "bytes": int(v.n_bytes)} for k, v in data.items()}}, "ingested")
+
+    def body(run: common.JobRun) -> None:
+        data = ingest_project(job.project_id, run)
+        run.finish({"domains": {k: {"train_tokens": int(v.n_train_tokens), "val_tokens": int(v.n_val_tokens),
+                                    "bytes": int(v.n_bytes)} for k, v in data.items()}}, "ingested")
+
+    common.run_job(job_id, body, task_id=self.request.id)
 
 
 class JobProgress:
-    """Trainer callback: writes progress, tokens/s and loss to the job; stops on cancel."""
+    """Trainer callback: progress, tokens/s and loss for the job at every step (written by the
+    job's heartbeat thread); stops the trainer between steps on cancel or a lost claim."""
 
-    def __init__(self, job_id: str, run_id: int, total_steps: int, every_s: float = 2.0):
-        self.job_id, self.run_id, self.total = job_id, run_id, max(1, total_steps)
-        self.every_s, self.last, self.t0, self.tokens0 = every_s, 0.0, time.perf_counter(), None
-        self.cancelled = False
+    def __init__(self, run: common.JobRun, run_id: int, total_steps: int):
+        self.run, self.run_id, self.total = run, run_id, max(1, total_steps)
+        self.t0, self.tokens0, self.step = time.perf_counter(), None, 0
 
     def on_step_end(self, ctx, step: int, info: dict) -> None:
         now = time.perf_counter()
+        self.step = step + 1
         if self.tokens0 is None:
             self.tokens0, self.t0 = info["tokens"], now
-        if now - self.last < self.every_s and step + 1 < self.total:
-            return
-        self.last = now
         tps = (info["tokens"] - self.tokens0) / max(now - self.t0, 1e-9)
-        if common.heartbeat(self.job_id, (step + 1) / self.total,
-                            f"step {step + 1}/{self.total}, loss {info['loss']:.4f}, {tps:,.0f} tokens/s"):
-            self.cancelled = True
+        try:
+            self.run.progress((step + 1) / self.total,
+                              f"step {step + 1}/{self.total}, loss {info['loss']:.4f}, {tps:,.0f} tokens/s")
+        except (Cancelled, common.Superseded):
             ctx.request_stop()
 
     def on_eval(self, ctx, step: int, val_losses: dict[str, float]) -> None:
         from app.api.schemas.runs import CurvePointCreate
 
+        if self.run.should_stop:
+            return
         point = CurvePointCreate(step=step, tokens=None, metrics={f"val_loss/{k}": v for k, v in val_losses.items()})
-        with session_scope() as s:
-            run_service.add_curve_points(s, s.get(Run, self.run_id), [point])
+        try:
+            with self.run.write() as s:
+                run_service.add_curve_points(s, s.get(Run, self.run_id), [point])
+        except common.Superseded:
+            ctx.request_stop()
 
 
-@celery_app.task(name="mixopt.train_run")
-def train_task(job_id: str) -> None:
+def _mark_run(run_id: int, status: str):
+    def mark(s, reason: str) -> None:
+        r = s.get(Run, run_id)
+        if r is not None and r.status != "succeeded":
+            r.status, r.error = status, reason
+    return mark
+
+
+@celery_app.task(name="mixopt.train_run", bind=True)
+def train_task(self, job_id: str) -> None:
+    job = common.load_job(job_id)
+    if job is None:
+        return
+    run_id = job.params["run_id"]
+    common.run_job(job_id, lambda run: _train(run, job), task_id=self.request.id,
+                   on_fail=_mark_run(run_id, "failed"), on_cancel=_mark_run(run_id, "cancelled"))
+
+
+def _train(jr: common.JobRun, job) -> None:
     from mixopt.training.trainer import TrainConfig, train
 
-    if not common.claim(job_id):
-        return
     if get_settings().torch_threads:
         import torch
 
         torch.set_num_threads(get_settings().torch_threads)
-    job = common.load_job(job_id)
     p = job.params
     run_id = p["run_id"]
-    try:
-        with session_scope() as s:
-            run = s.get(Run, run_id)
-            run.status, run.error = "running", None
-            domains = [d.name for d in s.get(Project, run.project_id).domains]
-            mixture = np.array([run.mixture.get(d, 0.0) for d in domains])
-        data = ingest_project(job.project_id)
-        data = {d: data[d] for d in domains}
-        config = TrainConfig(
-            preset=p["preset"], max_steps=p.get("train_steps"), max_tokens=p.get("train_tokens"), seed=p["seed"],
-            batch_size=p["batch_size"], block_size=p["block_size"], eval_interval=p["eval_interval"],
-            weights=mixture.tolist(), checkpoint_dir=str(Path(get_settings().home) / "checkpoints" / job_id),
-            **({"learning_rate": p["learning_rate"]} if p.get("learning_rate") else {}))
-        progress = JobProgress(job_id, run_id, config.total_steps())
-        callbacks: list[Any] = [progress]
-        online = None
-        if p.get("online"):
-            from mixopt.online.base import make_mixer
-            from mixopt.online.callback import OnlineMixingCallback
+    with jr.write() as s:
+        run = s.get(Run, run_id)
+        run.status, run.error = "running", None
+        domains = [d.name for d in s.get(Project, run.project_id).domains]
+        mixture = np.array([run.mixture.get(d, 0.0) for d in domains])
+    data = ingest_project(job.project_id)
+    data = {d: data[d] for d in domains}
+    config = TrainConfig(
+        preset=p["preset"], max_steps=p.get("train_steps"), max_tokens=p.get("train_tokens"), seed=p["seed"],
+        batch_size=p["batch_size"], block_size=p["block_size"], eval_interval=p["eval_interval"],
+        weights=mixture.tolist(), checkpoint_dir=str(Path(get_settings().home) / "checkpoints" / job.id),
+        **({"learning_rate": p["learning_rate"]} if p.get("learning_rate") else {}))
+    progress = JobProgress(jr, run_id, config.total_steps())
+    callbacks: list[Any] = [progress]
+    online = None
+    if p.get("online"):
+        from mixopt.online.base import make_mixer
+        from mixopt.online.callback import OnlineMixingCallback
 
-            mixer = make_mixer(p["online"]["algorithm"], domains, p["online"].get("params"), mixture, p["seed"])
-            online = OnlineMixingCallback(mixer)
-            callbacks.append(online)
-        result = train(config, data, callbacks, resume=True)
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-
-        def mark(s):
-            r = s.get(Run, run_id)
-            r.status, r.error = "failed", reason
-
-        common.fail(job_id, exc, also=mark)
-        return
-
-    if progress.cancelled:
-        def cancel(s):
-            s.get(Run, run_id).status = "cancelled"
-
-        common.finish(job_id, None, "cancelled", state="cancelled", also=cancel)
-        return
+        mixer = make_mixer(p["online"]["algorithm"], domains, p["online"].get("params"), mixture, p["seed"])
+        online = OnlineMixingCallback(mixer)
+        callbacks.append(online)
+    result = train(config, data, callbacks, resume=True)
+    if jr.cancel.is_set():
+        raise Cancelled(f"cancelled by request at step {progress.step}/{progress.total}")
+    jr.check()
 
     def save(s):
         r = s.get(Run, run_id)
@@ -176,7 +181,7 @@ def train_task(job_id: str) -> None:
             details["weight_trajectory"] = online.trajectory
             details["final_weights"] = final
             # the online method's final (DoReMi: average) weights are its recommendation
-            s.add(Recommendation(project_id=r.project_id, fit_id=None, job_id=job_id, source=f"online:{online.mixer.name}",
+            s.add(Recommendation(project_id=r.project_id, fit_id=None, job_id=job.id, source=f"online:{online.mixer.name}",
                                  mixture=final, binding=[], constraints={}, target_scale={},
                                  details={"run_id": run_id, "explanation": f"final weights of {online.mixer.name} "
                                           f"trained online in run {run_id}",
@@ -184,4 +189,4 @@ def train_task(job_id: str) -> None:
         r.details = details
         return {"run_id": run_id, "final_loss": float(np.mean(list(result.final_val_losses.values())))}
 
-    common.finish(job_id, None, "trained", also=save)
+    jr.finish(None, "trained", also=save)

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import select, text
 
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, SettingsDep
+from app.store.models import WorkerBeat, utcnow
 
 router = APIRouter(tags=["health"])
 
@@ -15,11 +18,56 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _workers(session, settings) -> tuple[str | None, list[dict]]:
+    """(None or why no worker is alive, the live workers): a worker writes its row every
+    heartbeat; one seen within ``MIXOPT_STALE_JOB_SECONDS`` counts as alive."""
+    cutoff = utcnow() - timedelta(seconds=settings.stale_job_seconds)
+    rows = list(session.scalars(select(WorkerBeat)))
+    live = []
+    for w in rows:
+        seen = w.seen_at if w.seen_at.tzinfo else w.seen_at.replace(tzinfo=cutoff.tzinfo)
+        if seen >= cutoff:
+            live.append({"name": w.name, "queues": w.queues, "concurrency": w.concurrency,
+                         "seen_s_ago": round((utcnow() - seen).total_seconds(), 1)})
+    if live:
+        return None, live
+    return (f"no worker heartbeat in the last {settings.stale_job_seconds:g} s"
+            + (f" ({len(rows)} known, all silent)" if rows else " (none ever started)")), []
+
+
 @router.get("/readyz")
-def readyz(session: SessionDep) -> JSONResponse:
-    """Readiness: the database answers."""
+def readyz(session: SessionDep, settings: SettingsDep) -> JSONResponse:
+    """Readiness: the database answers, the broker answers and at least one worker is alive;
+    503 naming what is down otherwise."""
+    from app.services.dispatch import broker_ok
+
+    body: dict = {}
+    down: dict[str, str] = {}
     try:
         session.execute(text("SELECT 1"))
+        body["database"] = "ok"
     except Exception as exc:  # any database failure means not ready
-        return JSONResponse({"status": "unavailable", "detail": f"database: {type(exc).__name__}"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+        session.rollback()
+        down["database"] = type(exc).__name__
+    broker = broker_ok()
+    if broker is None:
+        body["broker"] = "ok"
+    else:
+        down["broker"] = broker
+    if "database" not in down:
+        try:
+            why, live = _workers(session, settings)
+        except Exception as exc:
+            why, live = f"unknown ({type(exc).__name__})", []
+        body["workers"] = live
+        if why is None:
+            body["worker"] = "ok"
+        else:
+            down["worker"] = why
+    else:
+        down["worker"] = "unknown (database down)"
+    if down:
+        body |= down
+        body |= {"status": "unavailable", "detail": "; ".join(f"{k}: {v}" for k, v in down.items())}
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ok", **body})

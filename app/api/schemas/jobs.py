@@ -22,6 +22,11 @@ class JobPublic(Schema):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: last heartbeat of the attempt running it (every few seconds while running)
+    heartbeat_at: datetime | None = None
+    #: how many times its message was published (first send + re-sends of lost messages)
+    sends: int = 0
+    sent_at: datetime | None = None
     duration_s: float | None = None
 
 
