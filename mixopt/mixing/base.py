@@ -23,9 +23,68 @@ of ``(step, losses)``), ``domains``, ``targets``, ``token_counts``.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """Documentation and validation of one estimator hyper-parameter.
+
+    ``kind`` is ``int``, ``float``, ``bool``, ``str``, ``str_list`` or ``dict``; ``low``/``high``
+    bound numbers (inclusive), ``choices`` strings; ``nullable`` allows ``None``. The default
+    is read from ``__init__``'s signature, so documentation and code cannot drift.
+    """
+
+    kind: str
+    doc: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+    nullable: bool = False
+
+    def describe(self, default: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.kind, "default": _jsonable(default), "meaning": self.doc,
+                               "nullable": self.nullable}
+        if self.low is not None or self.high is not None:
+            out["range"] = [self.low, self.high]
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        return out
+
+    def check(self, name: str, value: Any) -> str | None:
+        """The reason ``value`` is refused, or ``None`` when it is valid."""
+        if value is None:
+            return None if self.nullable else f"{name}: must not be null"
+        if self.kind in ("int", "float"):
+            ok_type = isinstance(value, int) if self.kind == "int" else isinstance(value, (int, float))
+            if isinstance(value, bool) or not ok_type:
+                return f"{name}: must be {'an integer' if self.kind == 'int' else 'a number'}, got {value!r}"
+            if not np.isfinite(float(value)):
+                return f"{name}: must be finite"
+            if self.low is not None and value < self.low:
+                return f"{name}: must be >= {self.low:g}, got {value!r}"
+            if self.high is not None and value > self.high:
+                return f"{name}: must be <= {self.high:g}, got {value!r}"
+        elif self.kind == "bool":
+            if not isinstance(value, bool):
+                return f"{name}: must be true or false, got {value!r}"
+        elif self.kind == "str":
+            if not isinstance(value, str):
+                return f"{name}: must be a string, got {value!r}"
+            if self.choices is not None and value not in self.choices:
+                return f"{name}: must be one of {list(self.choices)}, got {value!r}"
+        elif self.kind == "str_list":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                return f"{name}: must be a list of strings"
+            if self.choices is not None and (bad := sorted(set(value) - set(self.choices))):
+                return f"{name}: unknown value(s) {bad}; choose from {list(self.choices)}"
+        elif self.kind == "dict":
+            if not isinstance(value, dict):
+                return f"{name}: must be an object"
+        return None
 
 
 class NotFittedError(RuntimeError):
@@ -64,6 +123,37 @@ class MixingEstimator:
     min_runs: ClassVar[int] = 1
     #: True when ``predict`` is smooth in X (so recommendations use a gradient optimiser)
     smooth: ClassVar[bool] = True
+    #: documented hyper-parameters (``GET /v1/estimators``); every ``__init__`` keyword has one
+    param_specs: ClassVar[dict[str, ParamSpec]] = {}
+
+    @classmethod
+    def required_runs(cls, n_domains: int) -> int:
+        """Distinct mixtures ``fit`` needs for ``n_domains`` domains (default ``min_runs``)."""
+        return int(cls.min_runs)
+
+    @classmethod
+    def describe_params(cls) -> dict[str, dict[str, Any]]:
+        """Each hyper-parameter's type, default, meaning and range."""
+        sig = inspect.signature(cls.__init__)
+        out = {}
+        for name in cls._param_names():
+            spec = cls.param_specs.get(name, ParamSpec("any", "(undocumented)", nullable=True))
+            out[name] = spec.describe(sig.parameters[name].default)
+        return out
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any] | None) -> list[str]:
+        """Reasons why ``params`` are refused (unknown names, wrong types, out of range)."""
+        errors = []
+        known = cls._param_names()
+        for k, v in (params or {}).items():
+            if k not in known:
+                errors.append(f"{k}: unknown parameter of {cls.name}; known: {known}")
+                continue
+            spec = cls.param_specs.get(k)
+            if spec is not None and (why := spec.check(k, v)) is not None:
+                errors.append(why)
+        return errors
 
     # -- scikit-learn style parameter handling -------------------------------------------
     @classmethod
@@ -91,6 +181,11 @@ class MixingEstimator:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def predict_runs(self, X: np.ndarray, **context: Any) -> np.ndarray:
+        """Predictions for runs described by ``context`` (their own scale); held-out runs in
+        cross-validation are scored with this. Default: :meth:`predict` (scale-free)."""
+        return self.predict(X)
 
     def predict_objective(self, X: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """Weighted sum of predicted losses over targets (default: their mean)."""
@@ -139,9 +234,10 @@ class MixingEstimator:
             raise ValueError("X and Y must be finite")
         if np.any(X < 0):
             raise ValueError("mixture weights must be >= 0")
-        if X.shape[0] < self.min_runs:
+        need = self.required_runs(X.shape[1])
+        if X.shape[0] < need:
             raise InsufficientDataError(
-                f"{self.name} needs at least {self.min_runs} runs, got {X.shape[0]}"
+                f"{self.name} needs at least {need} runs, got {X.shape[0]}"
             )
         return X, Y
 

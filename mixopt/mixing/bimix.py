@@ -23,9 +23,13 @@ per-domain losses on the simplex"): with one target per domain the objective
 solution ``r_i = (alpha_i w_i a_i / lambda)^{1 / (1 + alpha_i)}``, with ``lambda`` found by
 bisection so that ``sum_i r_i = 1`` (:meth:`BiMix.optimal_mixture`).
 
-``r_i = 0`` would give an infinite loss: proportions are clipped to ``min_proportion``
-(default 1e-4) at prediction time, and triples with ``r_i < min_proportion`` are left out of
-the fit (the law says nothing about an absent domain).
+Absent domains (``r_i = 0``) are not clipped: the law (infinite at 0) is fitted on the
+triples with a positive share only, and an absent domain is modelled explicitly with the same
+step dependence, ``L_i(0, s) = A0_i (B_i / s^beta_i + C_i)``, ``A0_i`` the median of
+``loss / (B_i s^-beta_i + C_i)`` over the triples where the domain is absent. Without such
+triples ``A0_i`` is the law at the smallest positive share seen (no extrapolation toward 0),
+and ``absent_observed_`` says so. (Clipping to 1e-4 over-predicted such domains by +0.45 nats
+on average on the public 5Mix runs.)
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.optimize import minimize
 
-from mixopt.mixing.base import InsufficientDataError, MixingEstimator, register
+from mixopt.mixing.base import InsufficientDataError, MixingEstimator, ParamSpec, register
 
 _STRIP = re.compile(r"^(metric/|train_|val_|valid_|eval_)+|(_val_loss|_loss|_val|_valid)+$")
 
@@ -131,8 +135,8 @@ class BiMix(MixingEstimator):
         Explicit ``{target name: domain name}`` mapping.
     delta : float, default 0.02
         Huber threshold on the loss residual (ours: the paper does not state its fitting loss).
-    min_proportion : float, default 1e-4
-        Proportions are clipped to this at prediction; smaller ones are left out of the fit.
+    min_proportion : float, default 0
+        Shares at or below this count as absent (modelled by ``A0_i``, see the module docstring).
     n_refine : int, default 4
         Grid starts refined with L-BFGS-B per target.
 
@@ -144,6 +148,15 @@ class BiMix(MixingEstimator):
     """
 
     min_runs: ClassVar[int] = 2
+    param_specs: ClassVar[dict[str, ParamSpec]] = {
+        "target_steps": ParamSpec("float", "steps (or tokens) at which predict evaluates the law; "
+                                  "null: the largest seen (the service sets it from target_scale)",
+                                  1e-9, 1e18, nullable=True),
+        "target_domains": ParamSpec("dict", "{target metric: domain} when names do not match", nullable=True),
+        "delta": ParamSpec("float", "Huber threshold on the loss residual", 1e-6, 10.0),
+        "min_proportion": ParamSpec("float", "shares at or below this count as absent", 0.0, 0.5),
+        "n_refine": ParamSpec("int", "grid starts refined with L-BFGS-B per target", 1, 200),
+    }
 
     def __init__(
         self,
@@ -151,7 +164,7 @@ class BiMix(MixingEstimator):
         target_steps: float | None = None,
         target_domains: dict[str, str] | None = None,
         delta: float = 0.02,
-        min_proportion: float = 1e-4,
+        min_proportion: float = 0.0,
         n_refine: int = 4,
     ) -> None:
         self.target_steps = target_steps
@@ -223,9 +236,12 @@ class BiMix(MixingEstimator):
         m = len(tmap)
         theta = np.empty((m, 4))
         hub = np.empty(m)
+        A0 = np.empty(m)
+        absent_seen = np.zeros(m, dtype=bool)
         for i in range(m):
             r = R[:, tmap[i]]
-            ok = (r >= self.min_proportion) & (S > 0) & np.isfinite(L[:, i]) & (L[:, i] > 0)
+            valid = (S > 0) & np.isfinite(L[:, i]) & (L[:, i] > 0)
+            ok = (r > self.min_proportion) & valid
             n_r, n_s = len(np.unique(r[ok])), len(np.unique(S[ok]))
             if ok.sum() < 5 or n_r < 2 or n_s < 2:
                 name = targets[i] if targets else i
@@ -236,11 +252,20 @@ class BiMix(MixingEstimator):
                     f"proportions, {n_s} steps")
             theta[i], hub[i] = fit_bimix_domain(r[ok], S[ok], L[ok, i], delta=float(self.delta),
                                                 n_refine=int(self.n_refine))
+            la, al, lb, be = theta[i]
+            absent = (r <= self.min_proportion) & valid
+            if absent.any():
+                A0[i] = float(np.median(L[absent, i] / (np.exp(lb) * S[absent] ** (-be) + 1.0)))
+                absent_seen[i] = True
+            else:
+                A0[i] = float(np.exp(la) * r[ok].min() ** (-al))
         self.A_ = np.exp(theta[:, 0])
         self.alpha_ = theta[:, 1]
         self.B_ = np.exp(theta[:, 2])
         self.beta_ = theta[:, 3]
         self.C_ = np.ones(m)
+        self.A0_ = A0
+        self.absent_observed_ = absent_seen
         self.huber_ = hub
         self.target_domain_ = tmap
         self.max_step_ = float(S[S > 0].max())
@@ -259,9 +284,29 @@ class BiMix(MixingEstimator):
         X = np.atleast_2d(np.asarray(X, dtype=float))
         if X.shape[1] != self.n_domains_:
             raise ValueError(f"X has {X.shape[1]} domains, the fit has {self.n_domains_}")
-        r = np.clip(X[:, self.target_domain_], self.min_proportion, None)
-        return bimix_law(r, self._steps(steps), self.A_[None], self.alpha_[None],
-                         self.B_[None], self.beta_[None], self.C_[None])
+        s = np.asarray(self._steps(steps) if np.isscalar(steps) or steps is None else steps, dtype=float)
+        s = s[:, None] if s.ndim == 1 else s
+        r = X[:, self.target_domain_]
+        absent = r <= self.min_proportion
+        with np.errstate(divide="ignore"):
+            law = bimix_law(np.where(absent, 1.0, r), s, self.A_[None], self.alpha_[None],
+                            self.B_[None], self.beta_[None], self.C_[None])
+        zero = self.A0_[None] * (self.B_[None] * s ** (-self.beta_[None]) + self.C_[None])
+        return np.where(absent, zero, law)
+
+    def predict_runs(self, X: Any, **context: Any) -> np.ndarray:
+        """Each run at its own step (``steps``, else its curve's last step): cross-validation
+        compares like with like, not the target step with the runs' final losses."""
+        steps = context.get("steps")
+        curves = context.get("curves")
+        X = np.atleast_2d(np.asarray(X, dtype=float))
+        if curves is not None and len(curves) == X.shape[0] and all(curves):
+            s = np.array([max(float(p[0]) for p in c) for c in curves])
+        elif steps is not None and len(steps) == X.shape[0] and np.all(np.isfinite(np.asarray(steps, float))):
+            s = np.asarray(steps, dtype=float)
+        else:
+            return self.predict(X)
+        return self.predict(X, steps=s)
 
     def optimal_mixture(self, steps: float | None = None, weights: Any = None) -> np.ndarray:
         """Proportions minimising ``sum_i w_i L_i`` at ``steps`` on the simplex (paper Sec. 4).
@@ -299,7 +344,7 @@ class BiMix(MixingEstimator):
             r[dom[active]] = np.exp((np.log(al[active] * a[active]) - lam) / (1.0 + al[active]))
             return r / r.sum()
         used = np.unique(dom)
-        eps = self.min_proportion
+        eps = max(float(self.min_proportion), 1e-6)
 
         def f(x):
             rr = np.zeros(K)
@@ -318,6 +363,7 @@ class BiMix(MixingEstimator):
             "n_domains": self.n_domains_, "A": self.A_.tolist(), "alpha": self.alpha_.tolist(),
             "B": self.B_.tolist(), "beta": self.beta_.tolist(), "C": self.C_.tolist(),
             "huber": self.huber_.tolist(), "target_domain": self.target_domain_.tolist(),
+            "A0": self.A0_.tolist(), "absent_observed": [bool(b) for b in self.absent_observed_],
             "max_step": self.max_step_, "domains": self.domains_, "targets": self.targets_,
         }
 
@@ -326,6 +372,9 @@ class BiMix(MixingEstimator):
         for k in ("A", "alpha", "B", "beta", "C", "huber"):
             setattr(self, k + "_", np.asarray(state[k], dtype=float))
         self.target_domain_ = np.asarray(state["target_domain"], dtype=int)
+        # states saved before absent domains were modelled: the law at the old 1e-4 clip
+        self.A0_ = np.asarray(state.get("A0", self.A_ * 1e-4 ** (-self.alpha_)), dtype=float)
+        self.absent_observed_ = np.asarray(state.get("absent_observed", [False] * len(self.A_)), dtype=bool)
         self.max_step_ = float(state["max_step"])
         self.domains_, self.targets_ = state.get("domains"), state.get("targets")
 

@@ -12,6 +12,10 @@ Metrics (per fold and pooled over all held-out predictions):
 
 A metric that is undefined (fewer than 2 runs, or constant values for a correlation) is
 ``None``. Works with any registered estimator: each fold fits ``estimator.clone()``.
+
+Folds are grouped by mixture (:func:`group_kfold_indices`): replicates of one mixture (several
+seeds) stay in the same fold, so a held-out mixture was never seen in training; splitting them
+would let an interpolating model "predict" a run from its own replicate.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
 from mixopt.mixing.base import MixingEstimator
+from mixopt.progress import ProgressFn, report
 
 
 def _objective_weights(n_targets: int, objective_weights: Any) -> np.ndarray:
@@ -73,6 +78,37 @@ def kfold_indices(n: int, n_folds: int = 5, random_state: int | None = 0) -> lis
     return [np.sort(f) for f in np.array_split(perm, k)]
 
 
+def mixture_groups(X: Any, decimals: int = 9) -> np.ndarray:
+    """Group id per run: runs with the same mixture (rounded to ``decimals``) share one."""
+    X = np.asarray(X, dtype=float)
+    _, inv = np.unique(np.round(X, decimals), axis=0, return_inverse=True)
+    return np.asarray(inv).ravel()
+
+
+def group_kfold_indices(groups: Any, n_folds: int = 5, random_state: int | None = 0) -> list[np.ndarray]:
+    """Seeded k-fold split of runs whose groups never straddle two folds (test index arrays).
+
+    Groups are shuffled, then assigned greedily (largest first) to the fold with the fewest
+    runs, so folds stay balanced when groups differ in size. With one run per group this is a
+    shuffled k-fold split.
+    """
+    groups = np.asarray(groups).ravel()
+    uniq = np.unique(groups)
+    k = max(2, min(int(n_folds), uniq.size))
+    rng = np.random.default_rng(random_state)
+    order = rng.permutation(uniq.size)
+    sizes = np.array([np.sum(groups == uniq[i]) for i in order])
+    order = order[np.argsort(-sizes, kind="stable")]
+    folds: list[list[int]] = [[] for _ in range(k)]
+    counts = np.zeros(k, dtype=int)
+    for gi in order:
+        members = np.flatnonzero(groups == uniq[gi])
+        f = int(np.argmin(counts))
+        folds[f].extend(members.tolist())
+        counts[f] += members.size
+    return [np.sort(np.asarray(f, dtype=int)) for f in folds if f]
+
+
 def cross_validate(
     estimator: MixingEstimator,
     X: Any,
@@ -81,9 +117,16 @@ def cross_validate(
     objective_weights: Any = None,
     n_folds: int = 5,
     random_state: int | None = 0,
+    groups: Any = None,
+    progress: ProgressFn | None = None,
     **context: Any,
 ) -> dict[str, Any]:
-    """k-fold CV of ``estimator`` on the objective ``Y @ objective_weights``.
+    """k-fold CV of ``estimator`` on the objective ``Y @ objective_weights``, folds grouped by
+    mixture (``groups``: one id per run; default :func:`mixture_groups` of ``X``).
+
+    Held-out runs are predicted with :meth:`MixingEstimator.predict_runs` at their own scale
+    (BiMix at each run's steps, not at its target step). ``progress`` is called after each
+    fold and may raise :class:`mixopt.progress.Cancelled`.
 
     Returns
     -------
@@ -103,10 +146,14 @@ def cross_validate(
     pred = np.empty(n)
     fold_of = np.empty(n, dtype=int)
     folds = []
-    for f, te in enumerate(kfold_indices(n, n_folds, random_state)):
+    groups = mixture_groups(X) if groups is None else np.asarray(groups).ravel()
+    split = group_kfold_indices(groups, n_folds, random_state)
+    for f, te in enumerate(split):
+        report(progress, f / len(split), f"CV fold {f + 1}/{len(split)}")
         tr = np.setdiff1d(np.arange(n), te)
         est = estimator.clone().fit(X[tr], Y[tr], **_slice_context(context, tr, n))
-        pred[te] = est.predict_objective(X[te], w)
+        P = np.atleast_2d(est.predict_runs(X[te], **_slice_context(context, te, n)))
+        pred[te] = P @ w
         fold_of[te] = f
         folds.append(fidelity_metrics(y[te], pred[te]))
     keys = ("spearman", "pearson", "mae", "r2", "regret")
@@ -114,8 +161,11 @@ def cross_validate(
     for k in keys:
         vals = [m[k] for m in folds if m[k] is not None]
         mean[k] = float(np.mean(vals)) if vals else None
+    report(progress, 1.0, "CV done")
     return {
         "n_folds": len(folds),
+        "grouped_by": "mixture",
+        "n_groups": int(np.unique(groups).size),
         "pooled": fidelity_metrics(y, pred),
         "mean": mean,
         "folds": folds,

@@ -42,7 +42,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-from mixopt.mixing.base import MixingEstimator, register
+from mixopt.mixing.base import MixingEstimator, ParamSpec, register
 
 WARPS = ("log", "sqrt", "identity")
 
@@ -86,6 +86,15 @@ class GaussianProcessMixing(MixingEstimator):
 
     min_runs: ClassVar[int] = 2
     smooth: ClassVar[bool] = True
+    param_specs: ClassVar[dict[str, ParamSpec]] = {
+        "warp": ParamSpec("str", "input warp; auto picks the largest log marginal likelihood",
+                          choices=("auto", *WARPS)),
+        "eps": ParamSpec("float", "offset of the log warp", 1e-9, 1.0),
+        "nu": ParamSpec("float", "Matern smoothness (0.5, 1.5, 2.5 or inf are the closed forms)", 0.5, 1e9),
+        "n_restarts": ParamSpec("int", "extra random restarts of the marginal-likelihood optimiser", 0, 100),
+        "max_opt_runs": ParamSpec("int", "hyper-parameters optimised on at most this many runs", 2, 100_000),
+        "random_state": ParamSpec("int", "seed (subsample and restarts)", 0, 2**31 - 1),
+    }
 
     def __init__(
         self,

@@ -42,6 +42,19 @@ Edge cases
 * The number of free parameters per target is ``K + 1`` after folding ``k_i`` (``K + 2`` in
   the paper's redundant form); ``fit`` requires at least ``K + 2`` *distinct* mixtures so the
   Huber fit is over-determined, and raises :class:`InsufficientDataError` otherwise.
+
+Bounded exponents
+-----------------
+The reference fit is unconstrained; on small or flat sets it can drive ``t_ij`` to |t| > 1000,
+which predicts absurd losses (1e92 nats) at mixtures away from the runs. Here L-BFGS-B keeps
+
+* ``t_ij <= log(T_HIGH_FACTOR * max y)``: the reducible loss ``exp(t_ij)`` of a pure-domain
+  mixture is at most ``T_HIGH_FACTOR`` (10) times the largest observed loss;
+* ``t_ij >= T_LOW`` (-30, where ``exp(t)`` is 1e-13: no reducible loss);
+* ``c_i`` in ``[exp(-20), 2 max y]``.
+
+A fitted exponent on a bound (``at_bound_``) means the data did not pin the law down; the
+service marks such a fit untrusted (:mod:`mixopt.mixing.trust`).
 """
 
 from __future__ import annotations
@@ -51,7 +64,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.optimize import minimize
 
-from mixopt.mixing.base import InsufficientDataError, MixingEstimator, register
+from mixopt.mixing.base import InsufficientDataError, MixingEstimator, ParamSpec, register
 
 #: the paper's initial-value grid (``mix_5_domains.ipynb``, ``param_genertor``)
 PAPER_LOG_C_GRID = np.linspace(-2.0, 1.5, 10)
@@ -59,6 +72,17 @@ PAPER_LOG_K_GRID = np.linspace(-10.0, 1.0, 20)
 PAPER_T_INIT_HIGH = 0.1
 PAPER_DELTA = 0.05
 PAPER_N_RESTARTS = 6000  # 10 x 20 x 30
+#: exponent bounds (module docstring, "Bounded exponents")
+T_LOW = -30.0
+T_HIGH_FACTOR = 10.0
+LOG_C_LOW = -20.0
+
+
+def exponent_bounds(y: np.ndarray) -> tuple[float, float, float]:
+    """``(t_low, t_high, log_c_high)`` for a target with observed losses ``y``."""
+    ymax = float(np.max(np.abs(y))) if np.size(y) else 1.0
+    ymax = max(ymax, 1e-6)
+    return T_LOW, float(np.log(T_HIGH_FACTOR * ymax)), float(np.log(2.0 * ymax))
 
 
 def huber(residual: np.ndarray, delta: float) -> np.ndarray:
@@ -129,11 +153,15 @@ def fit_single_target(
     pred = c[None, :] + np.exp(D + log_k[None, :])
     scores = huber(pred - y[:, None], delta).sum(axis=0)
     best = np.argsort(scores)[: max(1, n_refine)]
-    starts = [np.concatenate([[np.log(c[s])], Tdir[s] + log_k[s]]) for s in best]
+    t_lo, t_hi, lc_hi = exponent_bounds(y)
+    bounds = [(LOG_C_LOW, lc_hi)] + [(t_lo, t_hi)] * K
+    lo_b = np.array([b[0] for b in bounds])
+    hi_b = np.array([b[1] for b in bounds])
+    starts = [np.clip(np.concatenate([[np.log(c[s])], Tdir[s] + log_k[s]]), lo_b, hi_b) for s in best]
     best_f, best_theta = np.inf, None
     for theta0 in starts:
         r = minimize(
-            _objective, theta0, args=(X, y, delta), jac=True, method="L-BFGS-B",
+            _objective, theta0, args=(X, y, delta), jac=True, method="L-BFGS-B", bounds=bounds,
             options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-8},
         )
         if np.all(np.isfinite(r.x)) and r.fun < best_f:
@@ -178,6 +206,14 @@ class MixingLaw(MixingEstimator):
     """
 
     min_runs: ClassVar[int] = 3
+    param_specs: ClassVar[dict[str, ParamSpec]] = {
+        "delta": ParamSpec("float", "Huber threshold on the loss residual (paper: 0.05)", 1e-6, 10.0),
+        "n_restarts": ParamSpec("int", "random starts screened (paper: 6000 = 10 log_c x 20 log_k x 30 t)",
+                                1, 100_000),
+        "n_refine": ParamSpec("int", "best screened starts refined with L-BFGS-B", 1, 200),
+        "max_iter": ParamSpec("int", "L-BFGS-B iterations per refinement", 1, 100_000),
+        "random_state": ParamSpec("int", "seed of the random starts", 0, 2**31 - 1, nullable=True),
+    }
 
     def __init__(
         self,
@@ -194,8 +230,8 @@ class MixingLaw(MixingEstimator):
         self.max_iter = max_iter
         self.random_state = random_state
 
-    @staticmethod
-    def required_runs(n_domains: int) -> int:
+    @classmethod
+    def required_runs(cls, n_domains: int) -> int:
         """Distinct mixtures ``fit`` needs for ``n_domains`` domains (``K + 2``)."""
         return n_domains + 2
 
@@ -215,15 +251,19 @@ class MixingLaw(MixingEstimator):
         log_c = np.empty(Y.shape[1])
         T = np.empty((Y.shape[1], K))
         hub = np.empty(Y.shape[1])
+        at_bound = np.zeros(Y.shape[1], dtype=bool)
         for i in range(Y.shape[1]):
             lc, t, f = fit_single_target(
                 Xs, Y[:, i], delta=float(self.delta), n_restarts=int(self.n_restarts),
                 n_refine=int(self.n_refine), max_iter=int(self.max_iter), rng=rng,
             )
             log_c[i], hub[i] = lc, f
+            t_lo, t_hi, _ = exponent_bounds(Y[:, i])
+            at_bound[i] = bool(np.any(t <= t_lo + 1e-6) or np.any(t >= t_hi - 1e-6))
             T[i, seen] = t
             T[i, ~seen] = t.max()  # pessimistic value for never-seen domains
         self.log_c_, self.t_, self.huber_ = log_c, T, hub
+        self.at_bound_ = at_bound
         self.n_domains_ = K
         self.domains_ = list(context["domains"]) if context.get("domains") is not None else None
         self.targets_ = list(context["targets"]) if context.get("targets") is not None else None
@@ -246,6 +286,7 @@ class MixingLaw(MixingEstimator):
             "log_c": self.log_c_.tolist(),
             "t": self.t_.tolist(),
             "huber": self.huber_.tolist(),
+            "at_bound": [bool(b) for b in self.at_bound_],
             "domains": self.domains_,
             "targets": self.targets_,
         }
@@ -255,5 +296,6 @@ class MixingLaw(MixingEstimator):
         self.log_c_ = np.asarray(state["log_c"], dtype=float)
         self.t_ = np.asarray(state["t"], dtype=float).reshape(len(self.log_c_), self.n_domains_)
         self.huber_ = np.asarray(state["huber"], dtype=float)
+        self.at_bound_ = np.asarray(state.get("at_bound", [False] * len(self.log_c_)), dtype=bool)
         self.domains_ = state.get("domains")
         self.targets_ = state.get("targets")

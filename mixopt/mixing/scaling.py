@@ -24,10 +24,20 @@ loss is a summed Huber loss (``delta = 0.05`` for steps, ``0.08`` for sizes, as 
 / ``sizelaw.py``) minimised by L-BFGS from many starts (reference grids: steps law
 ``log_k`` in 11 values x ``alpha`` in ``linspace(0.65, 0.9, 10)`` x 50 draws; size law
 ``log_k`` in 20 values x ``alpha`` in ``linspace(0.3, 0.8, 10)`` x 50 draws). Here every start
-is screened cheaply (vectorised Huber value), and the best ``n_refine`` are refined with
+is screened cheaply (vectorised Huber value), and the best ``n_refine`` (16) are refined with
 SciPy's L-BFGS-B and analytic gradients. The reference's ``log_k`` grids are in absolute
 token / parameter units; they are re-expressed relative to the largest ``x`` of the fit so
 the grids do not depend on whether steps or tokens are used.
+
+Selection on held-out points, as the reference does (``law.py::fit_scaling_laws`` with
+``valid_split``): the refinements are fitted without the ``holdout`` largest ``x`` (steps law:
+the last 5 checkpoints, ``valid_split=5``; size law: the largest size, ``valid_split=1``), and
+the one with the smallest held-out error is kept, not the one with the smallest training loss
+(an extrapolating law is chosen for how it extrapolates). The reference stops there; here the
+kept solution is then refined once more on all points (warm start, so it stays in the basin
+chosen on held-out points; the last checkpoints are the most informative for extrapolation).
+``heldout_mae`` reports the chosen refinement's error on the held-out points before that last
+refit: the law's honest extrapolation error.
 """
 
 from __future__ import annotations
@@ -61,6 +71,9 @@ class PowerLawFit:
     log_k: np.ndarray
     alpha: np.ndarray  # (n_curves,), equal entries when shared
     huber: float = float("nan")
+    #: mean absolute error on the held-out largest-x points of the selected fit (NaN: none)
+    heldout_mae: float = float("nan")
+    n_heldout: int = 0
 
     @property
     def E(self) -> np.ndarray:
@@ -77,12 +90,16 @@ class PowerLawFit:
 
     def to_dict(self) -> dict[str, Any]:
         return {"log_c": self.log_c.tolist(), "log_k": self.log_k.tolist(),
-                "alpha": self.alpha.tolist(), "huber": self.huber}
+                "alpha": self.alpha.tolist(), "E": self.E.tolist(), "B": self.B.tolist(),
+                "huber": self.huber, "heldout_mae": self.heldout_mae, "n_heldout": self.n_heldout}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PowerLawFit:
+        nan = float("nan")
         return cls(np.asarray(d["log_c"], float), np.asarray(d["log_k"], float),
-                   np.asarray(d["alpha"], float), float(d.get("huber", float("nan"))))
+                   np.asarray(d["alpha"], float), float(d.get("huber") if d.get("huber") is not None else nan),
+                   float(d.get("heldout_mae") if d.get("heldout_mae") is not None else nan),
+                   int(d.get("n_heldout") or 0))
 
 
 def _huber(r: np.ndarray, delta: float) -> np.ndarray:
@@ -121,7 +138,8 @@ def fit_power_law(
     exponent_grid: np.ndarray,
     share_exponent: bool = True,
     draws_per_cell: int = DRAWS_PER_CELL,
-    n_refine: int = 4,
+    n_refine: int = 16,
+    holdout: int = 0,
     random_state: int | None = 0,
 ) -> PowerLawFit:
     """Robust multi-start fit of ``y = E + B / x^alpha`` to one or several curves.
@@ -135,6 +153,9 @@ def fit_power_law(
     share_exponent : one ``alpha`` for all curves (the reference's ``tie_alpha``).
     draws_per_cell : random jitters per grid cell (reference: 50).
     n_refine : screened starts refined with L-BFGS-B.
+    holdout : the largest ``holdout`` abscissae (rows, ``x`` sorted) are left out of the
+        refinements and choose between them (reference ``valid_split``); kept only when at
+        least 2 points per curve remain for fitting.
     """
     Y = np.asarray(Y, dtype=float)
     if Y.ndim == 1:
@@ -170,19 +191,44 @@ def fit_power_law(
     pred = c0[:, None, :] + P
     score = np.where(mask[None], _huber(pred - Yf[None], delta), 0.0).sum(axis=(1, 2))
     best = np.argsort(score)[: max(1, n_refine)]
-    best_f, best_theta = np.inf, None
+    # held-out rows: the `holdout` largest abscissae (per curve, among its finite points)
+    held = np.zeros_like(mask)
+    if holdout > 0:
+        for j in range(m):
+            rows = np.flatnonzero(mask[:, j])
+            order = rows[np.argsort(lx[rows, j])]
+            if order.size - holdout >= 2:
+                held[order[-holdout:], j] = True
+    fit_mask = mask & ~held
+    opts = {"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-10}
+    best_key, best_theta = (np.inf, np.inf), None
     for s in best:
         a0 = [alpha0[s, 0]] if share_exponent else alpha0[s]
         theta0 = np.concatenate([log_c0[s], log_k0[s], a0])
         bounds = [(None, None)] * (2 * m) + [(1e-4, 5.0)] * len(a0)
-        r = minimize(_objective, theta0, args=(lx, Yf, mask, delta, share_exponent), jac=True,
-                     method="L-BFGS-B", bounds=bounds,
-                     options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-10})
-        if np.all(np.isfinite(r.x)) and r.fun < best_f:
-            best_f, best_theta = float(r.fun), r.x
+        r = minimize(_objective, theta0, args=(lx, Yf, fit_mask, delta, share_exponent), jac=True,
+                     method="L-BFGS-B", bounds=bounds, options=opts)
+        if not np.all(np.isfinite(r.x)):
+            continue
+        if held.any():
+            lc, lk, al = _unpack(r.x, m, share_exponent)
+            pred = np.exp(lc)[None, :] + np.exp(np.clip(al[None, :] * (lk[None, :] - lx), -700, 700))
+            key = (float(np.mean(np.abs(pred - Yf)[held])), float(r.fun))
+        else:
+            key = (float(r.fun), float(r.fun))
+        if key < best_key:
+            best_key, best_theta = key, r.x
     assert best_theta is not None
+    heldout_mae = best_key[0] if held.any() else float("nan")
+    f_final = best_key[1]
+    if held.any():  # warm-started refit on every point, in the basin chosen on held-out points
+        bounds = [(None, None)] * (2 * m) + [(1e-4, 5.0)] * (1 if share_exponent else m)
+        r = minimize(_objective, best_theta, args=(lx, Yf, mask, delta, share_exponent), jac=True,
+                     method="L-BFGS-B", bounds=bounds, options=opts)
+        if np.all(np.isfinite(r.x)):
+            best_theta, f_final = r.x, float(r.fun)
     log_c, log_k, alpha = _unpack(best_theta, m, share_exponent)
-    return PowerLawFit(log_c.copy(), log_k.copy(), alpha.copy(), best_f)
+    return PowerLawFit(log_c.copy(), log_k.copy(), alpha.copy(), f_final, heldout_mae, int(held.sum()))
 
 
 def fit_steps_law(steps: Any, losses: Any, *, delta: float = STEPS_DELTA,

@@ -59,7 +59,7 @@ def test_lgbm_learns_and_json_roundtrip_identical():
 def test_lgbm_early_stopping_keeps_fewer_rounds():
     X, rng = data(n=120)
     y = X[:, 0] + rng.normal(0, 0.05, 120)
-    es = RegMixLGBM(n_estimators=300, learning_rate=0.1).fit(X, y)
+    es = RegMixLGBM(n_estimators=300, learning_rate=0.1, early_stopping_rounds=3).fit(X, y)
     full = RegMixLGBM(n_estimators=300, learning_rate=0.1, validation_fraction=0).fit(X, y)
     assert full.best_iterations_ == [300]
     assert es.best_iterations_[0] < 300
