@@ -2,9 +2,16 @@
 
 * **regmix** (sail-sg/regmix ``data/``): a mixture CSV with ``index`` and ``train_<domain>``
   columns, and a loss CSV with ``index`` and one column per metric, joined on ``index``.
-* **olmix** (allenai/olmix): ``ratios.csv`` with ``run`` and one column per domain, and
-  ``metrics.csv`` with ``run`` and one column per metric, joined on ``run``. A ``name``
-  column, when present, becomes the run's name; other non-numeric columns are ignored.
+* **olmix** (allenai/olmix): ``ratios.csv`` with ``run`` (or ``run_id``, what
+  ``olmix.fit.loaders.load_from_csv`` reads) and one column per domain, and ``metrics.csv``
+  with the same key and one column per metric. A ``name`` column, when present, becomes the
+  run's name; ``index``, ``Unnamed: N`` (a pandas index) and other non-numeric columns are
+  ignored and reported.
+
+Column types are decided over the whole file (a column is numeric when every non-empty cell
+of it parses as a number). Runs present in only one of the two files are reported
+(``unmatched``) and skipped, as olmix's loader keeps the runs present in both, or refused with
+``on_unmatched=error``.
 """
 
 from __future__ import annotations
@@ -12,15 +19,24 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.services.errors import Invalid
 from app.store.models import Project, Run
 
 FORMATS = ("regmix", "olmix")
-_IGNORED = {"name", "index", "run", "", "unnamed: 0"}
+_IGNORED = {"name", "index", "run", "run_id", ""}
+_UNNAMED = re.compile(r"^unnamed: \d+$")
+
+
+def _ignored(column: str) -> bool:
+    return column.lower() in _IGNORED or bool(_UNNAMED.match(column.lower()))
 
 
 @dataclass
@@ -37,6 +53,10 @@ class ParsedImport:
     domains: list[str]
     metrics: list[str]
     rows: list[ParsedRow] = field(default_factory=list)
+    #: ids present in one file only: {"mixtures": [ids without metrics], "metrics": [ids without a mixture]}
+    unmatched: dict[str, list[str]] = field(default_factory=lambda: {"mixtures": [], "metrics": []})
+    #: non-numeric columns left out, per file
+    ignored_columns: dict[str, list[str]] = field(default_factory=lambda: {"mixtures": [], "metrics": []})
 
 
 def _read(text: str, label: str) -> tuple[list[str], list[dict[str, str]]]:
@@ -57,10 +77,10 @@ def _read(text: str, label: str) -> tuple[list[str], list[dict[str, str]]]:
 def detect_format(mixture_header: Sequence[str]) -> str:
     if "index" in mixture_header and any(h.startswith("train_") for h in mixture_header):
         return "regmix"
-    if "run" in mixture_header:
+    if "run" in mixture_header or "run_id" in mixture_header:
         return "olmix"
     raise Invalid("cannot tell the format: expected an 'index' column with 'train_<domain>' columns "
-                  "(regmix) or a 'run' column (olmix)", field="mixtures")
+                  "(regmix) or a 'run' or 'run_id' column (olmix)", field="mixtures")
 
 
 def _number(value: str | None, label: str, line: int, column: str) -> float | None:
@@ -75,64 +95,91 @@ def _number(value: str | None, label: str, line: int, column: str) -> float | No
     return x
 
 
-def parse_pair(mixtures_csv: str, metrics_csv: str, fmt: str = "auto") -> ParsedImport:
+def _key(fmt: str, header: Sequence[str], label: str) -> str:
+    if fmt == "regmix":
+        keys = ["index"]
+    else:
+        keys = [k for k in ("run", "run_id") if k in header]
+        if len(keys) > 1:
+            raise Invalid(f"{label} has both 'run' and 'run_id' columns: keep one", field=label)
+    if not keys or keys[0] not in header:
+        want = "'index'" if fmt == "regmix" else "'run' or 'run_id'"
+        raise Invalid(f"{label} has no {want} column to join on ({fmt} format)", field=label)
+    return keys[0]
+
+
+def parse_pair(mixtures_csv: str, metrics_csv: str, fmt: str = "auto", *, on_unmatched: str = "skip") -> ParsedImport:
+    """Read a (mixtures, metrics) CSV pair; ``on_unmatched`` is ``skip`` (report the runs
+    present in one file only and leave them out) or ``error`` (a 422 naming them)."""
     mix_header, mix_rows = _read(mixtures_csv, "mixtures")
     met_header, met_rows = _read(metrics_csv, "metrics")
     if fmt == "auto":
         fmt = detect_format(mix_header)
     if fmt not in FORMATS:
         raise Invalid(f"format must be one of {FORMATS} or auto, not {fmt!r}", field="format")
-    key = "index" if fmt == "regmix" else "run"
-    for header, label in ((mix_header, "mixtures"), (met_header, "metrics")):
-        if key not in header:
-            raise Invalid(f"{label} has no {key!r} column to join on ({fmt} format)", field=label)
+    if on_unmatched not in ("skip", "error"):
+        raise Invalid(f"on_unmatched must be skip or error, not {on_unmatched!r}", field="on_unmatched")
+    mix_key, met_key = _key(fmt, mix_header, "mixtures"), _key(fmt, met_header, "metrics")
+    parsed = ParsedImport(format=fmt, domains=[], metrics=[])
     if fmt == "regmix":
         domain_cols = [h for h in mix_header if h.startswith("train_")]
         domains = [h.removeprefix("train_") for h in domain_cols]
     else:
-        domain_cols = [h for h in mix_header if h.lower() not in _IGNORED and _numeric_column(mix_rows, h)]
+        candidates = [h for h in mix_header if not _ignored(h)]
+        domain_cols = [h for h in candidates if _numeric_column(mix_rows, h)]
+        parsed.ignored_columns["mixtures"] = [h for h in candidates if h not in domain_cols]
         domains = list(domain_cols)
     if not domains:
         raise Invalid("mixtures has no domain columns", field="mixtures")
-    metric_cols = [h for h in met_header if h.lower() not in _IGNORED and _numeric_column(met_rows, h)]
+    candidates = [h for h in met_header if not _ignored(h)]
+    metric_cols = [h for h in candidates if _numeric_column(met_rows, h)]
+    parsed.ignored_columns["metrics"] = [h for h in candidates if h not in metric_cols]
     if not metric_cols:
         raise Invalid("metrics has no numeric metric columns", field="metrics")
+    parsed.domains, parsed.metrics = domains, metric_cols
 
     metrics_by_id: dict[str, dict[str, float]] = {}
     for line, row in enumerate(met_rows, start=2):
-        rid = (row.get(key) or "").strip()
+        rid = (row.get(met_key) or "").strip()
         if not rid:
-            raise Invalid(f"metrics line {line}: empty {key!r}", field="metrics")
+            raise Invalid(f"metrics line {line}: empty {met_key!r}", field="metrics")
         if rid in metrics_by_id:
-            raise Invalid(f"metrics line {line}: {key} {rid!r} appears twice", field="metrics")
+            raise Invalid(f"metrics line {line}: {met_key} {rid!r} appears twice", field="metrics")
         values = {c: _number(row.get(c), "metrics", line, c) for c in metric_cols}
         metrics_by_id[rid] = {c: v for c, v in values.items() if v is not None}
 
-    parsed = ParsedImport(format=fmt, domains=domains, metrics=metric_cols)
     seen: set[str] = set()
     for line, row in enumerate(mix_rows, start=2):
-        rid = (row.get(key) or "").strip()
+        rid = (row.get(mix_key) or "").strip()
         if not rid:
-            raise Invalid(f"mixtures line {line}: empty {key!r}", field="mixtures")
+            raise Invalid(f"mixtures line {line}: empty {mix_key!r}", field="mixtures")
         if rid in seen:
-            raise Invalid(f"mixtures line {line}: {key} {rid!r} appears twice", field="mixtures")
+            raise Invalid(f"mixtures line {line}: {mix_key} {rid!r} appears twice", field="mixtures")
         seen.add(rid)
-        if rid not in metrics_by_id:
-            raise Invalid(f"mixtures line {line}: {key} {rid!r} has no row in metrics", field="metrics")
         mixture = {}
         for col, dom in zip(domain_cols, domains, strict=True):
             w = _number(row.get(col), "mixtures", line, col)
             mixture[dom] = 0.0 if w is None else w
+        if rid not in metrics_by_id:
+            if on_unmatched == "error":
+                raise Invalid(f"mixtures line {line}: {mix_key} {rid!r} has no row in metrics "
+                              "(pass on_unmatched=skip to import only the runs in both files)", field="metrics")
+            parsed.unmatched["mixtures"].append(rid)
+            continue
         name = (row.get("name") or "").strip() or None
         parsed.rows.append(ParsedRow(external_id=rid, name=name, mixture=mixture, metrics=metrics_by_id[rid]))
-    orphans = set(metrics_by_id) - seen
+    orphans = [rid for rid in metrics_by_id if rid not in seen]
     if orphans:
-        raise Invalid(f"metrics has rows with no mixture: {key} {sorted(orphans)[:5]}", field="metrics")
+        if on_unmatched == "error":
+            raise Invalid(f"metrics has rows with no mixture: {met_key} {orphans[:5]} "
+                          "(pass on_unmatched=skip to import only the runs in both files)", field="metrics")
+        parsed.unmatched["metrics"] = orphans
     return parsed
 
 
 def _numeric_column(rows: list[dict[str, str]], col: str) -> bool:
-    for row in rows[:20]:
+    """Every non-empty cell of the column (the whole file, not a sample) is a number."""
+    for row in rows:
         v = (row.get(col) or "").strip()
         if v:
             try:
@@ -140,6 +187,21 @@ def _numeric_column(rows: list[dict[str, str]], col: str) -> bool:
             except ValueError:
                 return False
     return True
+
+
+def existing_keys(session: Session, project: Project, ids: Sequence[str], *, model_params: int | None,
+                  train_tokens: int | None, train_steps: int | None) -> set[str]:
+    """External ids already imported at this scale: the duplicate key is (id, model_params,
+    train_tokens, train_steps), so RegMix's 1M, 60M and 1B files, which reuse the same indices,
+    live in one project."""
+    found: set[str] = set()
+    ids = list(ids)
+    scale = {Run.model_params: model_params, Run.train_tokens: train_tokens, Run.train_steps: train_steps}
+    conditions = [col.is_(None) if value is None else col == value for col, value in scale.items()]
+    for start in range(0, len(ids), 1000):
+        found.update(session.scalars(select(Run.external_id).where(
+            Run.project_id == project.id, Run.external_id.in_(ids[start:start + 1000]), *conditions)))
+    return found
 
 
 def export_csv(project: Project, runs: Sequence[Run], layout: str) -> tuple[str, str]:

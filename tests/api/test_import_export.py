@@ -39,10 +39,12 @@ def test_import_regmix_runs(client, admin):
     assert run["metrics"]["metric/the_pile_pile_cc_val_loss"] == pytest.approx(
         float(losses["2"]["metric/the_pile_pile_cc_val_loss"]))
 
-    # importing the same files again is refused, or skips everything
-    again = _import(client, admin, p["id"], MIX.read_bytes(), LOSS.read_bytes())
+    # importing the same files at the same scale again is refused, or skips everything
+    again = _import(client, admin, p["id"], MIX.read_bytes(), LOSS.read_bytes(), model_params="1000000")
     assert again.status_code == 409 and "on_duplicate=skip" in again.json()["detail"]
-    skip = _import(client, admin, p["id"], MIX.read_bytes(), LOSS.read_bytes(), on_duplicate="skip")
+    assert "--on-duplicate skip" in again.json()["detail"]  # the CLI's spelling too
+    skip = _import(client, admin, p["id"], MIX.read_bytes(), LOSS.read_bytes(), on_duplicate="skip",
+                   model_params="1000000")
     assert skip.status_code == 200 and skip.json()["created"] == 0 and skip.json()["skipped"] == 512
     assert count_rows("run") == 512
 
@@ -94,7 +96,7 @@ BAD_IMPORTS = [
 @pytest.mark.parametrize("mix,met,message", BAD_IMPORTS)
 def test_bad_imports_are_422_and_store_nothing(client, admin, mix, met, message):
     p = make_project(client, admin, domains=("a", "b"))
-    r = _import(client, admin, p["id"], mix.encode(), met.encode())
+    r = _import(client, admin, p["id"], mix.encode(), met.encode(), on_unmatched="error")
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert message in detail or message.removeprefix("train_") in detail, detail

@@ -91,36 +91,56 @@ def import_runs(
     format: Annotated[Literal["auto", "regmix", "olmix"], Form()] = "auto",
     normalize: Annotated[bool, Form(description="published CSVs are rounded: rescale sums within 1e-2")] = True,
     on_duplicate: Annotated[Literal["error", "skip"], Form()] = "error",
+    on_unmatched: Annotated[Literal["skip", "error"], Form(
+        description="runs present in one file only: skip them (reported) or refuse the import")] = "skip",
     tags: Annotated[str, Form(description="comma-separated tags for every imported run")] = "",
     model_params: Annotated[int | None, Form(gt=0)] = None,
     train_tokens: Annotated[int | None, Form(gt=0)] = None,
     train_steps: Annotated[int | None, Form(gt=0)] = None,
+    model_params_q: Annotated[int | None, Query(alias="model_params", gt=0, le=2**63 - 1,
+                                                description="the scale of every run in the files")] = None,
+    train_tokens_q: Annotated[int | None, Query(alias="train_tokens", gt=0, le=2**63 - 1)] = None,
+    train_steps_q: Annotated[int | None, Query(alias="train_steps", gt=0, le=2**31 - 1)] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Import runs from a pair of CSV files (RegMix or olmix layout).
+    """Import runs from a pair of CSV files (RegMix or olmix layout) at one scale
+    (``?model_params=N&train_tokens=T`` or ``train_steps=S``, as query or form fields).
 
     A project with no domains takes its domains from the mixture columns; otherwise the
-    columns must name the project's domains. Rows whose id (``index``/``run``) was already
-    imported are a 409 unless ``on_duplicate=skip``.
+    columns must name the project's domains. The duplicate key is the id (``index``/``run``)
+    with the scale, so files of several scales that reuse ids live in one project; a row
+    already imported at this scale is a 409 unless ``on_duplicate=skip``. Runs in only one
+    of the files are reported in ``unmatched`` and skipped (``on_unmatched=error`` refuses).
     """
     project = projects.get_project(session, token, project_id, write=True)
+    scale = {}
+    for label, form_value, query_value in (("model_params", model_params, model_params_q),
+                                           ("train_tokens", train_tokens, train_tokens_q),
+                                           ("train_steps", train_steps, train_steps_q)):
+        if form_value is not None and query_value is not None and form_value != query_value:
+            raise Invalid(f"{label} is given twice with different values ({query_value} and {form_value})",
+                          field=label)
+        scale[label] = query_value if query_value is not None else form_value
+    model_params, train_tokens, train_steps = scale["model_params"], scale["train_tokens"], scale["train_steps"]
     texts = []
     for label, upload in (("mixtures", mixtures), ("metrics", metrics)):
         try:
             texts.append(upload.file.read().decode("utf-8"))
         except UnicodeDecodeError:
             raise Invalid(f"{label} is not UTF-8 text", field=label) from None
-    parsed = imports.parse_pair(texts[0], texts[1], format)
+    parsed = imports.parse_pair(texts[0], texts[1], format, on_unmatched=on_unmatched)
     created_domains: list[str] = []
     if not project.domains:
         projects.add_domains(session, project, parsed.domains)
         created_domains = list(parsed.domains)
     tag_list = [t.strip() for t in tags.split(",") if t.strip()]
-    dupes = runs.existing_external_ids(session, project, [r.external_id for r in parsed.rows])
+    dupes = imports.existing_keys(session, project, [r.external_id for r in parsed.rows], **scale)
     if dupes and on_duplicate == "error":
         session.rollback()
-        raise Conflict(f"{len(dupes)} runs were already imported (ids {sorted(dupes)[:5]}...); "
-                       "pass on_duplicate=skip to import only new rows", field="mixtures")
+        at = ", ".join(f"{k}={v}" for k, v in scale.items() if v is not None) or "no scale"
+        raise Conflict(f"{len(dupes)} runs were already imported at this scale ({at}; ids {sorted(dupes)[:5]}...); "
+                       "pass on_duplicate=skip (CLI: --on-duplicate skip) to import only new rows, or give the "
+                       "scale of these files (model_params, train_tokens or train_steps)", field="mixtures")
     rows = [r for r in parsed.rows if r.external_id not in dupes]
     specs = [_validate(RunCreate, {
         "mixture": r.mixture, "metrics": r.metrics, "name": r.name, "external_id": r.external_id, "tags": tag_list,
@@ -128,12 +148,14 @@ def import_runs(
     }, prefix=("mixtures", i)) for i, r in enumerate(rows)]
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
     fingerprint = idempotency.request_fingerprint(texts, {"format": format, "normalize": normalize, "tags": tags,
-                                                          "on_duplicate": on_duplicate, "model_params": model_params,
+                                                          "on_duplicate": on_duplicate, "on_unmatched": on_unmatched,
+                                                          "model_params": model_params,
                                                           "train_tokens": train_tokens, "train_steps": train_steps})
 
     def respond(ids: list[int]) -> tuple[int, Any]:
         return 201, {"format": parsed.format, "created": len(ids), "skipped": len(dupes),
-                     "domains_created": created_domains, "metrics": parsed.metrics, "ids": ids}
+                     "domains_created": created_domains, "metrics": parsed.metrics, "ids": ids,
+                     "unmatched": parsed.unmatched, "ignored_columns": parsed.ignored_columns}
 
     if not specs:
         session.rollback()
@@ -150,10 +172,16 @@ def export_runs(
     format: Literal["csv", "json"] = "csv", layout: Literal["regmix", "olmix"] = "regmix",
     part: Annotated[Literal["mixtures", "metrics"] | None, Query(description="one CSV of the pair; default: a zip of both")] = None,
     status: str | None = "succeeded",
+    model_params: Annotated[int | None, Query(gt=0, description="only the runs at this scale")] = None,
+    train_tokens: Annotated[int | None, Query(gt=0)] = None,
+    train_steps: Annotated[int | None, Query(gt=0)] = None,
 ) -> Response:
-    """Write runs back: JSON, or CSV in the RegMix or olmix layout (a zip of both files, or one part)."""
+    """Write runs back: JSON, or CSV in the RegMix or olmix layout (a zip of both files, or one
+    part), optionally the runs of one scale (the CSV layouts have no scale column)."""
     project = projects.get_project(session, token, project_id)
     rows = runs.all_runs(session, project, status=status or None)
+    wanted = {"model_params": model_params, "train_tokens": train_tokens, "train_steps": train_steps}
+    rows = [r for r in rows if all(v is None or getattr(r, k) == v for k, v in wanted.items())]
     if format == "json":
         body = {"project": project.name, "domains": [d.name for d in project.domains],
                 "runs": [imports.run_json(r) for r in rows]}

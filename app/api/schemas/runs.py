@@ -109,6 +109,10 @@ class ImportResult(Schema):
     domains_created: list[str]
     metrics: list[str]
     ids: list[int]
+    #: ids present in one file only, left out: {"mixtures": [...], "metrics": [...]}
+    unmatched: dict[str, list[str]] = Field(default_factory=dict)
+    #: non-numeric columns left out, per file
+    ignored_columns: dict[str, list[str]] = Field(default_factory=dict)
 
 
 __all__ = ["NonNegFloat", "Tag"]
