@@ -32,3 +32,9 @@ class BadRequest(ServiceError):
 
 class Forbidden(ServiceError):
     status_code = 403
+
+
+class TooLarge(ServiceError):
+    """A request over a size limit (413): too many runs, too large a body."""
+
+    status_code = 413

@@ -13,7 +13,8 @@ from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.api.schemas.runs import CurvePointCreate, RunCreate, RunUpdate
-from app.services.errors import BadRequest, Conflict, Invalid, NotFound
+from app.core.config import get_settings
+from app.services.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge
 from app.store.models import CurvePoint, Project, Run, RunTag, utcnow
 
 SUM_TOLERANCE = 1e-6
@@ -44,6 +45,14 @@ def validate_mixture(
         raise Invalid(f"weights sum to {total:.9g}, not 1 within {tol:g}{hint}", field=field)
     scale = 1.0 / total if normalize else 1.0
     return {name: float(mixture.get(name, 0.0)) * scale for name in domains}
+
+
+def check_batch_size(n: int, field: str) -> None:
+    """At most ``MIXOPT_MAX_BATCH_RUNS`` runs per request (a batch, an import): 413 above."""
+    limit = get_settings().max_batch_runs
+    if n > limit:
+        raise TooLarge(f"{n} runs in one request; at most {limit} (MIXOPT_MAX_BATCH_RUNS): split the batch",
+                       field=field)
 
 
 def _status_for(spec: RunCreate) -> str:

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from app.api.deps import CurrentToken, IdempotencyKey, IdPath, SessionDep
+from app.api.deps import Count64Query, CurrentToken, IdempotencyKey, IdPath, SessionDep
 from app.api.schemas.runs import (
     CurvePointsCreate,
     CurvePublic,
@@ -21,6 +21,7 @@ from app.api.schemas.runs import (
 )
 from app.services import idempotency, imports, projects, runs
 from app.services.errors import Conflict, Invalid
+from mixopt.api_types import StateFilter
 
 router = APIRouter(prefix="/v1/projects/{project_id}/runs", tags=["runs"])
 
@@ -53,6 +54,8 @@ def create_runs(
     project = projects.get_project(session, token, project_id, write=True)
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
     batch = "runs" in payload
+    if batch and isinstance(payload["runs"], list):
+        runs.check_batch_size(len(payload["runs"]), "runs")
     specs = _validate(RunBatchCreate, payload).runs if batch else [_validate(RunCreate, payload)]
 
     def respond(ids: list[int]) -> tuple[int, Any]:
@@ -68,15 +71,19 @@ def create_runs(
     return JSONResponse(body, status_code=status)
 
 
-@router.get("", response_model=RunsPage)
+@router.get("", response_model=RunsPage, responses={400: {"description": "the cursor is not one this API gave"}})
 def list_runs(
     project_id: IdPath, session: SessionDep, token: CurrentToken,
-    cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    order_by: Annotated[str, Query(description="id, created_at, -id or -created_at")] = "id",
-    status: str | None = None, tag: str | None = None, origin: str | None = None,
-    model_params: int | None = None, train_tokens: int | None = None, train_steps: int | None = None,
+    cursor: Annotated[str | None, Query(max_length=2000, description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    order_by: Literal["id", "created_at", "-id", "-created_at"] = "id",
+    status: Annotated[StateFilter | None, Query(description="queued and pending are the same state")] = None,
+    tag: str | None = None, origin: Literal["reported", "trained"] | None = None,
+    model_params: Count64Query = None, train_tokens: Count64Query = None, train_steps: Count64Query = None,
 ) -> dict:
     project = projects.get_project(session, token, project_id)
+    status = "queued" if status == "pending" else status
+    cursor = cursor or None
     rows, count, next_cursor = runs.list_runs(
         session, project, cursor=cursor, limit=limit, order_by=order_by, status=status, tag=tag, origin=origin,
         model_params=model_params, train_tokens=train_tokens, train_steps=train_steps)
@@ -129,6 +136,7 @@ def import_runs(
         except UnicodeDecodeError:
             raise Invalid(f"{label} is not UTF-8 text", field=label) from None
     parsed = imports.parse_pair(texts[0], texts[1], format, on_unmatched=on_unmatched)
+    runs.check_batch_size(len(parsed.rows), "mixtures")
     created_domains: list[str] = []
     if not project.domains:
         projects.add_domains(session, project, parsed.domains)
@@ -171,7 +179,7 @@ def export_runs(
     project_id: IdPath, session: SessionDep, token: CurrentToken,
     format: Literal["csv", "json"] = "csv", layout: Literal["regmix", "olmix"] = "regmix",
     part: Annotated[Literal["mixtures", "metrics"] | None, Query(description="one CSV of the pair; default: a zip of both")] = None,
-    status: str | None = "succeeded",
+    status: StateFilter | None = "succeeded",
     model_params: Annotated[int | None, Query(gt=0, description="only the runs at this scale")] = None,
     train_tokens: Annotated[int | None, Query(gt=0)] = None,
     train_steps: Annotated[int | None, Query(gt=0)] = None,
@@ -193,25 +201,25 @@ def export_runs(
     return Response(mixtures_csv if part == "mixtures" else metrics_csv, media_type="text/csv")
 
 
-@router.get("/{run_id}", response_model=RunPublic)
+@router.get("/{run_id:int}", response_model=RunPublic)
 def get_run(project_id: IdPath, run_id: IdPath, session: SessionDep, token: CurrentToken) -> Any:
     return runs.get_run(session, projects.get_project(session, token, project_id), run_id)
 
 
-@router.patch("/{run_id}", response_model=RunPublic)
+@router.patch("/{run_id:int}", response_model=RunPublic)
 def update_run(project_id: IdPath, run_id: IdPath, data: RunUpdate, session: SessionDep, token: CurrentToken) -> Any:
     project = projects.get_project(session, token, project_id, write=True)
     return runs.update_run(session, project, runs.get_run(session, project, run_id), data)
 
 
-@router.delete("/{run_id}", status_code=204)
+@router.delete("/{run_id:int}", status_code=204)
 def delete_run(project_id: IdPath, run_id: IdPath, session: SessionDep, token: CurrentToken) -> Response:
     project = projects.get_project(session, token, project_id, write=True)
     runs.delete_run(session, runs.get_run(session, project, run_id))
     return Response(status_code=204)
 
 
-@router.post("/{run_id}/curve", response_model=CurvePublic)
+@router.post("/{run_id:int}/curve", response_model=CurvePublic)
 def add_curve(project_id: IdPath, run_id: IdPath, data: CurvePointsCreate, session: SessionDep, token: CurrentToken) -> dict:
     """Append loss-curve points; re-sending a step already stored changes nothing."""
     project = projects.get_project(session, token, project_id, write=True)
@@ -220,7 +228,7 @@ def add_curve(project_id: IdPath, run_id: IdPath, data: CurvePointsCreate, sessi
     return {"run_id": run.id, "points": runs.curve(session, run), "added": added}
 
 
-@router.get("/{run_id}/curve", response_model=CurvePublic)
+@router.get("/{run_id:int}/curve", response_model=CurvePublic)
 def get_curve(project_id: IdPath, run_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
     run = runs.get_run(session, projects.get_project(session, token, project_id), run_id)
     return {"run_id": run.id, "points": runs.curve(session, run)}

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from app.api.schemas.common import FiniteFloat, NonNegFloat, Schema
+from app.api.schemas.common import INT32, FiniteFloat, NonNegFloat, Schema
 from app.api.schemas.jobs import JobPublic
+from app.api.schemas.limits import max_items, max_json
 from app.api.schemas.projects import ConstraintsSpec
 
 
@@ -24,7 +25,7 @@ class RunFilter(Schema):
 class FitCreate(Schema):
     #: a registered estimator (see GET /v1/estimators) or "auto"
     estimator: str = "auto"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Annotated[dict[str, Any], max_json] = Field(default_factory=dict)
     #: {metric: weight}; default: the project's objective, else the mean of the metrics every run has
     target: dict[str, NonNegFloat] | None = None
     run_filter: RunFilter = Field(default_factory=RunFilter)
@@ -64,7 +65,7 @@ class FitAccepted(Schema):
 
 
 class PredictRequest(Schema):
-    mixtures: list[dict[str, NonNegFloat]] = Field(min_length=1, max_length=100_000)
+    mixtures: Annotated[list[dict[str, NonNegFloat]], max_items("max_predict_mixtures")] = Field(min_length=1)
     normalize: bool = False
 
 
@@ -88,7 +89,7 @@ class RecommendationCreate(Schema):
 
     fit_id: int | None = None
     estimator: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Annotated[dict[str, Any], max_json] = Field(default_factory=dict)
     #: replaces the project's constraints for this recommendation
     constraints: ConstraintsSpec | None = None
     target_scale: TargetScale = Field(default_factory=TargetScale)
@@ -129,7 +130,7 @@ class SuggestionCreate(Schema):
     strategy: str = Field(default="auto", pattern="^(auto|swarm|space_filling|ei)$")
     temperature: float = Field(default=0.5, gt=0, le=10)
     min_weight: float = Field(default=1e-3, ge=0, lt=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=-INT32, le=INT32 - 10_000)
     tags: list[str] = Field(default_factory=lambda: ["suggested"])
 
 

@@ -1,18 +1,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from app.api.schemas.common import FiniteFloat, Name, NonNegFloat, Schema
+from app.api.schemas.common import INT32, FiniteFloat, Name, NonNegFloat, Schema
+from app.api.schemas.limits import max_items, max_json
 
 
 class Schedule(Schema):
     """When beat re-mixes: every N seconds and/or every N new observations (whichever first)."""
 
-    every_seconds: int | None = Field(default=60, ge=1)
-    every_observations: int | None = Field(default=None, ge=1)
+    every_seconds: int | None = Field(default=60, ge=1, le=INT32)
+    every_observations: int | None = Field(default=None, ge=1, le=INT32)
 
     @model_validator(mode="after")
     def _one(self) -> Schedule:
@@ -23,7 +24,7 @@ class Schedule(Schema):
 
 class OnlineSessionCreate(Schema):
     algorithm: Literal["aioli", "doremi", "odm"]
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Annotated[dict[str, Any], max_json] = Field(default_factory=dict)
     #: {domain: weight}; default uniform (Aioli from scratch) — pass a prior for warm starts
     initial_weights: dict[str, NonNegFloat] | None = None
     #: domains the session mixes (default: all of the project's, in order)
@@ -62,7 +63,7 @@ class OnlineSessionsPublic(Schema):
 
 
 class Observation(Schema):
-    step: int = Field(ge=0)
+    step: int = Field(ge=0, le=INT32)
     tokens: int | None = Field(default=None, ge=0)
     train_losses: dict[str, FiniteFloat] = Field(default_factory=dict)
     eval_losses: dict[str, FiniteFloat] = Field(default_factory=dict)
@@ -77,7 +78,7 @@ class Observation(Schema):
 
 
 class ObservationsCreate(Schema):
-    observations: list[Observation] = Field(min_length=1, max_length=10_000)
+    observations: Annotated[list[Observation], max_items("max_observations")] = Field(min_length=1)
 
 
 class ObservationsAccepted(Schema):

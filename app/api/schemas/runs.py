@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from app.api.schemas.common import FiniteFloat, Name, NonNegFloat, Schema
+from app.api.schemas.common import INT32, FiniteFloat, Int32, Name, NonNegFloat, Schema
+from app.api.schemas.limits import max_json
 
 RunStatus = Literal["planned", "queued", "running", "succeeded", "failed", "cancelled"]
 RunOrigin = Literal["reported", "trained"]
@@ -21,13 +22,13 @@ class RunCreate(Schema):
     external_id: str | None = Field(default=None, max_length=200)
     model_params: int | None = Field(default=None, gt=0)
     train_tokens: int | None = Field(default=None, gt=0)
-    train_steps: int | None = Field(default=None, gt=0)
-    seed: int | None = None
+    train_steps: int | None = Field(default=None, gt=0, le=INT32)
+    seed: Int32 | None = None
     tags: list[Name] = Field(default_factory=list, max_length=50)
     #: default: succeeded when metrics are given, planned otherwise
     status: RunStatus | None = None
     origin: RunOrigin = "reported"
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: Annotated[dict[str, Any], max_json] = Field(default_factory=dict)
 
 
 class RunBatchCreate(Schema):
@@ -42,8 +43,8 @@ class RunUpdate(Schema):
     name: Name | None = None
     model_params: int | None = Field(default=None, gt=0)
     train_tokens: int | None = Field(default=None, gt=0)
-    train_steps: int | None = Field(default=None, gt=0)
-    seed: int | None = None
+    train_steps: int | None = Field(default=None, gt=0, le=INT32)
+    seed: Int32 | None = None
     tags: list[Name] | None = Field(default=None, max_length=50)
     error: str | None = None
 
@@ -81,7 +82,7 @@ class RunsPage(Schema):
 
 
 class CurvePointCreate(Schema):
-    step: int = Field(ge=0)
+    step: int = Field(ge=0, le=INT32)
     tokens: int | None = Field(default=None, ge=0)
     metrics: dict[str, FiniteFloat] = Field(min_length=1)
 

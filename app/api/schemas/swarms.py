@@ -1,28 +1,33 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from app.api.schemas.common import Name, NonNegFloat, Schema
+from app.api.schemas.common import INT32, Name, NonNegFloat, Schema
 from app.api.schemas.jobs import JobPublic
+from app.api.schemas.limits import max_json, max_value, queue_name
+from app.core.config import get_settings
 
 
 class OnlineSpec(Schema):
     """Train with an online mixer instead of a fixed mixture (the run's mixture is the start)."""
 
     algorithm: Literal["aioli", "doremi", "odm"]
-    params: dict = Field(default_factory=dict)
+    params: Annotated[dict, max_json] = Field(default_factory=dict)
 
 
 class SwarmCreate(Schema):
     """Design a swarm of proxy runs and train each one in a worker."""
 
-    count: int = Field(ge=1, le=4096)
+    #: at most MIXOPT_MAX_SWARM_COUNT (and 4096)
+    count: Annotated[int, max_value("max_swarm_count")] = Field(ge=1, le=4096)
     preset: str = "tiny"
-    train_steps: int | None = Field(default=None, gt=0)
+    #: at most MIXOPT_MAX_TRAIN_STEPS
+    train_steps: Annotated[int | None, max_value("max_train_steps")] = Field(default=None, gt=0, le=INT32)
     train_tokens: int | None = Field(default=None, gt=0)
-    seed: int = 0
+    #: run seeds are 32-bit; per_run adds the run's index
+    seed: int = Field(default=0, ge=-INT32, le=INT32 - 4096)
     #: shared: every run trains with ``seed`` (same initialisation and sampler stream, so runs
     #: differ only by their mixture: common random numbers); per_run: run i uses ``seed + i``
     seeds: Literal["shared", "per_run"] = "shared"
@@ -39,12 +44,20 @@ class SwarmCreate(Schema):
     online: OnlineSpec | None = None
     tag: Name | None = None
     #: Celery queue of the training jobs (route a swarm to a pool of workers, e.g. "gpu-a100")
-    queue: str = Field(default="gpu", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    #: one of MIXOPT_QUEUES (a queue no worker consumes would leave the jobs pending forever)
+    queue: Annotated[str, AfterValidator(queue_name)] = Field(default="gpu", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     @model_validator(mode="after")
     def _budget(self) -> SwarmCreate:
         if (self.train_steps is None) == (self.train_tokens is None):
             raise ValueError("give exactly one of train_steps or train_tokens")
+        per_step, settings = self.batch_size * self.block_size, get_settings()
+        if per_step > settings.max_tokens_per_step:
+            raise ValueError(f"batch_size x block_size = {per_step} tokens per step; at most "
+                             f"{settings.max_tokens_per_step} (MIXOPT_MAX_TOKENS_PER_STEP)")
+        if self.train_tokens is not None and -(-self.train_tokens // per_step) > settings.max_train_steps:
+            raise ValueError(f"train_tokens {self.train_tokens} at {per_step} tokens per step is more than "
+                             f"{settings.max_train_steps} steps (MIXOPT_MAX_TRAIN_STEPS)")
         if self.strategy == "fixed" and not self.mixtures:
             raise ValueError("strategy fixed needs mixtures")
         if self.mixtures is not None and len(self.mixtures) != self.count:
