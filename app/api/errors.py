@@ -49,8 +49,13 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     methods of the first route that matched the path, so ``Allow`` missed the others)."""
     methods: set[str] = set()
     for template, item in app.openapi().get("paths", {}).items():
-        if re.fullmatch(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template)), path):
-            methods |= {m.upper() for m in item}
+        for method, op in item.items():
+            ints = {p["name"] for p in op.get("parameters", [])
+                    if p.get("in") == "path" and p.get("schema", {}).get("type") == "integer"}
+            pattern = re.sub(r"\\\{([^}]+)\\\}", lambda m, ints=ints: "[0-9]+" if m.group(1) in ints else "[^/]+",
+                             re.escape(template))
+            if re.fullmatch(pattern, path):
+                methods.add(method.upper())
     return sorted(methods)
 
 

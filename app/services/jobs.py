@@ -48,8 +48,12 @@ def list_jobs(session: Session, token: ApiToken, *, project_id: int | None = Non
 
 
 def create_job(session: Session, *, kind: str, project_id: int | None, params: dict[str, Any],
-               queue: str = "default") -> Job:
-    """Add a pending job to the session (the caller commits, then enqueues)."""
+               queue: str | None = None) -> Job:
+    """Add a pending job to the session (the caller commits, then enqueues); ``queue`` defaults
+    to ``MIXOPT_JOB_QUEUE``."""
+    from app.core.config import get_settings
+
+    queue = queue or get_settings().job_queue
     job = Job(kind=kind, project_id=project_id, params=params, queue=queue, state="pending")
     session.add(job)
     session.flush()

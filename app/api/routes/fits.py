@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentToken, IdPath, SessionDep
+from app.api.deps import CurrentToken, IdPath, Offset, SessionDep
 from app.api.schemas.fits import (
     BaselinesPublic,
     FitAccepted,
@@ -56,7 +56,7 @@ def create_fit(project_id: IdPath, data: FitCreate, session: SessionDep, token: 
 
 @router.get("/fits", response_model=FitsPublic)
 def list_fits(project_id: IdPath, session: SessionDep, token: CurrentToken,
-              offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+              offset: Offset = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     rows, count = svc.list_fits(session, projects.get_project(session, token, project_id), limit, offset)
     return {"data": rows, "count": count}
 
@@ -83,7 +83,7 @@ def create_recommendation(project_id: IdPath, data: RecommendationCreate, sessio
 
 @router.get("/recommendations", response_model=RecommendationsPublic)
 def list_recommendations(project_id: IdPath, session: SessionDep, token: CurrentToken,
-                         offset: Annotated[int, Query(ge=0)] = 0,
+                         offset: Offset = 0,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     rows, count = svc.list_recommendations(session, projects.get_project(session, token, project_id), limit, offset)
     return {"data": rows, "count": count}

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import CurrentToken, IdPath, SessionDep
+from app.api.deps import CurrentToken, IdPath, Offset, SessionDep
 from app.api.schemas.projects import ProjectCreate, ProjectPublic, ProjectsPublic, ProjectUpdate
 from app.services import projects as svc
 
@@ -19,7 +19,7 @@ def create_project(data: ProjectCreate, session: SessionDep, token: CurrentToken
 @router.get("", response_model=ProjectsPublic)
 def list_projects(
     session: SessionDep, token: CurrentToken,
-    offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Offset = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict:
     rows, count = svc.list_projects(session, token, offset=offset, limit=limit)
     counts = svc.run_counts(session, [p.id for p in rows])

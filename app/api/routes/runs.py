@@ -16,6 +16,7 @@ from app.api.schemas.runs import (
     RunBatchCreate,
     RunCreate,
     RunPublic,
+    RunsDocument,
     RunsPage,
     RunUpdate,
 )
@@ -174,6 +175,41 @@ def import_runs(
     return JSONResponse(body, status_code=status)
 
 
+@router.post("/import/json", status_code=201, response_model=ImportResult,
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": {"$ref": "#/components/schemas/RunsDocument"}}}}})
+def import_runs_json(
+    project_id: IdPath, request: Request, session: SessionDep, token: CurrentToken,
+    payload: Annotated[dict[str, Any], Body()], idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Import a JSON export (``GET .../runs/export?format=json``): every run is created with the
+    same mixture, metrics, scale, seed, tags, status, origin, details, error and loss curve. A
+    project with no domains takes the document's domains."""
+    project = projects.get_project(session, token, project_id, write=True)
+    if isinstance(payload.get("runs"), list):
+        runs.check_batch_size(len(payload["runs"]), "runs")
+    doc = _validate(RunsDocument, payload)
+    created_domains: list[str] = []
+    if not project.domains:
+        if len(set(doc.domains)) != len(doc.domains):
+            raise Invalid("domains are listed twice", field="domains")
+        projects.add_domains(session, project, list(doc.domains))
+        created_domains = list(doc.domains)
+    key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
+    curves = [r.curve for r in doc.runs]
+
+    def respond(ids: list[int]) -> tuple[int, Any]:
+        metric_names = list(dict.fromkeys(m for r in doc.runs for m in r.metrics))
+        return 201, {"format": "json", "created": len(ids), "skipped": 0, "domains_created": created_domains,
+                     "metrics": metric_names, "ids": ids}
+
+    status, body = runs.create_runs(
+        session, project, doc.runs, normalize=False, field="runs", token_id=token.id, idempotency_key=key,
+        endpoint=f"POST {request.url.path}", fingerprint=idempotency.request_fingerprint(payload),
+        respond=respond, after_insert=lambda ids: runs.insert_curves(session, ids, curves))
+    return JSONResponse(body, status_code=status)
+
+
 @router.get("/export", responses={200: {"content": {"text/csv": {}, "application/zip": {}, "application/json": {}}}})
 def export_runs(
     project_id: IdPath, session: SessionDep, token: CurrentToken,
@@ -191,9 +227,7 @@ def export_runs(
     wanted = {"model_params": model_params, "train_tokens": train_tokens, "train_steps": train_steps}
     rows = [r for r in rows if all(v is None or getattr(r, k) == v for k, v in wanted.items())]
     if format == "json":
-        body = {"project": project.name, "domains": [d.name for d in project.domains],
-                "runs": [imports.run_json(r) for r in rows]}
-        return JSONResponse(body)
+        return JSONResponse(jsonable_encoder(imports.runs_document(session, project, rows)))
     if part is None:
         return Response(imports.export_zip(project, rows, layout), media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="project-{project.id}-{layout}.zip"'})

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from app.api.deps import CurrentToken, IdPath, SessionDep
 from app.api.schemas.tokens import TokenCreate, TokenCreated, TokenPublic, TokensPublic
 from app.services import tokens as svc
+from app.services.errors import Conflict
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 
@@ -34,7 +35,12 @@ def whoami(token: CurrentToken) -> dict:
     return _public(token)
 
 
-@router.delete("/{token_id}", response_model=TokenPublic)
+@router.delete("/{token_id:int}", response_model=TokenPublic,
+               responses={409: {"description": "the token is the one making the request"}})
 def revoke_token(token_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
+    """Revoke a token (admin only). An admin cannot revoke the token it is using (so the last
+    admin token is not lost by mistake): revoke it with another admin token."""
     svc.require_admin(token)
+    if token_id == token.id:
+        raise Conflict("this is the token making the request; revoke it with another admin token", field="token_id")
     return _public(svc.revoke(session, token_id))

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mixopt.api_types import ErrorBody, ErrorItem
 
 #: a float that must be finite (NaN and +-inf are refused with a 422 naming the field)
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -18,8 +20,50 @@ Int32 = Annotated[int, Field(ge=-INT32, le=INT32)]
 Count64 = Annotated[int, Field(ge=0, le=INT64)]
 
 
+def _bound_integers(schema: dict) -> None:
+    """JSON Schema of a model: every integer without a declared range gets the 64-bit range (the
+    widest integer column), so the document says what is accepted."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "integer":
+                node.setdefault("maximum", INT64)
+                node.setdefault("minimum", -INT64)
+            stack.extend(v for k, v in node.items() if k not in ("default", "example", "examples"))
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _check_integers(value: object, field: str, low: int, high: int) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not low <= value <= high:
+            raise ValueError(f"{field}: {value} is out of range [{low}, {high}]")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_integers(v, f"{field}[{i}]", low, high)
+
+
 class Schema(BaseModel):
-    model_config = ConfigDict(extra="forbid", from_attributes=True)
+    """Base of every API schema. Integer fields without an explicit ``le``/``ge`` are limited to
+    the 64-bit range (in the document and when validated), so no number reaches the database
+    out of range; fields stored in 32-bit columns (steps, seeds, ids) declare ``Int32``."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True, json_schema_extra=_bound_integers)
+
+    @model_validator(mode="after")
+    def _integer_ranges(self) -> Schema:
+        for name in type(self).model_fields:
+            value = getattr(self, name, None)
+            if value is None or isinstance(value, dict | str | float):
+                continue
+            _check_integers(value, name, -INT64, INT64)
+        return self
+
+
+__all__ = ["ErrorBody", "ErrorItem"]
 
 
 class Message(BaseModel):

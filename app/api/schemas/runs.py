@@ -116,4 +116,29 @@ class ImportResult(Schema):
     ignored_columns: dict[str, list[str]] = Field(default_factory=dict)
 
 
+
+class RunImport(RunCreate):
+    """One run of a JSON export (``GET .../runs/export?format=json``), read back by
+    ``POST .../runs/import/json``: everything a new run takes, plus its error and loss curve.
+    ``id``, ``job_id`` and the timestamps belong to the source project and are ignored."""
+
+    error: str | None = Field(default=None, max_length=100_000)
+    curve: list[CurvePointCreate] = Field(default_factory=list)
+    id: int | None = None
+    job_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class RunsDocument(Schema):
+    """The JSON export of a project's runs."""
+
+    format: Literal["mixopt-runs"] = "mixopt-runs"
+    version: Literal[1] = 1
+    project: str | None = None
+    #: the source project's domains, in order (a project with no domains takes them)
+    domains: list[Name] = Field(default_factory=list)
+    runs: list[RunImport] = Field(min_length=1)
+
+
 __all__ = ["NonNegFloat", "Tag"]

@@ -1,18 +1,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from app.api.schemas.common import Name, Schema
+from app.api.schemas.common import INT32, Name, Schema
 
 
 class TokenCreate(Schema):
     name: Name
     #: admin: everything; write/read: only the listed projects (and projects it creates)
     role: Literal["admin", "write", "read"] = "write"
-    project_ids: list[int] = Field(default_factory=list)
+    project_ids: list[Annotated[int, Field(ge=1, le=INT32)]] = Field(default_factory=list)
 
 
 class TokenPublic(Schema):

@@ -1,0 +1,141 @@
+"""The OpenAPI document, made truthful.
+
+FastAPI's default document promises ``HTTPValidationError`` for 422 (our handlers answer
+:class:`mixopt.api_types.ErrorBody`), lists no other error status, shows the token as a header
+parameter and names operations ``create_fit_v1_projects__project_id__fits_post``. This module
+post-processes the generated document once per app:
+
+- operationIds are the route functions' names (``create_fit``, ``list_runs``): stable and
+  readable; :func:`operation_id` is passed to FastAPI, and duplicates fail at start-up;
+- the bearer token is the ``HTTPBearer`` security scheme (``app.api.deps.bearer``);
+- ``ErrorBody`` is declared once and referenced by every error status of every operation;
+- the error statuses each operation can really answer are derived from what it takes, so a
+  route added by anyone gets them without a list to keep in step: 401 and 503 with a token
+  (and 503 wherever the database is read), 403 and 409 for writes (403 on admin routes), 404 with ids in
+  the path, 422 with parameters or a body, 400 and 413 with a body (unparseable multipart,
+  too large); a route declares anything else (409, ...) in its decorator's ``responses``;
+- request models that routes validate by hand (``RunCreate``/``RunBatchCreate`` on ``POST
+  .../runs``) are added to the components, so no ``$ref`` dangles;
+- the main request bodies carry examples (used by Swagger UI and by schemathesis).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+from mixopt.api_types import ErrorBody
+
+ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+DESCRIPTIONS = {
+    "400": "the body could not be parsed (malformed multipart, an unknown filter value)",
+    "401": "no token, or an invalid or revoked one (`Authorization: Bearer <token>`)",
+    "403": "the token may not do this (a read-only token writing, a non-admin on admin routes)",
+    "404": "no such resource, or one this token cannot see",
+    "409": "conflict with stored data",
+    "413": "the request body is too large",
+    "422": "invalid input: `detail` names the field",
+    "503": "the database or the broker is unavailable: retry later",
+}
+
+EXAMPLES: dict[str, Any] = {
+    "create_project": {
+        "name": "pile", "domains": [{"name": "web", "token_count": 300_000_000_000},
+                                    {"name": "code", "token_count": 40_000_000_000},
+                                    {"name": "math", "token_count": 10_000_000_000}],
+        "objective": {"val/web": 1.0, "val/code": 1.0},
+        "constraints": {"target_tokens": 100_000_000_000, "max_epochs": 4,
+                        "bounds": {"web": {"min": 0.2, "max": 0.8}}},
+    },
+    "create_runs": {"mixture": {"web": 0.6, "code": 0.3, "math": 0.1},
+                    "metrics": {"val/web": 3.21, "val/code": 2.05, "val/math": 2.7},
+                    "model_params": 1_000_000, "train_tokens": 1_000_000_000, "tags": ["swarm-1"]},
+    "create_fit": {"estimator": "auto", "cv_folds": 5},
+    "create_recommendation": {"estimator": "auto", "constraints": {"target_tokens": 100_000_000_000,
+                                                                    "max_epochs": 4}, "n_boot": 20},
+}
+
+
+def operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def _extra_models() -> list[type[BaseModel]]:
+    from app.api.schemas.runs import RunBatchCreate, RunCreate, RunPublic, RunsCreated
+
+    return [RunCreate, RunBatchCreate, RunsCreated, RunPublic]
+
+
+def _add_components(doc: dict, models: list[type[BaseModel]]) -> None:
+    from pydantic.json_schema import models_json_schema
+
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    _, defs = models_json_schema([(m, "validation") for m in models], ref_template="#/components/schemas/{model}")
+    for name, schema in defs.get("$defs", {}).items():
+        schemas.setdefault(name, schema)
+
+
+def _error_codes(path: str, method: str, op: dict) -> set[str]:
+    params = op.get("parameters", [])
+    has_body = "requestBody" in op
+    secured = bool(op.get("security"))
+    codes: set[str] = set()
+    if params or has_body:
+        codes.add("422")
+    if has_body:
+        codes |= {"400", "413"}
+    if secured:
+        codes |= {"401", "503"}
+        if method != "get" or path.startswith("/v1/tokens") and not path.endswith("/me"):
+            codes.add("403")
+        if method != "get":
+            codes.add("409")  # conflicts with stored data (a duplicate, a reused idempotency key, ...)
+    if any(p.get("in") == "path" for p in params):
+        codes.add("404")
+    return codes
+
+
+def build(app: FastAPI) -> dict[str, Any]:
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
+                      tags=app.openapi_tags)
+    _add_components(doc, [ErrorBody, *_extra_models()])
+    schemas = doc["components"]["schemas"]
+    where: dict[str, str] = {}
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            name = op.get("operationId", "")
+            if where.setdefault(name, f"{method.upper()} {path}") != f"{method.upper()} {path}":
+                raise RuntimeError(f"two operations are named {name!r} ({where[name]} and {method.upper()} {path}): "
+                                   "route functions' names must be unique")
+            responses = op.setdefault("responses", {})
+            for code in sorted(_error_codes(path, method, op) | {c for c in responses if c[0] in "45"}):
+                entry = responses.setdefault(code, {})
+                entry["description"] = entry.get("description") if entry.get("description") not in (
+                    None, "", "Validation Error") else DESCRIPTIONS.get(code, "error")
+                entry["content"] = {"application/json": {"schema": ERROR_REF}}
+            if path == "/readyz":
+                responses["503"] = {"description": "the database does not answer",
+                                    "content": {"application/json": {"schema": {"type": "object"}}}}
+            if op.get("operationId") == "create_runs":  # one run -> the run, a batch -> {count, ids}
+                responses["201"]["content"] = {"application/json": {"schema": {"oneOf": [
+                    {"$ref": "#/components/schemas/RunPublic"}, {"$ref": "#/components/schemas/RunsCreated"}]}}}
+            example = EXAMPLES.get(op.get("operationId", ""))
+            body = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if example is not None and body is not None:
+                body["example"] = example
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return doc
+
+
+def install(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = build(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
