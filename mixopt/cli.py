@@ -165,6 +165,65 @@ def runs_list(
     console.print(f"{shown} of {total} runs")
 
 
+@app.command("validate")
+def validate(
+    project_id: int,
+    recommendation: Annotated[list[int] | None, typer.Option("--recommendation", "-r", help="recommendation id")] = None,
+    baseline: Annotated[list[str] | None, typer.Option("--baseline", "-b", help="natural, uniform, entropy, unimax, ...")] = None,
+    mixture: Annotated[list[str] | None, typer.Option("--mixture", "-m", help='LABEL=JSON, e.g. mine={"web": 0.7, "code": 0.3}')] = None,
+    steps: Annotated[int, typer.Option("--steps", help="training steps per run")] = 300,
+    seeds: Annotated[str, typer.Option("--seeds", help="comma-separated seeds, shared by every mixture")] = "0,1,2",
+    preset: Annotated[str, typer.Option("--preset")] = "tiny",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait for the result and print it")] = True,
+    url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Validation trainings: train each mixture with the same seeds, print the paired comparison."""
+    specs: list[dict] = [{"recommendation_id": r} for r in recommendation or []]
+    specs += [{"baseline": b} for b in baseline or []]
+    for item in mixture or []:
+        label, _, text = item.partition("=")
+        try:
+            specs.append({"label": label, "mixture": json.loads(text)})
+        except json.JSONDecodeError as exc:
+            _fail(ValueError(f"--mixture {label}: not JSON ({exc})"))
+    c = _client(url, token)
+    try:
+        acc = c.validate(project_id, specs, train_steps=steps, seeds=[int(s) for s in seeds.split(",") if s],
+                         preset=preset)
+        vid = acc["validation"]["id"]
+        console.print(f"validation {vid}: job {acc['job']['id']}")
+        if not wait:
+            return
+        job = c.wait_job(acc["job"]["id"], timeout=24 * 3600)
+        if job["state"] != "succeeded":
+            _fail(RuntimeError(f"validation {vid} {job['state']}: {job.get('error')}"))
+        print_validation(c.get_validation(project_id, vid))
+    except (MixoptError, ValueError) as exc:
+        _fail(exc)
+
+
+def print_validation(v: dict) -> None:
+    """The comparison table of a validation: objective per mixture, paired differences."""
+    res = v["result"]
+    t = Table(title=f"validation {v['id']}: {v['train_steps']} steps, seeds {v['seeds']}")
+    for col in ("mixture", "objective (mean ± sd)"):
+        t.add_column(col)
+    for m in res["mixtures"]:
+        t.add_row(escape(m["label"]), f"{m['mean']:.4f} ± {m['std']:.4f}")
+    console.print(t)
+    d = Table(title="paired differences (negative: lower loss than the reference)")
+    for col in ("mixture", "reference", "mean diff", "95% interval", "wins"):
+        d.add_column(col)
+    for cmp in res["comparisons"]:
+        interval = ("-" if cmp["interval_low"] is None
+                    else f"[{cmp['interval_low']:+.4f}, {cmp['interval_high']:+.4f}]")
+        d.add_row(escape(cmp["label"]), escape(cmp["reference"]), f"{cmp['mean']:+.4f}", interval,
+                  f"{cmp['wins']}/{cmp['seeds']}")
+    console.print(d)
+    for note in res.get("notes", []):
+        console.print(f"note: {escape(note)}")
+
+
 @app.command("demo-data")
 def demo_data(
     out: Annotated[Path | None, typer.Option(help="directory (default: $MIXOPT_HOME/demo-corpora)")] = None,

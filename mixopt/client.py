@@ -275,3 +275,22 @@ class MixoptClient:
     def session_history(self, project_id: int, session_id: int) -> Json:
         return self._json("GET", f"/v1/projects/{project_id}/online-sessions/{session_id}/history")
 
+
+    # -- validation trainings ------------------------------------------------------------------
+    def validate(self, project_id: int, mixtures: Sequence[Json], *, train_steps: int = 300,
+                 seeds: Sequence[int] = (0, 1, 2), preset: str = "tiny", **options: Any) -> Json:
+        """Train each mixture with the same seeds and compare them, paired (202 + job).
+
+        ``mixtures``: ``{"recommendation_id": 3}``, ``{"baseline": "natural"}`` or
+        ``{"mixture": {...}, "label": "mine"}``; ``options``: batch_size, block_size,
+        eval_interval, learning_rate, n_layer, n_head, n_embd, queue.
+        """
+        body = {"mixtures": list(mixtures), "train_steps": train_steps, "seeds": list(seeds), "preset": preset,
+                **options}
+        return self._json("POST", f"/v1/projects/{project_id}/validations", json=body)
+
+    def list_validations(self, project_id: int) -> list[Json]:
+        return self._json("GET", f"/v1/projects/{project_id}/validations")["data"]
+
+    def get_validation(self, project_id: int, validation_id: int) -> Json:
+        return self._json("GET", f"/v1/projects/{project_id}/validations/{validation_id}")

@@ -9,6 +9,7 @@ from app.core.config import Settings
 #: task name -> queue; training goes to the gpu queue (CPU workers listen to it too by default)
 TASK_QUEUES = {
     "mixopt.train_run": "gpu",
+    "mixopt.validate": "gpu",
     "mixopt.fit": "default",
     "mixopt.recommend": "default",
     "mixopt.suggest": "default",
