@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     resend_batch: int = 50
     #: a running job whose cancel was requested this long ago and still runs is terminated
     cancel_grace_seconds: float = 30.0
+    #: Celery queue of the jobs that do not name one (fits, recommendations, suggestions,
+    #: ingestion); training goes to ``gpu`` or the swarm's own queue
+    job_queue: str = "default"
+    #: ``/readyz`` wants a live worker consuming each of these queues (comma-separated)
+    ready_queues: str = "default"
     #: processes of the embedded worker started by ``mixopt serve``
     worker_concurrency: int = 2
     #: BLAS/OpenMP threads per worker process; 0: the machine's cores // the worker's concurrency
@@ -87,6 +92,8 @@ class Settings(BaseSettings):
     request_threads: int = Field(default=40, ge=1, le=1000)
     #: seconds a request waits for a database connection before a 503 with Retry-After
     db_pool_timeout: float = Field(default=10.0, gt=0)
+    #: connections beyond ``request_threads`` (the embedded worker's threads, background work)
+    db_max_overflow: int = Field(default=10, ge=0)
     #: failed logins / invalid tokens allowed per client address in ``auth_window_seconds``
     auth_failures_per_window: int = Field(default=20, ge=1)
     auth_window_seconds: float = Field(default=60.0, gt=0)

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.services.errors import Invalid
-from app.store.models import Project, Run
+from app.store.models import CurvePoint, Project, Run
 
 FORMATS = ("regmix", "olmix")
 _IGNORED = {"name", "index", "run", "run_id", ""}
@@ -241,9 +241,28 @@ def export_zip(project: Project, runs: Sequence[Run], layout: str) -> bytes:
     return buf.getvalue()
 
 
-def run_json(r: Run) -> dict:
+def run_json(r: Run, curve: list[CurvePoint] | None = None) -> dict:
+    """Everything a run holds, as the JSON export writes it and the JSON import reads it back."""
     return {
         "id": r.id, "name": r.name, "external_id": r.external_id, "mixture": r.mixture, "metrics": r.metrics,
         "model_params": r.model_params, "train_tokens": r.train_tokens, "train_steps": r.train_steps,
-        "seed": r.seed, "tags": r.tags, "status": r.status, "origin": r.origin,
+        "seed": r.seed, "tags": r.tags, "status": r.status, "origin": r.origin, "details": r.details or {},
+        "error": r.error, "job_id": r.job_id, "created_at": r.created_at.isoformat() if r.created_at else None,
+        "updated_at": r.updated_at.isoformat() if r.updated_at else None,
+        "curve": [{"step": p.step, "tokens": p.tokens, "metrics": p.metrics} for p in (curve or [])],
     }
+
+
+def runs_document(session: Session, project: Project, runs: Sequence[Run]) -> dict:
+    """The JSON export of runs (``format=json``): project name, domains in order, and every run
+    with its details, error and loss curve; ``POST .../runs/import/json`` reads it back."""
+    curves: dict[int, list[CurvePoint]] = {}
+    ids = [r.id for r in runs]
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start:start + 1000]
+        for p in session.scalars(select(CurvePoint).where(CurvePoint.run_id.in_(chunk))
+                                 .order_by(CurvePoint.run_id, CurvePoint.step)):
+            curves.setdefault(p.run_id, []).append(p)
+    return {"format": "mixopt-runs", "version": 1, "project": project.name,
+            "domains": [d.name for d in project.domains],
+            "runs": [run_json(r, curves.get(r.id)) for r in runs]}

@@ -81,6 +81,8 @@ def run_rows(project: Project, specs: Sequence[RunCreate], *, normalize: bool, f
             "train_tokens": spec.train_tokens, "train_steps": spec.train_steps, "seed": spec.seed,
             "tags": list(dict.fromkeys(spec.tags)), "status": status, "origin": spec.origin,
             "details": spec.details, "created_at": now, "updated_at": now,
+            # an imported export carries the run's error (RunImport); a new run has none
+            "error": getattr(spec, "error", None),
         })
     return rows
 
@@ -236,6 +238,15 @@ def add_curve_points(session: Session, run: Run, points: Sequence[CurvePointCrea
     return len(new)
 
 
+def insert_curves(session: Session, ids: Sequence[int], curves: Sequence[Sequence[CurvePointCreate]]) -> None:
+    """Curves of newly created runs (``ids[i]`` gets ``curves[i]``), in the caller's transaction."""
+    now = utcnow()
+    rows = [{"run_id": rid, "step": p.step, "tokens": p.tokens, "metrics": dict(p.metrics), "created_at": now}
+            for rid, points in zip(ids, curves, strict=True) for p in points]
+    for start in range(0, len(rows), 5000):
+        session.execute(insert(CurvePoint), rows[start:start + 5000])
+
+
 def curve(session: Session, run: Run) -> list[CurvePoint]:
     return list(session.scalars(select(CurvePoint).where(CurvePoint.run_id == run.id).order_by(CurvePoint.step)))
 
@@ -252,12 +263,13 @@ def existing_external_ids(session: Session, project: Project, ids: Sequence[str]
 def create_runs(
     session: Session, project: Project, specs: Sequence[RunCreate], *, normalize: bool, field: str,
     token_id: int, idempotency_key: str | None, endpoint: str, fingerprint: str,
-    respond: Any,
+    respond: Any, after_insert: Any = None,
 ) -> tuple[int, Any]:
     """Validate and insert runs in one transaction, honouring an Idempotency-Key.
 
     ``respond(ids) -> (status_code, body)`` builds the response, which is stored with the key
-    so that a retried request gets the same answer and creates nothing.
+    so that a retried request gets the same answer and creates nothing; ``after_insert(ids)``
+    adds related rows (curves of imported runs) in the same transaction.
     """
     from app.services import idempotency
 
@@ -267,6 +279,8 @@ def create_runs(
             return rec.status_code, rec.response
     rows = run_rows(project, specs, normalize=normalize, field=field)
     ids = insert_runs(session, rows)
+    if after_insert is not None:
+        after_insert(ids)
     status_code, body = respond(ids)
     if idempotency_key:
         idempotency.remember(session, token_id, idempotency_key, endpoint, fingerprint, status_code, body)

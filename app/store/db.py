@@ -40,8 +40,7 @@ def _pool_args() -> dict:
     plus headroom for the embedded worker's threads and background work; a request that still
     finds no connection within ``MIXOPT_DB_POOL_TIMEOUT`` is a 503 with Retry-After."""
     s = get_settings()
-    return {"pool_size": s.request_threads, "max_overflow": max(10, 2 * s.worker_concurrency),
-            "pool_timeout": s.db_pool_timeout}
+    return {"pool_size": s.request_threads, "max_overflow": s.db_max_overflow, "pool_timeout": s.db_pool_timeout}
 
 
 @lru_cache

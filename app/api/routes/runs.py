@@ -215,7 +215,7 @@ def export_runs(
     project_id: IdPath, session: SessionDep, token: CurrentToken,
     format: Literal["csv", "json"] = "csv", layout: Literal["regmix", "olmix"] = "regmix",
     part: Annotated[Literal["mixtures", "metrics"] | None, Query(description="one CSV of the pair; default: a zip of both")] = None,
-    status: StateFilter | None = "succeeded",
+    status: Annotated[StateFilter | Literal["all"] | None, Query(description="runs in this state; all: every run")] = "succeeded",
     model_params: Annotated[int | None, Query(gt=0, description="only the runs at this scale")] = None,
     train_tokens: Annotated[int | None, Query(gt=0)] = None,
     train_steps: Annotated[int | None, Query(gt=0)] = None,
@@ -223,7 +223,7 @@ def export_runs(
     """Write runs back: JSON, or CSV in the RegMix or olmix layout (a zip of both files, or one
     part), optionally the runs of one scale (the CSV layouts have no scale column)."""
     project = projects.get_project(session, token, project_id)
-    rows = runs.all_runs(session, project, status=status or None)
+    rows = runs.all_runs(session, project, status=None if status in (None, "all") else status)
     wanted = {"model_params": model_params, "train_tokens": train_tokens, "train_steps": train_steps}
     rows = [r for r in rows if all(v is None or getattr(r, k) == v for k, v in wanted.items())]
     if format == "json":
