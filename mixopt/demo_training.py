@@ -1,6 +1,6 @@
 """The training half of ``mixopt demo``: demo corpora -> project -> ingestion -> a swarm of tiny
 proxy models trained by the embedded worker (CPU) -> fit -> recommendation beside natural and
-uniform."""
+uniform -> validation trainings of the recommendation against natural and uniform (3 seeds)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ SWARM = {"count": 16, "preset": "tiny", "train_steps": 250, "batch_size": 16, "b
          "eval_interval": 50, "seed": 0, "tag": "demo-swarm"}
 TARGET_TOKENS = 2_000_000  # the "real" run the recommendation is for (tiny here: the corpora are small)
 MAX_EPOCHS = 4
+#: the validation of the recommendation: the swarm's run settings, three shared seeds
+VALIDATION = {"preset": SWARM["preset"], "train_steps": SWARM["train_steps"], "batch_size": SWARM["batch_size"],
+              "block_size": SWARM["block_size"], "eval_interval": SWARM["eval_interval"], "seeds": [0, 1, 2]}
+#: a fit is worth acting on when its cross-validated rank correlation reaches this
+TRUSTED_SPEARMAN = 0.8
 
 
 def corpora_dir() -> Path:
@@ -84,3 +89,67 @@ def training_part(c: MixoptClient, console: Console) -> None:
         f"{name} {v:.4f}" for name, v in zip(cols, pred["objective"], strict=True)) +
         f"; recommended interval [{rec['interval_low']:.4f}, {rec['interval_high']:.4f}]; "
         f"binding constraints: {rec['binding'] or 'none'}")
+    for line in trust_lines(fit, rec, dict(zip(cols, pred["objective"], strict=True))):
+        console.print(line)
+    validation_part(c, console, p["id"], rec["id"])
+
+
+def trust_lines(fit: dict, rec: dict, predicted: dict[str, float]) -> list[str]:
+    """Plain words on whether the fit can be trusted: its own CV rank correlation and R^2, and
+    whether the predicted gain over natural is outside the recommendation's interval."""
+    pooled = (fit.get("fidelity") or {}).get("pooled") or {}
+    rho, r2 = pooled.get("spearman"), pooled.get("r2")
+    out = []
+    if rho is None or rho < TRUSTED_SPEARMAN:
+        out.append(f"[yellow]the fit ranks held-out runs with Spearman {rho if rho is None else round(rho, 2)} "
+                   f"(below {TRUSTED_SPEARMAN}): treat its recommendation as a hypothesis to validate, not an "
+                   "answer[/yellow]")
+    if r2 is not None and r2 <= 0:
+        out.append(f"[yellow]its cross-validated R² is {r2:.2f}: it predicts held-out runs no better than "
+                   "their mean[/yellow]")
+    nat = predicted.get("natural")
+    if nat is not None and rec.get("interval_high") is not None and rec["interval_high"] >= nat:
+        out.append(f"[yellow]the predicted gain over natural ({nat - predicted['recommended']:+.4f}) is inside the "
+                   "recommendation's own interval: the fit cannot tell them apart[/yellow]")
+    if not out:
+        out.append(f"the fit ranks held-out runs with Spearman {rho:.2f} and R² {r2:.2f}")
+    return out
+
+
+def validation_part(c: MixoptClient, console: Console, project_id: int, rec_id: int) -> dict:
+    """Validation trainings: the recommendation against natural and uniform, 3 shared seeds."""
+    from mixopt.cli import print_validation
+
+    console.rule("Validation: the recommendation trained against natural and uniform")
+    mixtures = [{"recommendation_id": rec_id, "label": "recommended"}, {"baseline": "natural"},
+                {"baseline": "uniform"}]
+    t0 = time.perf_counter()
+    acc = c.validate(project_id, mixtures, **VALIDATION)
+    job = c.wait_job(acc["job"]["id"], timeout=3600)
+    if job["state"] != "succeeded":
+        console.print(f"[red]validation {job['state']}: {job.get('error')}[/red]")
+        return {}
+    v = c.get_validation(project_id, acc["validation"]["id"])
+    print_validation(v)
+    console.print(f"validation trained {len(mixtures) * len(VALIDATION['seeds'])} runs in "
+                  f"{time.perf_counter() - t0:.0f} s")
+    for line in verdict_lines(v):
+        console.print(line)
+    return v
+
+
+def verdict_lines(v: dict) -> list[str]:
+    """Plain words on the validation: does the recommendation beat natural and uniform?"""
+    out = []
+    for cmp in v["result"]["comparisons"]:
+        if cmp["label"] != "recommended":
+            continue
+        ref, n = cmp["reference"], cmp["seeds"]
+        sure = cmp["interval_high"] is not None and cmp["interval_high"] < 0
+        if cmp["mean"] < 0 and cmp["wins"] == n:
+            out.append(f"the recommendation beats {ref} on {n}/{n} seeds by {-cmp['mean']:.4f} nats"
+                       + ("" if sure else " (the 95% interval still contains 0)"))
+        else:
+            out.append(f"[yellow]the recommendation does not beat {ref}: {cmp['wins']}/{n} seeds, mean difference "
+                       f"{cmp['mean']:+.4f} nats; do not commit a big run to it on this evidence[/yellow]")
+    return out
