@@ -4,11 +4,15 @@ For each preset, in the same process and on the same device: tokens/s of
 ``mixopt.training.trainer.train`` (sampler, callbacks, per-sequence losses and all) and of a
 bare nanoGPT-style loop over the same model shape, batch and optimiser (random windows of a
 token array, AdamW, clipping, bf16 autocast on CUDA). The ratio should be >= 0.95. On CUDA
-also the model FLOPs utilisation: MFU = (6 N + 12 L d T) * tokens/s / peak, N = all
-parameters, L layers, d width, T context (PaLM's count, attention included).
+also the model FLOPs utilisation of both: MFU = (6 N + 12 L d T) * tokens/s / peak, N the
+parameters without the position embedding (the tied token embedding counts once, as the
+output projection), L layers, d width, T context (PaLM, Chowdhery et al. 2022, appendix B:
+forward + backward of the matmuls and of attention); the peak is the device's dense bf16
+tensor-core figure from :data:`PEAK_BF16_TFLOPS`, matched on ``torch.cuda.get_device_name()``
+(``--peak-tflops`` overrides it; an unknown device prints no MFU rather than a guess).
 
     python bench/train_throughput.py                       # CPU: tiny and small
-    python bench/train_throughput.py --presets tiny,small,medium,base --peak-tflops 989
+    python bench/train_throughput.py --device cuda --presets tiny,small,medium,base
 """
 
 from __future__ import annotations
@@ -27,7 +31,34 @@ from mixopt.training.data import DomainData  # noqa: E402
 from mixopt.training.model import GPT, PRESETS, config_for  # noqa: E402
 from mixopt.training.trainer import TrainConfig, make_optimizer, resolve_device, train  # noqa: E402
 
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
+#: dense bf16 peak TFLOP/s (no sparsity) from the vendors' data sheets, by a substring of the
+#: device name; the most specific match wins (PCIe/NVL H100s are slower than SXM ones)
+PEAK_BF16_TFLOPS = {
+    "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0, "H20": 148.0,
+    "GH200": 989.0, "B200": 2250.0, "A100": 312.0, "A800": 312.0, "A6000": 155.0, "A40": 150.0,
+    "A30": 165.0, "A10G": 70.0, "A10": 125.0, "L40S": 362.0, "L40": 181.0, "L4": 121.0,
+    "RTX 4090": 165.0, "RTX 3090": 71.0, "V100": 125.0, "T4": 65.0,
+}
+
+
+def peak_bf16_tflops(device_name: str) -> float | None:
+    """The device's dense bf16 peak (TFLOP/s), or None when the name is not in the table.
+
+    The longest matching key wins ("NVIDIA H100 PCIe" is "H100 PCIe", not "H100"; "NVIDIA
+    A10G" is "A10G", not "A10"); V100 and T4 have no bf16 tensor cores (their fp16 peak).
+    """
+    hits = [k for k in PEAK_BF16_TFLOPS if k.lower() in device_name.lower()]
+    return PEAK_BF16_TFLOPS[max(hits, key=len)] if hits else None
+
+
+def model_flops_per_token(n_params: int, n_layer: int, n_embd: int, T: int) -> float:
+    """Training FLOPs per token, ``6 N + 12 L d T`` (PaLM appendix B)."""
+    return 6.0 * n_params + 12.0 * n_layer * n_embd * T
+
+
+def mfu(flops_per_tok: float, tokens_per_s: float, peak_tflops: float) -> float:
+    """Model FLOPs utilisation: achieved model FLOP/s over the peak."""
+    return flops_per_tok * tokens_per_s / (peak_tflops * 1e12)
 
 
 def synthetic_data(vocab: int = 257, n: int = 2_000_000, k: int = 3) -> dict[str, DomainData]:
@@ -64,7 +95,8 @@ def bench_bare(cfg: TrainConfig, data, warmup: int) -> float:
     device = resolve_device(cfg.device)
     T, B = cfg.seq_len(), cfg.batch_size
     torch.manual_seed(cfg.seed)
-    model = GPT(config_for(cfg.preset, block_size=T)).to(device)
+    vocab = max(d.vocab_size for d in data.values())
+    model = GPT(config_for(cfg.preset, block_size=T, vocab_size=vocab)).to(device)
     opt = make_optimizer(model, cfg, device)
     fwd = torch.compile(model) if (cfg.compile if cfg.compile is not None else device.type == "cuda") else model
     tokens = np.concatenate([d.train for d in data.values()]).astype(np.int64)
@@ -92,10 +124,12 @@ def bench_bare(cfg: TrainConfig, data, warmup: int) -> float:
 
 
 def flops_per_token(preset: str, T: int, vocab: int = 257) -> float:
+    """``6 N + 12 L d T`` of a preset's model, from its config (built on the meta device)."""
     cfg = config_for(preset, block_size=T, vocab_size=vocab)
     with torch.device("meta"):
-        n = GPT(cfg).num_params(non_embedding=False)
-    return 6 * n + 12 * cfg.n_layer * cfg.n_embd * T
+        model = GPT(cfg)
+        n = model.num_params(non_embedding=False) - model.pos_emb.weight.numel()
+    return model_flops_per_token(n, cfg.n_layer, cfg.n_embd, T)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,12 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     batch = args.batch_size or (32 if gpu else 16)
     peak = args.peak_tflops
     if gpu and peak is None:
-        name = torch.cuda.get_device_name()
-        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+        peak = peak_bf16_tflops(torch.cuda.get_device_name())
     data = synthetic_data()
     where = torch.cuda.get_device_name() if gpu else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {where}; batch {batch}; {steps - warmup} timed steps after {warmup} warm-up")
-    print(f"{'preset':8} {'params':>9} {'T':>5} {'train() tok/s':>14} {'bare tok/s':>12} {'ratio':>6} {'MFU':>6}")
+    print(f"device: {where}; batch {batch}; {steps - warmup} timed steps after {warmup} warm-up; "
+          f"peak bf16 {'unknown' if peak is None else f'{peak:g} TFLOP/s'}")
+    print(f"{'preset':8} {'params':>9} {'T':>5} {'train() tok/s':>14} {'bare tok/s':>12} {'ratio':>6} "
+          f"{'MFU':>6} {'bare MFU':>8}")
     for p in presets:
         T = args.block_size or (PRESETS[p]["block_size"] if gpu else min(128, PRESETS[p]["block_size"]))
         cfg = TrainConfig(preset=p, block_size=T, batch_size=batch, max_steps=steps,
@@ -133,11 +168,14 @@ def main(argv: list[str] | None = None) -> int:
                           compile=False if args.no_compile else None)
         bare = bench_bare(cfg, data, warmup)
         svc = bench_trainer(cfg, data, warmup)
-        mfu = flops_per_token(p, T) * svc / (peak * 1e12) if (gpu and peak) else None
+        fpt = flops_per_token(p, T)
+        m_svc = mfu(fpt, svc, peak) if (gpu and peak) else None
+        m_bare = mfu(fpt, bare, peak) if (gpu and peak) else None
         with torch.device("meta"):
             n = GPT(config_for(p, block_size=T)).num_params(non_embedding=False) / 1e6
         print(f"{p:8} {n:8.1f}M {T:5d} {svc:14,.0f} {bare:12,.0f} {svc / bare:6.3f} "
-              f"{'n/a' if mfu is None else f'{mfu:6.1%}':>6}", flush=True)
+              f"{'n/a' if m_svc is None else f'{m_svc:6.1%}':>6} {'n/a' if m_bare is None else f'{m_bare:8.1%}':>8}",
+              flush=True)
     return 0
 
 
