@@ -29,6 +29,8 @@ project_app = typer.Typer(help="Projects (through the API).", no_args_is_help=Tr
 runs_app = typer.Typer(help="Proxy runs (through the API).", no_args_is_help=True)
 app.add_typer(project_app, name="project")
 app.add_typer(runs_app, name="runs")
+mixture_app = typer.Typer(help="Mixtures for trainers (through the API).", no_args_is_help=True)
+app.add_typer(mixture_app, name="mixture")
 console = Console()
 
 UrlOpt = Annotated[str | None, typer.Option("--url", envvar="MIXOPT_URL", help="API base URL")]
@@ -95,17 +97,30 @@ def runs_import(
     project_id: int, mixtures: Path, metrics: Path,
     format: Annotated[str, typer.Option(help="auto, regmix or olmix")] = "auto",
     tag: Annotated[list[str] | None, typer.Option("--tag")] = None,
-    skip_duplicates: Annotated[bool, typer.Option(help="skip rows already imported")] = False,
+    on_duplicate: Annotated[str, typer.Option(help="rows already imported at this scale: error or skip")] = "error",
+    on_unmatched: Annotated[str, typer.Option(help="runs in one file only: skip (reported) or error")] = "skip",
+    model_params: Annotated[int | None, typer.Option(help="model size of every run in the files")] = None,
+    train_tokens: Annotated[int | None, typer.Option(help="training tokens of every run")] = None,
+    train_steps: Annotated[int | None, typer.Option(help="training steps of every run")] = None,
+    skip_duplicates: Annotated[bool, typer.Option(hidden=True, help="same as --on-duplicate skip")] = False,
     url: UrlOpt = None, token: TokenOpt = None,
 ) -> None:
-    """Import runs from a pair of CSV files (RegMix or olmix layout)."""
+    """Import runs from a pair of CSV files (RegMix or olmix layout) at one scale: the same
+    options as ``POST /v1/projects/{id}/runs/import``."""
     try:
-        r = _client(url, token).import_runs(project_id, mixtures, metrics, format=format, tags=tag or [],
-                                            on_duplicate="skip" if skip_duplicates else "error")
+        r = _client(url, token).import_runs(
+            project_id, mixtures, metrics, format=format, tags=tag or [],
+            on_duplicate="skip" if skip_duplicates else on_duplicate, on_unmatched=on_unmatched,
+            model_params=model_params, train_tokens=train_tokens, train_steps=train_steps)
     except MixoptError as exc:
         _fail(exc)
     console.print(f"imported {r['created']} runs ({r['format']} format), skipped {r['skipped']}; "
                   f"{len(r['metrics'])} metrics")
+    unmatched = r.get("unmatched") or {}
+    for side, ids in unmatched.items():
+        if ids:
+            console.print(f"left out {len(ids)} runs found only in the {escape(side)} file: "
+                          f"{escape(', '.join(ids[:10]))}{' ...' if len(ids) > 10 else ''}")
 
 
 @runs_app.command("export")
@@ -132,6 +147,38 @@ def runs_export(
         console.print(f"wrote {out / names[0]} and {out / names[1]}")
     except MixoptError as exc:
         _fail(exc)
+
+
+@mixture_app.command("export")
+def mixture_export(
+    rec_id: Annotated[int | None, typer.Argument(help="recommendation id")] = None,
+    project: Annotated[int, typer.Option("--project", "-p", help="project id")] = ...,  # type: ignore[assignment]
+    format: Annotated[str, typer.Option(
+        help="json, olmo-core, megatron, hf, levanter, regmix or olmix")] = "json",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="file to write (default: stdout)")] = None,
+    baseline: Annotated[str | None, typer.Option(help="a baseline (natural, uniform, ...) instead")] = None,
+    session: Annotated[int | None, typer.Option(help="an online session's weights instead")] = None,
+    weights: Annotated[str, typer.Option(help="online session: current, final or trajectory")] = "current",
+    part: Annotated[str | None, typer.Option(help="one file of a multi-file export (olmo-core, megatron)")] = None,
+    url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """Write a recommendation (or a baseline, or an online session's weights) as the file a
+    trainer loads: ``GET .../recommendations/{id}/export?format=F``."""
+    try:
+        name, data = _client(url, token).export_mixture(project, rec_id, format=format, baseline=baseline,
+                                                        session_id=session, weights=weights, part=part)
+    except (MixoptError, ValueError) as exc:
+        _fail(exc)
+    if out is None:
+        if name.endswith(".zip"):
+            console.print(f"the {escape(format)} export is several files ({escape(name)}): "
+                          "pass -o FILE, or --part NAME for one of them", style="red")
+            raise typer.Exit(2)
+        typer.echo(data.decode("utf-8"), nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    console.print(f"wrote {escape(str(out))} ({len(data)} bytes, {escape(name)})", highlight=False)
 
 
 @runs_app.command("list")

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -164,15 +165,41 @@ class MixoptClient:
     def import_runs(self, project_id: int, mixtures: str | Path, metrics: str | Path, *, format: str = "auto",
                     normalize: bool = True, on_duplicate: str = "error", tags: Sequence[str] = (),
                     model_params: int | None = None, train_tokens: int | None = None,
-                    train_steps: int | None = None) -> Json:
+                    train_steps: int | None = None, on_unmatched: str = "skip") -> Json:
+        """Import a (mixtures, metrics) CSV pair at one scale; the duplicate key is the row id
+        with the scale, runs in one file only are reported in ``unmatched`` and skipped."""
         data: Json = {"format": format, "normalize": str(normalize).lower(), "on_duplicate": on_duplicate,
-                      "tags": ",".join(tags)}
-        for k, v in (("model_params", model_params), ("train_tokens", train_tokens), ("train_steps", train_steps)):
-            if v is not None:
-                data[k] = str(v)
+                      "on_unmatched": on_unmatched, "tags": ",".join(tags)}
+        params = {k: v for k, v in (("model_params", model_params), ("train_tokens", train_tokens),
+                                    ("train_steps", train_steps)) if v is not None}
         with open(mixtures, "rb") as fm, open(metrics, "rb") as ft:
             files = {"mixtures": (Path(mixtures).name, fm, "text/csv"), "metrics": (Path(metrics).name, ft, "text/csv")}
-            return self._json("POST", f"/v1/projects/{project_id}/runs/import", files=files, data=data)
+            return self._json("POST", f"/v1/projects/{project_id}/runs/import", files=files, data=data,
+                              params=params)
+
+    def export_mixture(self, project_id: int, rec_id: int | None = None, *, format: str = "json",
+                       baseline: str | None = None, session_id: int | None = None, weights: str = "current",
+                       part: str | None = None) -> tuple[str, bytes]:
+        """A recommendation (``rec_id``), a baseline (``baseline``) or an online session's weights
+        (``session_id``, ``weights`` = current, final or trajectory) as the file a trainer loads:
+        ``(file name, bytes)``; multi-file formats (olmo-core, megatron) are a zip unless ``part``
+        names one file. Formats: json, olmo-core, megatron, hf, levanter, regmix, olmix."""
+        if sum(x is not None for x in (rec_id, baseline, session_id)) != 1:
+            raise ValueError("give exactly one of rec_id, baseline or session_id")
+        params: Json = {"format": format}
+        if part:
+            params["part"] = part
+        if rec_id is not None:
+            path = f"/v1/projects/{project_id}/recommendations/{rec_id}/export"
+        elif baseline is not None:
+            path = f"/v1/projects/{project_id}/baselines/{quote(baseline, safe='')}/export"
+        else:
+            path = f"/v1/projects/{project_id}/online-sessions/{session_id}/export"
+            params["weights"] = weights
+        r = self._request("GET", path, params=params)
+        disposition = r.headers.get("content-disposition", "")
+        name = disposition.split('filename="', 1)[1].rstrip('"') if 'filename="' in disposition else f"mixture-{format}"
+        return Path(name).name, r.content
 
     def export_runs(self, project_id: int, *, format: str = "json", layout: str = "regmix",
                     part: str | None = None) -> Any:
