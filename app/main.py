@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import docs, errors, openapi
-from app.api.middleware import BodyGuard
+from app.api.middleware import BodyGuard, InFlightLimit
 from app.api.ratelimit import FailureLimiter
 from app.api.router import api_router
 from app.core.config import get_settings
@@ -43,7 +43,9 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.include_router(api_router)
-    # size and strict-JSON checks before any route parses the body
+    # size and strict-JSON checks before any route parses the body (outermost), then at most
+    # request_threads requests in flight, so the database pool (sized to it) is never exhausted
+    app.add_middleware(InFlightLimit)
     app.add_middleware(BodyGuard)
     settings = get_settings()
     app.state.auth_limiter = FailureLimiter(settings.auth_failures_per_window, settings.auth_window_seconds)

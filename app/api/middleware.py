@@ -1,9 +1,11 @@
 """ASGI middleware in front of every route: the request body's size is checked before anything
-parses it (413), and JSON bodies are strict (NaN, Infinity and numbers that overflow to
-infinity are a 422 naming the field, whichever field: free-form ``details`` included)."""
+parses it (413), JSON bodies are strict (NaN, Infinity and numbers that overflow to infinity
+are a 422 naming the field, whichever field: free-form ``details`` included), and at most
+``MIXOPT_REQUEST_THREADS`` requests are inside the app at once (:class:`InFlightLimit`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -121,3 +123,23 @@ class BodyGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class InFlightLimit:
+    """At most ``MIXOPT_REQUEST_THREADS`` requests inside the app at once; the others wait here,
+    before any dependency runs. Without it a request that has authenticated (and so holds a
+    pooled database connection) can wait for a free handler thread, and 100 concurrent clients
+    exhaust a pool sized to the thread pool (QueuePool timeouts, seen as 500s)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+        self._sem: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(get_settings().request_threads)
+        async with self._sem:
+            await self.app(scope, receive, send)
