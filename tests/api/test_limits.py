@@ -207,3 +207,32 @@ def test_settings_refuse_an_empty_queue_list():
 
     with pytest.raises(ValidationError, match="at least one queue"):
         Settings(queues=" , ")
+
+
+def test_more_concurrent_clients_than_connections_get_no_5xx(db, admin_token):
+    """30 concurrent requests, 2 handler threads, a pool of 2 connections and no overflow: requests
+    wait at the door (InFlightLimit), none holds a connection while waiting for a thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from app.store.db import reset_caches
+    from tests.conftest import server_in_thread
+
+    env = {"MIXOPT_REQUEST_THREADS": "2", "MIXOPT_DB_MAX_OVERFLOW": "0", "MIXOPT_DB_POOL_TIMEOUT": "1"}
+    with settings_env(**env):
+        reset_caches()
+        try:
+            with server_in_thread() as url, httpx.Client(base_url=url, timeout=60,
+                                                         headers={"Authorization": f"Bearer {admin_token}"}) as c:
+                def one(i: int) -> int:
+                    if i % 3 == 0:
+                        return c.post("/v1/projects", json={"name": f"p{i}"}).status_code
+                    return c.get("/v1/projects").status_code
+
+                with ThreadPoolExecutor(30) as pool:
+                    codes = list(pool.map(one, range(90)))
+        finally:
+            reset_caches()
+    assert codes.count(201) == 30 and codes.count(200) == 60, sorted(set(codes))
+    assert count_rows("project") == 30
