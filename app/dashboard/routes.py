@@ -329,6 +329,26 @@ def online_page(request: Request, session: SessionDep, project_id: str,
     return _page(request, session, build)
 
 
+@router.get("/projects/{project_id}/validations", response_class=HTMLResponse)
+def validations_page(request: Request, session: SessionDep, project_id: str,
+                     validation_id: Annotated[str | None, Query(alias="validation")] = None) -> Response:
+    from app.services import validations as validation_service
+
+    def build(token: ApiToken) -> Response:
+        ctx = _project_context(session, token, project_id, "validations")
+        rows = validation_service.list_validations(session, ctx["project"], limit=100)[0]
+        selected = None
+        if validation_id is not None:
+            selected = validation_service.get_validation(session, ctx["project"], _id(validation_id, "validation"))
+        elif rows:
+            selected = next((v for v in rows if v.result), rows[0])
+        plot, domains, scale = views.validation_plot(selected.result if selected is not None else None)
+        return _render(request, "validations.html", ctx | {
+            "validations": rows, "selected": selected, "plot": plot, "domains_list": domains,
+            "bar": lambda x: min(30.0, abs(float(x)) * scale)})
+    return _page(request, session, build)
+
+
 @router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(request: Request, session: SessionDep) -> Response:
     def build(token: ApiToken) -> Response:

@@ -189,3 +189,36 @@ class _Metrics:
     @classmethod
     def wrap(cls, rows: list[dict[str, Any]]) -> list[_Metrics]:
         return [cls(r["metrics"]) for r in rows]
+
+
+def validation_plot(result: dict[str, Any] | None, width: int = 640) -> tuple[dict[str, Any], list[str], float]:
+    """Pixel positions of the validation page's interval plot (server-side SVG: the page's CSP
+    allows no inline styles or scripts), the domains, and the per-domain bar scale (px/nat)."""
+    if not result:
+        return {"groups": [], "width": width}, [], 0.0
+    comps = result.get("comparisons") or []
+    values = [0.0]
+    for c in comps:
+        values += [c["mean"], *c["differences"]]
+        values += [x for x in (c.get("interval_low"), c.get("interval_high")) if x is not None]
+    lo, hi = min(values), max(values)
+    pad = 0.05 * ((hi - lo) or 1.0)
+    lo, hi = lo - pad, hi + pad
+    left, right = 130.0, width - 160.0
+
+    def x(v: float) -> float:
+        return round(left + (v - lo) / (hi - lo) * (right - left), 1)
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in comps:
+        groups.setdefault(c["reference"], []).append({
+            "label": c["label"], "mean": x(c["mean"]), "better": c["mean"] < 0,
+            "lo": None if c.get("interval_low") is None else x(c["interval_low"]),
+            "hi": None if c.get("interval_high") is None else x(c["interval_high"]),
+            "ticks": [x(d) for d in c["differences"]],
+            "text": f"{c['mean']:+.4f} ({c['wins']}/{c['seeds']} wins)"})
+    domains = sorted({d for c in comps for d in c.get("domains", {})})
+    biggest = max([abs(v) for c in comps for v in c.get("domains", {}).values()] or [1.0]) or 1.0
+    plot = {"groups": list(groups.items()), "width": width, "zero": x(0.0), "left": left, "right": right,
+            "min_label": f"{lo:+.3f}", "max_label": f"{hi:+.3f}"}
+    return plot, domains, 30.0 / biggest
