@@ -32,8 +32,10 @@ log = logging.getLogger("mixopt.worker")
 celery_app = Celery("mixopt", include=["workers.tasks.fits", "workers.tasks.maintenance", "workers.tasks.online", "workers.tasks.training", "workers.tasks.validations"])
 celery_app.conf.update(celery_config(get_settings()))
 celery_app.conf.beat_schedule = {
-    "reap-stale-jobs": {"task": "mixopt.reap_stale_jobs", "schedule": float(get_settings().reap_interval_seconds)},
-    "online-tick": {"task": "mixopt.online_tick", "schedule": float(get_settings().online_tick_seconds)},
+    "reap-stale-jobs": {"task": "mixopt.reap_stale_jobs", "schedule": float(get_settings().reap_interval_seconds),
+                        "options": {"queue": get_settings().maintenance_queue}},
+    "online-tick": {"task": "mixopt.online_tick", "schedule": float(get_settings().online_tick_seconds),
+                    "options": {"queue": get_settings().maintenance_queue}},
 }
 celery_app.conf.beat_scheduler = "workers.celery_app:Scheduler"
 

@@ -8,7 +8,6 @@ extra to install. Everything heavy is imported inside the commands.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from typing import Annotated
@@ -39,58 +38,120 @@ def _fail(exc: Exception) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
-    worker: Annotated[bool, typer.Option(help="also start an embedded Celery worker (embedded mode default)")] = True,
+    worker: Annotated[bool, typer.Option(help="also start an embedded Celery worker and beat, supervised")] = True,
 ) -> None:
-    """Run the API (and, in embedded mode, a Celery worker on the same SQLite file)."""
+    """Run the API (and a supervised Celery worker + beat: see workers.embedded)."""
     _need_server()
+    import logging
+
     import uvicorn
 
     from app.bootstrap import prepare
     from app.core.config import get_settings
 
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     settings = get_settings()
     plain = prepare(settings)
     console.print(f"mixopt API on http://{host}:{port}  (docs: /docs)  database: {settings.database_url}")
     if plain and settings.admin_token is None:
         console.print(f"admin token (stored in {settings.home / 'admin_token'}): [bold]{plain}[/bold]")
-    proc = None
+    supervisor = None
     if worker:
-        from workers.embedded import start_worker
+        from workers.embedded import Supervisor
 
-        proc = start_worker(settings)
+        supervisor = Supervisor(settings).start()
+        console.print(f"embedded worker{' and beat' if supervisor.has_beat else ' (beat runs in another serve)'}: "
+                      f"logs in {settings.home}")
         # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
         # finally below still stops the worker (the default action would end us first)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run("app.main:app", host=host, port=port, log_level="info")
     finally:
-        if proc is not None:
-            from workers.embedded import stop_worker
-
-            stop_worker(proc)
+        if supervisor is not None:
+            supervisor.stop()
 
 
 def worker_cmd(
     queues: Annotated[str, typer.Option("-Q", "--queues", help="comma-separated queues")] = "default,gpu",
     concurrency: Annotated[int, typer.Option("-c", "--concurrency", help="worker processes")] = 1,
     beat: Annotated[bool, typer.Option("--beat/--no-beat", help="run the beat scheduler in this worker")] = False,
+    name: Annotated[str, typer.Option("-n", "--name", help="node name (%h: host name); health checks ping it")] =
+        "mixopt@%h",
 ) -> None:
-    """Run a Celery worker (one process per GPU for the gpu queue: pin it with CUDA_VISIBLE_DEVICES)."""
+    """Run a Celery worker (one process per GPU for the gpu queue: pin it with CUDA_VISIBLE_DEVICES).
+
+    BLAS/OpenMP threads per pool process: MIXOPT_WORKER_THREADS, else cores // concurrency.
+    """
     _need_server()
     from workers.celery_app import celery_app
 
-    argv = ["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", "INFO", "-n", f"mixopt-{os.getpid()}@%h"]
+    argv = ["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", "INFO", "-n", name]
     if beat:
-        argv.append("-B")
+        from app.core.config import get_settings
+
+        argv += ["-B", "-s", str(get_settings().home / "celerybeat-schedule")]
     celery_app.worker_main(argv)
 
 
 def beat_cmd() -> None:
-    """Run Celery beat (ticks the online re-mixing and stale-job schedules)."""
+    """Run Celery beat (ticks the online re-mixing and stale-job schedules); its schedule file
+    and liveness file live in MIXOPT_HOME."""
     _need_server()
+    from app.core.config import get_settings
     from workers.celery_app import celery_app
 
-    celery_app.start(["beat", "--loglevel", "INFO"])
+    home = get_settings().home
+    home.mkdir(parents=True, exist_ok=True)
+    celery_app.start(["beat", "--loglevel", "INFO", "-s", str(home / "celerybeat-schedule")])
+
+
+def health(
+    what: Annotated[str, typer.Argument(help="api, worker or beat")],
+    url: Annotated[str, typer.Option(help="the API's base URL (api)")] = "http://127.0.0.1:8000",
+    name: Annotated[str, typer.Option("-n", "--name", help="worker node name (worker; %h: host name)")] =
+        "mixopt@%h",
+    max_age: Annotated[float, typer.Option(help="beat: seconds since its last tick")] = 120.0,
+) -> None:
+    """Health check of one service (for container health checks): exit 0 when healthy.
+
+    api: GET /healthz answers 200; worker: the node answers Celery's ping; beat: it ticked within
+    --max-age seconds (``<home>/beat.alive``).
+    """
+    _need_server()
+    import socket
+    import time
+
+    if what == "api":
+        import httpx
+
+        try:
+            ok = httpx.get(url.rstrip("/") + "/healthz", timeout=3).status_code == 200
+        except httpx.HTTPError as exc:
+            _fail(exc)
+        raise typer.Exit(0 if ok else 1)
+    if what == "worker":
+        from workers.celery_app import celery_app
+
+        node = name.replace("%h", socket.gethostname())
+        replies = celery_app.control.ping(destination=[node], timeout=5) or []
+        if not any(node in r for r in replies):
+            console.print(f"[red]error:[/red] worker {escape(node)} did not answer the ping")
+            raise typer.Exit(1)
+        console.print(f"{escape(node)}: pong")
+        return
+    if what == "beat":
+        from app.core.config import get_settings
+
+        alive = get_settings().home / "beat.alive"
+        age = time.time() - alive.stat().st_mtime if alive.exists() else None
+        if age is None or age > max_age:
+            console.print(f"[red]error:[/red] beat has not ticked in {max_age:g} s ({alive})")
+            raise typer.Exit(1)
+        console.print(f"beat ticked {age:.0f} s ago")
+        return
+    console.print("[red]error:[/red] what must be api, worker or beat")
+    raise typer.Exit(2)
 
 
 def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
@@ -166,6 +227,7 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("worker")(worker_cmd)
     app.command("beat")(beat_cmd)
+    app.command("health")(health)
     db_app = typer.Typer(help="Database migrations (server side: uses this machine's settings).",
                          no_args_is_help=True)
     db_app.command("upgrade")(db_upgrade)

@@ -29,8 +29,13 @@ def _workers(session, settings) -> tuple[str | None, list[dict]]:
         if seen >= cutoff:
             live.append({"name": w.name, "queues": w.queues, "concurrency": w.concurrency,
                          "seen_s_ago": round((utcnow() - seen).total_seconds(), 1)})
-    if live:
+    wanted = [q.strip() for q in settings.ready_queues.split(",") if q.strip()]
+    served = {q for w in live for q in w["queues"].split(",")}
+    missing = [q for q in wanted if q not in served]
+    if live and not missing:
         return None, live
+    if live:
+        return f"no live worker consumes queue(s) {', '.join(missing)}", live
     return (f"no worker heartbeat in the last {settings.stale_job_seconds:g} s"
             + (f" ({len(rows)} known, all silent)" if rows else " (none ever started)")), []
 
