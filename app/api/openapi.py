@@ -10,12 +10,14 @@ post-processes the generated document once per app:
 - the bearer token is the ``HTTPBearer`` security scheme (``app.api.deps.bearer``);
 - ``ErrorBody`` is declared once and referenced by every error status of every operation;
 - the error statuses each operation can really answer are derived from what it takes, so a
-  route added by anyone gets them without a list to keep in step: 401 and 503 with a token
-  (and 503 wherever the database is read), 403 and 409 for writes (403 on admin routes), 404 with ids in
-  the path, 422 with parameters or a body, 400 and 413 with a body (unparseable multipart,
-  too large); a route declares anything else (409, ...) in its decorator's ``responses``;
+  route added by anyone gets them without a list to keep in step: 401, 429 (the
+  failed-authentication limit, ``app.api.ratelimit``) and 503 (database) with a token, 403
+  and 409 for writes (403 also on admin routes), 404 with ids in the path, 422 with
+  parameters or a body, 400 and 413 with a body (unparseable multipart, too large); a route
+  declares anything else (400 for a bad cursor, ...) in its decorator's ``responses``;
 - request models that routes validate by hand (``RunCreate``/``RunBatchCreate`` on ``POST
-  .../runs``) are added to the components, so no ``$ref`` dangles;
+  .../runs``, referenced in ``openapi_extra``) are found by name in ``app.api.schemas`` and
+  added to the components, so no ``$ref`` dangles;
 - the main request bodies carry examples (used by Swagger UI and by schemathesis).
 """
 
@@ -38,6 +40,7 @@ DESCRIPTIONS = {
     "404": "no such resource, or one this token cannot see",
     "409": "conflict with stored data",
     "413": "the request body is too large",
+    "429": "too many failed authentications from this address: wait `Retry-After` seconds",
     "422": "invalid input: `detail` names the field",
     "503": "the database or the broker is unavailable: retry later",
 }
@@ -64,10 +67,51 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def _extra_models() -> list[type[BaseModel]]:
-    from app.api.schemas.runs import RunBatchCreate, RunCreate, RunPublic, RunsCreated
+def _schema_models() -> dict[str, type[BaseModel]]:
+    """Every pydantic model of ``app.api.schemas``, by class name."""
+    import importlib
+    import pkgutil
 
-    return [RunCreate, RunBatchCreate, RunsCreated, RunPublic]
+    import app.api.schemas as package
+
+    models: dict[str, type[BaseModel]] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == module.__name__:
+                models.setdefault(value.__name__, value)
+    return models
+
+
+def _refs(node: Any) -> set[str]:
+    out: set[str] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, dict):
+            ref = n.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+                out.add(ref.rsplit("/", 1)[1])
+            stack.extend(n.values())
+        elif isinstance(n, list):
+            stack.extend(n)
+    return out
+
+
+def _resolve_dangling(doc: dict) -> None:
+    """Routes that validate a body by hand reference its model in ``openapi_extra``; add every
+    such model (found by name in app.api.schemas) to the components."""
+    models = None
+    while True:
+        schemas = doc["components"]["schemas"]
+        missing = _refs(doc) - set(schemas)
+        if not missing:
+            return
+        models = models or _schema_models()
+        unknown = sorted(m for m in missing if m not in models)
+        if unknown:
+            raise RuntimeError(f"the OpenAPI document references unknown schemas {unknown}")
+        _add_components(doc, [models[m] for m in sorted(missing)])
 
 
 def _add_components(doc: dict, models: list[type[BaseModel]]) -> None:
@@ -89,7 +133,7 @@ def _error_codes(path: str, method: str, op: dict) -> set[str]:
     if has_body:
         codes |= {"400", "413"}
     if secured:
-        codes |= {"401", "503"}
+        codes |= {"401", "429", "503"}
         if method != "get" or path.startswith("/v1/tokens") and not path.endswith("/me"):
             codes.add("403")
         if method != "get":
@@ -102,7 +146,8 @@ def _error_codes(path: str, method: str, op: dict) -> set[str]:
 def build(app: FastAPI) -> dict[str, Any]:
     doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
                       tags=app.openapi_tags)
-    _add_components(doc, [ErrorBody, *_extra_models()])
+    _add_components(doc, [ErrorBody])
+    _resolve_dangling(doc)
     schemas = doc["components"]["schemas"]
     where: dict[str, str] = {}
     for path, item in doc["paths"].items():
@@ -123,6 +168,7 @@ def build(app: FastAPI) -> dict[str, Any]:
             if op.get("operationId") == "create_runs":  # one run -> the run, a batch -> {count, ids}
                 responses["201"]["content"] = {"application/json": {"schema": {"oneOf": [
                     {"$ref": "#/components/schemas/RunPublic"}, {"$ref": "#/components/schemas/RunsCreated"}]}}}
+                _resolve_dangling(doc)
             example = EXAMPLES.get(op.get("operationId", ""))
             body = op.get("requestBody", {}).get("content", {}).get("application/json")
             if example is not None and body is not None:

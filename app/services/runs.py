@@ -156,7 +156,7 @@ def _decode_cursor(cursor: str, order: str) -> tuple[Any, int]:
             raise ValueError
         return value, last_id
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise BadRequest("cursor is not valid; use next_cursor from a previous page", field="cursor") from exc
+        raise Invalid("cursor is not valid; use next_cursor from a previous page", field="cursor") from exc
 
 
 def list_runs(

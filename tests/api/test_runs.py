@@ -144,7 +144,7 @@ def test_cursor_pagination_filters_and_ordering(client, admin):
     assert client.get(f"{url}?model_params=60000000", headers=admin).json()["count"] == 15
     r = client.get(f"{url}?order_by=loss", headers=admin)  # the document lists the orderings: 422
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.order_by"
-    assert client.get(f"{url}?cursor=garbage", headers=admin).status_code == 400
+    assert client.get(f"{url}?cursor=garbage", headers=admin).status_code == 422
     r = client.get(f"{url}?status=bogus", headers=admin)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.status"
     # one state vocabulary for runs and jobs: pending (a job's word) = queued (a run's)

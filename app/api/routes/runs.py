@@ -72,7 +72,7 @@ def create_runs(
     return JSONResponse(body, status_code=status)
 
 
-@router.get("", response_model=RunsPage, responses={400: {"description": "the cursor is not one this API gave"}})
+@router.get("", response_model=RunsPage)
 def list_runs(
     project_id: IdPath, session: SessionDep, token: CurrentToken,
     cursor: Annotated[str | None, Query(max_length=2000, description="next_cursor of the previous page")] = None,

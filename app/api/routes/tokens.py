@@ -15,7 +15,8 @@ def _public(row) -> dict:
             "project_ids": row.project_ids, "created_at": row.created_at, "revoked_at": row.revoked_at}
 
 
-@router.post("", status_code=201, response_model=TokenCreated)
+@router.post("", status_code=201, response_model=TokenCreated,
+             responses={404: {"description": "a project in project_ids does not exist"}})
 def create_token(data: TokenCreate, session: SessionDep, token: CurrentToken) -> dict:
     """Create a token (admin only). The plain token is in this response and nowhere else."""
     svc.require_admin(token)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from typing import Annotated
+from types import UnionType
+from typing import Annotated, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -46,12 +47,53 @@ def _check_integers(value: object, field: str, low: int, high: int) -> None:
             _check_integers(v, f"{field}[{i}]", low, high)
 
 
+def _numeric(annotation: object) -> bool:
+    """Whether a field of this type takes numbers but not booleans."""
+    if get_origin(annotation) is Annotated:
+        return _numeric(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        args = get_args(annotation)
+        return bool not in args and any(_numeric(a) for a in args)
+    return annotation in (int, float)
+
+
+def _reject_bools(annotation: object, value: object, field: str) -> None:
+    """JSON ``true``/``false`` where the document says integer or number is refused (pydantic's
+    lax mode would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        if _numeric(annotation):
+            raise ValueError(f"{field}: expected a number, got a boolean")
+        return
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        _reject_bools(args[0], value, field)
+    elif origin in (Union, UnionType):
+        for a in args:
+            if get_origin(a) in (dict, list) or get_origin(a) is Annotated:
+                _reject_bools(a, value, field)
+    elif origin is dict and isinstance(value, dict) and len(args) == 2:
+        for k, v in value.items():
+            _reject_bools(args[1], v, f"{field}.{k}")
+    elif origin is list and isinstance(value, list) and args:
+        for i, v in enumerate(value):
+            _reject_bools(args[0], v, f"{field}[{i}]")
+
+
 class Schema(BaseModel):
     """Base of every API schema. Integer fields without an explicit ``le``/``ge`` are limited to
     the 64-bit range (in the document and when validated), so no number reaches the database
     out of range; fields stored in 32-bit columns (steps, seeds, ids) declare ``Int32``."""
 
     model_config = ConfigDict(extra="forbid", from_attributes=True, json_schema_extra=_bound_integers)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for name, info in cls.model_fields.items():
+                if name in data:
+                    _reject_bools(info.annotation, data[name], name)
+        return data
 
     @model_validator(mode="after")
     def _integer_ranges(self) -> Schema:
