@@ -290,8 +290,10 @@ def _olmo_core(spec: MixtureExport, weights: dict[str, float]) -> dict[str, str]
         epochs = max_epochs(spec, d["name"])
         if epochs is not None:
             # OLMo-core caps a source at population x max_source_fraction x max_repetition_ratio
-            entry["max_repetition_ratio"] = max(epochs, 1.0)
-            entry["max_source_fraction"] = min(epochs, 1.0)
+            if epochs >= 1:
+                entry["max_repetition_ratio"] = epochs
+            else:
+                entry["max_source_fraction"] = epochs
         sources.append(entry)
     seq = int(_constraint(spec, "sequence_length", fmt, "the sequence length"))
     batch = int(_constraint(spec, "global_batch_tokens", fmt, "the global batch size in tokens"))
