@@ -50,7 +50,7 @@ def test_olmo_core_yaml_validates_builds_the_ratios_and_the_script_runs(tmp_path
     domains, mixture = [], {}
     weights = [0.5, 0.3, 0.15, 0.05]
     for i, (name, w) in enumerate(zip(HOSTILE, weights, strict=True)):
-        folder = tmp_path / f"tok $(touch PWNED_dir{i}) '{i}'"
+        folder = tmp_path / f"tok $(touch PWNED_dir{i}) '{i}'\nimport os; os.system('touch PWNED_nl{i}')"
         folder.mkdir()
         path = folder / "part-0.npy"
         np.arange(tokens_per_file, dtype=np.uint32).tofile(path)  # OLMo-core reads raw token arrays
@@ -178,7 +178,7 @@ def test_hf_interleaves_token_shares_within_2_percent(tmp_path):
     pytest.importorskip("datasets", reason="datasets is a test dependency (pip install -e '.[test]')")
     # documents of very different lengths: per-example probabilities must not equal the weights
     specs = [("web", 8000, 60, "WEB"), ("code", 8000, 12, "CODE"), (HOSTILE[0], 8000, 30, "HOSTILE")]
-    domains = [_jsonl_domain(tmp_path / f"d{i} $(touch PWNED_hf{i})", n, docs, words, tag)
+    domains = [_jsonl_domain(tmp_path / f"d{i} $(touch PWNED_hf{i})\n')\nopen('PWNED_nl{i}', 'w')#", n, docs, words, tag)
                for i, (n, docs, words, tag) in enumerate(specs)]
     mixture = {"web": 0.5, "code": 0.2, HOSTILE[0]: 0.3}
     spec = _spec(domains, mixture, target_tokens=2_000_000, seed=11, max_epochs=4)
@@ -230,12 +230,13 @@ def test_hf_needs_documents_token_counts_seed_and_budget():
 
 # -- Levanter, RegMix, olmix, JSON ------------------------------------------------------------
 def test_levanter_mixture_matches_lm_mixture_dataset_config():
-    domains = [{"name": n, "source": {"path": f"/raw/{i}.jsonl"}} for i, n in enumerate(HOSTILE)]
+    paths = [f"/raw/{i}\n- injected: `id` $(id) \"'.jsonl" for i in range(len(HOSTILE))]
+    domains = [{"name": n, "source": {"path": p}} for n, p in zip(HOSTILE, paths, strict=True)]
     mixture = dict(zip(HOSTILE, [0.4, 0.3, 0.2, 0.1], strict=True))
     data = yaml.safe_load(E.render("levanter", _spec(domains, mixture)).files["levanter_data.yaml"])["data"]
+    assert [data["configs"][n]["train_urls"] for n in HOSTILE] == [[p] for p in paths]  # the YAML kept them whole
     # LMMixtureDatasetConfig: the same names in configs and train_weights, train_urls per source
     assert set(data["configs"]) == set(data["train_weights"]) == set(HOSTILE)
-    assert data["configs"][HOSTILE[1]] == {"train_urls": ["/raw/1.jsonl"]}
     assert math.isclose(sum(data["train_weights"].values()), 1.0) and data["train_weights"][HOSTILE[0]] == 0.4
 
     staged = E.MixtureExport(mixture=mixture, domains=domains, schedule=[
@@ -261,15 +262,16 @@ def test_regmix_and_olmix_files():
 
 
 def test_json_export_says_where_the_mixture_came_from():
-    spec = E.MixtureExport(mixture={"a": 1 / 3, "b": 2 / 3}, domains=[{"name": "a"}, {"name": "b"}],
+    a, b = HOSTILE[0], HOSTILE[3]
+    spec = E.MixtureExport(mixture={a: 1 / 3, b: 2 / 3}, domains=[{"name": a}, {"name": b}],
                            constraints={"max_epochs": 2}, scale={"model_params": 10**9},
                            origin={"kind": "recommendation", "fit": {"id": 4, "estimator": "regmix_lgbm"}}, slug="r")
     body = json.loads(E.render("json", spec).files["r.json"])
-    assert body["mixture"] == {"a": 0.333333, "b": 0.666667} and sum(body["mixture"].values()) == 1.0
+    assert body["mixture"] == {a: 0.333333, b: 0.666667} and sum(body["mixture"].values()) == 1.0
     assert body["origin"]["fit"]["estimator"] == "regmix_lgbm" and body["scale"] == {"model_params": 10**9}
     assert body["constraints"] == {"max_epochs": 2}
     with pytest.raises(E.ExportError) as exc:
-        E.render("json", E.MixtureExport(mixture={"zz": 1.0}, domains=[{"name": "a"}]))
+        E.render("json", E.MixtureExport(mixture={"zz": 1.0}, domains=[{"name": a}]))
     assert exc.value.field == "mixture"
     with pytest.raises(E.ExportError) as exc:
         E.render("yaml", spec)
