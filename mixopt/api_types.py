@@ -42,6 +42,19 @@ def job_state_filter(state: str) -> str:
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
+    # read like the dicts the client used to return: ``project["id"]``, ``run.get("seed")``
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and (key in type(self).model_fields or key in (self.model_extra or {}))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
 
 class ErrorItem(BaseModel):
     """One problem in a request: the field it concerns (``""`` when none) and what is wrong."""

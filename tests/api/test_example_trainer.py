@@ -23,7 +23,7 @@ def test_example_external_trainer_with_aioli(live_server, admin_token, worker):
 
     c = MixoptClient(live_server, admin_token)
     project = c.list_projects()[0]["id"]
-    session = c._json("GET", f"/v1/projects/{project}/online-sessions")["data"][0]
+    session = c.list_online_sessions(project)[0]
     hist = c.session_history(project, session["id"])
     # every sweep boundary of every round was reported: 3 rounds x (1 + 2 sweeps) evaluations
     steps = [o["step"] for o in hist["observations"]]
