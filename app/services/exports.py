@@ -334,6 +334,8 @@ HF_SCRIPT = '''"""Interleave the domains with Hugging Face datasets in the mixtu
 
     python %(name)s                    # prints the first samples; import it to train on MIXED
 
+Needs Hugging Face datasets >= 4 (IterableDataset.repeat, usable with split_dataset_by_node).
+
 mixopt's weights are token shares; interleave_datasets draws examples, so each domain's
 probability is its weight divided by its mean tokens per document. Each domain is repeated at
 most its epoch cap (documents x max_epochs examples, read in order), the stream stops when a

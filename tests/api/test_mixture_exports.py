@@ -113,6 +113,12 @@ def test_baseline_and_online_session_exports(client, admin):
     staged = client.get(url, params={"format": "levanter", "weights": "trajectory"}, headers=admin)
     stages = yaml.safe_load(staged.text)["data"]["train_weights"]
     assert stages[0][0] == 0 and stages[0][1] == {"web": 0.5, "co'de $(id)": 0.5}
+    # the dashboard's online page links to the same route, which the login cookie opens
+    client.cookies.set("mixopt_token", admin["Authorization"].removeprefix("Bearer "))
+    page = client.get(f"/dashboard/projects/{p['id']}/online?session={s.json()['id']}").text
+    link = f"{url}?format=levanter&amp;weights=trajectory"
+    assert link in page
+    assert client.get(link.replace("&amp;", "&")).content == staged.content
 
 
 def test_other_tokens_projects_are_404(client, admin, session):
