@@ -23,7 +23,8 @@ Formats (each checked against the library it targets, see ``tests/exports``):
     ``data_args.txt`` for ``--data-args-path`` (Megatron-LM splits it on whitespace and reads
     ``weight prefix`` pairs with ``megatron.core.datasets.utils.get_blend_from_list``) and
     ``per_split_data_args.json`` for ``--per-split-data-args-path`` (``{"train": [...],
-    "valid": ..., "test": ...}``). Prefixes are the ``..._text_document`` stems.
+    "valid": ..., "test": ...}``; valid/test from ``trainer_paths["megatron:valid"]`` and
+    ``["megatron:test"]`` when declared, else null). Prefixes are the ``..._text_document`` stems.
 ``hf``
     a self-contained Python script for Hugging Face ``datasets``: one
     ``load_dataset(builder, data_files=...)`` per domain, ``interleave_datasets`` with
@@ -306,27 +307,38 @@ def _olmo_core(spec: MixtureExport, weights: dict[str, float]) -> dict[str, str]
     return {"olmo_core_mixture.yaml": _yaml(config), "olmo_core_mixture.py": script}
 
 
+def _megatron_prefix(spec: MixtureExport, d: dict[str, Any], key: str) -> str:
+    f = _field_of(spec, d["name"])
+    paths = _trainer_paths(spec, d, key)
+    if len(paths) != 1:
+        raise ExportError(f"Megatron weights each prefix on its own: give domain {d['name']!r} one prefix "
+                          "(merge its shards with tools/merge_datasets.py)", f"{f}.trainer_paths.{key}")
+    prefix = paths[0]
+    if re.search(r"\s", prefix):
+        raise ExportError(f"Megatron's --data-args-path is split on whitespace, so the prefix {prefix!r} of "
+                          f"domain {d['name']!r} cannot be written: rename it without spaces",
+                          f"{f}.trainer_paths.{key}")
+    if re.search(r"\.(bin|idx|jsonl?|parquet|txt)$", prefix):
+        raise ExportError(f"Megatron reads a preprocessed prefix (the path without .bin/.idx, e.g. "
+                          f"..._text_document), not {prefix!r}", f"{f}.trainer_paths.{key}")
+    return prefix
+
+
 def _megatron(spec: MixtureExport, weights: dict[str, float]) -> dict[str, str]:
-    fmt = "megatron"
-    blend: list[str] = []
-    for d, w in _used(spec, weights):
-        f = _field_of(spec, d["name"])
-        paths = _trainer_paths(spec, d, fmt)
-        if len(paths) != 1:
-            raise ExportError(f"Megatron weights each prefix on its own: give domain {d['name']!r} one prefix "
-                              "(merge its shards with tools/merge_datasets.py)", f"{f}.trainer_paths.{fmt}")
-        prefix = paths[0]
-        if re.search(r"\s", prefix) or not prefix:
-            raise ExportError(f"Megatron's --data-args-path is split on whitespace, so the prefix {prefix!r} of "
-                              f"domain {d['name']!r} cannot be written: rename it without spaces",
-                              f"{f}.trainer_paths.{fmt}")
-        if re.search(r"\.(bin|idx|jsonl?|parquet|txt)$", prefix):
-            raise ExportError(f"Megatron reads a preprocessed prefix (the path without .bin/.idx, e.g. "
-                              f"..._text_document), not {prefix!r}", f"{f}.trainer_paths.{fmt}")
-        blend += [repr(w), prefix]
-    data_args = " ".join(blend) + "\n"
-    per_split = {"train": blend, "valid": None, "test": None}
-    return {"data_args.txt": data_args,
+    used = _used(spec, weights)
+    blend = [x for d, w in used for x in (repr(w), _megatron_prefix(spec, d, "megatron"))]
+    per_split: dict[str, list[str] | None] = {"train": blend}
+    for split in ("valid", "test"):
+        # held-out prefixes, when every weighted domain declares one: the same mixture
+        key = f"megatron:{split}"
+        declared = [bool((d.get("trainer_paths") or {}).get(key)) for d, _ in used]
+        if any(declared) and not all(declared):
+            missing = next(d for (d, _), ok in zip(used, declared, strict=True) if not ok)
+            raise ExportError(f"domain {missing['name']!r} has no {key} prefix while others do",
+                              f"{_field_of(spec, missing['name'])}.trainer_paths.{key}")
+        per_split[split] = [x for d, w in used for x in (repr(w), _megatron_prefix(spec, d, key))] \
+            if all(declared) else None
+    return {"data_args.txt": " ".join(blend) + "\n",
             "per_split_data_args.json": json.dumps(per_split, indent=2, ensure_ascii=False) + "\n"}
 
 

@@ -136,6 +136,21 @@ def test_megatron_data_args_parse_with_megatron_core_into_the_right_pairs(tmp_pa
     _no_pwned(tmp_path)
 
 
+def test_megatron_per_split_blend_from_declared_held_out_prefixes():
+    pytest.importorskip("megatron.core", reason="megatron-core is a test dependency (pip install -e '.[test]')")
+    from megatron.core.datasets.utils import get_blend_from_list
+
+    domains = [{"name": n, "trainer_paths": {"megatron": [f"/tr/{n}_text_document"],
+                                             "megatron:valid": [f"/va/{n}_text_document"]}} for n in ("a", "b")]
+    per_split = json.loads(E.render("megatron", _spec(domains, {"a": 0.25, "b": 0.75})).files["per_split_data_args.json"])
+    assert get_blend_from_list(per_split["valid"]) == (["/va/a_text_document", "/va/b_text_document"], [0.25, 0.75])
+    assert per_split["test"] is None
+    domains[1]["trainer_paths"].pop("megatron:valid")
+    with pytest.raises(E.ExportError) as exc:
+        E.render("megatron", _spec(domains, {"a": 0.25, "b": 0.75}))
+    assert exc.value.field == "domains[1].trainer_paths.megatron:valid"
+
+
 @pytest.mark.parametrize("prefix,message", [
     ("/data/with space_text_document", "split on whitespace"),
     ("/data/new\nline_text_document", "split on whitespace"),

@@ -19,7 +19,7 @@ class DataSource(Schema):
 
 
 #: export formats whose trainers read paths of their own (see app.services.exports)
-TrainerPathFormat = Literal["olmo-core", "megatron", "hf", "levanter"]
+TrainerPathFormat = Literal["olmo-core", "megatron", "megatron:valid", "megatron:test", "hf", "levanter"]
 
 
 class DomainSpec(Schema):
