@@ -2,7 +2,18 @@
 
 from fastapi import APIRouter
 
-from app.api.routes import exports, fits, health, jobs, online, projects, runs, tokens, training, validations
+from app.api.routes import (
+    exports,
+    fits,
+    health,
+    jobs,
+    online,
+    projects,
+    runs,
+    tokens,
+    training,
+    validations,
+)
 from app.dashboard import routes as dashboard
 
 api_router = APIRouter()
