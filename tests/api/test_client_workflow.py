@@ -1,0 +1,220 @@
+"""The typed client, the async client and the CLI through the whole workflow, against a real
+server and a real worker: import -> fit -> recommend -> export, pagination beyond one page,
+get-or-create, a failed job raising JobFailed with its reason, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import click
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from mixopt.api_types import Fit, Job, Project, Recommendation, Run
+from mixopt.cli import app as cli
+from mixopt.client import AsyncClient, ConnectionFailed, JobFailed, MixoptClient, MixoptError
+from tests.conftest import count_rows
+
+DOMAINS = ["web", "code", "math"]
+
+
+def _runs(n: int, seed: int = 0) -> list[dict]:
+    import random
+
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        w = [rnd.random() + 0.01 for _ in DOMAINS]
+        mix = {d: x / sum(w) for d, x in zip(DOMAINS, w, strict=True)}
+        out.append({"mixture": mix, "metrics": {"val/web": 3.0 - mix["web"] + 0.1 * mix["math"],
+                                                "val/code": 2.5 - mix["code"] + 0.05 * rnd.random()}})
+    return out
+
+
+def test_client_workflow(live_server, worker, admin_token):
+    c = MixoptClient(live_server, admin_token)
+    p = c.get_or_create_project("wf", domains=DOMAINS, constraints={"bounds": {"web": {"max": 0.8}}})
+    assert isinstance(p, Project) and p.domain_names == DOMAINS
+    again = c.get_or_create_project("wf", domains=DOMAINS)
+    assert again.id == p.id and count_rows("project") == 1
+    with pytest.raises(MixoptError) as exc:
+        c.get_or_create_project("wf", domains=["web", "books"])
+    assert exc.value.status == 409 and exc.value.field == "domains"
+
+    ids = c.add_runs(p.id, _runs(250), chunk_size=100)
+    assert len(ids) == 250 and count_rows("run") == 250
+    runs = list(c.iter_runs(p.id, page_size=100))  # three pages
+    assert [r.id for r in runs] == ids and all(isinstance(r, Run) for r in runs)
+    frame = c.runs_frame(p.id)
+    assert frame.shape[0] == 250 and {"mixture.web", "metrics.val/web", "status"} <= set(frame.columns)
+    assert abs(frame[["mixture.web", "mixture.code", "mixture.math"]].sum(axis=1) - 1).max() < 1e-9
+
+    seen: list[float] = []
+    accepted = c.fit(p.id, "regmix_linear", target={"val/web": 1.0}, cv_folds=3)
+    job = c.wait(accepted, timeout=300, progress=lambda j: seen.append(j.progress))
+    assert isinstance(job, Job) and job.state == "succeeded" and seen and seen[-1] == 1.0
+    fit = c.get_fit(p.id, accepted.fit.id)
+    assert isinstance(fit, Fit) and fit.status == "succeeded" and fit.fidelity["pooled"]["spearman"] > 0.5
+
+    rec_job = c.wait(c.recommend(p.id, fit_id=fit.id, n_boot=0), timeout=300)
+    rec = c.get_recommendation(p.id, rec_job.result["recommendation_id"])
+    assert isinstance(rec, Recommendation) and rec.mixture["web"] <= 0.8 + 1e-6
+    assert abs(sum(rec.mixture.values()) - 1) < 1e-6
+    best, best_fit = c.best(p.id)
+    assert best.id == rec.id and best_fit.id == fit.id
+    name, data = c.export_mixture(p.id, rec.id, format="json")
+    assert json.loads(data)["mixture"] if b"mixture" in data else json.loads(data)
+    # every job of the project, as models, with the one state vocabulary
+    assert {j.kind for j in c.list_jobs(project_id=p.id)} >= {"fit"}
+    assert c.page_jobs(project_id=p.id, state="queued").count == c.page_jobs(project_id=p.id, state="pending").count
+
+    # errors carry status, field and message
+    with pytest.raises(MixoptError) as exc:
+        c.add_run(p.id, {"web": 0.3, "code": 0.3})
+    assert exc.value.status == 422 and exc.value.field == "mixture" and "sum" in exc.value.message
+
+
+def test_pagination_beyond_one_page_for_offset_lists(live_server, admin_token):
+    c = MixoptClient(live_server, admin_token)
+    made = {c.create_project(f"p{i:03d}", domains=["a", "b"]).id for i in range(105)}
+    assert c.page_projects().count == 105 and len(c.page_projects().data) == 100
+    assert {p.id for p in c.list_projects()} == made  # 2 pages, nothing dropped
+
+
+def test_failed_job_raises_job_failed_with_its_reason(live_server, worker, admin_token):
+    c = MixoptClient(live_server, admin_token)
+    p = c.create_project("few", domains=DOMAINS)
+    c.add_runs(p.id, _runs(1))
+    accepted = c.fit(p.id, "gp", cv_folds=2)
+    with pytest.raises(JobFailed) as exc:
+        c.wait(accepted, timeout=120)
+    assert exc.value.job.state == "failed" and exc.value.job.id == accepted.job.id
+    assert "runs" in exc.value.reason and exc.value.reason == exc.value.job.error
+
+
+def test_connection_failure_is_one_exception():
+    with pytest.raises(ConnectionFailed) as exc:
+        MixoptClient("http://127.0.0.1:9", "x", timeout=2).list_projects()
+    assert "cannot reach the mixopt API at http://127.0.0.1:9" in str(exc.value)
+
+
+def test_async_client(live_server, worker, admin_token):
+    async def main():
+        async with AsyncClient(live_server, admin_token) as c:
+            p = await c.get_or_create_project("async", domains=DOMAINS)
+            assert (await c.get_or_create_project("async", domains=DOMAINS)).id == p.id
+            ids = await c.add_runs(p.id, _runs(30, seed=1), chunk_size=20)
+            got = [r.id async for r in c.iter_runs(p.id, page_size=7)]
+            assert got == ids
+            acc = await c.fit(p.id, "regmix_linear", cv_folds=3)
+            job = await c.wait(acc, timeout=300)
+            assert job.state == "succeeded"
+            fits = await c.list_fits(p.id)
+            assert [f.id for f in fits] == [acc.fit.id]
+            with pytest.raises(MixoptError) as exc:
+                await c.get_project(99999)
+            assert exc.value.status == 404
+
+    asyncio.run(main())
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+def _cli(env, *args):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def test_cli_workflow(live_server, worker, admin_token, tmp_path):
+    env = {"MIXOPT_URL": live_server, "MIXOPT_TOKEN": admin_token}
+    r = _cli(env, "project", "create", "pile", "-d", "web=3e9", "-d", "code=1e9", "--objective", "val/web=1",
+             "--constraints", '{"target_tokens": 4e9, "max_epochs": 4}', "--json")
+    assert r.exit_code == 0, r.output
+    p = json.loads(r.stdout)
+    assert [d["token_count"] for d in p["domains"]] == [3_000_000_000, 1_000_000_000]
+    assert p["objective"] == {"val/web": 1.0} and p["constraints"]["max_epochs"] == 4
+    r = _cli(env, "project", "create", "pile", "--exist-ok", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["id"] == p["id"]
+    pid = p["id"]
+
+    runs = _runs(40)
+    mix = tmp_path / "mix.csv"
+    loss = tmp_path / "loss.csv"
+    mix.write_text("index,train_web,train_code\n" + "".join(
+        f"{i},{r['mixture']['web'] / (r['mixture']['web'] + r['mixture']['code']):.6f},"
+        f"{r['mixture']['code'] / (r['mixture']['web'] + r['mixture']['code']):.6f}\n" for i, r in enumerate(runs)))
+    loss.write_text("index,val/web,val/code\n" + "".join(
+        f"{i},{r['metrics']['val/web']},{r['metrics']['val/code']}\n" for i, r in enumerate(runs)))
+    r = _cli(env, "runs", "import", pid, mix, loss)
+    assert r.exit_code == 0 and "imported 40 runs" in r.output, r.output
+
+    r = _cli(env, "runs", "list", pid, "--limit", "5", "--metric", "val/code")
+    assert r.exit_code == 0 and "5 of 40 runs" in r.output and "objective" in r.output and "val/code" in r.output
+    r = _cli(env, "runs", "list", pid, "--limit", "0", "--json")
+    listed = json.loads(r.stdout)
+    assert listed["count"] == 40 and len(listed["data"]) == 40
+    assert all(abs(x["objective"] - x["metrics"]["val/web"]) < 1e-12 for x in listed["data"])  # objective = val/web
+
+    r = _cli(env, "fit", pid, "-e", "regmix_linear", "--cv-folds", "3", "--json")
+    assert r.exit_code == 0, r.output
+    fit = json.loads(r.stdout)
+    assert fit["status"] == "succeeded" and fit["target"] == {"val/web": 1.0}
+    r = _cli(env, "recommend", pid, "--fit", fit["id"], "--n-boot", "0", "--json")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)["recommendation"]
+    assert set(rec["mixture"]) == {"web", "code"}
+    r = _cli(env, "best", pid)
+    assert r.exit_code == 0 and f"recommendation {rec['id']}" in r.output and "Spearman" in r.output, r.output
+    r = _cli(env, "mixture", "export", rec["id"], "-p", pid, "--format", "json")
+    assert r.exit_code == 0 and "web" in r.output
+
+    r = _cli(env, "jobs", "list", "--project", pid, "--json")
+    jobs = json.loads(r.stdout)
+    assert {j["kind"] for j in jobs} >= {"fit", "recommend"} and all(j["state"] == "succeeded" for j in jobs)
+    r = _cli(env, "jobs", "watch", jobs[0]["id"])
+    assert r.exit_code == 0 and "succeeded" in r.output
+    r = _cli(env, "jobs", "cancel", jobs[0]["id"])
+    assert r.exit_code == 1 and "409" in r.output  # already ended: one line, exit 1
+
+    out = tmp_path / "export"
+    r = _cli(env, "runs", "export", pid, "--out", out)
+    assert r.exit_code == 0 and (out / "train_mixture.csv").read_text().count("\n") == 41
+
+    # a failed job: exit 5 with the reason on one line
+    q = json.loads(_cli(env, "project", "create", "few", "-d", "web", "-d", "code", "--json").stdout)
+    MixoptClient(live_server, admin_token).add_runs(q["id"], [{"mixture": {"web": 1.0}, "metrics": {"l": 1.0}}])
+    r = _cli(env, "fit", q["id"], "-e", "gp")
+    assert r.exit_code == 5 and "failed" in r.output and "runs" in r.output and "Traceback" not in r.output
+
+
+def test_cli_errors_are_one_line_with_exit_codes(live_server, admin_token):
+    env = {"MIXOPT_URL": live_server, "MIXOPT_TOKEN": admin_token}
+    r = _cli(env, "project", "show", "999")
+    assert r.exit_code == 1 and "404" in r.output and len(r.output.strip().splitlines()) == 1
+    r = _cli(env, "project", "create", "x", "-d", "a", "-d", "a")
+    assert r.exit_code == 1 and "listed twice" in r.output
+    r = _cli(env, "project", "create", "x", "--objective", "nonsense")
+    assert r.exit_code == 2 and "NAME=VALUE" in r.output
+    r = _cli({"MIXOPT_URL": "http://127.0.0.1:9", "MIXOPT_TOKEN": "x"}, "project", "list")
+    assert r.exit_code == 4 and "cannot reach" in r.output and len(r.output.strip().splitlines()) <= 2
+    r = _cli(env, "--version")
+    assert r.exit_code == 0 and r.output.startswith("mixopt ")
+
+
+def test_every_command_and_option_has_help():
+    command = typer.main.get_command(cli)
+    missing = []
+
+    def walk(cmd: click.Command, path: str) -> None:
+        if not (cmd.help or cmd.short_help):
+            missing.append(path)
+        for param in cmd.params:
+            if param.name in ("help",):
+                continue
+            if not getattr(param, "help", None):  # options and arguments alike
+                missing.append(f"{path} {param.opts[0]}")
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(command, "mixopt")
+    assert not missing, missing
