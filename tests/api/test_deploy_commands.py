@@ -1,52 +1,124 @@
-"""The commands docker-compose.yml runs (migrate, worker, beat) start natively, as in the compose file."""
+"""The services of docker-compose.yml come up healthy: each service's command runs natively, as
+an unprivileged user, from a read-only working directory, with the compose environment, and its
+own healthcheck command succeeds. (No Docker daemon here: this is the closest native check.)"""
 
 import os
+import re
+import shutil
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.conftest import DATABASE_URL, REPO
+from tests.conftest import BROKER_URL, DATABASE_URL, REPO
+
+BIN = Path(sys.executable).parent
+#: run as nobody; the interpreter of this sandbox lives under root's 0700 home, so the process
+#: keeps only CAP_DAC_READ_SEARCH (read anything, write nothing it does not own)
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+             "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
 
 
-def _compose_commands() -> dict[str, list[str]]:
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    return {name: svc.get("command") for name, svc in compose["services"].items() if svc.get("command")}
+def _compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
 
 
-def _wait_for(proc: subprocess.Popen, log: Path, needle: str, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        if needle in text:
-            return text
-        if proc.poll() is not None:
-            raise AssertionError(f"exited {proc.returncode}: {text[-2000:]}")
-        time.sleep(0.2)
-    raise AssertionError(f"{needle!r} not seen: {log.read_text(errors='replace')[-2000:]}")
+def _image_cmd() -> list[str]:
+    """The Dockerfile's CMD (the api service runs the image's default command)."""
+    line = next(ln for ln in (REPO / "Dockerfile").read_text().splitlines() if ln.startswith("CMD "))
+    return yaml.safe_load(line.removeprefix("CMD "))
 
 
-def test_compose_commands_run_natively(engine, tmp_path):
-    cmds = _compose_commands()
-    assert cmds["migrate"] == ["mixopt", "db", "upgrade"]
-    env = {**os.environ, "MIXOPT_DATABASE_URL": DATABASE_URL, "MIXOPT_HOME": str(tmp_path)}
-    bin_dir = Path(sys.executable).parent
-    out = subprocess.run([str(bin_dir / "mixopt"), "db", "upgrade"], env=env, capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0 and "database at head" in out.stdout, out.stderr
-    for name, needle in (("worker", "ready."), ("beat", "beat: Starting")):
-        cmd = [str(bin_dir / cmds[name][0]), *cmds[name][1:]]
-        log = tmp_path / f"{name}.log"
-        with open(log, "w") as fh:
-            proc = subprocess.Popen(cmd, env={**env, "CUDA_VISIBLE_DEVICES": ""}, stdout=fh,
-                                    stderr=subprocess.STDOUT, cwd=tmp_path)
-        try:
-            _wait_for(proc, log, needle)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+def _native(argv: list[str]) -> list[str]:
+    exe = BIN / argv[0]
+    return [str(exe) if exe.exists() else argv[0], *argv[1:]]
+
+
+def _healthcheck(test: list[str], port: int) -> list[str]:
+    kind, *rest = test
+    if kind == "CMD-SHELL":
+        # compose turns $$ into $; the shell expands $HOSTNAME (set as in a container)
+        return ["sh", "-c", rest[0].replace("$$", "$").replace("8000", str(port))]
+    return _native([a.replace("8000", str(port)) for a in rest])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not BROKER_URL.startswith("redis"), reason="the compose services use Redis (Celery's ping)")
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_compose_services_come_up_healthy_as_an_unprivileged_user(engine, tmp_path):
+    compose = _compose()
+    services = compose["services"]
+    env_tpl = compose["x-mixopt-env"]
+    data = tmp_path / "data"  # the /data volume: owned by the service user
+    data.mkdir()
+    shutil.chown(data, "nobody", "nogroup")
+    workdir = tmp_path / "srv"  # the image's WORKDIR: root-owned, not writable by the service
+    workdir.mkdir()
+    workdir.chmod(0o555)
+    production = not DATABASE_URL.startswith("sqlite")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIXOPT_")}
+    env |= {**{k: str(v) for k, v in env_tpl.items()},
+            "MIXOPT_ENV": "production" if production else "development",
+            "MIXOPT_DATABASE_URL": DATABASE_URL, "MIXOPT_BROKER_URL": BROKER_URL,
+            "MIXOPT_ADMIN_TOKEN": "mxo_" + "k" * 40, "MIXOPT_HOME": str(data), "HOME": str(data),
+            "PATH": f"{BIN}:{env.get('PATH', '')}", "HOSTNAME": socket.gethostname(), "CUDA_VISIBLE_DEVICES": "",
+            "PYTHONDONTWRITEBYTECODE": "1"}
+    if not production:  # the SQLite pass: the database file lives in the data volume
+        env["MIXOPT_DATABASE_URL"] = f"sqlite:///{data}/mixopt.db"
+    out = subprocess.run(AS_NOBODY + _native(services["migrate"]["command"]), env=env, cwd=workdir,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0 and "database at head" in out.stdout, out.stdout + out.stderr
+
+    port = _free_port()
+    commands = {"api": [a if a != "8000" else str(port) for a in _image_cmd()]}
+    commands["api"] = [a if a != "0.0.0.0" else "127.0.0.1" for a in commands["api"]]
+    for name in ("worker", "gpu-worker", "beat"):
+        commands[name] = services[name]["command"]
+    procs: dict[str, subprocess.Popen] = {}
+    logs = {name: tmp_path / f"{name}.log" for name in commands}
+    try:
+        for name, argv in commands.items():
+            with open(logs[name], "w") as fh:
+                procs[name] = subprocess.Popen(AS_NOBODY + _native(argv), env=env, cwd=workdir, stdout=fh,
+                                               stderr=subprocess.STDOUT, start_new_session=True)
+        healthy: dict[str, float] = {}
+        t0 = time.monotonic()
+        while len(healthy) < len(commands) and time.monotonic() - t0 < 150:
+            for name in commands:
+                if name in healthy:
+                    continue
+                assert procs[name].poll() is None, f"{name} exited: {logs[name].read_text()[-3000:]}"
+                check = _healthcheck(services[name]["healthcheck"]["test"], port)
+                r = subprocess.run(AS_NOBODY + check, env=env, cwd=workdir, capture_output=True, text=True,
+                                   timeout=60)
+                if r.returncode == 0:
+                    healthy[name] = time.monotonic() - t0
+            time.sleep(1)
+        assert set(healthy) == set(commands), {n: logs[n].read_text()[-2000:] for n in commands if n not in healthy}
+        print("healthy after (s):", {k: round(v, 1) for k, v in healthy.items()})
+        # the start-up line says which estimators the worker has (a missing LightGBM is never silent)
+        assert re.search(r"estimators: .*regmix_lgbm.*regmix_lgbm trees: LightGBM", logs["worker"].read_text())
+        assert (data / "celerybeat-schedule.dat").exists() or (data / "celerybeat-schedule").exists()
+        assert list(workdir.iterdir()) == []
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, 15)
+        for p in procs.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, 9)
+                p.wait(timeout=10)
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -80,7 +152,7 @@ def test_serve_stops_its_embedded_worker(tmp_path):
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)], env=env,
                                 stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
-    marker = str(tmp_path / "celerybeat-schedule")  # in the embedded worker's command line
+    marker = str(tmp_path)  # in the embedded worker's (--pidfile) and beat's (-s) command lines
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -92,7 +164,7 @@ def test_serve_stops_its_embedded_worker(tmp_path):
         else:
             raise AssertionError("the embedded worker did not start")
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-        assert len(_processes_mentioning(marker)) >= 2  # the worker and its pool
+        assert len(_processes_mentioning(marker)) >= 3  # the worker, its pool and beat
     finally:
         proc.terminate()
         proc.wait(timeout=60)
