@@ -133,6 +133,11 @@ class TrainResult:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def set_threads(n: int) -> None:
+    """Torch's CPU threads for this process (workers call it so torch stays out of their imports)."""
+    torch.set_num_threads(int(n))
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

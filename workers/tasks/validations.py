@@ -62,13 +62,11 @@ def validate_task(self, job_id: str) -> None:
 
 
 def _validate(jr: common.JobRun, job, vid: int) -> None:
-    from mixopt.training.trainer import TrainConfig, train
+    from mixopt.training.trainer import TrainConfig, set_threads, train
 
     settings = get_settings()
     if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
+        set_threads(settings.torch_threads)
     with jr.write() as s:
         v = s.get(Validation, vid)
         v.status, v.error = "running", None
