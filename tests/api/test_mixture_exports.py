@@ -132,3 +132,43 @@ def test_other_tokens_projects_are_404(client, admin, session):
     mine = client.post("/v1/projects", json={"name": "mine", "domains": [{"name": "a"}]}, headers=headers).json()
     # an id from another project is not found through one's own project either
     assert client.get(f"/v1/projects/{mine['id']}/recommendations/{rid}/export", headers=headers).status_code == 404
+
+
+def test_a_worker_made_recommendation_loads_in_olmo_core(client, admin, worker, tmp_path):
+    """End to end: RegMix runs imported, a recommendation computed by a real worker at a target
+    scale, exported and loaded by OLMo-core with that scale's token budget."""
+    import pytest
+
+    pytest.importorskip("olmo_core", reason="ai2-olmo-core is a test dependency (pip install -e '.[test]')")
+    from olmo_core.data.source_mixture import SourceMixtureDatasetConfig
+
+    from tests.conftest import REGMIX_DIR, wait_job
+
+    p = client.post("/v1/projects", json={"name": "pile", "objective": {"metric/the_pile_pile_cc_val_loss": 1.0}},
+                    headers=admin).json()
+    files = {"mixtures": ("m.csv", (REGMIX_DIR / "train_mixture_1m.csv").read_bytes(), "text/csv"),
+             "metrics": ("l.csv", (REGMIX_DIR / "train_pile_loss_1m.csv").read_bytes(), "text/csv")}
+    assert client.post(f"/v1/projects/{p['id']}/runs/import", files=files, headers=admin,
+                       params={"model_params": 1_000_000, "train_tokens": 10**9}).status_code == 201
+    names = [d["name"] for d in client.get(f"/v1/projects/{p['id']}", headers=admin).json()["domains"]]
+    domains = [{"name": n, "trainer_paths": {"olmo-core": [f"/tok/{n}/part-0.npy"]}} for n in names]
+    r = client.patch(f"/v1/projects/{p['id']}", json={"domains": domains, "constraints": {
+        "sequence_length": 2048, "global_batch_tokens": 2048 * 512, "seed": 42}}, headers=admin)
+    assert r.status_code == 200, r.text
+    r = client.post(f"/v1/projects/{p['id']}/recommendations", json={
+        "estimator": "regmix_linear", "target_scale": {"model_params": 1_000_000, "train_tokens": 10**9}}, headers=admin)
+    assert r.status_code == 202, r.text
+    job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
+    assert job["state"] == "succeeded", job["error"]
+    rid = job["result"]["recommendation_id"]
+    rec = client.get(f"/v1/projects/{p['id']}/recommendations/{rid}", headers=admin).json()
+    part = client.get(f"/v1/projects/{p['id']}/recommendations/{rid}/export",
+                      params={"format": "olmo-core", "part": "olmo_core_mixture.yaml"}, headers=admin)
+    assert part.status_code == 200, part.text
+    (tmp_path / "mix.yaml").write_text(part.text)
+    config = SourceMixtureDatasetConfig.from_yaml(str(tmp_path / "mix.yaml"))
+    config.validate()
+    assert config.requested_tokens == 10**9 and config.seed == 42  # the recommendation's scale
+    ratios = {s.source_name: s.target_ratio for s in config.source_list.sources}
+    for name, w in rec["mixture"].items():
+        assert abs(ratios.get(name, 0.0) - w) <= 1e-6, name
