@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import docs, errors, openapi
+from app.api import docs, errors, metrics, openapi
 from app.api.middleware import BodyGuard, InFlightLimit
 from app.api.ratelimit import FailureLimiter
 from app.api.router import api_router
+from app.core import logs
 from app.core.config import get_settings
 
 log = logging.getLogger("mixopt")
@@ -27,6 +29,8 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
     # sync handlers run on anyio's thread pool; the database pool is sized to it (app.store.db)
     anyio.to_thread.current_default_thread_limiter().total_tokens = get_settings().request_threads
+    if logs.log_format() in ("json", "text") and os.environ.get("MIXOPT_LOG_FORMAT"):
+        logs.configure()  # MIXOPT_LOG_FORMAT=json: one JSON object per line, with request ids
     prepare()
     yield
 
@@ -47,6 +51,7 @@ def create_app() -> FastAPI:
     # request_threads requests in flight, so the database pool (sized to it) is never exhausted
     app.add_middleware(InFlightLimit)
     app.add_middleware(BodyGuard)
+    metrics.install(app)  # outermost: request id, access log and counts for every answer (413s too)
     settings = get_settings()
     app.state.auth_limiter = FailureLimiter(settings.auth_failures_per_window, settings.auth_window_seconds)
     docs.install(app)

@@ -136,6 +136,8 @@ class Job(_Model):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_s: float | None = None
+    #: the X-Request-ID of the request that created the job
+    request_id: str | None = None
 
     @property
     def done(self) -> bool:

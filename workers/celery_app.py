@@ -26,6 +26,7 @@ from celery.beat import PersistentScheduler
 
 from app.core.celery_config import celery_config
 from app.core.config import get_settings
+from workers import logs as _logs  # noqa: F401 - JSON logs and job/request ids (MIXOPT_LOG_FORMAT)
 
 log = logging.getLogger("mixopt.worker")
 

@@ -54,7 +54,10 @@ def create_job(session: Session, *, kind: str, project_id: int | None, params: d
     from app.core.config import get_settings
 
     queue = queue or get_settings().job_queue
-    job = Job(kind=kind, project_id=project_id, params=params, queue=queue, state="pending")
+    from app.core.logs import current_request_id
+
+    job = Job(kind=kind, project_id=project_id, params=params, queue=queue, state="pending",
+              request_id=current_request_id())
     session.add(job)
     session.flush()
     return job
@@ -84,4 +87,4 @@ def job_public(job: Job) -> dict[str, Any]:
     return {c: getattr(job, c) for c in (
         "id", "project_id", "kind", "state", "progress", "message", "error", "params", "result", "queue",
         "attempts", "cancel_requested", "created_at", "started_at", "finished_at", "heartbeat_at", "sends",
-        "sent_at")} | {"duration_s": duration}
+        "sent_at", "request_id")} | {"duration_s": duration}

@@ -188,6 +188,8 @@ class Job(Base):
     #: how many times the job's message was published (first send + re-sends), and the last
     sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: X-Request-ID of the request that created the job (app.core.logs): worker logs carry it
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class WorkerBeat(Base):
@@ -276,6 +278,15 @@ class Fit(Base):
     timings: Mapped[dict[str, float] | None] = mapped_column(JSON)
     notes: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    #: the scale the user asked for ({model_params, train_steps | train_tokens}), or None
+    target_scale: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: the scale the fit's answers are for (the runs' own, or target_scale)
+    scale: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: how: {"chain": [laws with parameters and errors], "cross_scale", "extrapolated", "training"}
+    scaling: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: False when parameters or held-out predictions are implausible (mixopt.mixing.trust)
+    trusted: Mapped[bool | None] = mapped_column(Boolean)
+    trust_reasons: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

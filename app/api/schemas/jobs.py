@@ -28,6 +28,8 @@ class JobPublic(Schema):
     sends: int = 0
     sent_at: datetime | None = None
     duration_s: float | None = None
+    #: X-Request-ID of the request that created it (the worker's log lines carry it too)
+    request_id: str | None = None
 
 
 class JobsPublic(Schema):
