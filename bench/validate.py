@@ -72,7 +72,8 @@ def log(msg: str, t0: float) -> None:
 
 
 def swarm(c: MixoptClient, pid: int, body: dict, timeout: float = 7200) -> list[int]:
-    acc = c._json("POST", f"/v1/projects/{pid}/swarms", json=body)
+    body = dict(body)
+    acc = c.create_swarm(pid, body.pop("count"), **body)
     for j in acc["jobs"]:
         job = c.wait_job(j["id"], timeout=timeout)
         if job["state"] != "succeeded":
@@ -85,7 +86,7 @@ def online_mixture(c: MixoptClient, pid: int, algorithm: str, params: dict, step
     body = {"count": 1, "train_steps": steps, "seed": 0, "tag": tag, **TRAIN, "strategy": "fixed",
             "mixtures": [uniform_of(c, pid)], "online": {"algorithm": algorithm, "params": params}}
     (run_id,) = swarm(c, pid, body)
-    recs = [r for r in c.list_recommendations(pid) if (r.get("details") or {}).get("run_id") == run_id]
+    recs = [r for r in c.list_recommendations(pid) if (r["details"] or {}).get("run_id") == run_id]
     if not recs:
         raise RuntimeError(f"{algorithm}: no recommendation from run {run_id}")
     return recs[0]["id"]
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                            for n, d in manifest["domains"].items()],
             constraints={"target_tokens": TARGET_TOKENS, "max_epochs": MAX_EPOCHS})
         pid = p["id"]
-        job = c._json("POST", f"/v1/projects/{pid}/domains/ingest")["job"]
+        job = c.ingest(pid)["job"]
         c.wait_job(job["id"], timeout=1800)
         log("ingested", t0)
         if not list(c.iter_runs(pid, tag="swarm", status="succeeded")):
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         # the stratified reference run for DoReMi: its per-domain curve
         (ref_run,) = swarm(c, pid, {"count": 1, "strategy": "fixed", "mixtures": [uniform_of(c, pid)],
                                     "train_steps": args.steps, "seed": 0, "tag": "reference", **TRAIN})
-        curve = c._json("GET", f"/v1/projects/{pid}/runs/{ref_run}/curve")["points"]
+        curve = c.get_curve(pid, ref_run)["points"]
         reference_curve = [{"step": pt["step"], "losses": {k.split("/", 1)[1]: v for k, v in pt["metrics"].items()
                                                            if k.startswith("val_loss/")}} for pt in curve]
         online = {"odm": online_mixture(c, pid, "odm", {}, args.steps, "odm"),

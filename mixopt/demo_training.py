@@ -47,7 +47,7 @@ def training_part(c: MixoptClient, console: Console) -> None:
                                      for n, d in manifest["domains"].items()],
             constraints={"target_tokens": TARGET_TOKENS, "max_epochs": MAX_EPOCHS},
             description="real text domains from package archives; tiny GPT proxies trained on CPU")
-    job = c._json("POST", f"/v1/projects/{p['id']}/domains/ingest")["job"]
+    job = c.ingest(p["id"])["job"]
     c.wait_job(job["id"], timeout=600)
     p = c.get_project(p["id"])
     console.print("measured tokens: " + ", ".join(f"{d['name']}={d['token_count']:,}" for d in p["domains"]))
@@ -57,7 +57,8 @@ def training_part(c: MixoptClient, console: Console) -> None:
         # a re-run after an interrupted demo trains only the missing runs (a new design seed, so
         # new mixtures; the runs of one swarm share their seed, see README "Proxy training")
         missing = {"count": SWARM["count"] - len(done), "seed": SWARM["seed"] + len(done)}
-        acc = c._json("POST", f"/v1/projects/{p['id']}/swarms", json={**SWARM, **missing})
+        body = {**SWARM, **missing}
+        acc = c.create_swarm(p["id"], body.pop("count"), **body)
         jobs = [j["id"] for j in acc["jobs"]]
         t0 = time.perf_counter()
         with Progress(TextColumn("training {task.fields[n]} proxy runs"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
