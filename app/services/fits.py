@@ -27,32 +27,90 @@ def known_estimators() -> list[str]:
     return sorted(ESTIMATORS)
 
 
+def estimator_catalogue() -> list[dict[str, Any]]:
+    """Each estimator with its parameters (type, default, meaning, range) and its run needs."""
+    from mixopt.mixing import service_api
+
+    return service_api.estimator_catalogue()
+
+
 def _check_estimator(name: str, field: str = "estimator") -> None:
     names = known_estimators()
     if name not in names:
         raise Invalid(f"unknown estimator {name!r}; available: {names}", field=field)
 
 
-def _select_runs(session: Session, project: Project, f: RunFilter | dict) -> list[Run]:
-    f = f if isinstance(f, RunFilter) else RunFilter.model_validate(f)
-    q = select(Run).where(Run.project_id == project.id, Run.status == f.status)
+def _check_params(name: str, params: dict[str, Any] | None, field: str = "params") -> None:
+    """Unknown or out-of-range estimator parameters: 422 naming each one (never a failed job)."""
+    from mixopt.mixing import service_api
+
+    errors = service_api.validate_params(name, params)
+    if errors:
+        raise Invalid("; ".join(errors), field=field)
+
+
+#: scales listed in a "runs span several scales" message
+_MAX_SCALES_LISTED = 20
+
+
+def _filtered(project: Project, f: RunFilter):
+    """The run filter as a WHERE clause list (shared by the cheap checks and the worker's load)."""
+    conds = [Run.project_id == project.id, Run.status == f.status]
     if f.tag:
-        q = q.where(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == f.tag)))
+        conds.append(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == f.tag)))
     for col, v in ((Run.model_params, f.model_params), (Run.train_tokens, f.train_tokens),
                    (Run.train_steps, f.train_steps)):
         if v is not None:
-            q = q.where(col == v)
+            conds.append(col == v)
     if f.run_ids is not None:
-        q = q.where(Run.id.in_(f.run_ids))
-    return list(session.scalars(q.order_by(Run.id)))
+        conds.append(Run.id.in_(f.run_ids))
+    return conds
 
 
-def resolve_target(project: Project, requested: dict[str, float] | None, runs: list[Run]) -> dict[str, float]:
+def check_runs_for_fit(session: Session, project: Project, f: RunFilter, target_scale: dict | None,
+                       requested_target: dict[str, float] | None) -> dict[str, float]:
+    """The checks ``POST .../fits`` can afford (milliseconds whatever the run count): a count,
+    the distinct scales (bounded), and the metrics of the first and last run; returns the
+    objective. Runs of several scales without ``target_scale``: 422 saying what to pass."""
+    conds = _filtered(project, f)
+    count = session.scalar(select(func.count()).select_from(Run).where(*conds)) or 0
+    if not count:
+        raise Invalid("no runs match the run filter", field="run_filter")
+    scales = session.execute(
+        select(Run.model_params, Run.train_steps, Run.train_tokens).where(*conds)
+        .group_by(Run.model_params, Run.train_steps, Run.train_tokens).limit(_MAX_SCALES_LISTED + 1)).all()
+    if target_scale is None and len(scales) > 1:
+        listed = ", ".join(f"(model_params={a}, train_steps={b}, train_tokens={c})"
+                           for a, b, c in scales[:_MAX_SCALES_LISTED])
+        more = " and more" if len(scales) > _MAX_SCALES_LISTED else ""
+        raise Invalid(f"the runs span {len(scales)}{'+' if more else ''} scales ({listed}{more}): pass "
+                      "target_scale {model_params, train_steps | train_tokens} to answer at one scale through "
+                      "the scaling laws, or filter the runs by scale (run_filter.model_params/train_steps/"
+                      "train_tokens)", field="target_scale")
+    ends = [session.scalar(select(Run).where(*conds).order_by(order).limit(1))
+            for order in (Run.id.asc(), Run.id.desc())]
+    return resolve_target(project, requested_target, [r for r in ends if r is not None], check_exists=True)
+
+
+def _select_runs(session: Session, project: Project, f: RunFilter | dict) -> list[Run]:
+    f = f if isinstance(f, RunFilter) else RunFilter.model_validate(f)
+    return list(session.scalars(select(Run).where(*_filtered(project, f)).order_by(Run.id)))
+
+
+def resolve_target(project: Project, requested: dict[str, float] | None, runs: list[Run],
+                   check_exists: bool = False) -> dict[str, float]:
     """The objective as {metric: weight} normalised to sum 1.
 
     Requested target, else the project's objective, else the mean of the metrics that every
-    selected run reports (the per-domain validation losses, for imported RegMix runs).
+    selected run reports (the per-domain validation losses, for imported RegMix runs). With
+    ``check_exists`` a requested metric no given run reports is a 422 listing those they have.
     """
+    if check_exists and requested:
+        have = sorted({m for r in runs for m in (r.metrics or {})})
+        missing = sorted(set(requested) - set(have))
+        if missing:
+            raise Invalid(f"target names metric(s) {missing} that the runs do not report; they have: {have}",
+                          field="target")
     target = requested or project.objective
     if not target:
         common: list[str] | None = None
@@ -70,20 +128,20 @@ def resolve_target(project: Project, requested: dict[str, float] | None, runs: l
 
 def create_fit(session: Session, project: Project, data: FitCreate) -> tuple[Fit, Job]:
     _check_estimator(data.estimator)
-    runs = _select_runs(session, project, data.run_filter)
-    if not runs:
-        raise Invalid("no runs match the run filter", field="run_filter")
-    target = resolve_target(project, data.target, runs)
+    _check_params(data.estimator, data.params)
+    target_scale = data.target_scale.given() if data.target_scale is not None else None
+    target = check_runs_for_fit(session, project, data.run_filter, target_scale, data.target)
     fit, job = _new_fit(session, project, data.estimator, data.params, data.run_filter.model_dump(), target,
-                        kind="fit", job_params={"cv_folds": data.cv_folds, "random_state": data.random_state})
+                        kind="fit", job_params={"cv_folds": data.cv_folds, "random_state": data.random_state},
+                        target_scale=target_scale)
     session.commit()
     return fit, job
 
 
 def _new_fit(session: Session, project: Project, estimator: str, params: dict, run_filter: dict,
-             target: dict, *, kind: str, job_params: dict) -> tuple[Fit, Job]:
+             target: dict, *, kind: str, job_params: dict, target_scale: dict | None = None) -> tuple[Fit, Job]:
     fit = Fit(project_id=project.id, estimator=estimator, params=params, run_filter=run_filter, target=target,
-              status="pending", domains=[d.name for d in project.domains])
+              status="pending", domains=[d.name for d in project.domains], target_scale=target_scale)
     session.add(fit)
     session.flush()
     job = job_service.create_job(session, kind=kind, project_id=project.id,
@@ -143,17 +201,50 @@ def training_data(session: Session, fit: Fit) -> dict[str, Any]:
     }
 
 
-def predict(fit: Fit, mixtures: list[dict[str, float]], normalize: bool = False) -> dict[str, Any]:
+def _same(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b)))
+
+
+def scale_mismatch(fit: Fit, requested: dict[str, Any] | None) -> list[str]:
+    """The entries of ``requested`` that differ from the fit's scale (empty: compatible)."""
+    if not requested or not fit.scale:
+        return []
+    return [k for k, v in requested.items() if v is not None and not _same(v, fit.scale.get(k))]
+
+
+def chain_summary(fit: Fit) -> list[dict[str, Any]] | None:
+    """The fit's chain of laws without the per-run / per-mixture details (for responses)."""
+    chain = (fit.scaling or {}).get("chain")
+    if chain is None:
+        return None
+    return [{k: v for k, v in step.items() if k not in ("runs", "mixtures")} for step in chain]
+
+
+def predict(fit: Fit, mixtures: list[dict[str, float]], normalize: bool = False,
+            target_scale: dict[str, Any] | None = None) -> dict[str, Any]:
     if fit.status != "succeeded" or fit.state is None:
         raise Conflict(f"fit {fit.id} is {fit.status}; predictions need a succeeded fit", field="fit_id")
     X = np.array([list(validate_mixture(m, fit.domains, normalize=normalize, field=f"mixtures[{i}]").values())
                   for i, m in enumerate(mixtures)])
     from mixopt.mixing import service_api
 
+    scale = dict(fit.scale) if fit.scale else None
+    chain = chain_summary(fit)
+    steps = None
+    differ = scale_mismatch(fit, target_scale)
+    if differ:
+        if fit.state.get("estimator") == "bimix" and differ == ["train_steps"]:
+            steps = float(target_scale["train_steps"])
+            scale = dict(scale or {}, train_steps=target_scale["train_steps"])
+            chain = [{"law": "bimix", "note": f"BiMix evaluated at step {steps:g} natively"}]
+        else:
+            raise Invalid(f"fit {fit.id} answers at {fit.scale} ({', '.join(differ)} differ); create a fit "
+                          "with this target_scale (POST .../fits {target_scale})", field="target_scale")
     weights = [fit.target[t] for t in fit.target]
-    out = service_api.predict(fit.state, X, objective_weights=weights)
+    out = service_api.predict(fit.state, X, objective_weights=weights, steps=steps)
     return {"fit_id": fit.id, "targets": list(fit.target), "predictions": out["predictions"],
-            "objective": out["objective"], "std": out.get("objective_std")}
+            "objective": out["objective"], "std": out.get("objective_std"), "scale": scale, "chain": chain,
+            "trusted": fit.trusted}
 
 
 def science_constraints(spec: dict[str, Any], domains: list[str],
@@ -191,29 +282,64 @@ def effective_constraints(project: Project, override: ConstraintsSpec | None) ->
     from app.services.projects import _check_constraints
 
     _check_constraints(spec, [d.name for d in project.domains])
+    _check_epoch_caps(spec, project)
     return spec.model_dump()
+
+
+def _check_epoch_caps(spec: ConstraintsSpec, project: Project) -> None:
+    """Epoch caps (olmix: w_i <= tokens_i x epochs / target_tokens) need target_tokens and a token
+    count for every domain: say so at the door, not in the job."""
+    field = "constraints.max_epochs" if spec.max_epochs is not None else "constraints.max_epochs_per_domain"
+    if spec.max_epochs is None and not spec.max_epochs_per_domain:
+        return
+    if not spec.target_tokens:
+        raise Invalid("epoch caps are tokens_i x epochs / target_tokens: set constraints.target_tokens too",
+                      field="constraints.target_tokens")
+    missing = [d.name for d in project.domains if not d.token_count]
+    if missing:
+        raise Invalid(f"epoch caps need a token count for every domain; {missing} have none (declare "
+                      "token_count, or run POST .../domains/ingest on their sources)", field=field)
+
+
+def untrusted_reason(fit: Fit) -> str:
+    return (f"fit {fit.id} is not trusted: {'; '.join(fit.trust_reasons or []) or 'see its notes'}; "
+            "pass allow_untrusted=true to recommend from it anyway")
 
 
 def create_recommendation_job(session: Session, project: Project, data: RecommendationCreate) -> Job:
     if (data.fit_id is None) == (data.estimator is None):
         raise Invalid("give exactly one of fit_id or estimator", field="fit_id")
     constraints = effective_constraints(project, data.constraints)
+    requested = data.target_scale.given()
     params = {"constraints": constraints, "target_scale": data.target_scale.model_dump(), "n_boot": data.n_boot,
-              "random_state": data.random_state}
+              "random_state": data.random_state, "allow_untrusted": data.allow_untrusted,
+              "options": {"trust_region": data.trust_region, "n_samples": data.n_samples, "top_k": data.top_k,
+                          "refine": data.refine}}
     if data.fit_id is not None:
+        if data.params:
+            raise Invalid("params are the estimator's when it is fitted first; with fit_id leave them out",
+                          field="params")
         fit = get_fit(session, project, data.fit_id)
         if fit.status == "failed":
             raise Conflict(f"fit {fit.id} failed: {fit.error}", field="fit_id")
+        if fit.trusted is False and not data.allow_untrusted:
+            raise Conflict(untrusted_reason(fit), field="fit_id")
+        differ = scale_mismatch(fit, requested)
+        if differ:
+            raise Invalid(f"fit {fit.id} answers at {fit.scale} ({', '.join(differ)} differ from target_scale); "
+                          "recommend with estimator + target_scale, or from a fit made for that scale",
+                          field="target_scale")
+        if requested is None and fit.scale:
+            params["target_scale"] = dict(fit.scale)
         job = job_service.create_job(session, kind="recommend", project_id=project.id,
                                      params={"fit_id": fit.id, **params})
     else:
         _check_estimator(data.estimator)
-        runs = _select_runs(session, project, RunFilter())
-        if not runs:
-            raise Invalid("the project has no succeeded runs to fit", field="estimator")
-        target = resolve_target(project, None, runs)
+        _check_params(data.estimator, data.params)
+        target = check_runs_for_fit(session, project, RunFilter(), requested, None)
         fit, job = _new_fit(session, project, data.estimator, data.params, RunFilter().model_dump(), target,
-                            kind="recommend", job_params={"fit_first": True, "cv_folds": 5, **params})
+                            kind="recommend", job_params={"fit_first": True, "cv_folds": 5, **params},
+                            target_scale=requested)
     session.commit()
     return job
 

@@ -26,11 +26,13 @@ def _fit(run: common.JobRun, fit_id: int, cv_folds: int, random_state: int, prog
         fit.status, fit.error = "running", None
         data = fit_service.training_data(s, fit)
         estimator, params = fit.estimator, dict(fit.params)
+        target_scale = dict(fit.target_scale) if fit.target_scale else None
     run.progress(0.0, f"fitting {estimator} on {len(data['run_ids'])} runs")
     kw = {"progress": progress} if common.accepts_progress(service_api.fit_estimator) else {}
     out = service_api.fit_estimator(
         estimator, params, data["X"], data["Y"], domains=data["domains"], targets=data["targets"],
-        objective_weights=data["weights"], cv_folds=cv_folds, random_state=random_state, **data["context"], **kw)
+        objective_weights=data["weights"], cv_folds=cv_folds, random_state=random_state,
+        target_scale=target_scale, **data["context"], **kw)
     run.check()
     notes = list(out.get("notes") or [])
     if data["skipped"]:
@@ -38,6 +40,8 @@ def _fit(run: common.JobRun, fit_id: int, cv_folds: int, random_state: int, prog
     with run.write() as s:
         f = s.get(Fit, fit_id)
         f.state, f.fidelity, f.timings = out["state"], out["fidelity"], out["timings"]
+        f.scale, f.scaling = out.get("scale"), out.get("scaling")
+        f.trusted, f.trust_reasons = out.get("trusted"), out.get("trust_reasons")
         f.notes, f.run_ids, f.status, f.finished_at = "\n".join(notes), data["run_ids"], "succeeded", utcnow()
     return {"state": out["state"], "data": data}
 
@@ -96,6 +100,10 @@ def recommend_task(self, job_id: str) -> None:
             counts = [d.token_count for d in project.domains]
             state, fidelity, weights = fit.state, fit.fidelity, [fit.target[t] for t in fit.target]
             domains = list(fit.domains)
+            if fit.trusted is False and not p.get("allow_untrusted"):
+                raise RuntimeError(fit_service.untrusted_reason(fit))
+            scaling, fit_scale, trusted = fit.scaling, fit.scale, fit.trusted
+            chain = fit_service.chain_summary(fit)
         prior = np.array(counts, dtype=float) / sum(counts) if all(counts) else None
         constraints = fit_service.science_constraints(p["constraints"], domains, counts)
         kw = {}
@@ -104,7 +112,7 @@ def recommend_task(self, job_id: str) -> None:
         t0 = time.perf_counter()
         rec = service_api.recommend(state, constraints, prior, weights, X=data["X"], Y=data["Y"],
                                     n_boot=p.get("n_boot", 20), random_state=p.get("random_state", 0),
-                                    domains=domains, **kw)
+                                    domains=domains, scaling=scaling, **(p.get("options") or {}), **kw)
         elapsed = time.perf_counter() - t0
         run.check()
 
@@ -116,13 +124,17 @@ def recommend_task(self, job_id: str) -> None:
                 mixture=dict(zip(domains, map(float, rec["mixture"]), strict=True)),
                 predicted=rec.get("predicted_objective"), interval_low=interval[0], interval_high=interval[1],
                 binding=list(rec.get("binding") or []), constraints=p["constraints"],
-                target_scale=p.get("target_scale") or {},
+                target_scale=fit_scale or p.get("target_scale") or {},
                 details={"unconstrained_mixture": dict(zip(domains, map(float, unconstrained), strict=True))
                          if unconstrained else None,
                          "unconstrained_objective": rec.get("unconstrained_objective"),
                          "interval_method": rec.get("interval_method"), "kl_to_prior": rec.get("kl_to_prior"),
                          "strategy": rec.get("strategy"), "explanation": rec.get("explanation"),
-                         "fidelity": _fidelity_summary(fidelity), "recommend_s": elapsed},
+                         "fidelity": _fidelity_summary(fidelity), "recommend_s": elapsed,
+                         "scale": fit_scale, "chain": chain, "trusted": trusted,
+                         "cross_scale": {k: v for k, v in ((scaling or {}).get("cross_scale") or {}).items()
+                                         if k != "predictions"},
+                         "extrapolation": rec.get("extrapolation")},
             )
             s.add(row)
             s.flush()

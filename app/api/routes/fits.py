@@ -31,9 +31,10 @@ estimators_router = APIRouter(prefix="/v1/estimators", tags=["fits"])
 
 @estimators_router.get("")
 def list_estimators(token: CurrentToken) -> dict[str, Any]:
-    """Registered estimators (``auto`` fits all applicable ones and keeps the best by CV)."""
-    names = svc.known_estimators()
-    return {"data": names, "count": len(names)}
+    """Registered estimators with their parameters (type, default, meaning, range) and how many
+    runs each needs (``auto`` fits all applicable ones and keeps the best)."""
+    rows = svc.estimator_catalogue()
+    return {"data": [r["name"] for r in rows], "count": len(rows), "estimators": rows}
 
 
 def _accepted(session, job, body: dict[str, Any]) -> JSONResponse:
@@ -70,7 +71,8 @@ def get_fit(project_id: IdPath, fit_id: IdPath, session: SessionDep, token: Curr
 def predict(project_id: IdPath, fit_id: IdPath, data: PredictRequest, session: SessionDep, token: CurrentToken) -> dict:
     """Predicted losses for mixtures, from the stored parameters (answers in the request)."""
     fit = svc.get_fit(session, projects.get_project(session, token, project_id), fit_id)
-    return svc.predict(fit, data.mixtures, normalize=data.normalize)
+    return svc.predict(fit, data.mixtures, normalize=data.normalize,
+                       target_scale=data.target_scale.given() if data.target_scale is not None else None)
 
 
 @router.post("/recommendations", status_code=202, response_model=JobAccepted)

@@ -22,6 +22,18 @@ class RunFilter(Schema):
     run_ids: list[int] | None = None
 
 
+class TargetScale(Schema):
+    """The scale an answer is for: model size (non-embedding parameters) and budget."""
+
+    model_params: int | None = Field(default=None, gt=0)
+    train_tokens: int | None = Field(default=None, gt=0)
+    train_steps: int | None = Field(default=None, gt=0)
+
+    def given(self) -> dict[str, int] | None:
+        d = {k: v for k, v in self.model_dump().items() if v is not None}
+        return d or None
+
+
 class FitCreate(Schema):
     #: a registered estimator (see GET /v1/estimators) or "auto"
     estimator: str = "auto"
@@ -31,6 +43,9 @@ class FitCreate(Schema):
     run_filter: RunFilter = Field(default_factory=RunFilter)
     cv_folds: int = Field(default=5, ge=2, le=20)
     random_state: int = 0
+    #: answer at this scale (through the steps/size laws when it lies beyond the runs);
+    #: required when the selected runs span several model sizes or budgets
+    target_scale: TargetScale | None = None
 
 
 class FitPublic(Schema):
@@ -49,6 +64,14 @@ class FitPublic(Schema):
     timings: dict[str, float] | None
     notes: str | None
     error: str | None
+    target_scale: dict[str, Any] | None = None
+    #: the scale the fit's answers are for
+    scale: dict[str, Any] | None = None
+    #: {"chain": the laws applied, with parameters and errors; "cross_scale": fit on the smaller,
+    #: predict the largest; "extrapolated"}
+    scaling: dict[str, Any] | None = None
+    trusted: bool | None = None
+    trust_reasons: list[str] | None = None
     created_at: datetime
     finished_at: datetime | None
 
@@ -67,6 +90,8 @@ class FitAccepted(Schema):
 class PredictRequest(Schema):
     mixtures: Annotated[list[dict[str, NonNegFloat]], max_items("max_predict_mixtures")] = Field(min_length=1)
     normalize: bool = False
+    #: default: the fit's scale; another scale needs a fit made for it (BiMix: any step)
+    target_scale: TargetScale | None = None
 
 
 class PredictResponse(Schema):
@@ -76,12 +101,10 @@ class PredictResponse(Schema):
     predictions: list[list[float]]
     objective: list[float]
     std: list[float] | None = None
-
-
-class TargetScale(Schema):
-    model_params: int | None = Field(default=None, gt=0)
-    train_tokens: int | None = Field(default=None, gt=0)
-    train_steps: int | None = Field(default=None, gt=0)
+    #: the scale these numbers are for, and how they were obtained
+    scale: dict[str, Any] | None = None
+    chain: list[dict[str, Any]] | None = None
+    trusted: bool | None = None
 
 
 class RecommendationCreate(Schema):
@@ -95,6 +118,14 @@ class RecommendationCreate(Schema):
     target_scale: TargetScale = Field(default_factory=TargetScale)
     n_boot: int = Field(default=20, ge=0, le=200)
     random_state: int = 0
+    #: recommend even from a fit marked untrusted (otherwise 409)
+    allow_untrusted: bool = False
+    #: keep each weight at most this much above the largest weight a run gave that domain
+    trust_region: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    #: trees: RegMix's simulation (samples, top-k average); refine=true adds a local refinement
+    n_samples: int = Field(default=100_000, ge=1000, le=1_000_000)
+    top_k: int = Field(default=128, ge=1, le=100_000)
+    refine: bool = False
 
 
 class RecommendationPublic(Schema):
