@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     #: most domains a project may have (API and CSV/JSON import)
     max_domains: int = Field(default=1000, ge=1)
     #: largest serialised ``details`` of a run or ``params`` of a fit/recommendation/session, bytes
-    max_json_field_bytes: int = Field(default=64 * 2**10, ge=64)
+    #: (1 MiB: an exported online run's weight trajectory must import back)
+    max_json_field_bytes: int = Field(default=2**20, ge=64)
     #: most observations in one online-session request
     max_observations: int = Field(default=10_000, ge=1)
     #: most mixtures in one predict request
