@@ -108,6 +108,17 @@ def _alive(pid: int) -> bool:
     return "zombie" not in state
 
 
+def _job_process(job_id: str) -> int:
+    """The pid of the pool process running the job (its claim records ``host/pid``)."""
+    from sqlalchemy import text
+
+    from app.store.db import get_engine
+
+    with get_engine().connect() as conn:
+        worker = conn.execute(text("SELECT worker FROM job WHERE id = :id"), {"id": job_id}).scalar_one()
+    return int(worker.rsplit("/", 1)[1])
+
+
 def _project(client, headers, n: int = 30) -> dict:
     """A 3-domain project with ``n`` runs whose losses follow a mixing law."""
     p = client.post("/v1/projects", json={"name": f"faults-{time.monotonic_ns()}",
@@ -184,8 +195,9 @@ def test_sigkill_mid_fit_runs_it_again_once(client, admin, own_queue, victim):
             assert not any(_alive(c) for c in pool), "a pool process outlived its worker"
             second = _worker(f"rescuer-{victim}", beat=True)
         else:
-            for c in pool:
-                os.kill(c, signal.SIGKILL)
+            child = _job_process(job_id)
+            assert child in pool
+            os.kill(child, signal.SIGKILL)
             second = _worker(f"beat-{victim}", beat=True)  # the reaper; the first worker keeps running
         job = _wait(client, admin, job_id, (first, second), timeout=120)
         recovery = time.monotonic() - t_kill
@@ -332,9 +344,10 @@ def test_training_pool_process_killed_then_cancel_of_a_running_training(client, 
         job_id, run_id = _swarm(client, admin, p, steps=200)
         _wait_running(client, admin, job_id, progress=0.2, timeout=120)
         t_kill = time.monotonic()
-        for c in _children(w.pid):
-            os.kill(c, signal.SIGKILL)
-        job = wait_job(client, admin, job_id, timeout=240)
+        child = _job_process(job_id)  # the pool process, not the worker's embedded beat
+        assert child in _children(w.pid)
+        os.kill(child, signal.SIGKILL)
+        job = _wait(client, admin, job_id, (w,), timeout=240)
         recovery = time.monotonic() - t_kill
         print(f"SIGKILL of the pool process mid-training: terminal after {recovery:.1f} s")
         assert job["state"] == "succeeded", job["error"]

@@ -168,7 +168,7 @@ class JobRun:
         if self.lost.is_set():
             raise Superseded(f"job {self.job_id} attempt {self.attempt} no longer holds its claim")
         if self.cancel.is_set():
-            raise Cancelled("cancel requested")
+            raise Cancelled("cancelled by request")
 
     @property
     def should_stop(self) -> bool:
@@ -273,9 +273,9 @@ def run_job(job_id: str, body: Callable[[JobRun], None], *, task_id: str | None 
             body(run)
         except Superseded:
             log.info("job %s attempt %d stopped: claim lost", job_id, run.attempt)
-        except Cancelled:
+        except Cancelled as exc:
             if not run.ended:
-                run.cancelled()
+                run.cancelled(str(exc) or "cancelled by request")
         except Exception as exc:
             if not run.ended:
                 run.fail(exc, also=on_fail)
