@@ -254,6 +254,7 @@ def project_create(
         "--file", "-f", help="a YAML/JSON project file {domains, objective, constraints, description} (olmix-style)")] = None,
     description: Annotated[str | None, typer.Option(help="free text")] = None,
     exist_ok: Annotated[bool, typer.Option("--exist-ok", help="return the project of that name if it exists")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the id (PID=$(mixopt project create ... -q))")] = False,
     as_json: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None,
 ) -> None:
     """Create a project: ordered domains (with token counts), objective and constraints, from
@@ -284,6 +285,9 @@ def project_create(
     p = create(name, domains, objective=obj, constraints=cons, description=description or spec.get("description"))
     if as_json:
         _print_json(p)
+        return
+    if quiet:
+        typer.echo(p.id)
         return
     console.print(f"project {p.id} {escape(repr(p.name))} with {len(p.domains)} domains", highlight=False)
 

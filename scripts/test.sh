@@ -21,3 +21,10 @@ run() {
 $BIN/ruff check app workers mixopt migrations tests bench
 run SQLite env -u MIXOPT_TEST_DATABASE_URL $BIN/python -m pytest -q -m "not slow" "$@"
 run PostgreSQL $BIN/python -m pytest -q -m "not science and not packaging and not slow" "$@"
+
+# tests never write tracked files (screenshots go to artifacts/): checked on CI's fresh clone
+if [ "${CI:-}" = "true" ] && [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+  echo "the tests changed tracked files:" >&2
+  git status --porcelain --untracked-files=no >&2
+  exit 1
+fi

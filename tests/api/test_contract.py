@@ -232,3 +232,20 @@ def _wait_generated(get_job, c, job_id: str, timeout: float = 120):
             return job
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_epoch_caps_without_token_counts_are_refused_at_the_door(client, admin):
+    """max_epochs needs target_tokens and every domain's token count: a 422 naming the field at
+    POST, not a job that fails later."""
+    p = client.post("/v1/projects", json={"name": "caps", "domains": [{"name": "a", "token_count": 100},
+                                                                     {"name": "b"}]}, headers=admin).json()
+    url = f"/v1/projects/{p['id']}/recommendations"
+    r = client.post(url, json={"estimator": "gp", "constraints": {"target_tokens": 1000, "max_epochs": 2}},
+                    headers=admin)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "constraints.max_epochs"
+    assert "['b']" in r.json()["detail"]
+    r = client.post(url, json={"estimator": "gp", "constraints": {"max_epochs": 2}}, headers=admin)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "constraints.target_tokens"
+    from tests.conftest import count_rows
+
+    assert count_rows("job") == 0

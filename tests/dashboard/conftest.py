@@ -179,8 +179,10 @@ def page(context):
 
 
 def screenshot(page, name: str, docs: bool = False) -> None:
+    """Screenshots go to artifacts/ (ignored by git): tests never write tracked files. The
+    README's pictures in docs/screenshots/ are refreshed by hand, with MIXOPT_UPDATE_DOCS=1."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-    if docs:
+    if docs and os.environ.get("MIXOPT_UPDATE_DOCS") == "1":
         DOCS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(DOCS / f"{name}.png"))
