@@ -119,6 +119,7 @@ def fidelity_view(fit: Fit) -> dict[str, Any]:
                    **{k: _num(r.get(k)) for k in METRIC_KEYS}} for r in table],
         "fit_s": _num(timings.get("fit_s")), "cv_s": _num(timings.get("cv_s")),
         "notes": fit.notes, "target": fit.target, "created_at": fit.created_at,
+        "trusted": fit.trusted, "trust_reasons": list(fit.trust_reasons or []), "scale": fit.scale or {},
     }
 
 
@@ -145,6 +146,8 @@ def recommendation_view(rec: Recommendation, fits_by_id: dict[int, Fit], domains
         "interval_high": _num(rec.interval_high), "binding": list(rec.binding or []),
         "fidelity": fidelity, "target_scale": rec.target_scale or {}, "created_at": rec.created_at,
         "explanation": (rec.details or {}).get("explanation"),
+        "trusted": (rec.details or {}).get("trusted"),
+        "extrapolation": ((rec.details or {}).get("extrapolation") or {}).get("reasons") or [],
     }
 
 

@@ -124,3 +124,45 @@ def test_params_are_validated_and_documented():
         assert set(desc) == set(cls._param_names()), name
         assert all(d["meaning"] != "(undocumented)" for d in desc.values()), name
     assert MixingLaw.required_runs(5) == 7
+
+
+def test_recommendation_beyond_the_runs_is_flagged_and_trust_region_keeps_it_near():
+    from mixopt.mixing.optimize import recommend
+
+    rng = np.random.default_rng(4)
+    X = rng.dirichlet([4.0, 4.0, 0.3], size=40)
+    X = X[X[:, 2] < 0.15]  # no run gives domain c more than 0.15
+    y = 3.0 - 2.0 * X[:, 2] + 0.1 * X[:, 0] + rng.normal(0, 0.005, len(X))
+    est = get_estimator("regmix_linear").fit(X, y)
+    free = recommend(est, None, X=X, Y=y, n_boot=0, domains=["a", "b", "c"])
+    assert free["extrapolation"]["flag"] and "c" in free["extrapolation"]["weight_excess"]
+    assert "EXTRAPOLATION" in free["explanation"]
+    near = recommend(est, None, X=X, Y=y, n_boot=0, domains=["a", "b", "c"], trust_region=0.01)
+    assert near["mixture"][2] <= X[:, 2].max() + 0.01 + 1e-6
+    assert not near["extrapolation"]["weight_excess"]
+
+
+def test_bimix_models_an_absent_domain_instead_of_clipping():
+    from mixopt.mixing.bimix import BiMix, bimix_law
+
+    rng = np.random.default_rng(5)
+    X = rng.dirichlet(np.ones(2), size=12)
+    X[:4] = [[1.0, 0.0]] * 4  # domain b absent from four runs
+    X[:4, 0] = 1.0
+    absent_loss = 4.0
+    curves = []
+    for x in X:
+        pts = []
+        for s in (1000, 2000, 4000, 8000):
+            lb = absent_loss * (5.0 / s**0.3 + 1) if x[1] == 0 else bimix_law(x[1], s, 2.0, 0.2, 5.0, 0.3)
+            la = bimix_law(x[0], s, 2.5, 0.1, 5.0, 0.3)
+            pts.append((s, {"a": float(la), "b": float(lb)}))
+        curves.append(pts)
+    Y = np.array([[c[-1][1]["a"], c[-1][1]["b"]] for c in curves])
+    m = BiMix().fit(X, Y, curves=curves, domains=["a", "b"], targets=["a", "b"])
+    assert m.absent_observed_[1]
+    pred = m.predict(np.array([[1.0, 0.0]]), steps=8000)[0, 1]
+    assert pred == pytest.approx(absent_loss * (5.0 / 8000**0.3 + 1), rel=0.02)
+    # positive shares follow the law itself, with no clipping
+    assert m.predict(np.array([[0.5, 0.5]]), steps=8000)[0, 1] == pytest.approx(
+        bimix_law(0.5, 8000, 2.0, 0.2, 5.0, 0.3), rel=0.02)
