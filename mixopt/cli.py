@@ -617,6 +617,7 @@ def recommend_cmd(
     train_tokens: Annotated[int | None, typer.Option(help="target training tokens (nested scaling laws)")] = None,
     train_steps: Annotated[int | None, typer.Option(help="target training steps (BiMix, steps law)")] = None,
     n_boot: Annotated[int, typer.Option(help="bootstrap refits for the interval")] = 20,
+    allow_untrusted: Annotated[bool, typer.Option("--allow-untrusted", help="recommend from a fit flagged untrusted")] = False,
     wait: WaitOpt = True, timeout: TimeoutOpt = 3600.0, as_json: JsonOpt = False,
     url: UrlOpt = None, token: TokenOpt = None,
 ) -> None:
@@ -631,7 +632,8 @@ def recommend_cmd(
             cons["max_epochs"] = max_epochs
     scale = _drop_none_dict({"model_params": model_params, "train_tokens": train_tokens, "train_steps": train_steps})
     acc = c.recommend(project_id, fit_id=fit_id, estimator=estimator if fit_id is None else None,
-                      constraints=cons, target_scale=scale or None, n_boot=n_boot)
+                      constraints=cons, target_scale=scale or None, n_boot=n_boot,
+                      allow_untrusted=allow_untrusted or None)
     if not wait:
         _print_json(acc) if as_json else console.print(f"job {acc.job.id}: {acc.job.state}")
         return

@@ -254,10 +254,11 @@ class _Endpoints:
     # -- fits, predictions, recommendations, suggestions -------------------------------------
     def fit(self, project_id: int, estimator: str = "auto", *, params: Json | None = None,
             target: dict[str, float] | None = None, run_filter: Json | None = None, cv_folds: int = 5,
-            random_state: int | None = None) -> JobAccepted:
-        """Fit in a worker: the job to :meth:`wait` for, and the fit row (``.fit``)."""
+            random_state: int | None = None, target_scale: Json | None = None) -> JobAccepted:
+        """Fit in a worker: the job to :meth:`wait` for, and the fit row (``.fit``). ``target_scale``
+        (``{model_params, train_steps | train_tokens}``): answer at that scale through the scaling laws."""
         body = _drop_none({"estimator": estimator, "params": params or {}, "cv_folds": cv_folds, "target": target,
-                           "run_filter": run_filter, "random_state": random_state})
+                           "run_filter": run_filter, "random_state": random_state, "target_scale": target_scale})
         return self._call("POST", f"/v1/projects/{project_id}/fits", JobAccepted, json=body)
 
     def page_fits(self, project_id: int, *, offset: int = 0, limit: int = 100) -> Page[Fit]:
@@ -268,18 +269,21 @@ class _Endpoints:
         return self._call("GET", f"/v1/projects/{project_id}/fits/{fit_id}", Fit)
 
     def predict(self, project_id: int, fit_id: int, mixtures: Sequence[dict[str, float]],
-                normalize: bool = False) -> Json:
-        """Predicted losses for mixtures from a stored fit (synchronous)."""
+                normalize: bool = False, target_scale: Json | None = None) -> Json:
+        """Predicted losses for mixtures from a stored fit (synchronous), with the ``scale`` they
+        are for and the ``chain`` of laws that produced them."""
         return self._call("POST", f"/v1/projects/{project_id}/fits/{fit_id}/predict",
-                          json={"mixtures": list(mixtures), "normalize": normalize})
+                          json=_drop_none({"mixtures": list(mixtures), "normalize": normalize,
+                                           "target_scale": target_scale}))
 
     def recommend(self, project_id: int, *, fit_id: int | None = None, estimator: str | None = None,
                   constraints: Json | None = None, target_scale: Json | None = None, n_boot: int = 20,
-                  params: Json | None = None) -> JobAccepted:
+                  params: Json | None = None, **options: Any) -> JobAccepted:
         """Recommend a mixture in a worker (from ``fit_id``, or fitting ``estimator`` first); the
-        job's ``result["recommendation_id"]`` names the recommendation."""
+        job's ``result["recommendation_id"]`` names the recommendation. ``options``: any other
+        field of the request (``allow_untrusted``, ``trust_region``, ``random_state``, ...)."""
         body = _drop_none({"n_boot": n_boot, "fit_id": fit_id, "estimator": estimator, "constraints": constraints,
-                           "target_scale": target_scale, "params": params})
+                           "target_scale": target_scale, "params": params, **options})
         return self._call("POST", f"/v1/projects/{project_id}/recommendations", JobAccepted, json=body)
 
     def page_recommendations(self, project_id: int, *, offset: int = 0, limit: int = 100) -> Page[Recommendation]:
