@@ -4,6 +4,14 @@
 other smooth estimators use ``--n-boot`` bootstrap refits). Ratios are against RegMix LightGBM.
 
     .venv/bin/python -m bench.fit_speed [--data-dir DIR] [--threads 2]
+
+``--service``: the same fits through the API (``mixopt serve`` with its supervised embedded
+worker, default concurrency 2) while ``--load`` busy processes compete for the CPUs, as a ratio
+to the direct ``service_api.fit_estimator`` call in this process under the same load, with the
+thread count one worker process gets (cores // concurrency). Target: ratio <= 1.5. Uses the first
+``--runs`` RegMix runs to stay bounded.
+
+    .venv/bin/python -m bench.fit_speed --service [--runs 64] [--load 2]
 """
 
 from __future__ import annotations
@@ -21,7 +29,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2, help="BLAS/OpenMP threads (set before numpy loads)")
     ap.add_argument("--n-boot", type=int, default=0, help="bootstrap refits for non-GP intervals")
     ap.add_argument("--with-auto", action="store_true")
+    ap.add_argument("--service", action="store_true", help="through the API under a competing CPU load")
+    ap.add_argument("--runs", type=int, default=64, help="--service: runs used")
+    ap.add_argument("--load", type=int, default=0, help="--service: busy processes (0: one per core)")
+    ap.add_argument("--estimators", default="mixing_law,regmix_lgbm,gp", help="--service: comma-separated")
     args = ap.parse_args(argv)
+    if args.service:
+        service_bench(args)
+        return
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
 
@@ -57,6 +72,90 @@ def main(argv: list[str] | None = None) -> None:
     non_auto = [r for r in rows if r[0] != "auto"]
     print(f"all estimators except auto, fit + 5-fold CV: {sum(r[3] for r in non_auto):.2f} s "
           f"(+ recommendations {sum(r[4] for r in non_auto):.2f} s)")
+
+
+def service_bench(args) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    cores = len(os.sched_getaffinity(0))
+    concurrency = 2
+    threads = max(1, cores // concurrency)  # what workers.celery_app gives each pool process
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+    import httpx
+
+    from bench._server import REPO, free_port
+    from bench.fidelity import default_data_dir, load_regmix
+    from mixopt.mixing import service_api
+
+    X, y, domains = load_regmix(args.data_dir or default_data_dir())
+    X, y = X[:args.runs], y[:args.runs]
+    X = X / X.sum(1, keepdims=True)  # the API stores mixtures on the simplex: the same input for both
+    names = [n for n in args.estimators.split(",") if n]
+    # the load in its own session: with the kernel's autogroup scheduling (on here) CPU is shared
+    # per session, and the fit of each side (this process; the worker, which serve starts in its
+    # own session) must meet the same competition
+    spin = "while True:\n    pass\n"
+    load = [subprocess.Popen([sys.executable, "-c", spin], start_new_session=True) for _ in range(args.load or cores)]
+    home = tempfile.mkdtemp(prefix="mixopt-bench-service-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIXOPT_", "OMP_", "OPENBLAS_", "MKL_"))}
+    env |= {"MIXOPT_HOME": home, "MIXOPT_WORKER_CONCURRENCY": str(concurrency), "CUDA_VISIBLE_DEVICES": ""}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)], env=env, cwd=REPO,
+                             stdout=open(f"{home}/serve.out", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    rows = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/readyz", timeout=3).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise RuntimeError(f"serve not ready; see {home}")
+        # the direct calls run once serve is up and idle: both sides see the same competing load
+        direct = {}
+        for name in names:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                service_api.fit_estimator(name, None, X, y, domains=domains, targets=["pile_cc"], cv_folds=5)
+                direct[name] = time.perf_counter() - t0
+        token = open(f"{home}/admin_token").read().strip()
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+            c.get("/v1/estimators")  # the API process imports the science once, as this process did
+            p = c.post("/v1/projects", json={"name": "bench", "domains": [{"name": d} for d in domains]}).json()
+            runs = [{"mixture": dict(zip(domains, map(float, x), strict=True)), "metrics": {"pile_cc": float(v)}}
+                    for x, v in zip(X, y, strict=True)]
+            r = c.post(f"/v1/projects/{p['id']}/runs", json={"runs": runs})
+            assert r.status_code == 201, r.text
+            for name in names:
+                t0 = time.perf_counter()
+                job_id = c.post(f"/v1/projects/{p['id']}/fits", json={"estimator": name}).json()["job"]["id"]
+                while (job := c.get(f"/v1/jobs/{job_id}").json())["state"] in ("pending", "running"):
+                    time.sleep(0.2)
+                wall = time.perf_counter() - t0
+                assert job["state"] == "succeeded", job
+                rows.append((name, direct[name], wall, job["duration_s"]))
+    finally:
+        serve.terminate()
+        serve.wait(timeout=60)
+        for p in load:
+            p.kill()
+            p.wait()
+    print(f"{args.runs} RegMix runs x {len(domains)} domains, 5-fold CV; {cores} cores, {len(load)} busy processes "
+          f"competing; {threads} BLAS thread(s) per fit (worker concurrency {concurrency})")
+    print(f"{'estimator':13s} {'direct s':>9s} {'API s':>8s} {'job s':>8s} {'API/direct':>11s}")
+    for name, d, w, j in rows:
+        print(f"{name:13s} {d:9.2f} {w:8.2f} {j:8.2f} {w / d:11.2f}")
+    total_d, total_w = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    print(f"{'total':13s} {total_d:9.2f} {total_w:8.2f} {'':8s} {total_w / total_d:11.2f}  (target <= 1.5)")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@
   heartbeat thread terminates it after one grace period; this is the backstop when that thread is
   stuck too) is revoked with terminate and ended ``cancelled``.
 - A ``pending`` job whose message was last sent more than ``MIXOPT_PENDING_RESEND_SECONDS`` ago
-  is sent again when its queue holds fewer messages than it has such jobs (a broker restarted
-  without persistence lost them), at most ``MIXOPT_RESEND_BATCH`` per tick, oldest first; each
-  send is counted on the job (``sends``, ``sent_at``).
+  is sent again when its queue holds fewer messages than the queue has pending jobs (a broker
+  restarted without persistence lost them), as many as are missing, at most
+  ``MIXOPT_RESEND_BATCH`` per tick, oldest first; each send is counted on the job (``sends``,
+  ``sent_at``).
 """
 
 from __future__ import annotations
@@ -85,14 +86,17 @@ def reap_stale_jobs() -> dict[str, int]:
         old = list(s.execute(select(Job.id, Job.queue).where(Job.state == "pending", Job.cancel_requested.is_(False),
                                                              last_sent < pending_cutoff)
                              .order_by(last_sent, Job.id).limit(10 * settings.resend_batch)))
+        pending = dict(s.execute(select(Job.queue, func.count()).where(Job.state == "pending",
+                                                                       Job.cancel_requested.is_(False))
+                                 .group_by(Job.queue)).all())
     by_queue: dict[str, list[str]] = defaultdict(list)
     for job_id, queue in old:
         by_queue[queue or "default"].append(job_id)
     budget = settings.resend_batch
     for queue, ids in by_queue.items():
         depth = queue_depth(queue)
-        # the queue holds at least as many messages as these jobs: they are waiting their turn
-        missing = len(ids) if depth is None else max(0, len(ids) - depth)
+        # as many messages waiting as pending jobs on the queue: they are waiting their turn
+        missing = len(ids) if depth is None else min(len(ids), max(0, pending.get(queue, 0) - depth))
         for job_id in ids[:min(missing, budget)]:
             to_send.append((job_id, "pending"))
         budget -= min(missing, budget)
