@@ -26,6 +26,9 @@ from mixopt.progress import ProgressFn, report, scaled
 __all__ = ["ScaleError", "estimator_catalogue", "fit_estimator", "predict", "recommend", "validate_params",
            "RECOMMEND_OPTIONS"]
 
+#: folds of auto's selection inside each outer fold of its nested CV
+NESTED_INNER_FOLDS = 3
+
 #: options of a recommendation (validated like estimator parameters)
 RECOMMEND_OPTIONS = {
     "n_samples": ("int", 1000, 1_000_000, "trees: Dirichlet samples simulated (paper: 100,000)"),
@@ -194,7 +197,10 @@ def fit_estimator(
     need = 2 * max(1, type(est).required_runs(Xf.shape[1]) if name != "auto" else 2)
     if Xf.shape[0] >= need or (name == "auto" and Xf.shape[0] >= 4):
         try:
-            cv = cross_validate(est, Xf, Yf, objective_weights=w, n_folds=cv_folds, random_state=random_state,
+            # auto: nested CV, the whole selection inside each outer fold; the inner selection
+            # uses at most NESTED_INNER_FOLDS folds to bound the cost (outer: cv_folds)
+            cv_est = est.clone().set_params(cv_folds=min(int(cv_folds), NESTED_INNER_FOLDS)) if name == "auto" else est
+            cv = cross_validate(cv_est, Xf, Yf, objective_weights=w, n_folds=cv_folds, random_state=random_state,
                                 groups=groups, progress=scaled(progress, 0.6, 0.9), **ctx)
             if name == "auto":
                 cv["nested"] = True

@@ -20,7 +20,9 @@ def _import_regmix(client, headers, **project):
 def test_fit_auto_recommend_predict(client, admin, worker):
     p = _import_regmix(client, admin)
     domains = [d["name"] for d in p["domains"]]
-    r = client.post(f"/v1/projects/{p['id']}/fits", json={"estimator": "auto"}, headers=admin)
+    # three candidates keep the nested CV (selection inside each outer fold) within seconds
+    r = client.post(f"/v1/projects/{p['id']}/fits", json={"estimator": "auto", "params": {
+        "candidates": ["gp", "mixing_law", "regmix_linear"]}}, headers=admin)
     assert r.status_code == 202, r.text
     assert r.headers["Location"] == f"/v1/jobs/{r.json()['job']['id']}"
     job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
@@ -30,7 +32,8 @@ def test_fit_auto_recommend_predict(client, admin, worker):
     assert fit["target"] == {PILE_CC: 1.0} and fit["domains"] == domains
     assert fit["fidelity"]["pooled"]["spearman"] > 0.95, fit["fidelity"]["pooled"]
     assert len(fit["fidelity"]["predictions"]) == 512  # for the predicted-vs-actual plot
-    assert "auto chose" in fit["notes"]
+    assert "auto chose" in fit["notes"] and fit["fidelity"]["nested"] is True
+    assert fit["trusted"] is True and fit["scaling"]["cross_scale"]["status"] == "untested"
     assert fit["timings"]["fit_s"] > 0
 
     constraints = {"bounds": {"the_pile_pile_cc": {"min": 0.2, "max": 0.5}, "the_pile_github": {"max": 0.05}},

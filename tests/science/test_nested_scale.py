@@ -166,3 +166,21 @@ def test_bimix_models_an_absent_domain_instead_of_clipping():
     # positive shares follow the law itself, with no clipping
     assert m.predict(np.array([[0.5, 0.5]]), steps=8000)[0, 1] == pytest.approx(
         bimix_law(0.5, 8000, 2.0, 0.2, 5.0, 0.3), rel=0.02)
+
+
+def test_auto_selects_on_cross_scale_when_the_target_is_beyond_the_runs():
+    X, Y, P, S, curves = synthetic_runs(n_mix=9)
+    out = fit_estimator("auto", {"candidates": ["mixing_law", "regmix_linear"],
+                                 "candidate_params": {"mixing_law": {"n_restarts": 300}}},
+                        X, Y, domains=["a", "b", "c"], targets=["loss"], cv_folds=3,
+                        target_scale={"model_params": 1e9, "train_steps": 100_000},
+                        model_params=P, steps=S, curves=curves)
+    fitted = out["state"]["fitted"]
+    assert fitted["criterion"] == "cross_scale"
+    rows = {r["name"]: r for r in fitted["table"]}
+    assert all(r["cross_scale"]["status"] == "ok" for r in rows.values())
+    # the law that generated the data transfers across scale better than a linear model
+    assert fitted["chosen"] == "mixing_law"
+    assert out["scaling"]["cross_scale"]["selection"] is True
+    assert [c["law"] for c in out["scaling"]["chain"]] == ["steps", "size", "auto -> mixing_law"]
+    assert out["scale"] == {"model_params": 1e9, "train_steps": 100_000, "train_tokens": None}
