@@ -64,6 +64,7 @@ class Constraints:
     target_tokens : tokens of the run being planned.
     max_epochs : allowed repetitions ``R``, global (float) or per domain.
     kl_weight : olmix's ``lambda`` toward the prior (0 disables).
+    groups, group_of : group-total bounds and declared group paths (:mod:`mixopt.mixing.hierarchy`).
     """
 
     lower: PerDomain = None
@@ -73,6 +74,10 @@ class Constraints:
     target_tokens: float | None = None
     max_epochs: float | Mapping[str, float] | Sequence[float] | None = None
     kl_weight: float = 0.0
+    #: group totals ``{path: {"min", "max"} | {"fixed"}}`` and declared paths ``{domain: "web/news"}``
+    #: (:mod:`mixopt.mixing.hierarchy`; undeclared ``source:topic:quality`` names are parsed)
+    groups: Mapping[str, Mapping[str, float]] | None = None
+    group_of: Mapping[str, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     # -- (de)serialisation -----------------------------------------------------------------
@@ -162,9 +167,25 @@ class Constraints:
         return {"cap_binds_first": cap < np.minimum(up, 1.0), "upper_set": up < 1.0,
                 "lower_set": lower_set}
 
+    def group_system(self, domains: list[str], check: bool = True):
+        """The group constraints resolved against ``domains`` (:class:`~mixopt.mixing.hierarchy.GroupSystem`,
+        empty without groups); ``check`` also proves them feasible with the bounds and caps."""
+        from mixopt.mixing import hierarchy
+
+        system = hierarchy.resolve(self.groups, [str(d) for d in domains], self.group_of)
+        if system and check:
+            lo, hi = self.feasible_bounds(domains)
+            hierarchy.check_feasible(lo, hi, system)
+        return system
+
     def project(self, w: Any, domains: list[str]) -> np.ndarray:
-        """Euclidean projection of ``w`` (one mixture or ``(n, K)``) onto the feasible set."""
+        """Euclidean projection of ``w`` (one mixture or ``(n, K)``) onto the feasible set
+        (bounds, caps, fixed weights and group totals)."""
         lo, hi = self.feasible_bounds(domains)
+        if self.groups:
+            from mixopt.mixing import hierarchy
+
+            return hierarchy.project(w, lo, hi, self.group_system(domains))
         return project_box_simplex(w, lo, hi)
 
     def binding(self, w: Any, domains: list[str], tol: float = 1e-6) -> list[str]:
@@ -182,12 +203,19 @@ class Constraints:
                 out.append(f"cap:{d}" if src["cap_binds_first"][i] else f"upper:{d}")
             elif src["lower_set"][i] and w[i] <= lo[i] + tol:
                 out.append(f"lower:{d}")
+        if self.groups:
+            from mixopt.mixing import hierarchy
+
+            out += hierarchy.binding(w, self.group_system(domains, check=False), tol)
         return out
 
     def satisfied(self, w: Any, domains: list[str], tol: float = 1e-6) -> bool:
         w = np.asarray(w, dtype=float)
         lo, hi = self.feasible_bounds(domains)
-        return bool(abs(w.sum() - 1) <= tol and np.all(w >= lo - tol) and np.all(w <= hi + tol))
+        ok = bool(abs(w.sum() - 1) <= tol and np.all(w >= lo - tol) and np.all(w <= hi + tol))
+        if ok and self.groups:
+            ok = bool(self.group_system(domains, check=False).violation(w).max() <= tol)
+        return ok
 
 
 def project_box_simplex(w: Any, lo: np.ndarray, hi: np.ndarray, iters: int = 100) -> np.ndarray:

@@ -92,14 +92,24 @@ def _objective_batch(estimator, W, weights, kl_weight, prior):
     return f
 
 
-def _optimise_smooth(estimator, lo, hi, weights, kl_weight, prior, rng, n_starts=4, maxiter=200):
+def _feasible(lo, hi, groups):
+    """Projection onto the feasible set: box-simplex, plus group totals when ``groups``."""
+    if not groups:
+        return lambda W: project_box_simplex(W, lo, hi)
+    from mixopt.mixing import hierarchy
+
+    return lambda W: hierarchy.project(W, lo, hi, groups)
+
+
+def _optimise_smooth(estimator, lo, hi, weights, kl_weight, prior, rng, n_starts=4, maxiter=200, groups=None):
     K = lo.size
+    proj = _feasible(lo, hi, groups)
     fixed = np.isclose(lo, hi)
     free = ~fixed
     base = np.where(fixed, lo, 0.0)
     budget = 1.0 - base.sum()
     if free.sum() == 0:
-        return base
+        return base if not groups else proj(base)
     lo_f, hi_f = lo[free], hi[free]
 
     def full(x):
@@ -117,33 +127,38 @@ def _optimise_smooth(estimator, lo, hi, weights, kl_weight, prior, rng, n_starts
         f = _objective_batch(estimator, W, weights, kl_weight, prior)
         return float(f[0]), (f[1:] - f[0]) / h
 
-    pool = project_box_simplex(rng.dirichlet(np.maximum(prior, 1e-3) * K, size=512), lo, hi)
+    pool = proj(rng.dirichlet(np.maximum(prior, 1e-3) * K, size=512))
     fp = _objective_batch(estimator, pool, weights, kl_weight, prior)
-    starts = [project_box_simplex(prior, lo, hi), project_box_simplex((lo + hi) / 2, lo, hi)]
+    starts = [proj(prior), proj((lo + hi) / 2)]
     starts += [pool[i] for i in np.argsort(fp)[: max(1, n_starts - 2)]]
     cons = [{"type": "eq", "fun": lambda x: x.sum() - budget, "jac": lambda x: np.ones_like(x)}]
+    if groups:
+        from mixopt.mixing.hierarchy import scipy_constraints
+
+        cons += scipy_constraints(groups, free, base)
     best_w, best_f = None, np.inf
     for s in starts:
         res = minimize(fun_and_grad, s[free], jac=True, method="SLSQP", bounds=list(zip(lo_f, hi_f, strict=True)),
                        constraints=cons, options={"maxiter": maxiter, "ftol": 1e-10})
-        w = project_box_simplex(full(res.x), lo, hi)
+        w = proj(full(res.x))
         f = float(_objective_batch(estimator, w[None], weights, kl_weight, prior)[0])
         if f < best_f:
             best_w, best_f = w, f
     return best_w
 
 
-def _optimise_trees(estimator, lo, hi, weights, kl_weight, prior, rng, n_samples, top_k, n_refine=0):
+def _optimise_trees(estimator, lo, hi, weights, kl_weight, prior, rng, n_samples, top_k, n_refine=0, groups=None):
+    proj = _feasible(lo, hi, groups)
     S = rng.dirichlet(np.maximum(prior, 1e-6), size=int(n_samples))  # RegMix: Dirichlet(token prior)
-    S = project_box_simplex(S, lo, hi)
+    S = proj(S)
     f = _objective_batch(estimator, S, weights, kl_weight, prior)
     k = min(int(top_k), S.shape[0])
-    avg = project_box_simplex(S[np.argsort(f)[:k]].mean(axis=0), lo, hi)
+    avg = proj(S[np.argsort(f)[:k]].mean(axis=0))
     best = float(_objective_batch(estimator, avg[None], weights, kl_weight, prior)[0])
     # local refinement around the average (kept only when it improves the prediction)
     if n_refine:
         conc = 200.0 * np.maximum(avg, 1e-4)
-        R = project_box_simplex(rng.dirichlet(conc, size=int(n_refine)), lo, hi)
+        R = proj(rng.dirichlet(conc, size=int(n_refine)))
         fr = _objective_batch(estimator, R, weights, kl_weight, prior)
         i = int(np.argmin(fr))
         if fr[i] < best:
@@ -152,13 +167,15 @@ def _optimise_trees(estimator, lo, hi, weights, kl_weight, prior, rng, n_samples
 
 
 def find_optimum(estimator, lo, hi, *, prior, objective_weights=None, kl_weight=0.0, random_state=0,
-                 n_samples=PAPER_N_SAMPLES, top_k=PAPER_TOP_K, n_starts=4, refine=False):
+                 n_samples=PAPER_N_SAMPLES, top_k=PAPER_TOP_K, n_starts=4, refine=False, groups=None):
+    """``groups``: a :class:`~mixopt.mixing.hierarchy.GroupSystem` of group totals (SLSQP
+    inequality constraints for smooth estimators; every simulated mixture projected for trees)."""
     rng = np.random.default_rng(random_state)
     w = _weights(estimator, objective_weights)
     if estimator.smooth:
-        return _optimise_smooth(estimator, lo, hi, w, kl_weight, prior, rng, n_starts=n_starts)
+        return _optimise_smooth(estimator, lo, hi, w, kl_weight, prior, rng, n_starts=n_starts, groups=groups)
     return _optimise_trees(estimator, lo, hi, w, kl_weight, prior, rng, n_samples, top_k,
-                           n_refine=2000 if refine else 0)
+                           n_refine=2000 if refine else 0, groups=groups)
 
 
 def predict_with_interval(
@@ -281,10 +298,15 @@ def recommend(
                 "under the constraints; widen trust_region")
     kw = dict(prior=p, objective_weights=objective_weights, kl_weight=float(c.kl_weight or 0.0),
               random_state=random_state, n_samples=n_samples, top_k=top_k, n_starts=n_starts, refine=refine)
+    groups = c.group_system(names)
+    if groups and trust_region is not None:
+        from mixopt.mixing.hierarchy import check_feasible
+
+        check_feasible(lo, hi, groups)
     report(progress, 0.0, "optimising under the constraints")
-    w = c.project(find_optimum(estimator, lo, hi, **kw), names)
+    w = c.project(find_optimum(estimator, lo, hi, groups=groups or None, **kw), names)
     if trust_region is not None:
-        w = project_box_simplex(w, lo, hi)
+        w = _feasible(lo, hi, groups or None)(w)
     report(progress, 0.3, "unconstrained optimum")
     w_u = project_box_simplex(find_optimum(estimator, np.zeros(K), hi_u, **kw), np.zeros(K), hi_u)
     ow = _weights(estimator, objective_weights)
@@ -330,10 +352,19 @@ def recommend(
         "unconstrained_mixture": w_u.tolist(),
         "unconstrained_objective": f_u,
         "binding": binding,
+        "group_totals": _group_totals(w, names, c),
         "kl_to_prior": float(kl_divergence(w, p)[0]),
         "strategy": strategy,
         "explanation": expl,
     }
+
+
+def _group_totals(w: np.ndarray, names: list[str], c: Constraints) -> dict[str, float] | None:
+    """Each group's total weight (:mod:`mixopt.mixing.hierarchy`), None for flat domains."""
+    from mixopt.mixing.hierarchy import group_totals
+
+    out = group_totals(dict(zip(names, map(float, w), strict=True)), c.group_of)
+    return out or None
 
 
 def support_check(w: np.ndarray, predicted: float, X: np.ndarray | None, Y: Any, objective_weights: Any,
