@@ -248,7 +248,8 @@ def predict(fit: Fit, mixtures: list[dict[str, float]], normalize: bool = False,
 
 
 def science_constraints(spec: dict[str, Any], domains: list[str],
-                        token_counts: list[int | None] | None) -> dict[str, Any]:
+                        token_counts: list[int | None] | None,
+                        group_of: dict[str, str] | None = None) -> dict[str, Any]:
     """Translate the API's constraints (``ConstraintsSpec`` as a dict) into the science's
     :class:`mixopt.mixing.constraints.Constraints` dict (per-domain lower/upper, fixed,
     token counts, target tokens, epochs per domain, KL weight)."""
@@ -274,14 +275,17 @@ def science_constraints(spec: dict[str, Any], domains: list[str],
         "target_tokens": spec.get("target_tokens") if counts is not None else None,
         "max_epochs": epochs if counts is not None and spec.get("target_tokens") else None,
         "kl_weight": float(spec.get("kl_weight") or 0.0),
+        "groups": {g: {k: v for k, v in b.items() if v is not None} for g, b in (spec.get("groups") or {}).items()}
+        or None,
+        "group_of": dict(group_of or {}) or None,
     }
 
 
 def effective_constraints(project: Project, override: ConstraintsSpec | None) -> dict[str, Any]:
     spec = override if override is not None else ConstraintsSpec.model_validate(project.constraints or {})
-    from app.services.projects import _check_constraints
+    from app.services.projects import _check_constraints, declared_groups
 
-    _check_constraints(spec, [d.name for d in project.domains])
+    _check_constraints(spec, [d.name for d in project.domains], declared_groups(project.domains))
     _check_epoch_caps(spec, project)
     return spec.model_dump()
 
@@ -387,7 +391,38 @@ def baselines(project: Project) -> dict[str, Any]:
                     {d: st[variant] for d, st in zip(domains, stats, strict=True)})
     else:
         unavailable["entropy"] = "needs the domains' data: ingest them (POST .../domains/ingest)"
-    return {"domains": domains, "mixtures": mixtures, "unavailable": unavailable}
+    return {"domains": domains, "mixtures": mixtures, "unavailable": unavailable,
+            **_grouped_baselines(project, domains, mixtures, counts)}
+
+
+def _grouped_baselines(project: Project, domains: list[str], mixtures: dict[str, dict[str, float]],
+                       counts: list[int | None]) -> dict[str, Any]:
+    """Group totals of every baseline and, under group constraints, ``natural_grouped``: the
+    natural mixture projected onto the constraints (group totals included); the baselines
+    that break a group bound are listed in ``violates_groups``."""
+    from app.services.projects import declared_groups
+    from mixopt.mixing import hierarchy
+    from mixopt.mixing.constraints import Constraints, InfeasibleConstraintsError
+
+    group_of = declared_groups(project.domains)
+    if not hierarchy.groups_of(domains, group_of):
+        return {"group_totals": {}, "violates_groups": {}}
+    spec = ConstraintsSpec.model_validate(project.constraints or {})
+    if spec.groups:
+        c = Constraints.from_dict(science_constraints(project.constraints or {}, domains, counts, group_of))
+        try:
+            base = [mixtures["natural"][d] for d in domains] if "natural" in mixtures else None
+            if base is not None:
+                w = c.project(base, domains)
+                mixtures["natural_grouped"] = dict(zip(domains, map(float, w), strict=True))
+        except (InfeasibleConstraintsError, ValueError):
+            pass
+        system = c.group_system(domains, check=False)
+        violates = {k: bool(system.violation([m[d] for d in domains]).max() > 1e-6) for k, m in mixtures.items()}
+    else:
+        violates = {}
+    return {"group_totals": {k: hierarchy.group_totals(m, group_of) for k, m in mixtures.items()},
+            "violates_groups": {k: v for k, v in violates.items() if v}}
 
 
 def create_suggestion_job(session: Session, project: Project, data: SuggestionCreate) -> Job:

@@ -62,7 +62,37 @@ def _check_domains(domains: list[DomainSpec], token: ApiToken | None = None) -> 
                                  admin=token is not None and token_service.is_admin(token))
 
 
-def _check_constraints(constraints: ConstraintsSpec, names: list[str]) -> None:
+def declared_groups(domains) -> dict[str, str]:
+    """``{domain: declared group path}`` of domain rows or specs that declare one."""
+    return {d.name: g for d in domains if (g := getattr(d, "group", None) or getattr(d, "group_path", None))}
+
+
+def _check_groups(constraints: ConstraintsSpec, names: list[str], group_of: dict[str, str] | None) -> None:
+    if not constraints.groups:
+        return
+    from mixopt.mixing import hierarchy
+
+    known = hierarchy.groups_of(names, group_of)
+    for path in constraints.groups:
+        if path.strip("/") not in known:
+            raise Invalid(f"unknown group {path!r}; the domains' groups are {sorted(known)} (declare a domain's "
+                          "group, or name domains source:topic[:quality])", field=f"constraints.groups.{path}")
+    bounds = {d: (b.min, b.max) for d, b in constraints.bounds.items()}
+    lo = {d: constraints.fixed.get(d, bounds.get(d, (0.0, 1.0))[0]) for d in names}
+    hi = {d: constraints.fixed.get(d, bounds.get(d, (0.0, 1.0))[1]) for d in names}
+    for path, g in constraints.groups.items():
+        members = known[path.strip("/")]
+        gmin, gmax = (g.fixed, g.fixed) if g.fixed is not None else (g.min, g.max)
+        if sum(lo[d] for d in members) > gmax + 1e-9:
+            raise Invalid(f"the minimums and fixed weights of {members} sum to more than the group's total {gmax:g}",
+                          field=f"constraints.groups.{path}")
+        if sum(hi[d] for d in members) < gmin - 1e-9:
+            raise Invalid(f"the maximums and fixed weights of {members} sum to less than the group's total {gmin:g}",
+                          field=f"constraints.groups.{path}")
+
+
+def _check_constraints(constraints: ConstraintsSpec, names: list[str], group_of: dict[str, str] | None = None) -> None:
+    _check_groups(constraints, names, group_of)
     known = set(names)
     for field in ("bounds", "fixed", "max_epochs_per_domain"):
         for name in getattr(constraints, field):
@@ -90,7 +120,7 @@ def _objective_ok(objective: dict[str, float] | None) -> None:
 def create_project(session: Session, token: ApiToken, data: ProjectCreate) -> Project:
     token_service.require_write(token)
     _check_domains(data.domains, token)
-    _check_constraints(data.constraints, [d.name for d in data.domains])
+    _check_constraints(data.constraints, [d.name for d in data.domains], declared_groups(data.domains))
     _objective_ok(data.objective)
     project = Project(
         name=data.name, description=data.description, objective=data.objective or None,
@@ -107,7 +137,7 @@ def create_project(session: Session, token: ApiToken, data: ProjectCreate) -> Pr
 def _domain_row(position: int, spec: DomainSpec) -> Domain:
     return Domain(position=position, name=spec.name, token_count=spec.token_count,
                   source=spec.source.model_dump() if spec.source else None,
-                  trainer_paths=spec.trainer_paths, documents=spec.documents)
+                  trainer_paths=spec.trainer_paths, documents=spec.documents, group_path=spec.group)
 
 
 def used_domains(session: Session, project_id: int) -> set[str]:
@@ -140,13 +170,13 @@ def update_project(session: Session, project: Project, data: ProjectUpdate, toke
                 row.token_count = spec.token_count
                 row.token_count_measured = False
             row.source = spec.source.model_dump() if spec.source else None
-            row.trainer_paths, row.documents = spec.trainer_paths, spec.documents
+            row.trainer_paths, row.documents, row.group_path = spec.trainer_paths, spec.documents, spec.group
             rows.append(row)
         project.domains = rows
         names = new_names
     constraints = data.constraints if "constraints" in fields and data.constraints is not None else \
         ConstraintsSpec.model_validate(project.constraints or {})
-    _check_constraints(constraints, names)
+    _check_constraints(constraints, names, declared_groups(project.domains))
     if "constraints" in fields and data.constraints is not None:
         project.constraints = data.constraints.model_dump()
     if "objective" in fields:
@@ -180,7 +210,7 @@ def project_public(project: Project, run_count: int = 0) -> dict[str, Any]:
         "id": project.id, "name": project.name, "description": project.description,
         "domains": [
             {"name": d.name, "token_count": d.token_count, "source": d.source,
-             "trainer_paths": d.trainer_paths, "documents": d.documents,
+             "trainer_paths": d.trainer_paths, "documents": d.documents, "group": d.group_path,
              "token_count_measured": d.token_count_measured, "stats": d.stats} for d in project.domains
         ],
         "objective": project.objective,

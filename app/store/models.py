@@ -99,6 +99,8 @@ class Domain(Base):
     trainer_paths: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
     #: number of documents (the HF export turns token shares into per-example probabilities)
     documents: Mapped[int | None] = mapped_column(BigInteger)
+    #: declared group path ("web/news"; hierarchical domains); None: parsed from a source:topic name
+    group_path: Mapped[str | None] = mapped_column(String(500))
 
     project: Mapped[Project] = relationship(back_populates="domains")
 

@@ -98,6 +98,7 @@ def recommend_task(self, job_id: str) -> None:
             project = s.get(Project, fit.project_id)
             data = fit_service.training_data(s, fit)
             counts = [d.token_count for d in project.domains]
+            group_of = {d.name: d.group_path for d in project.domains if d.group_path}
             state, fidelity, weights = fit.state, fit.fidelity, [fit.target[t] for t in fit.target]
             domains = list(fit.domains)
             if fit.trusted is False and not p.get("allow_untrusted"):
@@ -105,7 +106,7 @@ def recommend_task(self, job_id: str) -> None:
             scaling, fit_scale, trusted = fit.scaling, fit.scale, fit.trusted
             chain = fit_service.chain_summary(fit)
         prior = np.array(counts, dtype=float) / sum(counts) if all(counts) else None
-        constraints = fit_service.science_constraints(p["constraints"], domains, counts)
+        constraints = fit_service.science_constraints(p["constraints"], domains, counts, group_of)
         kw = {}
         if common.accepts_progress(service_api.recommend):
             kw["progress"] = scaled(run.progress, 0.5, 1.0) if p.get("fit_first") else run.progress
@@ -134,7 +135,7 @@ def recommend_task(self, job_id: str) -> None:
                          "scale": fit_scale, "chain": chain, "trusted": trusted,
                          "cross_scale": {k: v for k, v in ((scaling or {}).get("cross_scale") or {}).items()
                                          if k != "predictions"},
-                         "extrapolation": rec.get("extrapolation")},
+                         "extrapolation": rec.get("extrapolation"), "group_totals": rec.get("group_totals")},
             )
             s.add(row)
             s.flush()

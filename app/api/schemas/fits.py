@@ -18,8 +18,9 @@ class RunFilter(Schema):
     tag: str | None = None
     model_params: int | None = None
     train_tokens: int | None = None
-    train_steps: int | None = None
-    run_ids: list[int] | None = None
+    #: 32-bit columns: a larger number cannot match and must not reach the database
+    train_steps: int | None = Field(default=None, ge=-INT32, le=INT32)
+    run_ids: list[Annotated[int, Field(ge=-INT32, le=INT32)]] | None = None
 
 
 class TargetScale(Schema):
@@ -169,3 +170,6 @@ class BaselinesPublic(Schema):
     domains: list[str]
     mixtures: dict[str, dict[str, float]]
     unavailable: dict[str, str]
+    #: hierarchical domains: each baseline's group totals, and the baselines breaking a group bound
+    group_totals: dict[str, dict[str, float]] = Field(default_factory=dict)
+    violates_groups: dict[str, bool] = Field(default_factory=dict)

@@ -31,6 +31,9 @@ class DomainSpec(Schema):
     trainer_paths: dict[TrainerPathFormat, list[Annotated[str, Field(min_length=1, max_length=2000)]]] | None = None
     #: number of documents (turns token shares into per-example probabilities for HF datasets)
     documents: int | None = Field(default=None, ge=1)
+    #: group path ("web/news/high"); omitted: parsed from a ``source:topic:quality`` name
+    group: str | None = Field(default=None, min_length=1, max_length=500,
+                              pattern=r"^/?[^/\s:][^/:]*(/[^/\s:][^/:]*)*/?$")
 
 
 class DomainPublic(DomainSpec):
@@ -52,6 +55,22 @@ class Bounds(Schema):
         return self
 
 
+class GroupBounds(Schema):
+    """Bounds on a group's total weight; ``fixed`` sets the total exactly."""
+
+    min: NonNegFloat = 0.0
+    max: NonNegFloat = 1.0
+    fixed: NonNegFloat | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GroupBounds:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.max > 1 or (self.fixed is not None and self.fixed > 1):
+            raise ValueError("a group's total is at most 1")
+        return self
+
+
 class ConstraintsSpec(Schema):
     """Constraints a recommended mixture must satisfy.
 
@@ -67,6 +86,8 @@ class ConstraintsSpec(Schema):
     max_epochs: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_epochs_per_domain: dict[str, PositiveFloat] = Field(default_factory=dict)
     kl_weight: NonNegFloat = 0.0
+    #: group totals by group path: {"web": {"min": 0.2, "max": 0.5}, "code": {"fixed": 0.3}}
+    groups: dict[str, GroupBounds] = Field(default_factory=dict)
     #: read by the trainer exports (OLMo-core, HF); never guessed when absent
     sequence_length: int | None = Field(default=None, gt=0, le=2**31 - 1)
     global_batch_tokens: int | None = Field(default=None, gt=0, le=2**63 - 1)
