@@ -23,6 +23,15 @@ def design_mixtures(count: int, strategy: str, *, domains: list[str], prior: np.
     its space-filling variant, or GP expected improvement once runs exist (``ei``)."""
     from mixopt.mixing import design, service_api
 
+    if strategy == "hierarchical":  # group share first, then within the group (mixopt.mixing.hierarchy)
+        from mixopt.mixing.hierarchy import hierarchical_swarm
+
+        try:
+            return hierarchical_swarm(prior if prior is not None else np.full(len(domains), 1 / len(domains)), count,
+                                      domains=domains, constraints=constraints, temperature=temperature,
+                                      min_weight=min_weight, random_state=seed).tolist()
+        except ValueError as exc:
+            raise Invalid(f"cannot design {count} runs: {exc}", field="count") from None
     if strategy == "ei":
         return service_api.suggest(count, domains=domains, prior=prior, constraints=constraints, X=X, y=y,
                                    random_state=seed)
@@ -60,7 +69,8 @@ def create_swarm(session: Session, project: Project, data: SwarmCreate) -> tuple
 
         prior = _prior(project)
         constraints = science_constraints(project.constraints or {}, domains,
-                                          [d.token_count for d in project.domains])
+                                          [d.token_count for d in project.domains],
+                                          {d.name: d.group_path for d in project.domains if d.group_path})
         mixtures = design_mixtures(data.count, data.strategy, domains=domains, prior=prior, constraints=constraints,
                                    temperature=data.temperature, min_weight=data.min_weight, seed=data.seed)
     tag = data.tag or f"swarm-{utcnow().strftime('%Y%m%d-%H%M%S')}"

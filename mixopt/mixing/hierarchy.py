@@ -322,3 +322,32 @@ def hierarchical_dirichlet(count: int, prior: Any, domains: Sequence[str],
 
     walk(tree, np.ones(int(count)))
     return out / out.sum(axis=1, keepdims=True)
+
+
+def hierarchical_swarm(prior: Any, count: int, *, domains: Sequence[str], constraints: Any = None,
+                       temperature: float = 0.5, min_weight: float = 2e-4, oversample: int = 20,
+                       random_state: int = 0) -> np.ndarray:
+    """A swarm drawn group first, then within each group (olmix's nested mixes).
+
+    RegMix's recipe (:mod:`mixopt.mixing.design`) with the flat Dirichlet replaced by
+    :func:`hierarchical_dirichlet`: prior tempered ``p^t``, a strength per draw among 15
+    log-spaced values in ``[0.1, 5]``; every draw is projected onto the constraints (bounds,
+    caps, fixed weights and group totals), weights below ``min_weight`` are zeroed where the
+    constraints allow, duplicates (at ``min_weight`` resolution) removed, and ``count`` kept.
+    """
+    from mixopt.mixing.constraints import Constraints
+
+    rng = np.random.default_rng(random_state)
+    domains = [str(d) for d in domains]
+    c = constraints if isinstance(constraints, Constraints) else Constraints.from_dict(constraints or {})
+    p = np.clip(np.asarray(prior, dtype=float).ravel(), 0.0, None) ** float(temperature)
+    strengths = np.logspace(np.log10(0.1), np.log10(5.0), 15)
+    W = hierarchical_dirichlet(int(count) * int(oversample), p, domains, c.group_of, strengths, rng)
+    W = np.where(W < float(min_weight), 0.0, W)
+    W = c.project(W / W.sum(axis=1, keepdims=True), domains)
+    key = np.round(W / max(float(min_weight), 1e-6)).astype(np.int64)
+    _, first = np.unique(key, axis=0, return_index=True)
+    W = W[np.sort(first)]
+    if W.shape[0] < int(count):
+        raise ValueError(f"only {W.shape[0]} distinct mixtures satisfy the constraints; ask for fewer runs")
+    return W[rng.choice(W.shape[0], int(count), replace=False)]

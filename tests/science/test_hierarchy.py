@@ -121,3 +121,13 @@ def test_hierarchical_draws_group_first():
     # the group's share follows the prior's group mass (0.5), its inside shares the within-group prior
     assert web.mean() == pytest.approx(0.5, abs=0.03)
     assert (news / web).mean() == pytest.approx(0.8, abs=0.03)
+
+
+def test_hierarchical_swarm_honours_groups_and_is_distinct():
+    c = Constraints(groups=GROUPS)
+    prior = np.array([0.3, 0.1, 0.1, 0.2, 0.1, 0.1, 0.1])
+    W = hierarchy.hierarchical_swarm(prior, 64, domains=D, constraints=c, random_state=3)
+    assert W.shape == (64, len(D))
+    assert all(c.satisfied(w, D) for w in W)
+    assert np.unique(W.round(4), axis=0).shape[0] == 64
+    assert np.ptp(W[:, :3].sum(axis=1)) > 0.05  # the web total varies inside its bounds

@@ -161,6 +161,7 @@ def suggest_task(self, job_id: str) -> None:
             domains = [d.name for d in project.domains]
             counts = [d.token_count for d in project.domains]
             constraints = project.constraints or {}
+            group_of = {d.name: d.group_path for d in project.domains if d.group_path}
             done = [r for r in s.query(Run).filter(Run.project_id == project.id, Run.status == "succeeded")]
             target = fit_service.resolve_target(project, None, done) if done else None
             X = np.array([[r.mixture.get(d, 0.0) for d in domains] for r in done if target and
@@ -172,7 +173,7 @@ def suggest_task(self, job_id: str) -> None:
         if strategy == "auto":
             strategy = "ei" if len(y) >= 3 else "swarm"
         run.progress(0.0, f"designing {p['count']} mixtures ({strategy})")
-        constraints = fit_service.science_constraints(constraints, domains, counts)
+        constraints = fit_service.science_constraints(constraints, domains, counts, group_of)
         mixtures = design_mixtures(p["count"], strategy, domains=domains, prior=prior, constraints=constraints,
                                    X=X if len(y) else None, y=y if len(y) else None, temperature=p["temperature"],
                                    min_weight=p["min_weight"], seed=p["seed"])

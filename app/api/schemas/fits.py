@@ -159,7 +159,7 @@ class JobAccepted(Schema):
 class SuggestionCreate(Schema):
     count: int = Field(ge=1, le=10_000)
     #: auto: a RegMix swarm first, then GP expected improvement once there are runs
-    strategy: str = Field(default="auto", pattern="^(auto|swarm|space_filling|ei)$")
+    strategy: str = Field(default="auto", pattern="^(auto|swarm|space_filling|hierarchical|ei)$")
     temperature: float = Field(default=0.5, gt=0, le=10)
     min_weight: float = Field(default=1e-3, ge=0, lt=1)
     seed: int = Field(default=0, ge=-INT32, le=INT32 - 10_000)

@@ -33,7 +33,8 @@ class SwarmCreate(Schema):
     seeds: Literal["shared", "per_run"] = "shared"
     #: swarm: RegMix Dirichlet around the token prior; space_filling: max-min distance picks;
     #: fixed: train exactly the given mixtures
-    strategy: Literal["swarm", "space_filling", "fixed"] = "swarm"
+    #: hierarchical: group shares first, then within each group (domains with group paths)
+    strategy: Literal["swarm", "space_filling", "hierarchical", "fixed"] = "swarm"
     mixtures: list[dict[str, NonNegFloat]] | None = None
     temperature: float = Field(default=0.5, gt=0, le=10)
     min_weight: float = Field(default=1e-3, ge=0, lt=1)
