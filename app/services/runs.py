@@ -152,8 +152,10 @@ def _decode_cursor(cursor: str, order: str) -> tuple[Any, int]:
         value, last_id = json.loads(raw)
         if order == "created_at":
             value = datetime.fromisoformat(value)
-        if not isinstance(last_id, int):
+        if not isinstance(last_id, int) or not 0 <= last_id <= 2**31 - 1:
             raise ValueError
+        if order != "created_at" and (not isinstance(value, int) or not 0 <= value <= 2**31 - 1):
+            raise ValueError  # ids are 32-bit: a forged cursor must not reach the database
         return value, last_id
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
         raise Invalid("cursor is not valid; use next_cursor from a previous page", field="cursor") from exc

@@ -80,7 +80,8 @@ def list_runs(
     order_by: Literal["id", "created_at", "-id", "-created_at"] = "id",
     status: Annotated[StateFilter | None, Query(description="queued and pending are the same state")] = None,
     tag: str | None = None, origin: Literal["reported", "trained"] | None = None,
-    model_params: Count64Query = None, train_tokens: Count64Query = None, train_steps: Count64Query = None,
+    model_params: Count64Query = None, train_tokens: Count64Query = None,
+    train_steps: Annotated[int | None, Query(gt=0, le=2**31 - 1)] = None,
 ) -> dict:
     project = projects.get_project(session, token, project_id)
     status = "queued" if status == "pending" else status

@@ -10,7 +10,8 @@ from app.api.schemas.limits import max_json
 
 RunStatus = Literal["planned", "queued", "running", "succeeded", "failed", "cancelled"]
 RunOrigin = Literal["reported", "trained"]
-Tag = str
+#: a run tag (the tag column holds 100 characters)
+Tag = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
 
 
 class RunCreate(Schema):
@@ -24,7 +25,7 @@ class RunCreate(Schema):
     train_tokens: int | None = Field(default=None, gt=0)
     train_steps: int | None = Field(default=None, gt=0, le=INT32)
     seed: Int32 | None = None
-    tags: list[Name] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     #: default: succeeded when metrics are given, planned otherwise
     status: RunStatus | None = None
     origin: RunOrigin = "reported"
@@ -45,7 +46,7 @@ class RunUpdate(Schema):
     train_tokens: int | None = Field(default=None, gt=0)
     train_steps: int | None = Field(default=None, gt=0, le=INT32)
     seed: Int32 | None = None
-    tags: list[Name] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
     error: str | None = None
 
 
