@@ -252,6 +252,7 @@ def recommend(
     n_starts: int = 4,
     refine: bool = False,
     trust_region: float | None = None,
+    reference: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Best mixture under ``constraints`` according to a fitted ``estimator``.
@@ -267,6 +268,8 @@ def recommend(
     refine : trees: local refinement around the top-k average (off: the paper's answer).
     trust_region : keep each weight at most this much above the largest weight a run gave
         that domain (needs ``X``).
+    reference : a baseline to beat, ``{"mixture", "tolerance", "label"}``: every objective
+        metric predicted no worse than the reference's (:mod:`mixopt.mixing.reference`).
     progress : called between the optimisations and the bootstrap refits.
 
     Returns
@@ -307,6 +310,13 @@ def recommend(
     w = c.project(find_optimum(estimator, lo, hi, groups=groups or None, **kw), names)
     if trust_region is not None:
         w = _feasible(lo, hi, groups or None)(w)
+    ref_report = None
+    if reference is not None:
+        from mixopt.mixing.reference import against_reference
+
+        report(progress, 0.15, "optimising against the reference")
+        w, ref_report = against_reference(estimator, c, names, w, reference, lo=lo, hi=hi, groups=groups, X=X, Y=Y,
+                                          n_boot=min(int(n_boot), 20), **kw)
     report(progress, 0.3, "unconstrained optimum")
     w_u = project_box_simplex(find_optimum(estimator, np.zeros(K), hi_u, **kw), np.zeros(K), hi_u)
     ow = _weights(estimator, objective_weights)
@@ -338,6 +348,10 @@ def recommend(
         expl += f" KL pull to the prior: lambda = {c.kl_weight:g}."
     top = np.argsort(-w)[:3]
     expl += " Largest weights: " + ", ".join(f"{names[i]} {w[i]:.3f}" for i in top) + "."
+    if ref_report is not None:
+        expl += (f" Against the reference{' ' + str(ref_report['label']) if ref_report.get('label') else ''}: "
+                 + (f"predicted objective gain {ref_report['objective_gain']:+.4f}, no metric predicted worse."
+                    if ref_report["status"] == "improves" else f"NO IMPROVEMENT POSSIBLE: {ref_report['reason']}."))
     if extrapolation and extrapolation["flag"]:
         expl += " EXTRAPOLATION: " + "; ".join(extrapolation["reasons"]) + "."
     report(progress, 1.0, "recommended")
@@ -353,6 +367,7 @@ def recommend(
         "unconstrained_objective": f_u,
         "binding": binding,
         "group_totals": _group_totals(w, names, c),
+        "reference": ref_report,
         "kl_to_prior": float(kl_divergence(w, p)[0]),
         "strategy": strategy,
         "explanation": expl,
