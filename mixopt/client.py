@@ -55,6 +55,19 @@ ProgressCallback = Callable[[Job], None]
 
 __all__ = ["AsyncClient", "ConnectionFailed", "JobFailed", "MixoptClient", "MixoptError"]
 
+#: the client method of each API operation whose name differs from the operationId (every other
+#: operationId is a method of both clients; tests/api/test_contract.py checks it for all of them)
+OPERATIONS = {
+    "healthz": "health", "readyz": "ready", "create_runs": "add_runs", "add_curve": "add_curve_points",
+    "create_fit": "fit", "create_recommendation": "recommend", "create_suggestions": "suggest",
+    "ingest_domains": "ingest", "create_validation": "validate", "create_session": "create_online_session",
+    "list_sessions": "list_online_sessions", "get_session": "get_online_session",
+    "update_session": "update_online_session", "add_observations": "report", "get_weights": "weights",
+    "get_history": "session_history", "remix_now": "remix", "export_recommendation": "export_mixture",
+    "export_baseline": "export_mixture", "export_online_session": "export_mixture",
+    "list_estimators": "estimators",
+}
+
 
 class MixoptError(RuntimeError):
     """An error answer from the API: ``status``, the server's one-line ``detail``, and each
@@ -704,6 +717,25 @@ class AsyncClient(_Endpoints):
     async def list_jobs(self, project_id: int | None = None, state: str | None = None) -> list[Job]:
         return [j async for j in self.iter_jobs(project_id=project_id, state=state)]
 
+    async def list_online_sessions(self, project_id: int) -> list[OnlineSession]:
+        return (await self.page_online_sessions(project_id)).data
+
+    async def list_tokens(self) -> list[Token]:
+        return (await self._call("GET", "/v1/tokens", (Page, Token))).data
+
+    async def list_validations(self, project_id: int) -> list[Json]:
+        return (await self.page_validations(project_id, limit=1000))["data"]
+
+    async def weights(self, project_id: int, session_id: int, *, step: int | None = None,
+                      etag: str | None = None) -> tuple[Weights | None, str | None]:
+        headers = {"If-None-Match": etag} if etag else {}
+        params = {"step": step} if step is not None else {}
+        r = await self._send("GET", f"/v1/projects/{project_id}/online-sessions/{session_id}/weights",
+                             headers=headers, params=params)
+        if r.status_code == 304:
+            return None, etag
+        return Weights.model_validate(r.json()), r.headers.get("ETag")
+
     async def get_or_create_project(self, name: str, domains: Sequence[str | Json] = (), **options: Any) -> Project:
         async for p in self.iter_projects():
             if p.name == name:
@@ -720,6 +752,18 @@ class AsyncClient(_Endpoints):
                                     params={"normalize": normalize})
             ids.extend(body["ids"])
         return ids
+
+    async def import_runs(self, project_id: int, mixtures: str | Path, metrics: str | Path, *, format: str = "auto",
+                          normalize: bool = True, on_duplicate: str = "error", tags: Sequence[str] = (),
+                          model_params: int | None = None, train_tokens: int | None = None,
+                          train_steps: int | None = None, on_unmatched: str = "skip") -> Json:
+        data: Json = {"format": format, "normalize": str(normalize).lower(), "on_duplicate": on_duplicate,
+                      "on_unmatched": on_unmatched, "tags": ",".join(tags)}
+        params = _drop_none({"model_params": model_params, "train_tokens": train_tokens, "train_steps": train_steps})
+        files = {"mixtures": (Path(mixtures).name, Path(mixtures).read_bytes(), "text/csv"),
+                 "metrics": (Path(metrics).name, Path(metrics).read_bytes(), "text/csv")}
+        return await self._call("POST", f"/v1/projects/{project_id}/runs/import", files=files, data=data,
+                                params=params)
 
     async def export_mixture(self, project_id: int, rec_id: int | None = None, *, format: str = "json",
                              baseline: str | None = None, session_id: int | None = None, weights: str = "current",

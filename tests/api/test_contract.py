@@ -251,3 +251,17 @@ def test_epoch_caps_without_token_counts_are_refused_at_the_door(client, admin):
     from tests.conftest import count_rows
 
     assert count_rows("job") == 0
+
+
+def test_every_operation_has_a_client_method(doc):
+    """Each operation of the document is a method of MixoptClient and of AsyncClient (named as
+    its operationId, or as mixopt.client.OPERATIONS says)."""
+    from mixopt.client import OPERATIONS, AsyncClient, MixoptClient
+
+    missing = []
+    for path, method, op in _operations(doc):
+        name = OPERATIONS.get(op["operationId"], op["operationId"])
+        for cls in (MixoptClient, AsyncClient):
+            if not callable(getattr(cls, name, None)):
+                missing.append(f"{cls.__name__}.{name} for {method.upper()} {path}")
+    assert not missing, missing
