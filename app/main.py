@@ -29,13 +29,13 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
     # sync handlers run on anyio's thread pool; the database pool is sized to it (app.store.db)
     anyio.to_thread.current_default_thread_limiter().total_tokens = get_settings().request_threads
-    if logs.log_format() in ("json", "text") and os.environ.get("MIXOPT_LOG_FORMAT"):
-        logs.configure()  # MIXOPT_LOG_FORMAT=json: one JSON object per line, with request ids
     prepare()
     yield
 
 
 def create_app() -> FastAPI:
+    if os.environ.get("MIXOPT_LOG_FORMAT"):
+        logs.configure()  # MIXOPT_LOG_FORMAT=json: one JSON object per line, with request ids
     app = FastAPI(
         lifespan=lifespan,
         title="mixopt",

@@ -31,6 +31,7 @@ job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("mixopt_
 #: what a client may send as X-Request-ID (anything else is replaced by a fresh id)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_SKIP = {"request_id", "job_id", "color_message"}
 
 
 def current_request_id() -> str | None:
@@ -76,7 +77,7 @@ class JsonFormatter(logging.Formatter):
             if value is not None:
                 out[key] = value
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and key not in out and not key.startswith("_"):
+            if key not in _STANDARD and key not in out and not key.startswith("_") and key not in _SKIP:
                 out[key] = value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
