@@ -335,14 +335,15 @@ def _swarm(client, headers, p, steps: int) -> tuple[str, int]:
     return acc.json()["jobs"][0]["id"], acc.json()["run_ids"][0]
 
 
+@pytest.mark.slow  # 130 s on the shared 2-core machine (ingestion, two trainings, a resume)
 def test_training_pool_process_killed_then_cancel_of_a_running_training(client, admin, own_queue):
     """SIGKILL of the pool process mid-training: resumed from its checkpoint by a second attempt
     and stored once; then a running training cancelled between steps ends ``cancelled``."""
     w = _worker("train", beat=True)
     try:
         p = _training_project(client, admin)
-        job_id, run_id = _swarm(client, admin, p, steps=200)
-        _wait_running(client, admin, job_id, progress=0.2, timeout=120)
+        job_id, run_id = _swarm(client, admin, p, steps=120)
+        _wait_running(client, admin, job_id, progress=0.25, timeout=120)
         t_kill = time.monotonic()
         child = _job_process(job_id)  # the pool process, not the worker's embedded beat
         assert child in _children(w.pid)
@@ -353,10 +354,10 @@ def test_training_pool_process_killed_then_cancel_of_a_running_training(client, 
         assert job["state"] == "succeeded", job["error"]
         assert job["attempts"] == 2 and _executions(job_id, w) == 2
         run = client.get(f"/v1/projects/{p['id']}/runs/{run_id}", headers=admin).json()
-        assert run["status"] == "succeeded" and run["train_steps"] == 200
+        assert run["status"] == "succeeded" and run["train_steps"] == 120
         steps = [pt["step"] for pt in client.get(f"/v1/projects/{p['id']}/runs/{run_id}/curve",
                                                   headers=admin).json()["points"]]
-        assert steps == sorted(set(steps)) and steps[-1] == 200
+        assert steps == sorted(set(steps)) and steps[-1] == 120
 
         job_id, run_id = _swarm(client, admin, p, steps=5000)
         _wait_running(client, admin, job_id, progress=0.002, timeout=120)
@@ -418,6 +419,7 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     raise AssertionError("serve did not become ready")
 
 
+@pytest.mark.slow  # 155 s on the shared 2-core machine (three serve start-ups and a fit run twice)
 def test_serve_supervises_its_worker_and_leaves_nothing_behind_when_killed(tmp_path):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -496,3 +498,84 @@ def test_serve_supervises_its_worker_and_leaves_nothing_behind_when_killed(tmp_p
     logs = "".join(f.read_text(errors="replace") for f in tmp_path.glob("worker.log"))
     assert logs.count(f"executing job {job_id} attempt ") == 2
     assert _processes_mentioning(marker) == []
+
+
+# -- PostgreSQL restarted mid-job (a throwaway cluster of our own) ------------------------------
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
+@pytest.mark.slow  # its own PostgreSQL cluster, a serve and a long fit
+@pytest.mark.skipif(_pg_bin() is None or os.geteuid() != 0, reason="needs PostgreSQL binaries and root (runuser)")
+def test_postgresql_restarted_mid_fit(tmp_path):
+    """A fit runs while its database restarts: the heartbeat thread rides out the outage, the
+    fit's results are stored once, and the job ends terminal."""
+    import tempfile
+
+    pg, port = _pg_bin(), _free_port()
+    pgdir = Path(tempfile.mkdtemp(prefix="mixopt-pg-"))  # pytest's tmp_path is not reachable by postgres
+    data = pgdir / "pg"
+    data.mkdir()
+    shutil.chown(pgdir, "postgres")
+    shutil.chown(data, "postgres")
+
+    def as_pg(*argv: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True, timeout=120)
+
+    as_pg(str(pg / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust")
+    opts = f"-p {port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off"
+    as_pg(str(pg / "pg_ctl"), "-D", str(data), "-l", str(pgdir / "pg.log"), "-w", "-o", opts, "start")
+    home = tmp_path / "home"
+    home.mkdir()
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIXOPT_")}
+    env |= {"MIXOPT_HOME": str(home), "MIXOPT_DATABASE_URL": url, "CUDA_VISIBLE_DEVICES": "", **FAST,
+            "MIXOPT_MAINTENANCE_QUEUE": "default", "MIXOPT_WORKER_CONCURRENCY": "1",
+            "MIXOPT_ADMIN_TOKEN": "mxo_" + "p" * 40}
+    api_port = _free_port()
+    base = f"http://127.0.0.1:{api_port}"
+    serve = None
+    try:
+        subprocess.run([sys.executable, "-m", "mixopt.cli", "db", "upgrade"], env=env, cwd=REPO, check=True,
+                       capture_output=True, timeout=120)
+        with open(home / "serve.out", "w") as fh:
+            serve = subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(api_port)], env=env,
+                                     cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+        _wait_ready(base, serve)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {env['MIXOPT_ADMIN_TOKEN']}"},
+                          timeout=30) as c:
+            p = _project(c, {})
+            job_id = c.post(f"/v1/projects/{p['id']}/fits", json=MID_FIT).json()["job"]["id"]
+            deadline = time.monotonic() + 60
+            while c.get(f"/v1/jobs/{job_id}").json()["state"] != "running" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            as_pg(str(pg / "pg_ctl"), "-D", str(data), "-l", str(pgdir / "pg.log"), "-m", "fast", "-w", "-o", opts,
+                  "restart")
+            print(f"PostgreSQL restarted in {time.monotonic() - t0:.1f} s")
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                try:
+                    job = c.get(f"/v1/jobs/{job_id}").json()
+                except (httpx.HTTPError, ValueError):
+                    time.sleep(0.5)
+                    continue
+                if job.get("state") in ("succeeded", "failed", "cancelled"):
+                    break
+                time.sleep(0.5)
+            fits = c.get(f"/v1/projects/{p['id']}/fits").json()
+        print(f"fit across a PostgreSQL restart: {job['state']} {time.monotonic() - t0:.1f} s after the restart, "
+              f"attempts {job['attempts']}")
+    finally:
+        if serve is not None:
+            serve.terminate()
+            serve.wait(timeout=60)
+        as_pg(str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(pgdir, ignore_errors=True)
+    assert job["state"] == "succeeded", job
+    assert fits["count"] == 1 and fits["data"][0]["status"] == "succeeded"
+    executions = (home / "worker.log").read_text(errors="replace").count(f"executing job {job_id} attempt ")
+    assert executions == job["attempts"] and job["attempts"] in (1, 2)
