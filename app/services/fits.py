@@ -318,7 +318,7 @@ def create_recommendation_job(session: Session, project: Project, data: Recommen
     params = {"constraints": constraints, "target_scale": data.target_scale.model_dump(), "n_boot": data.n_boot,
               "random_state": data.random_state, "allow_untrusted": data.allow_untrusted,
               "options": {"trust_region": data.trust_region, "n_samples": data.n_samples, "top_k": data.top_k,
-                          "refine": data.refine}}
+                          "refine": data.refine, "reference": resolve_reference(session, project, data.reference)}}
     if data.fit_id is not None:
         if data.params:
             raise Invalid("params are the estimator's when it is fitted first; with fit_id leave them out",
@@ -346,6 +346,32 @@ def create_recommendation_job(session: Session, project: Project, data: Recommen
                             target_scale=requested)
     session.commit()
     return job
+
+
+def resolve_reference(session: Session, project: Project, ref: Any) -> dict[str, Any] | None:
+    """The reference mixture of a recommendation request (``ReferenceSpec``), by domain, with its
+    tolerance and a label; 422/404 naming ``reference.*`` when it cannot be found."""
+    if ref is None:
+        return None
+    domains = [d.name for d in project.domains]
+    if ref.baseline is not None:
+        b = baselines(project)
+        if ref.baseline not in b["mixtures"]:
+            why = b["unavailable"].get(ref.baseline.split("_")[0]) or b["unavailable"].get(ref.baseline)
+            raise Invalid(f"baseline {ref.baseline!r} is not available" + (f" ({why})" if why else "")
+                          + f"; available: {sorted(b['mixtures'])}", field="reference.baseline")
+        mixture, label = b["mixtures"][ref.baseline], f"baseline {ref.baseline}"
+    elif ref.recommendation_id is not None:
+        row = session.get(Recommendation, ref.recommendation_id)
+        if row is None or row.project_id != project.id:
+            raise NotFound(f"recommendation {ref.recommendation_id} not found", field="reference.recommendation_id")
+        if set(row.mixture) - set(domains):
+            raise Invalid(f"recommendation {row.id} mixes domains the project no longer has: "
+                          f"{sorted(set(row.mixture) - set(domains))}", field="reference.recommendation_id")
+        mixture, label = {d: float(row.mixture.get(d, 0.0)) for d in domains}, f"recommendation {row.id}"
+    else:
+        mixture, label = validate_mixture(ref.mixture, domains, field="reference.mixture"), "explicit mixture"
+    return {"mixture": dict(mixture), "tolerance": float(ref.tolerance), "label": label}
 
 
 def list_recommendations(session: Session, project: Project, limit: int = 100,

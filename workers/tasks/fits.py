@@ -135,7 +135,8 @@ def recommend_task(self, job_id: str) -> None:
                          "scale": fit_scale, "chain": chain, "trusted": trusted,
                          "cross_scale": {k: v for k, v in ((scaling or {}).get("cross_scale") or {}).items()
                                          if k != "predictions"},
-                         "extrapolation": rec.get("extrapolation"), "group_totals": rec.get("group_totals")},
+                         "extrapolation": rec.get("extrapolation"), "group_totals": rec.get("group_totals"),
+                         "reference": rec.get("reference")},
             )
             s.add(row)
             s.flush()

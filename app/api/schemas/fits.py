@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from app.api.schemas.common import INT32, FiniteFloat, NonNegFloat, Schema
 from app.api.schemas.jobs import JobPublic
@@ -108,6 +108,24 @@ class PredictResponse(Schema):
     trusted: bool | None = None
 
 
+class ReferenceSpec(Schema):
+    """A baseline to beat: exactly one of a baseline's name (``natural``, ``uniform``, ...), a
+    stored recommendation or an explicit mixture. Every objective metric of the recommended
+    mixture is then predicted no worse than the reference's (within ``tolerance``, in loss units)."""
+
+    baseline: str | None = Field(default=None, min_length=1, max_length=100)
+    recommendation_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    mixture: dict[str, NonNegFloat] | None = None
+    tolerance: NonNegFloat = 0.0
+
+    @model_validator(mode="after")
+    def _one(self) -> ReferenceSpec:
+        given = [k for k in ("baseline", "recommendation_id", "mixture") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of baseline, recommendation_id or mixture")
+        return self
+
+
 class RecommendationCreate(Schema):
     """Recommend from an existing fit, or fit ``estimator`` first (in the same job)."""
 
@@ -127,6 +145,8 @@ class RecommendationCreate(Schema):
     n_samples: int = Field(default=100_000, ge=1000, le=1_000_000)
     top_k: int = Field(default=128, ge=1, le=100_000)
     refine: bool = False
+    #: a baseline to beat (ReferenceSpec): no objective metric predicted worse than the reference's
+    reference: ReferenceSpec | None = None
 
 
 class RecommendationPublic(Schema):
