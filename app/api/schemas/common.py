@@ -8,9 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mixopt.api_types import ErrorBody, ErrorItem
 
 #: a float that must be finite (NaN and +-inf are refused with a 422 naming the field)
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(allow_inf_nan=False, ge=0)]
-PositiveFloat = Annotated[float, Field(allow_inf_nan=False, gt=0)]
+#: (strict: a JSON number only; true/false and numeric strings are refused, as the document says)
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+NonNegFloat = Annotated[float, Field(allow_inf_nan=False, ge=0, strict=True)]
+PositiveFloat = Annotated[float, Field(allow_inf_nan=False, gt=0, strict=True)]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 
 
@@ -50,6 +51,10 @@ def _check_integers(value: object, field: str, low: int, high: int) -> None:
 def _numeric(annotation: object) -> bool:
     """Whether a field of this type takes numbers but not booleans."""
     if get_origin(annotation) is Annotated:
+        metas = get_args(annotation)[1:]
+        if any(getattr(m, "strict", None) or any(getattr(x, "strict", None) for x in getattr(m, "metadata", ()))
+               for m in metas):
+            return False  # strict types refuse booleans themselves
         return _numeric(get_args(annotation)[0])
     if get_origin(annotation) in (Union, UnionType):
         args = get_args(annotation)
@@ -57,26 +62,50 @@ def _numeric(annotation: object) -> bool:
     return annotation in (int, float)
 
 
-def _reject_bools(annotation: object, value: object, field: str) -> None:
-    """JSON ``true``/``false`` where the document says integer or number is refused (pydantic's
-    lax mode would read them as 1 and 0)."""
-    if isinstance(value, bool):
-        if _numeric(annotation):
-            raise ValueError(f"{field}: expected a number, got a boolean")
-        return
+def _element(annotation: object) -> tuple[str, object] | None:
+    """How a field's values are checked for booleans: ``scalar``, ``list`` or ``dict`` of numbers."""
+    if get_origin(annotation) is Annotated:
+        return _element(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        for a in get_args(annotation):
+            found = _element(a) if a is not type(None) else None
+            if found:
+                return found
+        return None
+    if _numeric(annotation):
+        return ("scalar", annotation)
     origin, args = get_origin(annotation), get_args(annotation)
+    if origin is list and args and _numeric(args[0]):
+        return ("list", args[0])
+    if origin is dict and len(args) == 2 and _numeric(args[1]):
+        return ("dict", args[1])
+    return None
+
+
+_PLANS: dict[type, list[tuple[str, str]]] = {}
+_INT_FIELDS: dict[type, list[str]] = {}
+
+
+def _has_int(annotation: object) -> bool:
+    origin = get_origin(annotation)
     if origin is Annotated:
-        _reject_bools(args[0], value, field)
-    elif origin in (Union, UnionType):
-        for a in args:
-            if get_origin(a) in (dict, list) or get_origin(a) is Annotated:
-                _reject_bools(a, value, field)
-    elif origin is dict and isinstance(value, dict) and len(args) == 2:
-        for k, v in value.items():
-            _reject_bools(args[1], v, f"{field}.{k}")
-    elif origin is list and isinstance(value, list) and args:
-        for i, v in enumerate(value):
-            _reject_bools(args[0], v, f"{field}[{i}]")
+        return _has_int(get_args(annotation)[0])
+    if origin in (Union, UnionType, list):
+        return any(_has_int(a) for a in get_args(annotation))
+    return annotation is int
+
+
+def _bool_plan(cls: type[BaseModel]) -> list[tuple[str, str]]:
+    """The fields of ``cls`` that take numbers in lax mode (computed once per class)."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = [(name, kind[0]) for name, info in cls.model_fields.items() if (kind := _element(info.annotation))]
+        _PLANS[cls] = plan
+    return plan
+
+
+def _is_bool(v: object) -> bool:
+    return v is True or v is False
 
 
 class Schema(BaseModel):
@@ -89,19 +118,28 @@ class Schema(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_bools_for_numbers(cls, data: object) -> object:
+        """JSON ``true``/``false`` where the document says integer or number is refused (lax mode
+        would read them as 1 and 0); strict float types (``FiniteFloat``...) refuse them already."""
         if isinstance(data, dict):
-            for name, info in cls.model_fields.items():
-                if name in data:
-                    _reject_bools(info.annotation, data[name], name)
+            for name, kind in _bool_plan(cls):
+                value = data.get(name)
+                bad = (_is_bool(value) if kind == "scalar" else
+                       isinstance(value, list) and any(map(_is_bool, value)) if kind == "list" else
+                       isinstance(value, dict) and any(map(_is_bool, value.values())))
+                if bad:
+                    raise ValueError(f"{name}: expected a number, got a boolean")
         return data
 
     @model_validator(mode="after")
     def _integer_ranges(self) -> Schema:
-        for name in type(self).model_fields:
+        cls = type(self)
+        names = _INT_FIELDS.get(cls)
+        if names is None:
+            names = _INT_FIELDS[cls] = [n for n, info in cls.model_fields.items() if _has_int(info.annotation)]
+        for name in names:
             value = getattr(self, name, None)
-            if value is None or isinstance(value, dict | str | float):
-                continue
-            _check_integers(value, name, -INT64, INT64)
+            if value is not None:
+                _check_integers(value, name, -INT64, INT64)
         return self
 
 
