@@ -6,7 +6,7 @@ parameter and names operations ``create_fit_v1_projects__project_id__fits_post``
 post-processes the generated document once per app:
 
 - operationIds are the route functions' names (``create_fit``, ``list_runs``): stable and
-  readable; :func:`operation_id` is passed to FastAPI, and duplicates fail at start-up;
+  readable; :func:`operation_id` is passed to FastAPI (a duplicate is logged and fails the contract test);
 - the bearer token is the ``HTTPBearer`` security scheme (``app.api.deps.bearer``);
 - ``ErrorBody`` is declared once and referenced by every error status of every operation;
 - the error statuses each operation can really answer are derived from what it takes, so a
@@ -23,6 +23,7 @@ post-processes the generated document once per app:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI
@@ -32,6 +33,7 @@ from pydantic import BaseModel
 
 from mixopt.api_types import ErrorBody
 
+log = logging.getLogger("mixopt.api")
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 DESCRIPTIONS = {
     "400": "the body could not be parsed (malformed multipart, an unknown filter value)",
@@ -108,10 +110,12 @@ def _resolve_dangling(doc: dict) -> None:
         if not missing:
             return
         models = models or _schema_models()
-        unknown = sorted(m for m in missing if m not in models)
-        if unknown:
-            raise RuntimeError(f"the OpenAPI document references unknown schemas {unknown}")
-        _add_components(doc, [models[m] for m in sorted(missing)])
+        known = sorted(m for m in missing if m in models)
+        if len(known) < len(missing):  # tests/api/test_contract.py fails on these; the docs still load
+            log.warning("the OpenAPI document references unknown schemas %s", sorted(set(missing) - set(known)))
+        if not known:
+            return
+        _add_components(doc, [models[m] for m in known])
 
 
 def _add_components(doc: dict, models: list[type[BaseModel]]) -> None:
@@ -154,8 +158,9 @@ def build(app: FastAPI) -> dict[str, Any]:
         for method, op in item.items():
             name = op.get("operationId", "")
             if where.setdefault(name, f"{method.upper()} {path}") != f"{method.upper()} {path}":
-                raise RuntimeError(f"two operations are named {name!r} ({where[name]} and {method.upper()} {path}): "
-                                   "route functions' names must be unique")
+                # tests/api/test_contract.py fails on this; the document still loads
+                log.warning("two operations are named %r (%s and %s %s): route functions' names must be unique",
+                            name, where[name], method.upper(), path)
             responses = op.setdefault("responses", {})
             for code in sorted(_error_codes(path, method, op) | {c for c in responses if c[0] in "45"}):
                 entry = responses.setdefault(code, {})
