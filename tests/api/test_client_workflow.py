@@ -218,3 +218,22 @@ def test_every_command_and_option_has_help():
 
     walk(command, "mixopt")
     assert not missing, missing
+
+
+def test_cli_project_from_a_file(live_server, admin_token, tmp_path):
+    """olmix-style project file: domains with token counts, objective, constraints."""
+    spec = tmp_path / "project.yaml"
+    spec.write_text("domains:\n  - {name: web, token_count: 3000000000}\n  - {name: code, token_count: 1000000000}\n"
+                    "objective: {val/web: 2, val/code: 1}\n"
+                    "constraints:\n  target_tokens: 8000000000\n  max_epochs: 2\n  bounds: {code: {max: 0.4}}\n")
+    env = {"MIXOPT_URL": live_server, "MIXOPT_TOKEN": admin_token}
+    r = _cli(env, "project", "create", "from-file", "-f", spec, "--json")
+    assert r.exit_code == 0, r.output
+    p = json.loads(r.stdout)
+    assert [(d["name"], d["token_count"]) for d in p["domains"]] == [("web", 3_000_000_000), ("code", 1_000_000_000)]
+    assert p["objective"] == {"val/web": 2.0, "val/code": 1.0}
+    assert p["constraints"]["bounds"] == {"code": {"min": 0.0, "max": 0.4}} and p["constraints"]["max_epochs"] == 2
+    r = _cli(env, "project", "show", p["id"])
+    assert r.exit_code == 0 and "3000000000" in r.output and "target_tokens" in r.output
+    r = _cli(env, "project", "create", "from-file", "-q", "--exist-ok")
+    assert r.exit_code == 0 and r.stdout.strip() == str(p["id"])
