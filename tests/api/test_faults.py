@@ -159,17 +159,19 @@ def _fit_done_once(client, headers, p, job: dict) -> None:
 
 
 def test_fit_longer_than_the_stale_threshold_runs_once(client, admin, own_queue):
-    w = _worker("long", beat=True)  # its beat runs the reaper every 2 s with a 6 s threshold
+    # its beat runs the reaper every second with a 3 s threshold (heartbeats every 0.5 s)
+    w = _worker("long", beat=True, MIXOPT_STALE_JOB_SECONDS="3", MIXOPT_HEARTBEAT_SECONDS="0.5",
+                MIXOPT_REAP_INTERVAL_SECONDS="1")
     try:
         p = _project(client, admin)
         t0 = time.monotonic()
-        job_id = _post_fit(client, admin, p, SLOW_FIT)
+        job_id = _post_fit(client, admin, p, MID_FIT)
         job = wait_job(client, admin, job_id, timeout=180)
         took = time.monotonic() - t0
     finally:
         _stop(w)
-    print(f"fit took {took:.1f} s with a 6 s stale threshold")
-    assert took > 6 * 1.5, "the fit must outlast the stale threshold for this test to mean anything"
+    print(f"fit took {took:.1f} s with a 3 s stale threshold")
+    assert took > 3 * 2, "the fit must outlast the stale threshold for this test to mean anything"
     _fit_done_once(client, admin, p, job)
     assert job["attempts"] == 1 and _executions(job_id, w) == 1 and job["sends"] == 1
 
