@@ -12,8 +12,9 @@ IDS = ["1", "0", "-1", "999999999999999999999", "abc", "%00"]
 def test_no_route_answers_500(client, admin):
     p = make_project(client, admin)
     client.post(f"/v1/projects/{p['id']}/runs", json={"mixture": {"web": 1.0}, "metrics": {"l": 1.0}}, headers=admin)
+    # /readyz answers 503 by design when no worker heartbeats (none runs here): not a server error
     paths = [(path, method) for path, item in client.get("/openapi.json").json()["paths"].items()
-             for method in item]
+             for method in item if path != "/readyz"]
     assert len(paths) > 25
     failures = []
     for path, method in paths:
