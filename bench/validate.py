@@ -124,7 +124,7 @@ def plot(validations: dict[str, dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))  # each panel its own labels (the rows differ)
     for ax, ref in zip(axes, ("stratified", "natural"), strict=True):
         for k, (size, v) in enumerate(validations.items()):
             rows = [x for x in v["result"]["comparisons"] if x["reference"] == ref]
