@@ -54,7 +54,7 @@ import math
 import os
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -94,6 +94,8 @@ class MixtureExport:
     objective: dict[str, float] | None = None
     schedule: list[tuple[int, dict[str, float]]] | None = None
     slug: str = "mixture"
+    #: a staged recommendation's phases (``name``, ``tokens``, ``start_tokens``, ``mixture_by_domain``)
+    phases: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -244,6 +246,14 @@ def _json(spec: MixtureExport, weights: dict[str, float]) -> dict[str, str]:
             "origin": spec.origin, "scale": spec.scale, "constraints": spec.constraints}
     if spec.schedule:
         body["schedule"] = [{"step": s, "mixture": rounded_weights(w)} for s, w in spec.schedule]
+    if spec.phases:
+        body["phases"] = [{"name": p["name"], "tokens": p["tokens"], "start_tokens": p["start_tokens"],
+                           "mixture": rounded_weights(p["mixture_by_domain"])} for p in spec.phases]
+    from mixopt.mixing.hierarchy import group_totals
+
+    totals = group_totals(weights, {d["name"]: d["group"] for d in spec.domains if d.get("group")})
+    if totals:
+        body["group_totals"] = {g: round(t, 6) for g, t in totals.items()}
     return {f"{spec.slug}.json": json.dumps(body, indent=2, ensure_ascii=False) + "\n"}
 
 
@@ -471,13 +481,28 @@ def render(fmt: str, spec: MixtureExport) -> Bundle:
     if fmt not in _RENDER:
         raise ExportError(f"format must be one of {list(FORMATS)}, not {fmt!r}", "format")
     weights = _weights(spec)
+    if spec.phases and fmt in ("olmo-core", "megatron"):
+        # staged: one config per phase, each with the phase's mixture and token budget
+        files: dict[str, str] = {}
+        for k, p in enumerate(spec.phases):
+            sub = replace(spec, mixture=dict(p["mixture_by_domain"]), phases=None,
+                          scale={**(spec.scale or {}), "train_tokens": int(p["tokens"]), "train_steps": None},
+                          slug=f"{spec.slug}-phase{k}-{p['name']}")
+            for name, text in _RENDER[fmt](sub, _weights(sub)).items():
+                files[f"phase{k}-{p['name']}/{name}"] = text
+        return Bundle(files)
+    if spec.phases and fmt == "levanter":
+        batch = int(_constraint(spec, "global_batch_tokens", fmt, "the global batch size in tokens (phases start at a step)"))
+        from mixopt.mixing.staged import levanter_weights
+
+        spec = replace(spec, schedule=[(s, w) for s, w in levanter_weights({"phases": spec.phases}, batch)])
     return Bundle(_RENDER[fmt](spec, weights))
 
 
 # -- from the store (the use cases the routes and the dashboard call) ------------------------
 def _domains(project) -> list[dict[str, Any]]:
     return [{"name": d.name, "token_count": d.token_count, "documents": d.documents, "source": d.source,
-             "trainer_paths": d.trainer_paths} for d in project.domains]
+             "trainer_paths": d.trainer_paths, "group": d.group_path} for d in project.domains]
 
 
 def _base(project, mixture: dict[str, float], **kw: Any) -> MixtureExport:
@@ -501,7 +526,8 @@ def for_recommendation(session, project, rec_id: int) -> MixtureExport:
         except Exception:  # the fit was deleted: the recommendation keeps what it said
             origin["fit"] = None
     spec = _base(project, rec.mixture, scale=dict(rec.target_scale or {}), origin=origin,
-                 slug=f"project-{project.id}-recommendation-{rec.id}")
+                 slug=f"project-{project.id}-recommendation-{rec.id}",
+                 phases=((rec.details or {}).get("staged") or {}).get("phases"))
     # the constraints the recommendation was made under, over the project's current ones
     spec.constraints = {**spec.constraints, **{k: v for k, v in (rec.constraints or {}).items() if v is not None}}
     return spec

@@ -318,7 +318,8 @@ def create_recommendation_job(session: Session, project: Project, data: Recommen
     params = {"constraints": constraints, "target_scale": data.target_scale.model_dump(), "n_boot": data.n_boot,
               "random_state": data.random_state, "allow_untrusted": data.allow_untrusted,
               "options": {"trust_region": data.trust_region, "n_samples": data.n_samples, "top_k": data.top_k,
-                          "refine": data.refine, "reference": resolve_reference(session, project, data.reference)}}
+                          "refine": data.refine, "reference": resolve_reference(session, project, data.reference),
+                          "phases": _phases(project, data.phases)}}
     if data.fit_id is not None:
         if data.params:
             raise Invalid("params are the estimator's when it is fitted first; with fit_id leave them out",
@@ -346,6 +347,25 @@ def create_recommendation_job(session: Session, project: Project, data: Recommen
                             target_scale=requested)
     session.commit()
     return job
+
+
+def _phases(project: Project, phases: list | None) -> list[dict[str, Any]] | None:
+    """A staged recommendation's phases; their objective metrics must be the project's."""
+    if not phases:
+        return None
+    names = [p.name for p in phases]
+    if len(set(names)) != len(names):
+        raise Invalid(f"phase names must be distinct: {names}", field="phases")
+    known = set(project.objective or {})
+    for i, p in enumerate(phases):
+        if p.objective is not None:
+            unknown = sorted(set(p.objective) - known) if known else []
+            if unknown:
+                raise Invalid(f"unknown metric(s) {unknown}; the project's objective has {sorted(known)}",
+                              field=f"phases[{i}].objective.{unknown[0]}")
+            if sum(p.objective.values()) <= 0:
+                raise Invalid("objective weights must not all be zero", field=f"phases[{i}].objective")
+    return [p.model_dump() for p in phases]
 
 
 def resolve_reference(session: Session, project: Project, ref: Any) -> dict[str, Any] | None:

@@ -253,6 +253,7 @@ def recommend(
     refine: bool = False,
     trust_region: float | None = None,
     reference: dict[str, Any] | None = None,
+    phases: list[dict[str, Any]] | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Best mixture under ``constraints`` according to a fitted ``estimator``.
@@ -270,6 +271,8 @@ def recommend(
         that domain (needs ``X``).
     reference : a baseline to beat, ``{"mixture", "tolerance", "label"}``: every objective
         metric predicted no worse than the reference's (:mod:`mixopt.mixing.reference`).
+    phases : a staged recommendation (:func:`mixopt.mixing.staged.recommend_staged`): the
+        result is the first phase's, with ``staged`` holding every phase.
     progress : called between the optimisations and the bootstrap refits.
 
     Returns
@@ -285,6 +288,15 @@ def recommend(
     names = _domains(estimator, domains)
     if len(names) != estimator.n_domains_:
         raise ValueError(f"{len(names)} domain names for an estimator fitted on {estimator.n_domains_} domains")
+    if phases:
+        from mixopt.mixing.staged import recommend_staged
+
+        staged = recommend_staged(estimator, phases, c, domains=names, random_state=random_state, prior=prior,
+                                  X=X, Y=Y, n_boot=n_boot, n_samples=n_samples, top_k=top_k, n_starts=n_starts,
+                                  refine=refine, trust_region=trust_region, reference=reference,
+                                  objective_names=True, objective_weights=objective_weights)
+        first = staged.pop("first")
+        return dict(first, staged=staged)
     p = _prior(prior, c, names)
     lo, hi = c.feasible_bounds(names)
     K = len(names)

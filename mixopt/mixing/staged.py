@@ -26,8 +26,22 @@ import numpy as np
 from mixopt.mixing.constraints import Constraints, InfeasibleConstraintsError, _resolve
 
 
+def _phase_weights(estimator: Any, weights: Any, k: int) -> Any:
+    """A phase's objective weights: a list over the estimator's targets, or ``{target: w}``."""
+    if not isinstance(weights, Mapping):
+        return weights
+    targets = getattr(estimator, "targets_", None) or getattr(getattr(estimator, "estimator_", None), "targets_", None)
+    if targets is None:
+        raise ValueError(f"phases[{k}].objective: the estimator has no target names")
+    unknown = sorted(set(weights) - set(targets))
+    if unknown:
+        raise ValueError(f"phases[{k}].objective: unknown metric(s) {unknown}; the fit's are {list(targets)}")
+    return [float(weights.get(t, 0.0)) for t in targets]
+
+
 def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constraints: Constraints | dict | None,
-                     *, domains: list[str], random_state: int = 0, **kw: Any) -> dict[str, Any]:
+                     *, domains: list[str], random_state: int = 0, objective_names: bool = False,
+                     objective_weights: Any = None, **kw: Any) -> dict[str, Any]:
     """Recommend one mixture per phase with epoch caps counted across phases.
 
     Parameters
@@ -37,6 +51,8 @@ def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constr
     constraints : the project's; its ``token_counts`` and ``max_epochs`` give the shared
         budget ``R_i x tokens_i`` (no caps without them); ``target_tokens`` is ignored (each
         phase has its own).
+    objective_weights : the default of a phase without its own (``objective_weights`` or
+        ``objective``: a list over the targets or ``{target: weight}``).
     kw : passed to :func:`~mixopt.mixing.optimize.recommend` (``X``, ``Y``, ``n_boot``, ...).
 
     Returns
@@ -75,8 +91,10 @@ def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constr
         else:
             c.target_tokens = None
         try:
-            rec = recommend(estimator, c, objective_weights=ph.get("objective_weights"), random_state=random_state,
-                            domains=names, **kw)
+            ow = ph.get("objective_weights", ph.get("objective"))
+            ow = objective_weights if ow is None else ow  # a phase without its own: the project's objective
+            rec = recommend(estimator, c, objective_weights=_phase_weights(estimator, ow, k),
+                            random_state=random_state, domains=names, **kw)
         except InfeasibleConstraintsError as exc:
             raise InfeasibleConstraintsError(f"phases[{k}] ({ph.get('name') or k}): {exc} (earlier phases used "
                                              "part of the data; epoch caps are counted across phases)") from None
@@ -87,16 +105,21 @@ def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constr
                     "mixture_by_domain": rec["mixture_by_domain"], "predicted_objective": rec["predicted_objective"],
                     "interval": rec.get("interval"), "binding": rec.get("binding"),
                     "group_totals": rec.get("group_totals"), "explanation": rec.get("explanation")})
+        if k == 0:
+            first = rec
         start += t
     used = np.sum([np.asarray(p["mixture"]) * p["tokens"] for p in out], axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ep = np.where(np.isfinite(tokens) & (tokens > 0), used / tokens, np.nan)
-    return {
+    out_dict = {
         "phases": out, "total_tokens": start,
         "tokens_used": {d: float(x) for d, x in zip(names, used, strict=True)},
         "epochs_used": {d: (None if not np.isfinite(x) else float(x)) for d, x in zip(names, ep, strict=True)},
         "epochs_allowed": {d: (None if not np.isfinite(x) else float(x)) for d, x in zip(names, epochs, strict=True)},
     }
+    if objective_names:  # called by optimize.recommend: it returns the first phase's full result
+        out_dict["first"] = first
+    return out_dict
 
 
 def levanter_weights(staged: Mapping[str, Any], global_batch_tokens: int) -> list[list[Any]]:

@@ -136,7 +136,7 @@ def recommend_task(self, job_id: str) -> None:
                          "cross_scale": {k: v for k, v in ((scaling or {}).get("cross_scale") or {}).items()
                                          if k != "predictions"},
                          "extrapolation": rec.get("extrapolation"), "group_totals": rec.get("group_totals"),
-                         "reference": rec.get("reference")},
+                         "reference": rec.get("reference"), "staged": rec.get("staged")},
             )
             s.add(row)
             s.flush()

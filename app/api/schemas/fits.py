@@ -126,6 +126,15 @@ class ReferenceSpec(Schema):
         return self
 
 
+class PhaseSpec(Schema):
+    """One phase of a staged mixture: its token budget and, optionally, its own objective
+    weights over the fit's metrics (default: the project's objective)."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    tokens: int = Field(gt=0, le=2**63 - 1)
+    objective: dict[str, NonNegFloat] | None = None
+
+
 class RecommendationCreate(Schema):
     """Recommend from an existing fit, or fit ``estimator`` first (in the same job)."""
 
@@ -147,6 +156,8 @@ class RecommendationCreate(Schema):
     refine: bool = False
     #: a baseline to beat (ReferenceSpec): no objective metric predicted worse than the reference's
     reference: ReferenceSpec | None = None
+    #: a staged mixture: one mixture per phase, epoch caps counted across phases (at most 8 phases)
+    phases: list[PhaseSpec] | None = Field(default=None, min_length=1, max_length=8)
 
 
 class RecommendationPublic(Schema):
