@@ -474,6 +474,15 @@ def _grouped_baselines(project: Project, domains: list[str], mixtures: dict[str,
 def create_suggestion_job(session: Session, project: Project, data: SuggestionCreate) -> Job:
     if not project.domains:
         raise Invalid("the project has no domains", field="domains")
-    job = job_service.create_job(session, kind="suggest", project_id=project.id, params=data.model_dump())
+    params = data.model_dump()
+    if data.strategy == "reuse":
+        if data.recommendation_id is None:
+            raise Invalid("strategy reuse needs recommendation_id (the mixture chosen on the old domains)",
+                          field="recommendation_id")
+        row = session.get(Recommendation, data.recommendation_id)
+        if row is None or row.project_id != project.id:
+            raise NotFound(f"recommendation {data.recommendation_id} not found", field="recommendation_id")
+        params["old_mixture"] = dict(row.mixture)
+    job = job_service.create_job(session, kind="suggest", project_id=project.id, params=params)
     session.commit()
     return job

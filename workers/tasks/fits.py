@@ -175,9 +175,18 @@ def suggest_task(self, job_id: str) -> None:
             strategy = "ei" if len(y) >= 3 else "swarm"
         run.progress(0.0, f"designing {p['count']} mixtures ({strategy})")
         constraints = fit_service.science_constraints(constraints, domains, counts, group_of)
-        mixtures = design_mixtures(p["count"], strategy, domains=domains, prior=prior, constraints=constraints,
-                                   X=X if len(y) else None, y=y if len(y) else None, temperature=p["temperature"],
-                                   min_weight=p["min_weight"], seed=p["seed"])
+        extra: dict = {}
+        if strategy == "reuse":  # olmix's mixture reuse: unchanged domains frozen at the old ratios
+            from mixopt.mixing.reuse import reuse_design
+
+            out = reuse_design(p["old_mixture"], domains, prior=prior, count=p["count"], temperature=p["temperature"],
+                               min_weight=p["min_weight"], random_state=p["seed"])
+            mixtures = out.pop("mixtures")
+            extra = out
+        else:
+            mixtures = design_mixtures(p["count"], strategy, domains=domains, prior=prior, constraints=constraints,
+                                       X=X if len(y) else None, y=y if len(y) else None,
+                                       temperature=p["temperature"], min_weight=p["min_weight"], seed=p["seed"])
         run.check()
 
         def save(s):
@@ -187,7 +196,7 @@ def suggest_task(self, job_id: str) -> None:
             s.add_all(rows)
             s.flush()
             s.add_all(RunTag(run_id=r.id, tag=t) for r in rows for t in r.tags)
-            return {"run_ids": [r.id for r in rows], "strategy": strategy}
+            return {"run_ids": [r.id for r in rows], "strategy": strategy, **extra}
 
         run.finish(None, f"{len(mixtures)} runs planned ({strategy})", also=save)
 
