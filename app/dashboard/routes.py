@@ -221,10 +221,15 @@ def mixtures_page(request: Request, session: SessionDep, project_id: str) -> Res
         domains = [d.name for d in project.domains]
         refs, unavailable, ref_error = views.reference_mixtures(project)
         fits = {f.id: f for f in fit_service.list_fits(session, project, limit=1000)[0]}
-        recs = [views.recommendation_view(r, fits, domains)
-                for r in fit_service.list_recommendations(session, project, limit=50)[0]]
+        rows = fit_service.list_recommendations(session, project, limit=50)[0]
+        recs = [views.recommendation_view(r, fits, domains) | {"warnings": views.epoch_warnings(r.mixture, project,
+                                                                                                   r.constraints)}
+                for r in rows]
         shown = [(r["label"], r["mixture"]) for r in recs[:6]] + list(refs.items())
+        pred_fit, ref_predicted = views.baseline_predictions(list(fits.values()), refs)
+        ref_warnings = {k: views.epoch_warnings(m, project) for k, m in refs.items()}
         return _render(request, "mixtures.html", ctx | {
+            "ref_predicted": ref_predicted, "pred_fit": pred_fit, "ref_warnings": ref_warnings,
             "recs": recs, "refs": refs, "unavailable": unavailable, "ref_error": ref_error,
             "formats": list(exports.LABELS.items()),
             "page_data": {"domains": domains, "mixtures": [{"label": k, "mixture": v} for k, v in shown]},

@@ -148,7 +148,48 @@ def recommendation_view(rec: Recommendation, fits_by_id: dict[int, Fit], domains
         "explanation": (rec.details or {}).get("explanation"),
         "trusted": (rec.details or {}).get("trusted"),
         "extrapolation": ((rec.details or {}).get("extrapolation") or {}).get("reasons") or [],
+        "group_totals": (rec.details or {}).get("group_totals") or {},
+        "reference": (rec.details or {}).get("reference"),
+        "phases": ((rec.details or {}).get("staged") or {}).get("phases") or [],
     }
+
+
+def baseline_predictions(fits: list[Fit], refs: dict[str, dict[str, float]]) -> tuple[Fit | None, dict[str, float]]:
+    """The baselines' predicted objective by the newest succeeded fit (none when it cannot)."""
+    fit = next((f for f in sorted(fits, key=lambda f: -f.id) if f.status == "succeeded" and f.state), None)
+    if fit is None or not refs:
+        return None, {}
+    try:
+        out = fit_service.predict(fit, [refs[k] for k in refs])
+    except (ServiceError, ValueError) as exc:
+        log.info("baselines not predicted by fit %s: %s", fit.id, exc)
+        return fit, {}
+    return fit, {k: float(v) for k, v in zip(refs, out["objective"], strict=True) if v is not None}
+
+
+def epoch_warnings(mixture: dict[str, float], project: Project, constraints: dict[str, Any] | None = None) -> list[str]:
+    """Domains a mixture repeats beyond their epoch cap, or that have no tokens, at the
+    target budget (``weight x target_tokens / token_count`` epochs against ``max_epochs``)."""
+    cons = dict(project.constraints or {})
+    cons.update({k: v for k, v in (constraints or {}).items() if v is not None})
+    target = cons.get("target_tokens")
+    if not target:
+        return []
+    per = cons.get("max_epochs_per_domain") or {}
+    out = []
+    for d in project.domains:
+        w = float(mixture.get(d.name, 0.0))
+        if w <= 0:
+            continue
+        if not d.token_count:
+            out.append(f"{d.name}: weight {w:.3f} but no token count (availability unknown)")
+            continue
+        epochs = w * float(target) / float(d.token_count)
+        cap = per.get(d.name, cons.get("max_epochs"))
+        if cap is not None and epochs > float(cap) + 1e-9:
+            out.append(f"{d.name}: {epochs:.2f} epochs at weight {w:.3f}, {epochs / float(cap):.1f}x its "
+                       f"{float(cap):g}-epoch cap")
+    return out
 
 
 # -- runs -------------------------------------------------------------------------------
