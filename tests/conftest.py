@@ -169,7 +169,11 @@ def start_worker_process(name: str, extra_env: dict | None = None, beat: bool = 
     if beat:
         cmd += ["-B", "-s", str(Path(_HOME) / f"beat-{name}")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(extra_env or {})}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+    from workers.procs import die_with_parent
+
+    parent = os.getpid()  # a killed pytest run leaves no worker behind
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True,
+                            preexec_fn=lambda: die_with_parent(parent))
     deadline = time.monotonic() + 60
     path = Path(_HOME) / f"worker-{name}.log"
     while time.monotonic() < deadline:
