@@ -95,7 +95,9 @@ def seeded(server, worker):
         assert r.status_code == 202, r.text
         fits[estimator] = _wait(http, r.json()["job"]["id"])["result"]["fit_id"]
     r = http.post(f"/v1/projects/{a['id']}/recommendations", json={
-        "fit_id": fits["regmix_lgbm"], "n_boot": 2,
+        # refine: the local refinement after RegMix's top-k average pushes Pile-CC onto its bound,
+        # so the page has a binding constraint to show
+        "fit_id": fits["regmix_lgbm"], "n_boot": 2, "refine": True,
         "constraints": {"bounds": {"the_pile_pile_cc": {"max": 0.5}}, "target_tokens": 25 * 10**9, "max_epochs": 4}})
     assert r.status_code == 202, r.text
     rec_id = _wait(http, r.json()["job"]["id"])["result"]["recommendation_id"]
