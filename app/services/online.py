@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.api.schemas.online import Observation, OnlineSessionCreate, OnlineSessionUpdate
@@ -206,7 +207,21 @@ def due_sessions(session: Session) -> list[int]:
 
 def remix(session: Session, session_id: int) -> int | None:
     """Apply the pending observations to the mixer and store a new weights version, in one
-    transaction; a second call with nothing pending does nothing (idempotent)."""
+    transaction; a second call with nothing pending does nothing (idempotent).
+
+    Concurrent re-mixes of one session (beat's tick and a "remix now" request) are safe: on
+    PostgreSQL the row lock serialises them; SQLite has no row locks, so the loser's insert of
+    the same version fails its unique key, is rolled back, and is retried on what is still
+    pending (nothing, usually)."""
+    for _ in range(3):
+        try:
+            return _remix_once(session, session_id)
+        except IntegrityError:
+            session.rollback()
+    raise Conflict(f"online session {session_id}: concurrent re-mixes kept colliding; try again")
+
+
+def _remix_once(session: Session, session_id: int) -> int | None:
     q = select(OnlineSession).where(OnlineSession.id == session_id)
     if session.bind.dialect.name == "postgresql":
         q = q.with_for_update()
