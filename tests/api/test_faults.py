@@ -168,8 +168,8 @@ def test_fit_longer_than_the_stale_threshold_runs_once(client, admin, own_queue)
     try:
         p = _project(client, admin)
         t0 = time.monotonic()
-        job_id = _post_fit(client, admin, p, MID_FIT)
-        job = wait_job(client, admin, job_id, timeout=180)
+        job_id = _post_fit(client, admin, p, SLOW_FIT)  # MID_FIT can end in under 3 s on an idle machine
+        job = wait_job(client, admin, job_id, timeout=240)
         took = time.monotonic() - t0
     finally:
         _stop(w)
