@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -31,6 +31,7 @@ from app.services import jobs as job_service
 from app.services import projects as project_service
 from app.services import runs as run_service
 from app.services import tokens as token_service
+from app.services.dispatch import enqueue_job
 from app.services.errors import Invalid, NotFound, ServiceError
 from app.store.models import ApiToken
 
@@ -110,7 +111,12 @@ def _page(request: Request, session, build: Callable[[ApiToken], Response]) -> R
         return build(token)
     except ServiceError as exc:
         session.rollback()
-        return _render(request, "error.html", {"token": token, "status": exc.status_code, "message": exc.message},
+        message = exc.message if not exc.field or exc.field in exc.message else f"{exc.field}: {exc.message}"
+        return _render(request, "error.html", {"token": token, "status": exc.status_code, "message": message},
+                       status_code=exc.status_code)
+    except HTTPException as exc:  # CSRF / origin refusals of the dashboard's forms
+        session.rollback()
+        return _render(request, "error.html", {"token": token, "status": exc.status_code, "message": str(exc.detail)},
                        status_code=exc.status_code)
 
 
@@ -256,14 +262,27 @@ def export_mixture(request: Request, session: SessionDep, project_id: str, which
 
 
 @router.get("/projects/{project_id}/fits", response_class=HTMLResponse)
-def fits_page(request: Request, session: SessionDep, project_id: str) -> Response:
+def fits_page(request: Request, session: SessionDep, project_id: str,
+              job: Annotated[str | None, Query()] = None) -> Response:
     def build(token: ApiToken) -> Response:
         ctx = _project_context(session, token, project_id, "fits")
-        fits = [views.fidelity_view(f) for f in fit_service.list_fits(session, ctx["project"], limit=100)[0]]
+        project = ctx["project"]
+        started = None
+        if job is not None:  # the job a form on this page just started (404 when not the token's)
+            if not re.fullmatch(r"[0-9a-f]{32}", job):
+                raise NotFound(f"job {job!r} not found", field="job")
+            started = job_service.job_public(job_service.get_job(session, token, job))
+        fits = [views.fidelity_view(f) for f in fit_service.list_fits(session, project, limit=100)[0]]
         scatter = [{"id": f["id"], "label": f"#{f['id']} {f['estimator']}" + (f" ({f['chosen']})" if f["chosen"] else ""),
                     "points": f["points"], "spearman": f["metrics"]["spearman"], "r2": f["metrics"]["r2"]}
                    for f in fits if f["points"]]
-        return _render(request, "fits.html", ctx | {"fits": fits, "page_data": {"fits": scatter}})
+        refs, _, _ = views.reference_mixtures(project)
+        recs = fit_service.list_recommendations(session, project, limit=20)[0]
+        return _render(request, "fits.html", ctx | {
+            "fits": fits, "started": started, "estimators": fit_service.known_estimators(),
+            "metrics": views.metric_names(session, project), "baseline_names": list(refs),
+            "recent_recs": [r.id for r in recs], "can_write": token.role in ("admin", "write"),
+            "page_data": {"fits": scatter, "job": started["id"] if started else None, "poll_ms": 1000}})
     return _page(request, session, build)
 
 
@@ -291,7 +310,7 @@ def whatif_page(request: Request, session: SessionDep, project_id: str,
             "fits": [(f.id, views.fit_label(f)) for f in fits], "selected": selected,
             "page_data": {"project_id": project.id, "domains": domains, "presets": presets,
                           "start": [float(start.get(d, 1.0 / max(1, len(domains)))) for d in domains],
-                          "natural": refs.get("natural")},
+                          "natural": refs.get("natural"), "availability": views.whatif_availability(project)},
         })
     return _page(request, session, build)
 
@@ -371,3 +390,172 @@ def runs_json(project_id: IdPath, session: SessionDep, token: CurrentToken) -> d
     pages them in the browser, and the coverage chart plots their weights."""
     project = project_service.get_project(session, token, project_id)
     return views.runs_payload(session, project)
+
+
+# -- issue 17: comparison, Pareto front, overlaid curves, fits and recommendations from the page ----
+def _ids(values: list[str], what: str, field: str) -> list[int]:
+    """Ids from repeated (or comma-separated) query values, in order, without repeats."""
+    out: list[int] = []
+    for v in values:
+        for part in str(v).split(","):
+            if not part.strip():
+                continue
+            try:
+                i = _id(part.strip(), what)
+            except NotFound as exc:
+                raise NotFound(exc.message, field=field) from exc
+            if i not in out:
+                out.append(i)
+    return out
+
+
+@router.get("/projects/{project_id}/compare", response_class=HTMLResponse)
+def compare_page(request: Request, session: SessionDep, project_id: str,
+                 rec: Annotated[list[str], Query()] = []) -> Response:  # noqa: B006 (FastAPI copies it)
+    """2-4 recommendations side by side (checked on the proposed-mixtures page)."""
+    from app.services import validations as validation_service
+
+    def build(token: ApiToken) -> Response:
+        ctx = _project_context(session, token, project_id, "mixtures")
+        project = ctx["project"]
+        ids = _ids(rec, "recommendation", "rec")
+        if not views.COMPARE_MIN <= len(ids) <= views.COMPARE_MAX:
+            raise Invalid(f"pick {views.COMPARE_MIN} to {views.COMPARE_MAX} recommendations to compare "
+                          f"(got {len(ids)})", field="rec")
+        recs = [fit_service.get_recommendation(session, project, i) for i in ids]
+        fits = {f.id: f for f in fit_service.list_fits(session, project, limit=1000)[0]}
+        validations = validation_service.list_validations(session, project, limit=200)[0]
+        table = views.comparison(project, recs, fits, validations)
+        domains = [d.name for d in project.domains]
+        return _render(request, "compare.html", ctx | {"cmp": table, "page_data": {
+            "domains": domains, "mixtures": [{"label": c["label"], "mixture": c["mixture"]} for c in table["columns"]]}})
+    return _page(request, session, build)
+
+
+@router.get("/projects/{project_id}/pareto", response_class=HTMLResponse)
+def pareto_page(request: Request, session: SessionDep, project_id: str,
+                fit: Annotated[str | None, Query()] = None, x: Annotated[str | None, Query()] = None,
+                y: Annotated[str | None, Query()] = None, rec: Annotated[str | None, Query()] = None) -> Response:
+    """The fitted model's predictions of candidate mixtures on two metrics, the non-dominated front
+    highlighted, the reference (natural, or ``rec``'s reference) and the recommendations marked."""
+    def build(token: ApiToken) -> Response:
+        ctx = _project_context(session, token, project_id, "pareto")
+        project = ctx["project"]
+        fits = [f for f in fit_service.list_fits(session, project, limit=100)[0] if f.status == "succeeded"]
+        multi = [f for f in fits if len(f.target or {}) >= 2]
+        chosen = None
+        if fit is not None:
+            wanted = _id(fit, "fit")
+            chosen = next((f for f in fits if f.id == wanted), None)
+            if chosen is None:
+                raise NotFound(f"fit {wanted} not found among the project's succeeded fits", field="fit")
+        elif multi:
+            chosen = multi[0]
+        reference_rec = fit_service.get_recommendation(session, project, _id(rec, "recommendation")) \
+            if rec is not None else None
+        view = None
+        if chosen is not None:
+            refs, _, _ = views.reference_mixtures(project)
+            recs = [r for r in fit_service.list_recommendations(session, project, limit=10)[0] if r.fit_id == chosen.id]
+            view = views.pareto_view(project, chosen, refs, recs, x, y, reference_rec)
+        return _render(request, "pareto.html", ctx | {
+            "fits": [(f.id, views.fit_label(f), list(f.target)) for f in multi], "selected": chosen, "view": view,
+            "reference_rec": reference_rec, "page_data": {"pareto": view["chart"] if view else None}})
+    return _page(request, session, build)
+
+
+@router.get("/projects/{project_id}/curves", response_class=HTMLResponse)
+def curves_page(request: Request, session: SessionDep, project_id: str,
+                runs: Annotated[list[str], Query()] = [],  # noqa: B006
+                metric: Annotated[str | None, Query()] = None, x: Annotated[str, Query()] = "steps") -> Response:
+    """Several runs' loss curves for one metric on one chart (x = steps or tokens)."""
+    def build(token: ApiToken) -> Response:
+        ctx = _project_context(session, token, project_id, "overview")
+        ids = _ids(runs, "run", "runs")
+        if not 1 <= len(ids) <= views.MAX_OVERLAY_RUNS:
+            raise Invalid(f"pick 1 to {views.MAX_OVERLAY_RUNS} runs to overlay (got {len(ids)})", field="runs")
+        view = views.curves_overlay(session, ctx["project"], ids, metric, x)
+        return _render(request, "curves.html", ctx | {"view": view, "run_ids": ",".join(map(str, ids)),
+                                                      "page_data": {"x": view["x"], "metric": view["metric"],
+                                                                    "series": view["series"]}})
+    return _page(request, session, build)
+
+
+def _form_error(exc: Exception, prefix: str = "") -> Invalid:
+    """A pydantic ValidationError of a form as a 422 naming its first field."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError) and exc.errors():
+        e = exc.errors()[0]
+        field = prefix + ".".join(str(p) for p in e["loc"])
+        return Invalid(f"{field}: {e['msg']}", field=field)
+    return Invalid(str(exc))
+
+
+def _form_post(request: Request, session, csrf_token: str, build: Callable[[ApiToken], Response]) -> Response:
+    """A dashboard form's POST: logged in, same origin and the session's CSRF token, then the
+    same service call as the API (errors become the HTML error page with their status)."""
+    def checked(token: ApiToken) -> Response:
+        csrf.check(request, request.cookies.get(COOKIE) or "", form_value=csrf_token)
+        return build(token)
+    return _page(request, session, checked)
+
+
+@router.post("/projects/{project_id}/fits")
+def start_fit(request: Request, session: SessionDep, project_id: str, csrf_token: Annotated[str, Form()] = "",
+              estimator: Annotated[str, Form()] = "auto", target: Annotated[str, Form()] = "",
+              cv_folds: Annotated[str, Form()] = "5") -> Response:
+    """Start a fit from the fits page: :func:`app.services.fits.create_fit`, as ``POST /v1/.../fits``
+    (write access needed); back to the fits page with the job's progress."""
+    from pydantic import ValidationError
+
+    from app.api.schemas.fits import FitCreate
+
+    def build(token: ApiToken) -> Response:
+        project = project_service.get_project(session, token, _id(project_id, "project"), write=True)
+        body: dict[str, Any] = {"estimator": estimator.strip(), "cv_folds": cv_folds.strip() or 5}
+        if target.strip():
+            body["target"] = {target.strip(): 1.0}
+        try:
+            data = FitCreate.model_validate(body)
+        except ValidationError as exc:
+            raise _form_error(exc) from exc
+        fit, job = fit_service.create_fit(session, project, data)
+        enqueue_job(session, job)
+        return RedirectResponse(f"/dashboard/projects/{project.id}/fits?job={job.id}#started", status_code=303,
+                                headers=_headers())
+    return _form_post(request, session, csrf_token, build)
+
+
+@router.post("/projects/{project_id}/recommendations")
+def start_recommendation(request: Request, session: SessionDep, project_id: str,
+                         csrf_token: Annotated[str, Form()] = "", fit_id: Annotated[str, Form()] = "",
+                         reference: Annotated[str, Form()] = "", n_boot: Annotated[str, Form()] = "20",
+                         allow_untrusted: Annotated[str, Form()] = "") -> Response:
+    """Recommend from a fit on the fits page (:func:`app.services.fits.create_recommendation_job`,
+    as ``POST /v1/.../recommendations``), optionally against a baseline (``natural``) or an
+    earlier recommendation (``rec:ID``) to beat."""
+    from pydantic import ValidationError
+
+    from app.api.schemas.fits import RecommendationCreate
+
+    def build(token: ApiToken) -> Response:
+        project = project_service.get_project(session, token, _id(project_id, "project"), write=True)
+        if not fit_id.strip():
+            raise Invalid("fit_id: choose the fit to recommend from", field="fit_id")
+        body: dict[str, Any] = {"fit_id": _id(fit_id.strip(), "fit"), "n_boot": n_boot.strip() or 20,
+                                "allow_untrusted": allow_untrusted in ("1", "on", "true")}
+        ref = reference.strip()
+        if ref.startswith("rec:"):
+            body["reference"] = {"recommendation_id": ref[4:]}
+        elif ref:
+            body["reference"] = {"baseline": ref}
+        try:
+            data = RecommendationCreate.model_validate(body)
+        except ValidationError as exc:
+            raise _form_error(exc) from exc
+        job = fit_service.create_recommendation_job(session, project, data)
+        enqueue_job(session, job)
+        return RedirectResponse(f"/dashboard/projects/{project.id}/fits?job={job.id}#started", status_code=303,
+                                headers=_headers())
+    return _form_post(request, session, csrf_token, build)

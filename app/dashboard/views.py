@@ -7,6 +7,7 @@ import logging
 import math
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from app.services import dashboard as dash_service
@@ -181,8 +182,11 @@ def epoch_warnings(mixture: dict[str, float], project: Project, constraints: dic
         w = float(mixture.get(d.name, 0.0))
         if w <= 0:
             continue
-        if not d.token_count:
+        if d.token_count is None:
             out.append(f"{d.name}: weight {w:.3f} but no token count (availability unknown)")
+            continue
+        if d.token_count == 0:
+            out.append(f"{d.name}: weight {w:.3f} but the project has no tokens of it")
             continue
         epochs = w * float(target) / float(d.token_count)
         cap = per.get(d.name, cons.get("max_epochs"))
@@ -266,3 +270,233 @@ def validation_plot(result: dict[str, Any] | None, width: int = 640) -> tuple[di
     plot = {"groups": list(groups.items()), "width": width, "zero": x(0.0), "left": left, "right": right,
             "min_label": f"{lo:+.3f}", "max_label": f"{hi:+.3f}"}
     return plot, domains, 30.0 / biggest
+
+
+# -- issue 17: comparison, Pareto front, what-if availability, overlaid curves -------------------
+#: how many recommendations the comparison view puts side by side, and runs the curves overlay
+COMPARE_MIN, COMPARE_MAX = 2, 4
+MAX_OVERLAY_RUNS = 20
+#: candidate mixtures the Pareto view predicts (bounded: one predict call per page view)
+PARETO_CANDIDATES = 2000
+
+
+def group_members(project: Project) -> dict[str, list[str]]:
+    """``{group path: [member domains]}`` (declared paths, else parsed ``source:topic`` names)."""
+    from app.services.projects import declared_groups
+    from mixopt.mixing import hierarchy
+
+    return hierarchy.groups_of([d.name for d in project.domains], declared_groups(project.domains))
+
+
+def _constraint_summary(constraints: dict[str, Any] | None) -> list[str]:
+    """One line per constraint a recommendation was made under (what its request carried)."""
+    c = constraints or {}
+    out = []
+    for d, b in sorted((c.get("bounds") or {}).items()):
+        lo, hi = (b or {}).get("min"), (b or {}).get("max")
+        out.append(f"{d} in [{_num(lo) or 0:g}, {_num(hi) if hi is not None else 1:g}]")
+    for d, w in sorted((c.get("fixed") or {}).items()):
+        out.append(f"{d} fixed at {float(w):g}")
+    if c.get("target_tokens"):
+        out.append(f"target {float(c['target_tokens']):.3g} tokens")
+    if c.get("max_epochs") is not None:
+        out.append(f"at most {float(c['max_epochs']):g} epochs per domain")
+    for d, e in sorted((c.get("max_epochs_per_domain") or {}).items()):
+        out.append(f"{d}: at most {float(e):g} epochs")
+    for g, b in sorted((c.get("groups") or {}).items()):
+        parts = [f"{k} {float(v):g}" for k, v in (b or {}).items() if v is not None]
+        out.append(f"group {g}: {', '.join(parts)}")
+    if _num(c.get("kl_weight")):
+        out.append(f"KL weight {float(c['kl_weight']):g}")
+    return out
+
+
+def _validation_results(validations: list, rec_id: int) -> list[dict[str, Any]]:
+    """The paired comparisons (difference to each reference, wins) of every finished validation
+    that trained recommendation ``rec_id``."""
+    out = []
+    for v in validations:
+        mine = [m for m in (v.mixtures or []) if m.get("recommendation_id") == rec_id]
+        if not mine or not isinstance(v.result, dict):
+            continue
+        labels = {m.get("label") for m in mine}
+        stats = next((m for m in v.result.get("mixtures") or [] if m.get("label") in labels), None)
+        comps = [c for c in v.result.get("comparisons") or [] if c.get("label") in labels]
+        out.append({"id": v.id, "seeds": len(v.seeds or []), "steps": v.train_steps,
+                    "mean": _num((stats or {}).get("mean")), "std": _num((stats or {}).get("std")),
+                    "comparisons": [{"reference": c.get("reference"), "mean": _num(c.get("mean")),
+                                     "low": _num(c.get("interval_low")), "high": _num(c.get("interval_high")),
+                                     "wins": c.get("wins"), "seeds": c.get("seeds")} for c in comps]})
+    return out
+
+
+def comparison(project: Project, recs: list[Recommendation], fits_by_id: dict[int, Fit],
+               validations: list) -> dict[str, Any]:
+    """Recommendations side by side: weights per domain (and group totals), predicted objective
+    with its interval, per-metric predictions by each one's own fit, the constraints it was made
+    under and those binding, its fit's estimator, CV Spearman and trust, its comparison with its
+    reference and the validations that trained it."""
+    domains = [d.name for d in project.domains]
+    cols = []
+    for rec in recs:
+        view = recommendation_view(rec, fits_by_id, domains)
+        fit = fits_by_id.get(rec.fit_id) if rec.fit_id is not None else None
+        metrics: dict[str, float] = {}
+        if fit is not None and fit.status == "succeeded" and fit.state:
+            try:
+                out = fit_service.predict(fit, [{d: float(rec.mixture.get(d, 0.0)) for d in fit.domains}],
+                                          normalize=True)
+                metrics = {t: float(v) for t, v in zip(out["targets"], out["predictions"][0], strict=True)}
+            except (ServiceError, ValueError) as exc:  # domains changed since the fit, say
+                log.info("recommendation %s not predicted per metric by fit %s: %s", rec.id, fit.id, exc)
+        cols.append(view | {
+            "estimator": fit.estimator if fit is not None else rec.source,
+            "chosen": fidelity_view(fit)["chosen"] if fit is not None else None,
+            "fit_trusted": fit.trusted if fit is not None else view["trusted"],
+            "trust_reasons": list(fit.trust_reasons or []) if fit is not None else [],
+            "metrics": metrics, "constraints": _constraint_summary(rec.constraints),
+            "validations": _validation_results(validations, rec.id),
+            "warnings": epoch_warnings(rec.mixture, project, rec.constraints),
+        })
+    groups = group_members(project)
+    group_rows = [{"name": g, "cells": [sum(c["mixture"].get(d, 0.0) for d in members) for c in cols]}
+                  for g, members in sorted(groups.items())]
+    metric_names = sorted({m for c in cols for m in c["metrics"]})
+    return {
+        "columns": cols,
+        "weights": [{"name": d, "cells": [c["mixture"].get(d, 0.0) for c in cols]} for d in domains],
+        "groups": group_rows,
+        "metric_rows": [{"name": m, "cells": [c["metrics"].get(m) for c in cols]} for m in metric_names],
+    }
+
+
+def metric_names(session: Session, project: Project) -> list[str]:
+    """Metrics a fit may target: the objective's, then those the newest 200 runs report."""
+    rows, _ = dash_service.table_runs(session, project, limit=200)
+    names = list(project.objective or {})
+    for r in rows:
+        names += [m for m in (r["metrics"] or {}) if m not in names]
+    return names
+
+
+def whatif_availability(project: Project) -> dict[str, Any]:
+    """What the what-if page's script needs to warn about a mixture: per domain its tokens and
+    epoch cap at the project's target tokens, and the groups' members."""
+    cons = project.constraints or {}
+    caps = max_epochs_for(project)
+    return {"target_tokens": _num(cons.get("target_tokens")),
+            "tokens": {d.name: d.token_count for d in project.domains},
+            "caps": caps, "groups": group_members(project)}
+
+
+def pareto_view(project: Project, fit: Fit, refs: dict[str, dict[str, float]], recs: list[Recommendation],
+                x: str | None, y: str | None, reference_rec: Recommendation | None = None,
+                count: int = PARETO_CANDIDATES) -> dict[str, Any]:
+    """Candidate mixtures sampled under the project's constraints, predicted per metric by
+    ``fit``; the non-dominated ones (:func:`mixopt.mixing.pareto.non_dominated`) on the two
+    plotted metrics and on all of them; the reference (natural, or ``reference_rec``'s
+    reference) and the recommendations as marked points."""
+    from app.services.errors import Invalid
+    from app.services.projects import declared_groups
+    from mixopt.mixing import pareto
+    from mixopt.mixing.constraints import Constraints, InfeasibleConstraintsError
+
+    targets = list(fit.target)
+    if len(targets) < 2:
+        raise Invalid(f"fit {fit.id} predicts one metric ({targets[0] if targets else 'none'}); the Pareto front "
+                      "needs a fit of two or more target metrics (fit with the project's multi-metric objective)",
+                      field="fit")
+    x = x or targets[0]
+    y = y or targets[1]
+    for name, value in (("x", x), ("y", y)):
+        if value not in targets:
+            raise Invalid(f"{name} must be one of fit {fit.id}'s metrics {targets}, not {value!r}", field=name)
+    if x == y:
+        raise Invalid("x and y must be two different metrics", field="y")
+    domains = list(fit.domains)
+    if domains != [d.name for d in project.domains]:
+        raise Invalid(f"fit {fit.id} was made on domains {domains}, not the project's current ones; fit again",
+                      field="fit")
+    counts = [d.token_count for d in project.domains]
+    spec = fit_service.science_constraints(project.constraints or {}, domains, counts, declared_groups(project.domains))
+    prior_map = refs.get("natural") or refs.get("uniform")
+    prior = [prior_map[d] for d in domains] if prior_map else None
+    try:
+        W = pareto.sample_candidates(count, domains, Constraints.from_dict(spec), prior=prior, random_state=0)
+    except (InfeasibleConstraintsError, ValueError) as exc:
+        raise Invalid(f"no candidate mixture satisfies the project's constraints: {exc}", field="constraints") from exc
+    marks: list[tuple[str, str, dict[str, float]]] = []
+    if reference_rec is not None:
+        ref = (reference_rec.details or {}).get("reference") or {}
+        if isinstance(ref.get("mixture"), dict):
+            marks.append(("reference", f"reference: {ref.get('label') or 'mixture'}", ref["mixture"]))
+        else:
+            raise Invalid(f"recommendation {reference_rec.id} was not made against a reference", field="rec")
+    elif "natural" in refs:
+        marks.append(("reference", "reference: natural", refs["natural"]))
+    for rec in recs:
+        marks.append(("recommendation", f"rec #{rec.id}", rec.mixture))
+    mixtures = [dict(zip(domains, map(float, w), strict=True)) for w in W]
+    mixtures += [{d: float(m.get(d, 0.0)) for d in domains} for _, _, m in marks]
+    out = fit_service.predict(fit, mixtures, normalize=True)
+    P = np.asarray(out["predictions"], dtype=float)
+    ix, iy = targets.index(x), targets.index(y)
+    n = W.shape[0]
+    cand = P[:n]
+    front2 = pareto.non_dominated(cand[:, [ix, iy]])
+    front_all = pareto.non_dominated(cand)
+    order = pareto.front_order(cand[:, [ix, iy]], front2)
+    points = [{"x": float(cand[i, ix]), "y": float(cand[i, iy])} for i in range(n)]
+    marked = []
+    for k, (kind, label, _) in enumerate(marks):
+        row = P[n + k]
+        marked.append({"kind": kind, "label": label, "x": float(row[ix]), "y": float(row[iy]),
+                       "metrics": dict(zip(targets, map(float, row), strict=True)),
+                       "dominated_by": int(sum(pareto.dominates(c, row) for c in cand))})
+    reference = next((m for m in marked if m["kind"] == "reference"), None)
+    beats = None
+    if reference is not None:
+        ref_row = np.array([reference["metrics"][t] for t in targets])
+        beats = int(sum(pareto.dominates(cand[i], ref_row) for i in np.flatnonzero(front_all)))
+    top = [{"weights": sorted(((d, float(W[i, j])) for j, d in enumerate(domains)), key=lambda t: -t[1])[:3],
+            "metrics": dict(zip(targets, map(float, cand[i]), strict=True))} for i in order]
+    return {"fit_id": fit.id, "targets": targets, "x": x, "y": y, "count": n,
+            "front_count": int(front2.sum()), "front_all_count": int(front_all.sum()), "beats_reference": beats,
+            "front_rows": top, "marked": marked, "reference": reference,
+            "chart": {"x": x, "y": y, "points": points, "front": [points[i] for i in order], "marked": marked}}
+
+
+def curves_overlay(session: Session, project: Project, run_ids: list[int], metric: str | None,
+                   x: str) -> dict[str, Any]:
+    """Curves (:class:`~app.store.models.CurvePoint`) of several runs for one metric, x in steps
+    or tokens; the metrics the runs' curves report; runs without points are named."""
+    from app.services import runs as run_service
+    from app.services.errors import Invalid
+
+    if x not in ("steps", "tokens"):
+        raise Invalid(f"x must be 'steps' or 'tokens', not {x!r}", field="x")
+    runs = [run_service.get_run(session, project, rid) for rid in run_ids]
+    curves = {r.id: run_service.curve(session, r) for r in runs}
+    names: list[str] = []
+    for pts in curves.values():
+        for p in pts:
+            names += [k for k in p.metrics if k not in names]
+    if metric is None:
+        metric = next((m for m in (project.objective or {}) if m in names), names[0] if names else None)
+    elif metric not in names:
+        raise Invalid(f"metric must be one the runs' curves report {sorted(names)}, not {metric!r}", field="metric")
+    series, empty, no_tokens = [], [], []
+    for r in runs:
+        pts = [p for p in curves[r.id] if metric in p.metrics and _num(p.metrics[metric]) is not None]
+        if not pts:
+            empty.append(r.id)
+            continue
+        if x == "tokens" and any(p.tokens is None for p in pts):
+            no_tokens.append(r.id)
+            pts = [p for p in pts if p.tokens is not None]
+        series.append({"run_id": r.id, "label": f"run {r.id}" + (f" {r.name or r.external_id}" if r.name or r.external_id
+                                                                 else ""),
+                       "points": [{"x": p.tokens if x == "tokens" else p.step, "y": float(p.metrics[metric])}
+                                  for p in pts]})
+    return {"runs": runs, "metric": metric, "metrics": names, "x": x, "series": series, "empty": empty,
+            "no_tokens": no_tokens}

@@ -207,13 +207,29 @@
         .map((p) => shortName(domains[p[1]]) + " " + p[0].toFixed(2)).join(", ");
     }
 
+    const checked = new Set();
+    const overlay = $("#runs-overlay");
+    function overlayBox(id) {
+      const box = el("input", { type: "checkbox", className: "overlay-pick", value: String(id), "aria-label": "overlay run " + id });
+      box.checked = checked.has(id);
+      box.addEventListener("change", () => {
+        if (box.checked) checked.add(id); else checked.delete(id);
+        const ids = Array.from(checked);
+        overlay.href = "/dashboard/projects/" + projectId + "/curves?runs=" + ids.join(",");
+        overlay.textContent = "Overlay curves (" + ids.length + ")";
+        overlay.classList.toggle("disabled", ids.length === 0);
+      });
+      return box;
+    }
+
     function render() {
       const all = rows();
       const pages = Math.max(1, Math.ceil(all.length / state.per));
       state.page = Math.min(state.page, pages - 1);
       const slice = all.slice(state.page * state.per, (state.page + 1) * state.per);
       tbody.replaceChildren(...slice.map((r) => el("tr", { "data-run-id": r.id }, [
-        el("td", { className: "num" }, [el("a", { href: "/dashboard/projects/" + projectId + "/runs/" + r.id, text: String(r.id) })]),
+        el("td", { className: "num" }, [overlayBox(r.id), " ",
+                                        el("a", { href: "/dashboard/projects/" + projectId + "/runs/" + r.id, text: String(r.id) })]),
         el("td", { text: r.name }),
         el("td", {}, [el("span", { className: "badge " + r.status, text: r.status })]),
         el("td", { text: r.origin }),
@@ -272,6 +288,7 @@
   };
 
   pages.fits = function (data) {
+    followJob(data);
     const byId = {};
     data.fits.forEach((f) => { byId[f.id] = f; });
     $$("canvas.fit-scatter").forEach((canvas) => {
@@ -349,6 +366,7 @@
 
     function sync() {
       w.forEach((x, i) => { sliders[i].value = String(x); outputs[i].textContent = x.toFixed(3); });
+      availability(data.availability, domains, w);
       if (mix) { mix.data.datasets[0].data = w.slice(); mix.update("none"); }
       clearTimeout(timer);
       timer = setTimeout(predict, 120);
@@ -396,6 +414,131 @@
     select.addEventListener("change", predict);
     sync();
   };
+
+  /** What-if availability: epochs per domain at the target tokens against each cap, domains
+   * with no token count or no tokens at all, group totals (mirrors views.epoch_warnings). */
+  function availability(a, domains, w) {
+    const box = $("#whatif-availability");
+    if (!a || !box) return;
+    const warnings = [];
+    const rows = [];
+    domains.forEach((d, i) => {
+      const x = w[i];
+      const tokens = a.tokens[d];
+      const cap = a.caps[d];
+      let epochs = null;
+      if (x > 1e-9 && (tokens === null || tokens === undefined)) {
+        warnings.push(d + ": weight " + x.toFixed(3) + " but no token count (availability unknown)");
+      } else if (x > 1e-9 && tokens === 0) {
+        warnings.push(d + ": weight " + x.toFixed(3) + " but the project has no tokens of it");
+      } else if (tokens && a.target_tokens) {
+        epochs = (x * a.target_tokens) / tokens;
+        if (cap !== null && cap !== undefined && epochs > cap + 1e-9) {
+          warnings.push(d + ": " + epochs.toFixed(2) + " epochs at weight " + x.toFixed(3) + ", " +
+                        (epochs / cap).toFixed(1) + "x its " + String(cap) + "-epoch cap");
+        }
+      }
+      const over = epochs !== null && cap !== null && cap !== undefined && epochs > cap + 1e-9;
+      rows.push(el("tr", { "data-domain": d, className: over ? "over" : "" }, [
+        el("td", { text: d }), el("td", { className: "num", text: x.toFixed(3) }),
+        el("td", { className: "num", text: tokens === null || tokens === undefined ? "—" : human(tokens) }),
+        el("td", { className: "num" + (over ? " over" : ""), text: epochs === null ? "—" : fmt(epochs, 3) + "×" }),
+        el("td", { className: "num", text: cap === null || cap === undefined ? "—" : String(cap) }),
+      ]));
+    });
+    $("#whatif-epochs-note").textContent = a.target_tokens
+      ? "Epochs = weight × " + human(a.target_tokens) + " target tokens / domain tokens, against each domain's cap."
+      : "Set constraints.target_tokens (and each domain's token_count) to see the epochs this mixture implies.";
+    $("#whatif-warnings").replaceChildren(...warnings.map((t) => el("div", { className: "warning", text: t })));
+    box.dataset.warnings = String(warnings.length);
+    const table = $("#whatif-epochs");
+    table.querySelector("tbody").replaceChildren(...rows);
+    show(table, !!a.target_tokens || warnings.length > 0);
+    const groups = Object.entries(a.groups || {});
+    const gtable = $("#whatif-groups");
+    gtable.querySelector("tbody").replaceChildren(...groups.map(([g, members]) => el("tr", { "data-group": g }, [
+      el("td", { text: g }),
+      el("td", { className: "num", text: members.reduce((t, m) => t + (w[domains.indexOf(m)] || 0), 0).toFixed(3) }),
+    ])));
+    show(gtable, groups.length > 0);
+  }
+
+  pages.compare = function (data) {
+    if (!data.mixtures.length) return;
+    pages.mixtures(data);
+  };
+
+  pages.pareto = function (data) {
+    const p = data.pareto;
+    if (!p) return;
+    const kinds = { reference: ["hsla(0, 75%, 45%, 1)", "crossRot", 11], recommendation: ["hsla(140, 60%, 30%, 1)", "star", 10] };
+    const datasets = [
+      { label: "candidates (" + p.points.length + ")", data: p.points, pointRadius: 1.8,
+        backgroundColor: "hsla(210, 40%, 55%, 0.35)", borderWidth: 0, order: 3 },
+      { label: "Pareto front (" + p.front.length + ")", type: "line", data: p.front, borderColor: "hsla(28, 90%, 45%, 1)",
+        backgroundColor: "hsla(28, 90%, 45%, 1)", pointRadius: 3.5, borderWidth: 2, stepped: false, order: 1 },
+    ];
+    p.marked.forEach((m) => {
+      const [c, style, r] = kinds[m.kind] || kinds.recommendation;
+      datasets.push({ label: m.label, data: [{ x: m.x, y: m.y }], pointStyle: style, pointRadius: r, borderWidth: 3,
+                      borderColor: c, backgroundColor: c, order: 0 });
+    });
+    chart("pareto-chart", {
+      type: "scatter",
+      data: { datasets: datasets },
+      options: {
+        maintainAspectRatio: false, parsing: false,
+        scales: { x: { title: { display: true, text: shortName(p.x) + " (predicted)" } },
+                  y: { title: { display: true, text: shortName(p.y) + " (predicted)" } } },
+        plugins: { tooltip: { callbacks: { label: (ctx) => ctx.dataset.label + ": " + fmt(ctx.raw.x, 4) + ", " + fmt(ctx.raw.y, 4) } } },
+      },
+    });
+  };
+
+  pages.curves = function (data) {
+    if (!data.series.length) return;
+    chart("overlay-chart", {
+      type: "line",
+      data: { datasets: data.series.map((s, i) => ({
+        label: s.label, data: s.points, borderColor: color(i), backgroundColor: color(i),
+        pointRadius: 0, borderWidth: 1.6, tension: 0.2,
+      })) },
+      options: { maintainAspectRatio: false, parsing: false,
+                 scales: { x: { type: "linear", title: { display: true, text: data.x } },
+                           y: { title: { display: true, text: shortName(data.metric) } } } },
+    });
+  };
+
+  /** The job a form of the page started: its state and progress, live, then where its result is. */
+  function followJob(data) {
+    const box = $("#started");
+    if (!data.job || !box) return;
+    const done = ["succeeded", "failed", "cancelled"];
+    async function refresh() {
+      const j = await api("/v1/jobs/" + data.job);
+      box.querySelector("progress").value = j.progress || 0;
+      box.querySelector(".job-state").textContent = j.state;
+      box.querySelector(".job-state").className = "badge job-state " + j.state;
+      box.querySelector(".job-message").textContent = j.error || j.message || "";
+      const result = j.result || {};
+      const link = box.querySelector(".job-result");
+      if (j.state === "succeeded" && result.recommendation_id) {
+        link.href = "/dashboard/projects/" + j.project_id + "/mixtures#rec-" + result.recommendation_id;
+        link.textContent = "recommendation #" + result.recommendation_id;
+      } else if (j.state === "succeeded" && result.fit_id) {
+        link.href = "/dashboard/projects/" + j.project_id + "/fits#fit-" + result.fit_id;
+        link.textContent = "fit #" + result.fit_id + " (reload to see it in the table)";
+      }
+      box.dataset.state = j.state;
+      return done.includes(j.state);
+    }
+    let stopped = false;
+    const tick = async () => {
+      try { stopped = await refresh(); } catch (e) { box.querySelector(".job-message").textContent = e.message; }
+      if (!stopped) setTimeout(tick, data.poll_ms || 1000);
+    };
+    tick();
+  }
 
   pages.run = async function (data) {
     chart("run-mixture-chart", {
