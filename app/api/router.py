@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from app.api.routes import (
+    domain_sets,
     exports,
     fits,
     health,
@@ -17,7 +18,7 @@ from app.api.routes import (
 from app.dashboard import routes as dashboard
 
 api_router = APIRouter()
-for module in (health, tokens, projects, runs, fits, training, validations, online, jobs, exports):
+for module in (health, tokens, projects, domain_sets, runs, fits, training, validations, online, jobs, exports):
     api_router.include_router(module.router)
 api_router.include_router(fits.estimators_router)
 api_router.include_router(dashboard.router)

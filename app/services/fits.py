@@ -53,9 +53,12 @@ def _check_params(name: str, params: dict[str, Any] | None, field: str = "params
 _MAX_SCALES_LISTED = 20
 
 
-def _filtered(project: Project, f: RunFilter):
-    """The run filter as a WHERE clause list (shared by the cheap checks and the worker's load)."""
+def _filtered(project: Project, f: RunFilter, version: int | None = None):
+    """The run filter as a WHERE clause list (shared by the cheap checks and the worker's load);
+    ``version``: only runs stored on that domain-set version (``domain_versions: current``)."""
     conds = [Run.project_id == project.id, Run.status == f.status]
+    if version is not None:
+        conds.append(Run.domain_version == version)
     if f.tag:
         conds.append(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == f.tag)))
     for col, v in ((Run.model_params, f.model_params), (Run.train_tokens, f.train_tokens),
@@ -68,13 +71,18 @@ def _filtered(project: Project, f: RunFilter):
 
 
 def check_runs_for_fit(session: Session, project: Project, f: RunFilter, target_scale: dict | None,
-                       requested_target: dict[str, float] | None) -> dict[str, float]:
+                       requested_target: dict[str, float] | None, domain_versions: str = "compatible") -> dict[str, float]:
     """The checks ``POST .../fits`` can afford (milliseconds whatever the run count): a count,
     the distinct scales (bounded), and the metrics of the first and last run; returns the
     objective. Runs of several scales without ``target_scale``: 422 saying what to pass."""
-    conds = _filtered(project, f)
+    conds = _filtered(project, f, project.domain_version if domain_versions == "current" else None)
     count = session.scalar(select(func.count()).select_from(Run).where(*conds)) or 0
     if not count:
+        if domain_versions == "current" and session.scalar(select(func.count()).select_from(Run)
+                                                           .where(*_filtered(project, f))):
+            raise Invalid(f"no run matching the run filter is on the current domain set (version "
+                          f"{project.domain_version}); pass domain_versions=compatible to use older runs",
+                          field="domain_versions")
         raise Invalid("no runs match the run filter", field="run_filter")
     scales = session.execute(
         select(Run.model_params, Run.train_steps, Run.train_tokens).where(*conds)
@@ -130,18 +138,20 @@ def create_fit(session: Session, project: Project, data: FitCreate) -> tuple[Fit
     _check_estimator(data.estimator)
     _check_params(data.estimator, data.params)
     target_scale = data.target_scale.given() if data.target_scale is not None else None
-    target = check_runs_for_fit(session, project, data.run_filter, target_scale, data.target)
+    target = check_runs_for_fit(session, project, data.run_filter, target_scale, data.target, data.domain_versions)
     fit, job = _new_fit(session, project, data.estimator, data.params, data.run_filter.model_dump(), target,
                         kind="fit", job_params={"cv_folds": data.cv_folds, "random_state": data.random_state},
-                        target_scale=target_scale)
+                        target_scale=target_scale, domain_versions=data.domain_versions)
     session.commit()
     return fit, job
 
 
 def _new_fit(session: Session, project: Project, estimator: str, params: dict, run_filter: dict,
-             target: dict, *, kind: str, job_params: dict, target_scale: dict | None = None) -> tuple[Fit, Job]:
+             target: dict, *, kind: str, job_params: dict, target_scale: dict | None = None,
+             domain_versions: str = "compatible") -> tuple[Fit, Job]:
     fit = Fit(project_id=project.id, estimator=estimator, params=params, run_filter=run_filter, target=target,
-              status="pending", domains=[d.name for d in project.domains], target_scale=target_scale)
+              status="pending", domains=[d.name for d in project.domains], target_scale=target_scale,
+              domain_versions={"mode": domain_versions, "version": project.domain_version or 1})
     session.add(fit)
     session.flush()
     job = job_service.create_job(session, kind=kind, project_id=project.id,
@@ -174,12 +184,18 @@ def get_fit(session: Session, project: Project, fit_id: int) -> Fit:
 
 def training_data(session: Session, fit: Fit) -> dict[str, Any]:
     """Everything the science needs for a fit, loaded from the store (used by the worker)."""
+    from app.services import domain_sets
+
     project = session.get(Project, fit.project_id)
     runs = _select_runs(session, project, fit.run_filter)
     targets = list(fit.target)
-    usable = [r for r in runs if all(t in r.metrics for t in targets)]
     domains = list(fit.domains)
-    X = np.array([[r.mixture.get(d, 0.0) for d in domains] for r in usable], dtype=float).reshape(len(usable), len(domains))
+    dv = dict(fit.domain_versions or {})  # fits made before versioning: version 1, compatible
+    rows, report = domain_sets.map_runs(session, project, runs, version=int(dv.get("version") or 1), domains=domains,
+                                        mode=dv.get("mode") or "compatible")
+    usable = [r for r, x in zip(runs, rows, strict=True) if x is not None and all(t in r.metrics for t in targets)]
+    mapped = {r.id: x for r, x in zip(runs, rows, strict=True) if x is not None}
+    X = np.array([mapped[r.id] for r in usable], dtype=float).reshape(len(usable), len(domains))
     Y = np.array([[r.metrics[t] for t in targets] for r in usable], dtype=float).reshape(len(usable), len(targets))
     curves: list[list[tuple[int, dict[str, float]]]] = [[] for _ in usable]
     index = {r.id: i for i, r in enumerate(usable)}
@@ -190,7 +206,7 @@ def training_data(session: Session, fit: Fit) -> dict[str, Any]:
     token_counts = [d.token_count for d in project.domains]
     return {
         "X": X, "Y": Y, "domains": domains, "targets": targets, "weights": [fit.target[t] for t in targets],
-        "run_ids": [r.id for r in usable], "skipped": len(runs) - len(usable),
+        "run_ids": [r.id for r in usable], "skipped": len(mapped) - len(usable), "domain_versions": report,
         "context": {
             "steps": np.array([r.train_steps or np.nan for r in usable], dtype=float),
             "tokens": np.array([r.train_tokens or np.nan for r in usable], dtype=float),
@@ -341,10 +357,10 @@ def create_recommendation_job(session: Session, project: Project, data: Recommen
     else:
         _check_estimator(data.estimator)
         _check_params(data.estimator, data.params)
-        target = check_runs_for_fit(session, project, RunFilter(), requested, None)
+        target = check_runs_for_fit(session, project, RunFilter(), requested, None, data.domain_versions)
         fit, job = _new_fit(session, project, data.estimator, data.params, RunFilter().model_dump(), target,
                             kind="recommend", job_params={"fit_first": True, "cv_folds": 5, **params},
-                            target_scale=requested)
+                            target_scale=requested, domain_versions=data.domain_versions)
     session.commit()
     return job
 
@@ -483,6 +499,10 @@ def create_suggestion_job(session: Session, project: Project, data: SuggestionCr
         if row is None or row.project_id != project.id:
             raise NotFound(f"recommendation {data.recommendation_id} not found", field="recommendation_id")
         params["old_mixture"] = dict(row.mixture)
+    elif data.count is None:
+        raise Invalid(f"count is required for strategy {data.strategy!r} (only reuse has a default: runs per "
+                      "dimension x dimensions explored)", field="count")
+    params["domain_version"] = project.domain_version or 1
     job = job_service.create_job(session, kind="suggest", project_id=project.id, params=params)
     session.commit()
     return job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import func, select
@@ -9,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.api.schemas.projects import ConstraintsSpec, DomainSpec, ProjectCreate, ProjectUpdate
 from app.core.config import get_settings
-from app.services import sources
+from app.services import domain_sets, sources
 from app.services import tokens as token_service
 from app.services.errors import Conflict, Invalid, NotFound
 from app.store.models import ApiToken, Domain, Project, Run, TokenProject
@@ -127,8 +128,10 @@ def create_project(session: Session, token: ApiToken, data: ProjectCreate) -> Pr
         constraints=data.constraints.model_dump(),
     )
     project.domains = [_domain_row(i, d) for i, d in enumerate(data.domains)]
+    project.domain_version = 1
     session.add(project)
     session.flush()
+    domain_sets.ensure_history(session, project)
     token_service.grant(session, token, project.id)
     session.commit()
     return project
@@ -159,8 +162,10 @@ def update_project(session: Session, project: Project, data: ProjectUpdate, toke
         if removed:
             still_used = removed & used_domains(session, project.id)
             if still_used:
-                raise Conflict(f"domains {sorted(still_used)} have runs with non-zero weight and cannot be removed",
-                               field="domains")
+                raise Conflict(f"domains {sorted(still_used)} have runs with non-zero weight: PATCH cannot remove "
+                               f"them; retire them with POST /v1/projects/{project.id}/domain-changes "
+                               f"{json.dumps({'remove': sorted(still_used)})} (a new domain-set version; the runs keep "
+                               "theirs and stay readable), or split/merge them there", field="domains")
         by_name = {d.name: d for d in project.domains}
         rows = []
         for i, spec in enumerate(data.domains):
@@ -172,7 +177,13 @@ def update_project(session: Session, project: Project, data: ProjectUpdate, toke
             row.source = spec.source.model_dump() if spec.source else None
             row.trainer_paths, row.documents, row.group_path = spec.trainer_paths, spec.documents, spec.group
             rows.append(row)
-        project.domains = rows
+        if set(new_names) != set(names):  # membership changed: a new version of the domain set
+            added = [n for n in new_names if n not in names]
+            domain_sets.bump(session, project, project.domain_version or 1, rows,
+                             {"via": "patch", "add": added, "remove": sorted(removed), "split": {}, "merge": {}})
+        else:
+            project.domains = rows
+            domain_sets.sync_current(session, project)
         names = new_names
     constraints = data.constraints if "constraints" in fields and data.constraints is not None else \
         ConstraintsSpec.model_validate(project.constraints or {})
@@ -203,6 +214,7 @@ def add_domains(session: Session, project: Project, names: list[str]) -> None:
     for i, name in enumerate(names):
         project.domains.append(Domain(position=start + i, name=name))
     session.flush()
+    domain_sets.sync_current(session, project)
 
 
 def project_public(project: Project, run_count: int = 0) -> dict[str, Any]:
@@ -216,4 +228,5 @@ def project_public(project: Project, run_count: int = 0) -> dict[str, Any]:
         "objective": project.objective,
         "constraints": project.constraints or {},
         "created_at": project.created_at, "updated_at": project.updated_at, "run_count": run_count,
+        "domain_version": project.domain_version or 1,
     }

@@ -70,8 +70,12 @@ def run_rows(project: Project, specs: Sequence[RunCreate], *, normalize: bool, f
     rows = []
     for i, spec in enumerate(specs):
         prefix = f"{field}[{i}]" if field else ""
-        mixture = validate_mixture(spec.mixture, domains, normalize=normalize,
-                                   field=f"{prefix}.mixture" if prefix else "mixture")
+        mfield = f"{prefix}.mixture" if prefix else "mixture"
+        try:
+            mixture = validate_mixture(spec.mixture, domains, normalize=normalize, field=mfield)
+        except Invalid:
+            _retired_weight(project, spec.mixture, mfield)
+            raise
         status = _status_for(spec)
         if status == "succeeded" and not spec.metrics:
             raise Invalid("a succeeded run needs metrics", field=f"{prefix}.metrics" if prefix else "metrics")
@@ -81,10 +85,26 @@ def run_rows(project: Project, specs: Sequence[RunCreate], *, normalize: bool, f
             "train_tokens": spec.train_tokens, "train_steps": spec.train_steps, "seed": spec.seed,
             "tags": list(dict.fromkeys(spec.tags)), "status": status, "origin": spec.origin,
             "details": spec.details, "created_at": now, "updated_at": now,
+            "domain_version": project.domain_version or 1,
             # an imported export carries the run's error (RunImport); a new run has none
             "error": getattr(spec, "error", None),
         })
     return rows
+
+
+def _retired_weight(project: Project, mixture: dict[str, float], field: str) -> None:
+    """A weight on a domain that left the set: 422 naming it and the version that last had it."""
+    from sqlalchemy.orm import object_session
+
+    from app.services.domain_sets import retired
+
+    session = object_session(project)
+    gone = retired(session, project) if session is not None else {}
+    for name in mixture:
+        if name in gone:
+            raise Invalid(f"domain {name!r} was retired: domain-set version {gone[name]} was the last to have it, "
+                          f"the project is at version {project.domain_version}; new runs give weights over the "
+                          f"current domains {[d.name for d in project.domains]}", field=f"{field}.{name}")
 
 
 def insert_runs(session: Session, rows: list[dict[str, Any]]) -> list[int]:

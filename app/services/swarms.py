@@ -13,7 +13,7 @@ from app.store.models import Job, Project, Run, RunTag, utcnow
 
 #: the trainer's presets (mixopt.training.model.PRESETS; kept here so the API never imports torch,
 #: and a test checks the two agree)
-TRAINING_PRESETS = ("tiny", "small", "medium", "base")
+TRAINING_PRESETS = ("micro", "tiny", "small", "medium", "base")
 
 
 def design_mixtures(count: int, strategy: str, *, domains: list[str], prior: np.ndarray | None,
@@ -84,7 +84,7 @@ def create_swarm(session: Session, project: Project, data: SwarmCreate) -> tuple
         seed = data.seed if data.seeds == "shared" else data.seed + i
         run = Run(project_id=project.id, mixture=dict(zip(domains, map(float, m), strict=True)), metrics={},
                   train_steps=data.train_steps, train_tokens=data.train_tokens, seed=seed,
-                  tags=[tag], status="queued", origin="trained",
+                  tags=[tag], status="queued", origin="trained", domain_version=project.domain_version or 1,
                   details={"preset": data.preset, "swarm": tag})
         session.add(run)
         session.flush()

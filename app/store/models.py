@@ -74,6 +74,8 @@ class Project(Base):
     constraints: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    #: the current version of the domain set (``DomainSet``); every add/remove/split/merge adds one
+    domain_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     domains: Mapped[list[Domain]] = relationship(
         back_populates="project", order_by="Domain.position", cascade="all, delete-orphan", lazy="selectin"
@@ -103,6 +105,35 @@ class Domain(Base):
     group_path: Mapped[str | None] = mapped_column(String(500))
 
     project: Mapped[Project] = relationship(back_populates="domains")
+
+
+class DomainSet(Base):
+    """One version of a project's domain set, kept readable after the set changes: its domains
+    (name, token count, group), what changed from the previous version, and when. Removed
+    domains live on in the versions they belonged to; runs record the version they used."""
+
+    __tablename__ = "domain_set"
+    __table_args__ = (UniqueConstraint("project_id", "version", name="uq_domain_set_project_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    #: [{"name", "token_count", "group"}] in the project's order
+    domains: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    #: {"add": [...], "remove": [...], "split": {old: [parts]}, "merge": {new: [parts]}, "via": ...}
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+def _current_domain_version(context) -> int:
+    """A run inserted without ``domain_version`` gets its project's current version."""
+    pid = context.get_current_parameters().get("project_id")
+    if pid is None:
+        return 1
+    from sqlalchemy import select
+
+    v = context.connection.execute(select(Project.domain_version).where(Project.id == pid)).scalar()
+    return int(v or 1)
 
 
 class Run(Base):
@@ -136,6 +167,8 @@ class Run(Base):
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    #: the version of the project's domain set the mixture is over (``DomainSet.version``)
+    domain_version: Mapped[int] = mapped_column(Integer, default=_current_domain_version, server_default="1")
 
 
 class RunTag(Base):
@@ -289,6 +322,9 @@ class Fit(Base):
     #: False when parameters or held-out predictions are implausible (mixopt.mixing.trust)
     trusted: Mapped[bool | None] = mapped_column(Boolean)
     trust_reasons: Mapped[list[str] | None] = mapped_column(JSON)
+    #: runs of older domain sets: {"mode": "compatible" | "current", "version": the fit's, and after
+    #: the fit "by_version": {v: {"runs", "reused", "mapped", "dropped", "reasons"}}, "notes"}
+    domain_versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

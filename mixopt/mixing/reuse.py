@@ -11,8 +11,9 @@ by the same rule, ``runs_per_dim x dimensions`` (``runs_per_dim`` default 4; Reg
 :func:`map_old_runs` says which old runs remain valid in the new domain set: a run is kept
 when every domain it used still exists or was split into new domains (its weight is then
 shared among the parts by their token counts, the split a uniform sampler of the old domain
-would have made); runs that used a removed or merged-away domain are dropped, and the notes
-say which and why.
+would have made) or merged with others that the run drew in their token proportion (the
+inverse rule); runs that used a removed domain are dropped, and the notes say which and why
+(:func:`map_mixtures`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 import numpy as np
 
 DEFAULT_RUNS_PER_DIM = 4
+#: a merged run is kept when its parts are within this total variation of their token shares
+DEFAULT_MERGE_TOLERANCE = 0.05
 
 
 def domain_changes(old: Sequence[str], new: Sequence[str],
@@ -68,7 +71,7 @@ def reuse_design(old_mixture: Mapping[str, float], new_domains: Sequence[str], *
         n = int(count or fresh)
         W = regmix_swarm(p, n, domains=new, temperature=temperature, min_weight=min_weight, random_state=random_state)
         return {"mixtures": np.asarray(W).tolist(), "frozen": {}, "changed": changed, "removed": ch["removed"],
-                "count": n, "fresh_count": fresh, "dimensions": K,
+                "count": n, "fresh_count": fresh, "dimensions": K, "runs_per_dim": int(runs_per_dim),
                 "explanation": "nothing to freeze (no unchanged domain with weight): a fresh swarm"
                 if not frozen else "no domain changed: a fresh swarm over the same domains"}
     ratios = np.array([float(old_mixture[d]) for d in frozen])
@@ -90,38 +93,125 @@ def reuse_design(old_mixture: Mapping[str, float], new_domains: Sequence[str], *
         expl += f"; removed: {ch['removed']}"
     return {"mixtures": W.tolist(), "frozen": {d: float(r) for d, r in zip(frozen, ratios, strict=True)},
             "changed": changed, "removed": ch["removed"], "count": n, "fresh_count": fresh, "dimensions": dims,
+            "runs_per_dim": int(runs_per_dim),
             "explanation": expl}
+
+
+def map_mixtures(X_old: Any, old_domains: Sequence[str], new_domains: Sequence[str], *,
+                 splits: Mapping[str, Sequence[str]] | None = None,
+                 merges: Mapping[str, Sequence[str]] | None = None,
+                 token_counts: Mapping[str, float] | None = None,
+                 merge_tolerance: float = DEFAULT_MERGE_TOLERANCE) -> dict[str, Any]:
+    """Old mixtures over ``old_domains`` expressed over ``new_domains``, run by run.
+
+    One change of the domain set (olmix's mixture reuse, applied to the runs themselves):
+
+    * a domain in both sets keeps its weight; a new domain gets 0 (the old run did not train
+      on it, which is a valid point of the new simplex);
+    * ``splits {old: [parts]}``: the old weight is shared among the parts by their token
+      counts, ``w_part = w_old x tokens_part / sum(tokens_parts)``: what sampling the old domain
+      uniformly over its documents drew from each part;
+    * ``merges {new: [parts]}``: the merged weight is the sum of the parts' weights, kept only
+      when the run drew the parts in their token proportion (total variation between the
+      run's within-merge ratio and the parts' token shares at most ``merge_tolerance``).
+      Why not always sum: the merged domain is sampled as a whole, by its token shares; a run
+      that drew pg19:books3 at 9:1 when their tokens are 1:1 trained on another distribution
+      than ``books`` at the same total, and a law fitted on it would read the effect of the
+      inner ratio as noise. This is the inverse of the split rule (a split then a merge of the
+      same parts gives back the old run exactly), so both rest on the same assumption;
+    * a removed domain: runs that gave it a non-zero weight are dropped (their mixture has no
+      point in the new simplex); runs that gave it 0 are kept unchanged.
+
+    Token counts missing for the parts of a split or merge count as equal (noted).
+
+    Returns
+    -------
+    dict: ``X`` (rows over ``new_domains``; NaN rows for dropped runs), ``status`` per run
+    (``"reused"``: weights carried over unchanged, ``"mapped"``: a split or merge changed
+    them, ``"dropped"``), ``reasons`` per run (None unless dropped) and ``notes``.
+    """
+    X = np.atleast_2d(np.asarray(X_old, dtype=float))
+    old, new = [str(d) for d in old_domains], [str(d) for d in new_domains]
+    if X.shape[1] != len(old):
+        raise ValueError(f"X has {X.shape[1]} columns for {len(old)} old domains")
+    splits = {str(k): [str(x) for x in v] for k, v in (splits or {}).items()}
+    merges = {str(k): [str(x) for x in v] for k, v in (merges or {}).items()}
+    counts = dict(token_counts or {})
+    merged_into = {part: target for target, parts in merges.items() for part in parts}
+    notes: list[str] = []
+
+    def shares(parts: list[str]) -> np.ndarray:
+        t = np.array([float(counts[x]) if counts.get(x) else np.nan for x in parts])
+        if np.isnan(t).any() or t.sum() <= 0:
+            notes.append(f"token counts of {parts} unknown: counted as equal")
+            t = np.ones(len(parts))
+        return t / t.sum()
+
+    M = np.zeros((len(old), len(new)))
+    removed = np.zeros(len(old), dtype=bool)
+    touched = np.zeros(len(old), dtype=bool)  # split or merged: the run's weights change form
+    for i, d in enumerate(old):
+        if d in splits and all(x in new for x in splits[d]):
+            M[i, [new.index(x) for x in splits[d]]] = shares(splits[d])
+            touched[i] = True
+        elif d in merged_into and merged_into[d] in new:
+            M[i, new.index(merged_into[d])] = 1.0
+            touched[i] = True
+        elif d in new:
+            M[i, new.index(d)] = 1.0
+        else:
+            removed[i] = True
+    n = X.shape[0]
+    status, reasons = ["reused"] * n, [None] * n
+    used = X > 0
+    for r in range(n):
+        gone = [old[i] for i in np.flatnonzero(removed & used[r])]
+        if gone:
+            status[r], reasons[r] = "dropped", f"trained on removed domain(s) {gone}"
+            continue
+        for target, parts in merges.items():
+            idx = [old.index(x) for x in parts if x in old]
+            w = X[r, idx]
+            if w.sum() <= 0:
+                continue
+            expected = shares([old[i] for i in idx]) if len(idx) > 1 else np.ones(1)
+            tv = 0.5 * float(np.abs(w / w.sum() - expected).sum())
+            if tv > merge_tolerance:
+                ratio = ":".join(f"{v:.3g}" for v in w / w.sum())
+                tok = ":".join(f"{v:.3g}" for v in expected)
+                status[r], reasons[r] = "dropped", (f"drew the parts of merged {target!r} ({[old[i] for i in idx]}) "
+                                                    f"at {ratio}, not their token shares {tok}")
+                break
+        if status[r] != "dropped" and (used[r] & touched).any():
+            status[r] = "mapped"
+    keep = np.array([s != "dropped" for s in status], dtype=bool)
+    X_new = np.full((n, len(new)), np.nan)
+    X_new[keep] = X[keep] @ M
+    notes = list(dict.fromkeys(notes))
+    for d, parts in splits.items():
+        notes.append(f"{d} split into {parts}: old weight shared by token counts")
+    for d, parts in merges.items():
+        notes.append(f"{parts} merged into {d}: weights summed where the run drew them by token shares")
+    if not keep.all():
+        notes.append(f"{int((~keep).sum())} old runs dropped")
+    return {"X": X_new, "status": status, "reasons": reasons, "notes": notes}
 
 
 def map_old_runs(X_old: Any, old_domains: Sequence[str], new_domains: Sequence[str], *,
                  splits: Mapping[str, Sequence[str]] | None = None,
+                 merges: Mapping[str, Sequence[str]] | None = None,
                  token_counts: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Old runs expressed over the new domains where that is valid (module docstring).
+    """Old runs expressed over the new domains where that is valid (:func:`map_mixtures`).
 
     Returns ``(X_new, kept, notes)``: ``X_new`` rows for the kept runs only, ``kept`` a boolean
-    mask over the old runs, ``notes`` saying what was mapped and what was dropped.
+    mask over the old runs, ``notes`` saying what was mapped and what was dropped. A domain
+    missing from ``new_domains`` and from ``splits``/``merges`` counts as removed.
     """
-    X = np.atleast_2d(np.asarray(X_old, dtype=float))
-    old, new = [str(d) for d in old_domains], [str(d) for d in new_domains]
-    splits = {str(k): [str(x) for x in v] for k, v in (splits or {}).items()}
-    counts = dict(token_counts or {})
-    M = np.zeros((len(old), len(new)))
-    valid = np.ones(len(old), dtype=bool)
-    notes = []
-    for i, d in enumerate(old):
-        if d in new:
-            M[i, new.index(d)] = 1.0
-        elif d in splits and all(x in new for x in splits[d]):
-            parts = splits[d]
-            t = np.array([float(counts.get(x, 1.0)) for x in parts])
-            M[i, [new.index(x) for x in parts]] = t / t.sum()
-            notes.append(f"{d} split into {parts}: old weight shared by token counts")
-        else:
-            valid[i] = False
-    used_invalid = (X[:, ~valid] > 0).any(axis=1) if (~valid).any() else np.zeros(X.shape[0], dtype=bool)
-    kept = ~used_invalid
-    if used_invalid.any():
-        notes.append(f"{int(used_invalid.sum())} old runs dropped: they trained on "
-                     f"{[d for d, v in zip(old, valid, strict=True) if not v]} which the new domain set lacks")
-    notes.append(f"{int(kept.sum())} of {X.shape[0]} old runs reused in the new domain set")
-    return X[kept] @ M, kept, notes
+    out = map_mixtures(X_old, old_domains, new_domains, splits=splits, merges=merges, token_counts=token_counts)
+    kept = np.array([s != "dropped" for s in out["status"]], dtype=bool)
+    notes = [n for n in out["notes"] if not n.endswith("old runs dropped")]
+    dropped = [r for r in out["reasons"] if r]
+    if dropped:
+        notes.append(f"{len(dropped)} old runs dropped: {sorted(set(dropped))}, which the new domain set lacks")
+    notes.append(f"{int(kept.sum())} of {kept.size} old runs reused in the new domain set")
+    return out["X"][kept], kept, notes

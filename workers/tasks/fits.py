@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from app.services import domain_sets
 from app.services import fits as fit_service
 from app.services.swarms import design_mixtures
 from app.store.db import session_scope
@@ -37,12 +38,16 @@ def _fit(run: common.JobRun, fit_id: int, cv_folds: int, random_state: int, prog
     notes = list(out.get("notes") or [])
     if data["skipped"]:
         notes.append(f"{data['skipped']} runs lacked a target metric and were left out.")
+    line = domain_sets.summary(data["domain_versions"])
+    if line:
+        notes.append(line)
     with run.write() as s:
         f = s.get(Fit, fit_id)
         f.state, f.fidelity, f.timings = out["state"], out["fidelity"], out["timings"]
         f.scale, f.scaling = out.get("scale"), out.get("scaling")
         f.trusted, f.trust_reasons = out.get("trusted"), out.get("trust_reasons")
         f.notes, f.run_ids, f.status, f.finished_at = "\n".join(notes), data["run_ids"], "succeeded", utcnow()
+        f.domain_versions = {**(f.domain_versions or {}), **data["domain_versions"]}
     return {"state": out["state"], "data": data}
 
 
@@ -163,17 +168,20 @@ def suggest_task(self, job_id: str) -> None:
             counts = [d.token_count for d in project.domains]
             constraints = project.constraints or {}
             group_of = {d.name: d.group_path for d in project.domains if d.group_path}
+            version = project.domain_version or 1
             done = [r for r in s.query(Run).filter(Run.project_id == project.id, Run.status == "succeeded")]
+            # runs of older domain sets count where they map into the current one (domain_sets.map_runs)
+            rows, old_runs = domain_sets.map_runs(s, project, done, version=version, domains=domains)
+            done, rows = [r for r, x in zip(done, rows, strict=True) if x is not None], [x for x in rows if x is not None]
             target = fit_service.resolve_target(project, None, done) if done else None
-            X = np.array([[r.mixture.get(d, 0.0) for d in domains] for r in done if target and
-                          all(t in r.metrics for t in target)], dtype=float)
-            y = np.array([sum(w * r.metrics[t] for t, w in target.items()) for r in done if target and
-                          all(t in r.metrics for t in target)], dtype=float)
+            ok = [i for i, r in enumerate(done) if target and all(t in r.metrics for t in target)]
+            X = np.array([rows[i] for i in ok], dtype=float).reshape(len(ok), len(domains))
+            y = np.array([sum(w * done[i].metrics[t] for t, w in target.items()) for i in ok], dtype=float)
         prior = np.array(counts, dtype=float) / sum(counts) if all(counts) else None
         strategy = p["strategy"]
         if strategy == "auto":
             strategy = "ei" if len(y) >= 3 else "swarm"
-        run.progress(0.0, f"designing {p['count']} mixtures ({strategy})")
+        run.progress(0.0, f"designing {p['count'] or 'the default number of'} mixtures ({strategy})")
         constraints = fit_service.science_constraints(constraints, domains, counts, group_of)
         extra: dict = {}
         if strategy == "reuse":  # olmix's mixture reuse: unchanged domains frozen at the old ratios
@@ -182,6 +190,11 @@ def suggest_task(self, job_id: str) -> None:
             out = reuse_design(p["old_mixture"], domains, prior=prior, count=p["count"], temperature=p["temperature"],
                                min_weight=p["min_weight"], random_state=p["seed"])
             mixtures = out.pop("mixtures")
+            out["count_source"] = "requested" if p["count"] else (
+                f"default: {out['runs_per_dim']} runs per dimension x {out['dimensions']} dimensions explored")
+            out["saved"] = out["fresh_count"] - out["count"]
+            # what a later fit can reuse of the runs already stored
+            out["old_runs"] = {k: old_runs[k] for k in ("by_version", "runs", "reused", "mapped", "dropped")}
             extra = out
         else:
             mixtures = design_mixtures(p["count"], strategy, domains=domains, prior=prior, constraints=constraints,
@@ -192,6 +205,7 @@ def suggest_task(self, job_id: str) -> None:
         def save(s):
             rows = [Run(project_id=job.project_id, mixture=dict(zip(domains, map(float, m), strict=True)),
                         metrics={}, tags=list(p["tags"]), status="planned", origin="reported",
+                        domain_version=p.get("domain_version") or version,
                         details={"suggested_by": strategy, "job_id": job_id}) for m in mixtures]
             s.add_all(rows)
             s.flush()

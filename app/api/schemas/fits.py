@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -9,6 +9,8 @@ from app.api.schemas.common import INT32, FiniteFloat, NonNegFloat, Schema
 from app.api.schemas.jobs import JobPublic
 from app.api.schemas.limits import max_items, max_json
 from app.api.schemas.projects import ConstraintsSpec
+
+DomainVersionsMode = Literal["compatible", "current"]
 
 
 class RunFilter(Schema):
@@ -47,6 +49,10 @@ class FitCreate(Schema):
     #: answer at this scale (through the steps/size laws when it lies beyond the runs);
     #: required when the selected runs span several model sizes or budgets
     target_scale: TargetScale | None = None
+    #: runs of older domain-set versions: "compatible" brings them into the current set where
+    #: valid (splits shared by tokens; runs on removed domains dropped); "current": only runs
+    #: stored on the current version
+    domain_versions: DomainVersionsMode = "compatible"
 
 
 class FitPublic(Schema):
@@ -73,6 +79,9 @@ class FitPublic(Schema):
     scaling: dict[str, Any] | None = None
     trusted: bool | None = None
     trust_reasons: list[str] | None = None
+    #: which domain-set versions the runs came from: {"mode", "version" (the fit's), and once fitted
+    #: "by_version": {v: {"runs", "reused", "mapped", "dropped", "reasons"}}, totals, "notes"}
+    domain_versions: dict[str, Any] | None = None
     created_at: datetime
     finished_at: datetime | None
 
@@ -158,6 +167,8 @@ class RecommendationCreate(Schema):
     reference: ReferenceSpec | None = None
     #: a staged mixture: one mixture per phase, epoch caps counted across phases (at most 8 phases)
     phases: list[PhaseSpec] | None = Field(default=None, min_length=1, max_length=8)
+    #: with ``estimator``: which domain-set versions the fit's runs come from (FitCreate)
+    domain_versions: DomainVersionsMode = "compatible"
 
 
 class RecommendationPublic(Schema):
@@ -188,7 +199,9 @@ class JobAccepted(Schema):
 
 
 class SuggestionCreate(Schema):
-    count: int = Field(ge=1, le=10_000)
+    #: runs to plan; required except for ``reuse``, whose default is olmix-sized
+    #: (runs_per_dim x dimensions explored, mixopt.mixing.reuse)
+    count: int | None = Field(default=None, ge=1, le=10_000)
     #: auto: a RegMix swarm first, then GP expected improvement once there are runs
     strategy: str = Field(default="auto", pattern="^(auto|swarm|space_filling|hierarchical|ei|reuse)$")
     #: reuse: the recommendation whose mixture (on the old domain set) is frozen for the unchanged domains

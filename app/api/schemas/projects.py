@@ -122,6 +122,8 @@ class ProjectPublic(Schema):
     created_at: datetime
     updated_at: datetime
     run_count: int = 0
+    #: the current version of the domain set (GET .../domain-sets lists every version)
+    domain_version: int = 1
 
 
 class ProjectsPublic(Schema):

@@ -69,6 +69,8 @@ class RunPublic(Schema):
     job_id: str | None
     created_at: datetime
     updated_at: datetime
+    #: the version of the project's domain set the mixture is over (GET .../domain-sets)
+    domain_version: int = 1
 
 
 class RunsCreated(Schema):
