@@ -92,6 +92,8 @@ class Project(_Model):
     created_at: datetime
     updated_at: datetime
     run_count: int = 0
+    #: the current version of the domain set (:meth:`MixoptClient.domain_sets`)
+    domain_version: int = 1
 
     @property
     def domain_names(self) -> list[str]:
@@ -117,6 +119,8 @@ class Run(_Model):
     job_id: str | None = None
     created_at: datetime
     updated_at: datetime
+    #: the domain-set version the mixture is over
+    domain_version: int = 1
 
 
 class Job(_Model):
@@ -159,8 +163,34 @@ class Fit(_Model):
     timings: dict[str, float] | None = None
     notes: str | None = None
     error: str | None = None
+    #: runs by domain-set version: reused, mapped into the fit's set, dropped (and why)
+    domain_versions: dict[str, Any] | None = None
     created_at: datetime
     finished_at: datetime | None = None
+
+
+class DomainSet(_Model):
+    """One version of a project's domain set: its domains, what changed, how many runs it holds."""
+
+    version: int
+    current: bool = False
+    domains: list[dict[str, Any]] = Field(default_factory=list)
+    changes: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    run_count: int = 0
+
+    @property
+    def domain_names(self) -> list[str]:
+        return [d["name"] for d in self.domains]
+
+
+class DomainSets(_Model):
+    """Every version (``data``), the current one, and each domain's ``history``."""
+
+    data: list[DomainSet]
+    count: int
+    current_version: int
+    history: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Recommendation(_Model):
@@ -252,4 +282,5 @@ MIRRORS = {
     Project: "ProjectPublic", Domain: "DomainPublic", Run: "RunPublic", Job: "JobPublic",
     Fit: "FitPublic", Recommendation: "RecommendationPublic", OnlineSession: "OnlineSessionPublic",
     Weights: "WeightsPublic", Token: "TokenCreated", SwarmAccepted: "SwarmAccepted",
+    DomainSet: "DomainSetPublic", DomainSets: "DomainSetsPublic",
 }

@@ -328,6 +328,54 @@ def project_show(project_id: Annotated[int, typer.Argument(help="project id")], 
     console.print(f"constraints: {escape(json.dumps(cons)) if cons else 'none'}", highlight=False)
 
 
+def _parts(items: list[str] | None, what: str) -> dict[str, list[str]]:
+    """``NAME=PART,PART`` options (``--split web=web_news,web_blog``) as a dict."""
+    out: dict[str, list[str]] = {}
+    for item in items or []:
+        name, sep, parts = item.partition("=")
+        if not sep or not name or not parts:
+            raise ValueError(f"{what}: expected NAME=PART,PART, got {item!r}")
+        out[name] = [x for x in parts.split(",") if x]
+    return out
+
+
+@project_app.command("domains")
+@_api_errors
+def project_domains(
+    project_id: Annotated[int, typer.Argument(help="project id")],
+    add: Annotated[list[str] | None, typer.Option("--add", help="add a domain: NAME or NAME=TOKENS (repeatable)")] = None,
+    remove: Annotated[list[str] | None, typer.Option("--remove", help="retire a domain (repeatable)")] = None,
+    split: Annotated[list[str] | None, typer.Option("--split", help="OLD=PART,PART: split a domain (repeatable)")] = None,
+    merge: Annotated[list[str] | None, typer.Option("--merge", help="NEW=PART,PART: merge domains (repeatable)")] = None,
+    base_version: Annotated[int | None, typer.Option("--base-version", help="refuse (409) if the set is no longer at this version")] = None,
+    as_json: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None,
+) -> None:
+    """The versions of a project's domain set; with --add/--remove/--split/--merge, change the
+    set first (a new version: runs keep theirs, fits map them into the new set where valid)."""
+    c = _client(url, token)
+    if add or remove or split or merge:
+        specs = []
+        for item in add or []:
+            name, sep, tokens = item.partition("=")
+            specs.append({"name": name, "token_count": int(tokens)} if sep else {"name": name})
+        c.change_domains(project_id, add=specs, remove=list(remove or []), split=_parts(split, "--split"),
+                         merge=_parts(merge, "--merge"), base_version=base_version)
+    sets = c.domain_sets(project_id)
+    if as_json:
+        _print_json(sets)
+        return
+    table = Table("version", "domains", "changes", "runs", "created")
+    for v in sets.data:
+        ch = {k: val for k, val in v.changes.items() if val and k not in ("via", "warnings")}
+        table.add_row(f"{v.version}{' (current)' if v.current else ''}", escape(", ".join(v.domain_names)),
+                      escape(json.dumps(ch) if ch else v.changes.get("via", "")), str(v.run_count),
+                      v.created_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(table)
+    retired = [h["name"] for h in sets.history if h["retired"]]
+    if retired:
+        console.print(f"retired: {escape(', '.join(retired))}", highlight=False)
+
+
 @runs_app.command("import")
 @_api_errors
 def runs_import(

@@ -34,6 +34,8 @@ from pydantic import BaseModel
 
 from mixopt.api_types import (
     FINAL_STATES,
+    DomainSet,
+    DomainSets,
     Fit,
     Job,
     JobAccepted,
@@ -207,6 +209,21 @@ class _Endpoints:
     def delete_project(self, project_id: int) -> None:
         return self._call("DELETE", f"/v1/projects/{project_id}")
 
+    def change_domains(self, project_id: int, *, add: Sequence[str | Json] = (), remove: Sequence[str] = (),
+                       split: dict[str, Sequence[str | Json]] | None = None, merge: dict[str, Sequence[str]] | None = None,
+                       base_version: int | None = None) -> DomainSet:
+        """Add, remove, split (``{"web": ["web_news", "web_blog"]}``) or merge (``{"books": ["pg19",
+        "books3"]}``) domains: a new version of the domain set (returned). Runs keep theirs; fits
+        map them into the new set where valid. ``base_version``: 409 if another change came first."""
+        body = _drop_none({"add": [{"name": d} if isinstance(d, str) else d for d in add], "remove": list(remove),
+                           "split": {k: list(v) for k, v in (split or {}).items()},
+                           "merge": {k: list(v) for k, v in (merge or {}).items()}, "base_version": base_version})
+        return self._call("POST", f"/v1/projects/{project_id}/domain-changes", DomainSet, json=body)
+
+    def domain_sets(self, project_id: int) -> DomainSets:
+        """Every version of the project's domain set, with what changed and each domain's life."""
+        return self._call("GET", f"/v1/projects/{project_id}/domain-sets", DomainSets)
+
     # -- runs ------------------------------------------------------------------------------
     def add_run(self, project_id: int, mixture: dict[str, float], metrics: dict[str, float] | None = None,
                 *, normalize: bool = False, idempotency_key: str | None = None, **fields: Any) -> Run:
@@ -267,11 +284,15 @@ class _Endpoints:
     # -- fits, predictions, recommendations, suggestions -------------------------------------
     def fit(self, project_id: int, estimator: str = "auto", *, params: Json | None = None,
             target: dict[str, float] | None = None, run_filter: Json | None = None, cv_folds: int = 5,
-            random_state: int | None = None, target_scale: Json | None = None) -> JobAccepted:
+            random_state: int | None = None, target_scale: Json | None = None,
+            domain_versions: str | None = None) -> JobAccepted:
         """Fit in a worker: the job to :meth:`wait` for, and the fit row (``.fit``). ``target_scale``
-        (``{model_params, train_steps | train_tokens}``): answer at that scale through the scaling laws."""
+        (``{model_params, train_steps | train_tokens}``): answer at that scale through the scaling laws.
+        ``domain_versions``: ``"compatible"`` (default: runs of older domain sets mapped in where
+        valid) or ``"current"`` (only runs on the current set); the fit's ``domain_versions`` counts them."""
         body = _drop_none({"estimator": estimator, "params": params or {}, "cv_folds": cv_folds, "target": target,
-                           "run_filter": run_filter, "random_state": random_state, "target_scale": target_scale})
+                           "run_filter": run_filter, "random_state": random_state, "target_scale": target_scale,
+                           "domain_versions": domain_versions})
         return self._call("POST", f"/v1/projects/{project_id}/fits", JobAccepted, json=body)
 
     def page_fits(self, project_id: int, *, offset: int = 0, limit: int = 100) -> Page[Fit]:
@@ -309,10 +330,11 @@ class _Endpoints:
     def baselines(self, project_id: int) -> Json:
         return self._call("GET", f"/v1/projects/{project_id}/baselines")
 
-    def suggest(self, project_id: int, count: int, **options: Any) -> JobAccepted:
-        """Planned runs proposed by a worker (RegMix swarm first, then expected improvement)."""
+    def suggest(self, project_id: int, count: int | None = None, **options: Any) -> JobAccepted:
+        """Planned runs proposed by a worker (RegMix swarm first, then expected improvement);
+        ``strategy="reuse"`` may leave ``count`` out (olmix-sized default, in the job's result)."""
         return self._call("POST", f"/v1/projects/{project_id}/suggestions", JobAccepted,
-                          json={"count": count, **options})
+                          json=_drop_none({"count": count, **options}))
 
     # -- training: ingestion and swarms ------------------------------------------------------
     def ingest(self, project_id: int) -> JobAccepted:

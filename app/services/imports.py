@@ -209,6 +209,8 @@ def export_csv(project: Project, runs: Sequence[Run], layout: str) -> tuple[str,
     if layout not in FORMATS:
         raise Invalid(f"layout must be one of {FORMATS}", field="layout")
     domains = [d.name for d in project.domains]
+    # runs of older domain-set versions keep their mixture: retired domains get columns after the current ones
+    domains += list(dict.fromkeys(k for r in runs for k in r.mixture if k not in set(domains)))
     metric_names: list[str] = []
     for r in runs:
         for m in r.metrics:
