@@ -182,6 +182,30 @@ def max_epochs(spec: MixtureExport, name: str) -> float | None:
     return None if value is None else float(value)
 
 
+def phase_epoch_caps(spec: MixtureExport) -> list[dict[str, float]]:
+    """Each phase's share of the project's epoch cap, for trainers that cap a source per config
+    (OLMo-core's ``max_repetition_ratio`` / ``max_source_fraction``, one config per phase).
+
+    The cap ``R_i`` is counted across phases (``sum_p w_{p,i} tokens_p <= R_i tokens_i``), so
+    writing ``R_i`` into every phase's config would let the phases together repeat a domain up
+    to ``P x R_i`` times. Phase ``p`` gets ``R_i x w_{p,i} tokens_p / sum_q w_{q,i} tokens_q``:
+    the caps add up to ``R_i`` and each is at least what the phase's mixture needs (rounded up
+    at 1e-6, so the trainer's integer token counts never fall below the need).
+    """
+    phases = spec.phases or []
+    used = {d["name"]: sum(float(p["mixture_by_domain"].get(d["name"], 0.0)) * float(p["tokens"]) for p in phases)
+            for d in spec.domains}
+    out = []
+    for p in phases:
+        caps = {}
+        for name, total in used.items():
+            cap, share = max_epochs(spec, name), float(p["mixture_by_domain"].get(name, 0.0)) * float(p["tokens"])
+            if cap is not None and math.isfinite(cap) and total > 0 and share > 0:
+                caps[name] = math.ceil(cap * share / total * 1e6) / 1e6
+        out.append(caps)
+    return out
+
+
 def _trainer_paths(spec: MixtureExport, domain: dict[str, Any], fmt: str) -> list[str]:
     paths = (domain.get("trainer_paths") or {}).get(fmt) or []
     if not paths:
@@ -484,8 +508,11 @@ def render(fmt: str, spec: MixtureExport) -> Bundle:
     if spec.phases and fmt in ("olmo-core", "megatron"):
         # staged: one config per phase, each with the phase's mixture and token budget
         files: dict[str, str] = {}
-        for k, p in enumerate(spec.phases):
-            sub = replace(spec, mixture=dict(p["mixture_by_domain"]), phases=None,
+        for k, (p, caps) in enumerate(zip(spec.phases, phase_epoch_caps(spec), strict=True)):
+            cons = dict(spec.constraints or {})
+            if caps:
+                cons["max_epochs_per_domain"] = {**(cons.get("max_epochs_per_domain") or {}), **caps}
+            sub = replace(spec, mixture=dict(p["mixture_by_domain"]), phases=None, constraints=cons,
                           scale={**(spec.scale or {}), "train_tokens": int(p["tokens"]), "train_steps": None},
                           slug=f"{spec.slug}-phase{k}-{p['name']}")
             for name, text in _RENDER[fmt](sub, _weights(sub)).items():

@@ -291,3 +291,34 @@ def test_json_export_says_where_the_mixture_came_from():
     with pytest.raises(E.ExportError) as exc:
         E.render("yaml", spec)
     assert exc.value.field == "format"
+
+
+def test_staged_olmo_core_phases_share_the_epoch_cap(tmp_path):
+    """One epoch of ``a`` (6,400 tokens) over two phases: the main phase draws 4,800 tokens of it
+    and the anneal 1,600, so their configs cap ``a`` at 0.75 and 0.25 of its tokens (not 1.0
+    each, which would allow two epochs in all); OLMo-core builds each phase within its cap."""
+    pytest.importorskip("olmo_core", reason="ai2-olmo-core is a test dependency (pip install -e '.[test]')")
+    from olmo_core.data.source_mixture import SourceMixtureDatasetConfig
+
+    domains = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.npy"
+        np.arange(6400, dtype=np.uint32).tofile(path)
+        domains.append({"name": name, "token_count": 6400, "trainer_paths": {"olmo-core": [str(path)]}})
+    phases = [{"name": "main", "tokens": 6400, "start_tokens": 0, "mixture_by_domain": {"a": 0.75, "b": 0.25}},
+              {"name": "anneal", "tokens": 3200, "start_tokens": 6400, "mixture_by_domain": {"a": 0.5, "b": 0.5}}]
+    spec = E.MixtureExport(mixture=phases[0]["mixture_by_domain"], domains=domains, scale={}, origin={"kind": "test"},
+                           phases=phases, constraints={"max_epochs": 1.0, "sequence_length": 64,
+                                                       "global_batch_tokens": 640, "seed": 1})
+    assert E.phase_epoch_caps(spec) == [{"a": 0.75, "b": 0.5}, {"a": 0.25, "b": 0.5}]
+    bundle = E.render("olmo-core", spec)
+    caps = {}
+    for k, name in enumerate(("main", "anneal")):
+        (tmp_path / f"{k}.yaml").write_text(bundle.files[f"phase{k}-{name}/olmo_core_mixture.yaml"])
+        config = SourceMixtureDatasetConfig.from_yaml(str(tmp_path / f"{k}.yaml"))
+        caps[name] = {s.source_name: s.max_source_fraction * s.max_repetition_ratio for s in config.source_list.sources}
+        built = config.build(npdtype=np.uint32, sequence_length=64)
+        got = {s.name: sum(p.tokens for p in s.path_tokens) for s in built.sources}
+        assert got["a"] == pytest.approx(phases[k]["tokens"] * phases[k]["mixture_by_domain"]["a"], abs=64)
+    assert caps == {"main": {"a": 0.75, "b": 0.5}, "anneal": {"a": 0.25, "b": 0.5}}
+    assert caps["main"]["a"] + caps["anneal"]["a"] == pytest.approx(1.0)  # the project's one epoch, shared
