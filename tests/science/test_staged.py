@@ -73,3 +73,31 @@ def test_levanter_staged_form():
     assert levanter_weights(staged, 4096) == [[0, {"web": 1.0}], [300, {"math": 1.0}]]
     with pytest.raises(ValueError, match="global_batch_tokens"):
         levanter_weights(staged, 0)
+
+
+def test_joint_budget_beats_greedy_when_a_later_phase_needs_the_scarce_domain():
+    """Linear losses (so the optimum is known): main = 3 - 0.5 web - 0.2 code, anneal =
+    3 - 2 web, main 900 tokens, anneal 100, and only 100 tokens of web (one epoch). Greedy lets
+    main take all of web (w = 1/9); the joint optimum gives it to the annealing phase, where a
+    token of web is worth more: main = code only (2.8), anneal = web only (1.0), staged
+    objective 0.9 x 2.8 + 0.1 x 1.0 = 2.62 against greedy's 0.9 x (3 - 0.5/9 - 0.2 x 8/9) + 0.1 x 3."""
+    rng = np.random.default_rng(1)
+    X = rng.dirichlet(np.ones(3), size=40)
+    Y = np.stack([3 - 0.5 * X[:, 0] - 0.2 * X[:, 1], 3 - 2 * X[:, 0]], axis=1)
+    est = get_estimator("regmix_linear").fit(X, Y, domains=D, targets=["main_loss", "anneal_loss"])
+    phases = [{"name": "main", "tokens": 900, "objective_weights": [1.0, 0.0]},
+              {"name": "anneal", "tokens": 100, "objective_weights": [0.0, 1.0]}]
+    cons = {"token_counts": {"web": 100.0, "code": 1e6, "math": 1e6}, "max_epochs": 1.0}
+    greedy = recommend_staged(est, phases, cons, domains=D, n_boot=0, joint=False)
+    joint = recommend_staged(est, phases, cons, domains=D, n_boot=0)
+    g_expected = 0.9 * (3 - 0.5 / 9 - 0.2 * 8 / 9) + 0.1 * 3
+    assert greedy["budget_solver"]["method"] == "greedy"
+    assert greedy["objective"] == pytest.approx(g_expected, abs=1e-3)
+    assert joint["budget_solver"]["method"] == "joint", joint["budget_solver"]
+    assert joint["budget_solver"]["greedy_objective"] == pytest.approx(g_expected, abs=1e-3)
+    assert joint["objective"] == pytest.approx(2.62, abs=1e-3)
+    main, anneal = joint["phases"]
+    assert main["mixture_by_domain"]["code"] == pytest.approx(1.0, abs=1e-3)
+    assert anneal["mixture_by_domain"]["web"] == pytest.approx(1.0, abs=1e-3)
+    assert joint["tokens_used"]["web"] <= 100 + 1e-6  # the shared cap holds
+    assert "cap:web" in anneal["binding"]
