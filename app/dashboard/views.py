@@ -494,8 +494,8 @@ def curves_overlay(session: Session, project: Project, run_ids: list[int], metri
         if x == "tokens" and any(p.tokens is None for p in pts):
             no_tokens.append(r.id)
             pts = [p for p in pts if p.tokens is not None]
-        series.append({"run_id": r.id, "label": f"run {r.id}" + (f" {r.name or r.external_id}" if r.name or r.external_id
-                                                                 else ""),
+        name = r.name or r.external_id
+        series.append({"run_id": r.id, "label": f"run {r.id}" + (f" ({name})" if name and name != str(r.id) else ""),
                        "points": [{"x": p.tokens if x == "tokens" else p.step, "y": float(p.metrics[metric])}
                                   for p in pts]})
     return {"runs": runs, "metric": metric, "metrics": names, "x": x, "series": series, "empty": empty,
