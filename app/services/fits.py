@@ -343,6 +343,11 @@ def create_recommendation_job(session: Session, project: Project, data: Recommen
         fit = get_fit(session, project, data.fit_id)
         if fit.status == "failed":
             raise Conflict(f"fit {fit.id} failed: {fit.error}", field="fit_id")
+        if set(fit.domains) != {d.name for d in project.domains}:
+            version = (fit.domain_versions or {}).get("version", 1)
+            raise Conflict(f"fit {fit.id} was made on domain-set version {version} ({list(fit.domains)}); the project "
+                           f"is at version {project.domain_version} ({[d.name for d in project.domains]}): fit again "
+                           "(runs of older versions are mapped in), or recommend with estimator", field="fit_id")
         if fit.trusted is False and not data.allow_untrusted:
             raise Conflict(untrusted_reason(fit), field="fit_id")
         differ = scale_mismatch(fit, requested)

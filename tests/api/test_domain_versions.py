@@ -288,3 +288,57 @@ def test_domain_version_migration_downgrades_and_upgrades(engine, db):
     domains = json.loads(domains) if isinstance(domains, str) else domains
     assert version == 1 and domains == [{"name": "web", "token_count": 10, "group": None},
                                         {"name": "code", "token_count": None, "group": None}]
+
+
+def test_recommending_from_a_fit_on_an_older_domain_set_is_a_409(client, admin, session):
+    from app.store.models import Fit
+
+    pid = _project(client, admin)["id"]
+    fit = Fit(project_id=pid, estimator="regmix_linear", params={}, run_filter={}, target={"loss": 1.0},
+              status="succeeded", domains=["web", "code", "books"], run_ids=[], state={"estimator": "regmix_linear"},
+              domain_versions={"mode": "compatible", "version": 1})
+    session.add(fit)
+    session.commit()
+    assert _change(client, admin, pid, {"remove": ["books"]}).status_code == 201
+    r = client.post(f"/v1/projects/{pid}/recommendations", json={"fit_id": fit.id}, headers=admin)
+    assert r.status_code == 409 and r.json()["errors"][0]["field"] == "fit_id"
+    assert "version 1" in r.json()["detail"] and "fit again" in r.json()["detail"]
+
+
+def test_client_and_cli_change_domains(live_server, admin_token):
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from mixopt.cli import app as cli
+    from mixopt.client import AsyncClient, MixoptClient, MixoptError
+
+    c = MixoptClient(live_server, admin_token)
+    p = c.create_project("cv", domains=DOMAINS)
+    c.add_run(p.id, {"web": 0.5, "code": 0.3, "books": 0.2}, {"loss": 3.0})
+    v2 = c.change_domains(p.id, split={"web": ["web_news", {"name": "web_blog", "token_count": 10}]},
+                          base_version=1)
+    assert v2.version == 2 and v2.current and v2.domain_names == ["web_news", "web_blog", "code", "books"]
+    with pytest.raises(MixoptError) as exc:
+        c.change_domains(p.id, remove=["books"], base_version=1)
+    assert exc.value.status == 409 and exc.value.field == "base_version"
+    sets = c.domain_sets(p.id)
+    assert sets.current_version == 2 and [s.run_count for s in sets.data] == [1, 0]
+    assert c.get_project(p.id).domain_version == 2
+
+    async def with_async() -> int:
+        async with AsyncClient(live_server, admin_token) as ac:
+            v3 = await ac.change_domains(p.id, merge={"lit": ["code", "books"]})
+            return (await ac.domain_sets(p.id)).current_version if v3.version == 3 else -1
+
+    assert asyncio.run(with_async()) == 3
+
+    env = {"MIXOPT_URL": live_server, "MIXOPT_TOKEN": admin_token, "COLUMNS": "300"}
+    r = CliRunner().invoke(cli, ["project", "domains", str(p.id), "--add", "papers=500", "--remove", "web_blog"],
+                           env=env)
+    assert r.exit_code == 0, r.output
+    assert "4 (current)" in r.output and "retired:" in r.output and "web_blog" in r.output.split("retired:")[1]
+    r = CliRunner().invoke(cli, ["project", "domains", str(p.id), "--split", "papers"], env=env)
+    assert r.exit_code == 2 and "NAME=PART,PART" in r.output
+    r = CliRunner().invoke(cli, ["project", "domains", str(p.id), "--remove", "nope", "--json"], env=env)
+    assert r.exit_code == 1 and "remove[0]" in r.output

@@ -145,7 +145,13 @@ def _train(jr: common.JobRun, job) -> None:
     with jr.write() as s:
         run = s.get(Run, run_id)
         run.status, run.error = "running", None
-        domains = [d.name for d in s.get(Project, run.project_id).domains]
+        project = s.get(Project, run.project_id)
+        domains = [d.name for d in project.domains]
+        lost = sorted(d for d, w in run.mixture.items() if w > 0 and d not in domains)
+        if lost:  # planned on an older domain set: training it now would silently drop weight
+            raise RuntimeError(f"run {run_id} was planned on domain-set version {run.domain_version} and gives weight "
+                               f"to {lost}, which the project (version {project.domain_version}) no longer has; "
+                               "plan it again on the current domains")
         mixture = np.array([run.mixture.get(d, 0.0) for d in domains])
     data = ingest_project(job.project_id)
     data = {d: data[d] for d in domains}
