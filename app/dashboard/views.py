@@ -452,12 +452,13 @@ def pareto_view(project: Project, fit: Fit, refs: dict[str, dict[str, float]], r
         row = P[n + k]
         marked.append({"kind": kind, "label": label, "x": float(row[ix]), "y": float(row[iy]),
                        "metrics": dict(zip(targets, map(float, row), strict=True)),
-                       "dominated_by": int(sum(pareto.dominates(c, row) for c in cand))})
+                       "dominated_by": int(((cand <= row).all(axis=1) & (cand < row).any(axis=1)).sum())})
     reference = next((m for m in marked if m["kind"] == "reference"), None)
     beats = None
     if reference is not None:
         ref_row = np.array([reference["metrics"][t] for t in targets])
-        beats = int(sum(pareto.dominates(cand[i], ref_row) for i in np.flatnonzero(front_all)))
+        front = cand[front_all]
+        beats = int(((front <= ref_row).all(axis=1) & (front < ref_row).any(axis=1)).sum())
     top = [{"weights": sorted(((d, float(W[i, j])) for j, d in enumerate(domains)), key=lambda t: -t[1])[:3],
             "metrics": dict(zip(targets, map(float, cand[i]), strict=True))} for i in order]
     return {"fit_id": fit.id, "targets": targets, "x": x, "y": y, "count": n,
