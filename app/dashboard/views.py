@@ -438,7 +438,10 @@ def pareto_view(project: Project, fit: Fit, refs: dict[str, dict[str, float]], r
         marks.append(("recommendation", f"rec #{rec.id}", rec.mixture))
     mixtures = [dict(zip(domains, map(float, w), strict=True)) for w in W]
     mixtures += [{d: float(m.get(d, 0.0)) for d in domains} for _, _, m in marks]
-    out = fit_service.predict(fit, mixtures, normalize=True)
+    try:
+        out = fit_service.predict(fit, mixtures, normalize=True)
+    except ValueError as exc:  # a stored state the science cannot evaluate here
+        raise Invalid(f"fit {fit.id} cannot predict these mixtures: {exc}", field="fit") from exc
     P = np.asarray(out["predictions"], dtype=float)
     ix, iy = targets.index(x), targets.index(y)
     n = W.shape[0]

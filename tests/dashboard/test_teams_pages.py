@@ -233,6 +233,9 @@ def test_fit_and_recommendation_forms_create_the_apis_jobs(client, admin, admin_
     assert client.post(f"/v1/projects/{p['id']}/runs", json={"runs": runs}, headers=admin).status_code == 201
     read = client.post("/v1/tokens", json={"name": "reader", "role": "read", "project_ids": [p["id"]]},
                        headers=admin).json()["token"]
+    other = make_project(client, admin, name="other team")
+    writer = client.post("/v1/tokens", json={"name": "writer", "role": "write", "project_ids": [other["id"]]},
+                         headers=admin).json()["token"]
     fit = _fit(session, p["id"])
     session.commit()
     _login(client, admin_token)
@@ -279,3 +282,10 @@ def test_fit_and_recommendation_forms_create_the_apis_jobs(client, admin, admin_
     assert 'id="fit-form"' not in client.get(url).text
     r = client.post(url, data={"csrf_token": client.cookies["mixopt_csrf"], "estimator": "gp"}, follow_redirects=False)
     assert r.status_code == 403 and "read-only" in r.text
+    # a write token of another project: this project's forms are a 404, as in the API
+    _login(client, writer)
+    for path, data in (("fits", {"estimator": "gp"}), ("recommendations", {"fit_id": str(fit.id)})):
+        r = client.post(f"/dashboard/projects/{p['id']}/{path}", data={"csrf_token": client.cookies["mixopt_csrf"],
+                                                                        **data}, follow_redirects=False)
+        assert r.status_code == 404 and "not found" in r.text, (path, r.status_code)
+    assert session.query(Job).count() == 2  # the admin's fit and recommendation, nothing else
