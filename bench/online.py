@@ -116,8 +116,8 @@ def bench_synthetic(seeds: int, steps: int) -> dict[str, list[float]]:
 
 # -- the tiny GPT trainer -------------------------------------------------------------------
 #: one run's settings (tiny preset, ~1M parameters; about a minute per 300 steps on one core)
-TRAIN = {"preset": "tiny", "batch_size": 16, "block_size": 128, "eval_interval": 50,
-         "eval_batches": 8, "device": "cpu"}
+TRAIN = {"preset": "tiny", "batch_size": 16, "block_size": None, "eval_interval": 50,
+         "eval_batches": 8, "device": "cpu"}  # block_size None: the preset's (tiny 128, micro 64)
 #: evaluation batches per domain for Aioli's LearnParams measurements (bounds their cost)
 AIOLI_EVAL_BATCHES = 2
 
@@ -160,7 +160,7 @@ def _one_run(job: tuple) -> tuple:
     from mixopt.online.callback import OnlineMixingCallback
     from mixopt.training.trainer import TrainConfig, train
 
-    method, seed, steps, corpora, extra = job
+    method, seed, steps, corpora, extra, train_cfg = job
     torch.set_num_threads(1)
     data = load_corpora(*corpora)
     domains = list(data)
@@ -185,7 +185,7 @@ def _one_run(job: tuple) -> tuple:
             mixer = make_mixer("doremi", domains, params, uniform, seed=seed)
         cb = OnlineMixingCallback(mixer, eval_max_batches=AIOLI_EVAL_BATCHES, record_every=25)
         callbacks.append(cb)
-    cfg = TrainConfig(**TRAIN, max_steps=steps, seed=seed, weights=weights.tolist())
+    cfg = TrainConfig(**train_cfg, max_steps=steps, seed=seed, weights=weights.tolist())
     res = train(cfg, data, callbacks)
     out = {"avg": float(np.mean(list(res.final_val_losses.values()))),
            "losses": res.final_val_losses, "curve": [{"step": c["step"], "losses": c["losses"]}
@@ -197,7 +197,7 @@ def _one_run(job: tuple) -> tuple:
 
 def bench_trainer(
     seeds: int, steps: int, fixtures: bool, verbose: bool, jobs: int = 2,
-    json_out: Path | None = None,
+    json_out: Path | None = None, preset: str = "tiny",
 ) -> dict[str, list[float]]:
     """Train every method with ``seeds`` seeds; returns method -> final average val losses.
 
@@ -207,6 +207,7 @@ def bench_trainer(
     the same seed as reference; (3) a fresh run on the proxy's average alpha, which is the
     paper's actual recipe ("doremi-fixed").
     """
+    train_cfg = {**TRAIN, "preset": preset}
     corpora = corpora_sources(fixtures)
     data = load_corpora(*corpora)  # build and tokenise once, before the workers start
     if verbose:
@@ -226,17 +227,17 @@ def bench_trainer(
             print(f"  wave done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
     with pool:
-        wave([(m, s, steps, corpora, None) for s in range(seeds)
+        wave([(m, s, steps, corpora, None, train_cfg) for s in range(seeds)
               for m in ("stratified", "natural", "odm", "aioli")])
-        wave([(m, s, steps, corpora, {"reference_curve": runs[("stratified", s)]["curve"]})
+        wave([(m, s, steps, corpora, {"reference_curve": runs[("stratified", s)]["curve"]}, train_cfg)
               for s in range(seeds) for m in ("doremi", "doremi-proxy")])
         wave([("doremi-fixed", s, steps, corpora,
-               {"weights": runs[("doremi-proxy", s)]["final_weights"]}) for s in range(seeds)])
+               {"weights": runs[("doremi-proxy", s)]["final_weights"]}, train_cfg) for s in range(seeds)])
     order = ("stratified", "natural", "odm", "doremi", "doremi-fixed", "aioli", "doremi-proxy")
     results = {m: [runs[(m, s)]["avg"] for s in range(seeds)] for m in order}
     if json_out is not None:
         json_out.write_text(json.dumps(
-            {"steps": steps, "train": TRAIN, "aioli": aioli_params(steps, len(data)),
+            {"steps": steps, "train": train_cfg, "aioli": aioli_params(steps, len(data)),
              "runs": [{"method": m, "seed": s, **out} for (m, s), out in runs.items()]}, indent=1))
     if verbose:
         for m in ("odm", "doremi", "doremi-proxy", "aioli"):
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fixtures", action="store_true", help="train on tests/fixtures/corpora")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps per run")
+    ap.add_argument("--preset", default="tiny", help="trainer mode: model preset (tiny; micro is ~8x cheaper)")
     ap.add_argument("--jobs", type=int, default=2, help="training processes (one thread each)")
     ap.add_argument("--json", type=Path, default=None,
                     help="trainer mode: write every run (losses, curve, final weights) here")
@@ -270,9 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         steps = args.steps or 300
-        res = bench_trainer(args.seeds, steps, args.fixtures, not args.quiet, args.jobs, args.json)
+        res = bench_trainer(args.seeds, steps, args.fixtures, not args.quiet, args.jobs, args.json, args.preset)
         src = "fixture corpora" if args.fixtures else "demo corpora"
-        print(table(res, f"tiny GPT on the {src}, {steps} steps, {args.seeds} seeds"))
+        print(table(res, f"{args.preset} GPT on the {src}, {steps} steps, {args.seeds} seeds"))
     return 0
 
 

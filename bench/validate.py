@@ -1,6 +1,6 @@
 """The whole loop on the demo corpora, end to end through the service, then validation trainings.
 
-    python bench/validate.py                        # full: 16-run swarm, 300 steps, 3 seeds, 2 sizes
+    python bench/validate.py                        # full: the demo's swarm (40 micro runs, 600 steps), 3 seeds, 2 sizes
     python bench/validate.py --swarm 8 --steps 100 --sizes proxy   # reduced (CPU, shared machine)
 
 A ``mixopt serve`` (API + embedded Celery worker, SQLite) in its own ``MIXOPT_HOME``; through the
@@ -16,7 +16,10 @@ HTTP API only:
 4. a validation (``POST .../validations``) of the recommendation against natural, stratified
    (uniform), the entropy mixture (BiMix, conditional), UniMax, the DoReMi recipe, ODM and
    Aioli, with seeds 0..n-1, at the proxy size and at about 4x its non-embedding parameters
-   (``n_embd`` doubled: 4 layers x 256 instead of x 128).
+   (``n_embd`` doubled: the micro preset's 2 layers x 128 instead of x 64).
+
+The swarm, run length and model are the demo's (``mixopt.demo_training.SWARM``), so this is the
+demo's question asked thoroughly: does the mixture it recommends train better?
 
 Prints each size's table (mean objective +- sd over seeds, paired difference to stratified
 and to natural with the 95% interval and wins) and writes a PNG of the paired differences.
@@ -40,11 +43,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from mixopt.client import MixoptClient  # noqa: E402
+from mixopt.demo_training import SWARM as DEMO_SWARM  # noqa: E402
+from mixopt.training.model import PRESETS  # noqa: E402
 
 TARGET_TOKENS = 2_000_000
 MAX_EPOCHS = 4
-TRAIN = {"preset": "tiny", "batch_size": 16, "block_size": 128, "eval_interval": 50}
-SIZES = {"proxy": {}, "4x": {"n_embd": 256}}
+TRAIN = {k: DEMO_SWARM[k] for k in ("preset", "batch_size", "block_size", "eval_interval")}
+#: 4x: non-embedding parameters grow as n_layer x n_embd^2, so doubling the width is about 4x
+SIZES = {"proxy": {}, "4x": {"n_embd": 2 * PRESETS[DEMO_SWARM["preset"]]["n_embd"]}}
 
 
 def start(home: Path, corpora: Path, port: int) -> subprocess.Popen:
@@ -145,8 +151,8 @@ def plot(validations: dict[str, dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--swarm", type=int, default=16, help="proxy runs in the swarm")
-    ap.add_argument("--steps", type=int, default=300, help="steps of every run")
+    ap.add_argument("--swarm", type=int, default=DEMO_SWARM["count"], help="proxy runs in the swarm")
+    ap.add_argument("--steps", type=int, default=DEMO_SWARM["train_steps"], help="steps of every run")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--sizes", default="proxy,4x", help="comma-separated: proxy, 4x")
     ap.add_argument("--home", type=Path, default=Path.home() / ".mixopt-bench-validate")

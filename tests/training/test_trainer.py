@@ -26,7 +26,7 @@ def test_presets_grow_and_count_non_embedding_params():
         assert m.num_params(False) - m.num_params(True) == (
             m.tok_emb.weight.numel() + m.pos_emb.weight.numel())
     assert sizes == sorted(sizes)
-    assert 0.5e6 < sizes[0] < 2e6 and 70e6 < sizes[-1] < 130e6
+    assert 0.05e6 < sizes[0] < 0.2e6 and 0.5e6 < sizes[1] < 2e6 and 70e6 < sizes[-1] < 130e6
 
 
 def test_forward_reductions():
