@@ -16,6 +16,16 @@ def test_an_untrustworthy_fit_is_called_so():
     assert good == ["the fit ranks held-out runs with Spearman 0.90 and R² 0.70"]
 
 
+def test_auto_reports_the_nested_figure_beside_its_choice():
+    fit = {"fidelity": {"nested": True, "pooled": {"spearman": 0.76, "r2": 0.3}},
+           "state": {"fitted": {"chosen": "mixing_law", "table": [{"name": "gp", "spearman": 0.75},
+                                                                  {"name": "mixing_law", "spearman": 0.88}]}}}
+    lines = trust_lines(fit, {"interval_high": 2.4}, {"recommended": 2.45, "natural": 2.5})
+    assert lines[0].startswith("auto chose mixing_law (its own 5-fold CV Spearman 0.88)")
+    assert "Spearman 0.76: that is the figure to trust" in lines[0]
+    assert len(lines) == 2 and "below 0.8" in lines[1]  # 0.76 is the figure judged, not 0.88
+
+
 def _cmp(ref, diffs, low, high):
     return {"label": "recommended", "reference": ref, "mean": sum(diffs) / len(diffs), "wins": sum(d < 0 for d in diffs),
             "seeds": len(diffs), "interval_low": low, "interval_high": high}
