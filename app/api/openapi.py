@@ -60,6 +60,8 @@ EXAMPLES: dict[str, Any] = {
                     "metrics": {"val/web": 3.21, "val/code": 2.05, "val/math": 2.7},
                     "model_params": 1_000_000, "train_tokens": 1_000_000_000, "tags": ["swarm-1"]},
     "create_fit": {"estimator": "auto", "cv_folds": 5},
+    "change_domains": {"add": [{"name": "papers", "token_count": 20_000_000_000}], "remove": ["math"],
+                       "split": {"web": ["web_news", "web_blog"]}},
     "create_recommendation": {"estimator": "auto", "constraints": {"target_tokens": 100_000_000_000,
                                                                     "max_epochs": 4}, "n_boot": 20},
 }

@@ -167,6 +167,9 @@ def apply_changes(session: Session, project: Project, data: DomainChanges, token
             target = first_part[d.name]
             parts = [by_name[p] for p in data.merge[target]]
             counts = [p.token_count for p in parts]
+            if all(c is not None for c in counts) and sum(counts) > 2**63 - 1:
+                raise Invalid(f"the token counts of {data.merge[target]} sum past the 64-bit range",
+                              field=f"merge.{target}")
             groups = {p.group_path for p in parts}
             rows.append(Domain(name=target, token_count=sum(counts) if all(c is not None for c in counts) else None,
                                group_path=groups.pop() if len(groups) == 1 else None))

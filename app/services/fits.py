@@ -504,6 +504,13 @@ def create_suggestion_job(session: Session, project: Project, data: SuggestionCr
         if row is None or row.project_id != project.id:
             raise NotFound(f"recommendation {data.recommendation_id} not found", field="recommendation_id")
         params["old_mixture"] = dict(row.mixture)
+        if data.count is None:  # olmix-sized: runs per dimension x dimensions explored (said in the 202)
+            from mixopt.mixing.reuse import reuse_size
+
+            size = reuse_size(row.mixture, [d.name for d in project.domains])
+            params.update(count=size["count"], fresh_count=size["fresh_count"],
+                          count_source=f"default: {size['runs_per_dim']} runs per dimension x {size['dimensions']} "
+                                       "dimensions explored")
     elif data.count is None:
         raise Invalid(f"count is required for strategy {data.strategy!r} (only reuse has a default: runs per "
                       "dimension x dimensions explored)", field="count")

@@ -36,6 +36,19 @@ def domain_changes(old: Sequence[str], new: Sequence[str],
             "removed": [d for d in old if d not in new], "split": sorted(splits or {})}
 
 
+def reuse_size(old_mixture: Mapping[str, float], new_domains: Sequence[str], *,
+               runs_per_dim: int = DEFAULT_RUNS_PER_DIM) -> dict[str, int]:
+    """The default size of :func:`reuse_design`: ``runs_per_dim x dimensions`` explored (the
+    changed domains plus one virtual domain for the frozen ones), and ``fresh_count``, a fresh
+    swarm's size over every new domain by the same rule."""
+    new = [str(d) for d in new_domains]
+    frozen = [d for d in domain_changes(list(old_mixture), new)["unchanged"] if float(old_mixture.get(d, 0.0)) > 0]
+    changed = [d for d in new if d not in frozen]
+    dims = len(changed) + 1 if frozen and changed else len(new)
+    return {"count": int(runs_per_dim) * dims, "fresh_count": int(runs_per_dim) * len(new), "dimensions": dims,
+            "runs_per_dim": int(runs_per_dim)}
+
+
 def reuse_design(old_mixture: Mapping[str, float], new_domains: Sequence[str], *, prior: Any = None,
                  count: int | None = None, runs_per_dim: int = DEFAULT_RUNS_PER_DIM, temperature: float = 0.5,
                  min_weight: float = 2e-4, random_state: int = 0) -> dict[str, Any]:

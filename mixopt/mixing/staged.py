@@ -43,6 +43,10 @@ def _phase_weights(estimator: Any, weights: Any, k: int) -> Any:
     return [float(weights.get(t, 0.0)) for t in targets]
 
 
+#: the joint solve (SLSQP over phases x domains) runs up to this many variables, greedy above
+JOINT_MAX_VARIABLES = 256
+
+
 def _phase_constraints(base: Constraints, capped: bool, cap_tokens: np.ndarray, t: float) -> Constraints:
     """The project's constraints for one phase of ``t`` tokens that may use ``cap_tokens`` of
     each domain: ``w_i <= cap_tokens_i / t``."""
@@ -217,6 +221,9 @@ def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constr
         why = "tree estimator: the sampled recommender has no gradient for the coupled problem"
     elif kw.get("reference") is not None or kw.get("trust_region") is not None:
         why = "reference and trust_region are not part of the joint problem"
+    elif len(phases) * K > JOINT_MAX_VARIABLES:
+        why = (f"{len(phases)} phases x {K} domains = {len(phases) * K} variables, above the joint solve's "
+               f"{JOINT_MAX_VARIABLES} (SLSQP's cost grows with the cube)")
     if why is None:  # a cheap greedy pass (no bootstrap) to start from and compare with
         cheap = {**kw, "n_boot": 0}
         g_out, _ = _sequential(estimator, phases, base, names, ows, capped, budget, None, random_state, cheap)

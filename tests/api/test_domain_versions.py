@@ -246,6 +246,8 @@ def test_reuse_design_without_count_proposes_fewer_runs_than_a_fresh_swarm(clien
     r = client.post(f"/v1/projects/{pid}/suggestions", json={"strategy": "reuse", "recommendation_id": rec.id},
                     headers=admin)
     assert r.status_code == 202, r.text
+    params = r.json()["job"]["params"]  # the 202 already says the size it chose
+    assert (params["count"], params["fresh_count"]) == (8, 16) and params["count_source"].startswith("default")
     job = wait_job(client, admin, r.json()["job"]["id"])
     assert job["state"] == "succeeded", job["error"]
     res = job["result"]

@@ -69,3 +69,13 @@ def test_map_mixtures_split_merge_and_removal_by_hand():
                         token_counts={"a1": 100, "a2": 300})
     assert back["status"] == ["mapped"]
     np.testing.assert_allclose(back["X"][0], [0.4, 0.6, 0.0])
+
+
+def test_reuse_size_is_the_designs_default():
+    from mixopt.mixing.reuse import reuse_size
+
+    for new in (["web", "code", "math", "papers"], ["web", "papers", "books"], ["web", "code", "math"]):
+        size, out = reuse_size(OLD, new), reuse_design(OLD, new, random_state=0)
+        assert (size["count"], size["fresh_count"], size["dimensions"]) == (out["count"], out["fresh_count"],
+                                                                          out["dimensions"]), new
+        assert len(out["mixtures"]) == out["count"]

@@ -190,8 +190,7 @@ def suggest_task(self, job_id: str) -> None:
             out = reuse_design(p["old_mixture"], domains, prior=prior, count=p["count"], temperature=p["temperature"],
                                min_weight=p["min_weight"], random_state=p["seed"])
             mixtures = out.pop("mixtures")
-            out["count_source"] = "requested" if p["count"] else (
-                f"default: {out['runs_per_dim']} runs per dimension x {out['dimensions']} dimensions explored")
+            out["count_source"] = p.get("count_source") or "requested"
             out["saved"] = out["fresh_count"] - out["count"]
             # what a later fit can reuse of the runs already stored
             out["old_runs"] = {k: old_runs[k] for k in ("by_version", "runs", "reused", "mapped", "dropped")}
