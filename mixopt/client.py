@@ -67,7 +67,7 @@ OPERATIONS = {
     "update_session": "update_online_session", "add_observations": "report", "get_weights": "weights",
     "get_history": "session_history", "remix_now": "remix", "export_recommendation": "export_mixture",
     "export_baseline": "export_mixture", "export_online_session": "export_mixture",
-    "list_estimators": "estimators",
+    "list_estimators": "estimators", "list_domain_sets": "domain_sets",
 }
 
 
