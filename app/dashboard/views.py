@@ -201,7 +201,11 @@ def runs_payload(session: Session, project: Project) -> dict[str, Any]:
     """Compact runs for the runs table and the coverage chart: mixtures as arrays in domain
     order, the objective (project's, else the mean of the metrics every run reports)."""
     rows, total = dash_service.table_runs(session, project)
-    domains = [d.name for d in project.domains]
+    current = [d.name for d in project.domains]
+    # runs of older domain sets keep their mixtures: a retired domain they weighted gets a column
+    # too (after the current ones), so their weights still add up to 1 on the page
+    retired = sorted({d for r in rows for d, w in (r["mixture"] or {}).items() if d not in current and w})
+    domains = current + retired
     done = [r for r in rows if r["status"] == "succeeded" and r["metrics"]]
     objective: dict[str, float] | None = None
     if done:
@@ -222,7 +226,7 @@ def runs_payload(session: Session, project: Project) -> dict[str, Any]:
             "mixture": [round(float((r["mixture"] or {}).get(d, 0.0)), 6) for d in domains],
             "created_at": r["created_at"].isoformat() if r["created_at"] else None,
         })
-    return {"domains": domains, "objective": objective, "runs": runs, "total": total,
+    return {"domains": domains, "retired": retired, "objective": objective, "runs": runs, "total": total,
             "truncated": total > len(runs)}
 
 

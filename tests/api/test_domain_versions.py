@@ -65,6 +65,12 @@ def test_removing_a_used_domain_makes_a_version_and_keeps_old_runs_readable(clie
     csv_text = client.get(f"/v1/projects/{pid}/runs/export", params={"format": "csv", "part": "mixtures"},
                           headers=admin).text.splitlines()
     assert csv_text[0] == "index,train_web,train_code,train_books" and csv_text[1].endswith(",0.2")
+    # the dashboard's runs table: the retired domain keeps a column, so the old run's row sums to 1
+    table = client.get(f"/dashboard/api/projects/{pid}/runs", headers=admin)
+    assert table.status_code == 200, table.text
+    assert table.json()["domains"] == ["web", "code", "books"] and table.json()["retired"] == ["books"]
+    rows = {r["id"]: r["mixture"] for r in table.json()["runs"]}
+    assert rows[old_ids[0]] == [0.5, 0.3, 0.2] and rows[old_ids[1]] == [0.6, 0.4, 0.0]
 
     # a weight on the retired domain: 422 naming it; a run on the current set is version 2
     r = client.post(f"/v1/projects/{pid}/runs", json={"mixture": {"web": 0.5, "books": 0.5}}, headers=admin)
