@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -82,24 +81,28 @@ def reap_stale_jobs() -> dict[str, int]:
                 counts["cancelled"] += 1
                 if job.task_id:
                     to_revoke.append(job.task_id)
-        last_sent = func.coalesce(Job.sent_at, Job.created_at)
-        old = list(s.execute(select(Job.id, Job.queue).where(Job.state == "pending", Job.cancel_requested.is_(False),
-                                                             last_sent < pending_cutoff)
-                             .order_by(last_sent, Job.id).limit(10 * settings.resend_batch)))
         pending = dict(s.execute(select(Job.queue, func.count()).where(Job.state == "pending",
                                                                        Job.cancel_requested.is_(False))
                                  .group_by(Job.queue)).all())
-    by_queue: dict[str, list[str]] = defaultdict(list)
-    for job_id, queue in old:
-        by_queue[queue or "default"].append(job_id)
+    # per queue: as many messages waiting as pending jobs means they are waiting their turn; the
+    # shortfall is re-sent, oldest first. Chosen per queue so that old jobs on a queue nobody
+    # consumes (their messages are all there) never hide newer lost ones on another queue
+    last_sent = func.coalesce(Job.sent_at, Job.created_at)
     budget = settings.resend_batch
-    for queue, ids in by_queue.items():
-        depth = queue_depth(queue)
-        # as many messages waiting as pending jobs on the queue: they are waiting their turn
-        missing = len(ids) if depth is None else min(len(ids), max(0, pending.get(queue, 0) - depth))
-        for job_id in ids[:min(missing, budget)]:
-            to_send.append((job_id, "pending"))
-        budget -= min(missing, budget)
+    for queue, count in sorted(pending.items(), key=lambda kv: kv[0] or ""):
+        if budget <= 0:
+            break
+        depth = queue_depth(queue or "default")
+        missing = count if depth is None else max(0, count - depth)
+        if not missing:
+            continue
+        in_queue = Job.queue.is_(None) if queue is None else Job.queue == queue
+        with session_scope() as s:
+            ids = list(s.scalars(select(Job.id).where(Job.state == "pending", Job.cancel_requested.is_(False), in_queue,
+                                                      last_sent < pending_cutoff)
+                                 .order_by(last_sent, Job.id).limit(min(missing, budget))))
+        to_send.extend((job_id, "pending") for job_id in ids)
+        budget -= len(ids)
     for job_id, why in to_send:
         try:
             send_job(job_id)
