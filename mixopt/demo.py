@@ -3,7 +3,7 @@
 1. start the service (API + embedded Celery worker on SQLite, CPU) in a subprocess;
 2. import the 512 public RegMix proxy runs, fit every estimator (``auto``) on the Pile-CC
    loss and recommend a mixture, printed beside uniform with fidelity figures;
-3. build the demo corpora, train a swarm of tiny proxy models on them, fit, recommend and
+3. build the demo corpora, train a swarm of micro proxy models on them, fit, recommend and
    print the recommendation beside natural and uniform (skipped with ``--no-train``).
 """
 

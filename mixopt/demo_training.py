@@ -42,7 +42,7 @@ def training_part(c: MixoptClient, console: Console) -> None:
     from mixopt.demo import fidelity_table, mixture_table
     from mixopt.training.demo_data import build_demo_corpora
 
-    console.rule("Demo corpora: a swarm of tiny proxy models trained here, on CPU")
+    console.rule("Demo corpora: a swarm of micro proxy models (0.1M parameters) trained here, on CPU")
     t0 = time.perf_counter()
     manifest = build_demo_corpora(corpora_dir())
     table_rows = [(n, d.get("package", ""), d.get("licence", ""), d.get("bytes", 0)) for n, d in
