@@ -33,7 +33,7 @@ from app.services import runs as run_service
 from app.services import tokens as token_service
 from app.services.dispatch import enqueue_job
 from app.services.errors import Invalid, NotFound, ServiceError
-from app.store.models import ApiToken
+from app.store.models import ApiToken, Fit
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -393,20 +393,28 @@ def runs_json(project_id: IdPath, session: SessionDep, token: CurrentToken) -> d
 
 
 # -- issue 17: comparison, Pareto front, overlaid curves, fits and recommendations from the page ----
-def _ids(values: list[str], what: str, field: str) -> list[int]:
-    """Ids from repeated (or comma-separated) query values, in order, without repeats."""
-    out: list[int] = []
+def _ids(values: list[str], what: str, field: str, least: int, most: int, purpose: str) -> list[int]:
+    """``least`` to ``most`` distinct ids from repeated (or comma-separated) query values, in
+    order; a count outside is a 422, raised as soon as ``most`` is passed (so a long query string
+    costs nothing)."""
+    out: dict[int, None] = {}
+
+    def wrong_count(n: str) -> Invalid:
+        return Invalid(f"pick {least} to {most} {what}s {purpose} (got {n})", field=field)
+
     for v in values:
         for part in str(v).split(","):
             if not part.strip():
                 continue
             try:
-                i = _id(part.strip(), what)
+                out[_id(part.strip(), what)] = None
             except NotFound as exc:
                 raise NotFound(exc.message, field=field) from exc
-            if i not in out:
-                out.append(i)
-    return out
+            if len(out) > most:
+                raise wrong_count(f"more than {most}")
+    if len(out) < least:
+        raise wrong_count(str(len(out)))
+    return list(out)
 
 
 @router.get("/projects/{project_id}/compare", response_class=HTMLResponse)
@@ -418,12 +426,11 @@ def compare_page(request: Request, session: SessionDep, project_id: str,
     def build(token: ApiToken) -> Response:
         ctx = _project_context(session, token, project_id, "mixtures")
         project = ctx["project"]
-        ids = _ids(rec, "recommendation", "rec")
-        if not views.COMPARE_MIN <= len(ids) <= views.COMPARE_MAX:
-            raise Invalid(f"pick {views.COMPARE_MIN} to {views.COMPARE_MAX} recommendations to compare "
-                          f"(got {len(ids)})", field="rec")
+        ids = _ids(rec, "recommendation", "rec", views.COMPARE_MIN, views.COMPARE_MAX, "to compare")
         recs = [fit_service.get_recommendation(session, project, i) for i in ids]
-        fits = {f.id: f for f in fit_service.list_fits(session, project, limit=1000)[0]}
+        # the fits the recommendations came from (only those: a fit's state can be large)
+        fits = {f.id: f for f in (session.get(Fit, i) for i in {r.fit_id for r in recs if r.fit_id is not None})
+                if f is not None and f.project_id == project.id}
         validations = validation_service.list_validations(session, project, limit=200)[0]
         table = views.comparison(project, recs, fits, validations)
         domains = [d.name for d in project.domains]
@@ -471,9 +478,7 @@ def curves_page(request: Request, session: SessionDep, project_id: str,
     """Several runs' loss curves for one metric on one chart (x = steps or tokens)."""
     def build(token: ApiToken) -> Response:
         ctx = _project_context(session, token, project_id, "overview")
-        ids = _ids(runs, "run", "runs")
-        if not 1 <= len(ids) <= views.MAX_OVERLAY_RUNS:
-            raise Invalid(f"pick 1 to {views.MAX_OVERLAY_RUNS} runs to overlay (got {len(ids)})", field="runs")
+        ids = _ids(runs, "run", "runs", 1, views.MAX_OVERLAY_RUNS, "to overlay")
         view = views.curves_overlay(session, ctx["project"], ids, metric, x)
         return _render(request, "curves.html", ctx | {"view": view, "run_ids": ",".join(map(str, ids)),
                                                       "page_data": {"x": view["x"], "metric": view["metric"],
