@@ -82,6 +82,20 @@ def test_domains_per_project_on_every_path(client, admin):
     assert count_rows("domain") == 0 and count_rows("run") == 0
 
 
+def test_domain_changes_are_limited_to_max_domains(client, admin):
+    p = make_project(client, admin, name="changes", domains=("web", "code"))
+    url = f"/v1/projects/{p['id']}/domain-changes"
+    with settings_env(MIXOPT_MAX_DOMAINS="3"):
+        cases = [({"split": {"web": [f"w{i}" for i in range(4)]}}, "split.web"),  # parts of one split
+                 ({"merge": {"all": ["web", "code", "x", "y"]}}, "merge.all"),  # parts of one merge
+                 ({"split": {f"s{i}": ["a"] for i in range(4)}}, "split"),  # splits in one change
+                 ({"add": [{"name": f"n{i}"} for i in range(2)]}, "add")]  # the resulting set: 4 > 3
+        for body, field in cases:
+            got, detail = _field(client.post(url, json=body, headers=admin))
+            assert got == field and "MIXOPT_MAX_DOMAINS" in detail, (body, got, detail)
+    assert client.get(f"/v1/projects/{p['id']}/domain-sets", headers=admin).json()["count"] == 1  # nothing changed
+
+
 def test_size_of_details_and_params(client, admin):
     p = make_project(client, admin, name="sizes", domains=("web", "code"))
     with settings_env(MIXOPT_MAX_JSON_FIELD_BYTES="200"):

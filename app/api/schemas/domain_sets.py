@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from app.api.schemas.common import INT32, Name, Schema
+from app.api.schemas.limits import max_items
 from app.api.schemas.projects import DomainSpec
 
 
@@ -24,8 +25,11 @@ class DomainChanges(Schema):
 
     add: list[DomainSpec] = Field(default_factory=list, max_length=10_000)
     remove: list[Name] = Field(default_factory=list, max_length=10_000)
-    split: dict[Name, list[Name | DomainSpec]] = Field(default_factory=dict)
-    merge: dict[Name, list[Name]] = Field(default_factory=dict)
+    #: each at most MIXOPT_MAX_DOMAINS entries (and parts), like the project's domain list
+    split: Annotated[dict[Name, Annotated[list[Name | DomainSpec], max_items("max_domains")]],
+                     max_items("max_domains")] = Field(default_factory=dict)
+    merge: Annotated[dict[Name, Annotated[list[Name], max_items("max_domains")]],
+                     max_items("max_domains")] = Field(default_factory=dict)
     base_version: int | None = Field(default=None, ge=1, le=INT32)
 
 
