@@ -156,17 +156,24 @@ def browser():
         b.close()
 
 
-@pytest.fixture(scope="module")
-def context(browser, server, seeded):
-    """A browser context logged in as team A through the login form."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=server)
+def logged_in_context(browser, server: str, token: str, height: int = 800):
+    """A browser context logged in with ``token`` through the login form (the dashboard
+    redirects there first)."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": height}, base_url=server)
     page = ctx.new_page()
     page.goto("/dashboard")
     assert "/dashboard/login" in page.url
-    page.fill("#token", seeded["token_a"])
+    page.fill("#token", token)
     page.click("button[type=submit]")
     page.wait_for_url(f"{server}/dashboard")
     page.close()
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def context(browser, server, seeded):
+    """A browser context logged in as team A through the login form."""
+    ctx = logged_in_context(browser, server, seeded["token_a"])
     yield ctx
     ctx.close()
 

@@ -13,7 +13,7 @@ import re
 import pytest
 
 from tests.conftest import REGMIX_DIR
-from tests.dashboard.conftest import PILE_CC, PILE_TOKENS, _wait, screenshot
+from tests.dashboard.conftest import PILE_CC, PILE_TOKENS, _wait, logged_in_context, screenshot
 from tests.dashboard.test_browser import chart_state, ready, wait_js
 
 GITHUB = "metric/the_pile_github_val_loss"
@@ -77,13 +77,7 @@ def teams(server, worker):
 
 @pytest.fixture(scope="module")
 def context(browser, server, teams):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server)
-    page = ctx.new_page()
-    page.goto("/dashboard/login")
-    page.fill("#token", teams["token"])
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{server}/dashboard")
-    page.close()
+    ctx = logged_in_context(browser, server, teams["token"], height=900)
     yield ctx
     ctx.close()
 
