@@ -34,6 +34,8 @@ PAPER_N_STRENGTHS = 15
 PAPER_MAX_USAGE = 15.0
 PAPER_MIN_WEIGHT = 2e-4
 PAPER_OVERSAMPLE = 100
+#: the Dirichlet strengths the draws pick from (RegMix: 15 log-spaced values in [0.1, 5])
+PAPER_STRENGTHS = np.logspace(np.log10(PAPER_MIN_STRENGTH), np.log10(PAPER_MAX_STRENGTH), PAPER_N_STRENGTHS)
 
 
 def _prior(prior: Any, K: int | None = None) -> np.ndarray:
@@ -179,8 +181,7 @@ def suggest_next(
     gp = GaussianProcessMixing(**(gp_params or {"random_state": 0 if random_state is None else int(random_state)}))
     gp.fit(X, y)
     n_pool = int(n_candidates) // 2
-    strengths = np.logspace(-1, np.log10(5.0), 15)
-    s = strengths[rng.integers(0, 15, n_pool)]
+    s = PAPER_STRENGTHS[rng.integers(0, len(PAPER_STRENGTHS), n_pool)]
     pool = rng.gamma(np.maximum(np.sqrt(p)[None, :] * s[:, None] / np.sqrt(p).sum(), 1e-9))
     pool = pool / np.maximum(pool.sum(axis=1, keepdims=True), 1e-300)
     best_runs = X[np.argsort(y)[: max(1, min(5, len(y)))]]

@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 
 from mixopt.mixing.constraints import Constraints
+from mixopt.mixing.design import PAPER_STRENGTHS as STRENGTHS  # RegMix's 15 strengths in [0.1, 5]
 
-#: RegMix's Dirichlet strengths: 15 log-spaced values in [0.1, 5]
-STRENGTHS = np.logspace(np.log10(0.1), np.log10(5.0), 15)
 #: the most candidates one call draws (the dashboard asks for 2,000)
 MAX_CANDIDATES = 20_000
 
