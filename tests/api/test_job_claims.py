@@ -103,13 +103,16 @@ def test_reaper_resends_lost_pending_jobs_bounded_and_cancels_jobs_of_dead_worke
     from workers.tasks.maintenance import reap_stale_jobs
 
     monkeypatch.setattr(get_settings(), "resend_batch", 2)
+    # lost 60 s ago: past this reaper's 30 s, short of the 120 s of the session worker's own reaper
+    # (which runs beside this test in the full suite and would otherwise re-send them first)
+    monkeypatch.setattr(get_settings(), "pending_resend_seconds", 30.0)
     _drain(QUEUE)
     with session_scope() as s:
         ids = [job_service.create_job(s, kind="fit", project_id=None, params={"fit_id": 0}, queue=QUEUE).id
                for _ in range(3)]
         dead = job_service.create_job(s, kind="fit", project_id=None, params={"fit_id": 0}, queue=QUEUE).id
-    for j in ids:  # never sent (as if the broker lost the messages), created long ago
-        _age(j, created_at=3600)
+    for j in ids:  # never sent (as if the broker lost the messages), created a minute ago
+        _age(j, created_at=60)
     assert common.claim(dead) is not None
     with session_scope() as s:
         from app.store.models import Job
