@@ -64,13 +64,24 @@ def _empty_tables(engine) -> None:
     from app.store.models import Base
 
     names = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.exc import OperationalError
+
+        # the session's worker (its reaper) may hold a share lock the TRUNCATE waits on while it
+        # waits on the TRUNCATE's: PostgreSQL breaks the deadlock by failing one side; try again
+        for attempt in range(5):
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE"))
+                return
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2)
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE"))
-        else:
-            for n in names:
-                conn.execute(text(f'DELETE FROM "{n}"'))
-            conn.execute(text("DELETE FROM sqlite_sequence")) if _has_sqlite_sequence(conn) else None
+        for n in names:
+            conn.execute(text(f'DELETE FROM "{n}"'))
+        conn.execute(text("DELETE FROM sqlite_sequence")) if _has_sqlite_sequence(conn) else None
 
 
 def _has_sqlite_sequence(conn) -> bool:
