@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     #: seconds before an unacknowledged message is delivered again (Redis); keep it above the
     #: longest expected task unless jobs are idempotent (they are: see workers.tasks.common)
     broker_visibility_timeout: int = 7200
+    #: how often the embedded broker (SQLite) is polled when its queues are empty, seconds
+    broker_poll_seconds: float = Field(default=0.2, gt=0, le=10)
     #: a running job whose heartbeat is older than this is considered lost and re-queued; a few
     #: missed heartbeats, not a job length (every running job heartbeats from a thread); also the
     #: age after which a worker's own heartbeat no longer counts for ``/readyz``

@@ -110,7 +110,7 @@ def test_presets_agree_with_the_trainer():
 
 def test_worker_killed_mid_training_resumes_and_stores_the_run_once(client, admin, engine):
     p = _project_with_own_worker(client, admin)
-    body = {"count": 1, "preset": "tiny", "train_steps": 300, "batch_size": 8, "block_size": 64, "eval_interval": 10,
+    body = {"count": 1, "preset": "micro", "train_steps": 300, "batch_size": 8, "block_size": 64, "eval_interval": 10,
             "seed": 3, "tag": "kill", "queue": "killtest"}
     first = start_worker_process("doomed", queues="killtest")
     try:
