@@ -63,9 +63,9 @@ def training_part(c: MixoptClient, console: Console) -> None:
 
     done = [r for r in c.iter_runs(p["id"], tag=SWARM["tag"], status="succeeded")]
     if len(done) < SWARM["count"]:
-        # a re-run after an interrupted demo trains only the missing runs (a new design seed, so
-        # new mixtures; the runs of one swarm share their seed, see README "Proxy training")
-        missing = {"count": SWARM["count"] - len(done), "seed": SWARM["seed"] + len(done)}
+        # a re-run after an interrupted demo trains only the missing runs: new mixtures (another
+        # design seed), the same training seed (the runs of one swarm share it: README "Proxy training")
+        missing = {"count": SWARM["count"] - len(done), "design_seed": SWARM["seed"] + 1 + len(done)}
         body = {**SWARM, **missing}
         acc = c.create_swarm(p["id"], body.pop("count"), **body)
         jobs = [j["id"] for j in acc["jobs"]]

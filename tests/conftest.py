@@ -30,7 +30,7 @@ DATA_ROOTS = [Path(_HOME) / "data", REPO / "tests" / "fixtures" / "corpora", Pat
 os.environ["MIXOPT_DATA_ROOTS"] = os.pathsep.join(map(str, DATA_ROOTS))
 os.environ.pop("MIXOPT_ADMIN_DATA_ROOTS", None)
 #: swarm queues must be configured ones (MIXOPT_QUEUES): these are the ones tests route jobs to
-os.environ["MIXOPT_QUEUES"] = "default,gpu,killtest,faults,gpu-a,gpu-b"
+os.environ["MIXOPT_QUEUES"] = "default,gpu,killtest,faults,gpu-a,gpu-b,valpar"
 
 REGMIX_DIR = REPO / "mixopt" / "data" / "regmix"
 
@@ -170,12 +170,13 @@ def _flush_broker() -> None:
         redis.Redis.from_url(BROKER_URL).flushdb()
 
 
-def start_worker_process(name: str, extra_env: dict | None = None, beat: bool = False, queues: str = "default,gpu"):
+def start_worker_process(name: str, extra_env: dict | None = None, beat: bool = False, queues: str = "default,gpu",
+                         concurrency: int = 1):
     import subprocess
     import sys
 
     log = open(Path(_HOME) / f"worker-{name}.log", "ab")  # noqa: SIM115
-    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues, "-c", "1",
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues, "-c", str(concurrency),
            "--loglevel", "INFO", "-n", f"{name}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle"]
     if beat:
         cmd += ["-B", "-s", str(Path(_HOME) / f"beat-{name}")]

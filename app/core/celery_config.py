@@ -10,6 +10,7 @@ from app.core.config import Settings
 TASK_QUEUES = {
     "mixopt.train_run": "gpu",
     "mixopt.validate": "gpu",
+    "mixopt.validate_part": "gpu",
     "mixopt.fit": "default",
     "mixopt.recommend": "default",
     "mixopt.suggest": "default",

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     worker_threads: int = 0
     #: torch threads per training task (0: torch's default); set 1 with one worker process per core
     torch_threads: int = 0
+    #: at most this many jobs train one validation's runs at once (its job and helper jobs)
+    validation_parallel: int = Field(default=4, ge=1, le=64)
     #: how often beat looks for online sessions due a re-mix, seconds
     online_tick_seconds: float = 5.0
     #: largest number of runs accepted in one batch request (or one import)

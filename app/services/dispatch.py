@@ -35,7 +35,8 @@ def enqueue_task(task: str, *args: object) -> None:
 
 
 KIND_TASKS = {"train": "mixopt.train_run", "fit": "mixopt.fit", "recommend": "mixopt.recommend",
-              "suggest": "mixopt.suggest", "ingest": "mixopt.ingest_domain", "validate": "mixopt.validate"}
+              "suggest": "mixopt.suggest", "ingest": "mixopt.ingest_domain", "validate": "mixopt.validate",
+              "validate_part": "mixopt.validate_part"}
 
 
 def _record_send(session, job_id: str) -> None:

@@ -72,7 +72,8 @@ def create_swarm(session: Session, project: Project, data: SwarmCreate) -> tuple
                                           [d.token_count for d in project.domains],
                                           {d.name: d.group_path for d in project.domains if d.group_path})
         mixtures = design_mixtures(data.count, data.strategy, domains=domains, prior=prior, constraints=constraints,
-                                   temperature=data.temperature, min_weight=data.min_weight, seed=data.seed)
+                                   temperature=data.temperature, min_weight=data.min_weight,
+                                   seed=data.seed if data.design_seed is None else data.design_seed)
     tag = data.tag or f"swarm-{utcnow().strftime('%Y%m%d-%H%M%S')}"
     if not project.objective:
         # trained runs report val_loss/<domain> and val_bpb/<domain>: optimise the mean loss

@@ -101,6 +101,23 @@ def test_swarm_seeds_shared_or_per_run(client, admin):
     assert r.status_code == 422 and "seeds" in r.text
 
 
+def test_design_seed_gives_new_mixtures_with_the_same_training_seed(client, admin, worker):
+    """More runs for a shared-seed swarm: ``design_seed`` draws other mixtures, ``seed`` stays
+    the training seed. (The project is ingested first: measured token counts move the design's
+    prior, and they must not change between the swarms compared.)"""
+    p = _project(client, admin, name="design")
+    url = f"/v1/projects/{p['id']}/swarms"
+    designs = {}
+    for tag, extra in (("default", {}), ("same", {"design_seed": 5}), ("other", {"design_seed": 6})):
+        body = {"count": 3, "train_steps": 10, "preset": "micro", "seed": 5, "tag": tag, **extra}
+        r = client.post(url, json=body, headers=admin)
+        assert r.status_code == 202, r.text
+        runs = client.get(f"/v1/projects/{p['id']}/runs?tag={tag}", headers=admin).json()["data"]
+        assert [run["seed"] for run in runs] == [5, 5, 5]
+        designs[tag] = sorted(tuple(run["mixture"].values()) for run in runs)
+    assert designs["same"] == designs["default"] and designs["other"] != designs["default"]
+
+
 def test_presets_agree_with_the_trainer():
     from app.services.swarms import TRAINING_PRESETS
     from mixopt.training.model import PRESETS

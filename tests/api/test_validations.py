@@ -2,14 +2,17 @@
 same seeds, and a stored paired comparison whose numbers are the runs' own."""
 
 import math
+import os
+import signal
 import statistics
+import time
 
 import pytest
 from scipy.stats import t as student_t
 
 from app.services.validations import paired_comparison
 from tests.api.test_training_e2e import CORPORA, DOMAINS, _project
-from tests.conftest import wait_job
+from tests.conftest import start_worker_process, wait_job
 
 TINY = {"preset": "tiny", "train_steps": 30, "batch_size": 8, "block_size": 64, "eval_interval": 15}
 
@@ -63,6 +66,74 @@ def test_validation_job_stores_a_paired_comparison_of_its_runs(client, admin, wo
     assert listed["count"] == 1 and listed["data"][0]["id"] == vid
 
 
+@pytest.fixture
+def two_process_worker():
+    """A worker with two pool processes on its own queue (the session worker has one)."""
+    w = start_worker_process("valpar", queues="valpar", concurrency=2)
+    yield w
+    os.killpg(w.pid, signal.SIGTERM)
+    w.wait(timeout=30)
+
+
+def _runs(client, admin, project_id, vid):
+    return {r["id"]: r for r in client.get(f"/v1/projects/{project_id}/runs?tag=validation-{vid}&limit=100",
+                                           headers=admin).json()["data"]}
+
+
+def test_validation_runs_are_spread_over_free_pool_processes(client, admin, worker, two_process_worker):
+    """With two pool processes the validation's job and one helper job train its runs at the same
+    time; every run is trained once, and the helpers that find nothing left end without work."""
+    p = _project(client, admin, name="val-par")
+    body = {**TINY, "train_steps": 60, "seeds": [1, 2], "queue": "valpar",
+            "mixtures": [{"baseline": "uniform"}, {"baseline": "natural"}]}
+    acc = client.post(f"/v1/projects/{p['id']}/validations", json=body, headers=admin).json()
+    vid, job_id = acc["validation"]["id"], acc["job"]["id"]
+    done = wait_job(client, admin, job_id, timeout=400)
+    assert done["state"] == "succeeded", done["error"]
+    helpers = done["params"]["helpers"]
+    assert len(helpers) == 3  # MIXOPT_VALIDATION_PARALLEL 4, 4 runs
+    helper_jobs = [wait_job(client, admin, h, timeout=120) for h in helpers]
+    assert all(h["state"] == "succeeded" and h["kind"] == "validate_part" and h["queue"] == "valpar"
+               for h in helper_jobs), helper_jobs
+    runs = _runs(client, admin, p["id"], vid)
+    assert len(runs) == 4 and all(r["status"] == "succeeded" for r in runs.values())
+    by_job = {}
+    for rid, r in runs.items():
+        by_job.setdefault(r["details"]["trained_by_job"], []).append(rid)
+    assert set(by_job) <= {job_id, *helpers} and len(by_job) == 2, by_job  # two processes, two trainers
+    helper_trained = [rid for h in helper_jobs for rid in h["result"]["trained"]]
+    assert sorted(helper_trained + by_job.get(job_id, [])) == sorted(runs)  # each run once
+    assert done["result"]["trained_by_jobs"] == 2
+    v = client.get(f"/v1/projects/{p['id']}/validations/{vid}", headers=admin).json()
+    assert v["status"] == "succeeded" and len(v["result"]["comparisons"]) == 2
+
+
+def test_cancelled_validation_stops_its_helpers(client, admin, worker, two_process_worker):
+    p = _project(client, admin, name="val-cancel")
+    body = {**TINY, "preset": "micro", "train_steps": 3000, "eval_interval": 1000, "seeds": [1, 2], "queue": "valpar",
+            "mixtures": [{"baseline": "uniform"}, {"baseline": "natural"}]}
+    acc = client.post(f"/v1/projects/{p['id']}/validations", json=body, headers=admin).json()
+    vid, job_id = acc["validation"]["id"], acc["job"]["id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # both processes are training a run
+        held = [r for r in _runs(client, admin, p["id"], vid).values() if r["status"] == "running"]
+        if len(held) == 2:
+            break
+        time.sleep(0.2)
+    assert len(held) == 2, held
+    assert client.post(f"/v1/jobs/{job_id}/cancel", headers=admin).status_code == 200
+    done = wait_job(client, admin, job_id, timeout=60)
+    assert done["state"] == "cancelled"
+    helpers = [wait_job(client, admin, h, timeout=60) for h in done["params"]["helpers"]]
+    assert {h["state"] for h in helpers} <= {"cancelled", "succeeded"} and any(h["state"] == "cancelled"
+                                                                             for h in helpers)
+    v = client.get(f"/v1/projects/{p['id']}/validations/{vid}", headers=admin).json()
+    assert v["status"] == "cancelled" and v["result"] is None
+    runs = _runs(client, admin, p["id"], vid)
+    assert {r["status"] for r in runs.values()} == {"cancelled"}
+    assert all(not r["metrics"] for r in runs.values())
+
+
 def test_validation_limits_and_bad_input(client, admin):
     domains = [{"name": d, "source": {"path": str(CORPORA / d), "format": "jsonl"}, "token_count": 1000 * (i + 1)}
                for i, d in enumerate(DOMAINS)]
@@ -82,6 +153,7 @@ def test_validation_limits_and_bad_input(client, admin):
         ({"mixtures": [{"mixture": {"code": -1.0}}, two[1]]}, "mixture"),
         ({"mixtures": [{"baseline": "uniform"}, {"baseline": "uniform"}]}, "distinct"),
         ({"mixtures": two, "preset": "huge"}, "preset"),
+        ({"mixtures": two, "queue": "nobody-consumes-this"}, "queue"),
     ]
     for body, word in cases:
         r = client.post(url, json=body, headers=admin)

@@ -41,6 +41,14 @@ def _mark_target(s, job: Job, reason: str) -> None:
         f = s.get(Fit, p["fit_id"])
         if f is not None and f.status != "succeeded":
             f.status, f.error, f.finished_at = "cancelled", reason, utcnow()
+    elif job.kind == "validate" and p.get("validation_id"):
+        from workers.tasks.validations import _mark
+
+        _mark(p["validation_id"], "cancelled")(s, reason)
+    elif job.kind == "validate_part":
+        from workers.tasks.validations import _release
+
+        _release(job.id, "queued")(s, reason)  # the validation's job takes its runs back
 
 
 def _cancel_ended(s, job: Job, reason: str) -> bool:

@@ -31,6 +31,9 @@ class SwarmCreate(Schema):
     #: shared: every run trains with ``seed`` (same initialisation and sampler stream, so runs
     #: differ only by their mixture: common random numbers); per_run: run i uses ``seed + i``
     seeds: Literal["shared", "per_run"] = "shared"
+    #: seed of the mixture design (null: ``seed``): more runs for a swarm trained with one
+    #: shared seed need new mixtures but the same training seed
+    design_seed: int | None = Field(default=None, ge=-INT32, le=INT32)
     #: swarm: RegMix Dirichlet around the token prior; space_filling: max-min distance picks;
     #: fixed: train exactly the given mixtures
     #: hierarchical: group shares first, then within each group (domains with group paths)

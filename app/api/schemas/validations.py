@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from app.api.schemas.common import Name, NonNegFloat, Schema
 from app.api.schemas.jobs import JobPublic
+from app.api.schemas.limits import queue_name
 
 #: limits on one validation (a 422 names the field): it is a check before a big training, not a swarm
 MAX_MIXTURES = 12
@@ -51,8 +52,9 @@ class ValidationCreate(Schema):
     n_layer: int | None = Field(default=None, ge=1, le=64)
     n_head: int | None = Field(default=None, ge=1, le=64)
     n_embd: int | None = Field(default=None, ge=8, le=8192)
-    #: Celery queue of the training job
-    queue: str = Field(default="gpu", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    #: Celery queue of the validation's job and its helper jobs: one of MIXOPT_QUEUES (a queue no
+    #: worker consumes would leave them pending forever)
+    queue: Annotated[str, AfterValidator(queue_name)] = Field(default="gpu", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     @model_validator(mode="after")
     def _limits(self) -> ValidationCreate:
