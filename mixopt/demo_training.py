@@ -63,9 +63,10 @@ def training_part(c: MixoptClient, console: Console) -> None:
 
     done = [r for r in c.iter_runs(p["id"], tag=SWARM["tag"], status="succeeded")]
     if len(done) < SWARM["count"]:
-        # a re-run after an interrupted demo trains only the missing runs: new mixtures (another
-        # design seed), the same training seed (the runs of one swarm share it: README "Proxy training")
-        missing = {"count": SWARM["count"] - len(done), "design_seed": SWARM["seed"] + 1 + len(done)}
+        # a re-run after an interrupted demo trains only the missing runs: new mixtures (design
+        # seed 0 first, then the count of runs already done), the same training seed (the runs of
+        # one swarm share it: README "Proxy training")
+        missing = {"count": SWARM["count"] - len(done), "design_seed": SWARM["seed"] + len(done)}
         body = {**SWARM, **missing}
         acc = c.create_swarm(p["id"], body.pop("count"), **body)
         jobs = [j["id"] for j in acc["jobs"]]
