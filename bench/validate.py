@@ -24,8 +24,8 @@ demo's question asked thoroughly: does the mixture it recommends train better?
 Prints each size's table (mean objective +- sd over seeds, paired difference to stratified
 and to natural with the 95% interval and wins) and writes a PNG of the paired differences.
 ODM and Aioli enter the validation as static mixtures (their final weights), not as online
-runs. The validation job trains its runs one after another in one worker process; the two
-sizes run as two jobs, in parallel on the embedded worker's two processes.
+runs. The two sizes are two validations; their runs share the embedded worker's two processes
+(each validation's job and its helper jobs take the next queued run).
 """
 
 from __future__ import annotations

@@ -137,6 +137,7 @@ def _processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+@pytest.mark.embedded
 def test_serve_stops_its_embedded_worker(tmp_path):
     """`mixopt serve` in embedded mode leaves no Celery process behind when it is stopped."""
     import socket

@@ -84,7 +84,7 @@ def test_validation_runs_are_spread_over_free_pool_processes(client, admin, work
     """With two pool processes the validation's job and one helper job train its runs at the same
     time; every run is trained once, and the helpers that find nothing left end without work."""
     p = _project(client, admin, name="val-par")
-    body = {**TINY, "train_steps": 60, "seeds": [1, 2], "queue": "valpar",
+    body = {**TINY, "train_steps": 120, "seeds": [1, 2], "queue": "valpar",
             "mixtures": [{"baseline": "uniform"}, {"baseline": "natural"}]}
     acc = client.post(f"/v1/projects/{p['id']}/validations", json=body, headers=admin).json()
     vid, job_id = acc["validation"]["id"], acc["job"]["id"]
