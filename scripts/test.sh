@@ -20,8 +20,7 @@ run() {
 
 $BIN/ruff check app workers mixopt migrations tests bench
 run SQLite env -u MIXOPT_TEST_DATABASE_URL $BIN/python -m pytest -q --durations=25 -m "not slow" "$@"
-run PostgreSQL \
-  $BIN/python -m pytest -q --durations=25 -m "not science and not packaging and not embedded and not slow" "$@"
+run PostgreSQL $BIN/python -m pytest -q --durations=25 -m "not science and not packaging and not embedded and not slow" "$@"
 
 # tests never write tracked files (screenshots go to artifacts/): checked on CI's fresh clone
 if [ "${CI:-}" = "true" ] && [ -n "$(git status --porcelain --untracked-files=no)" ]; then

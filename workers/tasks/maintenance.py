@@ -42,13 +42,13 @@ def _mark_target(s, job: Job, reason: str) -> None:
         if f is not None and f.status != "succeeded":
             f.status, f.error, f.finished_at = "cancelled", reason, utcnow()
     elif job.kind == "validate" and p.get("validation_id"):
-        from workers.tasks.validations import _mark
+        from workers.tasks.validations import mark_validation
 
-        _mark(p["validation_id"], "cancelled")(s, reason)
+        mark_validation(p["validation_id"], "cancelled")(s, reason)
     elif job.kind == "validate_part":
-        from workers.tasks.validations import _release
+        from workers.tasks.validations import release_runs
 
-        _release(job.id, "queued")(s, reason)  # the validation's job takes its runs back
+        release_runs(job.id, "queued")(s, reason)  # the validation's job takes its runs back
 
 
 def _cancel_ended(s, job: Job, reason: str) -> bool:

@@ -60,6 +60,7 @@ def ingest_project(project_id: int, run: common.JobRun | None = None) -> dict[st
     # which every training task paid at its start before they were kept)
     with session_scope() as s:
         known = {row.name: (row.stats or {}) for row in s.scalars(select(Domain).where(Domain.project_id == project_id))}
+
     def shards(d) -> str | None:  # the shard directory is named by the content's hash
         return d.path.name if d.path is not None else None
 
@@ -125,6 +126,15 @@ class JobProgress:
             ctx.request_stop()
 
 
+def record_trained(r: Run, result: Any, **details: Any) -> None:
+    """Store a finished training's final metrics, size and throughput on its run (``succeeded``)."""
+    r.metrics = {**{f"val_loss/{k}": float(v) for k, v in result.final_val_losses.items()},
+                 **{f"val_bpb/{k}": float(v) for k, v in result.final_val_bpb.items()}}
+    r.status, r.model_params, r.updated_at = "succeeded", int(result.n_params), utcnow()
+    r.train_steps, r.train_tokens = int(result.steps), int(result.tokens)
+    r.details = {**(r.details or {}), "tokens_per_s": result.tokens_per_s, "device": result.device, **details}
+
+
 def _mark_run(run_id: int, status: str):
     def mark(s, reason: str) -> None:
         r = s.get(Run, run_id)
@@ -187,11 +197,7 @@ def _train(jr: common.JobRun, job) -> None:
 
     def save(s):
         r = s.get(Run, run_id)
-        r.metrics = {**{f"val_loss/{k}": float(v) for k, v in result.final_val_losses.items()},
-                     **{f"val_bpb/{k}": float(v) for k, v in result.final_val_bpb.items()}}
-        r.status, r.model_params, r.updated_at = "succeeded", int(result.n_params), utcnow()
-        r.train_steps, r.train_tokens = int(result.steps), int(result.tokens)
-        details = {**(r.details or {}), "tokens_per_s": result.tokens_per_s, "device": result.device}
+        details = {}
         if online is not None:
             final = dict(zip(domains, map(float, online.mixer.final_weights()), strict=True))
             details["weight_trajectory"] = online.trajectory
@@ -202,7 +208,7 @@ def _train(jr: common.JobRun, job) -> None:
                                  details={"run_id": run_id, "explanation": f"final weights of {online.mixer.name} "
                                           f"trained online in run {run_id}",
                                           "final_val_loss": float(np.mean(list(result.final_val_losses.values())))}))
-        r.details = details
+        record_trained(r, result, **details)
         return {"run_id": run_id, "final_loss": float(np.mean(list(result.final_val_losses.values())))}
 
     jr.finish(None, "trained", also=save)

@@ -30,16 +30,16 @@ from sqlalchemy import select, update
 
 from app.core.config import get_settings
 from app.services import validations as svc
+from app.services.jobs import FINAL_STATES
 from app.store.db import session_scope
 from app.store.models import Job, Project, Run, Validation, utcnow
 from mixopt.progress import Cancelled
 from workers.celery_app import celery_app
 from workers.tasks import common
-from workers.tasks.training import ingest_project
+from workers.tasks.training import ingest_project, record_trained
 
 log = logging.getLogger("mixopt.worker")
 
-FINAL = ("succeeded", "failed", "cancelled")
 #: seconds between a helper's looks at its validation's status, and between the validation
 #: job's looks at runs its helpers hold
 CHECK_SECONDS = 2.0
@@ -68,7 +68,7 @@ class _Progress:
             ctx.request_stop()
 
 
-def _mark(validation_id: int, status: str):
+def mark_validation(validation_id: int, status: str):
     """The validation job's hook (and the reaper's): the validation and its unfinished runs end
     ``status``."""
     def mark(s, reason: str) -> None:
@@ -83,7 +83,7 @@ def _mark(validation_id: int, status: str):
     return mark
 
 
-def _release(helper_job_id: str, status: str):
+def release_runs(helper_job_id: str, status: str):
     """A helper's hook: the runs it holds go back to ``queued`` (cancelled: another trainer
     takes them) or end ``failed`` (its training raised: the validation fails)."""
     def release(s, reason: str) -> None:
@@ -125,9 +125,10 @@ class _Trainer:
             rows = s.execute(select(Run.id, Run.status, Run.job_id, Run.error).where(Run.id.in_(self.order)))
             return {rid: (status, job_id, error) for rid, status, job_id, error in rows}
 
-    def take(self) -> int | None:
-        """A run this job holds (resumed first), else the next queued run, claimed conditionally."""
-        me, states = self.jr.job_id, self.statuses()
+    def take(self, states: dict[int, tuple[str, str | None, str | None]] | None = None) -> int | None:
+        """A run this job holds (resumed first), else the next queued run, claimed conditionally
+        (``states``: :meth:`statuses` when the caller has just read them)."""
+        me, states = self.jr.job_id, states if states is not None else self.statuses()
         for rid in self.order:
             if states[rid][0] == "running" and states[rid][1] == me:
                 return rid
@@ -161,12 +162,7 @@ class _Trainer:
             r = s.get(Run, rid)
             if r.status != "running" or r.job_id != self.jr.job_id:
                 return  # taken back (its validation ended): nothing to store
-            r.metrics = {**{f"val_loss/{k}": float(x) for k, x in result.final_val_losses.items()},
-                         **{f"val_bpb/{k}": float(x) for k, x in result.final_val_bpb.items()}}
-            r.status, r.model_params, r.updated_at = "succeeded", int(result.n_params), utcnow()
-            r.train_steps, r.train_tokens = int(result.steps), int(result.tokens)
-            r.details = {**(r.details or {}), "tokens_per_s": result.tokens_per_s, "device": result.device,
-                         "trained_by_job": self.jr.job_id}
+            record_trained(r, result, trained_by_job=self.jr.job_id)
 
 
 # -- the validation's job -------------------------------------------------------------------------
@@ -177,7 +173,7 @@ def validate_task(self, job_id: str) -> None:
         return
     vid = job.params["validation_id"]
     common.run_job(job_id, lambda jr: _validate(jr, job, vid), task_id=self.request.id,
-                   on_fail=_mark(vid, "failed"), on_cancel=_mark(vid, "cancelled"))
+                   on_fail=mark_validation(vid, "failed"), on_cancel=mark_validation(vid, "cancelled"))
 
 
 def _start_helpers(jr: common.JobRun, job, vid: int, queued: int) -> list[str]:
@@ -221,7 +217,7 @@ def _validate(jr: common.JobRun, job, vid: int) -> None:
             raise RuntimeError(f"run {failed[0][0]} of the validation did not succeed: {failed[0][1]}")
         if done == n:
             break
-        rid = t.take()
+        rid = t.take(states)
         if rid is not None:
             seed, label, _ = t.plan[rid]
             t.train(rid, _Progress(jr, f"run {t.order.index(rid) + 1}/{n} ({label}, seed {seed})", t.steps,
@@ -252,7 +248,7 @@ def _take_back(states: dict[int, tuple[str, str | None, str | None]], me: str) -
     if not held:
         return
     with session_scope() as s:
-        ended = set(s.scalars(select(Job.id).where(Job.id.in_(held), Job.state.in_(FINAL))))
+        ended = set(s.scalars(select(Job.id).where(Job.id.in_(held), Job.state.in_(FINAL_STATES))))
         for helper in ended:
             s.execute(update(Run).where(Run.job_id == helper, Run.status == "running")
                       .values(status="queued", error=None))
@@ -265,7 +261,7 @@ def validate_part_task(self, job_id: str) -> None:
     if job is None:
         return
     common.run_job(job_id, lambda jr: _help(jr, job), task_id=self.request.id,
-                   on_fail=_release(job_id, "failed"), on_cancel=_release(job_id, "queued"))
+                   on_fail=release_runs(job_id, "failed"), on_cancel=release_runs(job_id, "queued"))
 
 
 def _help(jr: common.JobRun, job) -> None:
