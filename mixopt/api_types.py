@@ -1,7 +1,7 @@
 """Typed results of the mixopt API, shared by the client (``mixopt.client``) and the service.
 
 This module imports only pydantic, so ``pip install mixopt`` (the client) has it without the
-server. The service's own response schemas (``app/api/schemas``) are stricter and may carry
+server. The service's own response schemas (``app/schemas``) are stricter and may carry
 more fields; these models accept fields they do not know (``extra="allow"``), so a newer server
 never breaks an older client. ``tests/api/test_contract.py`` checks that every field declared
 here exists, with a compatible type, in the API's response schema of the same resource.
@@ -277,7 +277,7 @@ class Page(_Model, Generic[T]):
     next_cursor: str | None = None
 
 
-#: the API's response schema (app/api/schemas) each model mirrors, for the contract test
+#: the API's response schema (app/schemas) each model mirrors, for the contract test
 MIRRORS = {
     Project: "ProjectPublic", Domain: "DomainPublic", Run: "RunPublic", Job: "JobPublic",
     Fit: "FitPublic", Recommendation: "RecommendationPublic", OnlineSession: "OnlineSessionPublic",

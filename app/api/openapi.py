@@ -16,7 +16,7 @@ post-processes the generated document once per app:
   parameters or a body, 400 and 413 with a body (unparseable multipart, too large); a route
   declares anything else (400 for a bad cursor, ...) in its decorator's ``responses``;
 - request models that routes validate by hand (``RunCreate``/``RunBatchCreate`` on ``POST
-  .../runs``, referenced in ``openapi_extra``) are found by name in ``app.api.schemas`` and
+  .../runs``, referenced in ``openapi_extra``) are found by name in ``app.schemas`` and
   added to the components, so no ``$ref`` dangles;
 - the main request bodies carry examples (used by Swagger UI and by schemathesis).
 """
@@ -72,11 +72,11 @@ def operation_id(route: APIRoute) -> str:
 
 
 def _schema_models() -> dict[str, type[BaseModel]]:
-    """Every pydantic model of ``app.api.schemas``, by class name."""
+    """Every pydantic model of ``app.schemas``, by class name."""
     import importlib
     import pkgutil
 
-    import app.api.schemas as package
+    import app.schemas as package
 
     models: dict[str, type[BaseModel]] = {}
     for info in pkgutil.iter_modules(package.__path__):
@@ -104,7 +104,7 @@ def _refs(node: Any) -> set[str]:
 
 def _resolve_dangling(doc: dict) -> None:
     """Routes that validate a body by hand reference its model in ``openapi_extra``; add every
-    such model (found by name in app.api.schemas) to the components."""
+    such model (found by name in app.schemas) to the components."""
     models = None
     while True:
         schemas = doc["components"]["schemas"]

@@ -514,7 +514,7 @@ def start_fit(request: Request, session: SessionDep, project_id: str, csrf_token
     (write access needed); back to the fits page with the job's progress."""
     from pydantic import ValidationError
 
-    from app.api.schemas.fits import FitCreate
+    from app.schemas.fits import FitCreate
 
     def build(token: ApiToken) -> Response:
         project = project_service.get_project(session, token, _id(project_id, "project"), write=True)
@@ -542,7 +542,7 @@ def start_recommendation(request: Request, session: SessionDep, project_id: str,
     earlier recommendation (``rec:ID``) to beat."""
     from pydantic import ValidationError
 
-    from app.api.schemas.fits import RecommendationCreate
+    from app.schemas.fits import RecommendationCreate
 
     def build(token: ApiToken) -> Response:
         project = project_service.get_project(session, token, _id(project_id, "project"), write=True)

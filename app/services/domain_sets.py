@@ -12,8 +12,8 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.api.schemas.domain_sets import DomainChanges
-from app.api.schemas.projects import ConstraintsSpec, DomainSpec
+from app.schemas.domain_sets import DomainChanges
+from app.schemas.projects import ConstraintsSpec, DomainSpec
 from app.services.errors import Conflict, Invalid
 from app.store.models import Domain, DomainSet, Project, Run
 

@@ -12,8 +12,8 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.api.schemas.fits import FitCreate, RecommendationCreate, RunFilter, SuggestionCreate
-from app.api.schemas.projects import ConstraintsSpec
+from app.schemas.fits import FitCreate, RecommendationCreate, RunFilter, SuggestionCreate
+from app.schemas.projects import ConstraintsSpec
 from app.services import jobs as job_service
 from app.services.errors import Conflict, Invalid, NotFound
 from app.services.runs import validate_mixture

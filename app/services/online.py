@@ -10,7 +10,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.api.schemas.online import Observation, OnlineSessionCreate, OnlineSessionUpdate
+from app.schemas.online import Observation, OnlineSessionCreate, OnlineSessionUpdate
 from app.services.errors import Conflict, Invalid, NotFound
 from app.store.models import OnlineObservation, OnlineSession, OnlineWeights, Project, utcnow
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.api.schemas.projects import ConstraintsSpec, DomainSpec, ProjectCreate, ProjectUpdate
+from app.schemas.projects import ConstraintsSpec, DomainSpec, ProjectCreate, ProjectUpdate
 from app.core.config import get_settings
 from app.services import domain_sets, sources
 from app.services import tokens as token_service

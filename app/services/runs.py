@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
-from app.api.schemas.runs import CurvePointCreate, RunCreate, RunUpdate
+from app.schemas.runs import CurvePointCreate, RunCreate, RunUpdate
 from app.core.config import get_settings
 from app.services.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge
 from app.store.models import CurvePoint, Project, Run, RunTag, utcnow

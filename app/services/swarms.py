@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.api.schemas.swarms import SwarmCreate
+from app.schemas.swarms import SwarmCreate
 from app.services import jobs as job_service
 from app.services.errors import Invalid
 from app.services.runs import validate_mixture

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.api.schemas.validations import ValidationCreate
+from app.schemas.validations import ValidationCreate
 from app.services import jobs as job_service
 from app.services.errors import Invalid, NotFound
 from app.services.runs import validate_mixture

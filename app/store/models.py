@@ -70,7 +70,7 @@ class Project(Base):
     description: Mapped[str | None] = mapped_column(Text)
     #: {evaluation metric name: weight}; None means the mean of all per-domain validation losses
     objective: Mapped[dict[str, float] | None] = mapped_column(JSON)
-    #: constraints dict (see app.api.schemas.ConstraintsSpec)
+    #: constraints dict (see app.schemas.ConstraintsSpec)
     constraints: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

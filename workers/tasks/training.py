@@ -114,7 +114,7 @@ class JobProgress:
             ctx.request_stop()
 
     def on_eval(self, ctx, step: int, val_losses: dict[str, float]) -> None:
-        from app.api.schemas.runs import CurvePointCreate
+        from app.schemas.runs import CurvePointCreate
 
         if self.run.should_stop:
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import CurrentToken, IdPath, SessionDep
-from app.api.schemas.domain_sets import DomainChanges, DomainSetPublic, DomainSetsPublic
+from app.schemas.domain_sets import DomainChanges, DomainSetPublic, DomainSetsPublic
 from app.services import domain_sets as svc
 from app.services import projects as project_service
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentToken, IdPath, Offset, SessionDep
-from app.api.schemas.fits import (
+from app.schemas.fits import (
     BaselinesPublic,
     FitAccepted,
     FitCreate,

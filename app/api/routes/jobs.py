@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import CurrentToken, Offset, SessionDep
-from app.api.schemas.jobs import JobPublic, JobsPublic
+from app.schemas.jobs import JobPublic, JobsPublic
 from app.services import jobs as svc
 from app.services import tokens as token_service
 from mixopt.api_types import StateFilter

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentToken, IdPath, SessionDep
-from app.api.schemas.online import (
+from app.schemas.online import (
     HistoryPublic,
     ObservationsAccepted,
     ObservationsCreate,

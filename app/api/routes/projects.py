@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from app.api.deps import CurrentToken, IdPath, Offset, SessionDep
-from app.api.schemas.projects import ProjectCreate, ProjectPublic, ProjectsPublic, ProjectUpdate
+from app.schemas.projects import ProjectCreate, ProjectPublic, ProjectsPublic, ProjectUpdate
 from app.services import projects as svc
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from app.api.deps import Count64Query, CurrentToken, IdempotencyKey, IdPath, SessionDep
-from app.api.schemas.runs import (
+from app.schemas.runs import (
     CurvePointsCreate,
     CurvePublic,
     ImportResult,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import CurrentToken, IdPath, SessionDep
-from app.api.schemas.tokens import TokenCreate, TokenCreated, TokenPublic, TokensPublic
+from app.schemas.tokens import TokenCreate, TokenCreated, TokenPublic, TokensPublic
 from app.services import tokens as svc
 from app.services.errors import Conflict
 

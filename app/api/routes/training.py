@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentToken, IdPath, SessionDep
-from app.api.schemas.swarms import IngestAccepted, SwarmAccepted, SwarmCreate
+from app.schemas.swarms import IngestAccepted, SwarmAccepted, SwarmCreate
 from app.services import jobs as job_service
 from app.services import projects, swarms
 from app.services.dispatch import enqueue_job

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentToken, IdPath, SessionDep
-from app.api.schemas.validations import (
+from app.schemas.validations import (
     ValidationAccepted,
     ValidationCreate,
     ValidationPublic,

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from app.api.schemas.common import INT32, Name, Schema
+from app.schemas.common import INT32, Name, Schema
 
 
 class TokenCreate(Schema):

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
-from app.api.schemas.common import Name, NonNegFloat, Schema
-from app.api.schemas.jobs import JobPublic
-from app.api.schemas.limits import queue_name
+from app.schemas.common import Name, NonNegFloat, Schema
+from app.schemas.jobs import JobPublic
+from app.schemas.limits import queue_name
 
 #: limits on one validation (a 422 names the field): it is a check before a big training, not a swarm
 MAX_MIXTURES = 12

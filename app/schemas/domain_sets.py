@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from app.api.schemas.common import INT32, Name, Schema
-from app.api.schemas.limits import max_items
-from app.api.schemas.projects import DomainSpec
+from app.schemas.common import INT32, Name, Schema
+from app.schemas.limits import max_items
+from app.schemas.projects import DomainSpec
 
 
 class DomainChanges(Schema):

@@ -5,10 +5,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from app.api.schemas.common import INT32, FiniteFloat, NonNegFloat, Schema
-from app.api.schemas.jobs import JobPublic
-from app.api.schemas.limits import max_items, max_json
-from app.api.schemas.projects import ConstraintsSpec
+from app.schemas.common import INT32, FiniteFloat, NonNegFloat, Schema
+from app.schemas.jobs import JobPublic
+from app.schemas.limits import max_items, max_json
+from app.schemas.projects import ConstraintsSpec
 
 DomainVersionsMode = Literal["compatible", "current"]
 

@@ -5,8 +5,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from app.api.schemas.common import INT32, FiniteFloat, Name, NonNegFloat, Schema
-from app.api.schemas.limits import max_items, max_json
+from app.schemas.common import INT32, FiniteFloat, Name, NonNegFloat, Schema
+from app.schemas.limits import max_items, max_json
 
 
 class Schedule(Schema):

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from app.api.schemas.common import Name, NonNegFloat, PositiveFloat, Schema
+from app.schemas.common import Name, NonNegFloat, PositiveFloat, Schema
 
 
 class DataSource(Schema):

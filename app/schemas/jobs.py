@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from app.api.schemas.common import Schema
+from app.schemas.common import Schema
 
 
 class JobPublic(Schema):

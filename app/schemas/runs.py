@@ -5,8 +5,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from app.api.schemas.common import INT32, FiniteFloat, Int32, Name, NonNegFloat, Schema
-from app.api.schemas.limits import max_json
+from app.schemas.common import INT32, FiniteFloat, Int32, Name, NonNegFloat, Schema
+from app.schemas.limits import max_json
 
 RunStatus = Literal["planned", "queued", "running", "succeeded", "failed", "cancelled"]
 RunOrigin = Literal["reported", "trained"]

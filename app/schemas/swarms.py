@@ -4,9 +4,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from app.api.schemas.common import INT32, Name, NonNegFloat, Schema
-from app.api.schemas.jobs import JobPublic
-from app.api.schemas.limits import max_json, max_value, queue_name
+from app.schemas.common import INT32, Name, NonNegFloat, Schema
+from app.schemas.jobs import JobPublic
+from app.schemas.limits import max_json, max_value, queue_name
 from app.core.config import get_settings
 
 
