@@ -22,4 +22,4 @@ test: setup
 	bash scripts/test.sh
 
 lint: setup
-	$(BIN)/ruff check app workers mixopt migrations tests bench
+	bash scripts/lint.sh

@@ -18,7 +18,7 @@ run() {
   if [ $rc -ne 0 ]; then echo "tests failed on $label (exit $rc)" >&2; exit $rc; fi
 }
 
-$BIN/ruff check app workers mixopt migrations tests bench
+bash scripts/lint.sh
 run SQLite env -u MIXOPT_TEST_DATABASE_URL $BIN/python -m pytest -q --durations=25 -m "not slow" "$@"
 run PostgreSQL $BIN/python -m pytest -q --durations=25 -m "not science and not packaging and not embedded and not slow" "$@"
 
