@@ -22,17 +22,20 @@ from typing import Any
 
 import numpy as np
 
+from mixopt.mixing import hierarchy
+from mixopt.mixing.simplex import InfeasibleConstraintsError, project_box_simplex
+
+__all__ = ["Constraints", "InfeasibleConstraintsError", "project_box_simplex", "resolve_per_domain"]
+
 TOL = 1e-9
-
-
-class InfeasibleConstraintsError(ValueError):
-    """No mixture on the simplex satisfies the constraints (the message says why)."""
 
 
 PerDomain = Mapping[str, float] | Sequence[float] | None
 
 
-def _resolve(value: Any, domains: list[str], default: float, name: str) -> np.ndarray:
+def resolve_per_domain(value: Any, domains: list[str], default: float, name: str) -> np.ndarray:
+    """A per-domain field (mapping, scalar or list in domain order) as an array over ``domains``
+    (``default`` where a mapping does not name a domain); ``ValueError`` naming ``name``."""
     K = len(domains)
     if value is None:
         return np.full(K, float(default))
@@ -108,8 +111,8 @@ class Constraints:
             return np.full(K, np.inf)
         if float(self.target_tokens) <= 0:
             raise ValueError("target_tokens must be > 0")
-        tokens = _resolve(self.token_counts, domains, np.inf, "token_counts")
-        epochs = _resolve(self.max_epochs, domains, np.inf, "max_epochs")
+        tokens = resolve_per_domain(self.token_counts, domains, np.inf, "token_counts")
+        epochs = resolve_per_domain(self.max_epochs, domains, np.inf, "max_epochs")
         if np.any(tokens < 0) or np.any(epochs <= 0):
             raise ValueError("token_counts must be >= 0 and max_epochs > 0")
         with np.errstate(invalid="ignore"):
@@ -117,7 +120,7 @@ class Constraints:
         return np.where(np.isnan(c), np.inf, c)
 
     def fixed_mask(self, domains: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        vals = _resolve(self.fixed, domains, np.nan, "fixed")
+        vals = resolve_per_domain(self.fixed, domains, np.nan, "fixed")
         return ~np.isnan(vals), vals
 
     def feasible_bounds(self, domains: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -131,8 +134,8 @@ class Constraints:
             caps) to less than 1.
         """
         domains = [str(d) for d in domains]
-        lo = np.clip(_resolve(self.lower, domains, 0.0, "lower"), 0.0, None)
-        up = _resolve(self.upper, domains, 1.0, "upper")
+        lo = np.clip(resolve_per_domain(self.lower, domains, 0.0, "lower"), 0.0, None)
+        up = resolve_per_domain(self.upper, domains, 1.0, "upper")
         cap = self.caps(domains)
         hi = np.minimum(np.minimum(up, cap), 1.0)
         is_fixed, fv = self.fixed_mask(domains)
@@ -159,19 +162,17 @@ class Constraints:
     def bound_sources(self, domains: list[str]) -> dict[str, np.ndarray]:
         """Which constraint each domain's upper/lower bound comes from (for reporting)."""
         domains = [str(d) for d in domains]
-        up = _resolve(self.upper, domains, 1.0, "upper")
+        up = resolve_per_domain(self.upper, domains, 1.0, "upper")
         cap = self.caps(domains)
         lower_set = np.zeros(len(domains), dtype=bool)
         if self.lower is not None:
-            lower_set = _resolve(self.lower, domains, 0.0, "lower") > 0
+            lower_set = resolve_per_domain(self.lower, domains, 0.0, "lower") > 0
         return {"cap_binds_first": cap < np.minimum(up, 1.0), "upper_set": up < 1.0,
                 "lower_set": lower_set}
 
     def group_system(self, domains: list[str], check: bool = True):
         """The group constraints resolved against ``domains`` (:class:`~mixopt.mixing.hierarchy.GroupSystem`,
         empty without groups); ``check`` also proves them feasible with the bounds and caps."""
-        from mixopt.mixing import hierarchy
-
         system = hierarchy.resolve(self.groups, [str(d) for d in domains], self.group_of)
         if system and check:
             lo, hi = self.feasible_bounds(domains)
@@ -183,9 +184,7 @@ class Constraints:
         (bounds, caps, fixed weights and group totals)."""
         lo, hi = self.feasible_bounds(domains)
         if self.groups:
-            from mixopt.mixing import hierarchy
-
-            return hierarchy.project(w, lo, hi, self.group_system(domains))
+                return hierarchy.project(w, lo, hi, self.group_system(domains))
         return project_box_simplex(w, lo, hi)
 
     def binding(self, w: Any, domains: list[str], tol: float = 1e-6) -> list[str]:
@@ -204,9 +203,7 @@ class Constraints:
             elif src["lower_set"][i] and w[i] <= lo[i] + tol:
                 out.append(f"lower:{d}")
         if self.groups:
-            from mixopt.mixing import hierarchy
-
-            out += hierarchy.binding(w, self.group_system(domains, check=False), tol)
+                out += hierarchy.binding(w, self.group_system(domains, check=False), tol)
         return out
 
     def satisfied(self, w: Any, domains: list[str], tol: float = 1e-6) -> bool:
@@ -218,25 +215,5 @@ class Constraints:
         return ok
 
 
-def project_box_simplex(w: Any, lo: np.ndarray, hi: np.ndarray, iters: int = 100) -> np.ndarray:
-    """Project onto ``{x : lo <= x <= hi, sum x = 1}``: ``x = clip(w - tau, lo, hi)`` with ``tau``
-    found by bisection (vectorised over rows)."""
-    W = np.atleast_2d(np.asarray(w, dtype=float))
-    lo = np.asarray(lo, dtype=float)
-    hi = np.asarray(hi, dtype=float)
-    a = (W - hi[None, :]).min(axis=1) - 1.0  # sum(clip) >= 1 at tau = a
-    b = (W - lo[None, :]).max(axis=1) + 1.0  # sum(clip) <= 1 at tau = b
-    for _ in range(iters):
-        m = 0.5 * (a + b)
-        s = np.clip(W - m[:, None], lo, hi).sum(axis=1)
-        big = s > 1.0
-        a = np.where(big, m, a)
-        b = np.where(big, b, m)
-    X = np.clip(W - 0.5 * (a + b)[:, None], lo, hi)
-    # remove the tiny residual on the coordinates that are strictly inside their box
-    resid = 1.0 - X.sum(axis=1)
-    free = (X > lo + 1e-12) & (X < hi - 1e-12)
-    nfree = free.sum(axis=1)
-    adj = np.where(nfree > 0, resid / np.maximum(nfree, 1), 0.0)
-    X = np.clip(X + free * adj[:, None], lo, hi)
-    return X[0] if np.asarray(w).ndim == 1 else X
+#: former private name, kept for callers outside the package
+_resolve = resolve_per_domain

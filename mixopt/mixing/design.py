@@ -20,12 +20,15 @@ candidates of largest posterior std (pure exploration).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy.stats import norm
 
+from mixopt.mixing import hierarchy
 from mixopt.mixing.constraints import Constraints, project_box_simplex
+from mixopt.mixing.gp import GaussianProcessMixing
 
 PAPER_TEMPERATURE = 0.5
 PAPER_MIN_STRENGTH = 0.1
@@ -163,8 +166,6 @@ def suggest_next(
     posterior std, the rest by expected improvement, greedily keeping candidates at least
     ``min_distance`` (L2) from the runs and from each other.
     """
-    from mixopt.mixing.gp import GaussianProcessMixing
-
     rng = np.random.default_rng(random_state)
     if X is None or y is None or len(X) < 3:
         if prior is None:
@@ -209,3 +210,30 @@ def suggest_next(
         rest = maxmin_select(C, count - len(chosen), rng, existing=np.vstack([X] + chosen) if chosen else X)
         chosen.extend(list(rest))
     return np.array(chosen[:count])
+
+
+def hierarchical_swarm(prior: Any, count: int, *, domains: Sequence[str], constraints: Any = None,
+                       temperature: float = 0.5, min_weight: float = 2e-4, oversample: int = 20,
+                       random_state: int = 0) -> np.ndarray:
+    """A swarm drawn group first, then within each group (olmix's nested mixes).
+
+    RegMix's recipe (:func:`regmix_swarm`) with the flat Dirichlet replaced by
+    :func:`~mixopt.mixing.hierarchy.hierarchical_dirichlet`: prior tempered ``p^t``, a strength per draw among 15
+    log-spaced values in ``[0.1, 5]``; every draw is projected onto the constraints (bounds,
+    caps, fixed weights and group totals), weights below ``min_weight`` are zeroed where the
+    constraints allow, duplicates (at ``min_weight`` resolution) removed, and ``count`` kept.
+    """
+    rng = np.random.default_rng(random_state)
+    domains = [str(d) for d in domains]
+    c = constraints if isinstance(constraints, Constraints) else Constraints.from_dict(constraints or {})
+    p = np.clip(np.asarray(prior, dtype=float).ravel(), 0.0, None) ** float(temperature)
+    strengths = np.logspace(np.log10(0.1), np.log10(5.0), 15)
+    W = hierarchy.hierarchical_dirichlet(int(count) * int(oversample), p, domains, c.group_of, strengths, rng)
+    W = np.where(W < float(min_weight), 0.0, W)
+    W = c.project(W / W.sum(axis=1, keepdims=True), domains)
+    key = np.round(W / max(float(min_weight), 1e-6)).astype(np.int64)
+    _, first = np.unique(key, axis=0, return_index=True)
+    W = W[np.sort(first)]
+    if W.shape[0] < int(count):
+        raise ValueError(f"only {W.shape[0]} distinct mixtures satisfy the constraints; ask for fewer runs")
+    return W[rng.choice(W.shape[0], int(count), replace=False)]

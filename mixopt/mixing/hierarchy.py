@@ -23,11 +23,14 @@ internal shares from ``Dirichlet(s * prior_within)``, recursively.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.optimize import linprog
+
+from mixopt.mixing.simplex import InfeasibleConstraintsError, project_box_simplex
 
 #: separators of a hierarchical domain name (olmix ``source:topic:quality``)
 NAME_SEPARATOR = ":"
@@ -120,12 +123,8 @@ def resolve(groups: Mapping[str, Any] | None, domains: Sequence[str],
 
 
 def check_feasible(lo: np.ndarray, hi: np.ndarray, system: GroupSystem) -> None:
-    """Raise :class:`~mixopt.mixing.constraints.InfeasibleConstraintsError` when no mixture
+    """Raise :class:`~mixopt.mixing.simplex.InfeasibleConstraintsError` when no mixture
     satisfies the box, the simplex and the group bounds (exact: a linear programme)."""
-    from scipy.optimize import linprog
-
-    from mixopt.mixing.constraints import InfeasibleConstraintsError
-
     if not system:
         return
     K = lo.size
@@ -185,8 +184,6 @@ def project(W: Any, lo: np.ndarray, hi: np.ndarray, system: GroupSystem | None, 
     (non-increasing); top-down, each group's own shift is found by bisection so that its
     total is its clipped total. Vectorised over rows; exact up to the bisection (``iters``).
     """
-    from mixopt.mixing.constraints import project_box_simplex
-
     X = np.atleast_2d(np.asarray(W, dtype=float))
     one = np.asarray(W).ndim == 1
     if not system:
@@ -324,30 +321,12 @@ def hierarchical_dirichlet(count: int, prior: Any, domains: Sequence[str],
     return out / out.sum(axis=1, keepdims=True)
 
 
-def hierarchical_swarm(prior: Any, count: int, *, domains: Sequence[str], constraints: Any = None,
-                       temperature: float = 0.5, min_weight: float = 2e-4, oversample: int = 20,
-                       random_state: int = 0) -> np.ndarray:
-    """A swarm drawn group first, then within each group (olmix's nested mixes).
+def feasible_projection(lo: np.ndarray, hi: np.ndarray,
+                        system: GroupSystem | None) -> Callable[[np.ndarray], np.ndarray]:
+    """The projection onto the feasible set as a function of the mixtures: box-simplex
+    (:func:`~mixopt.mixing.simplex.project_box_simplex`), plus the group totals when
+    ``system`` has groups (:func:`project`)."""
+    if not system:
+        return lambda W: project_box_simplex(W, lo, hi)
+    return lambda W: project(W, lo, hi, system)
 
-    RegMix's recipe (:mod:`mixopt.mixing.design`) with the flat Dirichlet replaced by
-    :func:`hierarchical_dirichlet`: prior tempered ``p^t``, a strength per draw among 15
-    log-spaced values in ``[0.1, 5]``; every draw is projected onto the constraints (bounds,
-    caps, fixed weights and group totals), weights below ``min_weight`` are zeroed where the
-    constraints allow, duplicates (at ``min_weight`` resolution) removed, and ``count`` kept.
-    """
-    from mixopt.mixing.constraints import Constraints
-
-    rng = np.random.default_rng(random_state)
-    domains = [str(d) for d in domains]
-    c = constraints if isinstance(constraints, Constraints) else Constraints.from_dict(constraints or {})
-    p = np.clip(np.asarray(prior, dtype=float).ravel(), 0.0, None) ** float(temperature)
-    strengths = np.logspace(np.log10(0.1), np.log10(5.0), 15)
-    W = hierarchical_dirichlet(int(count) * int(oversample), p, domains, c.group_of, strengths, rng)
-    W = np.where(W < float(min_weight), 0.0, W)
-    W = c.project(W / W.sum(axis=1, keepdims=True), domains)
-    key = np.round(W / max(float(min_weight), 1e-6)).astype(np.int64)
-    _, first = np.unique(key, axis=0, return_index=True)
-    W = W[np.sort(first)]
-    if W.shape[0] < int(count):
-        raise ValueError(f"only {W.shape[0]} distinct mixtures satisfy the constraints; ask for fewer runs")
-    return W[rng.choice(W.shape[0], int(count), replace=False)]

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from mixopt.mixing.fidelity import fidelity_metrics
+from mixopt.mixing.fidelity import fidelity_metrics, mixture_groups
 from mixopt.mixing.scaling import PowerLawFit, fit_size_law, fit_steps_law
 from mixopt.progress import ProgressFn, report, scaled
 
@@ -193,8 +193,6 @@ def prepare_at_scale(
     ScaleError
         With what to pass or filter when the runs and the target do not allow an answer.
     """
-    from mixopt.mixing.fidelity import mixture_groups
-
     X = np.asarray(X, dtype=float)
     Y = np.asarray(Y, dtype=float)
     if Y.ndim == 1:

@@ -26,6 +26,11 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.stats import norm
+
+from mixopt.mixing import hierarchy
+from mixopt.mixing.objective import objective_vector
+from mixopt.mixing.simplex import kl_divergence
 
 #: smallest objective gain that counts as an improvement (relative to the reference's objective)
 MIN_RELATIVE_GAIN = 1e-4
@@ -44,14 +49,6 @@ def _as_vector(mixture: Any, names: list[str], field: str = "reference.mixture")
     return v / v.sum()
 
 
-def _metric_weights(estimator: Any, P: np.ndarray, objective_weights: Any) -> np.ndarray:
-    T = P.shape[1]
-    s = np.full(T, 1.0 / T) if objective_weights is None else np.asarray(objective_weights, dtype=float).ravel()
-    if s.size != T:
-        raise ValueError(f"objective_weights has {s.size} entries for {T} targets")
-    return s
-
-
 def against_reference(estimator: Any, c: Any, names: list[str], w_plain: np.ndarray, reference: dict[str, Any], *,
                       lo: np.ndarray, hi: np.ndarray, groups: Any, prior: np.ndarray, objective_weights: Any,
                       kl_weight: float = 0.0, random_state: int = 0, n_samples: int = 100_000, top_k: int = 128,
@@ -63,14 +60,12 @@ def against_reference(estimator: Any, c: Any, names: list[str], w_plain: np.ndar
     "label": str}``. ``w_plain`` is the recommendation without the reference constraint (a
     start). Returns ``(mixture, report)`` (module docstring).
     """
-    from mixopt.mixing.optimize import _feasible, kl_divergence
-
     tol = float(reference.get("tolerance") or 0.0)
     ref = _as_vector(reference.get("mixture"), names)
-    proj = _feasible(lo, hi, groups or None)
+    proj = hierarchy.feasible_projection(lo, hi, groups or None)
     targets = [str(t) for t in (getattr(estimator, "targets_", None) or [])]
     P_ref = np.atleast_2d(np.asarray(estimator.predict(ref[None]), dtype=float))
-    s = _metric_weights(estimator, P_ref, objective_weights)
+    s = objective_vector(objective_weights, P_ref.shape[1])
     J = np.flatnonzero(s > 0)
     limit = P_ref[0, J] + tol
     prior = np.asarray(prior, dtype=float)
@@ -111,9 +106,7 @@ def against_reference(estimator: Any, c: Any, names: list[str], w_plain: np.ndar
             cons.append({"type": "ineq", "fun": lambda x, j=j, k=k: limit[k] - preds(np.clip(x, 0, None))[0, j],
                          "jac": lambda x, j=j: -(batch(x)[1][1:, j] - batch(x)[1][0, j]) / h})
         if groups:
-            from mixopt.mixing.hierarchy import scipy_constraints
-
-            cons += scipy_constraints(groups, np.ones(K, dtype=bool), np.zeros(K))
+            cons += hierarchy.scipy_constraints(groups, np.ones(K, dtype=bool), np.zeros(K))
         for st in starts:
             res = minimize(fun_and_grad, st, jac=True, method="SLSQP", bounds=list(zip(lo, hi, strict=True)),
                            constraints=cons, options={"maxiter": 200, "ftol": 1e-10})
@@ -171,8 +164,6 @@ def against_reference(estimator: Any, c: Any, names: list[str], w_plain: np.ndar
 
 
 def _bootstrap_gains(estimator, ref, w, X, Y, n_boot, random_state, gains):
-    from scipy.stats import norm
-
     Xt = np.asarray(X, dtype=float)
     Yt = np.asarray(Y, dtype=float)
     Yt = Yt[:, None] if Yt.ndim == 1 else Yt

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from mixopt.mixing.design import regmix_swarm
+
 DEFAULT_RUNS_PER_DIM = 4
 #: a merged run is kept when its parts are within this total variation of their token shares
 DEFAULT_MERGE_TOLERANCE = 0.05
@@ -67,8 +69,6 @@ def reuse_design(old_mixture: Mapping[str, float], new_domains: Sequence[str], *
     frozen part}``), ``changed``, ``removed``, ``count``, ``fresh_count`` (the fresh swarm's
     size by the same rule), ``dimensions`` and ``explanation``.
     """
-    from mixopt.mixing.design import regmix_swarm
-
     new = [str(d) for d in new_domains]
     ch = domain_changes(list(old_mixture), new)
     frozen = [d for d in ch["unchanged"] if float(old_mixture.get(d, 0.0)) > 0]

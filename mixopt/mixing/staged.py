@@ -13,7 +13,7 @@ The budget is split between the phases by a joint solve where it can be (all pha
 once, objective the token-weighted sum of the phases' objectives, the shared cap above;
 :func:`joint_allocation`), else greedily in phase order (an earlier phase takes what it is
 predicted to need, a later one is capped by what is left: tree estimators, a reference or a
-trust region); then each phase is recommended by :func:`mixopt.mixing.optimize.recommend`
+trust region); then each phase is recommended by :func:`mixopt.mixing.solve.recommend_one`
 under the project's other constraints (bounds, fixed weights, group totals) within its
 share ``w_{p,i} <= share_{p,i} / tokens_p``. The result reports the tokens and epochs each
 domain uses over all phases and which budget solver ran, and :func:`levanter_weights`
@@ -26,21 +26,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize
 
-from mixopt.mixing.constraints import Constraints, InfeasibleConstraintsError, _resolve
+from mixopt.mixing import hierarchy
+from mixopt.mixing.constraints import Constraints, InfeasibleConstraintsError, resolve_per_domain
+from mixopt.mixing.objective import Objective
+from mixopt.mixing.solve import objective_batch, prior_vector, recommend_one
 
 
 def _phase_weights(estimator: Any, weights: Any, k: int) -> Any:
-    """A phase's objective weights: a list over the estimator's targets, or ``{target: w}``."""
+    """A phase's objective weights: a list over the estimator's targets, or ``{target: w}``
+    (read by :class:`~mixopt.mixing.objective.Objective`)."""
     if not isinstance(weights, Mapping):
         return weights
     targets = getattr(estimator, "targets_", None) or getattr(getattr(estimator, "estimator_", None), "targets_", None)
-    if targets is None:
-        raise ValueError(f"phases[{k}].objective: the estimator has no target names")
-    unknown = sorted(set(weights) - set(targets))
-    if unknown:
-        raise ValueError(f"phases[{k}].objective: unknown metric(s) {unknown}; the fit's are {list(targets)}")
-    return [float(weights.get(t, 0.0)) for t in targets]
+    return Objective.parse(weights, targets=targets, field=f"phases[{k}].objective").explicit
 
 
 #: the joint solve (SLSQP over phases x domains) runs up to this many variables, greedy above
@@ -64,15 +64,13 @@ def _sequential(estimator: Any, phases: Sequence[Mapping[str, Any]], base: Const
                 random_state: int, kw: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
     """One recommendation per phase, in order: phase ``p`` may use ``allocation[p]`` tokens of
     each domain, or (greedy, ``allocation`` None) whatever earlier phases left of ``budget``."""
-    from mixopt.mixing.optimize import recommend
-
     left = budget.copy()
     out, start, first = [], 0.0, None
     for k, ph in enumerate(phases):
         t = float(ph["tokens"])
         c = _phase_constraints(base, capped, left if allocation is None else allocation[k], t)
         try:
-            rec = recommend(estimator, c, objective_weights=ows[k], random_state=random_state, domains=names, **kw)
+            rec = recommend_one(estimator, c, objective_weights=ows[k], random_state=random_state, domains=names, **kw)
         except InfeasibleConstraintsError as exc:
             raise InfeasibleConstraintsError(f"phases[{k}] ({ph.get('name') or k}): {exc} (earlier phases used "
                                              "part of the data; epoch caps are counted across phases)") from None
@@ -104,11 +102,6 @@ def joint_allocation(estimator: Any, W0: np.ndarray, tokens: np.ndarray, ows: li
     feasible, so the result is never worse than greedy). ``f_p`` includes the KL pull when
     ``kl_weight`` is set. Returns ``(W, objective)``, or None when SLSQP ends infeasible.
     """
-    from scipy.optimize import minimize
-
-    from mixopt.mixing.hierarchy import scipy_constraints
-    from mixopt.mixing.optimize import _objective_batch, _prior, _weights
-
     P, K = W0.shape
     share = tokens / tokens.sum()
     c = Constraints.from_dict(base.to_dict())
@@ -116,8 +109,8 @@ def joint_allocation(estimator: Any, W0: np.ndarray, tokens: np.ndarray, ows: li
     lo, hi = c.feasible_bounds(names)
     groups = c.group_system(names, check=False)
     kl = float(c.kl_weight or 0.0)
-    p0 = _prior(prior, base, names)
-    weights = [_weights(estimator, ow) for ow in ows]
+    p0 = prior_vector(prior, base, names)
+    weights = [Objective.parse(ow).explicit for ow in ows]
     h = 1e-6
 
     def fun(x):
@@ -125,7 +118,7 @@ def joint_allocation(estimator: Any, W0: np.ndarray, tokens: np.ndarray, ows: li
         f, g = 0.0, np.zeros((P, K))
         for p in range(P):
             pts = np.clip(np.vstack([W[p]] + [W[p] + h * e for e in np.eye(K)]), 0.0, None)
-            v = _objective_batch(estimator, pts, weights[p], kl, p0)
+            v = objective_batch(estimator, pts, weights[p], kl, p0)
             f += share[p] * float(v[0])
             g[p] = share[p] * (v[1:] - v[0]) / h
         return f, g.ravel()
@@ -135,7 +128,7 @@ def joint_allocation(estimator: Any, W0: np.ndarray, tokens: np.ndarray, ows: li
         sel = np.zeros(P * K)
         sel[p * K:(p + 1) * K] = 1.0
         cons.append({"type": "eq", "fun": lambda x, sel=sel: sel @ x - 1.0, "jac": lambda x, sel=sel: sel})
-        for gc in scipy_constraints(groups, np.ones(K, dtype=bool), np.zeros(K)) if groups else []:
+        for gc in hierarchy.scipy_constraints(groups, np.ones(K, dtype=bool), np.zeros(K)) if groups else []:
             cons.append({"type": "ineq", "fun": lambda x, p=p, f=gc["fun"]: f(x[p * K:(p + 1) * K]),
                          "jac": lambda x, p=p, j=gc["jac"]: np.concatenate(
                              [np.zeros(p * K), j(x[p * K:(p + 1) * K]), np.zeros((P - p - 1) * K)])})
@@ -181,7 +174,7 @@ def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constr
     objective_weights : the default of a phase without its own (``objective_weights`` or
         ``objective``: a list over the targets or ``{target: weight}``).
     joint : try the joint solve (False: greedy only).
-    kw : passed to :func:`~mixopt.mixing.optimize.recommend` (``X``, ``Y``, ``n_boot``, ...).
+    kw : passed to :func:`~mixopt.mixing.solve.recommend_one` (``X``, ``Y``, ``n_boot``, ...).
 
     Returns
     -------
@@ -201,8 +194,8 @@ def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constr
             raise ValueError(f"phases[{k}].tokens must be > 0")
     capped = base.token_counts is not None and base.max_epochs is not None
     if capped:
-        tokens = _resolve(base.token_counts, names, np.inf, "token_counts")
-        epochs = _resolve(base.max_epochs, names, np.inf, "max_epochs")
+        tokens = resolve_per_domain(base.token_counts, names, np.inf, "token_counts")
+        epochs = resolve_per_domain(base.max_epochs, names, np.inf, "max_epochs")
         budget = tokens * epochs
     else:
         tokens = epochs = budget = np.full(K, np.inf)

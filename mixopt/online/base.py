@@ -69,7 +69,6 @@ def make_mixer(
     seed: int = 0,
 ) -> OnlineMixer:
     """Build a registered online mixer by name (``"aioli"``, ``"doremi"``, ``"odm"``)."""
-    _ensure_registered()
     if name not in ONLINE_MIXERS:
         raise KeyError(f"unknown online mixer {name!r}; known: {sorted(ONLINE_MIXERS)}")
     return ONLINE_MIXERS[name](domains, params=params, initial_weights=initial_weights, seed=seed)
@@ -78,11 +77,6 @@ def make_mixer(
 def load_mixer(state: Mapping[str, Any]) -> OnlineMixer:
     """Restore any registered mixer from its ``state_dict()``."""
     return OnlineMixer.from_state(state)
-
-
-def _ensure_registered() -> None:
-    # the algorithm modules register themselves on import
-    from mixopt.online import aioli, doremi, odm  # noqa: F401
 
 
 def as_mixture(weights: Any, domains: Sequence[str], field: str = "weights") -> np.ndarray:
@@ -248,7 +242,6 @@ class OnlineMixer:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> OnlineMixer:
-        _ensure_registered()
         name = state.get("name")
         target = ONLINE_MIXERS.get(name) if cls is OnlineMixer else cls
         if target is None:

@@ -34,6 +34,7 @@ from mixopt.online.base import OnlineMixer, load_mixer
 from mixopt.online.reweighting import (
     DEFAULT_R,
     DEFAULT_WARMUP_STEPS,
+    resolve_strategy,
     sample_weights_torch,
 )
 
@@ -183,9 +184,7 @@ class SampleReweightingCallback:
         r: float = DEFAULT_R,
         warmup_steps: int = DEFAULT_WARMUP_STEPS,
     ) -> None:
-        from mixopt.online.reweighting import _strategy
-
-        self.strategy = _strategy(strategy)
+        self.strategy = resolve_strategy(strategy)
         if r <= 0:
             raise ValueError("r: must be > 0")
         self.r = float(r)

@@ -64,7 +64,8 @@ STRATEGIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def _strategy(name: str) -> str:
+def resolve_strategy(name: str) -> str:
+    """The canonical name of a reweighting strategy (aliases accepted); ``ValueError`` if unknown."""
     key = _ALIASES.get(name, name)
     if key not in STRATEGIES:
         raise ValueError(f"strategy: unknown {name!r}; known: {sorted(STRATEGIES)}")
@@ -110,7 +111,7 @@ def sample_weights(
     np.ndarray, shape (batch,)
         Non-negative weights with mean 1; multiply the per-sample losses by them.
     """
-    key = _strategy(strategy)
+    key = resolve_strategy(strategy)
     if r <= 0:
         raise ValueError("r: must be > 0")
     l = np.asarray(losses, dtype=float).reshape(-1)  # noqa: E741
@@ -134,7 +135,7 @@ def sample_weights_torch(
     """Torch version of :func:`sample_weights`: a detached tensor on ``losses``' device."""
     import torch
 
-    key = _strategy(strategy)
+    key = resolve_strategy(strategy)
     if r <= 0:
         raise ValueError("r: must be > 0")
     l = losses.detach().reshape(-1).float()  # noqa: E741

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from mixopt.training.documents import iter_documents, resolve_files
+
 EOS_NAMES = ("<|endoftext|>", "</s>", "<eos>", "[SEP]", "<|end_of_text|>")
 
 
@@ -152,8 +154,6 @@ def train_bpe(
 
     def corpus() -> Iterator[str]:
         if sources is not None:
-            from mixopt.training.data import iter_documents, resolve_files
-
             for src in sources:
                 for f in resolve_files(src):
                     yield from iter_documents(f, text_field)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from mixopt.mixing import hierarchy
+from mixopt.mixing import design, hierarchy
 from mixopt.mixing.base import get_estimator
 from mixopt.mixing.constraints import Constraints, InfeasibleConstraintsError
 from mixopt.mixing.optimize import recommend
@@ -126,7 +126,7 @@ def test_hierarchical_draws_group_first():
 def test_hierarchical_swarm_honours_groups_and_is_distinct():
     c = Constraints(groups=GROUPS)
     prior = np.array([0.3, 0.1, 0.1, 0.2, 0.1, 0.1, 0.1])
-    W = hierarchy.hierarchical_swarm(prior, 64, domains=D, constraints=c, random_state=3)
+    W = design.hierarchical_swarm(prior, 64, domains=D, constraints=c, random_state=3)
     assert W.shape == (64, len(D))
     assert all(c.satisfied(w, D) for w in W)
     assert np.unique(W.round(4), axis=0).shape[0] == 64
