@@ -15,6 +15,7 @@ from app.api.ratelimit import FailureLimiter
 from app.api.router import api_router
 from app.core import logs
 from app.core.config import get_settings
+from app.dashboard.routes import router as dashboard_router
 
 log = logging.getLogger("mixopt")
 
@@ -47,6 +48,7 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.include_router(api_router)
+    app.include_router(dashboard_router)  # pages under /dashboard, not in the document
     # size and strict-JSON checks before any route parses the body (outermost), then at most
     # request_threads requests in flight, so the database pool (sized to it) is never exhausted
     app.add_middleware(InFlightLimit)

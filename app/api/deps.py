@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from app.api import csrf, ratelimit
 from app.core.config import Settings, get_settings
+from app.services import projects as project_service
 from app.services import tokens as token_service
 from app.store.db import get_sessionmaker
-from app.store.models import ApiToken
+from app.store.models import ApiToken, Project
 
 
 def get_session() -> Iterator[Session]:
@@ -72,3 +73,19 @@ IdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Offset = Annotated[int, Query(ge=0, le=2**62, description="rows to skip")]
 #: a 64-bit count in a query filter (token and parameter counts)
 Count64Query = Annotated[int | None, Query(gt=0, le=2**63 - 1)]
+
+
+def project(project_id: IdPath, session: SessionDep, token: CurrentToken) -> Project:
+    """The project ``project_id`` names, if the token may see it; 404 otherwise."""
+    return project_service.get_project(session, token, project_id)
+
+
+def writable_project(project_id: IdPath, session: SessionDep, token: CurrentToken) -> Project:
+    """As :func:`project`, and the token may write (403 otherwise)."""
+    return project_service.get_project(session, token, project_id, write=True)
+
+
+#: the path's project, for reading; every route under ``/v1/projects/{project_id}`` takes one
+ProjectDep = Annotated[Project, Depends(project)]
+#: the path's project, for writing (POST, PATCH, DELETE)
+WritableProjectDep = Annotated[Project, Depends(writable_project)]

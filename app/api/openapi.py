@@ -149,6 +149,17 @@ def _error_codes(path: str, method: str, op: dict) -> set[str]:
     return codes
 
 
+def _path_order(path: str, op: dict) -> None:
+    """Path parameters in the order the path names them (``project_id`` first), whichever
+    dependency declares them (``ProjectDep`` declares ``project_id`` after the route's own)."""
+    params = op.get("parameters")
+    if not params:
+        return
+    in_path = sorted((p for p in params if p.get("in") == "path"),
+                     key=lambda p: path.find("{" + p["name"] + "}"))
+    op["parameters"] = in_path + [p for p in params if p.get("in") != "path"]
+
+
 def build(app: FastAPI) -> dict[str, Any]:
     doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
                       tags=app.openapi_tags)
@@ -158,6 +169,7 @@ def build(app: FastAPI) -> dict[str, Any]:
     where: dict[str, str] = {}
     for path, item in doc["paths"].items():
         for method, op in item.items():
+            _path_order(path, op)
             name = op.get("operationId", "")
             if where.setdefault(name, f"{method.upper()} {path}") != f"{method.upper()} {path}":
                 # tests/api/test_contract.py fails on this; the document still loads

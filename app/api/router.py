@@ -1,24 +1,28 @@
-"""The one router tree mounted by the app."""
+"""The API's router tree: one router per concept (``/v1/...``) and the health probes.
+
+The dashboard is mounted next to it by :mod:`app.main`; nothing in ``app.api`` imports it.
+"""
 
 from fastapi import APIRouter
 
 from app.api.routes import (
-    domain_sets,
+    domains,
     exports,
     fits,
     health,
     jobs,
     online,
     projects,
+    recommendations,
     runs,
+    suggestions,
+    swarms,
     tokens,
-    training,
     validations,
 )
-from app.dashboard import routes as dashboard
 
 api_router = APIRouter()
-for module in (health, tokens, projects, domain_sets, runs, fits, training, validations, online, jobs, exports):
+for module in (health, tokens, projects, domains, runs, fits, recommendations, suggestions, swarms,
+               validations, online, jobs, exports):
     api_router.include_router(module.router)
 api_router.include_router(fits.estimators_router)
-api_router.include_router(dashboard.router)

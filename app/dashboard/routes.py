@@ -22,13 +22,14 @@ from fastapi.templating import Jinja2Templates
 
 from app.api import csrf, ratelimit
 from app.api.deps import CurrentToken, IdPath, SessionDep
-from app.api.routes.exports import bundle_response
+from app.api.responses import bundle_response
 from app.dashboard import views
 from app.services import dashboard as dash_service
 from app.services import exports
 from app.services import fits as fit_service
 from app.services import jobs as job_service
 from app.services import projects as project_service
+from app.services import recommendations as rec_service
 from app.services import runs as run_service
 from app.services import tokens as token_service
 from app.services.dispatch import enqueue_job
@@ -208,7 +209,7 @@ def overview_page(request: Request, session: SessionDep, project_id: str) -> Res
         domains = [d.name for d in project.domains]
         fits = {f.id: f for f in fit_service.list_fits(session, project, limit=100)[0]}
         recs = [views.recommendation_view(r, fits, domains)
-                for r in fit_service.list_recommendations(session, project, limit=5)[0]]
+                for r in rec_service.list_recommendations(session, project, limit=5)[0]]
         columns = [(name, mix) for name, mix in refs.items()] + [(r["label"], r["mixture"]) for r in recs]
         counts = dash_service.project_counts(session, [project.id])[project.id]
         return _render(request, "overview.html", ctx | {
@@ -227,7 +228,7 @@ def mixtures_page(request: Request, session: SessionDep, project_id: str) -> Res
         domains = [d.name for d in project.domains]
         refs, unavailable, ref_error = views.reference_mixtures(project)
         fits = {f.id: f for f in fit_service.list_fits(session, project, limit=1000)[0]}
-        rows = fit_service.list_recommendations(session, project, limit=50)[0]
+        rows = rec_service.list_recommendations(session, project, limit=50)[0]
         recs = [views.recommendation_view(r, fits, domains) | {"warnings": views.epoch_warnings(r.mixture, project,
                                                                                                    r.constraints)}
                 for r in rows]
@@ -277,7 +278,7 @@ def fits_page(request: Request, session: SessionDep, project_id: str,
                     "points": f["points"], "spearman": f["metrics"]["spearman"], "r2": f["metrics"]["r2"]}
                    for f in fits if f["points"]]
         refs, _, _ = views.reference_mixtures(project)
-        recs = fit_service.list_recommendations(session, project, limit=20)[0]
+        recs = rec_service.list_recommendations(session, project, limit=20)[0]
         return _render(request, "fits.html", ctx | {
             "fits": fits, "started": started, "estimators": fit_service.known_estimators(),
             "metrics": views.metric_names(session, project), "baseline_names": list(refs),
@@ -296,7 +297,7 @@ def whatif_page(request: Request, session: SessionDep, project_id: str,
         fits = [f for f in fit_service.list_fits(session, project, limit=100)[0] if f.status == "succeeded"]
         refs, _, _ = views.reference_mixtures(project)
         recs = [views.recommendation_view(r, {}, domains)
-                for r in fit_service.list_recommendations(session, project, limit=10)[0]]
+                for r in rec_service.list_recommendations(session, project, limit=10)[0]]
         presets = [{"label": k, "mixture": v} for k, v in refs.items()] + \
                   [{"label": r["label"], "mixture": r["mixture"]} for r in recs]
         selected = fits[0].id if fits else None
@@ -427,7 +428,7 @@ def compare_page(request: Request, session: SessionDep, project_id: str,
         ctx = _project_context(session, token, project_id, "mixtures")
         project = ctx["project"]
         ids = _ids(rec, "recommendation", "rec", views.COMPARE_MIN, views.COMPARE_MAX, "to compare")
-        recs = [fit_service.get_recommendation(session, project, i) for i in ids]
+        recs = [rec_service.get_recommendation(session, project, i) for i in ids]
         # the fits the recommendations came from (only those: a fit's state can be large)
         fits = {f.id: f for f in (session.get(Fit, i) for i in {r.fit_id for r in recs if r.fit_id is not None})
                 if f is not None and f.project_id == project.id}
@@ -458,12 +459,12 @@ def pareto_page(request: Request, session: SessionDep, project_id: str,
                 raise NotFound(f"fit {wanted} not found among the project's succeeded fits", field="fit")
         elif multi:
             chosen = multi[0]
-        reference_rec = fit_service.get_recommendation(session, project, _id(rec, "recommendation")) \
+        reference_rec = rec_service.get_recommendation(session, project, _id(rec, "recommendation")) \
             if rec is not None else None
         view = None
         if chosen is not None:
             refs, _, _ = views.reference_mixtures(project)
-            recs = [r for r in fit_service.list_recommendations(session, project, limit=10)[0] if r.fit_id == chosen.id]
+            recs = [r for r in rec_service.list_recommendations(session, project, limit=10)[0] if r.fit_id == chosen.id]
             view = views.pareto_view(project, chosen, refs, recs, x, y, reference_rec)
         return _render(request, "pareto.html", ctx | {
             "fits": [(f.id, views.fit_label(f), list(f.target)) for f in multi], "selected": chosen, "view": view,
@@ -542,7 +543,7 @@ def start_recommendation(request: Request, session: SessionDep, project_id: str,
     earlier recommendation (``rec:ID``) to beat."""
     from pydantic import ValidationError
 
-    from app.schemas.fits import RecommendationCreate
+    from app.schemas.recommendations import RecommendationCreate
 
     def build(token: ApiToken) -> Response:
         project = project_service.get_project(session, token, _id(project_id, "project"), write=True)
@@ -559,7 +560,7 @@ def start_recommendation(request: Request, session: SessionDep, project_id: str,
             data = RecommendationCreate.model_validate(body)
         except ValidationError as exc:
             raise _form_error(exc) from exc
-        job = fit_service.create_recommendation_job(session, project, data)
+        job = rec_service.create_recommendation_job(session, project, data)
         enqueue_job(session, job)
         return RedirectResponse(f"/dashboard/projects/{project.id}/fits?job={job.id}#started", status_code=303,
                                 headers=_headers())

@@ -35,3 +35,8 @@ class JobPublic(Schema):
 class JobsPublic(Schema):
     data: list[JobPublic]
     count: int
+
+
+class JobAccepted(Schema):
+    job: JobPublic
+    job_url: str

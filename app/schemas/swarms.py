@@ -4,10 +4,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
+from app.core.config import get_settings
 from app.schemas.common import INT32, Name, NonNegFloat, Schema
 from app.schemas.jobs import JobPublic
 from app.schemas.limits import max_json, max_value, queue_name
-from app.core.config import get_settings
 
 
 class OnlineSpec(Schema):

@@ -1,10 +1,12 @@
+"""Projects: create, list, read, change and delete."""
+
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import CurrentToken, IdPath, Offset, SessionDep
+from app.api.deps import CurrentToken, Offset, ProjectDep, SessionDep, WritableProjectDep
 from app.schemas.projects import ProjectCreate, ProjectPublic, ProjectsPublic, ProjectUpdate
 from app.services import projects as svc
 
@@ -27,19 +29,19 @@ def list_projects(
 
 
 @router.get("/{project_id}", response_model=ProjectPublic)
-def get_project(project_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
-    project = svc.get_project(session, token, project_id)
+def get_project(project: ProjectDep, session: SessionDep, token: CurrentToken) -> dict:
     return svc.project_public(project, svc.run_counts(session, [project.id]).get(project.id, 0))
 
 
 @router.patch("/{project_id}", response_model=ProjectPublic)
-def update_project(project_id: IdPath, data: ProjectUpdate, session: SessionDep, token: CurrentToken) -> dict:
-    project = svc.get_project(session, token, project_id, write=True)
+def update_project(project: WritableProjectDep, data: ProjectUpdate, session: SessionDep,
+                   token: CurrentToken) -> dict:
     project = svc.update_project(session, project, data, token)
     return svc.project_public(project, svc.run_counts(session, [project.id]).get(project.id, 0))
 
 
 @router.delete("/{project_id}", status_code=204)
-def delete_project(project_id: IdPath, session: SessionDep, token: CurrentToken) -> Response:
-    svc.delete_project(session, svc.get_project(session, token, project_id, write=True))
+def delete_project(project: WritableProjectDep, session: SessionDep,
+                   token: CurrentToken) -> Response:
+    svc.delete_project(session, project)
     return Response(status_code=204)

@@ -1,3 +1,5 @@
+"""Runs: add (one, a batch, CSV or JSON imports), list, export, read, change, loss curves."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
@@ -8,7 +10,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from app.api.deps import Count64Query, CurrentToken, IdempotencyKey, IdPath, SessionDep
+from app.api.deps import (
+    Count64Query,
+    CurrentToken,
+    IdempotencyKey,
+    IdPath,
+    ProjectDep,
+    SessionDep,
+    WritableProjectDep,
+)
 from app.schemas.runs import (
     CurvePointsCreate,
     CurvePublic,
@@ -47,12 +57,11 @@ def _validate(model: type, payload: Any, prefix: tuple = ("body",)) -> Any:
 @router.post("", status_code=201, openapi_extra=_RUN_BODY,
              responses={201: {"description": "the run (one run) or {count, ids} (a batch)"}})
 def create_runs(
-    project_id: IdPath, request: Request, session: SessionDep, token: CurrentToken,
+    project: WritableProjectDep, request: Request, session: SessionDep, token: CurrentToken,
     payload: Annotated[dict[str, Any], Body()], idempotency_key: IdempotencyKey = None,
     normalize: Annotated[bool, Query(description="accept sums within 1e-2 and rescale to 1")] = False,
 ) -> JSONResponse:
     """Add one run, or a batch ``{"runs": [...]}`` (tens of thousands per request)."""
-    project = projects.get_project(session, token, project_id, write=True)
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
     batch = "runs" in payload
     if batch and isinstance(payload["runs"], list):
@@ -74,7 +83,7 @@ def create_runs(
 
 @router.get("", response_model=RunsPage)
 def list_runs(
-    project_id: IdPath, session: SessionDep, token: CurrentToken,
+    project: ProjectDep, session: SessionDep, token: CurrentToken,
     cursor: Annotated[str | None, Query(max_length=2000, description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     order_by: Literal["id", "created_at", "-id", "-created_at"] = "id",
@@ -83,7 +92,6 @@ def list_runs(
     model_params: Count64Query = None, train_tokens: Count64Query = None,
     train_steps: Annotated[int | None, Query(gt=0, le=2**31 - 1)] = None,
 ) -> dict:
-    project = projects.get_project(session, token, project_id)
     status = "queued" if status == "pending" else status
     cursor = cursor or None
     rows, count, next_cursor = runs.list_runs(
@@ -94,7 +102,7 @@ def list_runs(
 
 @router.post("/import", status_code=201, response_model=ImportResult)
 def import_runs(
-    project_id: IdPath, request: Request, session: SessionDep, token: CurrentToken,
+    project: WritableProjectDep, request: Request, session: SessionDep, token: CurrentToken,
     mixtures: Annotated[UploadFile, File(description="regmix mixture CSV or olmix ratios.csv")],
     metrics: Annotated[UploadFile, File(description="regmix loss CSV or olmix metrics.csv")],
     format: Annotated[Literal["auto", "regmix", "olmix"], Form()] = "auto",
@@ -121,7 +129,6 @@ def import_runs(
     already imported at this scale is a 409 unless ``on_duplicate=skip``. Runs in only one
     of the files are reported in ``unmatched`` and skipped (``on_unmatched=error`` refuses).
     """
-    project = projects.get_project(session, token, project_id, write=True)
     scale = {}
     for label, form_value, query_value in (("model_params", model_params, model_params_q),
                                            ("train_tokens", train_tokens, train_tokens_q),
@@ -180,13 +187,12 @@ def import_runs(
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": {"$ref": "#/components/schemas/RunsDocument"}}}}})
 def import_runs_json(
-    project_id: IdPath, request: Request, session: SessionDep, token: CurrentToken,
+    project: WritableProjectDep, request: Request, session: SessionDep, token: CurrentToken,
     payload: Annotated[dict[str, Any], Body()], idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Import a JSON export (``GET .../runs/export?format=json``): every run is created with the
     same mixture, metrics, scale, seed, tags, status, origin, details, error and loss curve. A
     project with no domains takes the document's domains."""
-    project = projects.get_project(session, token, project_id, write=True)
     if isinstance(payload.get("runs"), list):
         runs.check_batch_size(len(payload["runs"]), "runs")
     doc = _validate(RunsDocument, payload)
@@ -213,7 +219,7 @@ def import_runs_json(
 
 @router.get("/export", responses={200: {"content": {"text/csv": {}, "application/zip": {}, "application/json": {}}}})
 def export_runs(
-    project_id: IdPath, session: SessionDep, token: CurrentToken,
+    project: ProjectDep, session: SessionDep, token: CurrentToken,
     format: Literal["csv", "json"] = "csv", layout: Literal["regmix", "olmix"] = "regmix",
     part: Annotated[Literal["mixtures", "metrics"] | None, Query(description="one CSV of the pair; default: a zip of both")] = None,
     status: Annotated[StateFilter | Literal["all"] | None, Query(description="runs in this state; all: every run")] = "succeeded",
@@ -223,7 +229,6 @@ def export_runs(
 ) -> Response:
     """Write runs back: JSON, or CSV in the RegMix or olmix layout (a zip of both files, or one
     part), optionally the runs of one scale (the CSV layouts have no scale column)."""
-    project = projects.get_project(session, token, project_id)
     rows = runs.all_runs(session, project, status=None if status in (None, "all") else status)
     wanted = {"model_params": model_params, "train_tokens": train_tokens, "train_steps": train_steps}
     rows = [r for r in rows if all(v is None or getattr(r, k) == v for k, v in wanted.items())]
@@ -237,33 +242,30 @@ def export_runs(
 
 
 @router.get("/{run_id:int}", response_model=RunPublic)
-def get_run(project_id: IdPath, run_id: IdPath, session: SessionDep, token: CurrentToken) -> Any:
-    return runs.get_run(session, projects.get_project(session, token, project_id), run_id)
+def get_run(project: ProjectDep, run_id: IdPath, session: SessionDep, token: CurrentToken) -> Any:
+    return runs.get_run(session, project, run_id)
 
 
 @router.patch("/{run_id:int}", response_model=RunPublic)
-def update_run(project_id: IdPath, run_id: IdPath, data: RunUpdate, session: SessionDep, token: CurrentToken) -> Any:
-    project = projects.get_project(session, token, project_id, write=True)
+def update_run(project: WritableProjectDep, run_id: IdPath, data: RunUpdate, session: SessionDep, token: CurrentToken) -> Any:
     return runs.update_run(session, project, runs.get_run(session, project, run_id), data)
 
 
 @router.delete("/{run_id:int}", status_code=204)
-def delete_run(project_id: IdPath, run_id: IdPath, session: SessionDep, token: CurrentToken) -> Response:
-    project = projects.get_project(session, token, project_id, write=True)
+def delete_run(project: WritableProjectDep, run_id: IdPath, session: SessionDep, token: CurrentToken) -> Response:
     runs.delete_run(session, runs.get_run(session, project, run_id))
     return Response(status_code=204)
 
 
 @router.post("/{run_id:int}/curve", response_model=CurvePublic)
-def add_curve(project_id: IdPath, run_id: IdPath, data: CurvePointsCreate, session: SessionDep, token: CurrentToken) -> dict:
+def add_curve(project: WritableProjectDep, run_id: IdPath, data: CurvePointsCreate, session: SessionDep, token: CurrentToken) -> dict:
     """Append loss-curve points; re-sending a step already stored changes nothing."""
-    project = projects.get_project(session, token, project_id, write=True)
     run = runs.get_run(session, project, run_id)
     added = runs.add_curve_points(session, run, data.points)
     return {"run_id": run.id, "points": runs.curve(session, run), "added": added}
 
 
 @router.get("/{run_id:int}/curve", response_model=CurvePublic)
-def get_curve(project_id: IdPath, run_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
-    run = runs.get_run(session, projects.get_project(session, token, project_id), run_id)
+def get_curve(project: ProjectDep, run_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
+    run = runs.get_run(session, project, run_id)
     return {"run_id": run.id, "points": runs.curve(session, run)}

@@ -8,43 +8,38 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentToken, IdPath, SessionDep
+from app.api.deps import CurrentToken, IdPath, ProjectDep, SessionDep, WritableProjectDep
+from app.api.responses import accepted
 from app.schemas.validations import (
     ValidationAccepted,
     ValidationCreate,
     ValidationPublic,
     ValidationsPublic,
 )
-from app.services import jobs as job_service
-from app.services import projects
 from app.services import validations as svc
-from app.services.dispatch import enqueue_job
 
 router = APIRouter(prefix="/v1/projects/{project_id}", tags=["validations"])
 
 
 @router.post("/validations", status_code=202, response_model=ValidationAccepted)
-def create_validation(project_id: IdPath, data: ValidationCreate, session: SessionDep,
+def create_validation(project: WritableProjectDep, data: ValidationCreate, session: SessionDep,
                       token: CurrentToken) -> JSONResponse:
     """Train every mixture (a recommendation, a baseline or an explicit mixture) once per seed,
     with the same seeds, in a worker; the result is a paired comparison against the baselines."""
-    project = projects.get_project(session, token, project_id, write=True)
     v, job = svc.create_validation(session, project, data)
-    enqueue_job(session, job)
-    body = {"validation": ValidationPublic.model_validate(v).model_dump(mode="json"),
-            "job": job_service.job_public(job), "job_url": f"/v1/jobs/{job.id}"}
-    return JSONResponse(ValidationAccepted.model_validate(body).model_dump(mode="json"), status_code=202,
-                        headers={"Location": f"/v1/projects/{project.id}/validations/{v.id}"})
+    return accepted(session, job, ValidationAccepted, validation=v,
+                    location=f"/v1/projects/{project.id}/validations/{v.id}")
 
 
 @router.get("/validations", response_model=ValidationsPublic)
-def list_validations(project_id: IdPath, session: SessionDep, token: CurrentToken,
+def list_validations(project: ProjectDep, session: SessionDep, token: CurrentToken,
                      offset: Annotated[int, Query(ge=0)] = 0,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
-    rows, count = svc.list_validations(session, projects.get_project(session, token, project_id), limit, offset)
+    rows, count = svc.list_validations(session, project, limit, offset)
     return {"data": rows, "count": count}
 
 
 @router.get("/validations/{validation_id}", response_model=ValidationPublic)
-def get_validation(project_id: IdPath, validation_id: IdPath, session: SessionDep, token: CurrentToken) -> Any:
-    return svc.get_validation(session, projects.get_project(session, token, project_id), validation_id)
+def get_validation(project: ProjectDep, validation_id: IdPath, session: SessionDep,
+                   token: CurrentToken) -> Any:
+    return svc.get_validation(session, project, validation_id)

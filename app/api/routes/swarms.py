@@ -1,0 +1,23 @@
+"""Swarms: proxy runs designed together and trained on the workers' ``gpu`` queue."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.api.deps import CurrentToken, SessionDep, WritableProjectDep
+from app.api.responses import accepted
+from app.schemas.swarms import SwarmAccepted, SwarmCreate
+from app.services import swarms
+
+router = APIRouter(prefix="/v1/projects/{project_id}", tags=["training"])
+
+
+@router.post("/swarms", status_code=202, response_model=SwarmAccepted)
+def create_swarm(project: WritableProjectDep, data: SwarmCreate, session: SessionDep,
+                 token: CurrentToken) -> JSONResponse:
+    """Design a swarm (RegMix Dirichlet around the token prior, or space-filling, or given
+    mixtures) and train one proxy model per run on the workers' ``gpu`` queue."""
+    tag, runs, jobs = swarms.create_swarm(session, project, data)
+    return accepted(session, jobs, SwarmAccepted, location=False,
+                    tag=tag, run_ids=[r.id for r in runs])
