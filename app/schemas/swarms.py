@@ -73,8 +73,3 @@ class SwarmAccepted(Schema):
     tag: str
     run_ids: list[int]
     jobs: list[JobPublic]
-
-
-class IngestAccepted(Schema):
-    job: JobPublic
-    job_url: str

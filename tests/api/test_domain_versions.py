@@ -119,8 +119,8 @@ def test_domain_changes_refuse_bad_input_naming_the_field(client, admin):
 
 def test_concurrent_changes_one_wins_the_other_is_a_409(client, admin, session):
     """Two changes made against the same version: the conditional version bump lets one in."""
-    from app.schemas.domain_sets import DomainChanges
-    from app.services import domain_sets
+    from app.schemas.domains import DomainChanges
+    from app.services import domains as domain_sets
     from app.services.errors import Conflict
     from app.store.db import get_sessionmaker
     from app.store.models import Project

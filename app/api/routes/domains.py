@@ -8,8 +8,12 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentToken, ProjectDep, SessionDep, WritableProjectDep
 from app.api.responses import accepted
-from app.schemas.domain_sets import DomainChanges, DomainSetPublic, DomainSetsPublic
-from app.schemas.swarms import IngestAccepted
+from app.schemas.domains import (
+    DomainChanges,
+    DomainSetPublic,
+    DomainSetsPublic,
+    IngestAccepted,
+)
 from app.services import domains as svc
 from app.services import swarms
 

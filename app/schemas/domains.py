@@ -1,4 +1,5 @@
-"""Versioned domain sets: the changes that make a new version, and every version's record."""
+"""A project's domains: the changes that make a new domain-set version, every version's record,
+and the 202 answer of an ingestion."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from app.schemas.common import INT32, Name, Schema
+from app.schemas.jobs import JobPublic
 from app.schemas.limits import max_items
 from app.schemas.projects import DomainSpec
 
@@ -66,3 +68,8 @@ class DomainSetsPublic(Schema):
     count: int
     current_version: int
     history: list[DomainHistory]
+
+
+class IngestAccepted(Schema):
+    job: JobPublic
+    job_url: str
