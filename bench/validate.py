@@ -81,7 +81,7 @@ def swarm(c: MixoptClient, pid: int, body: dict, timeout: float = 7200) -> list[
     body = dict(body)
     acc = c.create_swarm(pid, body.pop("count"), **body)
     for j in acc["jobs"]:
-        job = c.wait_job(j["id"], timeout=timeout)
+        job = c.wait(j["id"], timeout=timeout)
         if job["state"] != "succeeded":
             raise RuntimeError(f"training job {j['id']} {job['state']}: {job['error']}")
     return acc["run_ids"]
@@ -176,17 +176,17 @@ def main(argv: list[str] | None = None) -> int:
             constraints={"target_tokens": TARGET_TOKENS, "max_epochs": MAX_EPOCHS})
         pid = p["id"]
         job = c.ingest(pid)["job"]
-        c.wait_job(job["id"], timeout=1800)
+        c.wait(job["id"], timeout=1800)
         log("ingested", t0)
         if not list(c.iter_runs(pid, tag="swarm", status="succeeded")):
             swarm(c, pid, {"count": args.swarm, "train_steps": args.steps, "seed": 0, "tag": "swarm", **TRAIN})
         log(f"swarm of {args.swarm} trained", t0)
-        fit = c.wait_job(c.fit(pid, "auto")["job"]["id"], timeout=1800)
+        fit = c.wait(c.fit(pid, "auto")["job"]["id"], timeout=1800)
         fit = c.get_fit(pid, fit["result"]["fit_id"])
         pooled = (fit.get("fidelity") or {}).get("pooled") or {}
         print(f"auto fit: {fit['estimator']} chose {((fit.get('state') or {}).get('fitted') or {}).get('chosen')}; "
               f"CV Spearman {pooled.get('spearman')}, R² {pooled.get('r2')}")
-        rec = c.wait_job(c.recommend(pid, fit_id=fit["id"], allow_untrusted=True)["job"]["id"], timeout=1800)
+        rec = c.wait(c.recommend(pid, fit_id=fit["id"], allow_untrusted=True)["job"]["id"], timeout=1800)
         rec_id = rec["result"]["recommendation_id"]
         log("fit and recommendation", t0)
         # the stratified reference run for DoReMi: its per-domain curve
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             jobs[size] = acc
         validations = {}
         for size, acc in jobs.items():
-            job = c.wait_job(acc["job"]["id"], timeout=6 * 3600)
+            job = c.wait(acc["job"]["id"], timeout=6 * 3600)
             if job["state"] != "succeeded":
                 raise RuntimeError(f"validation {size} {job['state']}: {job['error']}")
             validations[size] = c.get_validation(pid, acc["validation"]["id"])

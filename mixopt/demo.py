@@ -19,10 +19,11 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
-from rich.table import Table
 
-from mixopt.client import MixoptClient, MixoptError
+from mixopt.client import ConnectionFailed, MixoptClient
+from mixopt.demo_training import training_part
 from mixopt.paths import mixopt_home
+from mixopt.render import fidelity_table, mixture_table
 
 console = Console()
 DATA = Path(__file__).parent / "data" / "regmix"
@@ -40,8 +41,8 @@ def start_service(port: int | None = None) -> tuple[subprocess.Popen, str]:
     home = mixopt_home()
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "serve.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -50,45 +51,14 @@ def start_service(port: int | None = None) -> tuple[subprocess.Popen, str]:
         except httpx.TransportError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError(f"mixopt serve exited; see {home / 'serve.log'}")
+            raise ConnectionFailed(url, f"mixopt serve exited; see {home / 'serve.log'}")
         time.sleep(0.1)
     proc.terminate()
-    raise RuntimeError("mixopt serve did not start in 60 s")
+    raise ConnectionFailed(url, "mixopt serve did not start in 60 s")
 
 
 def admin_token() -> str:
     return (mixopt_home() / "admin_token").read_text().strip()
-
-
-def fidelity_table(title: str, fit: dict) -> Table:
-    table = Table(title=title)
-    for col in ("estimator", "Spearman", "Pearson", "MAE", "R²", "top-1 regret"):
-        table.add_column(col)
-    rows = candidate_scores(fit)
-    for name, f in rows.items():
-        table.add_row(name, *(("-" if f.get(k) is None else f"{f[k]:.4f}") for k in
-                              ("spearman", "pearson", "mae", "r2", "regret")))
-    return table
-
-
-def candidate_scores(fit: dict) -> dict[str, dict]:
-    """Per-estimator CV scores: auto's selection table, or the fit's own pooled metrics."""
-    table = ((fit.get("state") or {}).get("fitted") or {}).get("table") or []
-    rows = {r["name"]: {k: r.get(k) for k in ("spearman", "pearson", "mae", "r2", "regret")} | {"status": r.get("status")}
-            for r in table if isinstance(r, dict) and "name" in r}
-    if not rows:
-        rows = {fit["estimator"]: (fit.get("fidelity") or {}).get("pooled") or {}}
-    return rows
-
-
-def mixture_table(title: str, domains: list[str], columns: dict[str, dict[str, float]]) -> Table:
-    table = Table(title=title)
-    table.add_column("domain")
-    for name in columns:
-        table.add_column(name, justify="right")
-    for d in domains:
-        table.add_row(d, *(f"{columns[c].get(d, 0.0):.3f}" for c in columns))
-    return table
 
 
 def regmix_part(c: MixoptClient) -> None:
@@ -100,15 +70,15 @@ def regmix_part(c: MixoptClient) -> None:
     r = c.import_runs(p["id"], DATA / "train_mixture_1m.csv", DATA / "train_pile_loss_1m.csv", on_duplicate="skip",
                       tags=["regmix-1m"], model_params=1_000_000, train_tokens=1_000_000_000)
     console.print(f"imported {r['created']} runs (skipped {r['skipped']} already there)")
-    page = c.list_runs(p["id"], limit=3)
+    page = c.page_runs(p["id"], limit=3)
     console.print(f"{page['count']} runs stored; first: " + ", ".join(
         f"#{x['id']} Pile-CC={x['metrics'][PILE_CC]:.3f}" for x in page["data"]))
     accepted = c.fit(p["id"], "auto")
-    job = c.wait_job(accepted["job"]["id"], timeout=900)
+    job = c.wait(accepted, timeout=900)
     fit = c.get_fit(p["id"], job["result"]["fit_id"])
     chosen = ((fit.get("state") or {}).get("fitted") or {}).get("chosen", fit["estimator"])
     console.print(fidelity_table(f"5-fold CV on Pile-CC loss, 512 runs (auto chose: {chosen})", fit))
-    rec_job = c.wait_job(c.recommend(p["id"], fit_id=fit["id"])["job"]["id"], timeout=900)
+    rec_job = c.wait(c.recommend(p["id"], fit_id=fit["id"]), timeout=900)
     rec = c.get_recommendation(p["id"], rec_job["result"]["recommendation_id"])
     domains = fit["domains"]
     uniform = {d: 1 / len(domains) for d in domains}
@@ -127,14 +97,10 @@ def main(train: bool = True, port: int | None = None) -> None:
         console.print(f"service up at {url} (docs: {url}/docs, dashboard: {url}/dashboard)")
         regmix_part(c)
         if train:
-            from mixopt.demo_training import training_part
-
             training_part(c, console)
-        console.print(f"\nthe service is still yours: `mixopt serve` and open {url.rsplit(':', 1)[0]}:8000/dashboard")
-    except MixoptError as exc:
-        console.print(f"[red]demo failed:[/red] {exc}")
-        raise SystemExit(1) from exc
-    finally:
+        console.print("\nthe service is still yours: `mixopt serve` and open "
+                      f"{url.rsplit(':', 1)[0]}:8000/dashboard")
+    finally:  # an error goes on to the command's error path (mixopt.cli.errors)
         # serve stops its worker (up to 20 s of warm shutdown, then SIGKILL to the worker's group)
         proc.terminate()
         try:

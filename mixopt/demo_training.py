@@ -10,8 +10,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mixopt.client import MixoptClient
+from mixopt.client import JobFailed, MixoptClient
 from mixopt.paths import mixopt_home
+from mixopt.render import fidelity_table, mixture_table, print_validation
 
 #: sized so the whole training half (swarm, fit, validation) takes under 10 minutes on 2 cores
 #: (two worker processes, one thread each). Measured on the demo corpora (mean validation
@@ -39,8 +40,7 @@ def corpora_dir() -> Path:
 
 
 def training_part(c: MixoptClient, console: Console) -> None:
-    from mixopt.demo import fidelity_table, mixture_table
-    from mixopt.training.demo_data import build_demo_corpora
+    from mixopt.training.demo_data import build_demo_corpora  # optional: the train extra
 
     console.rule("Demo corpora: a swarm of micro proxy models (0.1M parameters) trained here, on CPU")
     t0 = time.perf_counter()
@@ -57,7 +57,7 @@ def training_part(c: MixoptClient, console: Console) -> None:
             constraints={"target_tokens": TARGET_TOKENS, "max_epochs": MAX_EPOCHS},
             description="real text domains from package archives; tiny GPT proxies trained on CPU")
     job = c.ingest(p["id"])["job"]
-    c.wait_job(job["id"], timeout=600)
+    c.wait(job["id"], timeout=600)
     p = c.get_project(p["id"])
     console.print("measured tokens: " + ", ".join(f"{d['name']}={d['token_count']:,}" for d in p["domains"]))
 
@@ -85,11 +85,11 @@ def training_part(c: MixoptClient, console: Console) -> None:
         console.print(f"swarm trained in {time.perf_counter() - t0:.0f} s; {len(jobs) - len(failed)} runs succeeded"
                       + (f", {len(failed)} failed: {failed[0]['error']}" if failed else ""))
     accepted = c.fit(p["id"], "auto")
-    job = c.wait_job(accepted["job"]["id"], timeout=900)
+    job = c.wait(accepted, timeout=900)
     fit = c.get_fit(p["id"], job["result"]["fit_id"])
     console.print(fidelity_table(f"5-fold CV on the mean validation loss ({len(fit['run_ids'])} runs)", fit))
     # allow_untrusted: the trust check below says in plain words what the service refuses on its own
-    rec_job = c.wait_job(c.recommend(p["id"], fit_id=fit["id"], allow_untrusted=True)["job"]["id"], timeout=900)
+    rec_job = c.wait(c.recommend(p["id"], fit_id=fit["id"], allow_untrusted=True), timeout=900)
     rec = c.get_recommendation(p["id"], rec_job["result"]["recommendation_id"])
     base = c.baselines(p["id"])
     cols = {"recommended": rec["mixture"], **{k: base["mixtures"][k] for k in ("natural", "uniform")
@@ -138,19 +138,18 @@ def trust_lines(fit: dict, rec: dict, predicted: dict[str, float]) -> list[str]:
 
 def validation_part(c: MixoptClient, console: Console, project_id: int, rec_id: int) -> dict:
     """Validation trainings: the recommendation against natural and uniform, 3 shared seeds."""
-    from mixopt.cli import print_validation
-
     console.rule("Validation: the recommendation trained against natural and uniform")
     mixtures = [{"recommendation_id": rec_id, "label": "recommended"}, {"baseline": "natural"},
                 {"baseline": "uniform"}]
     t0 = time.perf_counter()
     acc = c.validate(project_id, mixtures, **VALIDATION)
-    job = c.wait_job(acc["job"]["id"], timeout=3600)
-    if job["state"] != "succeeded":
-        console.print(f"[red]validation {job['state']}: {job.get('error')}[/red]")
+    try:
+        c.wait(acc["job"]["id"], timeout=3600)
+    except JobFailed as exc:
+        console.print(f"[red]validation {exc.job.state}: {exc.reason}[/red]")
         return {}
     v = c.get_validation(project_id, acc["validation"]["id"])
-    print_validation(v)
+    print_validation(console, v)
     console.print(f"validation trained {len(mixtures) * len(VALIDATION['seeds'])} runs in "
                   f"{time.perf_counter() - t0:.0f} s")
     for line in verdict_lines(v):

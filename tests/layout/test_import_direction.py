@@ -28,8 +28,10 @@ TORCH_ALLOWED = ("mixopt/training/", "mixopt/online/callback.py", "mixopt/online
                  "workers/tasks/training.py")
 #: the base install (client + CLI front) has no numpy and no torch: nothing it loads at import
 #: time may import them at module level
-BASE_MODULES = ("mixopt/__init__.py", "mixopt/client.py", "mixopt/cli.py", "mixopt/extras.py",
-                "mixopt/paths.py")
+BASE_MODULES = ("mixopt/__init__.py", "mixopt/client.py", "mixopt/extras.py", "mixopt/paths.py",
+                "mixopt/api_types.py", "mixopt/render.py", "mixopt/demo.py",
+                "mixopt/demo_training.py",
+                *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "mixopt" / "cli").glob("*.py")))
 
 
 def imports(path: Path) -> list[tuple[int, str, bool]]:

@@ -71,7 +71,7 @@ def test_base_install_is_the_client_only(wheel, tmp_path):
     assert "mixopt[server]" in res.stdout and "Traceback" not in res.stdout + res.stderr
     res = subprocess.run([str(bin_dir / "mixopt"), "demo-data"], capture_output=True, text=True, timeout=120,
                          cwd=tmp_path)
-    assert res.returncode == 3 and "mixopt[train]" in res.stdout
+    assert res.returncode == 3 and "mixopt[train]" in res.stderr and not res.stdout
 
 
 def _free_port() -> int:
