@@ -1,5 +1,5 @@
 """Fit speed: time to fit each estimator and run its 5-fold CV on the 512 x 17 RegMix runs
-(the work of one ``service_api.fit_estimator`` call), plus the time of one recommendation
+(the work of one ``pipeline.fit_estimator`` call), plus the time of one recommendation
 (with the default RegMix simulation size for trees; GP intervals come from the posterior,
 other smooth estimators use ``--n-boot`` bootstrap refits). Ratios are against RegMix LightGBM.
 
@@ -7,7 +7,7 @@ other smooth estimators use ``--n-boot`` bootstrap refits). Ratios are against R
 
 ``--service``: the same fits through the API (``mixopt serve`` with its supervised embedded
 worker, default concurrency 2) while ``--load`` busy processes compete for the CPUs, as a ratio
-to the direct ``service_api.fit_estimator`` call in this process under the same load, with the
+to the direct ``pipeline.fit_estimator`` call in this process under the same load, with the
 thread count one worker process gets (cores // concurrency). Target: ratio <= 1.5. Uses the first
 ``--runs`` RegMix runs to stay bounded.
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
 
     from bench.fidelity import default_data_dir, load_regmix
-    from mixopt.mixing import service_api
+    from mixopt.mixing import pipeline
 
     X, y, domains = load_regmix(args.data_dir or default_data_dir())
     names = ["regmix_lgbm", "regmix_linear", "mixing_law", "gp"] + (["auto"] if args.with_auto else [])
@@ -54,11 +54,11 @@ def main(argv: list[str] | None = None) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
-            out = service_api.fit_estimator(name, params.get(name), X, y, domains=domains,
+            out = pipeline.fit_estimator(name, params.get(name), X, y, domains=domains,
                                             targets=["pile_cc"], cv_folds=5)
             total = time.perf_counter() - t0
             t1 = time.perf_counter()
-            rec = service_api.recommend(out["state"], {"token_counts": counts.tolist()}, X=X, Y=y,
+            rec = pipeline.recommend(out["state"], {"token_counts": counts.tolist()}, X=X, Y=y,
                                         n_boot=args.n_boot)
             rec_s = time.perf_counter() - t1
         rows.append((name, out["timings"]["fit_s"], out["timings"]["cv_s"], total, rec_s,
@@ -89,7 +89,7 @@ def service_bench(args) -> None:
 
     from bench._server import REPO, free_port
     from bench.fidelity import default_data_dir, load_regmix
-    from mixopt.mixing import service_api
+    from mixopt.mixing import pipeline
 
     X, y, domains = load_regmix(args.data_dir or default_data_dir())
     X, y = X[:args.runs], y[:args.runs]
@@ -125,7 +125,7 @@ def service_bench(args) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 t0 = time.perf_counter()
-                service_api.fit_estimator(name, None, X, y, domains=domains, targets=["pile_cc"], cv_folds=5)
+                pipeline.fit_estimator(name, None, X, y, domains=domains, targets=["pile_cc"], cv_folds=5)
                 direct[name] = time.perf_counter() - t0
         token = open(f"{home}/admin_token").read().strip()
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:

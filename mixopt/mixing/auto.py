@@ -32,6 +32,8 @@ from mixopt.progress import report, scaled
 
 #: candidates with a CV MAE above this multiple of the best candidate's are ranked last
 MAE_GUARD = 5.0
+#: folds of auto's selection inside each outer fold of its nested CV (the pipeline's)
+NESTED_INNER_FOLDS = 3
 
 
 @register("auto")
@@ -58,6 +60,9 @@ class AutoEstimator(MixingEstimator):
     """
 
     min_runs: ClassVar[int] = 3
+    #: the selection runs inside fit, so the pipeline repeats it in each outer fold
+    fidelity_protocol: ClassVar[str] = "nested_cv"
+    selects_estimator: ClassVar[bool] = True
     param_specs: ClassVar[dict[str, ParamSpec]] = {
         "candidates": ParamSpec("str_list", "estimators to try; null: every registered one", nullable=True),
         "candidate_params": ParamSpec("dict", "{estimator: {param: value}} for the candidates", nullable=True),
@@ -106,6 +111,56 @@ class AutoEstimator(MixingEstimator):
     def smooth(self) -> bool:  # type: ignore[override]
         est = getattr(self, "estimator_", None)
         return bool(est.smooth) if est is not None else True
+
+    # -- the pipeline's capabilities (see MixingEstimator) --------------------------------
+    @classmethod
+    def cv_runs_needed(cls, n_domains: int) -> int:
+        """Two outer folds of two runs: every candidate checks its own minimum inside."""
+        return 4
+
+    @classmethod
+    def pipeline_params(cls, params: dict[str, Any], *, cv_folds: int, random_state: int) -> dict[str, Any]:
+        """The selection uses the fit's folds and seed unless the caller set them."""
+        out = dict(params)
+        out.setdefault("cv_folds", int(cv_folds))
+        out.setdefault("random_state", int(random_state))
+        return out
+
+    def selection_context(self, *, objective_weights: Any, groups: Any, progress: Any,
+                          cross_scale_fn: Any) -> dict[str, Any]:
+        out = {"objective_weights": objective_weights, "groups": groups, "progress": progress}
+        if cross_scale_fn is not None:
+            out["cross_scale_fn"] = cross_scale_fn
+        return out
+
+    def cv_estimator(self, cv_folds: int) -> MixingEstimator:
+        """A copy whose inner selection uses at most ``NESTED_INNER_FOLDS`` folds (the outer
+        CV has ``cv_folds``): bounds the cost of the nested CV."""
+        return self.clone().set_params(cv_folds=min(int(cv_folds), NESTED_INNER_FOLDS))
+
+    def final_estimator(self) -> MixingEstimator:
+        return self.estimator_
+
+    def law_label(self) -> str:
+        return f"auto -> {self.chosen_}"
+
+    def law_summary(self) -> dict[str, Any] | None:
+        return self.estimator_.law_summary()
+
+    def selection_summary(self) -> str | None:
+        return (f"auto chose {self.chosen_} by {'cross-scale' if self.criterion_ != 'cv' else 'CV'} "
+                "Spearman; its fidelity is a nested CV (the selection inside each outer fold)")
+
+    def selection_notes(self) -> list[str]:
+        return [f"{r['name']}: {r['status']} spearman={r.get('spearman')} mae={r.get('mae')} {r.get('reason', '')}"
+                for r in self.table_]
+
+    def selected_cross_scale(self) -> dict[str, Any] | None:
+        if self.criterion_ != "cross_scale":
+            return None
+        row = next(r for r in self.table_ if r["name"] == self.chosen_)
+        return dict(row["cross_scale"], selection=True,
+                    note="the chosen estimator's cross-scale score is also its selection score (optimistic)")
 
     def _names(self) -> list[str]:
         names = self.candidates if self.candidates is not None else sorted(n for n in ESTIMATORS if n != "auto")

@@ -87,6 +87,22 @@ class ParamSpec:
         return None
 
 
+@dataclass(frozen=True)
+class NativeTarget:
+    """How an estimator whose law has the training steps in it answers at a target step itself,
+    without the nested extrapolation (:meth:`MixingEstimator.native_target`).
+
+    ``params``: hyper-parameters the pipeline sets unless the caller did; ``scale``: the scale
+    the fit answers at; ``chain``: the laws applied, for the fit's report;
+    ``cross_scale_reason``: why no cross-scale validation is run.
+    """
+
+    params: dict[str, Any]
+    scale: dict[str, Any]
+    chain: list[dict[str, Any]]
+    cross_scale_reason: str
+
+
 class NotFittedError(RuntimeError):
     """Raised when ``predict`` is called before ``fit``."""
 
@@ -126,10 +142,76 @@ class MixingEstimator:
     #: documented hyper-parameters (``GET /v1/estimators``); every ``__init__`` keyword has one
     param_specs: ClassVar[dict[str, ParamSpec]] = {}
 
+    # -- capabilities the pipeline reads (mixopt.mixing.pipeline): declared, never tested by name
+    #: how a fit answers at a scale other than its runs': ``"nested"`` (the runs' losses are
+    #: first extrapolated by the steps and size laws, Ye et al. 2024 Sec. 4, and the estimator
+    #: is fitted on them) or ``"native_steps"`` (the law has the training steps in it and
+    #: evaluates at a target step itself, :meth:`native_target`; BiMix, Ge et al. 2024 Eq. 1)
+    scale_handling: ClassVar[str] = "nested"
+    #: how the pipeline measures fidelity: ``"cv"`` (K-fold grouped by mixture) or
+    #: ``"nested_cv"`` (the estimator selects inside ``fit``: the selection is repeated inside
+    #: each outer fold, :meth:`cv_estimator` sets the inner folds)
+    fidelity_protocol: ClassVar[str] = "cv"
+    #: True when ``fit`` selects among estimators: it takes the fit's CV settings
+    #: (:meth:`pipeline_params`) and the context of :meth:`selection_context`
+    selects_estimator: ClassVar[bool] = False
+    #: True when ``predict(X, steps=s)`` evaluates the law at another training step
+    predicts_at_steps: ClassVar[bool] = False
+
     @classmethod
     def required_runs(cls, n_domains: int) -> int:
         """Distinct mixtures ``fit`` needs for ``n_domains`` domains (default ``min_runs``)."""
         return int(cls.min_runs)
+
+    @classmethod
+    def cv_runs_needed(cls, n_domains: int) -> int:
+        """Runs the pipeline's cross-validation needs: two folds' worth of ``required_runs``."""
+        return 2 * max(1, cls.required_runs(n_domains))
+
+    @classmethod
+    def pipeline_params(cls, params: dict[str, Any], *, cv_folds: int, random_state: int) -> dict[str, Any]:
+        """Hyper-parameters the pipeline fits with, given the fit's CV settings (default:
+        ``params`` unchanged; a selecting estimator takes the folds and seed)."""
+        return dict(params)
+
+    @classmethod
+    def native_target(cls, target_scale: dict[str, Any] | None, model_params: Any) -> NativeTarget | None:
+        """How the estimator answers at ``target_scale`` by itself, or None when the nested
+        pipeline must extrapolate first (``scale_handling == "nested"``: always None)."""
+        return None
+
+    def selection_context(self, *, objective_weights: Any, groups: Any, progress: Any,
+                          cross_scale_fn: Any) -> dict[str, Any]:
+        """Extra fit context a selecting estimator uses (default: none)."""
+        return {}
+
+    def cv_estimator(self, cv_folds: int) -> MixingEstimator:
+        """The estimator the pipeline cross-validates (a selecting one: with fewer inner folds)."""
+        return self
+
+    def final_estimator(self) -> MixingEstimator:
+        """The estimator that answers (a selecting one: the one it kept)."""
+        return self
+
+    def law_label(self) -> str:
+        """The law's name in the fit's chain of laws."""
+        return self.name
+
+    def law_summary(self) -> dict[str, Any] | None:
+        """The fitted law's parameters for the fit's report (None: not a closed-form law)."""
+        return None
+
+    def selection_summary(self) -> str | None:
+        """One line on what a selecting estimator chose and how (None otherwise)."""
+        return None
+
+    def selection_notes(self) -> list[str]:
+        """One note per candidate a selecting estimator tried (empty otherwise)."""
+        return []
+
+    def selected_cross_scale(self) -> dict[str, Any] | None:
+        """A selecting estimator's cross-scale score of its choice when it selected on it."""
+        return None
 
     @classmethod
     def describe_params(cls) -> dict[str, dict[str, Any]]:

@@ -41,7 +41,13 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.optimize import minimize
 
-from mixopt.mixing.base import InsufficientDataError, MixingEstimator, ParamSpec, register
+from mixopt.mixing.base import (
+    InsufficientDataError,
+    MixingEstimator,
+    NativeTarget,
+    ParamSpec,
+    register,
+)
 
 _STRIP = re.compile(r"^(metric/|train_|val_|valid_|eval_)+|(_val_loss|_loss|_val|_valid)+$")
 
@@ -148,6 +154,9 @@ class BiMix(MixingEstimator):
     """
 
     min_runs: ClassVar[int] = 2
+    #: the law has the steps in it: a target step is evaluated natively (Eq. 1)
+    scale_handling: ClassVar[str] = "native_steps"
+    predicts_at_steps: ClassVar[bool] = True
     param_specs: ClassVar[dict[str, ParamSpec]] = {
         "target_steps": ParamSpec("float", "steps (or tokens) at which predict evaluates the law; "
                                   "null: the largest seen (the service sets it from target_scale)",
@@ -272,6 +281,28 @@ class BiMix(MixingEstimator):
         self.domains_, self.targets_ = domains, targets
         self.n_domains_ = K
         return self
+
+    @classmethod
+    def native_target(cls, target_scale: dict[str, Any] | None, model_params: Any) -> NativeTarget | None:
+        """A target in steps at the runs' one model size is answered by the law itself
+        (Eq. 1 at ``s = train_steps``); a target in tokens, or another size, is not."""
+        if not target_scale or not target_scale.get("train_steps"):
+            return None
+        raw = np.asarray(model_params if model_params is not None else [], dtype=float).ravel()
+        sizes = sorted({float(v) for v in raw if np.isfinite(v)})
+        tp = target_scale.get("model_params")
+        if len(sizes) > 1 or (tp is not None and sizes and not np.isclose(float(tp), sizes[0])):
+            return None
+        steps = float(target_scale["train_steps"])
+        scale = {"model_params": sizes[0] if len(sizes) == 1 else None, "train_steps": steps, "train_tokens": None}
+        chain = [{"law": cls.name, "form": "L_i(r_i, s) = A_i / r_i^a_i (B_i / s^b_i + C_i)",
+                  "note": f"BiMix evaluates at the target step {steps:g} natively (Ge et al. 2024, Eq. 1)"}]
+        return NativeTarget(params={"target_steps": steps}, scale=scale, chain=chain,
+                            cross_scale_reason="extrapolation untested: BiMix's step extrapolation is its own law")
+
+    def law_summary(self) -> dict[str, Any] | None:
+        return {"form": "A_i / r_i^a_i (B_i / s^b_i + C_i)", "A": self.A_.tolist(), "alpha": self.alpha_.tolist(),
+                "B": self.B_.tolist(), "beta": self.beta_.tolist()}
 
     def _steps(self, steps: float | None) -> float:
         if steps is not None:

@@ -71,6 +71,10 @@ class LawGP(MixingEstimator):
         self.at_bound_ = self.law_.at_bound_
         return self
 
+    def law_summary(self) -> dict[str, Any] | None:
+        """The mixing law's parameters (the GP models its residuals)."""
+        return self.law_.law_summary()
+
     def predict(self, X: Any) -> np.ndarray:
         self.check_is_fitted()
         return self.law_.predict(X) + self.gp_.predict(X)

@@ -269,6 +269,11 @@ class MixingLaw(MixingEstimator):
         self.targets_ = list(context["targets"]) if context.get("targets") is not None else None
         return self
 
+    def law_summary(self) -> dict[str, Any] | None:
+        """``c_i`` and ``t_i`` of ``L_i(r) = c_i + exp(t_i . r)`` (Ye et al. 2024, Eq. 1)."""
+        return {"form": "L_i(r) = c_i + exp(t_i . r)", "c": np.exp(self.log_c_).tolist(), "t": self.t_.tolist(),
+                "at_bound": [bool(b) for b in getattr(self, "at_bound_", [])]}
+
     def predict(self, X: Any) -> np.ndarray:
         self.check_is_fitted()
         X = np.atleast_2d(np.asarray(X, dtype=float))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mixopt.mixing  # noqa: F401
-from mixopt.mixing import service_api
+from mixopt.mixing import pipeline
 from mixopt.mixing.auto import AutoEstimator
 from mixopt.mixing.base import MixingEstimator
 from mixopt.mixing.fidelity import cross_validate, fidelity_metrics, kfold_indices
@@ -70,18 +70,18 @@ def test_service_fit_predict_recommend_json():
     rng = np.random.default_rng(0)
     X = rng.dirichlet(np.ones(3), 30)
     Y = np.column_stack([X @ [1.0, 2.0, 3.0], X @ [3.0, 1.0, 2.0]])
-    out = service_api.fit_estimator("regmix_linear", {}, X, Y, domains=["a", "b", "c"], targets=["la", "lb"],
+    out = pipeline.fit_estimator("regmix_linear", {}, X, Y, domains=["a", "b", "c"], targets=["la", "lb"],
                                     objective_weights={"la": 1.0, "lb": 0.0})
     out = json.loads(json.dumps(out, allow_nan=False))
     assert out["fidelity"]["pooled"]["spearman"] == pytest.approx(1.0)
     assert set(out["timings"]) == {"fit_s", "cv_s"}
-    p = service_api.predict(out["state"], X[:2], objective_weights=[1.0, 0.0])
+    p = pipeline.predict(out["state"], X[:2], objective_weights=[1.0, 0.0])
     np.testing.assert_allclose(p["objective"], X[:2] @ [1.0, 2.0, 3.0], atol=1e-9)
-    r = service_api.recommend(out["state"], {"upper": {"a": 0.5}}, objective_weights=[1.0, 0.0], X=X, Y=Y, n_boot=3)
+    r = pipeline.recommend(out["state"], {"upper": {"a": 0.5}}, objective_weights=[1.0, 0.0], X=X, Y=Y, n_boot=3)
     assert r["mixture_by_domain"]["a"] == pytest.approx(0.5, abs=1e-6) and "upper:a" in r["binding"]
     json.dumps(r, allow_nan=False)
-    base = service_api.baseline_mixtures([10, 30, 60], {"target_tokens": 100, "max_epochs": 1.5})
+    base = pipeline.baseline_mixtures([10, 30, 60], {"target_tokens": 100, "max_epochs": 1.5})
     assert set(base) == {"natural", "uniform", "temperature", "unimax"}
     assert all(abs(sum(v) - 1) < 1e-9 for v in base.values())
-    s = service_api.suggest(4, domains=["a", "b", "c"], prior=[0.2, 0.3, 0.5], X=X, y=Y[:, 0])
+    s = pipeline.suggest(4, domains=["a", "b", "c"], prior=[0.2, 0.3, 0.5], X=X, y=Y[:, 0])
     assert len(s) == 4 and all(abs(sum(m) - 1) < 1e-6 for m in s)

@@ -9,7 +9,7 @@ from mixopt.mixing import ESTIMATORS, get_estimator
 from mixopt.mixing.fidelity import cross_validate, group_kfold_indices, mixture_groups
 from mixopt.mixing.mixing_law import MixingLaw
 from mixopt.mixing.nested import ScaleError, cross_scale_validate, prepare_at_scale
-from mixopt.mixing.service_api import fit_estimator, validate_params
+from mixopt.mixing.pipeline import fit_estimator, validate_params
 
 pytestmark = pytest.mark.science
 
