@@ -24,13 +24,23 @@ import threading
 from celery import Celery, signals
 from celery.beat import PersistentScheduler
 
-from app.core.celery_config import celery_config
+from app.core.celery_config import ONLINE_TICK, REAP_STALE_JOBS, celery_config
 from app.core.config import get_settings
 from workers import logs as _logs  # noqa: F401 - JSON logs and job/request ids (MIXOPT_LOG_FORMAT)
 
 log = logging.getLogger("mixopt.worker")
 
-celery_app = Celery("mixopt", include=["workers.tasks.fits", "workers.tasks.maintenance", "workers.tasks.online", "workers.tasks.training", "workers.tasks.validations"])
+#: every task module (one per concept); a new one is added here
+TASK_MODULES = [
+    "workers.tasks.fits",
+    "workers.tasks.recommendations",
+    "workers.tasks.suggestions",
+    "workers.tasks.maintenance",
+    "workers.tasks.online",
+    "workers.tasks.training",
+    "workers.tasks.validations",
+]
+celery_app = Celery("mixopt", include=TASK_MODULES)
 celery_app.conf.update(celery_config(get_settings()))
 
 
@@ -38,13 +48,16 @@ def _housekeeping(task: str, every: float) -> dict:
     # a tick not started within its own interval expires: the next one is already due, and while
     # every pool process trains, a backlog of stale ticks would otherwise run one by one before
     # the next fit (measured: 14 s of reaper and online ticks after a 6-minute swarm)
-    return {"task": task, "schedule": every,
-            "options": {"queue": get_settings().maintenance_queue, "expires": max(1.0, every)}}
+    return {
+        "task": task,
+        "schedule": every,
+        "options": {"queue": get_settings().maintenance_queue, "expires": max(1.0, every)},
+    }
 
 
 celery_app.conf.beat_schedule = {
-    "reap-stale-jobs": _housekeeping("mixopt.reap_stale_jobs", float(get_settings().reap_interval_seconds)),
-    "online-tick": _housekeeping("mixopt.online_tick", float(get_settings().online_tick_seconds)),
+    "reap-stale-jobs": _housekeeping(REAP_STALE_JOBS, float(get_settings().reap_interval_seconds)),
+    "online-tick": _housekeeping(ONLINE_TICK, float(get_settings().online_tick_seconds)),
 }
 celery_app.conf.beat_scheduler = "workers.celery_app:Scheduler"
 
@@ -72,13 +85,19 @@ def threads_per_process(concurrency: int, cores: int | None = None) -> int:
     if configured > 0:
         return configured
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
+        )
     return max(1, cores // max(1, concurrency))
 
 
 def limit_threads(n: int) -> int:
     """Apply ``n`` threads (unless OMP_NUM_THREADS was set by hand); returns the count in force."""
-    manual = os.environ.get("MIXOPT_THREADS_SET_BY") != "mixopt" and os.environ.get("OMP_NUM_THREADS")
+    manual = os.environ.get("MIXOPT_THREADS_SET_BY") != "mixopt" and os.environ.get(
+        "OMP_NUM_THREADS"
+    )
     if manual:
         n = int(manual)
     for var in THREAD_VARS:
@@ -115,8 +134,12 @@ def _on_worker_init(sender=None, **_kw) -> None:
     os.environ["MIXOPT_WORKER_PID"] = str(os.getpid())  # pool processes die with this one
     concurrency = getattr(sender, "concurrency", None) or 1
     n = limit_threads(threads_per_process(int(concurrency)))
-    log.warning("mixopt worker: %d BLAS/OpenMP thread(s) per process (concurrency %s); %s",
-                n, concurrency, estimators_line())
+    log.warning(
+        "mixopt worker: %d BLAS/OpenMP thread(s) per process (concurrency %s); %s",
+        n,
+        concurrency,
+        estimators_line(),
+    )
 
 
 class _WorkerBeat:
@@ -134,10 +157,23 @@ class _WorkerBeat:
         with session_scope() as s:
             row = s.get(WorkerBeat, self.name)
             if row is None:
-                s.add(WorkerBeat(name=self.name, pid=os.getpid(), queues=self.queues[:500],
-                                 concurrency=self.concurrency, started_at=utcnow(), seen_at=utcnow()))
+                s.add(
+                    WorkerBeat(
+                        name=self.name,
+                        pid=os.getpid(),
+                        queues=self.queues[:500],
+                        concurrency=self.concurrency,
+                        started_at=utcnow(),
+                        seen_at=utcnow(),
+                    )
+                )
             else:
-                row.pid, row.queues, row.concurrency, row.seen_at = os.getpid(), self.queues[:500], self.concurrency, utcnow()
+                row.pid, row.queues, row.concurrency, row.seen_at = (
+                    os.getpid(),
+                    self.queues[:500],
+                    self.concurrency,
+                    utcnow(),
+                )
 
     def _loop(self) -> None:
         interval = get_settings().heartbeat_seconds
@@ -214,7 +250,10 @@ class Scheduler(PersistentScheduler):
     def __init__(self, *args, **kwargs):
         home = get_settings().home
         home.mkdir(parents=True, exist_ok=True)
-        if not kwargs.get("schedule_filename") or kwargs["schedule_filename"] == "celerybeat-schedule":
+        if (
+            not kwargs.get("schedule_filename")
+            or kwargs["schedule_filename"] == "celerybeat-schedule"
+        ):
             kwargs["schedule_filename"] = str(home / "celerybeat-schedule")
         self._alive = home / "beat.alive"
         super().__init__(*args, **kwargs)

@@ -38,7 +38,9 @@ def _fail(exc: Exception) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
-    worker: Annotated[bool, typer.Option(help="also start an embedded Celery worker and beat, supervised")] = True,
+    worker: Annotated[
+        bool, typer.Option(help="also start an embedded Celery worker and beat, supervised")
+    ] = True,
 ) -> None:
     """Run the API (and a supervised Celery worker + beat: see workers.embedded)."""
     _need_server()
@@ -52,16 +54,22 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     settings = get_settings()
     plain = prepare(settings)
-    console.print(f"mixopt API on http://{host}:{port}  (docs: /docs)  database: {settings.database_url}")
+    console.print(
+        f"mixopt API on http://{host}:{port}  (docs: /docs)  database: {settings.database_url}"
+    )
     if plain and settings.admin_token is None:
-        console.print(f"admin token (stored in {settings.home / 'admin_token'}): [bold]{plain}[/bold]")
+        console.print(
+            f"admin token (stored in {settings.home / 'admin_token'}): [bold]{plain}[/bold]"
+        )
     supervisor = None
     if worker:
         from workers.embedded import Supervisor
 
         supervisor = Supervisor(settings).start()
-        console.print(f"embedded worker{' and beat' if supervisor.has_beat else ' (beat runs in another serve)'}: "
-                      f"logs in {settings.home}")
+        console.print(
+            f"embedded worker{' and beat' if supervisor.has_beat else ' (beat runs in another serve)'}: "
+            f"logs in {settings.home}"
+        )
         # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
         # finally below still stops the worker (the default action would end us first)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -73,11 +81,16 @@ def serve(
 
 
 def worker_cmd(
-    queues: Annotated[str, typer.Option("-Q", "--queues", help="comma-separated queues")] = "default,gpu",
+    queues: Annotated[
+        str, typer.Option("-Q", "--queues", help="comma-separated queues")
+    ] = "default,gpu",
     concurrency: Annotated[int, typer.Option("-c", "--concurrency", help="worker processes")] = 1,
-    beat: Annotated[bool, typer.Option("--beat/--no-beat", help="run the beat scheduler in this worker")] = False,
-    name: Annotated[str, typer.Option("-n", "--name", help="node name (%h: host name); health checks ping it")] =
-        "mixopt@%h",
+    beat: Annotated[
+        bool, typer.Option("--beat/--no-beat", help="run the beat scheduler in this worker")
+    ] = False,
+    name: Annotated[
+        str, typer.Option("-n", "--name", help="node name (%h: host name); health checks ping it")
+    ] = "mixopt@%h",
 ) -> None:
     """Run a Celery worker (one process per GPU for the gpu queue: pin it with CUDA_VISIBLE_DEVICES).
 
@@ -109,8 +122,9 @@ def beat_cmd() -> None:
 def health(
     what: Annotated[str, typer.Argument(help="api, worker or beat")],
     url: Annotated[str, typer.Option(help="the API's base URL (api)")] = "http://127.0.0.1:8000",
-    name: Annotated[str, typer.Option("-n", "--name", help="worker node name (worker; %h: host name)")] =
-        "mixopt@%h",
+    name: Annotated[
+        str, typer.Option("-n", "--name", help="worker node name (worker; %h: host name)")
+    ] = "mixopt@%h",
     max_age: Annotated[float, typer.Option(help="beat: seconds since its last tick")] = 120.0,
 ) -> None:
     """Health check of one service (for container health checks): exit 0 when healthy.
@@ -164,7 +178,9 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] 
     console.print(f"database at {revision}")
 
 
-def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision ('base' for none)")]) -> None:
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="target revision ('base' for none)")],
+) -> None:
     """Revert migrations down to REVISION (each migration has a real downgrade)."""
     _need_server()
     from app.core.config import get_settings
@@ -177,7 +193,9 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision (
 def token_create(
     name: Annotated[str, typer.Argument(help="a label for the token")],
     role: Annotated[str, typer.Option(help="admin, write or read")] = "write",
-    project: Annotated[list[int] | None, typer.Option("--project", "-p", help="project id (repeatable)")] = None,
+    project: Annotated[
+        list[int] | None, typer.Option("--project", "-p", help="project id (repeatable)")
+    ] = None,
 ) -> None:
     """Create a token and print it (shown once; stored hashed)."""
     _need_server()
@@ -193,7 +211,9 @@ def token_create(
         _fail(exc)
 
 
-def token_revoke(token_id: Annotated[int, typer.Argument(help="id from `mixopt token list`")]) -> None:
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="id from `mixopt token list`")],
+) -> None:
     """Revoke a token: every later request with it is a 401."""
     _need_server()
     from app.services import tokens
@@ -217,8 +237,14 @@ def token_list() -> None:
     table = Table("id", "name", "prefix", "role", "projects", "revoked")
     with session_scope() as s:
         for t in tokens.list_tokens(s):
-            table.add_row(str(t.id), t.name, t.prefix, t.role, ",".join(map(str, t.project_ids)),
-                          str(t.revoked_at or ""))
+            table.add_row(
+                str(t.id),
+                t.name,
+                t.prefix,
+                t.role,
+                ",".join(map(str, t.project_ids)),
+                str(t.revoked_at or ""),
+            )
     console.print(table)
 
 
@@ -228,11 +254,15 @@ def register(app: typer.Typer) -> None:
     app.command("worker")(worker_cmd)
     app.command("beat")(beat_cmd)
     app.command("health")(health)
-    db_app = typer.Typer(help="Database migrations (server side: uses this machine's settings).",
-                         no_args_is_help=True)
+    db_app = typer.Typer(
+        help="Database migrations (server side: uses this machine's settings).",
+        no_args_is_help=True,
+    )
     db_app.command("upgrade")(db_upgrade)
     db_app.command("downgrade")(db_downgrade)
-    token_app = typer.Typer(help="API tokens (server side: uses this machine's database).", no_args_is_help=True)
+    token_app = typer.Typer(
+        help="API tokens (server side: uses this machine's database).", no_args_is_help=True
+    )
     token_app.command("create")(token_create)
     token_app.command("revoke")(token_revoke)
     token_app.command("list")(token_list)

@@ -28,21 +28,53 @@ from app.core.config import Settings
 log = logging.getLogger("mixopt.serve")
 
 
-def worker_command(settings: Settings, queues: str = "default,gpu", concurrency: int | None = None) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues,
-            "-c", str(concurrency or settings.worker_concurrency), "--loglevel", "INFO",
-            "-n", f"embedded-{os.getpid()}@%h", "--pidfile", str(settings.home / f"worker-{os.getpid()}.pid")]
+def worker_command(
+    settings: Settings, queues: str = "default,gpu", concurrency: int | None = None
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency or settings.worker_concurrency),
+        "--loglevel",
+        "INFO",
+        "-n",
+        f"embedded-{os.getpid()}@%h",
+        "--pidfile",
+        str(settings.home / f"worker-{os.getpid()}.pid"),
+    ]
 
 
 def beat_command(settings: Settings) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "INFO",
-            "-s", str(settings.home / "celerybeat-schedule")]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "beat",
+        "--loglevel",
+        "INFO",
+        "-s",
+        str(settings.home / "celerybeat-schedule"),
+    ]
 
 
 def _env(settings: Settings) -> dict[str, str]:
     # one torch thread per process unless told otherwise: the processes share the cores
-    return {**os.environ, "MIXOPT_HOME": str(settings.home), "MIXOPT_TORCH_THREADS": str(settings.torch_threads or 1),
-            "MIXOPT_DATABASE_URL": settings.database_url, "MIXOPT_BROKER_URL": settings.broker_url}
+    return {
+        **os.environ,
+        "MIXOPT_HOME": str(settings.home),
+        "MIXOPT_TORCH_THREADS": str(settings.torch_threads or 1),
+        "MIXOPT_DATABASE_URL": settings.database_url,
+        "MIXOPT_BROKER_URL": settings.broker_url,
+    }
 
 
 def _spawn(cmd: list[str], settings: Settings, logname: str) -> subprocess.Popen:
@@ -52,8 +84,14 @@ def _spawn(cmd: list[str], settings: Settings, logname: str) -> subprocess.Popen
     out = open(settings.home / logname, "ab")  # noqa: SIM115 - handed to the child
     try:
         # its own process group (stop reaches the pool children), and death with its parent
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=_env(settings), preexec_fn=lambda: die_with_parent(parent))
+        return subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=_env(settings),
+            preexec_fn=lambda: die_with_parent(parent),
+        )
     finally:
         out.close()
 
@@ -81,8 +119,15 @@ class Supervisor:
     beat lock) from one long-lived thread; :meth:`stop` ends them from that same thread (the
     kernel's parent-death signal follows the thread that forked)."""
 
-    def __init__(self, settings: Settings, queues: str = "default,gpu", concurrency: int | None = None,
-                 beat: bool = True, grace_s: float = 20.0, max_backoff_s: float = 60.0):
+    def __init__(
+        self,
+        settings: Settings,
+        queues: str = "default,gpu",
+        concurrency: int | None = None,
+        beat: bool = True,
+        grace_s: float = 20.0,
+        max_backoff_s: float = 60.0,
+    ):
         self.settings, self.grace_s, self.max_backoff_s = settings, grace_s, max_backoff_s
         self.commands = {"worker": (worker_command(settings, queues, concurrency), "worker.log")}
         self.lock = None
@@ -94,8 +139,12 @@ class Supervisor:
                 self.lock = lock
                 self.commands["beat"] = (beat_command(settings), "beat.log")
             else:
-                log.warning("beat already runs for %s (pid %s holds %s): not starting a second one",
-                            settings.home, lock.holder(), lock.path)
+                log.warning(
+                    "beat already runs for %s (pid %s holds %s): not starting a second one",
+                    settings.home,
+                    lock.holder(),
+                    lock.path,
+                )
         self.procs: dict[str, subprocess.Popen] = {}
         self.restarts: dict[str, int] = {name: 0 for name in self.commands}
         self._stop = threading.Event()
@@ -114,7 +163,9 @@ class Supervisor:
             try:
                 declare_queues()
                 break
-            except Exception as exc:  # broker not up yet: the supervisor retries the children anyway
+            except (
+                Exception
+            ) as exc:  # broker not up yet: the supervisor retries the children anyway
                 log.warning("declaring queues failed (%s); retrying", exc)
                 time.sleep(1 + attempt)
         self._thread.start()
@@ -135,8 +186,13 @@ class Supervisor:
                             backoff[name] = 1.0
                         continue
                     if proc is not None:  # it died: restart after the back-off
-                        log.warning("embedded %s (pid %d) exited with %s; restarting in %.0f s",
-                                    name, proc.pid, proc.returncode, backoff[name])
+                        log.warning(
+                            "embedded %s (pid %d) exited with %s; restarting in %.0f s",
+                            name,
+                            proc.pid,
+                            proc.returncode,
+                            backoff[name],
+                        )
                         try:
                             os.killpg(proc.pid, signal.SIGKILL)  # its pool, if any is left
                         except (ProcessLookupError, PermissionError):

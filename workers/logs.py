@@ -47,7 +47,9 @@ def _request_id(job_id: str) -> str | None:
 
 @signals.task_prerun.connect
 def _bind(task_id: str, task, args=(), kwargs=None, **_) -> None:
-    job_id = (kwargs or {}).get("job_id") or (args[0] if args and isinstance(args[0], str) else None)
+    job_id = (kwargs or {}).get("job_id") or (
+        args[0] if args and isinstance(args[0], str) else None
+    )
     if not job_id:
         return
     _tokens[task_id] = (logs.job_id_var.set(job_id), logs.request_id_var.set(_request_id(job_id)))

@@ -6,18 +6,45 @@ from typing import Any
 
 from app.core.config import Settings
 
+#: every task name, once. The names are what queued messages carry and what the workers
+#: register: renaming one strands the messages already queued under the old name.
+TRAIN_RUN = "mixopt.train_run"
+VALIDATE = "mixopt.validate"
+VALIDATE_PART = "mixopt.validate_part"
+FIT = "mixopt.fit"
+RECOMMEND = "mixopt.recommend"
+SUGGEST = "mixopt.suggest"
+INGEST_DOMAIN = "mixopt.ingest_domain"
+REMIX = "mixopt.remix"
+ONLINE_TICK = "mixopt.online_tick"
+REMIX_SESSION = "mixopt.remix_session"
+REAP_STALE_JOBS = "mixopt.reap_stale_jobs"
+
+#: job kind (the ``job.kind`` column) -> the task that runs the job
+KIND_TASKS = {
+    "train": TRAIN_RUN,
+    "fit": FIT,
+    "recommend": RECOMMEND,
+    "suggest": SUGGEST,
+    "ingest": INGEST_DOMAIN,
+    "validate": VALIDATE,
+    "validate_part": VALIDATE_PART,
+    "remix": REMIX,
+}
+
 #: task name -> queue; training goes to the gpu queue (CPU workers listen to it too by default)
 TASK_QUEUES = {
-    "mixopt.train_run": "gpu",
-    "mixopt.validate": "gpu",
-    "mixopt.validate_part": "gpu",
-    "mixopt.fit": "default",
-    "mixopt.recommend": "default",
-    "mixopt.suggest": "default",
-    "mixopt.ingest_domain": "default",
-    "mixopt.online_tick": "default",
-    "mixopt.remix_session": "default",
-    "mixopt.reap_stale_jobs": "default",
+    TRAIN_RUN: "gpu",
+    VALIDATE: "gpu",
+    VALIDATE_PART: "gpu",
+    FIT: "default",
+    RECOMMEND: "default",
+    SUGGEST: "default",
+    INGEST_DOMAIN: "default",
+    REMIX: "default",
+    ONLINE_TICK: "default",
+    REMIX_SESSION: "default",
+    REAP_STALE_JOBS: "default",
 }
 
 

@@ -29,8 +29,15 @@ def project_counts(session: Session, project_ids: list[int]) -> dict[int, dict[s
     fits = _grouped_count(session, Fit.project_id, project_ids)
     recs = _grouped_count(session, Recommendation.project_id, project_ids)
     online = active_online_sessions(session, project_ids)
-    return {pid: {"runs": runs.get(pid, 0), "fits": fits.get(pid, 0), "recommendations": recs.get(pid, 0),
-                  "online_sessions": online.get(pid, 0)} for pid in project_ids}
+    return {
+        pid: {
+            "runs": runs.get(pid, 0),
+            "fits": fits.get(pid, 0),
+            "recommendations": recs.get(pid, 0),
+            "online_sessions": online.get(pid, 0),
+        }
+        for pid in project_ids
+    }
 
 
 def active_online_sessions(session: Session, project_ids: list[int]) -> dict[int, int]:
@@ -42,12 +49,29 @@ def active_online_sessions(session: Session, project_ids: list[int]) -> dict[int
     return online.count_active(session, project_ids)
 
 
-def table_runs(session: Session, project: Project, limit: int = MAX_TABLE_RUNS) -> tuple[list[dict[str, Any]], int]:
+def table_runs(
+    session: Session, project: Project, limit: int = MAX_TABLE_RUNS
+) -> tuple[list[dict[str, Any]], int]:
     """The newest ``limit`` runs of a project (every status) as plain dicts, oldest first, and
     the project's total number of runs."""
-    total = session.scalar(select(func.count()).select_from(Run).where(Run.project_id == project.id)) or 0
-    cols = (Run.id, Run.name, Run.external_id, Run.status, Run.origin, Run.tags, Run.mixture, Run.metrics,
-            Run.model_params, Run.train_tokens, Run.train_steps, Run.created_at)
+    total = (
+        session.scalar(select(func.count()).select_from(Run).where(Run.project_id == project.id))
+        or 0
+    )
+    cols = (
+        Run.id,
+        Run.name,
+        Run.external_id,
+        Run.status,
+        Run.origin,
+        Run.tags,
+        Run.mixture,
+        Run.metrics,
+        Run.model_params,
+        Run.train_tokens,
+        Run.train_steps,
+        Run.created_at,
+    )
     q = select(*cols).where(Run.project_id == project.id).order_by(Run.id.desc()).limit(limit)
     rows = [dict(r._mapping) for r in session.execute(q)]
     rows.reverse()

@@ -5,9 +5,15 @@ from __future__ import annotations
 from functools import lru_cache
 
 from celery import Celery
+from kombu import Exchange, Queue
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
-from app.core.celery_config import TASK_QUEUES, celery_config
+from app.core.celery_config import KIND_TASKS, TASK_QUEUES, celery_config
 from app.core.config import get_settings
+from app.services.errors import ServiceError
+from app.store.db import session_scope
+from app.store.models import Job, utcnow
 
 
 @lru_cache
@@ -22,37 +28,15 @@ def enqueue(task: str, job_id: str, queue: str | None = None) -> None:
     sender().send_task(task, args=[job_id], queue=queue or TASK_QUEUES.get(task, "default"))
 
 
-def enqueue_task(task: str, *args: object) -> None:
-    """Publish a task that is not tied to a job row (e.g. an online re-mix); 503 if the broker is down."""
-    from app.services.errors import ServiceError
-
-    try:
-        sender().send_task(task, args=list(args), queue=TASK_QUEUES.get(task, "default"))
-    except Exception as exc:
-        err = ServiceError(f"job queue unavailable ({type(exc).__name__}); retry later")
-        err.status_code = 503
-        raise err from exc
+def _record_send(session: Session, job_id: str) -> None:
+    session.execute(
+        update(Job).where(Job.id == job_id).values(sends=Job.sends + 1, sent_at=utcnow())
+    )
 
 
-KIND_TASKS = {"train": "mixopt.train_run", "fit": "mixopt.fit", "recommend": "mixopt.recommend",
-              "suggest": "mixopt.suggest", "ingest": "mixopt.ingest_domain", "validate": "mixopt.validate",
-              "validate_part": "mixopt.validate_part"}
-
-
-def _record_send(session, job_id: str) -> None:
-    from sqlalchemy import update
-
-    from app.store.models import Job, utcnow
-
-    session.execute(update(Job).where(Job.id == job_id).values(sends=Job.sends + 1, sent_at=utcnow()))
-
-
-def enqueue_job(session, job) -> None:
+def enqueue_job(session: Session, job: Job) -> None:
     """Publish the task for a committed job and count the send on it; if the broker is down, the
     job fails with the reason and the request gets a 503."""
-    from app.services.errors import ServiceError
-    from app.store.models import utcnow
-
     try:
         enqueue(KIND_TASKS[job.kind], job.id, queue=job.queue)
     except Exception as exc:  # broker unreachable: say so instead of leaving a silent pending job
@@ -68,9 +52,6 @@ def enqueue_job(session, job) -> None:
 def send_job(job_id: str) -> None:
     """Publish a job's task again (the reaper: lost messages, dead workers) and count the send.
     Safe to repeat: a task claims its job conditionally, so a duplicate message does nothing."""
-    from app.store.db import session_scope
-    from app.store.models import Job
-
     with session_scope() as s:
         job = s.get(Job, job_id)
         if job is None or job.kind not in KIND_TASKS:
@@ -92,8 +73,6 @@ def queue_depth(queue: str) -> int | None:
 def declare_queues() -> list[str]:
     """Create the exchanges and queues of every task once (``serve`` does this before it starts
     the worker and beat, so they never race to create the same queue row)."""
-    from kombu import Exchange, Queue
-
     names = sorted({*TASK_QUEUES.values(), "default", "gpu"})
     with sender().connection_for_write() as conn:
         channel = conn.default_channel

@@ -26,8 +26,14 @@ def workers(session: Session, settings: Settings) -> tuple[str | None, list[dict
     for w in rows:
         seen = w.seen_at if w.seen_at.tzinfo else w.seen_at.replace(tzinfo=cutoff.tzinfo)
         if seen >= cutoff:
-            live.append({"name": w.name, "queues": w.queues, "concurrency": w.concurrency,
-                         "seen_s_ago": round((utcnow() - seen).total_seconds(), 1)})
+            live.append(
+                {
+                    "name": w.name,
+                    "queues": w.queues,
+                    "concurrency": w.concurrency,
+                    "seen_s_ago": round((utcnow() - seen).total_seconds(), 1),
+                }
+            )
     wanted = [q.strip() for q in settings.ready_queues.split(",") if q.strip()]
     served = {q for w in live for q in w["queues"].split(",")}
     missing = [q for q in wanted if q not in served]
@@ -35,5 +41,7 @@ def workers(session: Session, settings: Settings) -> tuple[str | None, list[dict
         return None, live
     if live:
         return f"no live worker consumes queue(s) {', '.join(missing)}", live
-    return (f"no worker heartbeat in the last {settings.stale_job_seconds:g} s"
-            + (f" ({len(rows)} known, all silent)" if rows else " (none ever started)")), []
+    return (
+        f"no worker heartbeat in the last {settings.stale_job_seconds:g} s"
+        + (f" ({len(rows)} known, all silent)" if rows else " (none ever started)")
+    ), []

@@ -25,10 +25,14 @@ def check_key(key: str) -> str:
     return key
 
 
-def replay(session: Session, token_id: int, key: str, endpoint: str, fingerprint: str) -> IdempotencyRecord | None:
+def replay(
+    session: Session, token_id: int, key: str, endpoint: str, fingerprint: str
+) -> IdempotencyRecord | None:
     """The stored record for this key, or None. A key reused for another request is a 409."""
     rec = session.scalar(
-        select(IdempotencyRecord).where(IdempotencyRecord.token_id == token_id, IdempotencyRecord.key == key)
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.token_id == token_id, IdempotencyRecord.key == key
+        )
     )
     if rec is None:
         return None
@@ -41,12 +45,22 @@ def replay(session: Session, token_id: int, key: str, endpoint: str, fingerprint
 
 
 def remember(
-    session: Session, token_id: int, key: str, endpoint: str, fingerprint: str, status_code: int, response: Any
+    session: Session,
+    token_id: int,
+    key: str,
+    endpoint: str,
+    fingerprint: str,
+    status_code: int,
+    response: Any,
 ) -> None:
     """Add the record to the caller's transaction (committed with the created rows)."""
     session.add(
         IdempotencyRecord(
-            token_id=token_id, key=key, endpoint=endpoint, request_hash=fingerprint,
-            status_code=status_code, response=response,
+            token_id=token_id,
+            key=key,
+            endpoint=endpoint,
+            request_hash=fingerprint,
+            status_code=status_code,
+            response=response,
         )
     )

@@ -56,7 +56,9 @@ class ParsedImport:
     #: ids present in one file only: {"mixtures": [ids without metrics], "metrics": [ids without a mixture]}
     unmatched: dict[str, list[str]] = field(default_factory=lambda: {"mixtures": [], "metrics": []})
     #: non-numeric columns left out, per file
-    ignored_columns: dict[str, list[str]] = field(default_factory=lambda: {"mixtures": [], "metrics": []})
+    ignored_columns: dict[str, list[str]] = field(
+        default_factory=lambda: {"mixtures": [], "metrics": []}
+    )
 
 
 def _read(text: str, label: str) -> tuple[list[str], list[dict[str, str]]]:
@@ -79,8 +81,11 @@ def detect_format(mixture_header: Sequence[str]) -> str:
         return "regmix"
     if "run" in mixture_header or "run_id" in mixture_header:
         return "olmix"
-    raise Invalid("cannot tell the format: expected an 'index' column with 'train_<domain>' columns "
-                  "(regmix) or a 'run' or 'run_id' column (olmix)", field="mixtures")
+    raise Invalid(
+        "cannot tell the format: expected an 'index' column with 'train_<domain>' columns "
+        "(regmix) or a 'run' or 'run_id' column (olmix)",
+        field="mixtures",
+    )
 
 
 def _number(value: str | None, label: str, line: int, column: str) -> float | None:
@@ -89,9 +94,13 @@ def _number(value: str | None, label: str, line: int, column: str) -> float | No
     try:
         x = float(value)
     except ValueError:
-        raise Invalid(f"{label} line {line}, column {column!r}: {value!r} is not a number", field=label) from None
+        raise Invalid(
+            f"{label} line {line}, column {column!r}: {value!r} is not a number", field=label
+        ) from None
     if not math.isfinite(x):
-        raise Invalid(f"{label} line {line}, column {column!r}: {value!r} is not finite", field=label)
+        raise Invalid(
+            f"{label} line {line}, column {column!r}: {value!r} is not finite", field=label
+        )
     return x
 
 
@@ -108,7 +117,9 @@ def _key(fmt: str, header: Sequence[str], label: str) -> str:
     return keys[0]
 
 
-def parse_pair(mixtures_csv: str, metrics_csv: str, fmt: str = "auto", *, on_unmatched: str = "skip") -> ParsedImport:
+def parse_pair(
+    mixtures_csv: str, metrics_csv: str, fmt: str = "auto", *, on_unmatched: str = "skip"
+) -> ParsedImport:
     """Read a (mixtures, metrics) CSV pair; ``on_unmatched`` is ``skip`` (report the runs
     present in one file only and leave them out) or ``error`` (a 422 naming them)."""
     mix_header, mix_rows = _read(mixtures_csv, "mixtures")
@@ -118,7 +129,9 @@ def parse_pair(mixtures_csv: str, metrics_csv: str, fmt: str = "auto", *, on_unm
     if fmt not in FORMATS:
         raise Invalid(f"format must be one of {FORMATS} or auto, not {fmt!r}", field="format")
     if on_unmatched not in ("skip", "error"):
-        raise Invalid(f"on_unmatched must be skip or error, not {on_unmatched!r}", field="on_unmatched")
+        raise Invalid(
+            f"on_unmatched must be skip or error, not {on_unmatched!r}", field="on_unmatched"
+        )
     mix_key, met_key = _key(fmt, mix_header, "mixtures"), _key(fmt, met_header, "metrics")
     parsed = ParsedImport(format=fmt, domains=[], metrics=[])
     if fmt == "regmix":
@@ -154,7 +167,9 @@ def parse_pair(mixtures_csv: str, metrics_csv: str, fmt: str = "auto", *, on_unm
         if not rid:
             raise Invalid(f"mixtures line {line}: empty {mix_key!r}", field="mixtures")
         if rid in seen:
-            raise Invalid(f"mixtures line {line}: {mix_key} {rid!r} appears twice", field="mixtures")
+            raise Invalid(
+                f"mixtures line {line}: {mix_key} {rid!r} appears twice", field="mixtures"
+            )
         seen.add(rid)
         mixture = {}
         for col, dom in zip(domain_cols, domains, strict=True):
@@ -162,17 +177,25 @@ def parse_pair(mixtures_csv: str, metrics_csv: str, fmt: str = "auto", *, on_unm
             mixture[dom] = 0.0 if w is None else w
         if rid not in metrics_by_id:
             if on_unmatched == "error":
-                raise Invalid(f"mixtures line {line}: {mix_key} {rid!r} has no row in metrics "
-                              "(pass on_unmatched=skip to import only the runs in both files)", field="metrics")
+                raise Invalid(
+                    f"mixtures line {line}: {mix_key} {rid!r} has no row in metrics "
+                    "(pass on_unmatched=skip to import only the runs in both files)",
+                    field="metrics",
+                )
             parsed.unmatched["mixtures"].append(rid)
             continue
         name = (row.get("name") or "").strip() or None
-        parsed.rows.append(ParsedRow(external_id=rid, name=name, mixture=mixture, metrics=metrics_by_id[rid]))
+        parsed.rows.append(
+            ParsedRow(external_id=rid, name=name, mixture=mixture, metrics=metrics_by_id[rid])
+        )
     orphans = [rid for rid in metrics_by_id if rid not in seen]
     if orphans:
         if on_unmatched == "error":
-            raise Invalid(f"metrics has rows with no mixture: {met_key} {orphans[:5]} "
-                          "(pass on_unmatched=skip to import only the runs in both files)", field="metrics")
+            raise Invalid(
+                f"metrics has rows with no mixture: {met_key} {orphans[:5]} "
+                "(pass on_unmatched=skip to import only the runs in both files)",
+                field="metrics",
+            )
         parsed.unmatched["metrics"] = orphans
     return parsed
 
@@ -189,18 +212,36 @@ def _numeric_column(rows: list[dict[str, str]], col: str) -> bool:
     return True
 
 
-def existing_keys(session: Session, project: Project, ids: Sequence[str], *, model_params: int | None,
-                  train_tokens: int | None, train_steps: int | None) -> set[str]:
+def existing_keys(
+    session: Session,
+    project: Project,
+    ids: Sequence[str],
+    *,
+    model_params: int | None,
+    train_tokens: int | None,
+    train_steps: int | None,
+) -> set[str]:
     """External ids already imported at this scale: the duplicate key is (id, model_params,
     train_tokens, train_steps), so RegMix's 1M, 60M and 1B files, which reuse the same indices,
     live in one project."""
     found: set[str] = set()
     ids = list(ids)
-    scale = {Run.model_params: model_params, Run.train_tokens: train_tokens, Run.train_steps: train_steps}
+    scale = {
+        Run.model_params: model_params,
+        Run.train_tokens: train_tokens,
+        Run.train_steps: train_steps,
+    }
     conditions = [col.is_(None) if value is None else col == value for col, value in scale.items()]
     for start in range(0, len(ids), 1000):
-        found.update(session.scalars(select(Run.external_id).where(
-            Run.project_id == project.id, Run.external_id.in_(ids[start:start + 1000]), *conditions)))
+        found.update(
+            session.scalars(
+                select(Run.external_id).where(
+                    Run.project_id == project.id,
+                    Run.external_id.in_(ids[start : start + 1000]),
+                    *conditions,
+                )
+            )
+        )
     return found
 
 
@@ -229,13 +270,23 @@ def export_csv(project: Project, runs: Sequence[Run], layout: str) -> tuple[str,
         rid = r.external_id or str(r.id)
         extra = [] if layout == "regmix" else [r.name or ""]
         mw.writerow([rid, *extra, *(repr(float(r.mixture.get(d, 0.0))) for d in domains)])
-        tw.writerow([rid, *extra, *(repr(float(r.metrics[m])) if m in r.metrics else "" for m in metric_names)])
+        tw.writerow(
+            [
+                rid,
+                *extra,
+                *(repr(float(r.metrics[m])) if m in r.metrics else "" for m in metric_names),
+            ]
+        )
     return mix_buf.getvalue(), met_buf.getvalue()
 
 
 def export_zip(project: Project, runs: Sequence[Run], layout: str) -> bytes:
     mixtures, metrics = export_csv(project, runs, layout)
-    names = ("train_mixture.csv", "train_loss.csv") if layout == "regmix" else ("ratios.csv", "metrics.csv")
+    names = (
+        ("train_mixture.csv", "train_loss.csv")
+        if layout == "regmix"
+        else ("ratios.csv", "metrics.csv")
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(names[0], mixtures)
@@ -246,12 +297,26 @@ def export_zip(project: Project, runs: Sequence[Run], layout: str) -> bytes:
 def run_json(r: Run, curve: list[CurvePoint] | None = None) -> dict:
     """Everything a run holds, as the JSON export writes it and the JSON import reads it back."""
     return {
-        "id": r.id, "name": r.name, "external_id": r.external_id, "mixture": r.mixture, "metrics": r.metrics,
-        "model_params": r.model_params, "train_tokens": r.train_tokens, "train_steps": r.train_steps,
-        "seed": r.seed, "tags": r.tags, "status": r.status, "origin": r.origin, "details": r.details or {},
-        "error": r.error, "job_id": r.job_id, "created_at": r.created_at.isoformat() if r.created_at else None,
+        "id": r.id,
+        "name": r.name,
+        "external_id": r.external_id,
+        "mixture": r.mixture,
+        "metrics": r.metrics,
+        "model_params": r.model_params,
+        "train_tokens": r.train_tokens,
+        "train_steps": r.train_steps,
+        "seed": r.seed,
+        "tags": r.tags,
+        "status": r.status,
+        "origin": r.origin,
+        "details": r.details or {},
+        "error": r.error,
+        "job_id": r.job_id,
+        "created_at": r.created_at.isoformat() if r.created_at else None,
         "updated_at": r.updated_at.isoformat() if r.updated_at else None,
-        "curve": [{"step": p.step, "tokens": p.tokens, "metrics": p.metrics} for p in (curve or [])],
+        "curve": [
+            {"step": p.step, "tokens": p.tokens, "metrics": p.metrics} for p in (curve or [])
+        ],
     }
 
 
@@ -261,10 +326,17 @@ def runs_document(session: Session, project: Project, runs: Sequence[Run]) -> di
     curves: dict[int, list[CurvePoint]] = {}
     ids = [r.id for r in runs]
     for start in range(0, len(ids), 1000):
-        chunk = ids[start:start + 1000]
-        for p in session.scalars(select(CurvePoint).where(CurvePoint.run_id.in_(chunk))
-                                 .order_by(CurvePoint.run_id, CurvePoint.step)):
+        chunk = ids[start : start + 1000]
+        for p in session.scalars(
+            select(CurvePoint)
+            .where(CurvePoint.run_id.in_(chunk))
+            .order_by(CurvePoint.run_id, CurvePoint.step)
+        ):
             curves.setdefault(p.run_id, []).append(p)
-    return {"format": "mixopt-runs", "version": 1, "project": project.name,
-            "domains": [d.name for d in project.domains],
-            "runs": [run_json(r, curves.get(r.id)) for r in runs]}
+    return {
+        "format": "mixopt-runs",
+        "version": 1,
+        "project": project.name,
+        "domains": [d.name for d in project.domains],
+        "runs": [run_json(r, curves.get(r.id)) for r in runs],
+    }

@@ -14,14 +14,29 @@ def job_metrics() -> dict[str, Any]:
     """``jobs`` {(kind, state): n}, ``queues`` {queue: pending jobs}, ``durations``
     {kind: (finished jobs, total seconds, longest seconds)} over jobs that started and ended."""
     with session_scope() as s:
-        jobs = {(k, st): n for k, st, n in s.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state))}
-        queues = dict(s.execute(select(Job.queue, func.count()).where(Job.state == "pending").group_by(Job.queue)).all())
+        jobs = {
+            (k, st): n
+            for k, st, n in s.execute(
+                select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state)
+            )
+        }
+        queues = dict(
+            s.execute(
+                select(Job.queue, func.count()).where(Job.state == "pending").group_by(Job.queue)
+            ).all()
+        )
         durations: dict[str, list[float]] = {}
-        rows = s.execute(select(Job.kind, Job.started_at, Job.finished_at)
-                         .where(Job.started_at.is_not(None), Job.finished_at.is_not(None)))
+        rows = s.execute(
+            select(Job.kind, Job.started_at, Job.finished_at).where(
+                Job.started_at.is_not(None), Job.finished_at.is_not(None)
+            )
+        )
         for kind, start, end in rows:
             if end.tzinfo is None or start.tzinfo is None:
                 start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
             durations.setdefault(kind, []).append(max(0.0, (end - start).total_seconds()))
-    return {"jobs": jobs, "queues": queues,
-            "durations": {k: (len(v), sum(v), max(v)) for k, v in durations.items()}}
+    return {
+        "jobs": jobs,
+        "queues": queues,
+        "durations": {k: (len(v), sum(v), max(v)) for k, v in durations.items()},
+    }

@@ -12,8 +12,10 @@ from typing import Any
 from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
-from app.schemas.runs import CurvePointCreate, RunCreate, RunUpdate
 from app.core.config import get_settings
+from app.schemas.runs import CurvePointCreate, RunCreate, RunUpdate
+from app.services import domains as domain_service
+from app.services import idempotency
 from app.services.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge
 from app.store.models import CurvePoint, Project, Run, RunTag, utcnow
 
@@ -24,7 +26,11 @@ ORDERINGS = {"id": Run.id, "created_at": Run.created_at}
 
 
 def validate_mixture(
-    mixture: dict[str, float], domains: Sequence[str], *, normalize: bool = False, field: str = "mixture"
+    mixture: dict[str, float],
+    domains: Sequence[str],
+    *,
+    normalize: bool = False,
+    field: str = "mixture",
 ) -> dict[str, float]:
     """Check a mixture against the project's domains and return it in domain order.
 
@@ -34,8 +40,10 @@ def validate_mixture(
     known = set(domains)
     for name, w in mixture.items():
         if name not in known:
-            raise Invalid(f"unknown domain {name!r}; the project's domains are {list(domains)}",
-                          field=f"{field}.{name}")
+            raise Invalid(
+                f"unknown domain {name!r}; the project's domains are {list(domains)}",
+                field=f"{field}.{name}",
+            )
         if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
             raise Invalid(f"weight {w!r} must be a finite number >= 0", field=f"{field}.{name}")
     total = math.fsum(mixture.values())
@@ -51,8 +59,10 @@ def check_batch_size(n: int, field: str) -> None:
     """At most ``MIXOPT_MAX_BATCH_RUNS`` runs per request (a batch, an import): 413 above."""
     limit = get_settings().max_batch_runs
     if n > limit:
-        raise TooLarge(f"{n} runs in one request; at most {limit} (MIXOPT_MAX_BATCH_RUNS): split the batch",
-                       field=field)
+        raise TooLarge(
+            f"{n} runs in one request; at most {limit} (MIXOPT_MAX_BATCH_RUNS): split the batch",
+            field=field,
+        )
 
 
 def _status_for(spec: RunCreate) -> str:
@@ -61,7 +71,9 @@ def _status_for(spec: RunCreate) -> str:
     return "succeeded" if spec.metrics else "planned"
 
 
-def run_rows(project: Project, specs: Sequence[RunCreate], *, normalize: bool, field: str = "runs") -> list[dict[str, Any]]:
+def run_rows(
+    project: Project, specs: Sequence[RunCreate], *, normalize: bool, field: str = "runs"
+) -> list[dict[str, Any]]:
     """Validate specs and build insert rows; raises Invalid naming the first bad field."""
     domains = [d.name for d in project.domains]
     if not domains:
@@ -78,17 +90,31 @@ def run_rows(project: Project, specs: Sequence[RunCreate], *, normalize: bool, f
             raise
         status = _status_for(spec)
         if status == "succeeded" and not spec.metrics:
-            raise Invalid("a succeeded run needs metrics", field=f"{prefix}.metrics" if prefix else "metrics")
-        rows.append({
-            "project_id": project.id, "name": spec.name, "external_id": spec.external_id,
-            "mixture": mixture, "metrics": dict(spec.metrics), "model_params": spec.model_params,
-            "train_tokens": spec.train_tokens, "train_steps": spec.train_steps, "seed": spec.seed,
-            "tags": list(dict.fromkeys(spec.tags)), "status": status, "origin": spec.origin,
-            "details": spec.details, "created_at": now, "updated_at": now,
-            "domain_version": project.domain_version or 1,
-            # an imported export carries the run's error (RunImport); a new run has none
-            "error": getattr(spec, "error", None),
-        })
+            raise Invalid(
+                "a succeeded run needs metrics", field=f"{prefix}.metrics" if prefix else "metrics"
+            )
+        rows.append(
+            {
+                "project_id": project.id,
+                "name": spec.name,
+                "external_id": spec.external_id,
+                "mixture": mixture,
+                "metrics": dict(spec.metrics),
+                "model_params": spec.model_params,
+                "train_tokens": spec.train_tokens,
+                "train_steps": spec.train_steps,
+                "seed": spec.seed,
+                "tags": list(dict.fromkeys(spec.tags)),
+                "status": status,
+                "origin": spec.origin,
+                "details": spec.details,
+                "created_at": now,
+                "updated_at": now,
+                "domain_version": project.domain_version or 1,
+                # an imported export carries the run's error (RunImport); a new run has none
+                "error": getattr(spec, "error", None),
+            }
+        )
     return rows
 
 
@@ -96,15 +122,16 @@ def _retired_weight(project: Project, mixture: dict[str, float], field: str) -> 
     """A weight on a domain that left the set: 422 naming it and the version that last had it."""
     from sqlalchemy.orm import object_session
 
-    from app.services.domain_sets import retired
-
     session = object_session(project)
-    gone = retired(session, project) if session is not None else {}
+    gone = domain_service.retired(session, project) if session is not None else {}
     for name in mixture:
         if name in gone:
-            raise Invalid(f"domain {name!r} was retired: domain-set version {gone[name]} was the last to have it, "
-                          f"the project is at version {project.domain_version}; new runs give weights over the "
-                          f"current domains {[d.name for d in project.domains]}", field=f"{field}.{name}")
+            raise Invalid(
+                f"domain {name!r} was retired: domain-set version {gone[name]} was the last to have it, "
+                f"the project is at version {project.domain_version}; new runs give weights over the "
+                f"current domains {[d.name for d in project.domains]}",
+                field=f"{field}.{name}",
+            )
 
 
 def insert_runs(session: Session, rows: list[dict[str, Any]]) -> list[int]:
@@ -112,16 +139,29 @@ def insert_runs(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     ids: list[int] = []
     if session.bind.dialect.name == "postgresql":
         # take the ids from the sequence first: a plain executemany is ~3x faster than RETURNING
-        ids = list(session.scalars(text("SELECT nextval(pg_get_serial_sequence('run', 'id')) "
-                                        "FROM generate_series(1, :n)"), {"n": len(rows)}))
-        session.execute(insert(Run), [{**row, "id": rid} for row, rid in zip(rows, ids, strict=True)])
+        ids = list(
+            session.scalars(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence('run', 'id')) "
+                    "FROM generate_series(1, :n)"
+                ),
+                {"n": len(rows)},
+            )
+        )
+        session.execute(
+            insert(Run), [{**row, "id": rid} for row, rid in zip(rows, ids, strict=True)]
+        )
     else:
         for start in range(0, len(rows), 2000):
-            chunk = rows[start:start + 2000]
-            ids.extend(session.scalars(insert(Run).returning(Run.id, sort_by_parameter_order=True), chunk))
-    tag_rows = [{"run_id": rid, "tag": t} for rid, row in zip(ids, rows, strict=True) for t in row["tags"]]
+            chunk = rows[start : start + 2000]
+            ids.extend(
+                session.scalars(insert(Run).returning(Run.id, sort_by_parameter_order=True), chunk)
+            )
+    tag_rows = [
+        {"run_id": rid, "tag": t} for rid, row in zip(ids, rows, strict=True) for t in row["tags"]
+    ]
     for start in range(0, len(tag_rows), 5000):
-        session.execute(insert(RunTag), tag_rows[start:start + 5000])
+        session.execute(insert(RunTag), tag_rows[start : start + 5000])
     return ids
 
 
@@ -178,13 +218,24 @@ def _decode_cursor(cursor: str, order: str) -> tuple[Any, int]:
             raise ValueError  # ids are 32-bit: a forged cursor must not reach the database
         return value, last_id
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise Invalid("cursor is not valid; use next_cursor from a previous page", field="cursor") from exc
+        raise Invalid(
+            "cursor is not valid; use next_cursor from a previous page", field="cursor"
+        ) from exc
 
 
 def list_runs(
-    session: Session, project: Project, *, cursor: str | None = None, limit: int = 100,
-    order_by: str = "id", status: str | None = None, tag: str | None = None, origin: str | None = None,
-    model_params: int | None = None, train_tokens: int | None = None, train_steps: int | None = None,
+    session: Session,
+    project: Project,
+    *,
+    cursor: str | None = None,
+    limit: int = 100,
+    order_by: str = "id",
+    status: str | None = None,
+    tag: str | None = None,
+    origin: str | None = None,
+    model_params: int | None = None,
+    train_tokens: int | None = None,
+    train_steps: int | None = None,
     with_metrics: bool | None = None,
 ) -> tuple[list[Run], int, str | None]:
     """One page of runs, with the total count of matching runs and the next page's cursor.
@@ -195,7 +246,10 @@ def list_runs(
     desc = order_by.startswith("-")
     key = order_by.lstrip("-")
     if key not in ORDERINGS:
-        raise BadRequest(f"order_by must be one of {sorted(ORDERINGS)} (optionally prefixed with -)", field="order_by")
+        raise BadRequest(
+            f"order_by must be one of {sorted(ORDERINGS)} (optionally prefixed with -)",
+            field="order_by",
+        )
     if status is not None and status not in RUN_STATUSES:
         raise BadRequest(f"status must be one of {list(RUN_STATUSES)}", field="status")
     col = ORDERINGS[key]
@@ -206,7 +260,11 @@ def list_runs(
         q = q.where(Run.origin == origin)
     if tag:
         q = q.where(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == tag)))
-    for c, v in ((Run.model_params, model_params), (Run.train_tokens, train_tokens), (Run.train_steps, train_steps)):
+    for c, v in (
+        (Run.model_params, model_params),
+        (Run.train_tokens, train_tokens),
+        (Run.train_steps, train_steps),
+    ):
         if v is not None:
             q = q.where(c == v)
     count = session.scalar(select(func.count()).select_from(q.subquery())) or 0
@@ -248,44 +306,89 @@ def add_curve_points(session: Session, run: Run, points: Sequence[CurvePointCrea
     for i, p in enumerate(points):
         prev = by_step.get(p.step)
         if prev is not None and (prev.metrics != p.metrics or prev.tokens != p.tokens):
-            raise Conflict(f"step {p.step} appears twice with different values", field=f"points[{i}].step")
+            raise Conflict(
+                f"step {p.step} appears twice with different values", field=f"points[{i}].step"
+            )
         by_step[p.step] = p
-    existing = set(session.scalars(select(CurvePoint.step).where(CurvePoint.run_id == run.id,
-                                                                  CurvePoint.step.in_(list(by_step)))))
-    new = [{"run_id": run.id, "step": s, "tokens": p.tokens, "metrics": dict(p.metrics), "created_at": utcnow()}
-           for s, p in sorted(by_step.items()) if s not in existing]
+    existing = set(
+        session.scalars(
+            select(CurvePoint.step).where(
+                CurvePoint.run_id == run.id, CurvePoint.step.in_(list(by_step))
+            )
+        )
+    )
+    new = [
+        {
+            "run_id": run.id,
+            "step": s,
+            "tokens": p.tokens,
+            "metrics": dict(p.metrics),
+            "created_at": utcnow(),
+        }
+        for s, p in sorted(by_step.items())
+        if s not in existing
+    ]
     if new:
         session.execute(insert(CurvePoint), new)
     session.commit()
     return len(new)
 
 
-def insert_curves(session: Session, ids: Sequence[int], curves: Sequence[Sequence[CurvePointCreate]]) -> None:
+def insert_curves(
+    session: Session, ids: Sequence[int], curves: Sequence[Sequence[CurvePointCreate]]
+) -> None:
     """Curves of newly created runs (``ids[i]`` gets ``curves[i]``), in the caller's transaction."""
     now = utcnow()
-    rows = [{"run_id": rid, "step": p.step, "tokens": p.tokens, "metrics": dict(p.metrics), "created_at": now}
-            for rid, points in zip(ids, curves, strict=True) for p in points]
+    rows = [
+        {
+            "run_id": rid,
+            "step": p.step,
+            "tokens": p.tokens,
+            "metrics": dict(p.metrics),
+            "created_at": now,
+        }
+        for rid, points in zip(ids, curves, strict=True)
+        for p in points
+    ]
     for start in range(0, len(rows), 5000):
-        session.execute(insert(CurvePoint), rows[start:start + 5000])
+        session.execute(insert(CurvePoint), rows[start : start + 5000])
 
 
 def curve(session: Session, run: Run) -> list[CurvePoint]:
-    return list(session.scalars(select(CurvePoint).where(CurvePoint.run_id == run.id).order_by(CurvePoint.step)))
+    return list(
+        session.scalars(
+            select(CurvePoint).where(CurvePoint.run_id == run.id).order_by(CurvePoint.step)
+        )
+    )
 
 
 def existing_external_ids(session: Session, project: Project, ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
     ids = list(ids)
     for start in range(0, len(ids), 1000):
-        found.update(session.scalars(select(Run.external_id).where(
-            Run.project_id == project.id, Run.external_id.in_(ids[start:start + 1000]))))
+        found.update(
+            session.scalars(
+                select(Run.external_id).where(
+                    Run.project_id == project.id, Run.external_id.in_(ids[start : start + 1000])
+                )
+            )
+        )
     return found
 
 
 def create_runs(
-    session: Session, project: Project, specs: Sequence[RunCreate], *, normalize: bool, field: str,
-    token_id: int, idempotency_key: str | None, endpoint: str, fingerprint: str,
-    respond: Any, after_insert: Any = None,
+    session: Session,
+    project: Project,
+    specs: Sequence[RunCreate],
+    *,
+    normalize: bool,
+    field: str,
+    token_id: int,
+    idempotency_key: str | None,
+    endpoint: str,
+    fingerprint: str,
+    respond: Any,
+    after_insert: Any = None,
 ) -> tuple[int, Any]:
     """Validate and insert runs in one transaction, honouring an Idempotency-Key.
 
@@ -293,8 +396,6 @@ def create_runs(
     so that a retried request gets the same answer and creates nothing; ``after_insert(ids)``
     adds related rows (curves of imported runs) in the same transaction.
     """
-    from app.services import idempotency
-
     if idempotency_key:
         rec = idempotency.replay(session, token_id, idempotency_key, endpoint, fingerprint)
         if rec is not None:
@@ -305,7 +406,9 @@ def create_runs(
         after_insert(ids)
     status_code, body = respond(ids)
     if idempotency_key:
-        idempotency.remember(session, token_id, idempotency_key, endpoint, fingerprint, status_code, body)
+        idempotency.remember(
+            session, token_id, idempotency_key, endpoint, fingerprint, status_code, body
+        )
     try:
         session.commit()
     except Exception as exc:  # a concurrent request with the same key won the race

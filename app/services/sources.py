@@ -53,9 +53,17 @@ def check_path(value: str, *, field: str, admin: bool, settings: Settings | None
     """
     roots = allowed_roots(settings, admin=admin)
     shown = [str(r) for r in roots]
-    refused = Invalid(f"must be an absolute path inside one of the data roots {shown} "
-                      "(MIXOPT_DATA_ROOTS); other locations are not readable by the service", field=field)
-    if "\x00" in value or not os.path.isabs(value) or ".." in Path(value).parts or value.startswith("~"):
+    refused = Invalid(
+        f"must be an absolute path inside one of the data roots {shown} "
+        "(MIXOPT_DATA_ROOTS); other locations are not readable by the service",
+        field=field,
+    )
+    if (
+        "\x00" in value
+        or not os.path.isabs(value)
+        or ".." in Path(value).parts
+        or value.startswith("~")
+    ):
         raise refused
     prefix = _static_prefix(value)
     lexical = os.path.normpath(prefix)
@@ -69,8 +77,10 @@ def check_path(value: str, *, field: str, admin: bool, settings: Settings | None
 
 def _configured(settings: Settings | None, admin: bool) -> list[str]:
     s = settings or get_settings()
-    raw = [p for p in s.data_roots.split(os.pathsep) if p.strip()] or [str(s.home / "data"),
-                                                                         str(s.home / "demo-corpora")]
+    raw = [p for p in s.data_roots.split(os.pathsep) if p.strip()] or [
+        str(s.home / "data"),
+        str(s.home / "demo-corpora"),
+    ]
     admin_raw = [p for p in s.admin_data_roots.split(os.pathsep) if p.strip()]
     if admin:
         raw += admin_raw
@@ -88,6 +98,8 @@ def check_source(source: dict | None, *, field: str, admin: bool) -> None:
     tok = source.get("tokenizer")
     if tok not in (None, "", "byte"):
         if glob.has_magic(tok):
-            raise Invalid("must be 'byte' or the path of one tokenizers JSON file (no wildcards)",
-                          field=f"{field}.tokenizer")
+            raise Invalid(
+                "must be 'byte' or the path of one tokenizers JSON file (no wildcards)",
+                field=f"{field}.tokenizer",
+            )
         check_path(tok, field=f"{field}.tokenizer", admin=admin)

@@ -23,14 +23,20 @@ def generate_token() -> str:
 
 
 def create_token(
-    session: Session, name: str, role: str, project_ids: list[int] | None = None, token: str | None = None
+    session: Session,
+    name: str,
+    role: str,
+    project_ids: list[int] | None = None,
+    token: str | None = None,
 ) -> tuple[ApiToken, str]:
     """Store a new token (hashed) and return it with its plain text, shown only once."""
     if role not in ("admin", "write", "read"):
         raise Invalid(f"role must be admin, write or read, not {role!r}", field="role")
     project_ids = sorted(set(project_ids or []))
     if role == "admin" and project_ids:
-        raise Invalid("an admin token sees every project; do not list project_ids", field="project_ids")
+        raise Invalid(
+            "an admin token sees every project; do not list project_ids", field="project_ids"
+        )
     if project_ids:
         found = set(session.scalars(select(Project.id).where(Project.id.in_(project_ids))))
         missing = [p for p in project_ids if p not in found]

@@ -17,14 +17,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.schemas.validations import ValidationCreate
 from app.services import jobs as job_service
+from app.services import rows
 from app.services.errors import Invalid, NotFound
+from app.services.objectives import check_weights
+from app.services.recommendations import baselines
 from app.services.runs import validate_mixture
-from app.services.swarms import TRAINING_PRESETS
+from app.services.swarms import check_trainable
 from app.store.models import Job, Project, Recommendation, Run, RunTag, Validation
 
 CONFIDENCE = 0.95
@@ -34,13 +36,19 @@ ALIASES = {"stratified": "uniform", "entropy": "entropy_conditional"}
 
 
 def _t_quantile(p: float, df: int) -> float:
-    from scipy.stats import t
+    from scipy.stats import t  # lazy: scipy.stats takes ~0.5 s to import, only comparisons use it
 
     return float(t.ppf(p, df))
 
 
-def paired_comparison(labels: list[str], objective: list[list[float]], domains: dict[str, list[list[float]]],
-                      references: list[int], seeds: list[int], confidence: float = CONFIDENCE) -> dict[str, Any]:
+def paired_comparison(
+    labels: list[str],
+    objective: list[list[float]],
+    domains: dict[str, list[list[float]]],
+    references: list[int],
+    seeds: list[int],
+    confidence: float = CONFIDENCE,
+) -> dict[str, Any]:
     """The comparison of a validation from its runs' scores (pure).
 
     Parameters
@@ -54,7 +62,11 @@ def paired_comparison(labels: list[str], objective: list[list[float]], domains: 
 
     def stats(values: list[float]) -> tuple[float, float]:
         mean = math.fsum(values) / len(values)
-        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+        std = (
+            math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            if len(values) > 1
+            else 0.0
+        )
         return mean, std
 
     mixtures = []
@@ -64,8 +76,15 @@ def paired_comparison(labels: list[str], objective: list[list[float]], domains: 
         for d, vals in domains.items():
             m, s = stats(vals[i])
             per_domain[d] = {"mean": m, "std": s, "values": list(vals[i])}
-        mixtures.append({"label": label, "objective": list(objective[i]), "mean": mean, "std": std,
-                         "domains": per_domain})
+        mixtures.append(
+            {
+                "label": label,
+                "objective": list(objective[i]),
+                "mean": mean,
+                "std": std,
+                "domains": per_domain,
+            }
+        )
     comparisons = []
     t = _t_quantile(0.5 + confidence / 2, n - 1) if n > 1 else None
     for r in references:
@@ -75,13 +94,24 @@ def paired_comparison(labels: list[str], objective: list[list[float]], domains: 
             diffs = [objective[i][s] - objective[r][s] for s in range(n)]
             mean, std = stats(diffs)
             half = t * std / math.sqrt(n) if t is not None else None
-            comparisons.append({
-                "label": label, "reference": labels[r], "differences": diffs, "mean": mean, "std": std,
-                "interval_low": None if half is None else mean - half,
-                "interval_high": None if half is None else mean + half,
-                "confidence": confidence, "wins": sum(d < 0 for d in diffs), "seeds": n,
-                "domains": {d: math.fsum(vals[i][s] - vals[r][s] for s in range(n)) / n for d, vals in domains.items()},
-            })
+            comparisons.append(
+                {
+                    "label": label,
+                    "reference": labels[r],
+                    "differences": diffs,
+                    "mean": mean,
+                    "std": std,
+                    "interval_low": None if half is None else mean - half,
+                    "interval_high": None if half is None else mean + half,
+                    "confidence": confidence,
+                    "wins": sum(d < 0 for d in diffs),
+                    "seeds": n,
+                    "domains": {
+                        d: math.fsum(vals[i][s] - vals[r][s] for s in range(n)) / n
+                        for d, vals in domains.items()
+                    },
+                }
+            )
     return {"mixtures": mixtures, "comparisons": comparisons}
 
 
@@ -96,16 +126,18 @@ def _objective(project: Project, domains: list[str]) -> dict[str, float]:
     objective = dict(project.objective or {}) or {f"val_loss/{d}": 1.0 for d in domains}
     unknown = sorted(set(objective) - produced)
     if unknown:
-        raise Invalid(f"the project's objective uses {unknown}, which a trained run does not measure "
-                      f"(it reports val_loss/<domain> and val_bpb/<domain>)", field="objective")
-    if math.fsum(objective.values()) <= 0:
-        raise Invalid("the project's objective weights sum to 0", field="objective")
+        raise Invalid(
+            f"the project's objective uses {unknown}, which a trained run does not measure "
+            f"(it reports val_loss/<domain> and val_bpb/<domain>)",
+            field="objective",
+        )
+    check_weights(objective, message="the project's objective weights sum to 0")
     return {k: float(v) for k, v in objective.items()}
 
 
-def _resolve(session: Session, project: Project, data: ValidationCreate, domains: list[str]) -> list[dict[str, Any]]:
-    from app.services.fits import baselines
-
+def _resolve(
+    session: Session, project: Project, data: ValidationCreate, domains: list[str]
+) -> list[dict[str, Any]]:
     base: dict[str, Any] | None = None
     out = []
     for i, spec in enumerate(data.mixtures):
@@ -113,10 +145,19 @@ def _resolve(session: Session, project: Project, data: ValidationCreate, domains
         if spec.recommendation_id is not None:
             rec = session.get(Recommendation, spec.recommendation_id)
             if rec is None or rec.project_id != project.id:
-                raise NotFound(f"recommendation {spec.recommendation_id} not found in project {project.id}")
-            mixture = validate_mixture(rec.mixture, domains, normalize=True, field=f"{field}.recommendation_id")
-            item = {"label": spec.label or f"recommendation {rec.id}", "source": f"recommendation:{rec.source}",
-                    "recommendation_id": rec.id, "mixture": mixture, "reference": bool(spec.reference)}
+                raise NotFound(
+                    f"recommendation {spec.recommendation_id} not found in project {project.id}"
+                )
+            mixture = validate_mixture(
+                rec.mixture, domains, normalize=True, field=f"{field}.recommendation_id"
+            )
+            item = {
+                "label": spec.label or f"recommendation {rec.id}",
+                "source": f"recommendation:{rec.source}",
+                "recommendation_id": rec.id,
+                "mixture": mixture,
+                "reference": bool(spec.reference),
+            }
         elif spec.baseline is not None:
             if base is None:
                 base = baselines(project)
@@ -124,40 +165,72 @@ def _resolve(session: Session, project: Project, data: ValidationCreate, domains
             if name not in base["mixtures"]:
                 why = base["unavailable"].get(name) or base["unavailable"].get(name.split("_")[0])
                 known = sorted(set(base["mixtures"]) | set(ALIASES))
-                raise Invalid(f"baseline {spec.baseline!r} is not available"
-                              + (f": {why}" if why else f"; available: {known}"), field=f"{field}.baseline")
-            item = {"label": spec.label or spec.baseline, "source": f"baseline:{name}",
-                    "mixture": validate_mixture(base["mixtures"][name], domains, normalize=True, field=field),
-                    "reference": True if spec.reference is None else spec.reference}
+                raise Invalid(
+                    f"baseline {spec.baseline!r} is not available"
+                    + (f": {why}" if why else f"; available: {known}"),
+                    field=f"{field}.baseline",
+                )
+            item = {
+                "label": spec.label or spec.baseline,
+                "source": f"baseline:{name}",
+                "mixture": validate_mixture(
+                    base["mixtures"][name], domains, normalize=True, field=field
+                ),
+                "reference": True if spec.reference is None else spec.reference,
+            }
         else:
-            item = {"label": spec.label or f"mixture {i}", "source": "explicit",
-                    "mixture": validate_mixture(spec.mixture, domains, normalize=True, field=f"{field}.mixture"),
-                    "reference": bool(spec.reference)}
+            item = {
+                "label": spec.label or f"mixture {i}",
+                "source": "explicit",
+                "mixture": validate_mixture(
+                    spec.mixture, domains, normalize=True, field=f"{field}.mixture"
+                ),
+                "reference": bool(spec.reference),
+            }
         out.append(item)
     labels = [m["label"] for m in out]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
-        raise Invalid(f"labels must be distinct, repeated: {dup} (give each mixture a label)", field="mixtures")
+        raise Invalid(
+            f"labels must be distinct, repeated: {dup} (give each mixture a label)",
+            field="mixtures",
+        )
     if not any(m["reference"] for m in out):
         out[0]["reference"] = True  # nothing to compare against: the first mixture is the reference
     return out
 
 
-def create_validation(session: Session, project: Project, data: ValidationCreate) -> tuple[Validation, Job]:
+def create_validation(
+    session: Session, project: Project, data: ValidationCreate
+) -> tuple[Validation, Job]:
     """Plan the runs (``queued``) and one ``validate`` job that trains them; the caller enqueues."""
-    if data.preset not in TRAINING_PRESETS:
-        raise Invalid(f"unknown preset {data.preset!r}; available: {list(TRAINING_PRESETS)}", field="preset")
-    missing = [d.name for d in project.domains if not d.source]
-    if missing:
-        raise Invalid(f"domains without a data source cannot be trained on: {missing}", field="domains")
+    check_trainable(project, data.preset)
     domains = [d.name for d in project.domains]
     objective = _objective(project, domains)
     mixtures = _resolve(session, project, data, domains)
-    settings = {k: getattr(data, k) for k in ("batch_size", "block_size", "eval_interval", "learning_rate",
-                                               "n_layer", "n_head", "n_embd")}
-    v = Validation(project_id=project.id, status="pending", mixtures=mixtures, seeds=list(data.seeds),
-                   preset=data.preset, train_steps=data.train_steps, settings=settings, objective=objective,
-                   run_ids=[])
+    settings = {
+        k: getattr(data, k)
+        for k in (
+            "batch_size",
+            "block_size",
+            "eval_interval",
+            "learning_rate",
+            "n_layer",
+            "n_head",
+            "n_embd",
+        )
+    }
+    v = Validation(
+        project_id=project.id,
+        status="pending",
+        mixtures=mixtures,
+        seeds=list(data.seeds),
+        preset=data.preset,
+        train_steps=data.train_steps,
+        settings=settings,
+        objective=objective,
+        run_ids=[],
+    )
     session.add(v)
     session.flush()
     tag = f"validation-{v.id}"
@@ -165,18 +238,35 @@ def create_validation(session: Session, project: Project, data: ValidationCreate
     for i, m in enumerate(mixtures):
         row = []
         for seed in data.seeds:
-            run = Run(project_id=project.id, mixture=m["mixture"], metrics={}, train_steps=data.train_steps,
-                      seed=seed, tags=[tag], status="queued", origin="trained",
-                      details={"preset": data.preset, "validation_id": v.id, "validation_label": m["label"],
-                               "mixture_index": i})
+            run = Run(
+                project_id=project.id,
+                mixture=m["mixture"],
+                metrics={},
+                train_steps=data.train_steps,
+                seed=seed,
+                tags=[tag],
+                status="queued",
+                origin="trained",
+                details={
+                    "preset": data.preset,
+                    "validation_id": v.id,
+                    "validation_label": m["label"],
+                    "mixture_index": i,
+                },
+            )
             session.add(run)
             session.flush()
             session.add(RunTag(run_id=run.id, tag=tag))
             row.append(run.id)
         run_ids.append(row)
     v.run_ids = run_ids
-    job = job_service.create_job(session, kind="validate", project_id=project.id,
-                                 params={"validation_id": v.id}, queue=data.queue)
+    job = job_service.create_job(
+        session,
+        kind="validate",
+        project_id=project.id,
+        params={"validation_id": v.id},
+        queue=data.queue,
+    )
     v.job_id = job.id
     for row in run_ids:
         for rid in row:
@@ -185,39 +275,54 @@ def create_validation(session: Session, project: Project, data: ValidationCreate
     return v, job
 
 
-def list_validations(session: Session, project: Project, limit: int = 100,
-                     offset: int = 0) -> tuple[list[Validation], int]:
-    q = select(Validation).where(Validation.project_id == project.id)
-    count = session.scalar(select(func.count()).select_from(q.subquery())) or 0
-    return list(session.scalars(q.order_by(Validation.id.desc()).offset(offset).limit(limit))), count
+def list_validations(
+    session: Session, project: Project, limit: int = 100, offset: int = 0
+) -> tuple[list[Validation], int]:
+    return rows.page(session, Validation, project, limit, offset)
 
 
 def get_validation(session: Session, project: Project, validation_id: int) -> Validation:
-    v = session.get(Validation, validation_id)
-    if v is None or v.project_id != project.id:
-        raise NotFound(f"validation {validation_id} not found in project {project.id}")
-    return v
+    return rows.owned(session, Validation, project, validation_id, "validation")
 
 
 def compare_runs(v: Validation, runs: dict[int, Run]) -> dict[str, Any]:
     """The stored comparison of a validation whose runs all succeeded (``runs``: id -> row)."""
     labels = [m["label"] for m in v.mixtures]
-    domains = sorted({k.split("/", 1)[1] for r in runs.values() for k in r.metrics if k.startswith("val_loss/")})
+    domains = sorted(
+        {k.split("/", 1)[1] for r in runs.values() for k in r.metrics if k.startswith("val_loss/")}
+    )
     objective = [[objective_of(runs[rid].metrics, v.objective) for rid in row] for row in v.run_ids]
-    per_domain = {d: [[float(runs[rid].metrics[f"val_loss/{d}"]) for rid in row] for row in v.run_ids]
-                  for d in domains}
+    per_domain = {
+        d: [[float(runs[rid].metrics[f"val_loss/{d}"]) for rid in row] for row in v.run_ids]
+        for d in domains
+    }
     refs = [i for i, m in enumerate(v.mixtures) if m.get("reference")]
     out = paired_comparison(labels, objective, per_domain, refs, list(v.seeds))
     for m, spec, row in zip(out["mixtures"], v.mixtures, v.run_ids, strict=True):
-        m.update({"source": spec["source"], "mixture": spec["mixture"], "reference": bool(spec.get("reference")),
-                  "run_ids": list(row)})
+        m.update(
+            {
+                "source": spec["source"],
+                "mixture": spec["mixture"],
+                "reference": bool(spec.get("reference")),
+                "run_ids": list(row),
+            }
+        )
     params = {r.model_params for r in runs.values() if r.model_params}
     notes = []
     if len(v.seeds) == 1:
-        notes.append("one seed: no interval; the seed alone can move a small model's loss more than the mixture")
+        notes.append(
+            "one seed: no interval; the seed alone can move a small model's loss more than the mixture"
+        )
     for c in out["comparisons"]:
         if c["interval_low"] is not None and c["interval_low"] <= 0 <= c["interval_high"]:
-            notes.append(f"{c['label']} vs {c['reference']}: the {int(c['confidence'] * 100)}% interval of the "
-                         f"difference contains 0 (not distinguishable with {c['seeds']} seeds)")
-    return {"objective": dict(v.objective), "seeds": list(v.seeds), **out,
-            "n_params": next(iter(params)) if len(params) == 1 else None, "notes": notes}
+            notes.append(
+                f"{c['label']} vs {c['reference']}: the {int(c['confidence'] * 100)}% interval of the "
+                f"difference contains 0 (not distinguishable with {c['seeds']} seeds)"
+            )
+    return {
+        "objective": dict(v.objective),
+        "seeds": list(v.seeds),
+        **out,
+        "n_params": next(iter(params)) if len(params) == 1 else None,
+        "notes": notes,
+    }

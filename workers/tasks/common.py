@@ -93,7 +93,9 @@ class JobRun:
 
     # -- the heartbeat thread ---------------------------------------------------------------
     def start(self) -> JobRun:
-        self._thread = threading.Thread(target=self._beat_loop, name=f"heartbeat-{self.job_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._beat_loop, name=f"heartbeat-{self.job_id}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -114,7 +116,9 @@ class JobRun:
             try:
                 self.beat()
             except Exception as exc:  # the database may be restarting: keep beating
-                log.warning("job %s: heartbeat failed (%s: %s)", self.job_id, type(exc).__name__, exc)
+                log.warning(
+                    "job %s: heartbeat failed (%s: %s)", self.job_id, type(exc).__name__, exc
+                )
             if self._cancel_seen is not None and not self.done.is_set():
                 self._enforce_grace(settings.cancel_grace_seconds)
 
@@ -126,8 +130,11 @@ class JobRun:
         if self._message is not None:
             values["message"] = self._message
         with session_scope() as s:
-            res = s.execute(update(Job).where(Job.id == self.job_id, Job.attempts == self.attempt,
-                                              Job.state == "running").values(**values))
+            res = s.execute(
+                update(Job)
+                .where(Job.id == self.job_id, Job.attempts == self.attempt, Job.state == "running")
+                .values(**values)
+            )
             if res.rowcount != 1:
                 self.lost.set()
                 return
@@ -147,9 +154,15 @@ class JobRun:
         if waited < grace:
             return
         if not self.ended:
-            log.warning("job %s did not stop within %.0f s of its cancel: terminating it", self.job_id, grace)
+            log.warning(
+                "job %s did not stop within %.0f s of its cancel: terminating it",
+                self.job_id,
+                grace,
+            )
             self.cancelled(f"cancelled: did not stop within {grace:.0f} s, terminated")
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._main_thread), ctypes.py_object(Cancelled))
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self._main_thread), ctypes.py_object(Cancelled)
+            )
         if IN_POOL_CHILD and waited >= grace + max(2.0, get_settings().heartbeat_seconds):
             log.warning("job %s: killing pool process %d", self.job_id, os.getpid())
             os.kill(os.getpid(), signal.SIGKILL)
@@ -180,34 +193,58 @@ class JobRun:
         """A transaction that commits only while this attempt still holds the job (the job row's
         conditional update comes first, so on PostgreSQL it also locks the row until commit)."""
         with session_scope() as s:
-            res = s.execute(update(Job).where(Job.id == self.job_id, Job.attempts == self.attempt,
-                                              Job.state == "running").values(heartbeat_at=utcnow()))
+            res = s.execute(
+                update(Job)
+                .where(Job.id == self.job_id, Job.attempts == self.attempt, Job.state == "running")
+                .values(heartbeat_at=utcnow())
+            )
             if res.rowcount != 1:
                 self.lost.set()
-                raise Superseded(f"job {self.job_id} attempt {self.attempt} no longer holds its claim")
+                raise Superseded(
+                    f"job {self.job_id} attempt {self.attempt} no longer holds its claim"
+                )
             yield s
 
-    def _end(self, state: str, message: str, *, result: dict | None = None, error: str | None = None,
-             also: Callable[[Any], dict[str, Any] | None] | None = None) -> bool:
+    def _end(
+        self,
+        state: str,
+        message: str,
+        *,
+        result: dict | None = None,
+        error: str | None = None,
+        also: Callable[[Any], dict[str, Any] | None] | None = None,
+    ) -> bool:
         try:
             with self.write() as s:
                 if also is not None:
                     result = {**(result or {}), **(also(s) or {})}
-                values: dict[str, Any] = {"state": state, "message": message, "finished_at": utcnow(),
-                                          "heartbeat_at": utcnow()}
+                values: dict[str, Any] = {
+                    "state": state,
+                    "message": message,
+                    "finished_at": utcnow(),
+                    "heartbeat_at": utcnow(),
+                }
                 if state == "succeeded":
                     values |= {"progress": 1.0, "result": result}
                 if error is not None:
                     values["error"] = error
-                s.execute(update(Job).where(Job.id == self.job_id, Job.attempts == self.attempt).values(**values))
+                s.execute(
+                    update(Job)
+                    .where(Job.id == self.job_id, Job.attempts == self.attempt)
+                    .values(**values)
+                )
         except Superseded:
             log.info("job %s attempt %d: not stored (claim lost)", self.job_id, self.attempt)
             return False
         self.ended = True
         return True
 
-    def finish(self, result: dict[str, Any] | None = None, message: str = "done",
-               also: Callable[[Any], dict[str, Any] | None] | None = None) -> bool:
+    def finish(
+        self,
+        result: dict[str, Any] | None = None,
+        message: str = "done",
+        also: Callable[[Any], dict[str, Any] | None] | None = None,
+    ) -> bool:
         """End ``succeeded``; ``also(session)`` writes the task's results in the same
         transaction and may return more fields for the job's ``result``."""
         return self._end("succeeded", message, result=result, also=also)
@@ -215,7 +252,9 @@ class JobRun:
     def fail(self, exc: BaseException, also: Hook | None = None) -> bool:
         reason = f"{type(exc).__name__}: {exc}"
         log.error("job %s failed: %s\n%s", self.job_id, reason, traceback.format_exc())
-        return self._end("failed", "failed", error=reason, also=(lambda s: also(s, reason)) if also else None)
+        return self._end(
+            "failed", "failed", error=reason, also=(lambda s: also(s, reason)) if also else None
+        )
 
     def cancelled(self, reason: str = "cancelled by request") -> bool:
         hook = self.on_cancel
@@ -237,20 +276,39 @@ def claim(job_id: str, task_id: str | None = None, on_cancel: Hook | None = None
             log.info("job %s not claimed (%s)", job_id, "missing" if job is None else job.state)
             return None
         attempt = job.attempts
-        free = or_(Job.state == "pending",
-                   and_(Job.state == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff)))
+        free = or_(
+            Job.state == "pending",
+            and_(
+                Job.state == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff)
+            ),
+        )
         if job.cancel_requested:
-            reason = "cancelled before it started" if job.state == "pending" else "cancelled: its worker died"
-            res = s.execute(update(Job).where(Job.id == job_id, Job.attempts == attempt, free).values(
-                state="cancelled", message=reason, finished_at=now))
+            reason = (
+                "cancelled before it started"
+                if job.state == "pending"
+                else "cancelled: its worker died"
+            )
+            res = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.attempts == attempt, free)
+                .values(state="cancelled", message=reason, finished_at=now)
+            )
             if res.rowcount == 1 and on_cancel is not None:
                 on_cancel(s, reason)
             return None
         res = s.execute(
             update(Job)
             .where(Job.id == job_id, Job.attempts == attempt, Job.cancel_requested.is_(False), free)
-            .values(state="running", attempts=attempt + 1, heartbeat_at=now, worker=worker_name(), task_id=task_id,
-                    started_at=func.coalesce(Job.started_at, now), message="started", error=None)
+            .values(
+                state="running",
+                attempts=attempt + 1,
+                heartbeat_at=now,
+                worker=worker_name(),
+                task_id=task_id,
+                started_at=func.coalesce(Job.started_at, now),
+                message="started",
+                error=None,
+            )
         )
         if res.rowcount != 1:
             log.info("job %s not claimed (taken by a live attempt)", job_id)
@@ -259,8 +317,14 @@ def claim(job_id: str, task_id: str | None = None, on_cancel: Hook | None = None
     return JobRun(job_id, attempt + 1, on_cancel=on_cancel)
 
 
-def run_job(job_id: str, body: Callable[[JobRun], None], *, task_id: str | None = None,
-            on_fail: Hook | None = None, on_cancel: Hook | None = None) -> None:
+def run_job(
+    job_id: str,
+    body: Callable[[JobRun], None],
+    *,
+    task_id: str | None = None,
+    on_fail: Hook | None = None,
+    on_cancel: Hook | None = None,
+) -> None:
     """Claim the job and run ``body(run)`` with a heartbeat thread; ``body`` ends the job with
     ``run.finish``. A :class:`Cancelled` ends it ``cancelled``, any other error ``failed``
     (``on_fail``/``on_cancel`` mark the fit or run in the same transaction); a copy that lost

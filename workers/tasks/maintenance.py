@@ -21,6 +21,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
+from app.core.celery_config import REAP_STALE_JOBS
 from app.core.config import get_settings
 from app.services.dispatch import queue_depth, send_job
 from app.store.db import session_scope
@@ -37,7 +38,11 @@ def _mark_target(s, job: Job, reason: str) -> None:
         r = s.get(Run, p["run_id"])
         if r is not None and r.status != "succeeded":
             r.status, r.error = "cancelled", reason
-    elif job.kind in ("fit", "recommend") and p.get("fit_id") and (job.kind == "fit" or p.get("fit_first")):
+    elif (
+        job.kind in ("fit", "recommend")
+        and p.get("fit_id")
+        and (job.kind == "fit" or p.get("fit_first"))
+    ):
         f = s.get(Fit, p["fit_id"])
         if f is not None and f.status != "succeeded":
             f.status, f.error, f.finished_at = "cancelled", reason, utcnow()
@@ -52,15 +57,18 @@ def _mark_target(s, job: Job, reason: str) -> None:
 
 
 def _cancel_ended(s, job: Job, reason: str) -> bool:
-    res = s.execute(update(Job).where(Job.id == job.id, Job.attempts == job.attempts, Job.state == "running")
-                    .values(state="cancelled", message=reason, finished_at=utcnow()))
+    res = s.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.attempts == job.attempts, Job.state == "running")
+        .values(state="cancelled", message=reason, finished_at=utcnow())
+    )
     if res.rowcount == 1:
         _mark_target(s, job, reason)
         return True
     return False
 
 
-@celery_app.task(name="mixopt.reap_stale_jobs")
+@celery_app.task(name=REAP_STALE_JOBS)
 def reap_stale_jobs() -> dict[str, int]:
     """One pass of the reaper; returns how many jobs it re-sent, resent while pending, or cancelled."""
     settings = get_settings()
@@ -73,25 +81,46 @@ def reap_stale_jobs() -> dict[str, int]:
     to_revoke: list[str] = []
     with session_scope() as s:
         # a stale job is sent again at most once per stale period (until a worker claims it)
-        stale = list(s.scalars(select(Job).where(Job.state == "running", Job.heartbeat_at < stale_cutoff,
-                                                 func.coalesce(Job.sent_at, Job.created_at) < stale_cutoff)))
+        stale = list(
+            s.scalars(
+                select(Job).where(
+                    Job.state == "running",
+                    Job.heartbeat_at < stale_cutoff,
+                    func.coalesce(Job.sent_at, Job.created_at) < stale_cutoff,
+                )
+            )
+        )
         for job in stale:
             if job.cancel_requested:
                 if _cancel_ended(s, job, "cancelled: its worker died"):
                     counts["cancelled"] += 1
             else:
                 to_send.append((job.id, "stale"))
-        stuck = list(s.scalars(select(Job).where(Job.state == "running", Job.cancel_requested.is_(True),
-                                                 Job.cancel_requested_at < cancel_cutoff)))
+        stuck = list(
+            s.scalars(
+                select(Job).where(
+                    Job.state == "running",
+                    Job.cancel_requested.is_(True),
+                    Job.cancel_requested_at < cancel_cutoff,
+                )
+            )
+        )
         for job in stuck:
-            if _cancel_ended(s, job, f"cancelled: did not stop within {settings.cancel_grace_seconds:.0f} s, "
-                                     "terminated"):
+            if _cancel_ended(
+                s,
+                job,
+                f"cancelled: did not stop within {settings.cancel_grace_seconds:.0f} s, terminated",
+            ):
                 counts["cancelled"] += 1
                 if job.task_id:
                     to_revoke.append(job.task_id)
-        pending = dict(s.execute(select(Job.queue, func.count()).where(Job.state == "pending",
-                                                                       Job.cancel_requested.is_(False))
-                                 .group_by(Job.queue)).all())
+        pending = dict(
+            s.execute(
+                select(Job.queue, func.count())
+                .where(Job.state == "pending", Job.cancel_requested.is_(False))
+                .group_by(Job.queue)
+            ).all()
+        )
     # per queue: as many messages waiting as pending jobs means they are waiting their turn; the
     # shortfall is re-sent, oldest first. Chosen per queue so that old jobs on a queue nobody
     # consumes (their messages are all there) never hide newer lost ones on another queue
@@ -106,9 +135,19 @@ def reap_stale_jobs() -> dict[str, int]:
             continue
         in_queue = Job.queue.is_(None) if queue is None else Job.queue == queue
         with session_scope() as s:
-            ids = list(s.scalars(select(Job.id).where(Job.state == "pending", Job.cancel_requested.is_(False), in_queue,
-                                                      last_sent < pending_cutoff)
-                                 .order_by(last_sent, Job.id).limit(min(missing, budget))))
+            ids = list(
+                s.scalars(
+                    select(Job.id)
+                    .where(
+                        Job.state == "pending",
+                        Job.cancel_requested.is_(False),
+                        in_queue,
+                        last_sent < pending_cutoff,
+                    )
+                    .order_by(last_sent, Job.id)
+                    .limit(min(missing, budget))
+                )
+            )
         to_send.extend((job_id, "pending") for job_id in ids)
         budget -= len(ids)
     for job_id, why in to_send:
@@ -122,6 +161,8 @@ def reap_stale_jobs() -> dict[str, int]:
     for task_id in to_revoke:
         try:
             celery_app.control.revoke(task_id, terminate=True, signal="SIGKILL")
-        except Exception as exc:  # transports without broadcast (SQLAlchemy): the thread's kill is the path
+        except (
+            Exception
+        ) as exc:  # transports without broadcast (SQLAlchemy): the thread's kill is the path
             log.info("revoke of %s not delivered (%s)", task_id, exc)
     return counts

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from app.core.celery_config import INGEST_DOMAIN, TRAIN_RUN
 from app.core.config import get_settings
 from app.services import runs as run_service
 from app.services import sources
@@ -48,8 +49,14 @@ def ingest_project(project_id: int, run: common.JobRun | None = None) -> dict[st
         # row may predate the roots) and let ingestion read only files that resolve inside them
         sources.check_source(src, field=f"domains[{i}].source", admin=True)
         tok = load_tokenizer(src.get("tokenizer"), max_bytes=settings.max_tokenizer_bytes)
-        data = ingest_domain(d["name"], src["path"], settings.home / "shards", tok,
-                             text_field=src.get("text_field", "text"), roots=sources.allowed_roots(settings))
+        data = ingest_domain(
+            d["name"],
+            src["path"],
+            settings.home / "shards",
+            tok,
+            text_field=src.get("text_field", "text"),
+            roots=sources.allowed_roots(settings),
+        )
         out[d["name"]] = data
         if run is not None:
             run.progress((i + 1) / len(domains), f"ingested {d['name']}")
@@ -59,27 +66,48 @@ def ingest_project(project_id: int, run: common.JobRun | None = None) -> dict[st
     # domain: computed when a domain has none for its current shards (3 s for the 7 demo domains,
     # which every training task paid at its start before they were kept)
     with session_scope() as s:
-        known = {row.name: (row.stats or {}) for row in s.scalars(select(Domain).where(Domain.project_id == project_id))}
+        known = {
+            row.name: (row.stats or {})
+            for row in s.scalars(select(Domain).where(Domain.project_id == project_id))
+        }
 
     def shards(d) -> str | None:  # the shard directory is named by the content's hash
         return d.path.name if d.path is not None else None
 
-    todo = {name: d for name, d in out.items()
-            if not known.get(name, {}).get("entropy") or shards(d) is None or known[name].get("shards") != shards(d)}
-    entropies = domain_entropies({name: np.asarray(d.train[:4_000_000]) for name, d in todo.items()}) if todo else {}
+    todo = {
+        name: d
+        for name, d in out.items()
+        if not known.get(name, {}).get("entropy")
+        or shards(d) is None
+        or known[name].get("shards") != shards(d)
+    }
+    entropies = (
+        domain_entropies({name: np.asarray(d.train[:4_000_000]) for name, d in todo.items()})
+        if todo
+        else {}
+    )
     with session_scope() as s:
         for row in s.scalars(select(Domain).where(Domain.project_id == project_id)):
             if row.name in out:
                 d = out[row.name]
                 row.token_count = int(d.n_train_tokens)
                 row.token_count_measured = True
-                entropy = entropies.get(row.name, {}) if row.name in todo else (row.stats or {}).get("entropy", {})
-                row.stats = {"train_tokens": int(d.n_train_tokens), "val_tokens": int(d.n_val_tokens),
-                             "bytes": int(d.n_bytes), "shards": shards(d), "entropy": entropy}
+                entropy = (
+                    entropies.get(row.name, {})
+                    if row.name in todo
+                    else (row.stats or {}).get("entropy", {})
+                )
+                row.stats = {
+                    "train_tokens": int(d.n_train_tokens),
+                    "val_tokens": int(d.n_val_tokens),
+                    "bytes": int(d.n_bytes),
+                    "shards": shards(d),
+                    "entropy": entropy,
+                }
     return out
 
 
-@celery_app.task(name="mixopt.ingest_domain", bind=True)
+@celery_app.task(name=INGEST_DOMAIN, bind=True)
 def ingest_task(self, job_id: str) -> None:
     job = common.load_job(job_id)
     if job is None:
@@ -87,8 +115,19 @@ def ingest_task(self, job_id: str) -> None:
 
     def body(run: common.JobRun) -> None:
         data = ingest_project(job.project_id, run)
-        run.finish({"domains": {k: {"train_tokens": int(v.n_train_tokens), "val_tokens": int(v.n_val_tokens),
-                                    "bytes": int(v.n_bytes)} for k, v in data.items()}}, "ingested")
+        run.finish(
+            {
+                "domains": {
+                    k: {
+                        "train_tokens": int(v.n_train_tokens),
+                        "val_tokens": int(v.n_val_tokens),
+                        "bytes": int(v.n_bytes),
+                    }
+                    for k, v in data.items()
+                }
+            },
+            "ingested",
+        )
 
     common.run_job(job_id, body, task_id=self.request.id)
 
@@ -108,8 +147,10 @@ class JobProgress:
             self.tokens0, self.t0 = info["tokens"], now
         tps = (info["tokens"] - self.tokens0) / max(now - self.t0, 1e-9)
         try:
-            self.run.progress((step + 1) / self.total,
-                              f"step {step + 1}/{self.total}, loss {info['loss']:.4f}, {tps:,.0f} tokens/s")
+            self.run.progress(
+                (step + 1) / self.total,
+                f"step {step + 1}/{self.total}, loss {info['loss']:.4f}, {tps:,.0f} tokens/s",
+            )
         except (Cancelled, common.Superseded):
             ctx.request_stop()
 
@@ -118,7 +159,9 @@ class JobProgress:
 
         if self.run.should_stop:
             return
-        point = CurvePointCreate(step=step, tokens=None, metrics={f"val_loss/{k}": v for k, v in val_losses.items()})
+        point = CurvePointCreate(
+            step=step, tokens=None, metrics={f"val_loss/{k}": v for k, v in val_losses.items()}
+        )
         try:
             with self.run.write() as s:
                 run_service.add_curve_points(s, s.get(Run, self.run_id), [point])
@@ -128,11 +171,18 @@ class JobProgress:
 
 def record_trained(r: Run, result: Any, **details: Any) -> None:
     """Store a finished training's final metrics, size and throughput on its run (``succeeded``)."""
-    r.metrics = {**{f"val_loss/{k}": float(v) for k, v in result.final_val_losses.items()},
-                 **{f"val_bpb/{k}": float(v) for k, v in result.final_val_bpb.items()}}
+    r.metrics = {
+        **{f"val_loss/{k}": float(v) for k, v in result.final_val_losses.items()},
+        **{f"val_bpb/{k}": float(v) for k, v in result.final_val_bpb.items()},
+    }
     r.status, r.model_params, r.updated_at = "succeeded", int(result.n_params), utcnow()
     r.train_steps, r.train_tokens = int(result.steps), int(result.tokens)
-    r.details = {**(r.details or {}), "tokens_per_s": result.tokens_per_s, "device": result.device, **details}
+    r.details = {
+        **(r.details or {}),
+        "tokens_per_s": result.tokens_per_s,
+        "device": result.device,
+        **details,
+    }
 
 
 def _mark_run(run_id: int, status: str):
@@ -140,17 +190,23 @@ def _mark_run(run_id: int, status: str):
         r = s.get(Run, run_id)
         if r is not None and r.status != "succeeded":
             r.status, r.error = status, reason
+
     return mark
 
 
-@celery_app.task(name="mixopt.train_run", bind=True)
+@celery_app.task(name=TRAIN_RUN, bind=True)
 def train_task(self, job_id: str) -> None:
     job = common.load_job(job_id)
     if job is None:
         return
     run_id = job.params["run_id"]
-    common.run_job(job_id, lambda run: _train(run, job), task_id=self.request.id,
-                   on_fail=_mark_run(run_id, "failed"), on_cancel=_mark_run(run_id, "cancelled"))
+    common.run_job(
+        job_id,
+        lambda run: _train(run, job),
+        task_id=self.request.id,
+        on_fail=_mark_run(run_id, "failed"),
+        on_cancel=_mark_run(run_id, "cancelled"),
+    )
 
 
 def _train(jr: common.JobRun, job) -> None:
@@ -169,17 +225,26 @@ def _train(jr: common.JobRun, job) -> None:
         domains = [d.name for d in project.domains]
         lost = sorted(d for d, w in run.mixture.items() if w > 0 and d not in domains)
         if lost:  # planned on an older domain set: training it now would silently drop weight
-            raise RuntimeError(f"run {run_id} was planned on domain-set version {run.domain_version} and gives weight "
-                               f"to {lost}, which the project (version {project.domain_version}) no longer has; "
-                               "plan it again on the current domains")
+            raise RuntimeError(
+                f"run {run_id} was planned on domain-set version {run.domain_version} and gives weight "
+                f"to {lost}, which the project (version {project.domain_version}) no longer has; "
+                "plan it again on the current domains"
+            )
         mixture = np.array([run.mixture.get(d, 0.0) for d in domains])
     data = ingest_project(job.project_id)
     data = {d: data[d] for d in domains}
     config = TrainConfig(
-        preset=p["preset"], max_steps=p.get("train_steps"), max_tokens=p.get("train_tokens"), seed=p["seed"],
-        batch_size=p["batch_size"], block_size=p["block_size"], eval_interval=p["eval_interval"],
-        weights=mixture.tolist(), checkpoint_dir=str(Path(get_settings().home) / "checkpoints" / job.id),
-        **({"learning_rate": p["learning_rate"]} if p.get("learning_rate") else {}))
+        preset=p["preset"],
+        max_steps=p.get("train_steps"),
+        max_tokens=p.get("train_tokens"),
+        seed=p["seed"],
+        batch_size=p["batch_size"],
+        block_size=p["block_size"],
+        eval_interval=p["eval_interval"],
+        weights=mixture.tolist(),
+        checkpoint_dir=str(Path(get_settings().home) / "checkpoints" / job.id),
+        **({"learning_rate": p["learning_rate"]} if p.get("learning_rate") else {}),
+    )
     progress = JobProgress(jr, run_id, config.total_steps())
     callbacks: list[Any] = [progress]
     online = None
@@ -187,7 +252,9 @@ def _train(jr: common.JobRun, job) -> None:
         from mixopt.online.base import make_mixer
         from mixopt.online.callback import OnlineMixingCallback
 
-        mixer = make_mixer(p["online"]["algorithm"], domains, p["online"].get("params"), mixture, p["seed"])
+        mixer = make_mixer(
+            p["online"]["algorithm"], domains, p["online"].get("params"), mixture, p["seed"]
+        )
         online = OnlineMixingCallback(mixer)
         callbacks.append(online)
     result = train(config, data, callbacks, resume=True)
@@ -203,12 +270,28 @@ def _train(jr: common.JobRun, job) -> None:
             details["weight_trajectory"] = online.trajectory
             details["final_weights"] = final
             # the online method's final (DoReMi: average) weights are its recommendation
-            s.add(Recommendation(project_id=r.project_id, fit_id=None, job_id=job.id, source=f"online:{online.mixer.name}",
-                                 mixture=final, binding=[], constraints={}, target_scale={},
-                                 details={"run_id": run_id, "explanation": f"final weights of {online.mixer.name} "
-                                          f"trained online in run {run_id}",
-                                          "final_val_loss": float(np.mean(list(result.final_val_losses.values())))}))
+            s.add(
+                Recommendation(
+                    project_id=r.project_id,
+                    fit_id=None,
+                    job_id=job.id,
+                    source=f"online:{online.mixer.name}",
+                    mixture=final,
+                    binding=[],
+                    constraints={},
+                    target_scale={},
+                    details={
+                        "run_id": run_id,
+                        "explanation": f"final weights of {online.mixer.name} "
+                        f"trained online in run {run_id}",
+                        "final_val_loss": float(np.mean(list(result.final_val_losses.values()))),
+                    },
+                )
+            )
         record_trained(r, result, **details)
-        return {"run_id": run_id, "final_loss": float(np.mean(list(result.final_val_losses.values())))}
+        return {
+            "run_id": run_id,
+            "final_loss": float(np.mean(list(result.final_val_losses.values()))),
+        }
 
     jr.finish(None, "trained", also=save)

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from app.core.celery_config import VALIDATE, VALIDATE_PART
 from app.core.config import get_settings
 from app.services import validations as svc
 from app.services.jobs import FINAL_STATES
@@ -50,15 +51,19 @@ class _Progress:
     message; stops the trainer on cancel, on a lost claim, or (``stop_if``, checked every
     CHECK_SECONDS) when the validation ended elsewhere."""
 
-    def __init__(self, jr: common.JobRun, what: str, total: int, done: int = 0, n: int = 1, stop_if=None):
+    def __init__(
+        self, jr: common.JobRun, what: str, total: int, done: int = 0, n: int = 1, stop_if=None
+    ):
         self.jr, self.what, self.total, self.done, self.n = jr, what, max(1, total), done, max(1, n)
         self.stop_if, self.step, self.checked = stop_if, 0, time.monotonic()
 
     def on_step_end(self, ctx, step: int, info: dict) -> None:
         self.step = step + 1
         try:
-            self.jr.progress((self.done + self.step / self.total) / self.n,
-                             f"{self.what}: step {self.step}/{self.total}, loss {info['loss']:.4f}")
+            self.jr.progress(
+                (self.done + self.step / self.total) / self.n,
+                f"{self.what}: step {self.step}/{self.total}, loss {info['loss']:.4f}",
+            )
             if self.stop_if is not None and time.monotonic() - self.checked >= CHECK_SECONDS:
                 self.checked = time.monotonic()
                 reason = self.stop_if()
@@ -71,6 +76,7 @@ class _Progress:
 def mark_validation(validation_id: int, status: str):
     """The validation job's hook (and the reaper's): the validation and its unfinished runs end
     ``status``."""
+
     def mark(s, reason: str) -> None:
         v = s.get(Validation, validation_id)
         if v is not None and v.status != "succeeded":
@@ -80,15 +86,18 @@ def mark_validation(validation_id: int, status: str):
                     r = s.get(Run, rid)
                     if r is not None and r.status in ("queued", "running"):
                         r.status, r.error = status, reason
+
     return mark
 
 
 def release_runs(helper_job_id: str, status: str):
     """A helper's hook: the runs it holds go back to ``queued`` (cancelled: another trainer
     takes them) or end ``failed`` (its training raised: the validation fails)."""
+
     def release(s, reason: str) -> None:
         for r in s.scalars(select(Run).where(Run.job_id == helper_job_id, Run.status == "running")):
             r.status, r.error = status, (reason if status == "failed" else None)
+
     return release
 
 
@@ -111,9 +120,11 @@ class _Trainer:
         with session_scope() as s:
             v = s.get(Validation, vid)
             self.domains = [d.name for d in s.get(Project, v.project_id).domains]
-            self.plan = {rid: (seed, m["label"], m["mixture"])
-                         for m, row in zip(v.mixtures, v.run_ids, strict=True)
-                         for seed, rid in zip(v.seeds, row, strict=True)}
+            self.plan = {
+                rid: (seed, m["label"], m["mixture"])
+                for m, row in zip(v.mixtures, v.run_ids, strict=True)
+                for seed, rid in zip(v.seeds, row, strict=True)
+            }
             self.order = [rid for row in v.run_ids for rid in row]
             self.steps, self.preset, self.cfg = int(v.train_steps), v.preset, dict(v.settings or {})
         data = ingest_project(project_id)
@@ -122,10 +133,14 @@ class _Trainer:
 
     def statuses(self) -> dict[int, tuple[str, str | None, str | None]]:
         with session_scope() as s:
-            rows = s.execute(select(Run.id, Run.status, Run.job_id, Run.error).where(Run.id.in_(self.order)))
+            rows = s.execute(
+                select(Run.id, Run.status, Run.job_id, Run.error).where(Run.id.in_(self.order))
+            )
             return {rid: (status, job_id, error) for rid, status, job_id, error in rows}
 
-    def take(self, states: dict[int, tuple[str, str | None, str | None]] | None = None) -> int | None:
+    def take(
+        self, states: dict[int, tuple[str, str | None, str | None]] | None = None
+    ) -> int | None:
         """A run this job holds (resumed first), else the next queued run, claimed conditionally
         (``states``: :meth:`statuses` when the caller has just read them)."""
         me, states = self.jr.job_id, states if states is not None else self.statuses()
@@ -134,8 +149,11 @@ class _Trainer:
                 return rid
         for rid in (rid for rid in self.order if states[rid][0] == "queued"):
             with self.jr.write() as s:
-                res = s.execute(update(Run).where(Run.id == rid, Run.status == "queued")
-                                .values(status="running", job_id=me, error=None))
+                res = s.execute(
+                    update(Run)
+                    .where(Run.id == rid, Run.status == "queued")
+                    .values(status="running", job_id=me, error=None)
+                )
                 if res.rowcount == 1:
                     return rid
         return None
@@ -146,12 +164,19 @@ class _Trainer:
         seed, _label, mixture = self.plan[rid]
         cfg = self.cfg
         config = TrainConfig(
-            preset=self.preset, max_steps=self.steps, seed=int(seed), batch_size=cfg.get("batch_size", 16),
-            block_size=cfg.get("block_size", 128), eval_interval=cfg.get("eval_interval", 50),
-            n_layer=cfg.get("n_layer"), n_head=cfg.get("n_head"), n_embd=cfg.get("n_embd"),
+            preset=self.preset,
+            max_steps=self.steps,
+            seed=int(seed),
+            batch_size=cfg.get("batch_size", 16),
+            block_size=cfg.get("block_size", 128),
+            eval_interval=cfg.get("eval_interval", 50),
+            n_layer=cfg.get("n_layer"),
+            n_head=cfg.get("n_head"),
+            n_embd=cfg.get("n_embd"),
             weights=[float(mixture.get(d, 0.0)) for d in self.domains],
             checkpoint_dir=str(self.home / "checkpoints" / self.validation_job_id / str(rid)),
-            **({"learning_rate": cfg["learning_rate"]} if cfg.get("learning_rate") else {}))
+            **({"learning_rate": cfg["learning_rate"]} if cfg.get("learning_rate") else {}),
+        )
         result = train(config, self.data, [progress], resume=True)
         if self.jr.cancel.is_set():
             raise Cancelled("cancelled by request")
@@ -166,14 +191,19 @@ class _Trainer:
 
 
 # -- the validation's job -------------------------------------------------------------------------
-@celery_app.task(name="mixopt.validate", bind=True)
+@celery_app.task(name=VALIDATE, bind=True)
 def validate_task(self, job_id: str) -> None:
     job = common.load_job(job_id)
     if job is None:
         return
     vid = job.params["validation_id"]
-    common.run_job(job_id, lambda jr: _validate(jr, job, vid), task_id=self.request.id,
-                   on_fail=mark_validation(vid, "failed"), on_cancel=mark_validation(vid, "cancelled"))
+    common.run_job(
+        job_id,
+        lambda jr: _validate(jr, job, vid),
+        task_id=self.request.id,
+        on_fail=mark_validation(vid, "failed"),
+        on_cancel=mark_validation(vid, "cancelled"),
+    )
 
 
 def _start_helpers(jr: common.JobRun, job, vid: int, queued: int) -> list[str]:
@@ -187,16 +217,25 @@ def _start_helpers(jr: common.JobRun, job, vid: int, queued: int) -> list[str]:
         row = s.get(Job, job.id)
         if "helpers" in (row.params or {}):
             return list(row.params["helpers"])
-        helpers = [job_service.create_job(s, kind="validate_part", project_id=job.project_id,
-                                          params={"validation_id": vid, "validation_job": job.id},
-                                          queue=job.queue) for _ in range(max(0, wanted))]
+        helpers = [
+            job_service.create_job(
+                s,
+                kind="validate_part",
+                project_id=job.project_id,
+                params={"validation_id": vid, "validation_job": job.id},
+                queue=job.queue,
+            )
+            for _ in range(max(0, wanted))
+        ]
         row.params = {**(row.params or {}), "helpers": [h.id for h in helpers]}
         ids = [h.id for h in helpers]
     for hid in ids:
         try:
             dispatch.send_job(hid)
         except Exception as exc:  # the broker is down: this job trains the runs itself
-            log.warning("validation %s: helper job %s not sent (%s: %s)", vid, hid, type(exc).__name__, exc)
+            log.warning(
+                "validation %s: helper job %s not sent (%s: %s)", vid, hid, type(exc).__name__, exc
+            )
     return ids
 
 
@@ -212,20 +251,37 @@ def _validate(jr: common.JobRun, job, vid: int) -> None:
     while True:
         states = t.statuses()
         done = sum(1 for status, _, _ in states.values() if status == "succeeded")
-        failed = [(rid, err) for rid, (status, _, err) in states.items() if status in ("failed", "cancelled")]
+        failed = [
+            (rid, err)
+            for rid, (status, _, err) in states.items()
+            if status in ("failed", "cancelled")
+        ]
         if failed:
-            raise RuntimeError(f"run {failed[0][0]} of the validation did not succeed: {failed[0][1]}")
+            raise RuntimeError(
+                f"run {failed[0][0]} of the validation did not succeed: {failed[0][1]}"
+            )
         if done == n:
             break
         rid = t.take(states)
         if rid is not None:
             seed, label, _ = t.plan[rid]
-            t.train(rid, _Progress(jr, f"run {t.order.index(rid) + 1}/{n} ({label}, seed {seed})", t.steps,
-                                   done=done, n=n))
+            t.train(
+                rid,
+                _Progress(
+                    jr,
+                    f"run {t.order.index(rid) + 1}/{n} ({label}, seed {seed})",
+                    t.steps,
+                    done=done,
+                    n=n,
+                ),
+            )
             continue
         _take_back(states, jr.job_id)
-        jr.progress(done / n, f"{done}/{n} runs done; waiting for "
-                              f"{sum(1 for st, _, _ in states.values() if st == 'running')} trained by helper jobs")
+        jr.progress(
+            done / n,
+            f"{done}/{n} runs done; waiting for "
+            f"{sum(1 for st, _, _ in states.values() if st == 'running')} trained by helper jobs",
+        )
         time.sleep(CHECK_SECONDS)
 
     def save(s) -> dict[str, Any]:
@@ -234,10 +290,27 @@ def _validate(jr: common.JobRun, job, vid: int) -> None:
         v.result = svc.compare_runs(v, runs)
         v.status, v.finished_at = "succeeded", utcnow()
         trained_by = {r.details.get("trained_by_job") for r in runs.values() if r.details}
-        return {"validation_id": vid, "train_s": time.perf_counter() - t0, "helpers": helpers,
-                "trained_by_jobs": len(trained_by - {None}),
-                "comparisons": [{k: c[k] for k in ("label", "reference", "mean", "interval_low", "interval_high",
-                                                     "wins", "seeds")} for c in v.result["comparisons"]]}
+        return {
+            "validation_id": vid,
+            "train_s": time.perf_counter() - t0,
+            "helpers": helpers,
+            "trained_by_jobs": len(trained_by - {None}),
+            "comparisons": [
+                {
+                    k: c[k]
+                    for k in (
+                        "label",
+                        "reference",
+                        "mean",
+                        "interval_low",
+                        "interval_high",
+                        "wins",
+                        "seeds",
+                    )
+                }
+                for c in v.result["comparisons"]
+            ],
+        }
 
     jr.finish(None, "validated", also=save)
 
@@ -250,18 +323,26 @@ def _take_back(states: dict[int, tuple[str, str | None, str | None]], me: str) -
     with session_scope() as s:
         ended = set(s.scalars(select(Job.id).where(Job.id.in_(held), Job.state.in_(FINAL_STATES))))
         for helper in ended:
-            s.execute(update(Run).where(Run.job_id == helper, Run.status == "running")
-                      .values(status="queued", error=None))
+            s.execute(
+                update(Run)
+                .where(Run.job_id == helper, Run.status == "running")
+                .values(status="queued", error=None)
+            )
 
 
 # -- a helper job ---------------------------------------------------------------------------------
-@celery_app.task(name="mixopt.validate_part", bind=True)
+@celery_app.task(name=VALIDATE_PART, bind=True)
 def validate_part_task(self, job_id: str) -> None:
     job = common.load_job(job_id)
     if job is None:
         return
-    common.run_job(job_id, lambda jr: _help(jr, job), task_id=self.request.id,
-                   on_fail=release_runs(job_id, "failed"), on_cancel=release_runs(job_id, "queued"))
+    common.run_job(
+        job_id,
+        lambda jr: _help(jr, job),
+        task_id=self.request.id,
+        on_fail=release_runs(job_id, "failed"),
+        on_cancel=release_runs(job_id, "queued"),
+    )
 
 
 def _help(jr: common.JobRun, job) -> None:
@@ -280,8 +361,19 @@ def _help(jr: common.JobRun, job) -> None:
         if rid is None:
             break
         seed, label, _ = t.plan[rid]
-        t.train(rid, _Progress(jr, f"validation {vid}, run {rid} ({label}, seed {seed})", t.steps,
-                               stop_if=lambda: _validation_stopped(vid)))
+        t.train(
+            rid,
+            _Progress(
+                jr,
+                f"validation {vid}, run {rid} ({label}, seed {seed})",
+                t.steps,
+                stop_if=lambda: _validation_stopped(vid),
+            ),
+        )
         trained.append(rid)
-    jr.finish({"validation_id": vid, "trained": trained},
-              f"trained {len(trained)} run(s) of validation {vid}" if trained else "nothing left to train")
+    jr.finish(
+        {"validation_id": vid, "trained": trained},
+        f"trained {len(trained)} run(s) of validation {vid}"
+        if trained
+        else "nothing left to train",
+    )

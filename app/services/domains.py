@@ -12,8 +12,12 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.schemas.domain_sets import DomainChanges
-from app.schemas.projects import ConstraintsSpec, DomainSpec
+from app.schemas.domains import DomainChanges
+from app.schemas.projects import DomainSpec
+from app.services import sources
+from app.services import tokens as token_service
+from app.services.constraints import check_constraints, trim_constraints
+from app.services.domain_rules import check_domain_count, declared_groups, domain_row
 from app.services.errors import Conflict, Invalid
 from app.store.models import Domain, DomainSet, Project, Run
 
@@ -23,19 +27,28 @@ MODES = ("compatible", "current")
 
 
 def snapshot(project: Project) -> list[dict[str, Any]]:
-    return [{"name": d.name, "token_count": d.token_count, "group": d.group_path} for d in project.domains]
+    return [
+        {"name": d.name, "token_count": d.token_count, "group": d.group_path}
+        for d in project.domains
+    ]
 
 
 def _row(session: Session, project_id: int, version: int) -> DomainSet | None:
-    return session.scalar(select(DomainSet).where(DomainSet.project_id == project_id, DomainSet.version == version))
+    return session.scalar(
+        select(DomainSet).where(DomainSet.project_id == project_id, DomainSet.version == version)
+    )
 
 
 def ensure_history(session: Session, project: Project, via: str = "created") -> DomainSet:
     """The record of the project's current version (created from its domains when missing)."""
     row = _row(session, project.id, project.domain_version or 1)
     if row is None:
-        row = DomainSet(project_id=project.id, version=project.domain_version or 1, domains=snapshot(project),
-                        changes={"via": via})
+        row = DomainSet(
+            project_id=project.id,
+            version=project.domain_version or 1,
+            domains=snapshot(project),
+            changes={"via": via},
+        )
         session.add(row)
         session.flush()
     return row
@@ -47,24 +60,34 @@ def sync_current(session: Session, project: Project) -> None:
     ensure_history(session, project).domains = snapshot(project)
 
 
-def bump(session: Session, project: Project, expected: int, rows: list[Domain], changes: dict[str, Any]) -> DomainSet:
+def bump(
+    session: Session, project: Project, expected: int, rows: list[Domain], changes: dict[str, Any]
+) -> DomainSet:
     """Make version ``expected + 1`` with ``rows`` as the domains. The version moves by a
     conditional UPDATE, so of two concurrent changes made against the same version one wins
     and the other is a 409 (on SQLite and PostgreSQL alike)."""
     sync_current(session, project)  # the outgoing version keeps its last known token counts
-    moved = session.execute(update(Project).where(Project.id == project.id, Project.domain_version == expected)
-                            .values(domain_version=expected + 1).execution_options(synchronize_session=False))
+    moved = session.execute(
+        update(Project)
+        .where(Project.id == project.id, Project.domain_version == expected)
+        .values(domain_version=expected + 1)
+        .execution_options(synchronize_session=False)
+    )
     if moved.rowcount != 1:
         session.rollback()
-        raise Conflict(f"the domain set of project {project.id} changed while this change was made (it is no longer "
-                       f"version {expected}); read GET /v1/projects/{project.id}/domain-sets and retry",
-                       field="base_version")
+        raise Conflict(
+            f"the domain set of project {project.id} changed while this change was made (it is no longer "
+            f"version {expected}); read GET /v1/projects/{project.id}/domain-sets and retry",
+            field="base_version",
+        )
     project.domain_version = expected + 1
     for i, r in enumerate(rows):
         r.position = i
     project.domains = rows
     session.flush()
-    row = DomainSet(project_id=project.id, version=expected + 1, domains=snapshot(project), changes=changes)
+    row = DomainSet(
+        project_id=project.id, version=expected + 1, domains=snapshot(project), changes=changes
+    )
     session.add(row)
     session.flush()
     return row
@@ -76,41 +99,24 @@ def _name(part: str | DomainSpec) -> str:
 
 def _claim(touched: dict[str, str], name: str, field: str) -> None:
     if name in touched:
-        raise Invalid(f"domain {name!r} is already changed by {touched[name]}; one change per domain", field=field)
+        raise Invalid(
+            f"domain {name!r} is already changed by {touched[name]}; one change per domain",
+            field=field,
+        )
     touched[name] = field
-
-
-def _trim_constraints(project: Project, names: list[str], group_of: dict[str, str]) -> tuple[ConstraintsSpec, list[str]]:
-    """The project's constraints without the entries on domains (and groups) that left the set."""
-    from mixopt.mixing import hierarchy
-
-    spec = ConstraintsSpec.model_validate(project.constraints or {})
-    dropped: list[str] = []
-    keep = set(names)
-    for field in ("bounds", "fixed", "max_epochs_per_domain"):
-        entries = getattr(spec, field)
-        for d in [d for d in entries if d not in keep]:
-            dropped.append(f"constraints.{field}.{d}")
-            del entries[d]
-    known = hierarchy.groups_of(names, group_of)
-    for path in [p for p in spec.groups if p.strip("/") not in known]:
-        dropped.append(f"constraints.groups.{path}")
-        del spec.groups[path]
-    return spec, dropped
 
 
 def apply_changes(session: Session, project: Project, data: DomainChanges, token=None) -> DomainSet:
     """Validate ``data`` against the current set (422 naming the field), then make the new version."""
-    from app.services import projects as project_service
-    from app.services import sources
-    from app.services import tokens as token_service
-
     if not (data.add or data.remove or data.split or data.merge):
         raise Invalid("give at least one of add, remove, split or merge", field="add")
     current = project.domain_version or 1
     if data.base_version is not None and data.base_version != current:
-        raise Conflict(f"the domain set is at version {current}, not {data.base_version}: another change came "
-                       f"first; read GET /v1/projects/{project.id}/domain-sets and retry", field="base_version")
+        raise Conflict(
+            f"the domain set is at version {current}, not {data.base_version}: another change came "
+            f"first; read GET /v1/projects/{project.id}/domain-sets and retry",
+            field="base_version",
+        )
     by_name = {d.name: d for d in project.domains}
     names = list(by_name)
     touched: dict[str, str] = {}
@@ -126,25 +132,35 @@ def apply_changes(session: Session, project: Project, data: DomainChanges, token
     admin = token is not None and token_service.is_admin(token)
     for i, n in enumerate(data.remove):
         if n not in by_name:
-            raise Invalid(f"unknown domain {n!r}; the project's domains are {names}", field=f"remove[{i}]")
+            raise Invalid(
+                f"unknown domain {n!r}; the project's domains are {names}", field=f"remove[{i}]"
+            )
         _claim(touched, n, f"remove[{i}]")
     for old, parts in data.split.items():
         if old not in by_name:
-            raise Invalid(f"unknown domain {old!r}; the project's domains are {names}", field=f"split.{old}")
+            raise Invalid(
+                f"unknown domain {old!r}; the project's domains are {names}", field=f"split.{old}"
+            )
         _claim(touched, old, f"split.{old}")
         if not parts:
             raise Invalid(f"split of {old!r} has no parts", field=f"split.{old}")
         for j, part in enumerate(parts):
             new_name(_name(part), f"split.{old}[{j}]")
             if isinstance(part, DomainSpec) and part.source is not None:
-                sources.check_source(part.source.model_dump(), field=f"split.{old}[{j}].source", admin=admin)
+                sources.check_source(
+                    part.source.model_dump(), field=f"split.{old}[{j}].source", admin=admin
+                )
     for target, parts in data.merge.items():
         if len(parts) < 2:
-            raise Invalid(f"a merge needs at least two domains, got {parts}", field=f"merge.{target}")
+            raise Invalid(
+                f"a merge needs at least two domains, got {parts}", field=f"merge.{target}"
+            )
         for j, part in enumerate(parts):
             if part not in by_name:
-                raise Invalid(f"unknown domain {part!r}; the project's domains are {names}",
-                              field=f"merge.{target}[{j}]")
+                raise Invalid(
+                    f"unknown domain {part!r}; the project's domains are {names}",
+                    field=f"merge.{target}[{j}]",
+                )
             _claim(touched, part, f"merge.{target}[{j}]")
         new_name(target, f"merge.{target}")
     for i, spec in enumerate(data.add):
@@ -161,34 +177,56 @@ def apply_changes(session: Session, project: Project, data: DomainChanges, token
             continue
         if d.name in data.split:
             for part in data.split[d.name]:
-                spec = part if isinstance(part, DomainSpec) else DomainSpec(name=part, group=d.group_path)
-                rows.append(project_service._domain_row(0, spec))
+                spec = (
+                    part
+                    if isinstance(part, DomainSpec)
+                    else DomainSpec(name=part, group=d.group_path)
+                )
+                rows.append(domain_row(0, spec))
         elif d.name in first_part:
             target = first_part[d.name]
             parts = [by_name[p] for p in data.merge[target]]
             counts = [p.token_count for p in parts]
             if all(c is not None for c in counts) and sum(counts) > 2**63 - 1:
-                raise Invalid(f"the token counts of {data.merge[target]} sum past the 64-bit range",
-                              field=f"merge.{target}")
+                raise Invalid(
+                    f"the token counts of {data.merge[target]} sum past the 64-bit range",
+                    field=f"merge.{target}",
+                )
             groups = {p.group_path for p in parts}
-            rows.append(Domain(name=target, token_count=sum(counts) if all(c is not None for c in counts) else None,
-                               group_path=groups.pop() if len(groups) == 1 else None))
+            rows.append(
+                Domain(
+                    name=target,
+                    token_count=sum(counts) if all(c is not None for c in counts) else None,
+                    group_path=groups.pop() if len(groups) == 1 else None,
+                )
+            )
         else:
             rows.append(d)
-    rows += [project_service._domain_row(0, spec) for spec in data.add]
+    rows += [domain_row(0, spec) for spec in data.add]
     if not rows:
-        raise Invalid("these changes would remove every domain; a project keeps at least one", field="remove")
-    project_service.check_domain_count(len(rows), field="add")
+        raise Invalid(
+            "these changes would remove every domain; a project keeps at least one", field="remove"
+        )
+    check_domain_count(len(rows), field="add")
     new_names = [r.name for r in rows]
-    spec, dropped = _trim_constraints(project, new_names, project_service.declared_groups(rows))
-    project_service._check_constraints(spec, new_names, project_service.declared_groups(rows))
+    spec, dropped = trim_constraints(project, new_names, declared_groups(rows))
+    check_constraints(spec, new_names, declared_groups(rows))
     gone = sorted(set(names) - set(new_names))
-    warnings = [f"the objective's metric {m!r} is about {d!r}, which left the domain set"
-                for m in (project.objective or {}) for d in gone if m == d or m.endswith(f"/{d}")]
-    changes = {"via": "domain-changes", "add": [s.name for s in data.add], "remove": list(data.remove),
-               "split": {k: [_name(p) for p in v] for k, v in data.split.items()},
-               "merge": {k: list(v) for k, v in data.merge.items()},
-               "constraints_dropped": dropped, "warnings": warnings}
+    warnings = [
+        f"the objective's metric {m!r} is about {d!r}, which left the domain set"
+        for m in (project.objective or {})
+        for d in gone
+        if m == d or m.endswith(f"/{d}")
+    ]
+    changes = {
+        "via": "domain-changes",
+        "add": [s.name for s in data.add],
+        "remove": list(data.remove),
+        "split": {k: [_name(p) for p in v] for k, v in data.split.items()},
+        "merge": {k: list(v) for k, v in data.merge.items()},
+        "constraints_dropped": dropped,
+        "warnings": warnings,
+    }
     project.constraints = spec.model_dump()
     row = bump(session, project, current, rows, changes)
     session.commit()
@@ -200,7 +238,9 @@ def retired(session: Session, project: Project) -> dict[str, int]:
     """Names of domains that left the set: ``{name: the last version that had it}``."""
     current = {d.name for d in project.domains}
     out: dict[str, int] = {}
-    for row in session.scalars(select(DomainSet).where(DomainSet.project_id == project.id).order_by(DomainSet.version)):
+    for row in session.scalars(
+        select(DomainSet).where(DomainSet.project_id == project.id).order_by(DomainSet.version)
+    ):
         for d in row.domains or []:
             if d["name"] not in current:
                 out[d["name"]] = row.version
@@ -210,10 +250,18 @@ def retired(session: Session, project: Project) -> dict[str, int]:
 def list_sets(session: Session, project: Project) -> dict[str, Any]:
     ensure_history(session, project)
     session.commit()
-    rows = list(session.scalars(select(DomainSet).where(DomainSet.project_id == project.id)
-                                .order_by(DomainSet.version)))
-    counts = dict(session.execute(select(Run.domain_version, func.count()).where(Run.project_id == project.id)
-                                  .group_by(Run.domain_version)).all())
+    rows = list(
+        session.scalars(
+            select(DomainSet).where(DomainSet.project_id == project.id).order_by(DomainSet.version)
+        )
+    )
+    counts = dict(
+        session.execute(
+            select(Run.domain_version, func.count())
+            .where(Run.project_id == project.id)
+            .group_by(Run.domain_version)
+        ).all()
+    )
     current = project.domain_version or 1
     life: dict[str, list[int]] = {}
     for row in rows:
@@ -221,19 +269,43 @@ def list_sets(session: Session, project: Project) -> dict[str, Any]:
             life.setdefault(d["name"], [row.version, row.version])[1] = row.version
     names = {d.name for d in project.domains}
     return {
-        "data": [{"version": r.version, "current": r.version == current, "domains": r.domains, "changes": r.changes,
-                  "created_at": r.created_at, "run_count": counts.get(r.version, 0)} for r in rows],
-        "count": len(rows), "current_version": current,
-        "history": [{"name": n, "first_version": a, "last_version": b, "retired": n not in names}
-                    for n, (a, b) in life.items()],
+        "data": [
+            {
+                "version": r.version,
+                "current": r.version == current,
+                "domains": r.domains,
+                "changes": r.changes,
+                "created_at": r.created_at,
+                "run_count": counts.get(r.version, 0),
+            }
+            for r in rows
+        ],
+        "count": len(rows),
+        "current_version": current,
+        "history": [
+            {"name": n, "first_version": a, "last_version": b, "retired": n not in names}
+            for n, (a, b) in life.items()
+        ],
     }
 
 
 def set_public(session: Session, project: Project, row: DomainSet) -> dict[str, Any]:
-    n = session.scalar(select(func.count()).select_from(Run).where(Run.project_id == project.id,
-                                                                   Run.domain_version == row.version)) or 0
-    return {"version": row.version, "current": row.version == project.domain_version, "domains": row.domains,
-            "changes": row.changes, "created_at": row.created_at, "run_count": n}
+    n = (
+        session.scalar(
+            select(func.count())
+            .select_from(Run)
+            .where(Run.project_id == project.id, Run.domain_version == row.version)
+        )
+        or 0
+    )
+    return {
+        "version": row.version,
+        "current": row.version == project.domain_version,
+        "domains": row.domains,
+        "changes": row.changes,
+        "created_at": row.created_at,
+        "run_count": n,
+    }
 
 
 # -- runs of older versions in a fit -------------------------------------------------------
@@ -248,14 +320,24 @@ def _token_counts(project: Project, sets: dict[int, DomainSet]) -> dict[str, flo
     return counts
 
 
-def map_runs(session: Session, project: Project, runs: list[Run], *, version: int, domains: list[str],
-             mode: str = "compatible") -> tuple[list[list[float] | None], dict[str, Any]]:
+def map_runs(
+    session: Session,
+    project: Project,
+    runs: list[Run],
+    *,
+    version: int,
+    domains: list[str],
+    mode: str = "compatible",
+) -> tuple[list[list[float] | None], dict[str, Any]]:
     """Each run's mixture over ``domains`` (the set of ``version``), or None when it cannot be
     brought there; and the report a fit stores: per version, how many runs were reused
     (weights carried over), mapped (a split or merge changed them) and dropped, with why."""
-    from mixopt.mixing.reuse import map_mixtures
+    from mixopt.mixing.reuse import map_mixtures  # lazy: mixopt.mixing loads every estimator
 
-    sets = {r.version: r for r in session.scalars(select(DomainSet).where(DomainSet.project_id == project.id))}
+    sets = {
+        r.version: r
+        for r in session.scalars(select(DomainSet).where(DomainSet.project_id == project.id))
+    }
     counts = _token_counts(project, sets)
     out: list[list[float] | None] = [None] * len(runs)
     groups: dict[int, list[int]] = defaultdict(list)
@@ -272,10 +354,15 @@ def map_runs(session: Session, project: Project, runs: list[Run], *, version: in
             status, reasons = ["dropped"] * len(idx), ["domain_versions is current"] * len(idx)
         elif v > version:
             status = ["dropped"] * len(idx)
-            reasons = [f"stored on domain-set version {v}, newer than the fit's ({version})"] * len(idx)
+            reasons = [f"stored on domain-set version {v}, newer than the fit's ({version})"] * len(
+                idx
+            )
         elif any(t not in sets for t in range(v, version + 1)):
             missing = [t for t in range(v, version + 1) if t not in sets]
-            status, reasons = ["dropped"] * len(idx), [f"no record of domain-set version(s) {missing}"] * len(idx)
+            status, reasons = (
+                ["dropped"] * len(idx),
+                [f"no record of domain-set version(s) {missing}"] * len(idx),
+            )
         else:
             names = [d["name"] for d in sets[v].domains]
             X = np.array([[runs[i].mixture.get(d, 0.0) for d in names] for i in idx], dtype=float)
@@ -283,7 +370,14 @@ def map_runs(session: Session, project: Project, runs: list[Run], *, version: in
             for t in range(v + 1, version + 1):
                 ch = sets[t].changes or {}
                 nxt = [d["name"] for d in sets[t].domains]
-                m = map_mixtures(X, names, nxt, splits=ch.get("split"), merges=ch.get("merge"), token_counts=counts)
+                m = map_mixtures(
+                    X,
+                    names,
+                    nxt,
+                    splits=ch.get("split"),
+                    merges=ch.get("merge"),
+                    token_counts=counts,
+                )
                 for k, s in enumerate(m["status"]):
                     if status[k] == "dropped":
                         continue
@@ -291,29 +385,51 @@ def map_runs(session: Session, project: Project, runs: list[Run], *, version: in
                         status[k], reasons[k] = "dropped", f"version {t}: {m['reasons'][k]}"
                     elif s == "mapped":
                         status[k] = "mapped"
-                notes += [f"version {t}: {n}" for n in m["notes"] if not n.endswith("old runs dropped")]
+                notes += [
+                    f"version {t}: {n}" for n in m["notes"] if not n.endswith("old runs dropped")
+                ]
                 X, names = np.nan_to_num(m["X"]), nxt
             order = [names.index(d) if d in names else None for d in domains]
-            X = np.array([[row[j] if j is not None else 0.0 for j in order] for row in X], dtype=float)
+            X = np.array(
+                [[row[j] if j is not None else 0.0 for j in order] for row in X], dtype=float
+            )
         for k, i in enumerate(idx):
             if status[k] != "dropped":
                 out[i] = [float(x) for x in X[k]]
         c = Counter(status)
-        by_version[str(v)] = {"runs": len(idx), "reused": c["reused"], "mapped": c["mapped"], "dropped": c["dropped"],
-                              "reasons": dict(Counter(r for r in reasons if r))}
-    totals = {k: sum(b[k] for b in by_version.values()) for k in ("runs", "reused", "mapped", "dropped")}
-    return out, {"mode": mode, "version": version, "by_version": by_version, **totals,
-                 "notes": list(dict.fromkeys(notes))}
+        by_version[str(v)] = {
+            "runs": len(idx),
+            "reused": c["reused"],
+            "mapped": c["mapped"],
+            "dropped": c["dropped"],
+            "reasons": dict(Counter(r for r in reasons if r)),
+        }
+    totals = {
+        k: sum(b[k] for b in by_version.values()) for k in ("runs", "reused", "mapped", "dropped")
+    }
+    return out, {
+        "mode": mode,
+        "version": version,
+        "by_version": by_version,
+        **totals,
+        "notes": list(dict.fromkeys(notes)),
+    }
 
 
 def summary(report: dict[str, Any]) -> str | None:
     """One line for a fit's notes (None when every run was on the fit's own version)."""
-    older = {v: b for v, b in report.get("by_version", {}).items() if int(v) != report.get("version")}
+    older = {
+        v: b for v, b in report.get("by_version", {}).items() if int(v) != report.get("version")
+    }
     if not older:
         return None
     parts = []
     for v, b in sorted(older.items(), key=lambda kv: int(kv[0])):
         why = "; ".join(f"{n} {r}" for r, n in b["reasons"].items())
-        parts.append(f"version {v}: {b['runs']} runs, {b['reused']} reused, {b['mapped']} mapped, "
-                     f"{b['dropped']} dropped" + (f" ({why})" if why else ""))
-    return f"domain sets (fit on version {report['version']}, {report['mode']}): " + "; ".join(parts)
+        parts.append(
+            f"version {v}: {b['runs']} runs, {b['reused']} reused, {b['mapped']} mapped, "
+            f"{b['dropped']} dropped" + (f" ({why})" if why else "")
+        )
+    return f"domain sets (fit on version {report['version']}, {report['mode']}): " + "; ".join(
+        parts
+    )

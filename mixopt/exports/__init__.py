@@ -1,0 +1,146 @@
+"""A mixture written out for the trainers that consume it, and for the tools that propose one.
+
+Pure serialisation (no database, no HTTP): one writer module per format and the
+:data:`WRITERS` registry below. The server loads what to export from the store
+(:mod:`app.services.exports`) and calls :func:`render`.
+
+**A new format** is one module here (``FORMAT``, ``LABEL``, ``STAGED`` and ``write(spec,
+weights) -> {filename: text}``, built on :mod:`mixopt.exports.spec`) and one line in
+:data:`WRITERS`;
+``tests/exports/test_writers.py`` then checks that its files parse back.
+Every file is produced by a serialiser (``json``, ``yaml.safe_dump``, Python ``repr`` of a
+JSON string) from data, never by pasting a user's name or path into code, so a name such as
+``"; rm -rf ~ #`` or ``$(touch x)`` stays a string in every output.
+
+Formats (each checked against the library it targets, see ``tests/exports``; each module's
+docstring has the details):
+
+``json``
+    mixopt's own: the mixture with where it came from (fit, estimator, prediction), the target
+    scale and the constraints.
+``olmo-core``
+    ``olmo_core_mixture.yaml``, the fields of ``olmo_core.data.source_mixture.
+    SourceMixtureDatasetConfig`` (ai2-olmo-core 3.x: ``source_list.sources[]`` with
+    ``source_name``, ``target_ratio``, ``paths`` (tokenised ``.npy``), ``max_repetition_ratio``
+    >= 1 and ``max_source_fraction`` <= 1 for the epoch cap; ``requested_tokens``,
+    ``global_batch_size`` in tokens, ``seed``), loaded by ``SourceMixtureDatasetConfig.from_yaml``,
+    plus ``olmo_core_mixture.py`` that loads, validates and builds it.
+``megatron``
+    ``data_args.txt`` for ``--data-args-path`` (Megatron-LM splits it on whitespace and reads
+    ``weight prefix`` pairs with ``megatron.core.datasets.utils.get_blend_from_list``) and
+    ``per_split_data_args.json`` for ``--per-split-data-args-path`` (``{"train": [...],
+    "valid": ..., "test": ...}``; valid/test from ``trainer_paths["megatron:valid"]`` and
+    ``["megatron:test"]`` when declared, else null). Prefixes are the ``..._text_document`` stems.
+``hf``
+    a self-contained Python script for Hugging Face ``datasets``: one
+    ``load_dataset(builder, data_files=...)`` per domain, ``interleave_datasets`` with
+    per-example probabilities ``p_i ∝ w_i / (tokens_i / documents_i)`` (mixopt's weights are
+    token shares), a seed, each domain capped at ``documents_i x max_epochs_i`` examples and the
+    stream cut at the token budget.
+``levanter``
+    Levanter/Marin ``data:`` section (``LMMixtureDatasetConfig``: ``configs`` of
+    ``train_urls`` and ``train_weights``, a dict, or for an online session the staged
+    ``[[step, weights], ...]`` form).
+``regmix``
+    RegMix's trainer YAML (sail-sg/regmix ``mixture_config``: ``train: {train_<domain>: w}``,
+    ``valid: {valid_<domain>: w}`` when the objective names domains).
+``olmix``
+    olmix's proposal file (``olmix/fit``'s ``*_optimal.json``: ``[{"domain", "weight"}]``).
+
+Whatever a trainer needs and the project does not say (tokenised paths, token budget,
+sequence length, batch size, seed, document counts) is an :class:`ExportError` naming the
+field, which the API answers with a 422; no value is made up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import ModuleType
+
+from mixopt.exports import hf, levanter, megatron, mixopt_json, olmix, olmo_core, regmix
+from mixopt.exports.spec import (
+    Bundle,
+    ExportError,
+    MixtureExport,
+    constraint,
+    max_epochs,
+    phase_epoch_caps,
+    rounded_weights,
+    token_budget,
+    weights_of,
+)
+
+__all__ = [
+    "FORMATS",
+    "LABELS",
+    "WRITERS",
+    "Bundle",
+    "ExportError",
+    "MixtureExport",
+    "max_epochs",
+    "phase_epoch_caps",
+    "render",
+    "rounded_weights",
+    "token_budget",
+]
+
+#: format -> its writer module, in the order the API and the dashboard list them
+WRITERS: dict[str, ModuleType] = {
+    m.FORMAT: m
+    for m in (
+        mixopt_json,
+        olmo_core,
+        megatron,
+        hf,
+        levanter,
+        regmix,
+        olmix,
+    )
+}
+FORMATS = tuple(WRITERS)
+LABELS = {fmt: m.LABEL for fmt, m in WRITERS.items()}
+
+
+def render(fmt: str, spec: MixtureExport) -> Bundle:
+    """The export of ``spec`` in ``fmt`` (one of :data:`FORMATS`); :class:`ExportError` names
+    what the project must declare when something the format needs is missing."""
+    if fmt not in WRITERS:
+        raise ExportError(f"format must be one of {list(FORMATS)}, not {fmt!r}", "format")
+    weights = weights_of(spec)
+    writer = WRITERS[fmt]
+    if spec.phases and writer.STAGED == "per-phase":
+        # staged: one config per phase, each with the phase's mixture and token budget
+        files: dict[str, str] = {}
+        for k, (p, caps) in enumerate(zip(spec.phases, phase_epoch_caps(spec), strict=True)):
+            cons = dict(spec.constraints or {})
+            if caps:
+                cons["max_epochs_per_domain"] = {
+                    **(cons.get("max_epochs_per_domain") or {}),
+                    **caps,
+                }
+            sub = replace(
+                spec,
+                mixture=dict(p["mixture_by_domain"]),
+                phases=None,
+                constraints=cons,
+                scale={**(spec.scale or {}), "train_tokens": int(p["tokens"]), "train_steps": None},
+                slug=f"{spec.slug}-phase{k}-{p['name']}",
+            )
+            for name, text in writer.write(sub, weights_of(sub)).items():
+                files[f"phase{k}-{p['name']}/{name}"] = text
+        return Bundle(files)
+    if spec.phases and writer.STAGED == "schedule":
+        batch = int(
+            constraint(
+                spec,
+                "global_batch_tokens",
+                fmt,
+                "the global batch size in tokens (phases start at a step)",
+            )
+        )
+        # lazy: mixopt.mixing loads every estimator (~1.5 s), which the API does not pay at start
+        from mixopt.mixing.staged import levanter_weights
+
+        schedule = levanter_weights({"phases": spec.phases}, batch)
+        spec = replace(spec, schedule=[(s, w) for s, w in schedule])
+    return Bundle(writer.write(spec, weights))

@@ -1,0 +1,73 @@
+"""``megatron``: ``data_args.txt`` for ``--data-args-path`` (Megatron-LM splits it on
+whitespace and reads ``weight prefix`` pairs with ``megatron.core.datasets.utils.
+get_blend_from_list``) and ``per_split_data_args.json`` for ``--per-split-data-args-path``
+(``{"train": [...], "valid": ..., "test": ...}``; valid/test from ``trainer_paths[
+"megatron:valid"]`` and ``["megatron:test"]`` when declared, else null). Prefixes are the
+``..._text_document`` stems."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from mixopt.exports.spec import (
+    ExportError,
+    MixtureExport,
+    field_of,
+    trainer_paths,
+    weighted_domains,
+)
+
+FORMAT = "megatron"
+LABEL = "Megatron"
+#: a staged recommendation: one file set per phase (``phaseK-name/``)
+STAGED: str | None = "per-phase"
+
+
+def prefix(spec: MixtureExport, d: dict[str, Any], key: str) -> str:
+    f = field_of(spec, d["name"])
+    paths = trainer_paths(spec, d, key)
+    if len(paths) != 1:
+        raise ExportError(
+            f"Megatron weights each prefix on its own: give domain {d['name']!r} one prefix "
+            "(merge its shards with tools/merge_datasets.py)",
+            f"{f}.trainer_paths.{key}",
+        )
+    prefix = paths[0]
+    if re.search(r"\s", prefix):
+        raise ExportError(
+            f"Megatron's --data-args-path is split on whitespace, so the prefix {prefix!r} of "
+            f"domain {d['name']!r} cannot be written: rename it without spaces",
+            f"{f}.trainer_paths.{key}",
+        )
+    if re.search(r"\.(bin|idx|jsonl?|parquet|txt)$", prefix):
+        raise ExportError(
+            f"Megatron reads a preprocessed prefix (the path without .bin/.idx, e.g. "
+            f"..._text_document), not {prefix!r}",
+            f"{f}.trainer_paths.{key}",
+        )
+    return prefix
+
+
+def write(spec: MixtureExport, weights: dict[str, float]) -> dict[str, str]:
+    used = weighted_domains(spec, weights)
+    blend = [x for d, w in used for x in (repr(w), prefix(spec, d, "megatron"))]
+    per_split: dict[str, list[str] | None] = {"train": blend}
+    for split in ("valid", "test"):
+        # held-out prefixes, when every weighted domain declares one: the same mixture
+        key = f"megatron:{split}"
+        declared = [bool((d.get("trainer_paths") or {}).get(key)) for d, _ in used]
+        if any(declared) and not all(declared):
+            missing = next(d for (d, _), ok in zip(used, declared, strict=True) if not ok)
+            raise ExportError(
+                f"domain {missing['name']!r} has no {key} prefix while others do",
+                f"{field_of(spec, missing['name'])}.trainer_paths.{key}",
+            )
+        per_split[split] = (
+            [x for d, w in used for x in (repr(w), prefix(spec, d, key))] if all(declared) else None
+        )
+    return {
+        "data_args.txt": " ".join(blend) + "\n",
+        "per_split_data_args.json": json.dumps(per_split, indent=2, ensure_ascii=False) + "\n",
+    }

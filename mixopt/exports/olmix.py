@@ -1,0 +1,18 @@
+"""``olmix``: olmix's proposal file (``olmix/fit``'s ``*_optimal.json``:
+``[{"domain", "weight"}]``)."""
+
+from __future__ import annotations
+
+import json
+
+from mixopt.exports.spec import MixtureExport
+
+FORMAT = "olmix"
+LABEL = "olmix"
+#: a staged recommendation: the writer reads ``spec.phases`` itself, if at all
+STAGED: str | None = None
+
+
+def write(spec: MixtureExport, weights: dict[str, float]) -> dict[str, str]:
+    out = [{"domain": n, "weight": w} for n, w in weights.items()]
+    return {f"{spec.slug}_optimal.json": json.dumps(out, ensure_ascii=False) + "\n"}

@@ -1,0 +1,266 @@
+"""What an export is made of (:class:`MixtureExport`, :class:`Bundle`) and what the writers
+share: rounded weights, the token budget, epoch caps, each domain's paths for a trainer."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+MEDIA = {
+    ".json": "application/json",
+    ".yaml": "application/yaml",
+    ".py": "text/x-python",
+    ".txt": "text/plain",
+}
+
+
+class ExportError(ValueError):
+    """Something a format needs is missing or unusable; ``field`` names where to fix it (the
+    server answers a 422 naming it)."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.message, self.field = message, field
+
+
+@dataclass
+class MixtureExport:
+    """What is exported: the weights and everything the trainers read besides them.
+
+    ``domains`` are the project's domains in order, as dicts with ``name``, ``token_count``,
+    ``documents``, ``source`` and ``trainer_paths``. ``constraints`` is the project's
+    constraints dict; ``scale`` the recommendation's target scale (``model_params``,
+    ``train_tokens``, ``train_steps``). ``schedule`` is an online session's trajectory
+    ``[(step, weights), ...]``; ``origin`` describes where the mixture came from (JSON only).
+    """
+
+    mixture: dict[str, float]
+    domains: list[dict[str, Any]]
+    constraints: dict[str, Any] = field(default_factory=dict)
+    scale: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, Any] = field(default_factory=dict)
+    objective: dict[str, float] | None = None
+    schedule: list[tuple[int, dict[str, float]]] | None = None
+    slug: str = "mixture"
+    #: a staged recommendation's phases (``name``, ``tokens``, ``start_tokens``, ``mixture_by_domain``)
+    phases: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class Bundle:
+    """The files of one export: ``{filename: text}`` in the order a person reads them."""
+
+    files: dict[str, str]
+
+    def media_type(self, name: str) -> str:
+        return MEDIA.get(os.path.splitext(name)[1], "text/plain")
+
+    def zip_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, text in self.files.items():
+                info = zipfile.ZipInfo(
+                    name, date_time=(2026, 1, 1, 0, 0, 0)
+                )  # byte-identical re-exports
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(info, text)
+        return buf.getvalue()
+
+
+def rounded_weights(mixture: dict[str, float], digits: int = 6) -> dict[str, float]:
+    """Weights rounded to ``digits`` decimals that still sum to exactly 1 at that precision
+    (largest-remainder rounding), so trainers that check the sum accept them."""
+    if not mixture:
+        return {}
+    scale = 10**digits
+    total = math.fsum(mixture.values())
+    if not total > 0 or not math.isfinite(total):
+        raise ValueError("the mixture's weights sum to zero")
+    exact = {k: v / total * scale for k, v in mixture.items()}
+    floors = {k: math.floor(x) for k, x in exact.items()}
+    missing = scale - sum(floors.values())
+    for k in sorted(exact, key=lambda k: exact[k] - floors[k], reverse=True)[:missing]:
+        floors[k] += 1
+    return {k: floors[k] / scale for k in mixture}
+
+
+# -- what the project says ------------------------------------------------------------------
+def weights_of(spec: MixtureExport) -> dict[str, float]:
+    names = [d["name"] for d in spec.domains]
+    unknown = sorted(set(spec.mixture) - set(names))
+    if unknown:
+        raise ExportError(
+            f"the mixture names domains the project does not have: {unknown}", "mixture"
+        )
+    return rounded_weights({n: float(spec.mixture.get(n, 0.0)) for n in names})
+
+
+def field_of(spec: MixtureExport, name: str) -> str:
+    i = next(i for i, d in enumerate(spec.domains) if d["name"] == name)
+    return f"domains[{i}]"
+
+
+def weighted_domains(
+    spec: MixtureExport, weights: dict[str, float]
+) -> list[tuple[dict[str, Any], float]]:
+    by_name = {d["name"]: d for d in spec.domains}
+    return [(by_name[n], w) for n, w in weights.items() if w > 0]
+
+
+def constraint(spec: MixtureExport, key: str, fmt: str, what: str) -> Any:
+    value = (spec.constraints or {}).get(key)
+    if value is None:
+        raise ExportError(
+            f"the {fmt} export needs {what}: set constraints.{key} on the project",
+            f"constraints.{key}",
+        )
+    return value
+
+
+def token_budget(spec: MixtureExport, fmt: str) -> int:
+    """Tokens to train on: the recommendation's target scale (``train_tokens``, or
+    ``train_steps`` x ``constraints.global_batch_tokens``), else ``constraints.target_tokens``."""
+    scale, cons = spec.scale or {}, spec.constraints or {}
+    if scale.get("train_tokens"):
+        return int(scale["train_tokens"])
+    if scale.get("train_steps") and cons.get("global_batch_tokens"):
+        return int(scale["train_steps"]) * int(cons["global_batch_tokens"])
+    if cons.get("target_tokens"):
+        return int(cons["target_tokens"])
+    raise ExportError(
+        f"the {fmt} export needs a token budget: the recommendation's target_scale.train_tokens "
+        "(or train_steps with constraints.global_batch_tokens) or constraints.target_tokens",
+        "constraints.target_tokens",
+    )
+
+
+def max_epochs(spec: MixtureExport, name: str) -> float | None:
+    """The domain's repetition cap (``max_epochs_per_domain``, else ``max_epochs``), or None."""
+    cons = spec.constraints or {}
+    value = (cons.get("max_epochs_per_domain") or {}).get(name, cons.get("max_epochs"))
+    return None if value is None else float(value)
+
+
+def phase_epoch_caps(spec: MixtureExport) -> list[dict[str, float]]:
+    """Each phase's share of the project's epoch cap, for trainers that cap a source per config
+    (OLMo-core's ``max_repetition_ratio`` / ``max_source_fraction``, one config per phase).
+
+    The cap ``R_i`` is counted across phases (``sum_p w_{p,i} tokens_p <= R_i tokens_i``), so
+    writing ``R_i`` into every phase's config would let the phases together repeat a domain up
+    to ``P x R_i`` times. Phase ``p`` gets ``R_i x w_{p,i} tokens_p / sum_q w_{q,i} tokens_q``:
+    the caps add up to ``R_i`` and each is at least what the phase's mixture needs (rounded up
+    at 1e-6, so the trainer's integer token counts never fall below the need).
+    """
+    phases = spec.phases or []
+    used = {
+        d["name"]: sum(
+            float(p["mixture_by_domain"].get(d["name"], 0.0)) * float(p["tokens"]) for p in phases
+        )
+        for d in spec.domains
+    }
+    out = []
+    for p in phases:
+        caps = {}
+        for name, total in used.items():
+            cap, share = (
+                max_epochs(spec, name),
+                float(p["mixture_by_domain"].get(name, 0.0)) * float(p["tokens"]),
+            )
+            if cap is not None and math.isfinite(cap) and total > 0 and share > 0:
+                caps[name] = math.ceil(cap * share / total * 1e6) / 1e6
+        out.append(caps)
+    return out
+
+
+def trainer_paths(spec: MixtureExport, domain: dict[str, Any], fmt: str) -> list[str]:
+    paths = (domain.get("trainer_paths") or {}).get(fmt) or []
+    if not paths:
+        f = field_of(spec, domain["name"])
+        raise ExportError(
+            f"domain {domain['name']!r} has no {fmt} paths: declare {f}.trainer_paths[{fmt!r}] "
+            f"(the files {fmt} reads)",
+            f"{f}.trainer_paths.{fmt}",
+        )
+    return [str(p) for p in paths]
+
+
+BUILDERS = {
+    ".jsonl": "json",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".txt": "text",
+    ".jsonl.gz": "json",
+    ".json.gz": "json",
+    ".txt.gz": "text",
+    ".jsonl.zst": "json",
+}
+
+
+def raw_files(spec: MixtureExport, domain: dict[str, Any], fmt: str) -> tuple[list[str], str]:
+    """The raw text files a trainer that tokenises itself reads (``trainer_paths[fmt]``, else
+    the domain's ``source.path``), and the ``datasets`` builder for them."""
+    src = domain.get("source") or {}
+    f = field_of(spec, domain["name"])
+    paths = [str(p) for p in (domain.get("trainer_paths") or {}).get(fmt) or []]
+    if not paths:
+        if not src.get("path"):
+            raise ExportError(
+                f"domain {domain['name']!r} has neither trainer_paths[{fmt!r}] nor a source path",
+                f"{f}.trainer_paths.{fmt}",
+            )
+        paths = [str(src["path"])]
+    declared = {"jsonl": "json", "parquet": "parquet", "txt": "text"}.get(
+        src.get("format") or "auto"
+    )
+    builders = set()
+    out = []
+    for p in paths:
+        ext = next(
+            (e for e in sorted(BUILDERS, key=len, reverse=True) if p.lower().endswith(e)), None
+        )
+        if ext is None:
+            if declared is None:
+                raise ExportError(
+                    f"cannot tell the file type of {p!r} (domain {domain['name']!r}): give files "
+                    f"or globs ending in .jsonl/.parquet/.txt, or set {f}.source.format",
+                    f"{f}.trainer_paths.{fmt}",
+                )
+            # a directory: every file of the declared type under it
+            ext = {"json": ".jsonl", "parquet": ".parquet", "text": ".txt"}[declared]
+            p = p.rstrip("/") + "/**/*" + ext
+        builders.add(BUILDERS[ext])
+        out.append(p)
+    if len(builders) > 1:
+        raise ExportError(
+            f"domain {domain['name']!r} mixes file types {sorted(builders)}",
+            f"{f}.trainer_paths.{fmt}",
+        )
+    return out, builders.pop()
+
+
+def objective_domains(spec: MixtureExport) -> dict[str, float]:
+    """The objective's weights per domain, when every objective metric names a domain
+    (``<d>``, ``val_loss/<d>``, ``<d>_val_loss``, ``metric/<d>_val_loss``)."""
+    names = {d["name"] for d in spec.domains}
+    out: dict[str, float] = {}
+    for metric, w in (spec.objective or {}).items():
+        m = re.sub(r"^(metric/|val_loss/|valid_)", "", metric)
+        m = re.sub(r"_val_loss$", "", m)
+        if m not in names:
+            return {}
+        out[m] = out.get(m, 0.0) + float(w)
+    return out
+
+
+def yaml_text(data: Any) -> str:
+    """``data`` as block-style YAML, keys in order (what every YAML writer here emits)."""
+    return yaml.safe_dump(
+        data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000
+    )
