@@ -43,7 +43,8 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Data-mixture optimisation for language-model pretraining: proxy runs, fitted mixing "
         "laws, recommendations and online re-mixing.",
-        docs_url=None, redoc_url=None,  # served from local assets by app.api.docs
+        docs_url=None,
+        redoc_url=None,  # served from local assets by app.api.docs
         generate_unique_id_function=openapi.operation_id,
     )
     errors.install(app)
@@ -55,7 +56,9 @@ def create_app() -> FastAPI:
     app.add_middleware(BodyGuard)
     metrics.install(app)  # outermost: request id, access log and counts for every answer (413s too)
     settings = get_settings()
-    app.state.auth_limiter = FailureLimiter(settings.auth_failures_per_window, settings.auth_window_seconds)
+    app.state.auth_limiter = FailureLimiter(
+        settings.auth_failures_per_window, settings.auth_window_seconds
+    )
     docs.install(app)
     openapi.install(app)
     return app

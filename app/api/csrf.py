@@ -31,8 +31,11 @@ def csrf_token(session_token: str) -> str:
 
 
 def _own_origin(request: Request) -> str:
-    host = request.headers.get("host") or (f"{request.url.hostname}:{request.url.port}" if request.url.port
-                                           else str(request.url.hostname))
+    host = request.headers.get("host") or (
+        f"{request.url.hostname}:{request.url.port}"
+        if request.url.port
+        else str(request.url.hostname)
+    )
     return f"{request.url.scheme}://{host}".lower()
 
 
@@ -40,12 +43,18 @@ def check_origin(request: Request) -> None:
     """403 unless the request comes from a page of this origin (when the browser says where from)."""
     site = request.headers.get("sec-fetch-site")
     if site is not None and site.lower() not in ("same-origin", "none"):
-        raise HTTPException(403, f"cross-site request refused (Sec-Fetch-Site: {site}); the dashboard accepts "
-                                 "state-changing requests only from its own pages")
+        raise HTTPException(
+            403,
+            f"cross-site request refused (Sec-Fetch-Site: {site}); the dashboard accepts "
+            "state-changing requests only from its own pages",
+        )
     origin = request.headers.get("origin")
     if origin is not None and origin.lower().rstrip("/") != _own_origin(request):
-        raise HTTPException(403, "cross-origin request refused (Origin does not match this server); the "
-                                 "dashboard accepts state-changing requests only from its own pages")
+        raise HTTPException(
+            403,
+            "cross-origin request refused (Origin does not match this server); the "
+            "dashboard accepts state-changing requests only from its own pages",
+        )
 
 
 def check(request: Request, session_token: str, form_value: str | None = None) -> None:
@@ -57,5 +66,8 @@ def check(request: Request, session_token: str, form_value: str | None = None) -
     sent = request.headers.get(CSRF_HEADER) or form_value or ""
     cookie = request.cookies.get(CSRF_COOKIE) or ""
     if not (hmac.compare_digest(sent, expected) and hmac.compare_digest(cookie, expected)):
-        raise HTTPException(403, f"missing or wrong CSRF token: send the {CSRF_COOKIE} cookie's value in the "
-                                 f"{CSRF_HEADER} header")
+        raise HTTPException(
+            403,
+            f"missing or wrong CSRF token: send the {CSRF_COOKIE} cookie's value in the "
+            f"{CSRF_HEADER} header",
+        )

@@ -38,7 +38,8 @@ bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization:
 
 
 def current_token(
-    request: Request, session: SessionDep,
+    request: Request,
+    session: SessionDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
 ) -> ApiToken:
     authorization = request.headers.get("authorization")
@@ -46,15 +47,22 @@ def current_token(
     if authorization:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            raise HTTPException(401, "Authorization header must be 'Bearer <token>'",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "Authorization header must be 'Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         plain = value.strip()
     else:
         plain = request.cookies.get("mixopt_token")  # dashboard sessions
         if plain:
             csrf.check(request, plain)
     if not plain:
-        raise HTTPException(401, "missing Authorization: Bearer <token> header", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "missing Authorization: Bearer <token> header",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     ratelimit.check(request)
     token = token_service.authenticate(session, plain)
     if token is None:

@@ -38,7 +38,12 @@ def validation_errors(errors: list[dict]) -> list[dict[str, str]]:
         loc = tuple(e.get("loc", ()))
         if e.get("type") == "json_invalid":
             pos = loc[1] if len(loc) > 1 else "?"
-            out.append({"field": "body", "message": f"invalid JSON at character {pos}: {e.get('ctx', {}).get('error', msg)}"})
+            out.append(
+                {
+                    "field": "body",
+                    "message": f"invalid JSON at character {pos}: {e.get('ctx', {}).get('error', msg)}",
+                }
+            )
             continue
         out.append({"field": _loc(loc), "message": msg})
     return out
@@ -50,10 +55,16 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     methods: set[str] = set()
     for template, item in app.openapi().get("paths", {}).items():
         for method, op in item.items():
-            ints = {p["name"] for p in op.get("parameters", [])
-                    if p.get("in") == "path" and p.get("schema", {}).get("type") == "integer"}
-            pattern = re.sub(r"\\\{([^}]+)\\\}", lambda m, ints=ints: "[0-9]+" if m.group(1) in ints else "[^/]+",
-                             re.escape(template))
+            ints = {
+                p["name"]
+                for p in op.get("parameters", [])
+                if p.get("in") == "path" and p.get("schema", {}).get("type") == "integer"
+            }
+            pattern = re.sub(
+                r"\\\{([^}]+)\\\}",
+                lambda m, ints=ints: "[0-9]+" if m.group(1) in ints else "[^/]+",
+                re.escape(template),
+            )
             if re.fullmatch(pattern, path):
                 methods.add(method.upper())
     return sorted(methods)
@@ -70,7 +81,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service(_: Request, exc: ServiceError) -> JSONResponse:
-        detail = f"{exc.field}: {exc.message}" if exc.field and not exc.message.startswith(exc.field) else exc.message
+        detail = (
+            f"{exc.field}: {exc.message}"
+            if exc.field and not exc.message.startswith(exc.field)
+            else exc.message
+        )
         errors = [{"field": exc.field or "", "message": exc.message}]
         return JSONResponse({"detail": detail, "errors": errors}, status_code=exc.status_code)
 
@@ -80,40 +95,67 @@ def install(app: FastAPI) -> None:
         detail = exc.detail
         if exc.status_code == 405:
             allowed = allowed_methods(request.app, request.url.path) or [
-                m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
+                m.strip() for m in headers.get("Allow", "").split(",") if m.strip()
+            ]
             headers["Allow"] = ", ".join(allowed)
             detail = f"method {request.method} is not allowed here; allowed: {', '.join(allowed)}"
-        return JSONResponse({"detail": detail, "errors": []}, status_code=exc.status_code, headers=headers or None)
+        return JSONResponse(
+            {"detail": detail, "errors": []}, status_code=exc.status_code, headers=headers or None
+        )
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
         log.warning("integrity error: %s", exc.orig)
-        return JSONResponse({"detail": "conflict with stored data: the request would create a duplicate or break a "
-                             "reference", "errors": []}, status_code=409)
+        return JSONResponse(
+            {
+                "detail": "conflict with stored data: the request would create a duplicate or break a "
+                "reference",
+                "errors": [],
+            },
+            status_code=409,
+        )
 
     @app.exception_handler(DataError)
     async def _data(_: Request, exc: DataError) -> JSONResponse:
-        return JSONResponse({"detail": f"a value is out of range for the database: {str(exc.orig).splitlines()[0]}",
-                             "errors": []}, status_code=422)
+        return JSONResponse(
+            {
+                "detail": f"a value is out of range for the database: {str(exc.orig).splitlines()[0]}",
+                "errors": [],
+            },
+            status_code=422,
+        )
 
     @app.exception_handler(OverflowError)
     async def _overflow(_: Request, exc: OverflowError) -> JSONResponse:
-        return JSONResponse({"detail": f"a number is out of range: {exc}", "errors": []}, status_code=422)
+        return JSONResponse(
+            {"detail": f"a number is out of range: {exc}", "errors": []}, status_code=422
+        )
 
     @app.exception_handler(StatementError)
     async def _statement(request: Request, exc: StatementError) -> JSONResponse:
         if isinstance(exc.orig, OverflowError | ValueError):
-            return JSONResponse({"detail": f"a value is out of range: {exc.orig}", "errors": []}, status_code=422)
+            return JSONResponse(
+                {"detail": f"a value is out of range: {exc.orig}", "errors": []}, status_code=422
+            )
         raise exc
 
     @app.exception_handler(SQLAlchemyTimeoutError)
     async def _pool_timeout(_: Request, exc: SQLAlchemyTimeoutError) -> JSONResponse:
         log.error("database pool exhausted: %s", exc)
-        return JSONResponse({"detail": "the server is busy (no database connection free), retry later",
-                             "errors": []}, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse(
+            {
+                "detail": "the server is busy (no database connection free), retry later",
+                "errors": [],
+            },
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(OperationalError)
     async def _operational(_: Request, exc: OperationalError) -> JSONResponse:
         log.error("database unavailable: %s", exc.orig)
-        return JSONResponse({"detail": "database unavailable, retry later", "errors": []}, status_code=503,
-                            headers={"Retry-After": "1"})
+        return JSONResponse(
+            {"detail": "database unavailable, retry later", "errors": []},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )

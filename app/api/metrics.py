@@ -37,9 +37,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core import logs
 
 REGISTRY = CollectorRegistry(auto_describe=True)
-REQUESTS = Counter("mixopt_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY)
-LATENCY = Histogram("mixopt_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
-                    registry=REGISTRY, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+REQUESTS = Counter(
+    "mixopt_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY
+)
+LATENCY = Histogram(
+    "mixopt_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 
 def _route(scope: Scope) -> str:
@@ -58,7 +65,9 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
         request_id = logs.new_request_id(headers.get("x-request-id"))
         token = logs.request_id_var.set(request_id)
         started = time.perf_counter()
@@ -91,14 +100,21 @@ class JobCollector(Collector):
         from app.services.metrics import job_metrics
 
         jobs = GaugeMetricFamily("mixopt_jobs", "jobs by kind and state", labels=["kind", "state"])
-        depth = GaugeMetricFamily("mixopt_queue_depth", "jobs waiting for a worker, per queue", labels=["queue"])
-        durations = SummaryMetricFamily("mixopt_job_duration_seconds", "run time of finished jobs",
-                                        labels=["kind"])
-        longest = GaugeMetricFamily("mixopt_job_duration_max_seconds", "longest finished job", labels=["kind"])
+        depth = GaugeMetricFamily(
+            "mixopt_queue_depth", "jobs waiting for a worker, per queue", labels=["queue"]
+        )
+        durations = SummaryMetricFamily(
+            "mixopt_job_duration_seconds", "run time of finished jobs", labels=["kind"]
+        )
+        longest = GaugeMetricFamily(
+            "mixopt_job_duration_max_seconds", "longest finished job", labels=["kind"]
+        )
         try:
             figures = job_metrics()
         except Exception:  # the database is down: say so rather than fail the scrape
-            yield GaugeMetricFamily("mixopt_database_up", "the database answered the scrape", value=0)
+            yield GaugeMetricFamily(
+                "mixopt_database_up", "the database answered the scrape", value=0
+            )
             return
         yield GaugeMetricFamily("mixopt_database_up", "the database answered the scrape", value=1)
         for (kind, state), n in sorted(figures["jobs"].items()):

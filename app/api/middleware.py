@@ -51,8 +51,12 @@ def non_finite_field(body: bytes) -> tuple[str, str] | None:
     if not _SUSPECT.search(body):
         return None
     try:
-        doc = json.loads(body, parse_constant=_NonFinite, parse_float=_parse_float,
-                         parse_int=lambda s: _NonFinite(s) if len(s) > 4300 else int(s))
+        doc = json.loads(
+            body,
+            parse_constant=_NonFinite,
+            parse_float=_parse_float,
+            parse_int=lambda s: _NonFinite(s) if len(s) > 4300 else int(s),
+        )
     except ValueError:
         return None  # not JSON at all: the route's parser reports where
     return _find(doc)
@@ -60,9 +64,17 @@ def non_finite_field(body: bytes) -> tuple[str, str] | None:
 
 async def _json(send: Send, status: int, detail: str, errors: list[dict[str, str]]) -> None:
     body = json.dumps({"detail": detail, "errors": errors}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -79,8 +91,10 @@ class BodyGuard:
             return
         limit = get_settings().max_body_bytes
         headers = dict(scope.get("headers") or [])
-        too_big = (f"the request body is larger than {limit} bytes (MIXOPT_MAX_BODY_BYTES); send fewer runs per "
-                   "request")
+        too_big = (
+            f"the request body is larger than {limit} bytes (MIXOPT_MAX_BODY_BYTES); send fewer runs per "
+            "request"
+        )
         declared = headers.get(b"content-length")
         if declared is not None:
             try:
@@ -88,8 +102,12 @@ class BodyGuard:
                     await _json(send, 413, too_big, [{"field": "body", "message": too_big}])
                     return
             except ValueError:
-                await _json(send, 400, "Content-Length is not a number", [{"field": "Content-Length",
-                                                                           "message": "not a number"}])
+                await _json(
+                    send,
+                    400,
+                    "Content-Length is not a number",
+                    [{"field": "Content-Length", "message": "not a number"}],
+                )
                 return
         chunks, size = [], 0
         while True:
@@ -110,7 +128,9 @@ class BodyGuard:
             hit = non_finite_field(body)
             if hit:
                 field, text = hit
-                msg = f"{text} is not a finite number; JSON bodies must use finite numbers (or null)"
+                msg = (
+                    f"{text} is not a finite number; JSON bodies must use finite numbers (or null)"
+                )
                 await _json(send, 422, f"{field}: {msg}", [{"field": field, "message": msg}])
                 return
         sent = False

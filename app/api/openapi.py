@@ -49,21 +49,37 @@ DESCRIPTIONS = {
 
 EXAMPLES: dict[str, Any] = {
     "create_project": {
-        "name": "pile", "domains": [{"name": "web", "token_count": 300_000_000_000},
-                                    {"name": "code", "token_count": 40_000_000_000},
-                                    {"name": "math", "token_count": 10_000_000_000}],
+        "name": "pile",
+        "domains": [
+            {"name": "web", "token_count": 300_000_000_000},
+            {"name": "code", "token_count": 40_000_000_000},
+            {"name": "math", "token_count": 10_000_000_000},
+        ],
         "objective": {"val/web": 1.0, "val/code": 1.0},
-        "constraints": {"target_tokens": 100_000_000_000, "max_epochs": 4,
-                        "bounds": {"web": {"min": 0.2, "max": 0.8}}},
+        "constraints": {
+            "target_tokens": 100_000_000_000,
+            "max_epochs": 4,
+            "bounds": {"web": {"min": 0.2, "max": 0.8}},
+        },
     },
-    "create_runs": {"mixture": {"web": 0.6, "code": 0.3, "math": 0.1},
-                    "metrics": {"val/web": 3.21, "val/code": 2.05, "val/math": 2.7},
-                    "model_params": 1_000_000, "train_tokens": 1_000_000_000, "tags": ["swarm-1"]},
+    "create_runs": {
+        "mixture": {"web": 0.6, "code": 0.3, "math": 0.1},
+        "metrics": {"val/web": 3.21, "val/code": 2.05, "val/math": 2.7},
+        "model_params": 1_000_000,
+        "train_tokens": 1_000_000_000,
+        "tags": ["swarm-1"],
+    },
     "create_fit": {"estimator": "auto", "cv_folds": 5},
-    "change_domains": {"add": [{"name": "papers", "token_count": 20_000_000_000}], "remove": ["math"],
-                       "split": {"web": ["web_news", "web_blog"]}},
-    "create_recommendation": {"estimator": "auto", "constraints": {"target_tokens": 100_000_000_000,
-                                                                    "max_epochs": 4}, "n_boot": 20},
+    "change_domains": {
+        "add": [{"name": "papers", "token_count": 20_000_000_000}],
+        "remove": ["math"],
+        "split": {"web": ["web_news", "web_blog"]},
+    },
+    "create_recommendation": {
+        "estimator": "auto",
+        "constraints": {"target_tokens": 100_000_000_000, "max_epochs": 4},
+        "n_boot": 20,
+    },
 }
 
 
@@ -82,7 +98,11 @@ def _schema_models() -> dict[str, type[BaseModel]]:
     for info in pkgutil.iter_modules(package.__path__):
         module = importlib.import_module(f"{package.__name__}.{info.name}")
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == module.__name__:
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseModel)
+                and value.__module__ == module.__name__
+            ):
                 models.setdefault(value.__name__, value)
     return models
 
@@ -113,8 +133,13 @@ def _resolve_dangling(doc: dict) -> None:
             return
         models = models or _schema_models()
         known = sorted(m for m in missing if m in models)
-        if len(known) < len(missing):  # tests/api/test_contract.py fails on these; the docs still load
-            log.warning("the OpenAPI document references unknown schemas %s", sorted(set(missing) - set(known)))
+        if len(known) < len(
+            missing
+        ):  # tests/api/test_contract.py fails on these; the docs still load
+            log.warning(
+                "the OpenAPI document references unknown schemas %s",
+                sorted(set(missing) - set(known)),
+            )
         if not known:
             return
         _add_components(doc, [models[m] for m in known])
@@ -124,7 +149,9 @@ def _add_components(doc: dict, models: list[type[BaseModel]]) -> None:
     from pydantic.json_schema import models_json_schema
 
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    _, defs = models_json_schema([(m, "validation") for m in models], ref_template="#/components/schemas/{model}")
+    _, defs = models_json_schema(
+        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+    )
     for name, schema in defs.get("$defs", {}).items():
         schemas.setdefault(name, schema)
 
@@ -143,7 +170,9 @@ def _error_codes(path: str, method: str, op: dict) -> set[str]:
         if method != "get" or path.startswith("/v1/tokens") and not path.endswith("/me"):
             codes.add("403")
         if method != "get":
-            codes.add("409")  # conflicts with stored data (a duplicate, a reused idempotency key, ...)
+            codes.add(
+                "409"
+            )  # conflicts with stored data (a duplicate, a reused idempotency key, ...)
     if any(p.get("in") == "path" for p in params):
         codes.add("404")
     return codes
@@ -155,14 +184,20 @@ def _path_order(path: str, op: dict) -> None:
     params = op.get("parameters")
     if not params:
         return
-    in_path = sorted((p for p in params if p.get("in") == "path"),
-                     key=lambda p: path.find("{" + p["name"] + "}"))
+    in_path = sorted(
+        (p for p in params if p.get("in") == "path"), key=lambda p: path.find("{" + p["name"] + "}")
+    )
     op["parameters"] = in_path + [p for p in params if p.get("in") != "path"]
 
 
 def build(app: FastAPI) -> dict[str, Any]:
-    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
-                      tags=app.openapi_tags)
+    doc = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+    )
     _add_components(doc, [ErrorBody])
     _resolve_dangling(doc)
     schemas = doc["components"]["schemas"]
@@ -173,20 +208,42 @@ def build(app: FastAPI) -> dict[str, Any]:
             name = op.get("operationId", "")
             if where.setdefault(name, f"{method.upper()} {path}") != f"{method.upper()} {path}":
                 # tests/api/test_contract.py fails on this; the document still loads
-                log.warning("two operations are named %r (%s and %s %s): route functions' names must be unique",
-                            name, where[name], method.upper(), path)
+                log.warning(
+                    "two operations are named %r (%s and %s %s): route functions' names must be unique",
+                    name,
+                    where[name],
+                    method.upper(),
+                    path,
+                )
             responses = op.setdefault("responses", {})
-            for code in sorted(_error_codes(path, method, op) | {c for c in responses if c[0] in "45"}):
+            for code in sorted(
+                _error_codes(path, method, op) | {c for c in responses if c[0] in "45"}
+            ):
                 entry = responses.setdefault(code, {})
-                entry["description"] = entry.get("description") if entry.get("description") not in (
-                    None, "", "Validation Error") else DESCRIPTIONS.get(code, "error")
+                entry["description"] = (
+                    entry.get("description")
+                    if entry.get("description") not in (None, "", "Validation Error")
+                    else DESCRIPTIONS.get(code, "error")
+                )
                 entry["content"] = {"application/json": {"schema": ERROR_REF}}
             if path == "/readyz":
-                responses["503"] = {"description": "the database does not answer",
-                                    "content": {"application/json": {"schema": {"type": "object"}}}}
-            if op.get("operationId") == "create_runs":  # one run -> the run, a batch -> {count, ids}
-                responses["201"]["content"] = {"application/json": {"schema": {"oneOf": [
-                    {"$ref": "#/components/schemas/RunPublic"}, {"$ref": "#/components/schemas/RunsCreated"}]}}}
+                responses["503"] = {
+                    "description": "the database does not answer",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            if (
+                op.get("operationId") == "create_runs"
+            ):  # one run -> the run, a batch -> {count, ids}
+                responses["201"]["content"] = {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/RunPublic"},
+                                {"$ref": "#/components/schemas/RunsCreated"},
+                            ]
+                        }
+                    }
+                }
                 _resolve_dangling(doc)
             example = EXAMPLES.get(op.get("operationId", ""))
             body = op.get("requestBody", {}).get("content", {}).get("application/json")

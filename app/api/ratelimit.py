@@ -49,7 +49,9 @@ class FailureLimiter:
             self._prune(q, now)
             q.append(now)
             if len(self._failures) > 100_000:  # bounded memory under a flood of addresses
-                for key in [k for k, v in self._failures.items() if not v or v[-1] <= now - self.window]:
+                for key in [
+                    k for k, v in self._failures.items() if not v or v[-1] <= now - self.window
+                ]:
                     del self._failures[key]
 
 
@@ -70,8 +72,11 @@ def check(request: Request) -> None:
     """429 when this client address has failed authentication too often."""
     wait = limiter(request).retry_after(client_address(request))
     if wait is not None:
-        raise HTTPException(429, f"too many failed authentication attempts from this address; retry in {wait} s",
-                            headers={"Retry-After": str(wait)})
+        raise HTTPException(
+            429,
+            f"too many failed authentication attempts from this address; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
 
 
 def record_failure(request: Request) -> None:

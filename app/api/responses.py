@@ -21,8 +21,14 @@ from app.services.errors import NotFound
 from app.store.models import Job
 
 
-def accepted(session: Session, job: Job | Sequence[Job], model: type[BaseModel] = JobAccepted, *,
-             location: str | bool = True, **fields: Any) -> JSONResponse:
+def accepted(
+    session: Session,
+    job: Job | Sequence[Job],
+    model: type[BaseModel] = JobAccepted,
+    *,
+    location: str | bool = True,
+    **fields: Any,
+) -> JSONResponse:
     """Enqueue the committed job(s), then answer 202 with ``model``: ``fields`` plus the job and
     its URL (one job) or ``jobs`` (several). ``Location``: the job's URL (True), another URL, or
     none (False). ``fields`` are read after the enqueue (ORM rows are validated by ``model``)."""
@@ -35,8 +41,9 @@ def accepted(session: Session, job: Job | Sequence[Job], model: type[BaseModel] 
             enqueue_job(session, one)
         url, body = "", fields | {"jobs": [job_service.job_public(j) for j in job]}
     headers = {"Location": url if location is True else location} if location else None
-    return JSONResponse(model.model_validate(body).model_dump(mode="json"), status_code=202,
-                        headers=headers)
+    return JSONResponse(
+        model.model_validate(body).model_dump(mode="json"), status_code=202, headers=headers
+    )
 
 
 def bundle_response(spec: exports.MixtureExport, format: str, part: str | None) -> Response:
@@ -53,5 +60,6 @@ def bundle_response(spec: exports.MixtureExport, format: str, part: str | None) 
         headers["Content-Disposition"] = f'attachment; filename="{spec.slug}-{format}.zip"'
         return Response(bundle.zip_bytes(), media_type="application/zip", headers=headers)
     headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return Response(bundle.files[name].encode("utf-8"), media_type=bundle.media_type(name),
-                    headers=headers)
+    return Response(
+        bundle.files[name].encode("utf-8"), media_type=bundle.media_type(name), headers=headers
+    )

@@ -22,7 +22,20 @@ from app.api.routes import (
 )
 
 api_router = APIRouter()
-for module in (health, tokens, projects, domains, runs, fits, recommendations, suggestions, swarms,
-               validations, online, jobs, exports):
+for module in (
+    health,
+    tokens,
+    projects,
+    domains,
+    runs,
+    fits,
+    recommendations,
+    suggestions,
+    swarms,
+    validations,
+    online,
+    jobs,
+    exports,
+):
     api_router.include_router(module.router)
 api_router.include_router(fits.estimators_router)

@@ -52,8 +52,11 @@ def _numeric(annotation: object) -> bool:
     """Whether a field of this type takes numbers but not booleans."""
     if get_origin(annotation) is Annotated:
         metas = get_args(annotation)[1:]
-        if any(getattr(m, "strict", None) or any(getattr(x, "strict", None) for x in getattr(m, "metadata", ()))
-               for m in metas):
+        if any(
+            getattr(m, "strict", None)
+            or any(getattr(x, "strict", None) for x in getattr(m, "metadata", ()))
+            for m in metas
+        ):
             return False  # strict types refuse booleans themselves
         return _numeric(get_args(annotation)[0])
     if get_origin(annotation) in (Union, UnionType):
@@ -99,7 +102,11 @@ def _bool_plan(cls: type[BaseModel]) -> list[tuple[str, str]]:
     """The fields of ``cls`` that take numbers in lax mode (computed once per class)."""
     plan = _PLANS.get(cls)
     if plan is None:
-        plan = [(name, kind[0]) for name, info in cls.model_fields.items() if (kind := _element(info.annotation))]
+        plan = [
+            (name, kind[0])
+            for name, info in cls.model_fields.items()
+            if (kind := _element(info.annotation))
+        ]
         _PLANS[cls] = plan
     return plan
 
@@ -113,7 +120,9 @@ class Schema(BaseModel):
     the 64-bit range (in the document and when validated), so no number reaches the database
     out of range; fields stored in 32-bit columns (steps, seeds, ids) declare ``Int32``."""
 
-    model_config = ConfigDict(extra="forbid", from_attributes=True, json_schema_extra=_bound_integers)
+    model_config = ConfigDict(
+        extra="forbid", from_attributes=True, json_schema_extra=_bound_integers
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -123,9 +132,13 @@ class Schema(BaseModel):
         if isinstance(data, dict):
             for name, kind in _bool_plan(cls):
                 value = data.get(name)
-                bad = (_is_bool(value) if kind == "scalar" else
-                       isinstance(value, list) and any(map(_is_bool, value)) if kind == "list" else
-                       isinstance(value, dict) and any(map(_is_bool, value.values())))
+                bad = (
+                    _is_bool(value)
+                    if kind == "scalar"
+                    else isinstance(value, list) and any(map(_is_bool, value))
+                    if kind == "list"
+                    else isinstance(value, dict) and any(map(_is_bool, value.values()))
+                )
                 if bad:
                     raise ValueError(f"{name}: expected a number, got a boolean")
         return data
@@ -135,7 +148,9 @@ class Schema(BaseModel):
         cls = type(self)
         names = _INT_FIELDS.get(cls)
         if names is None:
-            names = _INT_FIELDS[cls] = [n for n, info in cls.model_fields.items() if _has_int(info.annotation)]
+            names = _INT_FIELDS[cls] = [
+                n for n, info in cls.model_fields.items() if _has_int(info.annotation)
+            ]
         for name in names:
             value = getattr(self, name, None)
             if value is not None:

@@ -28,10 +28,13 @@ class DomainChanges(Schema):
     add: list[DomainSpec] = Field(default_factory=list, max_length=10_000)
     remove: list[Name] = Field(default_factory=list, max_length=10_000)
     #: each at most MIXOPT_MAX_DOMAINS entries (and parts), like the project's domain list
-    split: Annotated[dict[Name, Annotated[list[Name | DomainSpec], max_items("max_domains")]],
-                     max_items("max_domains")] = Field(default_factory=dict)
-    merge: Annotated[dict[Name, Annotated[list[Name], max_items("max_domains")]],
-                     max_items("max_domains")] = Field(default_factory=dict)
+    split: Annotated[
+        dict[Name, Annotated[list[Name | DomainSpec], max_items("max_domains")]],
+        max_items("max_domains"),
+    ] = Field(default_factory=dict)
+    merge: Annotated[
+        dict[Name, Annotated[list[Name], max_items("max_domains")]], max_items("max_domains")
+    ] = Field(default_factory=dict)
     base_version: int | None = Field(default=None, ge=1, le=INT32)
 
 

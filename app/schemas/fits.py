@@ -99,7 +99,9 @@ class FitAccepted(Schema):
 
 
 class PredictRequest(Schema):
-    mixtures: Annotated[list[dict[str, NonNegFloat]], max_items("max_predict_mixtures")] = Field(min_length=1)
+    mixtures: Annotated[list[dict[str, NonNegFloat]], max_items("max_predict_mixtures")] = Field(
+        min_length=1
+    )
     normalize: bool = False
     #: default: the fit's scale; another scale needs a fit made for it (BiMix: any step)
     target_scale: TargetScale | None = None

@@ -22,7 +22,9 @@ def max_items(setting: str) -> AfterValidator:
     def check(value: Any) -> Any:
         n = _limit(setting)
         if value is not None and len(value) > n:
-            raise ValueError(f"at most {n} items per request (MIXOPT_{setting.upper()}), got {len(value)}")
+            raise ValueError(
+                f"at most {n} items per request (MIXOPT_{setting.upper()}), got {len(value)}"
+            )
         return value
 
     return AfterValidator(check)

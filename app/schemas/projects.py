@@ -19,7 +19,9 @@ class DataSource(Schema):
 
 
 #: export formats whose trainers read paths of their own (see app.services.exports)
-TrainerPathFormat = Literal["olmo-core", "megatron", "megatron:valid", "megatron:test", "hf", "levanter"]
+TrainerPathFormat = Literal[
+    "olmo-core", "megatron", "megatron:valid", "megatron:test", "hf", "levanter"
+]
 
 
 class DomainSpec(Schema):
@@ -28,12 +30,15 @@ class DomainSpec(Schema):
     source: DataSource | None = None
     #: what each trainer reads, keyed by export format, e.g. {"olmo-core": ["s3://.../part-0.npy"],
     #: "megatron": ["/data/web_text_document"]}; the raw text stays in ``source``
-    trainer_paths: dict[TrainerPathFormat, list[Annotated[str, Field(min_length=1, max_length=2000)]]] | None = None
+    trainer_paths: (
+        dict[TrainerPathFormat, list[Annotated[str, Field(min_length=1, max_length=2000)]]] | None
+    ) = None
     #: number of documents (turns token shares into per-example probabilities for HF datasets)
     documents: int | None = Field(default=None, ge=1)
     #: group path ("web/news/high"); omitted: parsed from a ``source:topic:quality`` name
-    group: str | None = Field(default=None, min_length=1, max_length=500,
-                              pattern=r"^/?[^/\s:][^/:]*(/[^/\s:][^/:]*)*/?$")
+    group: str | None = Field(
+        default=None, min_length=1, max_length=500, pattern=r"^/?[^/\s:][^/:]*(/[^/\s:][^/:]*)*/?$"
+    )
 
 
 class DomainPublic(DomainSpec):

@@ -25,7 +25,9 @@ class ReferenceSpec(Schema):
 
     @model_validator(mode="after")
     def _one(self) -> ReferenceSpec:
-        given = [k for k in ("baseline", "recommendation_id", "mixture") if getattr(self, k) is not None]
+        given = [
+            k for k in ("baseline", "recommendation_id", "mixture") if getattr(self, k) is not None
+        ]
         if len(given) != 1:
             raise ValueError("give exactly one of baseline, recommendation_id or mixture")
         return self

@@ -119,7 +119,6 @@ class ImportResult(Schema):
     ignored_columns: dict[str, list[str]] = Field(default_factory=dict)
 
 
-
 class RunImport(RunCreate):
     """One run of a JSON export (``GET .../runs/export?format=json``), read back by
     ``POST .../runs/import/json``: everything a new run takes, plus its error and loss curve.

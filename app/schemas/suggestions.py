@@ -12,7 +12,9 @@ class SuggestionCreate(Schema):
     #: (runs_per_dim x dimensions explored, mixopt.mixing.reuse)
     count: int | None = Field(default=None, ge=1, le=10_000)
     #: auto: a RegMix swarm first, then GP expected improvement once there are runs
-    strategy: str = Field(default="auto", pattern="^(auto|swarm|space_filling|hierarchical|ei|reuse)$")
+    strategy: str = Field(
+        default="auto", pattern="^(auto|swarm|space_filling|hierarchical|ei|reuse)$"
+    )
     #: reuse: the recommendation whose mixture (on the old domain set) is frozen for the unchanged domains
     recommendation_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     temperature: float = Field(default=0.5, gt=0, le=10)

@@ -24,7 +24,9 @@ class SwarmCreate(Schema):
     count: Annotated[int, max_value("max_swarm_count")] = Field(ge=1, le=4096)
     preset: str = "tiny"
     #: at most MIXOPT_MAX_TRAIN_STEPS
-    train_steps: Annotated[int | None, max_value("max_train_steps")] = Field(default=None, gt=0, le=INT32)
+    train_steps: Annotated[int | None, max_value("max_train_steps")] = Field(
+        default=None, gt=0, le=INT32
+    )
     train_tokens: int | None = Field(default=None, gt=0)
     #: run seeds are 32-bit; per_run adds the run's index
     seed: int = Field(default=0, ge=-INT32, le=INT32 - 4096)
@@ -49,7 +51,9 @@ class SwarmCreate(Schema):
     tag: Name | None = None
     #: Celery queue of the training jobs (route a swarm to a pool of workers, e.g. "gpu-a100")
     #: one of MIXOPT_QUEUES (a queue no worker consumes would leave the jobs pending forever)
-    queue: Annotated[str, AfterValidator(queue_name)] = Field(default="gpu", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    queue: Annotated[str, AfterValidator(queue_name)] = Field(
+        default="gpu", pattern=r"^[A-Za-z0-9_.-]{1,64}$"
+    )
 
     @model_validator(mode="after")
     def _budget(self) -> SwarmCreate:
@@ -57,11 +61,18 @@ class SwarmCreate(Schema):
             raise ValueError("give exactly one of train_steps or train_tokens")
         per_step, settings = self.batch_size * self.block_size, get_settings()
         if per_step > settings.max_tokens_per_step:
-            raise ValueError(f"batch_size x block_size = {per_step} tokens per step; at most "
-                             f"{settings.max_tokens_per_step} (MIXOPT_MAX_TOKENS_PER_STEP)")
-        if self.train_tokens is not None and -(-self.train_tokens // per_step) > settings.max_train_steps:
-            raise ValueError(f"train_tokens {self.train_tokens} at {per_step} tokens per step is more than "
-                             f"{settings.max_train_steps} steps (MIXOPT_MAX_TRAIN_STEPS)")
+            raise ValueError(
+                f"batch_size x block_size = {per_step} tokens per step; at most "
+                f"{settings.max_tokens_per_step} (MIXOPT_MAX_TOKENS_PER_STEP)"
+            )
+        if (
+            self.train_tokens is not None
+            and -(-self.train_tokens // per_step) > settings.max_train_steps
+        ):
+            raise ValueError(
+                f"train_tokens {self.train_tokens} at {per_step} tokens per step is more than "
+                f"{settings.max_train_steps} steps (MIXOPT_MAX_TRAIN_STEPS)"
+            )
         if self.strategy == "fixed" and not self.mixtures:
             raise ValueError("strategy fixed needs mixtures")
         if self.mixtures is not None and len(self.mixtures) != self.count:

@@ -32,7 +32,9 @@ class ValidationMixture(Schema):
 
     @model_validator(mode="after")
     def _one_source(self) -> ValidationMixture:
-        given = [k for k in ("recommendation_id", "baseline", "mixture") if getattr(self, k) is not None]
+        given = [
+            k for k in ("recommendation_id", "baseline", "mixture") if getattr(self, k) is not None
+        ]
         if len(given) != 1:
             raise ValueError("give exactly one of recommendation_id, baseline or mixture")
         return self
@@ -54,7 +56,9 @@ class ValidationCreate(Schema):
     n_embd: int | None = Field(default=None, ge=8, le=8192)
     #: Celery queue of the validation's job and its helper jobs: one of MIXOPT_QUEUES (a queue no
     #: worker consumes would leave them pending forever)
-    queue: Annotated[str, AfterValidator(queue_name)] = Field(default="gpu", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    queue: Annotated[str, AfterValidator(queue_name)] = Field(
+        default="gpu", pattern=r"^[A-Za-z0-9_.-]{1,64}$"
+    )
 
     @model_validator(mode="after")
     def _limits(self) -> ValidationCreate:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tests.api.test_security import settings_env
 from tests.conftest import count_rows, make_project
+from tests.factories import settings_env
 
 RUN = {"mixture": {"web": 0.5, "code": 0.5}, "metrics": {"loss": 2.0}}
 

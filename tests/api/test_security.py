@@ -5,35 +5,15 @@ production secrets. (Hostile names in the mixture exports: tests/dashboard, issu
 from __future__ import annotations
 
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import _HOME, make_project
+from tests.factories import settings_env
 
 SECRET = "TOPSECRET-4f1c9e"
 ROOT = Path(_HOME) / "data"
-
-
-@contextmanager
-def settings_env(**env: str):
-    """Run with some MIXOPT_* settings changed (settings are cached: cleared on both sides)."""
-    from app.core.config import get_settings
-
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
 
 
 def _token(client, admin, role, project_ids=()):

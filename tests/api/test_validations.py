@@ -11,14 +11,14 @@ import pytest
 from scipy.stats import t as student_t
 
 from app.services.validations import paired_comparison
-from tests.api.test_training_e2e import CORPORA, DOMAINS, _project
 from tests.conftest import start_worker_process, wait_job
+from tests.factories import CORPORA, CORPUS_DOMAINS, ingested_project
 
 TINY = {"preset": "tiny", "train_steps": 30, "batch_size": 8, "block_size": 64, "eval_interval": 15}
 
 
 def test_validation_job_stores_a_paired_comparison_of_its_runs(client, admin, worker):
-    p = _project(client, admin, name="val")
+    p = ingested_project(client, admin, name="val")
     skewed = {"code": 0.7, "docs": 0.1, "legal": 0.1, "prose": 0.1}
     body = {**TINY, "seeds": [3, 4], "mixtures": [{"baseline": "uniform"}, {"mixture": skewed, "label": "skewed"}]}
     r = client.post(f"/v1/projects/{p['id']}/validations", json=body, headers=admin)
@@ -39,7 +39,7 @@ def test_validation_job_stores_a_paired_comparison_of_its_runs(client, admin, wo
     assert runs[v["run_ids"][1][0]]["mixture"] == pytest.approx(skewed)
 
     def objective(run):  # the project's objective: mean validation loss over the domains
-        return statistics.fmean(run["metrics"][f"val_loss/{d}"] for d in DOMAINS)
+        return statistics.fmean(run["metrics"][f"val_loss/{d}"] for d in CORPUS_DOMAINS)
 
     uni = [objective(runs[i]) for i in v["run_ids"][0]]
     skw = [objective(runs[i]) for i in v["run_ids"][1]]
@@ -83,7 +83,7 @@ def _runs(client, admin, project_id, vid):
 def test_validation_runs_are_spread_over_free_pool_processes(client, admin, worker, two_process_worker):
     """With two pool processes the validation's job and one helper job train its runs at the same
     time; every run is trained once, and the helpers that find nothing left end without work."""
-    p = _project(client, admin, name="val-par")
+    p = ingested_project(client, admin, name="val-par")
     body = {**TINY, "train_steps": 120, "seeds": [1, 2], "queue": "valpar",
             "mixtures": [{"baseline": "uniform"}, {"baseline": "natural"}]}
     acc = client.post(f"/v1/projects/{p['id']}/validations", json=body, headers=admin).json()
@@ -109,7 +109,7 @@ def test_validation_runs_are_spread_over_free_pool_processes(client, admin, work
 
 
 def test_cancelled_validation_stops_its_helpers(client, admin, worker, two_process_worker):
-    p = _project(client, admin, name="val-cancel")
+    p = ingested_project(client, admin, name="val-cancel")
     body = {**TINY, "preset": "micro", "train_steps": 3000, "eval_interval": 1000, "seeds": [1, 2], "queue": "valpar",
             "mixtures": [{"baseline": "uniform"}, {"baseline": "natural"}]}
     acc = client.post(f"/v1/projects/{p['id']}/validations", json=body, headers=admin).json()
@@ -136,7 +136,7 @@ def test_cancelled_validation_stops_its_helpers(client, admin, worker, two_proce
 
 def test_validation_limits_and_bad_input(client, admin):
     domains = [{"name": d, "source": {"path": str(CORPORA / d), "format": "jsonl"}, "token_count": 1000 * (i + 1)}
-               for i, d in enumerate(DOMAINS)]
+               for i, d in enumerate(CORPUS_DOMAINS)]
     p = client.post("/v1/projects", json={"name": "val-bad", "domains": domains}, headers=admin).json()
     url = f"/v1/projects/{p['id']}/validations"
     two = [{"baseline": "uniform"}, {"baseline": "natural"}]

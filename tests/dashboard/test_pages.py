@@ -1,19 +1,16 @@
 """Dashboard pages through the ASGI app (no browser): login cookie, access, errors."""
 
 from tests.conftest import make_project
-
-
-def _login(client, token):
-    return client.post("/dashboard/login", data={"token": token, "next": "/dashboard"}, follow_redirects=False)
+from tests.dashboard.pages import login
 
 
 def test_pages_need_a_login_and_the_cookie_is_http_only(client, admin, admin_token):
     r = client.get("/dashboard/jobs", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/dashboard/login?next=%2Fdashboard%2Fjobs"
-    assert _login(client, "").status_code == 422
-    bad = _login(client, "mxo_not-a-token")
+    assert login(client, "").status_code == 422
+    bad = login(client, "mxo_not-a-token")
     assert bad.status_code == 401 and "not valid" in bad.text and "set-cookie" not in bad.headers
-    ok = _login(client, admin_token)
+    ok = login(client, admin_token)
     assert ok.status_code == 303 and ok.headers["location"] == "/dashboard"
     cookie = ok.headers["set-cookie"]
     assert cookie.startswith("mixopt_token=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
@@ -37,7 +34,7 @@ def test_cookie_is_secure_over_https(admin_token, db):
     from app.main import create_app
 
     with TestClient(create_app(), base_url="https://testserver") as c:
-        r = _login(c, admin_token)
+        r = login(c, admin_token)
         assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
 
 
@@ -52,7 +49,7 @@ def test_bad_ids_and_other_projects_are_404_pages(client, admin):
     b = make_project(client, admin, name="B")
     tok = client.post("/v1/tokens", json={"name": "a", "role": "read", "project_ids": [a["id"]]},
                       headers=admin).json()["token"]
-    _login(client, tok)
+    login(client, tok)
     listing = client.get("/dashboard").text
     assert f"/dashboard/projects/{a['id']}\"" in listing and f"/dashboard/projects/{b['id']}\"" not in listing
     for path in (f"/dashboard/projects/{b['id']}", f"/dashboard/projects/{b['id']}/fits",
@@ -74,7 +71,7 @@ def test_bad_ids_and_other_projects_are_404_pages(client, admin):
 
 def test_pages_of_an_empty_project_render(client, admin, admin_token):
     p = make_project(client, admin, name="empty", domains=())
-    _login(client, admin_token)
+    login(client, admin_token)
     for suffix in ("", "/mixtures", "/fits", "/whatif", "/online"):
         r = client.get(f"/dashboard/projects/{p['id']}{suffix}")
         assert r.status_code == 200, (suffix, r.text[:500])
@@ -88,7 +85,7 @@ def test_epochs_table_flags_mixtures_over_max_epochs(client, admin, admin_token)
     client.patch(f"/v1/projects/{p['id']}", headers=admin, json={
         "domains": [{"name": "big", "token_count": 9 * 10**9}, {"name": "small", "token_count": 10**8}],
         "constraints": {"target_tokens": 10**9, "max_epochs": 4}})
-    _login(client, admin_token)
+    login(client, admin_token)
     html = client.get(f"/dashboard/projects/{p['id']}").text
     # uniform puts 0.5 x 1e9 tokens on 1e8 tokens: 5 epochs > 4
     assert 'id="epochs-warning"' in html and "5×" in html and 'class="num over"' in html
@@ -103,7 +100,7 @@ def test_no_dashboard_route_answers_500(client, admin, admin_token):
     failures = []
     for logged_in in (False, True):
         if logged_in:
-            _login(client, admin_token)
+            login(client, admin_token)
         for route in router.routes:
             for method in route.methods:
                 for pid in (str(p["id"]), "0", "-1", "999999999999999999999", "abc", "%00"):

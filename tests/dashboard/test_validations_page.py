@@ -3,12 +3,12 @@
 from app.services.validations import paired_comparison
 from app.store.models import Validation
 from tests.conftest import make_project
-from tests.dashboard.test_pages import _login
+from tests.dashboard.pages import login
 
 
 def test_validations_page_renders_the_comparison(client, admin, admin_token, session):
     p = make_project(client, admin, name="val-page")
-    _login(client, admin_token)
+    login(client, admin_token)
     empty = client.get(f"/dashboard/projects/{p['id']}/validations")
     assert empty.status_code == 200 and 'id="no-validations"' in empty.text
     res = paired_comparison(["natural", "recommended"], [[2.0, 2.2, 2.1], [1.9, 2.15, 2.05]],

@@ -21,10 +21,12 @@ from app.services import swarms
 router = APIRouter(prefix="/v1/projects/{project_id}")
 
 
-@router.post("/domain-changes", status_code=201, response_model=DomainSetPublic,
-             tags=["domain sets"])
-def change_domains(project: WritableProjectDep, data: DomainChanges, session: SessionDep,
-                   token: CurrentToken) -> dict:
+@router.post(
+    "/domain-changes", status_code=201, response_model=DomainSetPublic, tags=["domain sets"]
+)
+def change_domains(
+    project: WritableProjectDep, data: DomainChanges, session: SessionDep, token: CurrentToken
+) -> dict:
     """Add, remove, split or merge domains: a new version of the domain set. Runs keep the
     version they were stored on (their mixtures stay readable); new runs use the new set."""
     row = svc.apply_changes(session, project, data, token)
@@ -39,8 +41,10 @@ def list_domain_sets(project: ProjectDep, session: SessionDep, token: CurrentTok
 
 
 @router.post("/domains/ingest", status_code=202, response_model=IngestAccepted, tags=["training"])
-def ingest_domains(project: WritableProjectDep, session: SessionDep,
-                   token: CurrentToken) -> JSONResponse:
+def ingest_domains(
+    project: WritableProjectDep, session: SessionDep, token: CurrentToken
+) -> JSONResponse:
     """Tokenise every domain's data source into cached shards and record measured token counts."""
-    return accepted(session, swarms.create_ingest_job(session, project), IngestAccepted,
-                    location=False)
+    return accepted(
+        session, swarms.create_ingest_job(session, project), IngestAccepted, location=False
+    )

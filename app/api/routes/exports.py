@@ -17,34 +17,60 @@ from app.services import exports
 
 router = APIRouter(prefix="/v1/projects/{project_id}", tags=["exports"])
 
-Format = Annotated[Literal["json", "olmo-core", "megatron", "hf", "levanter", "regmix", "olmix"],
-                   Query(description="the trainer or tool to write for")]
+Format = Annotated[
+    Literal["json", "olmo-core", "megatron", "hf", "levanter", "regmix", "olmix"],
+    Query(description="the trainer or tool to write for"),
+]
 Part = Annotated[str | None, Query(max_length=200, description="one file of a multi-file export")]
-_RESPONSES = {200: {"content": {"application/json": {}, "application/yaml": {}, "text/x-python": {},
-                                "text/plain": {}, "application/zip": {}}}}
+_RESPONSES = {
+    200: {
+        "content": {
+            "application/json": {},
+            "application/yaml": {},
+            "text/x-python": {},
+            "text/plain": {},
+            "application/zip": {},
+        }
+    }
+}
 
 
 @router.get("/recommendations/{rec_id}/export", responses=_RESPONSES)
-def export_recommendation(project: ProjectDep, rec_id: IdPath, session: SessionDep,
-                          token: CurrentToken, format: Format = "json",
-                          part: Part = None) -> Response:
+def export_recommendation(
+    project: ProjectDep,
+    rec_id: IdPath,
+    session: SessionDep,
+    token: CurrentToken,
+    format: Format = "json",
+    part: Part = None,
+) -> Response:
     """A recommendation for a trainer, with the scale and constraints it was made for."""
     return bundle_response(exports.for_recommendation(session, project, rec_id), format, part)
 
 
 @router.get("/baselines/{name}/export", responses=_RESPONSES)
-def export_baseline(project: ProjectDep, name: Annotated[str, Path(max_length=200)],
-                    session: SessionDep, token: CurrentToken, format: Format = "json",
-                    part: Part = None) -> Response:
+def export_baseline(
+    project: ProjectDep,
+    name: Annotated[str, Path(max_length=200)],
+    session: SessionDep,
+    token: CurrentToken,
+    format: Format = "json",
+    part: Part = None,
+) -> Response:
     """A baseline (natural, uniform, temperature, UniMax, entropy) for a trainer."""
     return bundle_response(exports.for_baseline(project, name), format, part)
 
 
 @router.get("/online-sessions/{session_id}/export", responses=_RESPONSES)
-def export_online_session(project: ProjectDep, session_id: IdPath, session: SessionDep,
-                          token: CurrentToken, format: Format = "json", part: Part = None,
-                          weights: Literal["current", "final", "trajectory"] = "current",
-                          ) -> Response:
+def export_online_session(
+    project: ProjectDep,
+    session_id: IdPath,
+    session: SessionDep,
+    token: CurrentToken,
+    format: Format = "json",
+    part: Part = None,
+    weights: Literal["current", "final", "trajectory"] = "current",
+) -> Response:
     """An online session's current or final weights, or its whole trajectory (Levanter stages)."""
     spec = exports.for_online_session(session, project, session_id, weights)
     return bundle_response(spec, format, part)

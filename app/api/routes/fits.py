@@ -32,17 +32,24 @@ def list_estimators(token: CurrentToken) -> dict[str, Any]:
 
 
 @router.post("/fits", status_code=202, response_model=FitAccepted)
-def create_fit(project: WritableProjectDep, data: FitCreate, session: SessionDep,
-               token: CurrentToken) -> JSONResponse:
+def create_fit(
+    project: WritableProjectDep, data: FitCreate, session: SessionDep, token: CurrentToken
+) -> JSONResponse:
     """Fit an estimator on the project's runs, in a worker: 202 with the job to poll."""
     fit, job = svc.create_fit(session, project, data)
-    return accepted(session, job, FitAccepted,
-                    fit=FitPublic.model_validate(fit).model_dump(mode="json"))
+    return accepted(
+        session, job, FitAccepted, fit=FitPublic.model_validate(fit).model_dump(mode="json")
+    )
 
 
 @router.get("/fits", response_model=FitsPublic)
-def list_fits(project: ProjectDep, session: SessionDep, token: CurrentToken,
-              offset: Offset = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+def list_fits(
+    project: ProjectDep,
+    session: SessionDep,
+    token: CurrentToken,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict:
     rows, count = svc.list_fits(session, project, limit, offset)
     return {"data": rows, "count": count}
 
@@ -53,8 +60,13 @@ def get_fit(project: ProjectDep, fit_id: IdPath, session: SessionDep, token: Cur
 
 
 @router.post("/fits/{fit_id}/predict", response_model=PredictResponse)
-def predict(project: ProjectDep, fit_id: IdPath, data: PredictRequest, session: SessionDep,
-            token: CurrentToken) -> dict:
+def predict(
+    project: ProjectDep,
+    fit_id: IdPath,
+    data: PredictRequest,
+    session: SessionDep,
+    token: CurrentToken,
+) -> dict:
     """Predicted losses for mixtures, from the stored parameters (answers in the request)."""
     fit = svc.get_fit(session, project, fit_id)
     scale = data.target_scale.given() if data.target_scale is not None else None

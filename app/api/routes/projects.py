@@ -20,8 +20,10 @@ def create_project(data: ProjectCreate, session: SessionDep, token: CurrentToken
 
 @router.get("", response_model=ProjectsPublic)
 def list_projects(
-    session: SessionDep, token: CurrentToken,
-    offset: Offset = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    session: SessionDep,
+    token: CurrentToken,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict:
     rows, count = svc.list_projects(session, token, offset=offset, limit=limit)
     counts = svc.run_counts(session, [p.id for p in rows])
@@ -34,14 +36,16 @@ def get_project(project: ProjectDep, session: SessionDep, token: CurrentToken) -
 
 
 @router.patch("/{project_id}", response_model=ProjectPublic)
-def update_project(project: WritableProjectDep, data: ProjectUpdate, session: SessionDep,
-                   token: CurrentToken) -> dict:
+def update_project(
+    project: WritableProjectDep, data: ProjectUpdate, session: SessionDep, token: CurrentToken
+) -> dict:
     project = svc.update_project(session, project, data, token)
     return svc.project_public(project, svc.run_counts(session, [project.id]).get(project.id, 0))
 
 
 @router.delete("/{project_id}", status_code=204)
-def delete_project(project: WritableProjectDep, session: SessionDep,
-                   token: CurrentToken) -> Response:
+def delete_project(
+    project: WritableProjectDep, session: SessionDep, token: CurrentToken
+) -> Response:
     svc.delete_project(session, project)
     return Response(status_code=204)

@@ -23,23 +23,32 @@ router = APIRouter(prefix="/v1/projects/{project_id}", tags=["fits"])
 
 
 @router.post("/recommendations", status_code=202, response_model=JobAccepted)
-def create_recommendation(project: WritableProjectDep, data: RecommendationCreate,
-                          session: SessionDep, token: CurrentToken) -> JSONResponse:
+def create_recommendation(
+    project: WritableProjectDep,
+    data: RecommendationCreate,
+    session: SessionDep,
+    token: CurrentToken,
+) -> JSONResponse:
     """Recommend a mixture under the project's (or the given) constraints, in a worker."""
     return accepted(session, svc.create_recommendation_job(session, project, data))
 
 
 @router.get("/recommendations", response_model=RecommendationsPublic)
-def list_recommendations(project: ProjectDep, session: SessionDep, token: CurrentToken,
-                         offset: Offset = 0,
-                         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+def list_recommendations(
+    project: ProjectDep,
+    session: SessionDep,
+    token: CurrentToken,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict:
     rows, count = svc.list_recommendations(session, project, limit, offset)
     return {"data": rows, "count": count}
 
 
 @router.get("/recommendations/{rec_id}", response_model=RecommendationPublic)
-def get_recommendation(project: ProjectDep, rec_id: IdPath, session: SessionDep,
-                       token: CurrentToken) -> Any:
+def get_recommendation(
+    project: ProjectDep, rec_id: IdPath, session: SessionDep, token: CurrentToken
+) -> Any:
     return svc.get_recommendation(session, project, rec_id)
 
 

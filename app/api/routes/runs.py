@@ -39,8 +39,16 @@ router = APIRouter(prefix="/v1/projects/{project_id}/runs", tags=["runs"])
 _RUN_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"oneOf": [
-            {"$ref": "#/components/schemas/RunCreate"}, {"$ref": "#/components/schemas/RunBatchCreate"}]}}},
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/RunCreate"},
+                        {"$ref": "#/components/schemas/RunBatchCreate"},
+                    ]
+                }
+            }
+        },
     }
 }
 
@@ -54,12 +62,22 @@ def _validate(model: type, payload: Any, prefix: tuple = ("body",)) -> Any:
         ) from None
 
 
-@router.post("", status_code=201, openapi_extra=_RUN_BODY,
-             responses={201: {"description": "the run (one run) or {count, ids} (a batch)"}})
+@router.post(
+    "",
+    status_code=201,
+    openapi_extra=_RUN_BODY,
+    responses={201: {"description": "the run (one run) or {count, ids} (a batch)"}},
+)
 def create_runs(
-    project: WritableProjectDep, request: Request, session: SessionDep, token: CurrentToken,
-    payload: Annotated[dict[str, Any], Body()], idempotency_key: IdempotencyKey = None,
-    normalize: Annotated[bool, Query(description="accept sums within 1e-2 and rescale to 1")] = False,
+    project: WritableProjectDep,
+    request: Request,
+    session: SessionDep,
+    token: CurrentToken,
+    payload: Annotated[dict[str, Any], Body()],
+    idempotency_key: IdempotencyKey = None,
+    normalize: Annotated[
+        bool, Query(description="accept sums within 1e-2 and rescale to 1")
+    ] = False,
 ) -> JSONResponse:
     """Add one run, or a batch ``{"runs": [...]}`` (tens of thousands per request)."""
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
@@ -71,51 +89,94 @@ def create_runs(
     def respond(ids: list[int]) -> tuple[int, Any]:
         if batch:
             return 201, {"count": len(ids), "ids": ids}
-        return 201, jsonable_encoder(RunPublic.model_validate(runs.get_run(session, project, ids[0])))
+        return 201, jsonable_encoder(
+            RunPublic.model_validate(runs.get_run(session, project, ids[0]))
+        )
 
     status, body = runs.create_runs(
-        session, project, specs, normalize=normalize, field="runs" if batch else "", token_id=token.id,
-        idempotency_key=key, endpoint=f"POST {request.url.path}",
-        fingerprint=idempotency.request_fingerprint(payload, {"normalize": normalize}), respond=respond,
+        session,
+        project,
+        specs,
+        normalize=normalize,
+        field="runs" if batch else "",
+        token_id=token.id,
+        idempotency_key=key,
+        endpoint=f"POST {request.url.path}",
+        fingerprint=idempotency.request_fingerprint(payload, {"normalize": normalize}),
+        respond=respond,
     )
     return JSONResponse(body, status_code=status)
 
 
 @router.get("", response_model=RunsPage)
 def list_runs(
-    project: ProjectDep, session: SessionDep, token: CurrentToken,
-    cursor: Annotated[str | None, Query(max_length=2000, description="next_cursor of the previous page")] = None,
+    project: ProjectDep,
+    session: SessionDep,
+    token: CurrentToken,
+    cursor: Annotated[
+        str | None, Query(max_length=2000, description="next_cursor of the previous page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     order_by: Literal["id", "created_at", "-id", "-created_at"] = "id",
-    status: Annotated[StateFilter | None, Query(description="queued and pending are the same state")] = None,
-    tag: str | None = None, origin: Literal["reported", "trained"] | None = None,
-    model_params: Count64Query = None, train_tokens: Count64Query = None,
+    status: Annotated[
+        StateFilter | None, Query(description="queued and pending are the same state")
+    ] = None,
+    tag: str | None = None,
+    origin: Literal["reported", "trained"] | None = None,
+    model_params: Count64Query = None,
+    train_tokens: Count64Query = None,
     train_steps: Annotated[int | None, Query(gt=0, le=2**31 - 1)] = None,
 ) -> dict:
     status = "queued" if status == "pending" else status
     cursor = cursor or None
     rows, count, next_cursor = runs.list_runs(
-        session, project, cursor=cursor, limit=limit, order_by=order_by, status=status, tag=tag, origin=origin,
-        model_params=model_params, train_tokens=train_tokens, train_steps=train_steps)
+        session,
+        project,
+        cursor=cursor,
+        limit=limit,
+        order_by=order_by,
+        status=status,
+        tag=tag,
+        origin=origin,
+        model_params=model_params,
+        train_tokens=train_tokens,
+        train_steps=train_steps,
+    )
     return {"data": rows, "count": count, "next_cursor": next_cursor}
 
 
 @router.post("/import", status_code=201, response_model=ImportResult)
 def import_runs(
-    project: WritableProjectDep, request: Request, session: SessionDep, token: CurrentToken,
+    project: WritableProjectDep,
+    request: Request,
+    session: SessionDep,
+    token: CurrentToken,
     mixtures: Annotated[UploadFile, File(description="regmix mixture CSV or olmix ratios.csv")],
     metrics: Annotated[UploadFile, File(description="regmix loss CSV or olmix metrics.csv")],
     format: Annotated[Literal["auto", "regmix", "olmix"], Form()] = "auto",
-    normalize: Annotated[bool, Form(description="published CSVs are rounded: rescale sums within 1e-2")] = True,
+    normalize: Annotated[
+        bool, Form(description="published CSVs are rounded: rescale sums within 1e-2")
+    ] = True,
     on_duplicate: Annotated[Literal["error", "skip"], Form()] = "error",
-    on_unmatched: Annotated[Literal["skip", "error"], Form(
-        description="runs present in one file only: skip them (reported) or refuse the import")] = "skip",
+    on_unmatched: Annotated[
+        Literal["skip", "error"],
+        Form(
+            description="runs present in one file only: skip them (reported) or refuse the import"
+        ),
+    ] = "skip",
     tags: Annotated[str, Form(description="comma-separated tags for every imported run")] = "",
     model_params: Annotated[int | None, Form(gt=0)] = None,
     train_tokens: Annotated[int | None, Form(gt=0)] = None,
     train_steps: Annotated[int | None, Form(gt=0)] = None,
-    model_params_q: Annotated[int | None, Query(alias="model_params", gt=0, le=2**63 - 1,
-                                                description="the scale of every run in the files")] = None,
+    model_params_q: Annotated[
+        int | None,
+        Query(
+            alias="model_params",
+            gt=0,
+            le=2**63 - 1,
+            description="the scale of every run in the files",
+        ),
+    ] = None,
     train_tokens_q: Annotated[int | None, Query(alias="train_tokens", gt=0, le=2**63 - 1)] = None,
     train_steps_q: Annotated[int | None, Query(alias="train_steps", gt=0, le=2**31 - 1)] = None,
     idempotency_key: IdempotencyKey = None,
@@ -130,14 +191,22 @@ def import_runs(
     of the files are reported in ``unmatched`` and skipped (``on_unmatched=error`` refuses).
     """
     scale = {}
-    for label, form_value, query_value in (("model_params", model_params, model_params_q),
-                                           ("train_tokens", train_tokens, train_tokens_q),
-                                           ("train_steps", train_steps, train_steps_q)):
+    for label, form_value, query_value in (
+        ("model_params", model_params, model_params_q),
+        ("train_tokens", train_tokens, train_tokens_q),
+        ("train_steps", train_steps, train_steps_q),
+    ):
         if form_value is not None and query_value is not None and form_value != query_value:
-            raise Invalid(f"{label} is given twice with different values ({query_value} and {form_value})",
-                          field=label)
+            raise Invalid(
+                f"{label} is given twice with different values ({query_value} and {form_value})",
+                field=label,
+            )
         scale[label] = query_value if query_value is not None else form_value
-    model_params, train_tokens, train_steps = scale["model_params"], scale["train_tokens"], scale["train_steps"]
+    model_params, train_tokens, train_steps = (
+        scale["model_params"],
+        scale["train_tokens"],
+        scale["train_steps"],
+    )
     texts = []
     for label, upload in (("mixtures", mixtures), ("metrics", metrics)):
         try:
@@ -155,40 +224,96 @@ def import_runs(
     if dupes and on_duplicate == "error":
         session.rollback()
         at = ", ".join(f"{k}={v}" for k, v in scale.items() if v is not None) or "no scale"
-        raise Conflict(f"{len(dupes)} runs were already imported at this scale ({at}; ids {sorted(dupes)[:5]}...); "
-                       "pass on_duplicate=skip (CLI: --on-duplicate skip) to import only new rows, or give the "
-                       "scale of these files (model_params, train_tokens or train_steps)", field="mixtures")
+        raise Conflict(
+            f"{len(dupes)} runs were already imported at this scale "
+            f"({at}; ids {sorted(dupes)[:5]}...); "
+            "pass on_duplicate=skip (CLI: --on-duplicate skip) to import only new rows, "
+            "or give the scale of these files (model_params, train_tokens or train_steps)",
+            field="mixtures",
+        )
     rows = [r for r in parsed.rows if r.external_id not in dupes]
-    specs = [_validate(RunCreate, {
-        "mixture": r.mixture, "metrics": r.metrics, "name": r.name, "external_id": r.external_id, "tags": tag_list,
-        "model_params": model_params, "train_tokens": train_tokens, "train_steps": train_steps,
-    }, prefix=("mixtures", i)) for i, r in enumerate(rows)]
+    specs = [
+        _validate(
+            RunCreate,
+            {
+                "mixture": r.mixture,
+                "metrics": r.metrics,
+                "name": r.name,
+                "external_id": r.external_id,
+                "tags": tag_list,
+                "model_params": model_params,
+                "train_tokens": train_tokens,
+                "train_steps": train_steps,
+            },
+            prefix=("mixtures", i),
+        )
+        for i, r in enumerate(rows)
+    ]
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
-    fingerprint = idempotency.request_fingerprint(texts, {"format": format, "normalize": normalize, "tags": tags,
-                                                          "on_duplicate": on_duplicate, "on_unmatched": on_unmatched,
-                                                          "model_params": model_params,
-                                                          "train_tokens": train_tokens, "train_steps": train_steps})
+    fingerprint = idempotency.request_fingerprint(
+        texts,
+        {
+            "format": format,
+            "normalize": normalize,
+            "tags": tags,
+            "on_duplicate": on_duplicate,
+            "on_unmatched": on_unmatched,
+            "model_params": model_params,
+            "train_tokens": train_tokens,
+            "train_steps": train_steps,
+        },
+    )
 
     def respond(ids: list[int]) -> tuple[int, Any]:
-        return 201, {"format": parsed.format, "created": len(ids), "skipped": len(dupes),
-                     "domains_created": created_domains, "metrics": parsed.metrics, "ids": ids,
-                     "unmatched": parsed.unmatched, "ignored_columns": parsed.ignored_columns}
+        return 201, {
+            "format": parsed.format,
+            "created": len(ids),
+            "skipped": len(dupes),
+            "domains_created": created_domains,
+            "metrics": parsed.metrics,
+            "ids": ids,
+            "unmatched": parsed.unmatched,
+            "ignored_columns": parsed.ignored_columns,
+        }
 
     if not specs:
         session.rollback()
         return JSONResponse(respond([])[1], status_code=200)
     status, body = runs.create_runs(
-        session, project, specs, normalize=normalize, field="rows", token_id=token.id, idempotency_key=key,
-        endpoint=f"POST {request.url.path}", fingerprint=fingerprint, respond=respond)
+        session,
+        project,
+        specs,
+        normalize=normalize,
+        field="rows",
+        token_id=token.id,
+        idempotency_key=key,
+        endpoint=f"POST {request.url.path}",
+        fingerprint=fingerprint,
+        respond=respond,
+    )
     return JSONResponse(body, status_code=status)
 
 
-@router.post("/import/json", status_code=201, response_model=ImportResult,
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                 "schema": {"$ref": "#/components/schemas/RunsDocument"}}}}})
+@router.post(
+    "/import/json",
+    status_code=201,
+    response_model=ImportResult,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/RunsDocument"}}
+            },
+        }
+    },
+)
 def import_runs_json(
-    project: WritableProjectDep, request: Request, session: SessionDep, token: CurrentToken,
-    payload: Annotated[dict[str, Any], Body()], idempotency_key: IdempotencyKey = None,
+    project: WritableProjectDep,
+    request: Request,
+    session: SessionDep,
+    token: CurrentToken,
+    payload: Annotated[dict[str, Any], Body()],
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Import a JSON export (``GET .../runs/export?format=json``): every run is created with the
     same mixture, metrics, scale, seed, tags, status, origin, details, error and loss curve. A
@@ -207,36 +332,73 @@ def import_runs_json(
 
     def respond(ids: list[int]) -> tuple[int, Any]:
         metric_names = list(dict.fromkeys(m for r in doc.runs for m in r.metrics))
-        return 201, {"format": "json", "created": len(ids), "skipped": 0, "domains_created": created_domains,
-                     "metrics": metric_names, "ids": ids}
+        return 201, {
+            "format": "json",
+            "created": len(ids),
+            "skipped": 0,
+            "domains_created": created_domains,
+            "metrics": metric_names,
+            "ids": ids,
+        }
 
     status, body = runs.create_runs(
-        session, project, doc.runs, normalize=False, field="runs", token_id=token.id, idempotency_key=key,
-        endpoint=f"POST {request.url.path}", fingerprint=idempotency.request_fingerprint(payload),
-        respond=respond, after_insert=lambda ids: runs.insert_curves(session, ids, curves))
+        session,
+        project,
+        doc.runs,
+        normalize=False,
+        field="runs",
+        token_id=token.id,
+        idempotency_key=key,
+        endpoint=f"POST {request.url.path}",
+        fingerprint=idempotency.request_fingerprint(payload),
+        respond=respond,
+        after_insert=lambda ids: runs.insert_curves(session, ids, curves),
+    )
     return JSONResponse(body, status_code=status)
 
 
-@router.get("/export", responses={200: {"content": {"text/csv": {}, "application/zip": {}, "application/json": {}}}})
+@router.get(
+    "/export",
+    responses={200: {"content": {"text/csv": {}, "application/zip": {}, "application/json": {}}}},
+)
 def export_runs(
-    project: ProjectDep, session: SessionDep, token: CurrentToken,
-    format: Literal["csv", "json"] = "csv", layout: Literal["regmix", "olmix"] = "regmix",
-    part: Annotated[Literal["mixtures", "metrics"] | None, Query(description="one CSV of the pair; default: a zip of both")] = None,
-    status: Annotated[StateFilter | Literal["all"] | None, Query(description="runs in this state; all: every run")] = "succeeded",
-    model_params: Annotated[int | None, Query(gt=0, description="only the runs at this scale")] = None,
+    project: ProjectDep,
+    session: SessionDep,
+    token: CurrentToken,
+    format: Literal["csv", "json"] = "csv",
+    layout: Literal["regmix", "olmix"] = "regmix",
+    part: Annotated[
+        Literal["mixtures", "metrics"] | None,
+        Query(description="one CSV of the pair; default: a zip of both"),
+    ] = None,
+    status: Annotated[
+        StateFilter | Literal["all"] | None, Query(description="runs in this state; all: every run")
+    ] = "succeeded",
+    model_params: Annotated[
+        int | None, Query(gt=0, description="only the runs at this scale")
+    ] = None,
     train_tokens: Annotated[int | None, Query(gt=0)] = None,
     train_steps: Annotated[int | None, Query(gt=0)] = None,
 ) -> Response:
     """Write runs back: JSON, or CSV in the RegMix or olmix layout (a zip of both files, or one
     part), optionally the runs of one scale (the CSV layouts have no scale column)."""
     rows = runs.all_runs(session, project, status=None if status in (None, "all") else status)
-    wanted = {"model_params": model_params, "train_tokens": train_tokens, "train_steps": train_steps}
+    wanted = {
+        "model_params": model_params,
+        "train_tokens": train_tokens,
+        "train_steps": train_steps,
+    }
     rows = [r for r in rows if all(v is None or getattr(r, k) == v for k, v in wanted.items())]
     if format == "json":
         return JSONResponse(jsonable_encoder(imports.runs_document(session, project, rows)))
     if part is None:
-        return Response(imports.export_zip(project, rows, layout), media_type="application/zip",
-                        headers={"Content-Disposition": f'attachment; filename="project-{project.id}-{layout}.zip"'})
+        return Response(
+            imports.export_zip(project, rows, layout),
+            media_type="application/zip",
+            headers={
+                "Content-Disposition": f'attachment; filename="project-{project.id}-{layout}.zip"'
+            },
+        )
     mixtures_csv, metrics_csv = imports.export_csv(project, rows, layout)
     return Response(mixtures_csv if part == "mixtures" else metrics_csv, media_type="text/csv")
 
@@ -247,18 +409,32 @@ def get_run(project: ProjectDep, run_id: IdPath, session: SessionDep, token: Cur
 
 
 @router.patch("/{run_id:int}", response_model=RunPublic)
-def update_run(project: WritableProjectDep, run_id: IdPath, data: RunUpdate, session: SessionDep, token: CurrentToken) -> Any:
+def update_run(
+    project: WritableProjectDep,
+    run_id: IdPath,
+    data: RunUpdate,
+    session: SessionDep,
+    token: CurrentToken,
+) -> Any:
     return runs.update_run(session, project, runs.get_run(session, project, run_id), data)
 
 
 @router.delete("/{run_id:int}", status_code=204)
-def delete_run(project: WritableProjectDep, run_id: IdPath, session: SessionDep, token: CurrentToken) -> Response:
+def delete_run(
+    project: WritableProjectDep, run_id: IdPath, session: SessionDep, token: CurrentToken
+) -> Response:
     runs.delete_run(session, runs.get_run(session, project, run_id))
     return Response(status_code=204)
 
 
 @router.post("/{run_id:int}/curve", response_model=CurvePublic)
-def add_curve(project: WritableProjectDep, run_id: IdPath, data: CurvePointsCreate, session: SessionDep, token: CurrentToken) -> dict:
+def add_curve(
+    project: WritableProjectDep,
+    run_id: IdPath,
+    data: CurvePointsCreate,
+    session: SessionDep,
+    token: CurrentToken,
+) -> dict:
     """Append loss-curve points; re-sending a step already stored changes nothing."""
     run = runs.get_run(session, project, run_id)
     added = runs.add_curve_points(session, run, data.points)
@@ -266,6 +442,8 @@ def add_curve(project: WritableProjectDep, run_id: IdPath, data: CurvePointsCrea
 
 
 @router.get("/{run_id:int}/curve", response_model=CurvePublic)
-def get_curve(project: ProjectDep, run_id: IdPath, session: SessionDep, token: CurrentToken) -> dict:
+def get_curve(
+    project: ProjectDep, run_id: IdPath, session: SessionDep, token: CurrentToken
+) -> dict:
     run = runs.get_run(session, project, run_id)
     return {"run_id": run.id, "points": runs.curve(session, run)}

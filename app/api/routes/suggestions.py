@@ -15,8 +15,9 @@ router = APIRouter(prefix="/v1/projects/{project_id}", tags=["fits"])
 
 
 @router.post("/suggestions", status_code=202, response_model=JobAccepted)
-def create_suggestions(project: WritableProjectDep, data: SuggestionCreate, session: SessionDep,
-                       token: CurrentToken) -> JSONResponse:
+def create_suggestions(
+    project: WritableProjectDep, data: SuggestionCreate, session: SessionDep, token: CurrentToken
+) -> JSONResponse:
     """Propose the next proxy runs (planned runs): a RegMix swarm first, then where the
     estimators are most uncertain or most promising."""
     return accepted(session, svc.create_suggestion_job(session, project, data))

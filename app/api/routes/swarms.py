@@ -14,10 +14,12 @@ router = APIRouter(prefix="/v1/projects/{project_id}", tags=["training"])
 
 
 @router.post("/swarms", status_code=202, response_model=SwarmAccepted)
-def create_swarm(project: WritableProjectDep, data: SwarmCreate, session: SessionDep,
-                 token: CurrentToken) -> JSONResponse:
+def create_swarm(
+    project: WritableProjectDep, data: SwarmCreate, session: SessionDep, token: CurrentToken
+) -> JSONResponse:
     """Design a swarm (RegMix Dirichlet around the token prior, or space-filling, or given
     mixtures) and train one proxy model per run on the workers' ``gpu`` queue."""
     tag, runs, jobs = swarms.create_swarm(session, project, data)
-    return accepted(session, jobs, SwarmAccepted, location=False,
-                    tag=tag, run_ids=[r.id for r in runs])
+    return accepted(
+        session, jobs, SwarmAccepted, location=False, tag=tag, run_ids=[r.id for r in runs]
+    )

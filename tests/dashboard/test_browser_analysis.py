@@ -1,6 +1,6 @@
-"""Issue 17's dashboard views in headless Chromium, on a small seed of their own (96 RegMix runs,
-one two-metric LightGBM fit, two recommendations from 5,000 samples: seconds, not the 512-run
-seed of test_browser.py): a reference-constrained recommendation's card and the baselines' predicted
+"""The analysis views in headless Chromium, on a small seed of their own (96 RegMix runs, one
+two-metric LightGBM fit, two recommendations from 5,000 samples: seconds, not the 512-run seed of
+test_browser.py): a reference-constrained recommendation's card and the baselines' predicted
 objective, recommendations compared side by side, the Pareto front of the fit's predictions,
 what-if epoch and availability warnings with group totals, loss curves of several runs
 overlaid, and a fit and a recommendation started from the page. Screenshots in artifacts/
@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import REGMIX_DIR
 from tests.dashboard.conftest import PILE_CC, PILE_TOKENS, _wait, logged_in_context, screenshot
-from tests.dashboard.test_browser import chart_state, ready, wait_js
+from tests.dashboard.pages import chart_state, ready, wait_js
 
 GITHUB = "metric/the_pile_github_val_loss"
 N_RUNS = 96

@@ -1,4 +1,4 @@
-"""Issue 17's dashboard views through the real app (no browser): recommendations side by side,
+"""The analysis views through the real app (no browser): recommendations side by side,
 the Pareto front of a two-metric fit, the what-if availability data, overlaid loss curves, and
 fits and recommendations started from the page's forms (CSRF, write access, the same jobs as the
 API); bad or foreign ids are 404 pages and bad input a 422 page naming the field."""
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_project
-from tests.dashboard.test_pages import _login
+from tests.dashboard.pages import login
 
 DOMAINS = [{"name": "web:news", "token_count": 1_000_000}, {"name": "web:blog", "token_count": 1_000_000},
            {"name": "code", "token_count": 20_000}]
@@ -28,12 +28,12 @@ def _project(client, admin):
 
 def _fit(session, project_id, targets=("web", "code")):
     from app.store.models import Fit
-    from mixopt.mixing import service_api
+    from mixopt.mixing import pipeline
 
     rng = np.random.default_rng(0)
     X = rng.dirichlet(np.ones(3), size=16)
     Y = np.column_stack([2 + X @ COEF[t] for t in targets])
-    state = service_api.fit_estimator("regmix_linear", {}, X, Y, domains=NAMES, targets=list(targets),
+    state = pipeline.fit_estimator("regmix_linear", {}, X, Y, domains=NAMES, targets=list(targets),
                                       cv_folds=2)["state"]
     fit = Fit(project_id=project_id, estimator="regmix_linear", target={t: 1 / len(targets) for t in targets},
               status="succeeded", domains=NAMES, state=state, trusted=True, trust_reasons=[],
@@ -75,7 +75,7 @@ def test_recommendations_compared_side_by_side(client, admin, admin_token, sessi
                                      {"label": "natural", "source": "baseline:natural", "mixture": a.mixture}],
                            objective={"web": 1.0}, run_ids=[], result=result))
     session.commit()
-    _login(client, admin_token)
+    login(client, admin_token)
 
     page = client.get(f"/dashboard/projects/{p['id']}/mixtures").text
     assert 'form="compare-form" name="rec"' in page and 'id="compare-form"' in page
@@ -118,7 +118,7 @@ def test_pareto_front_of_a_two_metric_fit(client, admin, admin_token, session):
     fit = _fit(session, p["id"])
     single = _fit(session, p["id"], targets=("web",))
     session.commit()
-    _login(client, admin_token)
+    login(client, admin_token)
     r = client.get(f"/dashboard/projects/{p['id']}/pareto")
     assert r.status_code == 200, r.text
     html = r.text
@@ -162,7 +162,7 @@ def test_pareto_marks_a_recommendations_reference(client, admin, admin_token, se
                                       "objective_gain": 0.01, "metrics": []}})
     plain = _rec(session, p["id"], fit.id, ref_mix)
     session.commit()
-    _login(client, admin_token)
+    login(client, admin_token)
     html = client.get(f"/dashboard/projects/{p['id']}/pareto?rec={rec.id}").text
     assert "reference: explicit mixture" in html and f"rec #{rec.id}" in html
     w = np.array([ref_mix[d] for d in NAMES])
@@ -179,7 +179,7 @@ def test_whatif_page_carries_token_counts_caps_and_groups(client, admin, admin_t
         "domains": [*DOMAINS, {"name": "books", "token_count": 0}, {"name": "papers"}]})
     _fit(session, p["id"])
     session.commit()
-    _login(client, admin_token)
+    login(client, admin_token)
     html = client.get(f"/dashboard/projects/{p['id']}/whatif").text
     assert 'id="whatif-warnings"' in html and 'id="whatif-groups"' in html
     a = json.loads(re.search(r'id="page-data">(.*?)</script>', html, re.S).group(1))["availability"]
@@ -202,7 +202,7 @@ def test_curves_of_several_runs_overlaid(client, admin, admin_token):
                   for s in range(0, 101, 25)]
         assert client.post(f"/v1/projects/{p['id']}/runs/{rid}/curve", json={"points": points},
                            headers=admin).status_code == 200
-    _login(client, admin_token)
+    login(client, admin_token)
     r = client.get(f"/dashboard/projects/{p['id']}/curves?runs={ids[0]},{ids[1]}&runs={ids[2]}&metric=loss&x=tokens")
     assert r.status_code == 200, r.text
     data = json.loads(re.search(r'id="page-data">(.*?)</script>', r.text, re.S).group(1))
@@ -238,7 +238,7 @@ def test_fit_and_recommendation_forms_create_the_apis_jobs(client, admin, admin_
                          headers=admin).json()["token"]
     fit = _fit(session, p["id"])
     session.commit()
-    _login(client, admin_token)
+    login(client, admin_token)
     page = client.get(f"/dashboard/projects/{p['id']}/fits").text
     assert 'id="fit-form"' in page and 'id="rec-form"' in page and '<option value="rec:' not in page
     csrf = client.cookies["mixopt_csrf"]
@@ -278,12 +278,12 @@ def test_fit_and_recommendation_forms_create_the_apis_jobs(client, admin, admin_
         assert r.status_code == status and text in r.text, (data, r.status_code, r.text[:300])
     assert client.get(f"/dashboard/projects/{p['id']}/fits?job=0123456789abcdef0123456789abcdef").status_code == 404
     # a read-only token sees no forms and may not post
-    _login(client, read)
+    login(client, read)
     assert 'id="fit-form"' not in client.get(url).text
     r = client.post(url, data={"csrf_token": client.cookies["mixopt_csrf"], "estimator": "gp"}, follow_redirects=False)
     assert r.status_code == 403 and "read-only" in r.text
     # a write token of another project: this project's forms are a 404, as in the API
-    _login(client, writer)
+    login(client, writer)
     for path, data in (("fits", {"estimator": "gp"}), ("recommendations", {"fit_id": str(fit.id)})):
         r = client.post(f"/dashboard/projects/{p['id']}/{path}", data={"csrf_token": client.cookies["mixopt_csrf"],
                                                                         **data}, follow_redirects=False)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.dashboard.test_pages import _login
+from tests.dashboard.pages import login
 
 DOMAINS = [{"name": "web:news", "token_count": 1_000_000}, {"name": "web:blog", "token_count": 1_000_000},
            {"name": "enron", "token_count": 20_000}]
@@ -16,7 +16,7 @@ NAMES = [d["name"] for d in DOMAINS]
 
 def test_mixtures_page_shows_groups_reference_phases_and_epoch_warnings(client, admin, admin_token, session):
     from app.store.models import Fit, Recommendation
-    from mixopt.mixing import service_api
+    from mixopt.mixing import pipeline
 
     p = client.post("/v1/projects", json={"name": "teams", "domains": DOMAINS, "objective": {"loss": 1.0},
                                           "constraints": {"target_tokens": 1_000_000, "max_epochs": 4}},
@@ -24,7 +24,7 @@ def test_mixtures_page_shows_groups_reference_phases_and_epoch_warnings(client, 
     rng = np.random.default_rng(0)
     X = rng.dirichlet(np.ones(3), size=12)
     y = 2 + X @ np.array([-0.3, -0.1, -0.5])
-    state = service_api.fit_estimator("regmix_linear", {}, X, y[:, None], domains=NAMES, targets=["loss"],
+    state = pipeline.fit_estimator("regmix_linear", {}, X, y[:, None], domains=NAMES, targets=["loss"],
                                       cv_folds=2)["state"]
     fit = Fit(project_id=p["id"], estimator="regmix_linear", target={"loss": 1.0}, status="succeeded",
               domains=NAMES, state=state)
@@ -43,7 +43,7 @@ def test_mixtures_page_shows_groups_reference_phases_and_epoch_warnings(client, 
                          details={"group_totals": {"web": 0.5}, "reference": reference, "staged": staged})
     session.add(rec)
     session.commit()
-    _login(client, admin_token)
+    login(client, admin_token)
     page = client.get(f"/dashboard/projects/{p['id']}/mixtures")
     assert page.status_code == 200, page.text
     html = page.text
