@@ -32,7 +32,15 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,21 +75,42 @@ ProgressCallback = Callable[[Job], None]
 #: answers worth sending an idempotent request again for
 RETRY_STATUSES = (502, 503, 504)
 
-__all__ = ["AsyncClient", "ConnectionFailed", "JobFailed", "JobTimeout", "MixoptClient",
-           "MixoptError", "Request", "Sleep"]
+__all__ = [
+    "AsyncClient",
+    "ConnectionFailed",
+    "JobFailed",
+    "JobTimeout",
+    "MixoptClient",
+    "MixoptError",
+    "Request",
+    "Sleep",
+]
 
 #: the client method of each API operation whose name differs from the operationId (every other
 #: operationId is a method of both clients; tests/api/test_contract.py checks it for all of them)
 OPERATIONS = {
-    "healthz": "health", "readyz": "ready", "create_runs": "add_runs",
-    "add_curve": "add_curve_points", "create_fit": "fit", "create_recommendation": "recommend",
-    "create_suggestions": "suggest", "ingest_domains": "ingest", "create_validation": "validate",
-    "create_session": "create_online_session", "list_sessions": "list_online_sessions",
-    "get_session": "get_online_session", "update_session": "update_online_session",
-    "add_observations": "report", "get_weights": "weights", "get_history": "session_history",
-    "remix_now": "remix", "export_recommendation": "export_mixture",
-    "export_baseline": "export_mixture", "export_online_session": "export_mixture",
-    "list_estimators": "estimators", "list_domain_sets": "domain_sets",
+    "healthz": "health",
+    "readyz": "ready",
+    "create_runs": "add_runs",
+    "add_curve": "add_curve_points",
+    "create_fit": "fit",
+    "create_recommendation": "recommend",
+    "create_suggestions": "suggest",
+    "ingest_domains": "ingest",
+    "create_validation": "validate",
+    "create_session": "create_online_session",
+    "list_sessions": "list_online_sessions",
+    "get_session": "get_online_session",
+    "update_session": "update_online_session",
+    "add_observations": "report",
+    "get_weights": "weights",
+    "get_history": "session_history",
+    "remix_now": "remix",
+    "export_recommendation": "export_mixture",
+    "export_baseline": "export_mixture",
+    "export_online_session": "export_mixture",
+    "list_estimators": "estimators",
+    "list_domain_sets": "domain_sets",
 }
 
 
@@ -114,8 +143,9 @@ class JobFailed(MixoptError):
 
     def __init__(self, job: Job):
         self.job = job
-        self.reason = job.error or (f"the job was {job.state}" if job.state != "failed"
-                                    else "no reason given")
+        self.reason = job.error or (
+            f"the job was {job.state}" if job.state != "failed" else "no reason given"
+        )
         super().__init__(None, f"job {job.id} ({job.kind}) {job.state}: {self.reason}")
 
 
@@ -148,8 +178,13 @@ class Request:
 
     def httpx_kwargs(self) -> Json:
         """The keyword arguments of ``httpx.Client.request`` (those that are set)."""
-        kw = {"params": self.params, "json": self.json, "headers": self.headers,
-              "files": self.files, "data": self.data}
+        kw = {
+            "params": self.params,
+            "json": self.json,
+            "headers": self.headers,
+            "files": self.files,
+            "data": self.data,
+        }
         return {k: v for k, v in kw.items() if v is not None}
 
 
@@ -285,13 +320,23 @@ def _drop_none(d: Json) -> Json:
     return {k: v for k, v in d.items() if v is not None}
 
 
-def _project_body(name: str, domains: Sequence[str | Json], *,
-                  objective: dict[str, float] | None = None, constraints: Json | None = None,
-                  description: str | None = None) -> Json:
-    return _drop_none({"name": name,
-                       "domains": [d if isinstance(d, dict) else {"name": d} for d in domains],
-                       "objective": objective, "constraints": constraints,
-                       "description": description})
+def _project_body(
+    name: str,
+    domains: Sequence[str | Json],
+    *,
+    objective: dict[str, float] | None = None,
+    constraints: Json | None = None,
+    description: str | None = None,
+) -> Json:
+    return _drop_none(
+        {
+            "name": name,
+            "domains": [d if isinstance(d, dict) else {"name": d} for d in domains],
+            "objective": objective,
+            "constraints": constraints,
+            "description": description,
+        }
+    )
 
 
 def _job_id(job: str | Job | JobAccepted | Json) -> str:
@@ -309,16 +354,24 @@ def _job_id(job: str | Job | JobAccepted | Json) -> str:
 def _check_existing(project: Project, domains: Sequence[str | Json]) -> Project:
     wanted = [d["name"] if isinstance(d, dict) else d for d in domains]
     if wanted and project.domain_names and project.domain_names != wanted:
-        raise MixoptError(409, f"project {project.name!r} (id {project.id}) exists with domains "
-                               f"{project.domain_names}, not {wanted}",
-                          [{"field": "domains",
-                            "message": f"the existing project has {project.domain_names}"}])
+        raise MixoptError(
+            409,
+            f"project {project.name!r} (id {project.id}) exists with domains "
+            f"{project.domain_names}, not {wanted}",
+            [{"field": "domains", "message": f"the existing project has {project.domain_names}"}],
+        )
     return project
 
 
-def _export_request(project_id: int, rec_id: int | None, baseline: str | None,
-                    session_id: int | None, format: str, weights: str,
-                    part: str | None) -> Request:
+def _export_request(
+    project_id: int,
+    rec_id: int | None,
+    baseline: str | None,
+    session_id: int | None,
+    format: str,
+    weights: str,
+    part: str | None,
+) -> Request:
     if sum(x is not None for x in (rec_id, baseline, session_id)) != 1:
         raise ValueError("give exactly one of rec_id, baseline or session_id")
     params: Json = {"format": format}
@@ -328,16 +381,24 @@ def _export_request(project_id: int, rec_id: int | None, baseline: str | None,
     if rec_id is not None:
         return Request("GET", f"{base}/recommendations/{rec_id}/export", RAW, params=params)
     if baseline is not None:
-        return Request("GET", f"{base}/baselines/{quote(baseline, safe='')}/export", RAW,
-                       params=params)
-    return Request("GET", f"{base}/online-sessions/{session_id}/export", RAW,
-                   params=params | {"weights": weights})
+        return Request(
+            "GET", f"{base}/baselines/{quote(baseline, safe='')}/export", RAW, params=params
+        )
+    return Request(
+        "GET",
+        f"{base}/online-sessions/{session_id}/export",
+        RAW,
+        params=params | {"weights": weights},
+    )
 
 
 def _export_name(r: httpx.Response, format: str) -> str:
     disposition = r.headers.get("content-disposition", "")
-    name = (disposition.split('filename="', 1)[1].rstrip('"') if 'filename="' in disposition
-            else f"mixture-{format}")
+    name = (
+        disposition.split('filename="', 1)[1].rstrip('"')
+        if 'filename="' in disposition
+        else f"mixture-{format}"
+    )
     return Path(name).name
 
 
@@ -349,25 +410,35 @@ def _trust(fit: Fit | None) -> float:
     return float(value) if isinstance(value, int | float) else float("-inf")
 
 
-def _pick_best(recs: list[Recommendation],
-               fits: dict[int, Fit]) -> tuple[Recommendation, Fit | None] | None:
+def _pick_best(
+    recs: list[Recommendation], fits: dict[int, Fit]
+) -> tuple[Recommendation, Fit | None] | None:
     if not recs:
         return None
-    best = max(recs, key=lambda r: (_trust(fits.get(r.fit_id)) if r.fit_id else float("-inf"),
-                                    r.id))
+    best = max(
+        recs, key=lambda r: (_trust(fits.get(r.fit_id)) if r.fit_id else float("-inf"), r.id)
+    )
     return best, fits.get(best.fit_id) if best.fit_id else None
 
 
 def _frame(runs: Iterable[Run]) -> Any:
     try:
-        import pandas as pd  # optional: the mixopt[pandas] extra
+        import pandas as pd  # type: ignore[import-untyped]  # optional: mixopt[pandas]
     except ImportError:  # pragma: no cover - depends on the install
         raise ImportError("runs_frame needs pandas: pip install 'mixopt[pandas]'") from None
     rows = []
     for r in runs:
-        row = {"id": r.id, "name": r.name, "status": r.status, "origin": r.origin,
-               "tags": ",".join(r.tags), "model_params": r.model_params,
-               "train_tokens": r.train_tokens, "train_steps": r.train_steps, "seed": r.seed}
+        row: Json = {
+            "id": r.id,
+            "name": r.name,
+            "status": r.status,
+            "origin": r.origin,
+            "tags": ",".join(r.tags),
+            "model_params": r.model_params,
+            "train_tokens": r.train_tokens,
+            "train_steps": r.train_steps,
+            "seed": r.seed,
+        }
         row.update({f"mixture.{k}": v for k, v in r.mixture.items()})
         row.update({f"metrics.{k}": v for k, v in r.metrics.items()})
         rows.append(row)
@@ -408,11 +479,16 @@ class _Endpoints:
     def whoami(self) -> Token:
         return self._call("GET", "/v1/tokens/me", Token)
 
-    def create_token(self, name: str, role: str = "write",
-                     project_ids: Sequence[int] = ()) -> Token:
+    def create_token(
+        self, name: str, role: str = "write", project_ids: Sequence[int] = ()
+    ) -> Token:
         """An API token (admin only); the plain token is in ``.token``, in this answer only."""
-        return self._call("POST", "/v1/tokens", Token,
-                          json={"name": name, "role": role, "project_ids": list(project_ids)})
+        return self._call(
+            "POST",
+            "/v1/tokens",
+            Token,
+            json={"name": name, "role": role, "project_ids": list(project_ids)},
+        )
 
     def revoke_token(self, token_id: int) -> Token:
         return self._call("DELETE", f"/v1/tokens/{token_id}", Token)
@@ -425,21 +501,36 @@ class _Endpoints:
         return self._call("GET", "/v1/estimators", (Page, str))
 
     # -- projects --------------------------------------------------------------------------
-    def create_project(self, name: str, domains: Sequence[str | Json] = (), *,
-                       objective: dict[str, float] | None = None, constraints: Json | None = None,
-                       description: str | None = None) -> Project:
+    def create_project(
+        self,
+        name: str,
+        domains: Sequence[str | Json] = (),
+        *,
+        objective: dict[str, float] | None = None,
+        constraints: Json | None = None,
+        description: str | None = None,
+    ) -> Project:
         """``domains``: names, or ``{"name", "token_count", "source": {"path": ...}}``."""
-        return self._call("POST", "/v1/projects", Project,
-                          json=_project_body(name, domains, objective=objective,
-                                             constraints=constraints, description=description))
+        return self._call(
+            "POST",
+            "/v1/projects",
+            Project,
+            json=_project_body(
+                name, domains, objective=objective, constraints=constraints, description=description
+            ),
+        )
 
     def page_projects(self, *, offset: int = 0, limit: int = 100) -> Page[Project]:
-        return self._call("GET", "/v1/projects", (Page, Project),
-                          params={"offset": offset, "limit": limit})
+        return self._call(
+            "GET", "/v1/projects", (Page, Project), params={"offset": offset, "limit": limit}
+        )
 
     def _projects(self, page_size: int = 100) -> Flow[None]:
-        return _offset_pages(lambda o: Request("GET", "/v1/projects", (Page, Project),
-                                               params={"offset": o, "limit": page_size}))
+        return _offset_pages(
+            lambda o: Request(
+                "GET", "/v1/projects", (Page, Project), params={"offset": o, "limit": page_size}
+            )
+        )
 
     def iter_projects(self, *, page_size: int = 100) -> Iterator[Project]:
         """Every project this token sees, page after page."""
@@ -457,20 +548,23 @@ class _Endpoints:
     def delete_project(self, project_id: int) -> None:
         return self._call("DELETE", f"/v1/projects/{project_id}")
 
-    def get_or_create_project(self, name: str, domains: Sequence[str | Json] = (),
-                              **options: Any) -> Project:
+    def get_or_create_project(
+        self, name: str, domains: Sequence[str | Json] = (), **options: Any
+    ) -> Project:
         """The project named ``name`` if this token sees one (its domains must match, when
         given), else a new one: running a script twice does not make two projects; a 409
         because another client created it meanwhile returns that project."""
         return self._run(self._get_or_create(name, domains, options))
 
-    def _get_or_create(self, name: str, domains: Sequence[str | Json],
-                       options: Json) -> Flow[Project]:
+    def _get_or_create(
+        self, name: str, domains: Sequence[str | Json], options: Json
+    ) -> Flow[Project]:
         found = yield from _first(self._projects(), lambda p: p.name == name)
         if found is not None:
             return _check_existing(found, domains)
-        create = Request("POST", "/v1/projects", Project,
-                         json=_project_body(name, domains, **options))
+        create = Request(
+            "POST", "/v1/projects", Project, json=_project_body(name, domains, **options)
+        )
         try:
             return (yield create)
         except MixoptError as exc:
@@ -482,60 +576,107 @@ class _Endpoints:
             raise conflict
         return _check_existing(found, domains)
 
-    def change_domains(self, project_id: int, *, add: Sequence[str | Json] = (),
-                       remove: Sequence[str] = (),
-                       split: dict[str, Sequence[str | Json]] | None = None,
-                       merge: dict[str, Sequence[str]] | None = None,
-                       base_version: int | None = None) -> DomainSet:
+    def change_domains(
+        self,
+        project_id: int,
+        *,
+        add: Sequence[str | Json] = (),
+        remove: Sequence[str] = (),
+        split: Mapping[str, Sequence[str | Json]] | None = None,
+        merge: Mapping[str, Sequence[str]] | None = None,
+        base_version: int | None = None,
+    ) -> DomainSet:
         """Add, remove, split (``{"web": ["web_news", "web_blog"]}``) or merge (``{"books":
         ["pg19", "books3"]}``) domains: a new version of the domain set (returned). Runs keep
         theirs; fits map them into the new set where valid. ``base_version``: 409 if another
         change came first."""
-        body = _drop_none({"add": [{"name": d} if isinstance(d, str) else d for d in add],
-                           "remove": list(remove),
-                           "split": {k: list(v) for k, v in (split or {}).items()},
-                           "merge": {k: list(v) for k, v in (merge or {}).items()},
-                           "base_version": base_version})
-        return self._call("POST", f"/v1/projects/{project_id}/domain-changes", DomainSet,
-                          json=body)
+        body = _drop_none(
+            {
+                "add": [{"name": d} if isinstance(d, str) else d for d in add],
+                "remove": list(remove),
+                "split": {k: list(v) for k, v in (split or {}).items()},
+                "merge": {k: list(v) for k, v in (merge or {}).items()},
+                "base_version": base_version,
+            }
+        )
+        return self._call("POST", f"/v1/projects/{project_id}/domain-changes", DomainSet, json=body)
 
     def domain_sets(self, project_id: int) -> DomainSets:
         """Every version of the project's domain set, with what changed and each domain's life."""
         return self._call("GET", f"/v1/projects/{project_id}/domain-sets", DomainSets)
 
     # -- runs ------------------------------------------------------------------------------
-    def add_run(self, project_id: int, mixture: dict[str, float],
-                metrics: dict[str, float] | None = None, *, normalize: bool = False,
-                idempotency_key: str | None = None, **fields: Any) -> Run:
+    def add_run(
+        self,
+        project_id: int,
+        mixture: dict[str, float],
+        metrics: dict[str, float] | None = None,
+        *,
+        normalize: bool = False,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> Run:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._call("POST", f"/v1/projects/{project_id}/runs", Run,
-                          json={"mixture": mixture, "metrics": metrics or {}, **fields},
-                          headers=headers, params={"normalize": normalize})
+        return self._call(
+            "POST",
+            f"/v1/projects/{project_id}/runs",
+            Run,
+            json={"mixture": mixture, "metrics": metrics or {}, **fields},
+            headers=headers,
+            params={"normalize": normalize},
+        )
 
-    def add_runs(self, project_id: int, runs: Sequence[Json], *, normalize: bool = False,
-                 chunk_size: int = 10_000, idempotency_key: str | None = None,
-                 progress: Callable[[int], None] | None = None) -> list[int]:
+    def add_runs(
+        self,
+        project_id: int,
+        runs: Sequence[Json],
+        *,
+        normalize: bool = False,
+        chunk_size: int = 10_000,
+        idempotency_key: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[int]:
         """Add runs in batches; each batch carries an idempotency key, so it is sent again
         (up to ``attempts`` times) when the server cannot be reached or answers 502-504."""
-        return self._run(self._add_runs(project_id, runs, normalize, chunk_size,
-                                        idempotency_key or uuid.uuid4().hex, progress))
+        return self._run(
+            self._add_runs(
+                project_id,
+                runs,
+                normalize,
+                chunk_size,
+                idempotency_key or uuid.uuid4().hex,
+                progress,
+            )
+        )
 
-    def _add_runs(self, project_id: int, runs: Sequence[Json], normalize: bool, chunk_size: int,
-                  key: str, progress: Callable[[int], None] | None) -> Flow[list[int]]:
+    def _add_runs(
+        self,
+        project_id: int,
+        runs: Sequence[Json],
+        normalize: bool,
+        chunk_size: int,
+        key: str,
+        progress: Callable[[int], None] | None,
+    ) -> Flow[list[int]]:
         ids: list[int] = []
         for i in range(0, len(runs), chunk_size):
-            chunk = list(runs[i:i + chunk_size])
-            request = Request("POST", f"/v1/projects/{project_id}/runs", json={"runs": chunk},
-                              headers={"Idempotency-Key": f"{key}-{i // chunk_size}"},
-                              params={"normalize": normalize})
+            chunk = list(runs[i : i + chunk_size])
+            request = Request(
+                "POST",
+                f"/v1/projects/{project_id}/runs",
+                json={"runs": chunk},
+                headers={"Idempotency-Key": f"{key}-{i // chunk_size}"},
+                params={"normalize": normalize},
+            )
             body = yield from _retried(request, self.attempts, self.backoff)
             ids.extend(body["ids"])
             if progress is not None:
                 progress(len(chunk))
         return ids
 
-    def page_runs(self, project_id: int, *, cursor: str | None = None, limit: int = 100,
-                  **filters: Any) -> Page[Run]:
+    def page_runs(
+        self, project_id: int, *, cursor: str | None = None, limit: int = 100, **filters: Any
+    ) -> Page[Run]:
         """One page (``next_cursor`` leads to the next); filters: status, tag, origin,
         model_params, train_tokens, train_steps, order_by."""
         return self._run(_one(_runs_request(project_id, cursor, limit, filters)))
@@ -543,8 +684,7 @@ class _Endpoints:
     def _runs(self, project_id: int, page_size: int, filters: Json) -> Flow[None]:
         return _cursor_pages(lambda c: _runs_request(project_id, c, page_size, filters))
 
-    def iter_runs(self, project_id: int, *, page_size: int = 1000,
-                  **filters: Any) -> Iterator[Run]:
+    def iter_runs(self, project_id: int, *, page_size: int = 1000, **filters: Any) -> Iterator[Run]:
         """Every run matching the filters, page after page (cursor pagination)."""
         return self._iterate(self._runs(project_id, page_size, filters))
 
@@ -569,35 +709,61 @@ class _Endpoints:
 
     def add_curve_points(self, project_id: int, run_id: int, points: Iterable[Json]) -> Json:
         """Loss-curve points ``[{step, tokens, metrics}]``; re-sending a step changes nothing."""
-        return self._call("POST", f"/v1/projects/{project_id}/runs/{run_id}/curve",
-                          json={"points": list(points)})
+        return self._call(
+            "POST", f"/v1/projects/{project_id}/runs/{run_id}/curve", json={"points": list(points)}
+        )
 
     def get_curve(self, project_id: int, run_id: int) -> Json:
         return self._call("GET", f"/v1/projects/{project_id}/runs/{run_id}/curve")
 
-    def import_runs(self, project_id: int, mixtures: str | Path, metrics: str | Path, *,
-                    format: str = "auto", normalize: bool = True, on_duplicate: str = "error",
-                    tags: Sequence[str] = (), model_params: int | None = None,
-                    train_tokens: int | None = None, train_steps: int | None = None,
-                    on_unmatched: str = "skip") -> Json:
+    def import_runs(
+        self,
+        project_id: int,
+        mixtures: str | Path,
+        metrics: str | Path,
+        *,
+        format: str = "auto",
+        normalize: bool = True,
+        on_duplicate: str = "error",
+        tags: Sequence[str] = (),
+        model_params: int | None = None,
+        train_tokens: int | None = None,
+        train_steps: int | None = None,
+        on_unmatched: str = "skip",
+    ) -> Json:
         """Import a (mixtures, metrics) CSV pair at one scale; the duplicate key is the row id
         with the scale, runs in one file only are reported in ``unmatched`` and skipped."""
-        data: Json = {"format": format, "normalize": str(normalize).lower(),
-                      "on_duplicate": on_duplicate, "on_unmatched": on_unmatched,
-                      "tags": ",".join(tags)}
-        params = _drop_none({"model_params": model_params, "train_tokens": train_tokens,
-                             "train_steps": train_steps})
-        files = {"mixtures": (Path(mixtures).name, Path(mixtures).read_bytes(), "text/csv"),
-                 "metrics": (Path(metrics).name, Path(metrics).read_bytes(), "text/csv")}
-        return self._call("POST", f"/v1/projects/{project_id}/runs/import", files=files,
-                          data=data, params=params)
+        data: Json = {
+            "format": format,
+            "normalize": str(normalize).lower(),
+            "on_duplicate": on_duplicate,
+            "on_unmatched": on_unmatched,
+            "tags": ",".join(tags),
+        }
+        params = _drop_none(
+            {"model_params": model_params, "train_tokens": train_tokens, "train_steps": train_steps}
+        )
+        files = {
+            "mixtures": (Path(mixtures).name, Path(mixtures).read_bytes(), "text/csv"),
+            "metrics": (Path(metrics).name, Path(metrics).read_bytes(), "text/csv"),
+        }
+        return self._call(
+            "POST", f"/v1/projects/{project_id}/runs/import", files=files, data=data, params=params
+        )
 
     def import_runs_json(self, project_id: int, document: Json) -> Json:
         """Import a JSON export (:meth:`export_runs` with ``format="json"``) as it is."""
         return self._call("POST", f"/v1/projects/{project_id}/runs/import/json", json=document)
 
-    def export_runs(self, project_id: int, *, format: str = "json", layout: str = "regmix",
-                    part: str | None = None, status: str | None = "succeeded") -> Any:
+    def export_runs(
+        self,
+        project_id: int,
+        *,
+        format: str = "json",
+        layout: str = "regmix",
+        part: str | None = None,
+        status: str | None = "succeeded",
+    ) -> Any:
         """JSON (a dict), one CSV (``part`` = mixtures or metrics: text) or a zip of both
         (bytes)."""
         params = _drop_none({"format": format, "layout": layout, "part": part, "status": status})
@@ -608,25 +774,40 @@ class _Endpoints:
     def get_job(self, job_id: str) -> Job:
         return self._call("GET", f"/v1/jobs/{job_id}", Job)
 
-    def page_jobs(self, *, project_id: int | None = None, state: str | None = None,
-                  offset: int = 0, limit: int = 100) -> Page[Job]:
+    def page_jobs(
+        self,
+        *,
+        project_id: int | None = None,
+        state: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> Page[Job]:
         """``state``: queued (= pending), running, succeeded, failed, cancelled."""
         return self._run(_one(_jobs_request(project_id, state, offset, limit)))
 
-    def iter_jobs(self, *, project_id: int | None = None, state: str | None = None,
-                  page_size: int = 100) -> Iterator[Job]:
-        return self._iterate(_offset_pages(
-            lambda o: _jobs_request(project_id, state, o, page_size)))
+    def iter_jobs(
+        self, *, project_id: int | None = None, state: str | None = None, page_size: int = 100
+    ) -> Iterator[Job]:
+        return self._iterate(
+            _offset_pages(lambda o: _jobs_request(project_id, state, o, page_size))
+        )
 
     def list_jobs(self, project_id: int | None = None, state: str | None = None) -> list[Job]:
-        return self._run(_collect(_offset_pages(
-            lambda o: _jobs_request(project_id, state, o, 100))))
+        return self._run(
+            _collect(_offset_pages(lambda o: _jobs_request(project_id, state, o, 100)))
+        )
 
     def cancel_job(self, job_id: str) -> Job:
         return self._call("POST", f"/v1/jobs/{job_id}/cancel", Job)
 
-    def wait(self, job: str | Job | JobAccepted, *, timeout: float = 600.0, poll: float = 0.5,
-             progress: ProgressCallback | None = None) -> Job:
+    def wait(
+        self,
+        job: str | Job | JobAccepted,
+        *,
+        timeout: float = 600.0,
+        poll: float = 0.5,
+        progress: ProgressCallback | None = None,
+    ) -> Job:
         """Poll a job until it ends and return it; :class:`JobFailed` (with ``reason``) if it
         failed or was cancelled, :class:`JobTimeout` if it did not end in ``timeout`` seconds.
         ``progress(job)`` is called at every poll (``job.progress`` in [0, 1],
@@ -634,18 +815,35 @@ class _Endpoints:
         return self._run(_wait(_job_id(job), timeout, poll, progress))
 
     # -- fits, predictions, recommendations, suggestions -------------------------------------
-    def fit(self, project_id: int, estimator: str = "auto", *, params: Json | None = None,
-            target: dict[str, float] | None = None, run_filter: Json | None = None,
-            cv_folds: int = 5, random_state: int | None = None,
-            target_scale: Json | None = None, domain_versions: str | None = None) -> JobAccepted:
+    def fit(
+        self,
+        project_id: int,
+        estimator: str = "auto",
+        *,
+        params: Json | None = None,
+        target: dict[str, float] | None = None,
+        run_filter: Json | None = None,
+        cv_folds: int = 5,
+        random_state: int | None = None,
+        target_scale: Json | None = None,
+        domain_versions: str | None = None,
+    ) -> JobAccepted:
         """Fit in a worker: the job to :meth:`wait` for, and the fit row (``.fit``).
         ``target_scale`` (``{model_params, train_steps | train_tokens}``): answer at that scale
         through the scaling laws. ``domain_versions``: ``"compatible"`` (default: runs of older
         domain sets mapped in where valid) or ``"current"`` (only runs on the current set)."""
-        body = _drop_none({"estimator": estimator, "params": params or {}, "cv_folds": cv_folds,
-                           "target": target, "run_filter": run_filter,
-                           "random_state": random_state, "target_scale": target_scale,
-                           "domain_versions": domain_versions})
+        body = _drop_none(
+            {
+                "estimator": estimator,
+                "params": params or {},
+                "cv_folds": cv_folds,
+                "target": target,
+                "run_filter": run_filter,
+                "random_state": random_state,
+                "target_scale": target_scale,
+                "domain_versions": domain_versions,
+            }
+        )
         return self._call("POST", f"/v1/projects/{project_id}/fits", JobAccepted, json=body)
 
     def page_fits(self, project_id: int, *, offset: int = 0, limit: int = 100) -> Page[Fit]:
@@ -660,43 +858,75 @@ class _Endpoints:
     def get_fit(self, project_id: int, fit_id: int) -> Fit:
         return self._call("GET", f"/v1/projects/{project_id}/fits/{fit_id}", Fit)
 
-    def predict(self, project_id: int, fit_id: int, mixtures: Sequence[dict[str, float]],
-                normalize: bool = False, target_scale: Json | None = None) -> Json:
+    def predict(
+        self,
+        project_id: int,
+        fit_id: int,
+        mixtures: Sequence[dict[str, float]],
+        normalize: bool = False,
+        target_scale: Json | None = None,
+    ) -> Json:
         """Predicted losses for mixtures from a stored fit (synchronous), with the ``scale``
         they are for and the ``chain`` of laws that produced them."""
-        return self._call("POST", f"/v1/projects/{project_id}/fits/{fit_id}/predict",
-                          json=_drop_none({"mixtures": list(mixtures), "normalize": normalize,
-                                           "target_scale": target_scale}))
+        return self._call(
+            "POST",
+            f"/v1/projects/{project_id}/fits/{fit_id}/predict",
+            json=_drop_none(
+                {"mixtures": list(mixtures), "normalize": normalize, "target_scale": target_scale}
+            ),
+        )
 
-    def recommend(self, project_id: int, *, fit_id: int | None = None,
-                  estimator: str | None = None, constraints: Json | None = None,
-                  target_scale: Json | None = None, n_boot: int = 20,
-                  params: Json | None = None, **options: Any) -> JobAccepted:
+    def recommend(
+        self,
+        project_id: int,
+        *,
+        fit_id: int | None = None,
+        estimator: str | None = None,
+        constraints: Json | None = None,
+        target_scale: Json | None = None,
+        n_boot: int = 20,
+        params: Json | None = None,
+        **options: Any,
+    ) -> JobAccepted:
         """Recommend a mixture in a worker (from ``fit_id``, or fitting ``estimator`` first);
         the job's ``result["recommendation_id"]`` names the recommendation. ``options``: any
         other field of the request (``allow_untrusted``, ``trust_region``, ...)."""
-        body = _drop_none({"n_boot": n_boot, "fit_id": fit_id, "estimator": estimator,
-                           "constraints": constraints, "target_scale": target_scale,
-                           "params": params, **options})
-        return self._call("POST", f"/v1/projects/{project_id}/recommendations", JobAccepted,
-                          json=body)
+        body = _drop_none(
+            {
+                "n_boot": n_boot,
+                "fit_id": fit_id,
+                "estimator": estimator,
+                "constraints": constraints,
+                "target_scale": target_scale,
+                "params": params,
+                **options,
+            }
+        )
+        return self._call(
+            "POST", f"/v1/projects/{project_id}/recommendations", JobAccepted, json=body
+        )
 
-    def page_recommendations(self, project_id: int, *, offset: int = 0,
-                             limit: int = 100) -> Page[Recommendation]:
+    def page_recommendations(
+        self, project_id: int, *, offset: int = 0, limit: int = 100
+    ) -> Page[Recommendation]:
         return self._run(_one(_recommendations_request(project_id, offset, limit)))
 
-    def iter_recommendations(self, project_id: int, *,
-                             page_size: int = 100) -> Iterator[Recommendation]:
-        return self._iterate(_offset_pages(
-            lambda o: _recommendations_request(project_id, o, page_size)))
+    def iter_recommendations(
+        self, project_id: int, *, page_size: int = 100
+    ) -> Iterator[Recommendation]:
+        return self._iterate(
+            _offset_pages(lambda o: _recommendations_request(project_id, o, page_size))
+        )
 
     def list_recommendations(self, project_id: int) -> list[Recommendation]:
-        return self._run(_collect(_offset_pages(
-            lambda o: _recommendations_request(project_id, o, 100))))
+        return self._run(
+            _collect(_offset_pages(lambda o: _recommendations_request(project_id, o, 100)))
+        )
 
     def get_recommendation(self, project_id: int, rec_id: int) -> Recommendation:
-        return self._call("GET", f"/v1/projects/{project_id}/recommendations/{rec_id}",
-                          Recommendation)
+        return self._call(
+            "GET", f"/v1/projects/{project_id}/recommendations/{rec_id}", Recommendation
+        )
 
     def best(self, project_id: int) -> tuple[Recommendation, Fit | None] | None:
         """The recommendation to trust most: the one whose fit has the highest cross-validated
@@ -706,9 +936,17 @@ class _Endpoints:
     def baselines(self, project_id: int) -> Json:
         return self._call("GET", f"/v1/projects/{project_id}/baselines")
 
-    def export_mixture(self, project_id: int, rec_id: int | None = None, *, format: str = "json",
-                       baseline: str | None = None, session_id: int | None = None,
-                       weights: str = "current", part: str | None = None) -> tuple[str, bytes]:
+    def export_mixture(
+        self,
+        project_id: int,
+        rec_id: int | None = None,
+        *,
+        format: str = "json",
+        baseline: str | None = None,
+        session_id: int | None = None,
+        weights: str = "current",
+        part: str | None = None,
+    ) -> tuple[str, bytes]:
         """A recommendation (``rec_id``), a baseline (``baseline``) or an online session's
         weights (``session_id``, ``weights`` = current, final or trajectory) as the file a
         trainer loads: ``(file name, bytes)``; multi-file formats (olmo-core, megatron) are a
@@ -720,58 +958,98 @@ class _Endpoints:
     def suggest(self, project_id: int, count: int | None = None, **options: Any) -> JobAccepted:
         """Planned runs proposed by a worker (RegMix swarm first, then expected improvement);
         ``strategy="reuse"`` may leave ``count`` out (olmix-sized default, in the result)."""
-        return self._call("POST", f"/v1/projects/{project_id}/suggestions", JobAccepted,
-                          json=_drop_none({"count": count, **options}))
+        return self._call(
+            "POST",
+            f"/v1/projects/{project_id}/suggestions",
+            JobAccepted,
+            json=_drop_none({"count": count, **options}),
+        )
 
     # -- training: ingestion and swarms ------------------------------------------------------
     def ingest(self, project_id: int) -> JobAccepted:
         """Tokenise every domain's data source and record measured token counts (a job)."""
         return self._call("POST", f"/v1/projects/{project_id}/domains/ingest", JobAccepted)
 
-    def create_swarm(self, project_id: int, count: int, *, train_steps: int | None = None,
-                     train_tokens: int | None = None, preset: str = "tiny",
-                     **options: Any) -> SwarmAccepted:
+    def create_swarm(
+        self,
+        project_id: int,
+        count: int,
+        *,
+        train_steps: int | None = None,
+        train_tokens: int | None = None,
+        preset: str = "tiny",
+        **options: Any,
+    ) -> SwarmAccepted:
         """Design ``count`` proxy runs and train each in a worker (one job per run)."""
-        body = _drop_none({"count": count, "train_steps": train_steps,
-                           "train_tokens": train_tokens, "preset": preset, **options})
+        body = _drop_none(
+            {
+                "count": count,
+                "train_steps": train_steps,
+                "train_tokens": train_tokens,
+                "preset": preset,
+                **options,
+            }
+        )
         return self._call("POST", f"/v1/projects/{project_id}/swarms", SwarmAccepted, json=body)
 
     # -- online re-mixing --------------------------------------------------------------------
-    def create_online_session(self, project_id: int, algorithm: str,
-                              **options: Any) -> OnlineSession:
-        return self._call("POST", f"/v1/projects/{project_id}/online-sessions", OnlineSession,
-                          json={"algorithm": algorithm, **options})
+    def create_online_session(
+        self, project_id: int, algorithm: str, **options: Any
+    ) -> OnlineSession:
+        return self._call(
+            "POST",
+            f"/v1/projects/{project_id}/online-sessions",
+            OnlineSession,
+            json={"algorithm": algorithm, **options},
+        )
 
     def page_online_sessions(self, project_id: int) -> Page[OnlineSession]:
-        return self._call("GET", f"/v1/projects/{project_id}/online-sessions",
-                          (Page, OnlineSession))
+        return self._call(
+            "GET", f"/v1/projects/{project_id}/online-sessions", (Page, OnlineSession)
+        )
 
     def list_online_sessions(self, project_id: int) -> list[OnlineSession]:
-        return self._run(_data(Request("GET", f"/v1/projects/{project_id}/online-sessions",
-                                       (Page, OnlineSession))))
+        return self._run(
+            _data(
+                Request("GET", f"/v1/projects/{project_id}/online-sessions", (Page, OnlineSession))
+            )
+        )
 
     def get_online_session(self, project_id: int, session_id: int) -> OnlineSession:
-        return self._call("GET", f"/v1/projects/{project_id}/online-sessions/{session_id}",
-                          OnlineSession)
+        return self._call(
+            "GET", f"/v1/projects/{project_id}/online-sessions/{session_id}", OnlineSession
+        )
 
-    def update_online_session(self, project_id: int, session_id: int,
-                              **fields: Any) -> OnlineSession:
+    def update_online_session(
+        self, project_id: int, session_id: int, **fields: Any
+    ) -> OnlineSession:
         """``status`` (active, paused, stopped) or ``schedule``."""
-        return self._call("PATCH", f"/v1/projects/{project_id}/online-sessions/{session_id}",
-                          OnlineSession, json=fields)
+        return self._call(
+            "PATCH",
+            f"/v1/projects/{project_id}/online-sessions/{session_id}",
+            OnlineSession,
+            json=fields,
+        )
 
     def report(self, project_id: int, session_id: int, observations: Sequence[Json]) -> Json:
         """Report per-domain losses: [{step, tokens, train_losses: {...}, eval_losses: {...}}]."""
-        return self._call("POST",
-                          f"/v1/projects/{project_id}/online-sessions/{session_id}/observations",
-                          json={"observations": list(observations)})
+        return self._call(
+            "POST",
+            f"/v1/projects/{project_id}/online-sessions/{session_id}/observations",
+            json={"observations": list(observations)},
+        )
 
-    def weights(self, project_id: int, session_id: int, *, step: int | None = None,
-                etag: str | None = None) -> tuple[Weights | None, str | None]:
+    def weights(
+        self, project_id: int, session_id: int, *, step: int | None = None, etag: str | None = None
+    ) -> tuple[Weights | None, str | None]:
         """Current weights and their ETag; (None, etag) when unchanged since ``etag``."""
-        request = Request("GET", f"/v1/projects/{project_id}/online-sessions/{session_id}/weights",
-                          RAW, headers={"If-None-Match": etag} if etag else {},
-                          params={"step": step} if step is not None else {})
+        request = Request(
+            "GET",
+            f"/v1/projects/{project_id}/online-sessions/{session_id}/weights",
+            RAW,
+            headers={"If-None-Match": etag} if etag else {},
+            params={"step": step} if step is not None else {},
+        )
         return self._run(_weights(request, etag))
 
     def session_history(self, project_id: int, session_id: int) -> Json:
@@ -779,28 +1057,43 @@ class _Endpoints:
 
     def remix(self, project_id: int, session_id: int) -> JobAccepted:
         """Re-mix now instead of waiting for the schedule (a job)."""
-        return self._call("POST", f"/v1/projects/{project_id}/online-sessions/{session_id}/remix",
-                          JobAccepted)
+        return self._call(
+            "POST", f"/v1/projects/{project_id}/online-sessions/{session_id}/remix", JobAccepted
+        )
 
     # -- validation trainings ------------------------------------------------------------------
-    def validate(self, project_id: int, mixtures: Sequence[Json], *, train_steps: int = 300,
-                 seeds: Sequence[int] = (0, 1, 2), preset: str = "tiny", **options: Any) -> Json:
+    def validate(
+        self,
+        project_id: int,
+        mixtures: Sequence[Json],
+        *,
+        train_steps: int = 300,
+        seeds: Sequence[int] = (0, 1, 2),
+        preset: str = "tiny",
+        **options: Any,
+    ) -> Json:
         """Train each mixture with the same seeds and compare them, paired (202 + job).
 
         ``mixtures``: ``{"recommendation_id": 3}``, ``{"baseline": "natural"}`` or
         ``{"mixture": {...}, "label": "mine"}``; ``options``: batch_size, block_size,
         eval_interval, learning_rate, n_layer, n_head, n_embd, queue.
         """
-        body = {"mixtures": list(mixtures), "train_steps": train_steps, "seeds": list(seeds),
-                "preset": preset, **options}
+        body = {
+            "mixtures": list(mixtures),
+            "train_steps": train_steps,
+            "seeds": list(seeds),
+            "preset": preset,
+            **options,
+        }
         return self._call("POST", f"/v1/projects/{project_id}/validations", json=body)
 
     def page_validations(self, project_id: int, *, offset: int = 0, limit: int = 100) -> Json:
         return self._run(_one(_validations_request(project_id, offset, limit)))
 
     def list_validations(self, project_id: int) -> list[Json]:
-        return self._run(_collect(_offset_pages(
-            lambda o: _validations_request(project_id, o, 100))))
+        return self._run(
+            _collect(_offset_pages(lambda o: _validations_request(project_id, o, 100)))
+        )
 
     def get_validation(self, project_id: int, validation_id: int) -> Json:
         return self._call("GET", f"/v1/projects/{project_id}/validations/{validation_id}")
@@ -808,29 +1101,47 @@ class _Endpoints:
 
 # -- the requests of the paged lists, and the flows of the helpers ------------------------------
 def _runs_request(project_id: int, cursor: str | None, limit: int, filters: Json) -> Request:
-    return Request("GET", f"/v1/projects/{project_id}/runs", (Page, Run),
-                   params=_drop_none({"limit": limit, "cursor": cursor, **filters}))
+    return Request(
+        "GET",
+        f"/v1/projects/{project_id}/runs",
+        (Page, Run),
+        params=_drop_none({"limit": limit, "cursor": cursor, **filters}),
+    )
 
 
 def _jobs_request(project_id: int | None, state: str | None, offset: int, limit: int) -> Request:
-    return Request("GET", "/v1/jobs", (Page, Job),
-                   params=_drop_none({"project_id": project_id, "state": state, "offset": offset,
-                                      "limit": limit}))
+    return Request(
+        "GET",
+        "/v1/jobs",
+        (Page, Job),
+        params=_drop_none(
+            {"project_id": project_id, "state": state, "offset": offset, "limit": limit}
+        ),
+    )
 
 
 def _fits_request(project_id: int, offset: int, limit: int) -> Request:
-    return Request("GET", f"/v1/projects/{project_id}/fits", (Page, Fit),
-                   params={"offset": offset, "limit": limit})
+    return Request(
+        "GET",
+        f"/v1/projects/{project_id}/fits",
+        (Page, Fit),
+        params={"offset": offset, "limit": limit},
+    )
 
 
 def _recommendations_request(project_id: int, offset: int, limit: int) -> Request:
-    return Request("GET", f"/v1/projects/{project_id}/recommendations", (Page, Recommendation),
-                   params={"offset": offset, "limit": limit})
+    return Request(
+        "GET",
+        f"/v1/projects/{project_id}/recommendations",
+        (Page, Recommendation),
+        params={"offset": offset, "limit": limit},
+    )
 
 
 def _validations_request(project_id: int, offset: int, limit: int) -> Request:
-    return Request("GET", f"/v1/projects/{project_id}/validations",
-                   params={"offset": offset, "limit": limit})
+    return Request(
+        "GET", f"/v1/projects/{project_id}/validations", params={"offset": offset, "limit": limit}
+    )
 
 
 def _data(request: Request) -> Flow[list]:
@@ -842,8 +1153,7 @@ def _framed(runs: Flow[None]) -> Flow[Any]:
     return _frame((yield from _collect(runs)))
 
 
-def _wait(job_id: str, timeout: float, poll: float,
-          progress: ProgressCallback | None) -> Flow[Job]:
+def _wait(job_id: str, timeout: float, poll: float, progress: ProgressCallback | None) -> Flow[Job]:
     deadline = time.monotonic() + timeout
     while True:
         current = yield Request("GET", f"/v1/jobs/{job_id}", Job)
@@ -859,8 +1169,9 @@ def _wait(job_id: str, timeout: float, poll: float,
 
 
 def _best(project_id: int) -> Flow[tuple[Recommendation, Fit | None] | None]:
-    recs = yield from _collect(_offset_pages(
-        lambda o: _recommendations_request(project_id, o, 100)))
+    recs = yield from _collect(
+        _offset_pages(lambda o: _recommendations_request(project_id, o, 100))
+    )
     fits = yield from _collect(_offset_pages(lambda o: _fits_request(project_id, o, 100)))
     return _pick_best(recs, {f.id: f for f in fits})
 
@@ -888,13 +1199,20 @@ class MixoptClient(_Endpoints):
     """Synchronous client. ``url``/``token`` default to ``MIXOPT_URL``/``MIXOPT_TOKEN``;
     ``backoff``: the first wait, in seconds, before an idempotent request is sent again."""
 
-    def __init__(self, url: str | None = None, token: str | None = None, *,
-                 timeout: float = 120.0, transport: httpx.BaseTransport | None = None,
-                 backoff: float = 0.5):
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 120.0,
+        transport: httpx.BaseTransport | None = None,
+        backoff: float = 0.5,
+    ):
         self.url, self.token, headers = _base(url, token)
         self.backoff = backoff
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
-                                  transport=transport)
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -949,13 +1267,20 @@ class AsyncClient(_Endpoints):
     are async iterators. ``async with AsyncClient(url, token) as c: p = await c.get_project(1)``.
     """
 
-    def __init__(self, url: str | None = None, token: str | None = None, *,
-                 timeout: float = 120.0, transport: httpx.AsyncBaseTransport | None = None,
-                 backoff: float = 0.5):
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 120.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff: float = 0.5,
+    ):
         self.url, self.token, headers = _base(url, token)
         self.backoff = backoff
-        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout,
-                                       transport=transport)
+        self._http = httpx.AsyncClient(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()

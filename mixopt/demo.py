@@ -41,8 +41,12 @@ def start_service(port: int | None = None) -> tuple[subprocess.Popen, str]:
     home = mixopt_home()
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "serve.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -65,29 +69,49 @@ def regmix_part(c: MixoptClient) -> None:
     console.rule("RegMix: 512 public proxy runs (1M-parameter models, 17 Pile domains)")
     p = next((p for p in c.list_projects() if p["name"] == "demo-regmix-pile"), None)
     if p is None:
-        p = c.create_project("demo-regmix-pile", objective={PILE_CC: 1.0},
-                             description="RegMix's 512 proxy runs; target: Pile-CC validation loss")
-    r = c.import_runs(p["id"], DATA / "train_mixture_1m.csv", DATA / "train_pile_loss_1m.csv", on_duplicate="skip",
-                      tags=["regmix-1m"], model_params=1_000_000, train_tokens=1_000_000_000)
+        p = c.create_project(
+            "demo-regmix-pile",
+            objective={PILE_CC: 1.0},
+            description="RegMix's 512 proxy runs; target: Pile-CC validation loss",
+        )
+    r = c.import_runs(
+        p["id"],
+        DATA / "train_mixture_1m.csv",
+        DATA / "train_pile_loss_1m.csv",
+        on_duplicate="skip",
+        tags=["regmix-1m"],
+        model_params=1_000_000,
+        train_tokens=1_000_000_000,
+    )
     console.print(f"imported {r['created']} runs (skipped {r['skipped']} already there)")
     page = c.page_runs(p["id"], limit=3)
-    console.print(f"{page['count']} runs stored; first: " + ", ".join(
-        f"#{x['id']} Pile-CC={x['metrics'][PILE_CC]:.3f}" for x in page["data"]))
+    console.print(
+        f"{page['count']} runs stored; first: "
+        + ", ".join(f"#{x['id']} Pile-CC={x['metrics'][PILE_CC]:.3f}" for x in page["data"])
+    )
     accepted = c.fit(p["id"], "auto")
     job = c.wait(accepted, timeout=900)
     fit = c.get_fit(p["id"], job["result"]["fit_id"])
     chosen = ((fit.get("state") or {}).get("fitted") or {}).get("chosen", fit["estimator"])
-    console.print(fidelity_table(f"5-fold CV on Pile-CC loss, 512 runs (auto chose: {chosen})", fit))
+    console.print(
+        fidelity_table(f"5-fold CV on Pile-CC loss, 512 runs (auto chose: {chosen})", fit)
+    )
     rec_job = c.wait(c.recommend(p["id"], fit_id=fit["id"]), timeout=900)
     rec = c.get_recommendation(p["id"], rec_job["result"]["recommendation_id"])
     domains = fit["domains"]
     uniform = {d: 1 / len(domains) for d in domains}
     pred = c.predict(p["id"], fit["id"], [uniform, rec["mixture"]])
-    console.print(mixture_table("recommended vs uniform", domains, {"recommended": rec["mixture"],
-                                                                     "uniform": uniform}))
-    console.print(f"predicted Pile-CC loss: recommended {rec['predicted']:.4f} "
-                  f"[{rec['interval_low']:.4f}, {rec['interval_high']:.4f}], uniform {pred['objective'][0]:.4f}; "
-                  f"binding constraints: {rec['binding'] or 'none'}")
+    console.print(
+        mixture_table(
+            "recommended vs uniform", domains, {"recommended": rec["mixture"], "uniform": uniform}
+        )
+    )
+    console.print(
+        f"predicted Pile-CC loss: recommended {rec['predicted']:.4f} "
+        f"[{rec['interval_low']:.4f}, {rec['interval_high']:.4f}], "
+        f"uniform {pred['objective'][0]:.4f}; "
+        f"binding constraints: {rec['binding'] or 'none'}"
+    )
 
 
 def main(train: bool = True, port: int | None = None) -> None:
@@ -98,8 +122,10 @@ def main(train: bool = True, port: int | None = None) -> None:
         regmix_part(c)
         if train:
             training_part(c, console)
-        console.print("\nthe service is still yours: `mixopt serve` and open "
-                      f"{url.rsplit(':', 1)[0]}:8000/dashboard")
+        console.print(
+            "\nthe service is still yours: `mixopt serve` and open "
+            f"{url.rsplit(':', 1)[0]}:8000/dashboard"
+        )
     finally:  # an error goes on to the command's error path (mixopt.cli.errors)
         # serve stops its worker (up to 20 s of warm shutdown, then SIGKILL to the worker's group)
         proc.terminate()

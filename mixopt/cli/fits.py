@@ -26,24 +26,40 @@ from mixopt.render import print_fit, print_recommendation
 @handles_errors
 def fit(
     project_id: Annotated[int, typer.Argument(help="project id")],
-    estimator: Annotated[str, typer.Option(
-        "--estimator", "-e",
-        help="auto, mixing_law, bimix, regmix_lgbm, regmix_linear, gp, ...")] = "auto",
-    target: Annotated[list[str] | None, typer.Option(
-        "--target", help="METRIC=WEIGHT to fit (repeatable); default: the project's objective")
+    estimator: Annotated[
+        str,
+        typer.Option(
+            "--estimator", "-e", help="auto, mixing_law, bimix, regmix_lgbm, regmix_linear, gp, ..."
+        ),
+    ] = "auto",
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target", help="METRIC=WEIGHT to fit (repeatable); default: the project's objective"
+        ),
     ] = None,
     tag: Annotated[str | None, typer.Option(help="fit only runs with this tag")] = None,
     cv_folds: Annotated[int, typer.Option(help="cross-validation folds")] = 5,
-    params: Annotated[str | None, typer.Option(
-        help="estimator hyper-parameters as JSON or @file")] = None,
-    wait: WaitOpt = True, timeout: TimeoutOpt = 3600.0, as_json: JsonOpt = False,
-    url: UrlOpt = None, token: TokenOpt = None,
+    params: Annotated[
+        str | None, typer.Option(help="estimator hyper-parameters as JSON or @file")
+    ] = None,
+    wait: WaitOpt = True,
+    timeout: TimeoutOpt = 3600.0,
+    as_json: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Fit an estimator on the project's runs in a worker; prints its cross-validated fidelity."""
     c = make_client(url, token)
-    acc = c.fit(project_id, estimator, target=kv(target, "--target") or None, cv_folds=cv_folds,
-                run_filter={"tag": tag} if tag else None, params=json_arg(params, "--params"))
-    fit_id = acc.fit.id if acc.fit else (acc.job.result or {}).get("fit_id")
+    acc = c.fit(
+        project_id,
+        estimator,
+        target=kv(target, "--target") or None,
+        cv_folds=cv_folds,
+        run_filter={"tag": tag} if tag else None,
+        params=json_arg(params, "--params"),
+    )
+    fit_id = acc.fit.id if acc.fit else int((acc.job.result or {})["fit_id"])
     if wait:
         wait_with_bar(c, acc, f"fitting {estimator}", timeout, quiet=as_json)
     found = c.get_fit(project_id, fit_id)
@@ -59,25 +75,38 @@ def fit(
 def recommend(
     project_id: Annotated[int, typer.Argument(help="project id")],
     fit_id: Annotated[int | None, typer.Option("--fit", help="recommend from this fit")] = None,
-    estimator: Annotated[str | None, typer.Option(
-        "--estimator", "-e", help="fit this estimator first (default: auto)")] = None,
-    target_tokens: Annotated[float | None, typer.Option(
-        help="tokens of the target run (with --max-epochs: availability caps)")] = None,
-    max_epochs: Annotated[float | None, typer.Option(
-        help="largest number of passes over any domain")] = None,
-    constraints: Annotated[str | None, typer.Option(
-        help="constraints as JSON or @file (replace the project's)")] = None,
-    model_params: Annotated[int | None, typer.Option(
-        help="target model size (nested scaling laws)")] = None,
-    train_tokens: Annotated[int | None, typer.Option(
-        help="target training tokens (nested scaling laws)")] = None,
-    train_steps: Annotated[int | None, typer.Option(
-        help="target training steps (BiMix, steps law)")] = None,
+    estimator: Annotated[
+        str | None,
+        typer.Option("--estimator", "-e", help="fit this estimator first (default: auto)"),
+    ] = None,
+    target_tokens: Annotated[
+        float | None,
+        typer.Option(help="tokens of the target run (with --max-epochs: availability caps)"),
+    ] = None,
+    max_epochs: Annotated[
+        float | None, typer.Option(help="largest number of passes over any domain")
+    ] = None,
+    constraints: Annotated[
+        str | None, typer.Option(help="constraints as JSON or @file (replace the project's)")
+    ] = None,
+    model_params: Annotated[
+        int | None, typer.Option(help="target model size (nested scaling laws)")
+    ] = None,
+    train_tokens: Annotated[
+        int | None, typer.Option(help="target training tokens (nested scaling laws)")
+    ] = None,
+    train_steps: Annotated[
+        int | None, typer.Option(help="target training steps (BiMix, steps law)")
+    ] = None,
     n_boot: Annotated[int, typer.Option(help="bootstrap refits for the interval")] = 20,
-    allow_untrusted: Annotated[bool, typer.Option(
-        "--allow-untrusted", help="recommend from a fit flagged untrusted")] = False,
-    wait: WaitOpt = True, timeout: TimeoutOpt = 3600.0, as_json: JsonOpt = False,
-    url: UrlOpt = None, token: TokenOpt = None,
+    allow_untrusted: Annotated[
+        bool, typer.Option("--allow-untrusted", help="recommend from a fit flagged untrusted")
+    ] = False,
+    wait: WaitOpt = True,
+    timeout: TimeoutOpt = 3600.0,
+    as_json: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Recommend a mixture under the project's constraints (or the given ones) in a worker."""
     c = make_client(url, token)
@@ -88,11 +117,24 @@ def recommend(
             cons["target_tokens"] = int(target_tokens)
         if max_epochs is not None:
             cons["max_epochs"] = max_epochs
-    scale = {k: v for k, v in (("model_params", model_params), ("train_tokens", train_tokens),
-                               ("train_steps", train_steps)) if v is not None}
-    acc = c.recommend(project_id, fit_id=fit_id, estimator=estimator if fit_id is None else None,
-                      constraints=cons, target_scale=scale or None, n_boot=n_boot,
-                      allow_untrusted=allow_untrusted or None)
+    scale = {
+        k: v
+        for k, v in (
+            ("model_params", model_params),
+            ("train_tokens", train_tokens),
+            ("train_steps", train_steps),
+        )
+        if v is not None
+    }
+    acc = c.recommend(
+        project_id,
+        fit_id=fit_id,
+        estimator=estimator if fit_id is None else None,
+        constraints=cons,
+        target_scale=scale or None,
+        n_boot=n_boot,
+        allow_untrusted=allow_untrusted or None,
+    )
     if not wait:
         if as_json:
             print_json(acc)
@@ -100,7 +142,7 @@ def recommend(
             console.print(f"job {acc.job.id}: {acc.job.state}")
         return
     job = wait_with_bar(c, acc, "recommending", timeout, quiet=as_json)
-    rec = c.get_recommendation(project_id, job.result["recommendation_id"])
+    rec = c.get_recommendation(project_id, (job.result or {})["recommendation_id"])
     its_fit = c.get_fit(project_id, rec.fit_id) if rec.fit_id else None
     if as_json:
         print_json({"recommendation": rec, "fit": its_fit})
@@ -110,15 +152,19 @@ def recommend(
 
 @handles_errors
 def best(
-    project_id: Annotated[int, typer.Argument(help="project id")], as_json: JsonOpt = False,
-    url: UrlOpt = None, token: TokenOpt = None,
+    project_id: Annotated[int, typer.Argument(help="project id")],
+    as_json: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """The recommendation to trust most (its fit has the highest cross-validated Spearman),
     with that trust."""
     found = make_client(url, token).best(project_id)
     if found is None:
-        raise MixoptError(404, f"project {project_id} has no recommendation yet: run "
-                               f"`mixopt recommend {project_id}`")
+        raise MixoptError(
+            404,
+            f"project {project_id} has no recommendation yet: run `mixopt recommend {project_id}`",
+        )
     rec, its_fit = found
     if as_json:
         print_json({"recommendation": rec, "fit": its_fit})

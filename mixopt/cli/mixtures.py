@@ -20,31 +20,45 @@ app = typer.Typer(help="Mixtures for trainers (through the API).", no_args_is_he
 @handles_errors
 def mixture_export(
     rec_id: Annotated[int | None, typer.Argument(help="recommendation id")] = None,
-    project: Annotated[int, typer.Option(
-        "--project", "-p", help="project id")] = ...,  # type: ignore[assignment]
-    format: Annotated[str, typer.Option(
-        help="json, olmo-core, megatron, hf, levanter, regmix or olmix")] = "json",
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="file to write (default: stdout)")] = None,
-    baseline: Annotated[str | None, typer.Option(
-        help="a baseline (natural, uniform, ...) instead")] = None,
-    session: Annotated[int | None, typer.Option(
-        help="an online session's weights instead")] = None,
-    weights: Annotated[str, typer.Option(
-        help="online session: current, final or trajectory")] = "current",
-    part: Annotated[str | None, typer.Option(
-        help="one file of a multi-file export (olmo-core, megatron)")] = None,
-    url: UrlOpt = None, token: TokenOpt = None,
+    *,
+    project: Annotated[int, typer.Option("--project", "-p", help="project id")],
+    format: Annotated[
+        str, typer.Option(help="json, olmo-core, megatron, hf, levanter, regmix or olmix")
+    ] = "json",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="file to write (default: stdout)")
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="a baseline (natural, uniform, ...) instead")
+    ] = None,
+    session: Annotated[int | None, typer.Option(help="an online session's weights instead")] = None,
+    weights: Annotated[
+        str, typer.Option(help="online session: current, final or trajectory")
+    ] = "current",
+    part: Annotated[
+        str | None, typer.Option(help="one file of a multi-file export (olmo-core, megatron)")
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Write a recommendation (or a baseline, or an online session's weights) as the file a
     trainer loads: ``GET .../recommendations/{id}/export?format=F``."""
     name, data = make_client(url, token).export_mixture(
-        project, rec_id, format=format, baseline=baseline, session_id=session, weights=weights,
-        part=part)
+        project,
+        rec_id,
+        format=format,
+        baseline=baseline,
+        session_id=session,
+        weights=weights,
+        part=part,
+    )
     if out is None:
         if name.endswith(".zip"):
-            raise CliError(f"the {format} export is several files ({name}): pass -o FILE, or "
-                           "--part NAME for one of them", ExitStatus.USAGE)
+            raise CliError(
+                f"the {format} export is several files ({name}): pass -o FILE, or "
+                "--part NAME for one of them",
+                ExitStatus.USAGE,
+            )
         typer.echo(data.decode("utf-8"), nl=False)
         return
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,46 +24,71 @@ app = typer.Typer(help="Proxy runs (through the API).", no_args_is_help=True)
 @handles_errors
 def runs_import(
     project_id: Annotated[int, typer.Argument(help="project id")],
-    mixtures: Annotated[Path, typer.Argument(
-        help="mixtures CSV (RegMix train_mixture / olmix ratios.csv)")],
-    metrics: Annotated[Path, typer.Argument(help="metrics CSV (RegMix losses / olmix metrics.csv)")],
+    mixtures: Annotated[
+        Path, typer.Argument(help="mixtures CSV (RegMix train_mixture / olmix ratios.csv)")
+    ],
+    metrics: Annotated[
+        Path, typer.Argument(help="metrics CSV (RegMix losses / olmix metrics.csv)")
+    ],
     format: Annotated[str, typer.Option(help="auto, regmix or olmix")] = "auto",
-    tag: Annotated[list[str] | None, typer.Option(
-        "--tag", help="tag every imported run (repeatable)")] = None,
-    on_duplicate: Annotated[str, typer.Option(
-        help="rows already imported at this scale: error or skip")] = "error",
-    on_unmatched: Annotated[str, typer.Option(
-        help="runs in one file only: skip (reported) or error")] = "skip",
-    model_params: Annotated[int | None, typer.Option(help="model size of every run in the files")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="tag every imported run (repeatable)")
+    ] = None,
+    on_duplicate: Annotated[
+        str, typer.Option(help="rows already imported at this scale: error or skip")
+    ] = "error",
+    on_unmatched: Annotated[
+        str, typer.Option(help="runs in one file only: skip (reported) or error")
+    ] = "skip",
+    model_params: Annotated[
+        int | None, typer.Option(help="model size of every run in the files")
+    ] = None,
     train_tokens: Annotated[int | None, typer.Option(help="training tokens of every run")] = None,
     train_steps: Annotated[int | None, typer.Option(help="training steps of every run")] = None,
-    skip_duplicates: Annotated[bool, typer.Option(
-        hidden=True, help="same as --on-duplicate skip")] = False,
-    url: UrlOpt = None, token: TokenOpt = None,
+    skip_duplicates: Annotated[
+        bool, typer.Option(hidden=True, help="same as --on-duplicate skip")
+    ] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Import runs from a pair of CSV files (RegMix or olmix layout) at one scale: the same
     options as ``POST /v1/projects/{id}/runs/import``."""
     r = make_client(url, token).import_runs(
-        project_id, mixtures, metrics, format=format, tags=tag or [],
-        on_duplicate="skip" if skip_duplicates else on_duplicate, on_unmatched=on_unmatched,
-        model_params=model_params, train_tokens=train_tokens, train_steps=train_steps)
-    console.print(f"imported {r['created']} runs ({r['format']} format), skipped {r['skipped']}; "
-                  f"{len(r['metrics'])} metrics")
+        project_id,
+        mixtures,
+        metrics,
+        format=format,
+        tags=tag or [],
+        on_duplicate="skip" if skip_duplicates else on_duplicate,
+        on_unmatched=on_unmatched,
+        model_params=model_params,
+        train_tokens=train_tokens,
+        train_steps=train_steps,
+    )
+    console.print(
+        f"imported {r['created']} runs ({r['format']} format), skipped {r['skipped']}; "
+        f"{len(r['metrics'])} metrics"
+    )
     unmatched = r.get("unmatched") or {}
     for side, ids in unmatched.items():
         if ids:
-            console.print(f"left out {len(ids)} runs found only in the {escape(side)} file: "
-                          f"{escape(', '.join(ids[:10]))}{' ...' if len(ids) > 10 else ''}")
+            console.print(
+                f"left out {len(ids)} runs found only in the {escape(side)} file: "
+                f"{escape(', '.join(ids[:10]))}{' ...' if len(ids) > 10 else ''}"
+            )
 
 
 @app.command("export")
 @handles_errors
 def runs_export(
     project_id: Annotated[int, typer.Argument(help="project id")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="directory (csv) or file (json)")] = Path("."),
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory (csv) or file (json)")] = Path(
+        "."
+    ),
     format: Annotated[str, typer.Option(help="csv or json")] = "csv",
     layout: Annotated[str, typer.Option(help="regmix or olmix")] = "regmix",
-    url: UrlOpt = None, token: TokenOpt = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Write the project's succeeded runs: a CSV pair in the RegMix or olmix layout, or JSON."""
     c = make_client(url, token)
@@ -74,10 +99,15 @@ def runs_export(
         target.write_text(json.dumps(data, indent=1))
         console.print(f"wrote {len(data['runs'])} runs to {target}")
         return
-    names = (("train_mixture.csv", "train_loss.csv") if layout == "regmix"
-             else ("ratios.csv", "metrics.csv"))
-    files = {name: c.export_runs(project_id, format="csv", layout=layout, part=part)
-             for part, name in zip(("mixtures", "metrics"), names, strict=True)}
+    names = (
+        ("train_mixture.csv", "train_loss.csv")
+        if layout == "regmix"
+        else ("ratios.csv", "metrics.csv")
+    )
+    files = {
+        name: c.export_runs(project_id, format="csv", layout=layout, part=part)
+        for part, name in zip(("mixtures", "metrics"), names, strict=True)
+    }
     out.mkdir(parents=True, exist_ok=True)  # after the answers: an error writes nothing
     for name, text in files.items():
         (out / name).write_text(text)
@@ -88,13 +118,18 @@ def runs_export(
 @handles_errors
 def runs_list(
     project_id: Annotated[int, typer.Argument(help="project id")],
-    status: Annotated[str | None, typer.Option(
-        help="planned, queued, running, succeeded, failed, cancelled")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="planned, queued, running, succeeded, failed, cancelled")
+    ] = None,
     tag: Annotated[str | None, typer.Option(help="only runs with this tag")] = None,
-    metric: Annotated[list[str] | None, typer.Option(
-        "--metric", "-m", help="a metric column to show (repeatable)")] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", "-m", help="a metric column to show (repeatable)"),
+    ] = None,
     limit: Annotated[int, typer.Option(help="rows to show (0 = all)")] = 20,
-    as_json: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Runs with their top domains, the objective and the chosen metrics."""
     c = make_client(url, token)
@@ -113,18 +148,35 @@ def runs_list(
                     break
     objective = objective_of(project, [r for r in rows if r.metrics])
     if as_json:
-        print_json({"count": total, "data": [r.model_dump(mode="json") | {"objective": objective(r)}
-                                             for r in rows]})
+        print_json(
+            {
+                "count": total,
+                "data": [r.model_dump(mode="json") | {"objective": objective(r)} for r in rows],
+            }
+        )
         return
     metrics = metric or []
-    table = Table("id", "status", "scale", "top domains", "objective", *(escape(m) for m in metrics))
+    table = Table(
+        "id", "status", "scale", "top domains", "objective", *(escape(m) for m in metrics)
+    )
     for r in rows:
         top = sorted(r.mixture.items(), key=lambda kv: -kv[1])[:3]
-        scale = " ".join(x for x in (r.model_params and f"{r.model_params:.3g}p",
-                                     r.train_tokens and f"{r.train_tokens:.3g}t",
-                                     r.train_steps and f"{r.train_steps}s") if x)
-        table.add_row(str(r.id), r.status, scale or "-",
-                      escape(", ".join(f"{k}={v:.3f}" for k, v in top)), fmt(objective(r)),
-                      *(fmt(r.metrics.get(m)) for m in metrics))
+        scale = " ".join(
+            x
+            for x in (
+                r.model_params and f"{r.model_params:.3g}p",
+                r.train_tokens and f"{r.train_tokens:.3g}t",
+                r.train_steps and f"{r.train_steps}s",
+            )
+            if x
+        )
+        table.add_row(
+            str(r.id),
+            r.status,
+            scale or "-",
+            escape(", ".join(f"{k}={v:.3f}" for k, v in top)),
+            fmt(objective(r)),
+            *(fmt(r.metrics.get(m)) for m in metrics),
+        )
     console.print(table)
     console.print(f"{shown} of {total} runs")

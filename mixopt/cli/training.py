@@ -30,8 +30,11 @@ from mixopt.render import fmt, print_validation
 @handles_errors
 def ingest(
     project_id: Annotated[int, typer.Argument(help="project id")],
-    wait: WaitOpt = True, timeout: TimeoutOpt = 3600.0, as_json: JsonOpt = False,
-    url: UrlOpt = None, token: TokenOpt = None,
+    wait: WaitOpt = True,
+    timeout: TimeoutOpt = 3600.0,
+    as_json: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Tokenise every domain's data source in a worker and record measured token counts."""
     c = make_client(url, token)
@@ -49,35 +52,53 @@ def ingest(
 @handles_errors
 def swarm(
     project_id: Annotated[int, typer.Argument(help="project id")],
-    count: Annotated[int, typer.Option(
-        "--count", "-n", help="proxy runs to design and train")] = 16,
+    count: Annotated[
+        int, typer.Option("--count", "-n", help="proxy runs to design and train")
+    ] = 16,
     steps: Annotated[int | None, typer.Option("--steps", help="training steps per run")] = None,
-    tokens: Annotated[int | None, typer.Option(
-        "--tokens", help="training tokens per run (instead of --steps)")] = None,
+    tokens: Annotated[
+        int | None, typer.Option("--tokens", help="training tokens per run (instead of --steps)")
+    ] = None,
     preset: Annotated[str, typer.Option(help="model preset: tiny, small, medium, base")] = "tiny",
-    strategy: Annotated[str, typer.Option(
-        help="swarm (RegMix Dirichlet), space_filling or fixed")] = "swarm",
+    strategy: Annotated[
+        str, typer.Option(help="swarm (RegMix Dirichlet), space_filling or fixed")
+    ] = "swarm",
     seed: Annotated[int, typer.Option(help="seed of the design and of the runs")] = 0,
-    wait: WaitOpt = True, timeout: TimeoutOpt = 24 * 3600.0, as_json: JsonOpt = False,
-    url: UrlOpt = None, token: TokenOpt = None,
+    wait: WaitOpt = True,
+    timeout: TimeoutOpt = 24 * 3600.0,
+    as_json: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Design a swarm of proxy runs and train one small model per run in the workers."""
     if (steps is None) == (tokens is None):
         raise CliError("give exactly one of --steps or --tokens")
     c = make_client(url, token)
-    acc = c.create_swarm(project_id, count, train_steps=steps, train_tokens=tokens, preset=preset,
-                         strategy=strategy, seed=seed)
+    acc = c.create_swarm(
+        project_id,
+        count,
+        train_steps=steps,
+        train_tokens=tokens,
+        preset=preset,
+        strategy=strategy,
+        seed=seed,
+    )
     if not wait:
         if as_json:
             print_json(acc)
         else:
-            console.print(f"swarm {escape(acc.tag)}: {len(acc.run_ids)} runs, "
-                          f"{len(acc.jobs)} training jobs")
+            console.print(
+                f"swarm {escape(acc.tag)}: {len(acc.run_ids)} runs, {len(acc.jobs)} training jobs"
+            )
         return
     done, failed = 0, []
     deadline = time.monotonic() + timeout
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err_console, transient=True, disable=as_json) as bar:
         task = bar.add_task(f"training swarm {acc.tag}", total=len(acc.jobs))
         pending = {j.id for j in acc.jobs}
@@ -97,8 +118,9 @@ def swarm(
     _swarm_summary(acc.tag, acc.run_ids, len(acc.jobs), failed, as_json)
 
 
-def _swarm_summary(tag: str, run_ids: list[int], jobs: int, failed: list[Job],
-                   as_json: bool) -> None:
+def _swarm_summary(
+    tag: str, run_ids: list[int], jobs: int, failed: list[Job], as_json: bool
+) -> None:
     if as_json:
         print_json({"tag": tag, "run_ids": run_ids, "failed": failed})
     else:
@@ -110,20 +132,29 @@ def _swarm_summary(tag: str, run_ids: list[int], jobs: int, failed: list[Job],
 @handles_errors
 def validate(
     project_id: Annotated[int, typer.Argument(help="project id")],
-    recommendation: Annotated[list[int] | None, typer.Option(
-        "--recommendation", "-r", help="recommendation id")] = None,
-    baseline: Annotated[list[str] | None, typer.Option(
-        "--baseline", "-b", help="natural, uniform, entropy, unimax, ...")] = None,
-    mixture: Annotated[list[str] | None, typer.Option(
-        "--mixture", "-m", help='LABEL=JSON, e.g. mine={"web": 0.7, "code": 0.3}')] = None,
+    recommendation: Annotated[
+        list[int] | None, typer.Option("--recommendation", "-r", help="recommendation id")
+    ] = None,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option("--baseline", "-b", help="natural, uniform, entropy, unimax, ..."),
+    ] = None,
+    mixture: Annotated[
+        list[str] | None,
+        typer.Option("--mixture", "-m", help='LABEL=JSON, e.g. mine={"web": 0.7, "code": 0.3}'),
+    ] = None,
     steps: Annotated[int, typer.Option("--steps", help="training steps per run")] = 300,
-    seeds: Annotated[str, typer.Option(
-        "--seeds", help="comma-separated seeds, shared by every mixture")] = "0,1,2",
-    preset: Annotated[str, typer.Option(
-        "--preset", help="model preset: tiny, small, medium, base")] = "tiny",
-    wait: Annotated[bool, typer.Option(
-        "--wait/--no-wait", help="wait for the result and print it")] = True,
-    url: UrlOpt = None, token: TokenOpt = None,
+    seeds: Annotated[
+        str, typer.Option("--seeds", help="comma-separated seeds, shared by every mixture")
+    ] = "0,1,2",
+    preset: Annotated[
+        str, typer.Option("--preset", help="model preset: tiny, small, medium, base")
+    ] = "tiny",
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="wait for the result and print it")
+    ] = True,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Validation trainings: train each mixture with the same seeds, print the paired comparison."""
     specs: list[dict] = [{"recommendation_id": r} for r in recommendation or []]

@@ -14,8 +14,19 @@ def test_cli_commands(live_server, admin_token, tmp_path):
     r = runner.invoke(cli, ["project", "create", "pile"], env=env)
     assert r.exit_code == 0, r.output
     pid = int(r.output.split()[1])
-    r = runner.invoke(cli, ["runs", "import", str(pid), str(REGMIX_DIR / "train_mixture_1m.csv"),
-                            str(REGMIX_DIR / "train_pile_loss_1m.csv"), "--tag", "regmix"], env=env)
+    r = runner.invoke(
+        cli,
+        [
+            "runs",
+            "import",
+            str(pid),
+            str(REGMIX_DIR / "train_mixture_1m.csv"),
+            str(REGMIX_DIR / "train_pile_loss_1m.csv"),
+            "--tag",
+            "regmix",
+        ],
+        env=env,
+    )
     assert r.exit_code == 0 and "imported 512 runs" in r.output, r.output
     r = runner.invoke(cli, ["runs", "list", str(pid), "--limit", "5"], env=env)
     assert r.exit_code == 0 and "5 of 512 runs" in r.output, r.output

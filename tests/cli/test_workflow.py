@@ -23,8 +23,15 @@ def _runs(n: int, seed: int = 0) -> list[dict]:
     for _ in range(n):
         w = [rnd.random() + 0.01 for _ in DOMAINS]
         mix = {d: x / sum(w) for d, x in zip(DOMAINS, w, strict=True)}
-        out.append({"mixture": mix, "metrics": {"val/web": 3.0 - mix["web"] + 0.1 * mix["math"],
-                                                "val/code": 2.5 - mix["code"] + 0.05 * rnd.random()}})
+        out.append(
+            {
+                "mixture": mix,
+                "metrics": {
+                    "val/web": 3.0 - mix["web"] + 0.1 * mix["math"],
+                    "val/code": 2.5 - mix["code"] + 0.05 * rnd.random(),
+                },
+            }
+        )
     return out
 
 
@@ -34,8 +41,21 @@ def _cli(env, *args):
 
 def test_cli_workflow(live_server, worker, admin_token, tmp_path):
     env = {"MIXOPT_URL": live_server, "MIXOPT_TOKEN": admin_token}
-    r = _cli(env, "project", "create", "pile", "-d", "web=3e9", "-d", "code=1e9", "--objective", "val/web=1",
-             "--constraints", '{"target_tokens": 4e9, "max_epochs": 4}', "--json")
+    r = _cli(
+        env,
+        "project",
+        "create",
+        "pile",
+        "-d",
+        "web=3e9",
+        "-d",
+        "code=1e9",
+        "--objective",
+        "val/web=1",
+        "--constraints",
+        '{"target_tokens": 4e9, "max_epochs": 4}',
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     p = json.loads(r.stdout)
     assert [d["token_count"] for d in p["domains"]] == [3_000_000_000, 1_000_000_000]
@@ -47,20 +67,37 @@ def test_cli_workflow(live_server, worker, admin_token, tmp_path):
     runs = _runs(40)
     mix = tmp_path / "mix.csv"
     loss = tmp_path / "loss.csv"
-    mix.write_text("index,train_web,train_code\n" + "".join(
-        f"{i},{r['mixture']['web'] / (r['mixture']['web'] + r['mixture']['code']):.6f},"
-        f"{r['mixture']['code'] / (r['mixture']['web'] + r['mixture']['code']):.6f}\n" for i, r in enumerate(runs)))
-    loss.write_text("index,val/web,val/code\n" + "".join(
-        f"{i},{r['metrics']['val/web']},{r['metrics']['val/code']}\n" for i, r in enumerate(runs)))
+    mix.write_text(
+        "index,train_web,train_code\n"
+        + "".join(
+            f"{i},{r['mixture']['web'] / (r['mixture']['web'] + r['mixture']['code']):.6f},"
+            f"{r['mixture']['code'] / (r['mixture']['web'] + r['mixture']['code']):.6f}\n"
+            for i, r in enumerate(runs)
+        )
+    )
+    loss.write_text(
+        "index,val/web,val/code\n"
+        + "".join(
+            f"{i},{r['metrics']['val/web']},{r['metrics']['val/code']}\n"
+            for i, r in enumerate(runs)
+        )
+    )
     r = _cli(env, "runs", "import", pid, mix, loss)
     assert r.exit_code == 0 and "imported 40 runs" in r.output, r.output
 
     r = _cli(env, "runs", "list", pid, "--limit", "5", "--metric", "val/code")
-    assert r.exit_code == 0 and "5 of 40 runs" in r.output and "objective" in r.output and "val/code" in r.output
+    assert (
+        r.exit_code == 0
+        and "5 of 40 runs" in r.output
+        and "objective" in r.output
+        and "val/code" in r.output
+    )
     r = _cli(env, "runs", "list", pid, "--limit", "0", "--json")
     listed = json.loads(r.stdout)
     assert listed["count"] == 40 and len(listed["data"]) == 40
-    assert all(abs(x["objective"] - x["metrics"]["val/web"]) < 1e-12 for x in listed["data"])  # objective = val/web
+    assert all(
+        abs(x["objective"] - x["metrics"]["val/web"]) < 1e-12 for x in listed["data"]
+    )  # objective = val/web
 
     r = _cli(env, "fit", pid, "-e", "regmix_linear", "--cv-folds", "3", "--json")
     assert r.exit_code == 0, r.output
@@ -71,13 +108,17 @@ def test_cli_workflow(live_server, worker, admin_token, tmp_path):
     rec = json.loads(r.stdout)["recommendation"]
     assert set(rec["mixture"]) == {"web", "code"}
     r = _cli(env, "best", pid)
-    assert r.exit_code == 0 and f"recommendation {rec['id']}" in r.output and "Spearman" in r.output, r.output
+    assert (
+        r.exit_code == 0 and f"recommendation {rec['id']}" in r.output and "Spearman" in r.output
+    ), r.output
     r = _cli(env, "mixture", "export", rec["id"], "-p", pid, "--format", "json")
     assert r.exit_code == 0 and "web" in r.output
 
     r = _cli(env, "jobs", "list", "--project", pid, "--json")
     jobs = json.loads(r.stdout)
-    assert {j["kind"] for j in jobs} >= {"fit", "recommend"} and all(j["state"] == "succeeded" for j in jobs)
+    assert {j["kind"] for j in jobs} >= {"fit", "recommend"} and all(
+        j["state"] == "succeeded" for j in jobs
+    )
     r = _cli(env, "jobs", "watch", jobs[0]["id"])
     assert r.exit_code == 0 and "succeeded" in r.output
     r = _cli(env, "jobs", "cancel", jobs[0]["id"])
@@ -88,10 +129,19 @@ def test_cli_workflow(live_server, worker, admin_token, tmp_path):
     assert r.exit_code == 0 and (out / "train_mixture.csv").read_text().count("\n") == 41
 
     # a failed job: exit 5 with the reason on one line
-    q = json.loads(_cli(env, "project", "create", "few", "-d", "web", "-d", "code", "--json").stdout)
-    MixoptClient(live_server, admin_token).add_runs(q["id"], [{"mixture": {"web": 1.0}, "metrics": {"l": 1.0}}])
+    q = json.loads(
+        _cli(env, "project", "create", "few", "-d", "web", "-d", "code", "--json").stdout
+    )
+    MixoptClient(live_server, admin_token).add_runs(
+        q["id"], [{"mixture": {"web": 1.0}, "metrics": {"l": 1.0}}]
+    )
     r = _cli(env, "fit", q["id"], "-e", "gp")
-    assert r.exit_code == 5 and "failed" in r.output and "runs" in r.output and "Traceback" not in r.output
+    assert (
+        r.exit_code == 5
+        and "failed" in r.output
+        and "runs" in r.output
+        and "Traceback" not in r.output
+    )
 
 
 def test_cli_errors_are_one_line_with_exit_codes(live_server, admin_token):
@@ -103,7 +153,9 @@ def test_cli_errors_are_one_line_with_exit_codes(live_server, admin_token):
     r = _cli(env, "project", "create", "x", "--objective", "nonsense")
     assert r.exit_code == 2 and "NAME=VALUE" in r.output
     r = _cli({"MIXOPT_URL": "http://127.0.0.1:9", "MIXOPT_TOKEN": "x"}, "project", "list")
-    assert r.exit_code == 4 and "cannot reach" in r.output and len(r.output.strip().splitlines()) <= 2
+    assert (
+        r.exit_code == 4 and "cannot reach" in r.output and len(r.output.strip().splitlines()) <= 2
+    )
     r = _cli(env, "--version")
     assert r.exit_code == 0 and r.output.startswith("mixopt ")
 
@@ -130,16 +182,25 @@ def test_every_command_and_option_has_help():
 def test_cli_project_from_a_file(live_server, admin_token, tmp_path):
     """olmix-style project file: domains with token counts, objective, constraints."""
     spec = tmp_path / "project.yaml"
-    spec.write_text("domains:\n  - {name: web, token_count: 3000000000}\n  - {name: code, token_count: 1000000000}\n"
-                    "objective: {val/web: 2, val/code: 1}\n"
-                    "constraints:\n  target_tokens: 8000000000\n  max_epochs: 2\n  bounds: {code: {max: 0.4}}\n")
+    spec.write_text(
+        "domains:\n  - {name: web, token_count: 3000000000}\n"
+        "  - {name: code, token_count: 1000000000}\n"
+        "objective: {val/web: 2, val/code: 1}\n"
+        "constraints:\n  target_tokens: 8000000000\n  max_epochs: 2\n  bounds: {code: {max: 0.4}}\n"
+    )
     env = {"MIXOPT_URL": live_server, "MIXOPT_TOKEN": admin_token}
     r = _cli(env, "project", "create", "from-file", "-f", spec, "--json")
     assert r.exit_code == 0, r.output
     p = json.loads(r.stdout)
-    assert [(d["name"], d["token_count"]) for d in p["domains"]] == [("web", 3_000_000_000), ("code", 1_000_000_000)]
+    assert [(d["name"], d["token_count"]) for d in p["domains"]] == [
+        ("web", 3_000_000_000),
+        ("code", 1_000_000_000),
+    ]
     assert p["objective"] == {"val/web": 2.0, "val/code": 1.0}
-    assert p["constraints"]["bounds"] == {"code": {"min": 0.0, "max": 0.4}} and p["constraints"]["max_epochs"] == 2
+    assert (
+        p["constraints"]["bounds"] == {"code": {"min": 0.0, "max": 0.4}}
+        and p["constraints"]["max_epochs"] == 2
+    )
     r = _cli(env, "project", "show", p["id"])
     assert r.exit_code == 0 and "3000000000" in r.output and "target_tokens" in r.output
     r = _cli(env, "project", "create", "from-file", "-q", "--exist-ok")

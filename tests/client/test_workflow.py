@@ -23,14 +23,23 @@ def _runs(n: int, seed: int = 0) -> list[dict]:
     for _ in range(n):
         w = [rnd.random() + 0.01 for _ in DOMAINS]
         mix = {d: x / sum(w) for d, x in zip(DOMAINS, w, strict=True)}
-        out.append({"mixture": mix, "metrics": {"val/web": 3.0 - mix["web"] + 0.1 * mix["math"],
-                                                "val/code": 2.5 - mix["code"] + 0.05 * rnd.random()}})
+        out.append(
+            {
+                "mixture": mix,
+                "metrics": {
+                    "val/web": 3.0 - mix["web"] + 0.1 * mix["math"],
+                    "val/code": 2.5 - mix["code"] + 0.05 * rnd.random(),
+                },
+            }
+        )
     return out
 
 
 def test_client_workflow(live_server, worker, admin_token):
     c = MixoptClient(live_server, admin_token)
-    p = c.get_or_create_project("wf", domains=DOMAINS, constraints={"bounds": {"web": {"max": 0.8}}})
+    p = c.get_or_create_project(
+        "wf", domains=DOMAINS, constraints={"bounds": {"web": {"max": 0.8}}}
+    )
     assert isinstance(p, Project) and p.domain_names == DOMAINS
     again = c.get_or_create_project("wf", domains=DOMAINS)
     assert again.id == p.id and count_rows("project") == 1
@@ -43,7 +52,9 @@ def test_client_workflow(live_server, worker, admin_token):
     runs = list(c.iter_runs(p.id, page_size=100))  # three pages
     assert [r.id for r in runs] == ids and all(isinstance(r, Run) for r in runs)
     frame = c.runs_frame(p.id)
-    assert frame.shape[0] == 250 and {"mixture.web", "metrics.val/web", "status"} <= set(frame.columns)
+    assert frame.shape[0] == 250 and {"mixture.web", "metrics.val/web", "status"} <= set(
+        frame.columns
+    )
     assert abs(frame[["mixture.web", "mixture.code", "mixture.math"]].sum(axis=1) - 1).max() < 1e-9
 
     seen: list[float] = []
@@ -51,7 +62,11 @@ def test_client_workflow(live_server, worker, admin_token):
     job = c.wait(accepted, timeout=300, progress=lambda j: seen.append(j.progress))
     assert isinstance(job, Job) and job.state == "succeeded" and seen and seen[-1] == 1.0
     fit = c.get_fit(p.id, accepted.fit.id)
-    assert isinstance(fit, Fit) and fit.status == "succeeded" and fit.fidelity["pooled"]["spearman"] > 0.5
+    assert (
+        isinstance(fit, Fit)
+        and fit.status == "succeeded"
+        and fit.fidelity["pooled"]["spearman"] > 0.5
+    )
 
     rec_job = c.wait(c.recommend(p.id, fit_id=fit.id, n_boot=0), timeout=300)
     rec = c.get_recommendation(p.id, rec_job.result["recommendation_id"])
@@ -63,7 +78,10 @@ def test_client_workflow(live_server, worker, admin_token):
     assert json.loads(data)["mixture"] if b"mixture" in data else json.loads(data)
     # every job of the project, as models, with the one state vocabulary
     assert {j.kind for j in c.list_jobs(project_id=p.id)} >= {"fit"}
-    assert c.page_jobs(project_id=p.id, state="queued").count == c.page_jobs(project_id=p.id, state="pending").count
+    assert (
+        c.page_jobs(project_id=p.id, state="queued").count
+        == c.page_jobs(project_id=p.id, state="pending").count
+    )
 
     # errors carry status, field and message
     with pytest.raises(MixoptError) as exc:
@@ -119,8 +137,14 @@ def test_client_round_trip(live_server, admin_token):
     c = MixoptClient(live_server, admin_token)
     assert c.health() == {"status": "ok"}
     p = c.create_project("c", domains=["a", "b"], constraints={"bounds": {"a": {"max": 0.9}}})
-    ids = c.add_runs(p["id"], [{"mixture": {"a": i / 25, "b": 1 - i / 25}, "metrics": {"l": float(i)}}
-                               for i in range(25)], chunk_size=10)
+    ids = c.add_runs(
+        p["id"],
+        [
+            {"mixture": {"a": i / 25, "b": 1 - i / 25}, "metrics": {"l": float(i)}}
+            for i in range(25)
+        ],
+        chunk_size=10,
+    )
     assert len(ids) == 25 and count_rows("run") == 25
     assert [r["id"] for r in c.iter_runs(p["id"], page_size=7)] == ids
     with pytest.raises(MixoptError) as exc:
