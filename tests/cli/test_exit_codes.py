@@ -10,6 +10,7 @@ import typer
 from typer.testing import CliRunner, Result
 
 import mixopt.extras
+from mixopt.api_types import Job
 from mixopt.cli import ExitStatus
 from mixopt.cli import app as cli
 from mixopt.cli.errors import classify
@@ -167,8 +168,6 @@ def test_the_error_classes_and_their_codes():
         "error": "why",
         "created_at": "2026-01-01T00:00:00Z",
     }
-    from mixopt.api_types import Job
-
     cases = [
         (ConnectionFailed("http://x", "down"), ExitStatus.SERVER),
         (MixoptError(503, "db down"), ExitStatus.SERVER),

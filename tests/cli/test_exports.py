@@ -11,6 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from app.store.models import Recommendation
 from mixopt.cli import app as cli
 from mixopt.client import MixoptClient, MixoptError
 from tests.conftest import REGMIX_DIR, count_rows
@@ -23,8 +24,6 @@ CONSTRAINTS = {"target_tokens": 4000, "sequence_length": 8, "global_batch_tokens
 
 
 def test_client_export_mixture(live_server, admin_token, session):
-    from app.store.models import Recommendation
-
     c = MixoptClient(live_server, admin_token)
     p = c.create_project("x", domains=DOMAINS, constraints=CONSTRAINTS)
     rec = Recommendation(
