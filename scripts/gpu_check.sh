@@ -22,7 +22,7 @@ bash scripts/services.sh >/dev/null 2>&1 || true   # the routing test's workers 
 echo "== CUDA tests (bf16 autocast, torch.compile, SDPA, two-queue routing) =="
 t0=$SECONDS
 timeout 240 "$PY" -m pytest -q -m gpu -p no:cacheprovider \
-  tests/training/test_cuda.py tests/training/test_trainer.py tests/api/test_gpu_routing.py || status=1
+  tests/training/test_cuda.py tests/training/test_trainer.py tests/workers/test_gpu_routing.py || status=1
 echo "(tests: $((SECONDS - t0)) s)"
 
 echo "== training throughput: train() vs a bare loop, tokens/s and MFU =="

@@ -26,7 +26,11 @@ from celery.beat import PersistentScheduler
 
 from app.core.celery_config import ONLINE_TICK, REAP_STALE_JOBS, celery_config
 from app.core.config import get_settings
+from app.store.db import get_engine, session_scope
+from app.store.models import WorkerBeat, utcnow
 from workers import logs as _logs  # noqa: F401 - JSON logs and job/request ids (MIXOPT_LOG_FORMAT)
+from workers import procs
+from workers.tasks import common
 
 log = logging.getLogger("mixopt.worker")
 
@@ -115,7 +119,7 @@ def limit_threads(n: int) -> int:
 
 def estimators_line() -> str:
     """Which estimators this worker can run (and RegMix's tree backend)."""
-    try:
+    try:  # inside: a worker without the science extra still starts and says what is missing
         import mixopt.mixing.service_api  # noqa: F401 - registers every estimator
         from mixopt.mixing.base import ESTIMATORS
     except Exception as exc:  # the science extra is missing
@@ -151,9 +155,6 @@ class _WorkerBeat:
         self.thread = threading.Thread(target=self._loop, name="worker-beat", daemon=True)
 
     def _write(self) -> None:
-        from app.store.db import session_scope
-        from app.store.models import WorkerBeat, utcnow
-
         with session_scope() as s:
             row = s.get(WorkerBeat, self.name)
             if row is None:
@@ -186,9 +187,6 @@ class _WorkerBeat:
                 return
 
     def remove(self) -> None:
-        from app.store.db import session_scope
-        from app.store.models import WorkerBeat
-
         self.stop.set()
         try:
             with session_scope() as s:
@@ -224,10 +222,6 @@ def _on_worker_shutdown(**_kw) -> None:
 
 @signals.worker_process_init.connect
 def _on_process_init(**_kw) -> None:
-    from app.store.db import get_engine
-    from workers import procs
-    from workers.tasks import common
-
     main = os.environ.get("MIXOPT_WORKER_PID")
     procs.die_with_parent(int(main) if main and main.isdigit() else None)
     common.IN_POOL_CHILD = True

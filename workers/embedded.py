@@ -24,6 +24,8 @@ import threading
 import time
 
 from app.core.config import Settings
+from app.services.dispatch import declare_queues
+from workers.procs import BeatLock, die_with_parent
 
 log = logging.getLogger("mixopt.serve")
 
@@ -78,8 +80,6 @@ def _env(settings: Settings) -> dict[str, str]:
 
 
 def _spawn(cmd: list[str], settings: Settings, logname: str) -> subprocess.Popen:
-    from workers.procs import die_with_parent
-
     parent = os.getpid()
     out = open(settings.home / logname, "ab")  # noqa: SIM115 - handed to the child
     try:
@@ -132,8 +132,6 @@ class Supervisor:
         self.commands = {"worker": (worker_command(settings, queues, concurrency), "worker.log")}
         self.lock = None
         if beat:
-            from workers.procs import BeatLock
-
             lock = BeatLock(settings.home)
             if lock.acquire():
                 self.lock = lock
@@ -156,8 +154,6 @@ class Supervisor:
         return "beat" in self.commands
 
     def start(self) -> Supervisor:
-        from app.services.dispatch import declare_queues
-
         self.settings.home.mkdir(parents=True, exist_ok=True)
         for attempt in range(5):
             try:

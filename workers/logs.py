@@ -6,8 +6,11 @@ from __future__ import annotations
 import logging
 
 from celery import signals
+from sqlalchemy import select
 
 from app.core import logs
+from app.store.db import session_scope
+from app.store.models import Job
 
 _tokens: dict[str, tuple] = {}
 
@@ -33,11 +36,6 @@ def _setup_task_logger(logger: logging.Logger, *args, **kwargs) -> None:
 
 
 def _request_id(job_id: str) -> str | None:
-    from sqlalchemy import select
-
-    from app.store.db import session_scope
-    from app.store.models import Job
-
     try:
         with session_scope() as s:
             return s.scalar(select(Job.request_id).where(Job.id == job_id))

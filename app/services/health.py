@@ -22,7 +22,7 @@ def workers(session: Session, settings: Settings) -> tuple[str | None, list[dict
     heartbeat; one seen within ``MIXOPT_STALE_JOB_SECONDS`` counts as alive."""
     cutoff = utcnow() - timedelta(seconds=settings.stale_job_seconds)
     rows = list(session.scalars(select(WorkerBeat)))
-    live = []
+    live: list[dict[str, Any]] = []
     for w in rows:
         seen = w.seen_at if w.seen_at.tzinfo else w.seen_at.replace(tzinfo=cutoff.tzinfo)
         if seen >= cutoff:
@@ -35,7 +35,7 @@ def workers(session: Session, settings: Settings) -> tuple[str | None, list[dict
                 }
             )
     wanted = [q.strip() for q in settings.ready_queues.split(",") if q.strip()]
-    served = {q for w in live for q in w["queues"].split(",")}
+    served = {q for w in live for q in str(w["queues"]).split(",")}
     missing = [q for q in wanted if q not in served]
     if live and not missing:
         return None, live

@@ -12,10 +12,7 @@ from app.core.logs import current_request_id
 from app.services import tokens as token_service
 from app.services.errors import BadRequest, Conflict, NotFound
 from app.store.models import ApiToken, Job, TokenProject, utcnow
-from mixopt.api_types import STATES, job_state_filter
-
-JOB_STATES = ("pending", "running", "succeeded", "failed", "cancelled")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
+from mixopt.api_types import FINAL_STATES, STATES, job_state_filter
 
 
 def get_job(session: Session, token: ApiToken, job_id: str) -> Job:

@@ -18,10 +18,11 @@ from app.services import domains as domain_service
 from app.services import idempotency
 from app.services.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge
 from app.store.models import CurvePoint, Project, Run, RunTag, utcnow
+from mixopt.api_types import RUN_STATES
 
 SUM_TOLERANCE = 1e-6
 NORMALIZE_TOLERANCE = 1e-2
-RUN_STATUSES = ("planned", "queued", "running", "succeeded", "failed", "cancelled")
+RUN_STATUSES = RUN_STATES  # defined once, in mixopt.api_types (the API contract)
 ORDERINGS = {"id": Run.id, "created_at": Run.created_at}
 
 

@@ -27,6 +27,7 @@ from app.services.dispatch import queue_depth, send_job
 from app.store.db import session_scope
 from app.store.models import Fit, Job, Run, utcnow
 from workers.celery_app import celery_app
+from workers.tasks.validations import mark_validation, release_runs
 
 log = logging.getLogger("mixopt.reaper")
 
@@ -47,12 +48,8 @@ def _mark_target(s, job: Job, reason: str) -> None:
         if f is not None and f.status != "succeeded":
             f.status, f.error, f.finished_at = "cancelled", reason, utcnow()
     elif job.kind == "validate" and p.get("validation_id"):
-        from workers.tasks.validations import mark_validation
-
         mark_validation(p["validation_id"], "cancelled")(s, reason)
     elif job.kind == "validate_part":
-        from workers.tasks.validations import release_runs
-
         release_runs(job.id, "queued")(s, reason)  # the validation's job takes its runs back
 
 

@@ -18,10 +18,13 @@ from sqlalchemy import select
 
 from app.core.celery_config import INGEST_DOMAIN, TRAIN_RUN
 from app.core.config import get_settings
+from app.schemas.runs import CurvePointCreate
 from app.services import runs as run_service
 from app.services import sources
 from app.store.db import session_scope
 from app.store.models import Domain, Project, Recommendation, Run, utcnow
+from mixopt.mixing.entropy import domain_entropies
+from mixopt.online.base import make_mixer
 from mixopt.progress import Cancelled
 from workers.celery_app import celery_app
 from workers.tasks import common
@@ -35,6 +38,7 @@ def _load_domains(project_id: int) -> list[dict[str, Any]]:
 
 def ingest_project(project_id: int, run: common.JobRun | None = None) -> dict[str, Any]:
     """Tokenise every domain with a source (cached by content hash) and store measured counts."""
+    # lazy: mixopt.training needs the train extra (torch, tokenizers)
     from mixopt.training.data import ingest_domain
     from mixopt.training.tokenizer import load_tokenizer
 
@@ -60,7 +64,6 @@ def ingest_project(project_id: int, run: common.JobRun | None = None) -> dict[st
         out[d["name"]] = data
         if run is not None:
             run.progress((i + 1) / len(domains), f"ingested {d['name']}")
-    from mixopt.mixing.entropy import domain_entropies
 
     # entropy statistics for the training-free entropy mixtures (BiMix), on at most 4M tokens a
     # domain: computed when a domain has none for its current shards (3 s for the 7 demo domains,
@@ -155,8 +158,6 @@ class JobProgress:
             ctx.request_stop()
 
     def on_eval(self, ctx, step: int, val_losses: dict[str, float]) -> None:
-        from app.schemas.runs import CurvePointCreate
-
         if self.run.should_stop:
             return
         point = CurvePointCreate(
@@ -210,6 +211,7 @@ def train_task(self, job_id: str) -> None:
 
 
 def _train(jr: common.JobRun, job) -> None:
+    # lazy: mixopt.training needs the train extra (torch, tokenizers)
     from mixopt.training.trainer import TrainConfig, train
 
     if get_settings().torch_threads:
@@ -249,7 +251,7 @@ def _train(jr: common.JobRun, job) -> None:
     callbacks: list[Any] = [progress]
     online = None
     if p.get("online"):
-        from mixopt.online.base import make_mixer
+        # lazy: the callback imports torch (the train extra)
         from mixopt.online.callback import OnlineMixingCallback
 
         mixer = make_mixer(

@@ -30,10 +30,12 @@ from sqlalchemy import select, update
 
 from app.core.celery_config import VALIDATE, VALIDATE_PART
 from app.core.config import get_settings
+from app.services import dispatch
+from app.services import jobs as job_service
 from app.services import validations as svc
-from app.services.jobs import FINAL_STATES
 from app.store.db import session_scope
 from app.store.models import Job, Project, Run, Validation, utcnow
+from mixopt.api_types import FINAL_STATES
 from mixopt.progress import Cancelled
 from workers.celery_app import celery_app
 from workers.tasks import common
@@ -111,6 +113,7 @@ class _Trainer:
     """What the validation's job and its helpers share: the plan, the data, training one run."""
 
     def __init__(self, jr: common.JobRun, project_id: int, vid: int, validation_job_id: str):
+        # lazy: mixopt.training needs the train extra (torch, tokenizers)
         from mixopt.training.trainer import set_threads
 
         settings = get_settings()
@@ -159,6 +162,7 @@ class _Trainer:
         return None
 
     def train(self, rid: int, progress: _Progress) -> None:
+        # lazy: mixopt.training needs the train extra (torch, tokenizers)
         from mixopt.training.trainer import TrainConfig, train
 
         seed, _label, mixture = self.plan[rid]
@@ -209,9 +213,6 @@ def validate_task(self, job_id: str) -> None:
 def _start_helpers(jr: common.JobRun, job, vid: int, queued: int) -> list[str]:
     """Create and send the helper jobs (once per validation: their ids are kept in the job's
     params, so a redelivered message creates none)."""
-    from app.services import dispatch
-    from app.services import jobs as job_service
-
     wanted = min(get_settings().validation_parallel - 1, queued - 1)
     with jr.write() as s:
         row = s.get(Job, job.id)

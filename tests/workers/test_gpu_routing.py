@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from app.core.config import get_settings
-from tests.api.test_training_e2e import _project
 from tests.conftest import _HOME, start_worker_process, wait_job
+from tests.factories import ingested_project as _project
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 

@@ -334,7 +334,7 @@ def test_jobs_queued_when_redis_restarts_without_persistence_still_run_once(clie
 # -- training -----------------------------------------------------------------------------------
 
 def _training_project(client, headers):
-    from tests.api.test_training_e2e import _project as ingested_project
+    from tests.factories import ingested_project
 
     return ingested_project(client, headers, name=f"faults-train-{time.monotonic_ns()}")
 

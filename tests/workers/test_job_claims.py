@@ -1,5 +1,5 @@
 """Claims, guarded writes and the reaper on the real database and broker of the run, without a
-worker process (tests/api/test_faults.py has the real workers): seconds in all."""
+worker process (tests/workers/test_faults.py has the real workers): seconds in all."""
 
 from __future__ import annotations
 

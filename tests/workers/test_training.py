@@ -5,24 +5,10 @@ import os
 import signal
 import time
 
-from tests.conftest import REPO, count_rows, start_worker_process, wait_job
-
-CORPORA = REPO / "tests" / "fixtures" / "corpora"
-DOMAINS = ("code", "docs", "legal", "prose")
-
-
-def _project(client, headers, name="train"):
-    domains = [{"name": d, "source": {"path": str(CORPORA / d), "format": "jsonl"}} for d in DOMAINS]
-    p = client.post("/v1/projects", json={"name": name, "domains": domains}, headers=headers)
-    assert p.status_code == 201, p.text
-    p = p.json()
-    r = client.post(f"/v1/projects/{p['id']}/domains/ingest", headers=headers)
-    assert r.status_code == 202, r.text
-    job = wait_job(client, headers, r.json()["job"]["id"])
-    assert job["state"] == "succeeded", job["error"]
-    project = client.get(f"/v1/projects/{p['id']}", headers=headers).json()
-    assert all(d["token_count"] and d["token_count_measured"] for d in project["domains"])
-    return project
+from tests.conftest import count_rows, start_worker_process, wait_job
+from tests.factories import CORPORA
+from tests.factories import CORPUS_DOMAINS as DOMAINS
+from tests.factories import ingested_project as _project
 
 
 def test_swarm_trains_and_runs_come_back_with_metrics(client, admin, worker):
