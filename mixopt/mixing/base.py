@@ -23,10 +23,13 @@ of ``(step, losses)``), ``domains``, ``targets``, ``token_counts``.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
+from mixopt.mixing.objective import Objective
 
 
 @dataclass(frozen=True)
@@ -58,33 +61,52 @@ class ParamSpec:
         """The reason ``value`` is refused, or ``None`` when it is valid."""
         if value is None:
             return None if self.nullable else f"{name}: must not be null"
-        if self.kind in ("int", "float"):
-            ok_type = isinstance(value, int) if self.kind == "int" else isinstance(value, (int, float))
-            if isinstance(value, bool) or not ok_type:
-                return f"{name}: must be {'an integer' if self.kind == 'int' else 'a number'}, got {value!r}"
-            if not np.isfinite(float(value)):
-                return f"{name}: must be finite"
-            if self.low is not None and value < self.low:
-                return f"{name}: must be >= {self.low:g}, got {value!r}"
-            if self.high is not None and value > self.high:
-                return f"{name}: must be <= {self.high:g}, got {value!r}"
-        elif self.kind == "bool":
-            if not isinstance(value, bool):
-                return f"{name}: must be true or false, got {value!r}"
-        elif self.kind == "str":
-            if not isinstance(value, str):
-                return f"{name}: must be a string, got {value!r}"
-            if self.choices is not None and value not in self.choices:
-                return f"{name}: must be one of {list(self.choices)}, got {value!r}"
-        elif self.kind == "str_list":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                return f"{name}: must be a list of strings"
-            if self.choices is not None and (bad := sorted(set(value) - set(self.choices))):
-                return f"{name}: unknown value(s) {bad}; choose from {list(self.choices)}"
-        elif self.kind == "dict":
-            if not isinstance(value, dict):
-                return f"{name}: must be an object"
-        return None
+        checker = _KIND_CHECKS.get("number" if self.kind in ("int", "float") else self.kind)
+        return checker(self, name, value) if checker is not None else None
+
+
+def _check_number(spec: ParamSpec, name: str, value: Any) -> str | None:
+    ok_type = isinstance(value, int) if spec.kind == "int" else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        return f"{name}: must be {'an integer' if spec.kind == 'int' else 'a number'}, got {value!r}"
+    if not np.isfinite(float(value)):
+        return f"{name}: must be finite"
+    if spec.low is not None and value < spec.low:
+        return f"{name}: must be >= {spec.low:g}, got {value!r}"
+    if spec.high is not None and value > spec.high:
+        return f"{name}: must be <= {spec.high:g}, got {value!r}"
+    return None
+
+
+def _check_bool(spec: ParamSpec, name: str, value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"{name}: must be true or false, got {value!r}"
+
+
+def _check_str(spec: ParamSpec, name: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"{name}: must be a string, got {value!r}"
+    if spec.choices is not None and value not in spec.choices:
+        return f"{name}: must be one of {list(spec.choices)}, got {value!r}"
+    return None
+
+
+def _check_str_list(spec: ParamSpec, name: str, value: Any) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return f"{name}: must be a list of strings"
+    if spec.choices is not None and (bad := sorted(set(value) - set(spec.choices))):
+        return f"{name}: unknown value(s) {bad}; choose from {list(spec.choices)}"
+    return None
+
+
+def _check_dict(spec: ParamSpec, name: str, value: Any) -> str | None:
+    return None if isinstance(value, dict) else f"{name}: must be an object"
+
+
+#: the check of each ParamSpec kind (``int`` and ``float`` share ``number``)
+_KIND_CHECKS: dict[str, Callable[[ParamSpec, str, Any], str | None]] = {
+    "number": _check_number, "bool": _check_bool, "str": _check_str, "str_list": _check_str_list,
+    "dict": _check_dict,
+}
 
 
 @dataclass(frozen=True)
@@ -271,10 +293,7 @@ class MixingEstimator:
 
     def predict_objective(self, X: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """Weighted sum of predicted losses over targets (default: their mean)."""
-        P = np.atleast_2d(self.predict(X))
-        if weights is None:
-            weights = np.full(P.shape[1], 1.0 / P.shape[1])
-        return P @ np.asarray(weights, dtype=float)
+        return Objective.parse(weights).reduce(self.predict(X))
 
     def is_fitted(self) -> bool:
         return hasattr(self, "n_domains_")

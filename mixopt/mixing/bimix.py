@@ -48,6 +48,7 @@ from mixopt.mixing.base import (
     ParamSpec,
     register,
 )
+from mixopt.mixing.objective import objective_vector
 
 _STRIP = re.compile(r"^(metric/|train_|val_|valid_|eval_)+|(_val_loss|_loss|_val|_valid)+$")
 
@@ -347,7 +348,7 @@ class BiMix(MixingEstimator):
         """
         self.check_is_fitted()
         m, K = len(self.A_), self.n_domains_
-        w = np.full(m, 1.0 / m) if weights is None else np.asarray(weights, dtype=float)
+        w = objective_vector(weights, m)
         s = self._steps(steps)
         a = w * self.A_ * (self.B_ * s ** (-self.beta_) + self.C_)
         dom = self.target_domain_

@@ -26,16 +26,12 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
 from mixopt.mixing.base import MixingEstimator
+from mixopt.mixing.objective import objective_vector
 from mixopt.progress import ProgressFn, report
 
 
 def _objective_weights(n_targets: int, objective_weights: Any) -> np.ndarray:
-    if objective_weights is None:
-        return np.full(n_targets, 1.0 / n_targets)
-    w = np.asarray(objective_weights, dtype=float).ravel()
-    if w.size != n_targets:
-        raise ValueError(f"objective_weights has {w.size} entries, Y has {n_targets} targets")
-    return w
+    return objective_vector(objective_weights, n_targets)
 
 
 def fidelity_metrics(actual: Any, predicted: Any) -> dict[str, float | None]:

@@ -43,6 +43,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from mixopt.mixing.base import MixingEstimator, ParamSpec, register
+from mixopt.mixing.objective import objective_vector
 
 WARPS = ("log", "sqrt", "identity")
 
@@ -191,7 +192,7 @@ class GaussianProcessMixing(MixingEstimator):
     def predict_objective_std(self, X: Any, weights: Any = None) -> np.ndarray:
         """Std of ``sum_i w_i L_i`` (targets treated as independent)."""
         S = self.predict_std(X)
-        w = np.full(S.shape[1], 1.0 / S.shape[1]) if weights is None else np.asarray(weights, dtype=float)
+        w = objective_vector(weights, S.shape[1])
         return np.sqrt((S**2) @ (w**2))
 
     # -- persistence -------------------------------------------------------------------

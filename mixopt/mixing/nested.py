@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from mixopt.mixing.fidelity import fidelity_metrics, mixture_groups
+from mixopt.mixing.objective import objective_vector
 from mixopt.mixing.scaling import PowerLawFit, fit_size_law, fit_steps_law
 from mixopt.progress import ProgressFn, report, scaled
 
@@ -204,28 +205,13 @@ def prepare_at_scale(
     context_same = {"steps": S, "tokens": T, "model_params": P, "curves": curves}
 
     if not target:
-        if len(have["model_params"]) > 1 or len(have["train_steps"]) > 1 or len(have["train_tokens"]) > 1:
-            raise ScaleError(
-                f"runs span several scales (model_params {have['model_params']}, train_steps "
-                f"{have['train_steps']}, train_tokens {have['train_tokens']}); pass target_scale to answer at "
-                "one scale through the scaling laws, or filter the runs by scale (run_filter)")
-        scale = {k: (have[k][0] if have[k] else None) for k in ("model_params", *BUDGET_KEYS)}
+        scale = _own_scale(have)
         chain = [{"law": "none", "note": "the runs' own scale: no extrapolation"}]
         return ScaledData(X, Y, mixture_groups(X), scale, chain, False, context_same)
 
     unit = _budget_unit(target, S, T)
     budgets = _arr(S if unit == "train_steps" else T, n)
-    scale = {"model_params": target.get("model_params"), "train_steps": target.get("train_steps"),
-             "train_tokens": target.get("train_tokens")}
-    if scale["model_params"] is None:
-        if len(have["model_params"]) > 1:
-            raise ScaleError(f"runs have {len(have['model_params'])} model sizes; give target_scale.model_params")
-        scale["model_params"] = have["model_params"][0] if have["model_params"] else None
-    if scale[unit] is None:
-        b = _distinct(budgets)
-        if len(b) > 1:
-            raise ScaleError(f"runs have {len(b)} budgets ({unit}: {b}); give target_scale.{unit}")
-        scale[unit] = b[0] if b else None
+    scale = _target_scale(target, have, budgets, unit)
     t_budget = scale[unit]
     t_params = scale["model_params"]
     need_steps = t_budget is not None and bool(np.any(~np.isclose(budgets, t_budget)) or truncate_at is not None)
@@ -234,44 +220,15 @@ def prepare_at_scale(
     if not need_steps and not need_size:
         chain = [{"law": "none", "note": "the target is the runs' own scale: no extrapolation"}]
         return ScaledData(X, Y, mixture_groups(X), scale, chain, False, context_same)
-    if need_size and (not sizes or np.any(~np.isfinite(P))):
-        raise ScaleError("every run needs model_params (non-embedding parameters) to extrapolate to "
-                         "target_scale.model_params")
-    if need_size and len(sizes) < MIN_SIZES_FOR_SIZE_LAW:
-        raise ScaleError(f"a size law needs runs at >= {MIN_SIZES_FOR_SIZE_LAW} model sizes, the runs have "
-                         f"{len(sizes)} ({sizes}); give target_scale.model_params equal to the runs' size")
+    if need_size:
+        _check_sizes(P, sizes)
 
     # -- (a) steps law per run ---------------------------------------------------------------
     chain: list[dict[str, Any]] = []
     notes: list[str] = []
     groups = mixture_groups(X)
-    size_of = np.where(np.isfinite(P), P, -1.0)
-    at_budget: dict[tuple[int, float], list[np.ndarray]] = {}
-    per_run = []
-    for i in range(n):
-        report(progress, 0.9 * i / n, f"steps law {i + 1}/{n}")
-        x, L = _run_curve(i, unit, Y, S, T, curves, targets)
-        if need_steps:
-            if x.size == 0:
-                raise ScaleError(f"run #{i} has no {unit} and no loss curve: the steps law needs one")
-            key = (unit, truncate_at, tuple(np.round(x, 6)), tuple(np.round(L.ravel(), 12)))
-            if law_cache is not None and key in law_cache:
-                law, n_pts = law_cache[key]
-            else:
-                try:
-                    law, n_pts = _steps_law(x, L, fit_from=fit_from, random_state=random_state, upto=truncate_at)
-                except ScaleError as exc:
-                    raise ScaleError(f"run #{i}: {exc} (give runs loss curves, or target the runs' budget)") from None
-                if law_cache is not None:
-                    law_cache[key] = (law, n_pts)
-            pred = law.predict(t_budget)[0]
-            per_run.append({"run_index": i, "mixture": int(groups[i]), "model_params": _clean(P[i]),
-                            "beta": float(law.alpha[0]), "E": law.E.tolist(), "B": law.B.tolist(),
-                            "points": n_pts, "heldout_points": law.n_heldout,
-                            "heldout_mae": _clean(law.heldout_mae), "at_target": pred.tolist()})
-        else:
-            pred = Y[i]
-        at_budget.setdefault((int(groups[i]), float(size_of[i])), []).append(np.asarray(pred, dtype=float))
+    steps_fit = _StepsFit(unit, t_budget, fit_from, truncate_at, random_state, law_cache)
+    at_budget, per_run = _at_budget(X, Y, P, S, T, curves, targets, groups, steps_fit, need_steps, progress)
     report(progress, 0.9, "steps laws done")
     if need_steps:
         chain.append({
@@ -287,32 +244,9 @@ def prepare_at_scale(
     n_mix, m = int(groups.max()) + 1, Y.shape[1]
     mix_X = np.vstack([X[np.flatnonzero(groups == g)[0]] for g in range(n_mix)])
     if need_size:
-        grid = np.full((len(sizes), n_mix, m), np.nan)
-        for (g, sz), ps in at_budget.items():
-            grid[sizes.index(sz), g] = np.mean(ps, axis=0)
-        have_sizes = np.isfinite(grid[:, :, 0]).sum(axis=0)
-        keep = have_sizes >= MIN_SIZES_FOR_SIZE_LAW
-        if not keep.any():
-            raise ScaleError(f"no mixture was run at >= {MIN_SIZES_FOR_SIZE_LAW} model sizes: the size law "
-                             "needs each mixture at several sizes")
-        if (~keep).any():
-            notes.append(f"{int((~keep).sum())} mixtures run at fewer than {MIN_SIZES_FOR_SIZE_LAW} sizes were "
-                         "left out (the size law needs them at several sizes)")
-        flat = grid[:, keep, :].reshape(len(sizes), -1)
-        holdout = 1 if len(sizes) > MIN_SIZES_FOR_SIZE_LAW else 0
-        report(progress, 0.92, "size law")
-        law = fit_size_law(np.asarray(sizes), flat, holdout=holdout, random_state=random_state)
-        Yx = law.predict(t_params)[0].reshape(int(keep.sum()), m)
-        Ek, Bk = law.E.reshape(-1, m), law.B.reshape(-1, m)
-        chain.append({
-            "law": "size", "form": "L(N) = E + A / N^alpha (per mixture and metric, exponent shared)",
-            "source": "Ye et al. 2024, Eq. 5; yegcjs/mixinglaws pipeline/sizelaw.py",
-            "sizes": sizes, "to": t_params, "alpha": float(law.alpha[0]),
-            "heldout": "the largest size" if holdout else "none (3 sizes: all used for fitting)",
-            "heldout_mae": _clean(law.heldout_mae), "n_mixtures": int(keep.sum()),
-            "mixtures": [{"E": Ek[j].tolist(), "A": Bk[j].tolist(), "at_target": Yx[j].tolist()}
-                         for j in range(int(keep.sum()))]})
-        mix_X, Yout = mix_X[keep], Yx
+        keep, Yout, entry = _size_law(at_budget, sizes, n_mix, m, t_params, random_state, progress, notes)
+        chain.append(entry)
+        mix_X = mix_X[keep]
     else:
         Yout = np.full((n_mix, m), np.nan)
         for (g, _sz), ps in at_budget.items():
@@ -320,6 +254,127 @@ def prepare_at_scale(
     report(progress, 1.0, "extrapolated")
     return ScaledData(mix_X, Yout, np.arange(mix_X.shape[0]), scale, chain, True,
                       {"steps": None, "tokens": None, "model_params": None, "curves": None}, notes)
+
+
+def _own_scale(have: dict[str, list[float]]) -> dict[str, Any]:
+    """The runs' common scale; :class:`ScaleError` when they span several."""
+    if len(have["model_params"]) > 1 or len(have["train_steps"]) > 1 or len(have["train_tokens"]) > 1:
+        raise ScaleError(
+            f"runs span several scales (model_params {have['model_params']}, train_steps "
+            f"{have['train_steps']}, train_tokens {have['train_tokens']}); pass target_scale to answer at "
+            "one scale through the scaling laws, or filter the runs by scale (run_filter)")
+    return {k: (have[k][0] if have[k] else None) for k in ("model_params", *BUDGET_KEYS)}
+
+
+def _target_scale(target: dict[str, Any], have: dict[str, list[float]], budgets: np.ndarray,
+                  unit: str) -> dict[str, Any]:
+    """The target scale, its missing entries filled with the runs' common value."""
+    scale = {"model_params": target.get("model_params"), "train_steps": target.get("train_steps"),
+             "train_tokens": target.get("train_tokens")}
+    if scale["model_params"] is None:
+        if len(have["model_params"]) > 1:
+            raise ScaleError(f"runs have {len(have['model_params'])} model sizes; give target_scale.model_params")
+        scale["model_params"] = have["model_params"][0] if have["model_params"] else None
+    if scale[unit] is None:
+        b = _distinct(budgets)
+        if len(b) > 1:
+            raise ScaleError(f"runs have {len(b)} budgets ({unit}: {b}); give target_scale.{unit}")
+        scale[unit] = b[0] if b else None
+    return scale
+
+
+def _check_sizes(P: np.ndarray, sizes: list[float]) -> None:
+    if not sizes or np.any(~np.isfinite(P)):
+        raise ScaleError("every run needs model_params (non-embedding parameters) to extrapolate to "
+                         "target_scale.model_params")
+    if len(sizes) < MIN_SIZES_FOR_SIZE_LAW:
+        raise ScaleError(f"a size law needs runs at >= {MIN_SIZES_FOR_SIZE_LAW} model sizes, the runs have "
+                         f"{len(sizes)} ({sizes}); give target_scale.model_params equal to the runs' size")
+
+
+@dataclass
+class _StepsFit:
+    """Settings of the per-run steps law (a cache shared between calls on the same runs)."""
+
+    unit: str
+    to: float
+    fit_from: float
+    truncate_at: float | None
+    random_state: int | None
+    cache: dict | None
+
+
+def _fit_run_steps(i: int, x: np.ndarray, L: np.ndarray, sf: _StepsFit) -> tuple[PowerLawFit, int]:
+    if x.size == 0:
+        raise ScaleError(f"run #{i} has no {sf.unit} and no loss curve: the steps law needs one")
+    key = (sf.unit, sf.truncate_at, tuple(np.round(x, 6)), tuple(np.round(L.ravel(), 12)))
+    if sf.cache is not None and key in sf.cache:
+        return sf.cache[key]
+    try:
+        out = _steps_law(x, L, fit_from=sf.fit_from, random_state=sf.random_state, upto=sf.truncate_at)
+    except ScaleError as exc:
+        raise ScaleError(f"run #{i}: {exc} (give runs loss curves, or target the runs' budget)") from None
+    if sf.cache is not None:
+        sf.cache[key] = out
+    return out
+
+
+def _at_budget(X: np.ndarray, Y: np.ndarray, P: np.ndarray, S: np.ndarray, T: np.ndarray, curves: Any,
+               targets: list[str], groups: np.ndarray, sf: _StepsFit, need_steps: bool,
+               progress: ProgressFn | None) -> tuple[dict[tuple[int, float], list[np.ndarray]], list[dict[str, Any]]]:
+    """Each run's losses at the target budget (its steps law's prediction, or its own losses
+    without ``need_steps``), grouped by ``(mixture, size)``; and the per-run law reports."""
+    n = X.shape[0]
+    size_of = np.where(np.isfinite(P), P, -1.0)
+    at_budget: dict[tuple[int, float], list[np.ndarray]] = {}
+    per_run = []
+    for i in range(n):
+        report(progress, 0.9 * i / n, f"steps law {i + 1}/{n}")
+        x, L = _run_curve(i, sf.unit, Y, S, T, curves, targets)
+        if need_steps:
+            law, n_pts = _fit_run_steps(i, x, L, sf)
+            pred = law.predict(sf.to)[0]
+            per_run.append({"run_index": i, "mixture": int(groups[i]), "model_params": _clean(P[i]),
+                            "beta": float(law.alpha[0]), "E": law.E.tolist(), "B": law.B.tolist(),
+                            "points": n_pts, "heldout_points": law.n_heldout,
+                            "heldout_mae": _clean(law.heldout_mae), "at_target": pred.tolist()})
+        else:
+            pred = Y[i]
+        at_budget.setdefault((int(groups[i]), float(size_of[i])), []).append(np.asarray(pred, dtype=float))
+    return at_budget, per_run
+
+
+def _size_law(at_budget: dict[tuple[int, float], list[np.ndarray]], sizes: list[float], n_mix: int, m: int,
+              t_params: float, random_state: int | None, progress: ProgressFn | None,
+              notes: list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The size law across model sizes per mixture, extrapolated to ``t_params``: the mixtures
+    kept, their losses at the target and the chain entry."""
+    grid = np.full((len(sizes), n_mix, m), np.nan)
+    for (g, sz), ps in at_budget.items():
+        grid[sizes.index(sz), g] = np.mean(ps, axis=0)
+    have_sizes = np.isfinite(grid[:, :, 0]).sum(axis=0)
+    keep = have_sizes >= MIN_SIZES_FOR_SIZE_LAW
+    if not keep.any():
+        raise ScaleError(f"no mixture was run at >= {MIN_SIZES_FOR_SIZE_LAW} model sizes: the size law "
+                         "needs each mixture at several sizes")
+    if (~keep).any():
+        notes.append(f"{int((~keep).sum())} mixtures run at fewer than {MIN_SIZES_FOR_SIZE_LAW} sizes were "
+                     "left out (the size law needs them at several sizes)")
+    flat = grid[:, keep, :].reshape(len(sizes), -1)
+    holdout = 1 if len(sizes) > MIN_SIZES_FOR_SIZE_LAW else 0
+    report(progress, 0.92, "size law")
+    law = fit_size_law(np.asarray(sizes), flat, holdout=holdout, random_state=random_state)
+    Yx = law.predict(t_params)[0].reshape(int(keep.sum()), m)
+    Ek, Bk = law.E.reshape(-1, m), law.B.reshape(-1, m)
+    entry = {
+        "law": "size", "form": "L(N) = E + A / N^alpha (per mixture and metric, exponent shared)",
+        "source": "Ye et al. 2024, Eq. 5; yegcjs/mixinglaws pipeline/sizelaw.py",
+        "sizes": sizes, "to": t_params, "alpha": float(law.alpha[0]),
+        "heldout": "the largest size" if holdout else "none (3 sizes: all used for fitting)",
+        "heldout_mae": _clean(law.heldout_mae), "n_mixtures": int(keep.sum()),
+        "mixtures": [{"E": Ek[j].tolist(), "A": Bk[j].tolist(), "at_target": Yx[j].tolist()}
+                     for j in range(int(keep.sum()))]}
+    return keep, Yx, entry
 
 
 def cross_scale_validate(
@@ -353,7 +408,7 @@ def cross_scale_validate(
     if Y.ndim == 1:
         Y = Y[:, None]
     n = X.shape[0]
-    w = np.full(Y.shape[1], 1.0 / Y.shape[1]) if objective_weights is None else np.asarray(objective_weights, float)
+    w = objective_vector(objective_weights, Y.shape[1])
     P, S, T = _arr(model_params, n), _arr(steps, n), _arr(tokens, n)
     sizes = _distinct(P)
     unit = "train_steps" if np.all(np.isfinite(S)) else "train_tokens"

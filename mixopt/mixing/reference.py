@@ -22,6 +22,7 @@ the reference itself is then returned when it satisfies the constraints).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -84,76 +85,25 @@ def against_reference(estimator: Any, c: Any, names: list[str], w_plain: np.ndar
     ref_feasible = bool(c.satisfied(ref, names))
     candidates = [proj(ref), proj(w_plain)]
     if estimator.smooth:
-        K = len(names)
-        pool = proj(rng.dirichlet(np.maximum(prior, 1e-3) * K, size=256))
-        fp = objective(pool)
-        starts = candidates + [pool[i] for i in np.argsort(fp)[: max(1, n_starts - 2)]]
-        h = 1e-6
-
-        def batch(x):
-            pts = np.clip(np.vstack([x] + [x + h * e for e in np.eye(K)]), 0.0, None)
-            return pts, preds(pts)
-
-        def fun_and_grad(x):
-            pts, Pp = batch(x)
-            f = Pp @ s
-            if kl_weight:
-                f = f + kl_weight * kl_divergence(pts, prior)
-            return float(f[0]), (f[1:] - f[0]) / h
-
-        cons: list[dict[str, Any]] = [{"type": "eq", "fun": lambda x: x.sum() - 1.0, "jac": lambda x: np.ones_like(x)}]
-        for k, j in enumerate(J):
-            cons.append({"type": "ineq", "fun": lambda x, j=j, k=k: limit[k] - preds(np.clip(x, 0, None))[0, j],
-                         "jac": lambda x, j=j: -(batch(x)[1][1:, j] - batch(x)[1][0, j]) / h})
-        if groups:
-            cons += hierarchy.scipy_constraints(groups, np.ones(K, dtype=bool), np.zeros(K))
-        for st in starts:
-            res = minimize(fun_and_grad, st, jac=True, method="SLSQP", bounds=list(zip(lo, hi, strict=True)),
-                           constraints=cons, options={"maxiter": 200, "ftol": 1e-10})
-            candidates.append(proj(res.x))
+        candidates += _smooth_candidates(preds, objective, s, J, limit, candidates, prior=prior, kl_weight=kl_weight,
+                                         lo=lo, hi=hi, groups=groups, proj=proj, rng=rng, n_starts=n_starts)
     else:
-        S = proj(rng.dirichlet(np.maximum(prior, 1e-6), size=int(n_samples)))
-        good = ok(S)
-        if good.any():
-            Sg = S[good]
-            f = objective(Sg)
-            k = min(int(top_k), Sg.shape[0])
-            candidates += [proj(Sg[np.argsort(f)[:k]].mean(axis=0)), Sg[int(np.argmin(f))]]
-    C = np.vstack(candidates)
-    feasible = ok(C)
+        candidates += _tree_candidates(objective, ok, prior=prior, proj=proj, rng=rng, n_samples=n_samples,
+                                       top_k=top_k)
     f_ref = float(objective(ref[None])[0])
-    status, reason = "improves", None
-    if feasible.any():
-        fC = np.where(feasible, objective(C), np.inf)
-        w = C[int(np.argmin(fC))]
-        f_w = float(fC.min())
-    else:
-        w, f_w = None, np.inf
-    min_gain = MIN_RELATIVE_GAIN * max(abs(f_ref), 1e-12)
-    if w is None or f_ref - f_w <= min_gain:
-        status = "no_improvement"
-        reason = ("no mixture under the constraints is predicted to beat the reference"
-                  + (f" by more than {min_gain:.3g} in the objective" if w is not None else "")
-                  + " without a worse predicted loss on some metric")
-        if ref_feasible:
-            w = ref
-        elif w is None:
-            w = np.asarray(w_plain, dtype=float)
-            reason += "; the reference breaks the mixture constraints and no constrained mixture matches it, so " \
-                      "the recommendation below ignores the reference"
+    w, status, reason = _choose(np.vstack(candidates), ok, objective, f_ref, ref if ref_feasible else None, w_plain)
     P_w = preds(w[None])[0]
     gains = P_ref[0] - P_w
     lower = upper = None
     method = None
     if X is not None and Y is not None and n_boot:
         lower, upper, method = _bootstrap_gains(estimator, ref, w, X, Y, int(n_boot), random_state, gains)
-    per_metric = []
-    for j in range(P_ref.shape[1]):
-        per_metric.append({
-            "metric": targets[j] if j < len(targets) else f"t{j}", "weight": float(s[j]),
-            "reference": float(P_ref[0, j]), "recommended": float(P_w[j]), "gain": float(gains[j]),
-            "interval": None if lower is None else [float(lower[j]), float(upper[j])],
-            "constrained": bool(s[j] > 0), "no_worse": bool(P_w[j] <= P_ref[0, j] + tol + 1e-9) or s[j] == 0})
+    per_metric = [{
+        "metric": targets[j] if j < len(targets) else f"t{j}", "weight": float(s[j]),
+        "reference": float(P_ref[0, j]), "recommended": float(P_w[j]), "gain": float(gains[j]),
+        "interval": None if lower is None or upper is None else [float(lower[j]), float(upper[j])],
+        "constrained": bool(s[j] > 0), "no_worse": bool(P_w[j] <= P_ref[0, j] + tol + 1e-9) or s[j] == 0}
+        for j in range(P_ref.shape[1])]
     report = {
         "label": reference.get("label"), "mixture": {d: float(x) for d, x in zip(names, ref, strict=True)},
         "tolerance": tol, "status": status, "reason": reason, "reference_feasible": ref_feasible,
@@ -161,6 +111,84 @@ def against_reference(estimator: Any, c: Any, names: list[str], w_plain: np.ndar
         "metrics": per_metric, "interval_method": method,
     }
     return np.asarray(w, dtype=float), report
+
+
+def _smooth_candidates(preds: Callable, objective: Callable, s: np.ndarray, J: np.ndarray, limit: np.ndarray,
+                       starts0: list[np.ndarray], *, prior: np.ndarray, kl_weight: float, lo: np.ndarray,
+                       hi: np.ndarray, groups: Any, proj: Callable, rng: np.random.Generator,
+                       n_starts: int) -> list[np.ndarray]:
+    """SLSQP with every constrained metric ``L_j(w) <= limit_j`` as an inequality (forward-
+    difference Jacobians), from ``starts0`` and the best of a Dirichlet pool."""
+    K = lo.size
+    pool = proj(rng.dirichlet(np.maximum(prior, 1e-3) * K, size=256))
+    fp = objective(pool)
+    starts = starts0 + [pool[i] for i in np.argsort(fp)[: max(1, n_starts - 2)]]
+    h = 1e-6
+
+    def batch(x):
+        pts = np.clip(np.vstack([x] + [x + h * e for e in np.eye(K)]), 0.0, None)
+        return pts, preds(pts)
+
+    def fun_and_grad(x):
+        pts, Pp = batch(x)
+        f = Pp @ s
+        if kl_weight:
+            f = f + kl_weight * kl_divergence(pts, prior)
+        return float(f[0]), (f[1:] - f[0]) / h
+
+    cons: list[dict[str, Any]] = [{"type": "eq", "fun": lambda x: x.sum() - 1.0, "jac": lambda x: np.ones_like(x)}]
+    for k, j in enumerate(J):
+        cons.append({"type": "ineq", "fun": lambda x, j=j, k=k: limit[k] - preds(np.clip(x, 0, None))[0, j],
+                     "jac": lambda x, j=j: -(batch(x)[1][1:, j] - batch(x)[1][0, j]) / h})
+    if groups:
+        cons += hierarchy.scipy_constraints(groups, np.ones(K, dtype=bool), np.zeros(K))
+    out = []
+    for st in starts:
+        res = minimize(fun_and_grad, st, jac=True, method="SLSQP", bounds=list(zip(lo, hi, strict=True)),
+                       constraints=cons, options={"maxiter": 200, "ftol": 1e-10})
+        out.append(proj(res.x))
+    return out
+
+
+def _tree_candidates(objective: Callable, ok: Callable, *, prior: np.ndarray, proj: Callable,
+                     rng: np.random.Generator, n_samples: int, top_k: int) -> list[np.ndarray]:
+    """RegMix's simulation restricted to the draws that satisfy every metric constraint: the
+    top-k average and the best draw."""
+    S = proj(rng.dirichlet(np.maximum(prior, 1e-6), size=int(n_samples)))
+    good = ok(S)
+    if not good.any():
+        return []
+    Sg = S[good]
+    f = objective(Sg)
+    k = min(int(top_k), Sg.shape[0])
+    return [proj(Sg[np.argsort(f)[:k]].mean(axis=0)), Sg[int(np.argmin(f))]]
+
+
+def _choose(C: np.ndarray, ok: Callable, objective: Callable, f_ref: float, ref_if_feasible: np.ndarray | None,
+            w_plain: np.ndarray) -> tuple[np.ndarray, str, str | None]:
+    """The best candidate that satisfies the metric constraints, or (no improvement) the
+    reference when it satisfies the mixture constraints, else the plain recommendation."""
+    feasible = ok(C)
+    status, reason = "improves", None
+    w: np.ndarray | None = None
+    f_w = np.inf
+    if feasible.any():
+        fC = np.where(feasible, objective(C), np.inf)
+        w = C[int(np.argmin(fC))]
+        f_w = float(fC.min())
+    min_gain = MIN_RELATIVE_GAIN * max(abs(f_ref), 1e-12)
+    if w is None or f_ref - f_w <= min_gain:
+        status = "no_improvement"
+        reason = ("no mixture under the constraints is predicted to beat the reference"
+                  + (f" by more than {min_gain:.3g} in the objective" if w is not None else "")
+                  + " without a worse predicted loss on some metric")
+        if ref_if_feasible is not None:
+            w = ref_if_feasible
+        elif w is None:
+            w = np.asarray(w_plain, dtype=float)
+            reason += "; the reference breaks the mixture constraints and no constrained mixture matches it, so " \
+                      "the recommendation below ignores the reference"
+    return w, status, reason
 
 
 def _bootstrap_gains(estimator, ref, w, X, Y, n_boot, random_state, gains):

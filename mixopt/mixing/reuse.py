@@ -18,7 +18,7 @@ inverse rule); runs that used a removed domain are dropped, and the notes say wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -182,19 +182,9 @@ def map_mixtures(X_old: Any, old_domains: Sequence[str], new_domains: Sequence[s
         if gone:
             status[r], reasons[r] = "dropped", f"trained on removed domain(s) {gone}"
             continue
-        for target, parts in merges.items():
-            idx = [old.index(x) for x in parts if x in old]
-            w = X[r, idx]
-            if w.sum() <= 0:
-                continue
-            expected = shares([old[i] for i in idx]) if len(idx) > 1 else np.ones(1)
-            tv = 0.5 * float(np.abs(w / w.sum() - expected).sum())
-            if tv > merge_tolerance:
-                ratio = ":".join(f"{v:.3g}" for v in w / w.sum())
-                tok = ":".join(f"{v:.3g}" for v in expected)
-                status[r], reasons[r] = "dropped", (f"drew the parts of merged {target!r} ({[old[i] for i in idx]}) "
-                                                    f"at {ratio}, not their token shares {tok}")
-                break
+        why = _merge_violation(X[r], old, merges, shares, merge_tolerance)
+        if why is not None:
+            status[r], reasons[r] = "dropped", why
         if status[r] != "dropped" and (used[r] & touched).any():
             status[r] = "mapped"
     keep = np.array([s != "dropped" for s in status], dtype=bool)
@@ -208,6 +198,26 @@ def map_mixtures(X_old: Any, old_domains: Sequence[str], new_domains: Sequence[s
     if not keep.all():
         notes.append(f"{int((~keep).sum())} old runs dropped")
     return {"X": X_new, "status": status, "reasons": reasons, "notes": notes}
+
+
+
+def _merge_violation(x: np.ndarray, old: list[str], merges: dict[str, list[str]],
+                     shares: Callable[[list[str]], np.ndarray], merge_tolerance: float) -> str | None:
+    """Why a run's weights cannot be summed into a merged domain (it drew the parts away from
+    their token shares by more than ``merge_tolerance`` in total variation), or None."""
+    for target, parts in merges.items():
+        idx = [old.index(p) for p in parts if p in old]
+        w = x[idx]
+        if w.sum() <= 0:
+            continue
+        expected = shares([old[i] for i in idx]) if len(idx) > 1 else np.ones(1)
+        tv = 0.5 * float(np.abs(w / w.sum() - expected).sum())
+        if tv > merge_tolerance:
+            ratio = ":".join(f"{v:.3g}" for v in w / w.sum())
+            tok = ":".join(f"{v:.3g}" for v in expected)
+            return (f"drew the parts of merged {target!r} ({[old[i] for i in idx]}) "
+                    f"at {ratio}, not their token shares {tok}")
+    return None
 
 
 def map_old_runs(X_old: Any, old_domains: Sequence[str], new_domains: Sequence[str], *,

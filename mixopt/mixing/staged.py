@@ -188,10 +188,7 @@ def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constr
     base = constraints if isinstance(constraints, Constraints) else Constraints.from_dict(constraints)
     names = [str(d) for d in domains]
     K = len(names)
-    for k, ph in enumerate(phases):
-        t = ph.get("tokens")
-        if t is None or not np.isfinite(float(t)) or float(t) <= 0:
-            raise ValueError(f"phases[{k}].tokens must be > 0")
+    _check_tokens(phases)
     capped = base.token_counts is not None and base.max_epochs is not None
     if capped:
         tokens = resolve_per_domain(base.token_counts, names, np.inf, "token_counts")
@@ -205,18 +202,7 @@ def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constr
         ows.append(_phase_weights(estimator, objective_weights if ow is None else ow, k))
     ts = np.array([float(ph["tokens"]) for ph in phases])
 
-    why = None
-    if not joint:
-        why = "joint solve not asked for"
-    elif len(phases) < 2 or not capped:
-        why = "one phase or no epoch caps: nothing is shared"
-    elif not getattr(estimator, "smooth", False):
-        why = "tree estimator: the sampled recommender has no gradient for the coupled problem"
-    elif kw.get("reference") is not None or kw.get("trust_region") is not None:
-        why = "reference and trust_region are not part of the joint problem"
-    elif len(phases) * K > JOINT_MAX_VARIABLES:
-        why = (f"{len(phases)} phases x {K} domains = {len(phases) * K} variables, above the joint solve's "
-               f"{JOINT_MAX_VARIABLES} (SLSQP's cost grows with the cube)")
+    why = _greedy_reason(estimator, len(phases), K, capped, joint, kw)
     if why is None:  # a cheap greedy pass (no bootstrap) to start from and compare with
         cheap = {**kw, "n_boot": 0}
         g_out, _ = _sequential(estimator, phases, base, names, ows, capped, budget, None, random_state, cheap)
@@ -250,19 +236,49 @@ def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constr
     if out is None:
         out, first = _sequential(estimator, phases, base, names, ows, capped, budget, None, random_state, kw)
         solver["reason"] = why
-    start = sum(p["tokens"] for p in out)
+    out_dict = {"phases": out, "total_tokens": sum(p["tokens"] for p in out), "objective": _weighted(out),
+                "budget_solver": solver, **_usage(out, names, tokens, epochs)}
+    if objective_names:  # called by optimize.recommend: it returns the first phase's full result
+        out_dict["first"] = first
+    return out_dict
+
+
+
+def _check_tokens(phases: Sequence[Mapping[str, Any]]) -> None:
+    for k, ph in enumerate(phases):
+        t = ph.get("tokens")
+        if t is None or not np.isfinite(float(t)) or float(t) <= 0:
+            raise ValueError(f"phases[{k}].tokens must be > 0")
+
+
+def _greedy_reason(estimator: Any, n_phases: int, K: int, capped: bool, joint: bool,
+                   kw: Mapping[str, Any]) -> str | None:
+    """Why the budget is split greedily without trying the joint solve (None: try it)."""
+    if not joint:
+        return "joint solve not asked for"
+    if n_phases < 2 or not capped:
+        return "one phase or no epoch caps: nothing is shared"
+    if not getattr(estimator, "smooth", False):
+        return "tree estimator: the sampled recommender has no gradient for the coupled problem"
+    if kw.get("reference") is not None or kw.get("trust_region") is not None:
+        return "reference and trust_region are not part of the joint problem"
+    if n_phases * K > JOINT_MAX_VARIABLES:
+        return (f"{n_phases} phases x {K} domains = {n_phases * K} variables, above the joint solve's "
+                f"{JOINT_MAX_VARIABLES} (SLSQP's cost grows with the cube)")
+    return None
+
+
+def _usage(out: list[dict[str, Any]], names: list[str], tokens: np.ndarray,
+           epochs: np.ndarray) -> dict[str, dict[str, float | None]]:
+    """Tokens and epochs each domain uses over all phases, and the epochs it may use."""
     used = np.sum([np.asarray(p["mixture"]) * p["tokens"] for p in out], axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ep = np.where(np.isfinite(tokens) & (tokens > 0), used / tokens, np.nan)
-    out_dict = {
-        "phases": out, "total_tokens": start, "objective": _weighted(out), "budget_solver": solver,
+    return {
         "tokens_used": {d: float(x) for d, x in zip(names, used, strict=True)},
         "epochs_used": {d: (None if not np.isfinite(x) else float(x)) for d, x in zip(names, ep, strict=True)},
         "epochs_allowed": {d: (None if not np.isfinite(x) else float(x)) for d, x in zip(names, epochs, strict=True)},
     }
-    if objective_names:  # called by optimize.recommend: it returns the first phase's full result
-        out_dict["first"] = first
-    return out_dict
 
 
 def levanter_weights(staged: Mapping[str, Any], global_batch_tokens: int) -> list[list[Any]]:
