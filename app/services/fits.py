@@ -236,7 +236,7 @@ def get_fit(session: Session, project: Project, fit_id: int) -> Fit:
 
 def training_data(session: Session, fit: Fit) -> dict[str, Any]:
     """Everything the science needs for a fit, loaded from the store (used by the worker)."""
-    project = session.get(Project, fit.project_id)
+    project = rows.load(session, Project, fit.project_id)
     runs = _select_runs(session, project, fit.run_filter)
     targets = list(fit.target)
     domains = list(fit.domains)
@@ -373,7 +373,7 @@ def untrusted_reason(fit: Fit) -> str:
 def start_fit(session: Session, fit_id: int) -> dict[str, Any]:
     """Mark the fit running and load what the science needs (:func:`training_data`, the
     estimator, its parameters and the target scale)."""
-    fit = session.get(Fit, fit_id)
+    fit = rows.load(session, Fit, fit_id)
     fit.status, fit.error = "running", None
     return {
         "data": training_data(session, fit),
@@ -392,7 +392,7 @@ def store_fit(session: Session, fit_id: int, out: dict[str, Any], data: dict[str
     line = domain_service.summary(data["domain_versions"])
     if line:
         notes.append(line)
-    f = session.get(Fit, fit_id)
+    f = rows.load(session, Fit, fit_id)
     f.state, f.fidelity, f.timings = out["state"], out["fidelity"], out["timings"]
     f.scale, f.scaling = out.get("scale"), out.get("scaling")
     f.trusted, f.trust_reasons = out.get("trusted"), out.get("trust_reasons")

@@ -81,6 +81,7 @@ def create_recommendation_job(
             session, kind="recommend", project_id=project.id, params={"fit_id": fit.id, **params}
         )
     else:
+        assert data.estimator is not None  # exactly one of fit_id and estimator (checked above)
         fit_service.check_estimator(data.estimator)
         fit_service.check_params(data.estimator, data.params)
         target = fit_service.check_runs_for_fit(
@@ -187,20 +188,21 @@ def baselines(project: Project) -> dict[str, Any]:
         raise Invalid("the project has no domains", field="domains")
     counts = [d.token_count for d in project.domains]
     unavailable: dict[str, str] = {}
+    vectors: dict[str, Any]
     if all(c for c in counts):
         constraints = science_constraints(project.constraints or {}, domains, counts)
         try:
-            mixtures = service_api.baseline_mixtures(counts, constraints)
+            vectors = service_api.baseline_mixtures(counts, constraints)
         except ValueError as exc:  # e.g. UniMax cannot fill the budget within the epoch caps
-            mixtures = service_api.baseline_mixtures(counts, {})
+            vectors = service_api.baseline_mixtures(counts, {})
             unavailable["unimax"] = str(exc)
-        if "unimax" not in mixtures and "unimax" not in unavailable:
+        if "unimax" not in vectors and "unimax" not in unavailable:
             unavailable["unimax"] = "needs constraints.target_tokens and constraints.max_epochs"
     else:
-        mixtures = {"uniform": science_baselines.uniform_mixture(len(domains))}
+        vectors = {"uniform": science_baselines.uniform_mixture(len(domains))}
         reason = "needs a token count for every domain (declared, or measured by ingestion)"
         unavailable.update({"natural": reason, "temperature": reason, "unimax": reason})
-    mixtures = {k: dict(zip(domains, map(float, v), strict=True)) for k, v in mixtures.items()}
+    mixtures = {k: dict(zip(domains, map(float, v), strict=True)) for k, v in vectors.items()}
     stats = [(d.stats or {}).get("entropy") or {} for d in project.domains]
     if all(stats):
         from mixopt.mixing.entropy import VARIANTS, proportions_from_entropies
@@ -269,12 +271,12 @@ def _fidelity_summary(fidelity: dict | None) -> dict[str, Any]:
 def recommendation_inputs(session: Session, fit_id: int, params: dict[str, Any]) -> dict[str, Any]:
     """Everything the science's ``recommend`` needs, loaded from the store: the fit's state, the
     runs it saw, the prior and the constraints (``RuntimeError`` when the fit cannot serve)."""
-    fit = session.get(Fit, fit_id)
+    fit = rows.load(session, Fit, fit_id)
     if fit.status != "succeeded":
         raise RuntimeError(f"fit {fit_id} is {fit.status}: {fit.error or 'not finished'}")
     if fit.trusted is False and not params.get("allow_untrusted"):
         raise RuntimeError(fit_service.untrusted_reason(fit))
-    project = session.get(Project, fit.project_id)
+    project = rows.load(session, Project, fit.project_id)
     data = fit_service.training_data(session, fit)
     counts = [d.token_count for d in project.domains]
     domains = list(fit.domains)

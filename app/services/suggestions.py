@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.schemas.suggestions import SuggestionCreate
 from app.services import domains as domain_service
 from app.services import jobs as job_service
+from app.services import rows
 from app.services.constraints import project_constraints
 from app.services.domain_rules import natural_prior
 from app.services.errors import Invalid, NotFound
@@ -42,13 +43,9 @@ def design_mixtures(
     its space-filling variant, or GP expected improvement once runs exist (``ei``)."""
     from mixopt.mixing import design, service_api  # lazy: mixopt.mixing loads every estimator
 
-    if (
-        strategy == "hierarchical"
-    ):  # group share first, then within the group (mixopt.mixing.hierarchy)
-        from mixopt.mixing.hierarchy import hierarchical_swarm
-
+    if strategy == "hierarchical":  # group share first, then within the group
         try:
-            return hierarchical_swarm(
+            return design.hierarchical_swarm(
                 prior if prior is not None else np.full(len(domains), 1 / len(domains)),
                 count,
                 domains=domains,
@@ -129,7 +126,7 @@ def create_suggestion_job(session: Session, project: Project, data: SuggestionCr
 def suggestion_inputs(session: Session, job: Job) -> dict[str, Any]:
     """The project's domains, prior and constraints, and the succeeded runs (older domain sets
     mapped in where they can be) as ``X`` (mixtures) and ``y`` (objective)."""
-    project = session.get(Project, job.project_id)
+    project = rows.load(session, Project, job.project_id)
     domains = [d.name for d in project.domains]
     version = project.domain_version or 1
     done = list(
@@ -141,7 +138,7 @@ def suggestion_inputs(session: Session, job: Job) -> dict[str, Any]:
     )
     done = [r for r, x in zip(done, mapped, strict=True) if x is not None]
     mapped = [x for x in mapped if x is not None]
-    target = resolve_target(project, None, done) if done else None
+    target = resolve_target(project, None, done) if done else {}
     ok = [i for i, r in enumerate(done) if target and all(t in r.metrics for t in target)]
     X = np.array([mapped[i] for i in ok], dtype=float).reshape(len(ok), len(domains))
     y = np.array([sum(w * done[i].metrics[t] for t, w in target.items()) for i in ok], dtype=float)

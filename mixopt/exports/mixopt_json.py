@@ -5,6 +5,7 @@ recommendation's phases and the group totals when there are any."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from mixopt.exports.spec import MixtureExport, rounded_weights
 
@@ -15,7 +16,7 @@ STAGED: str | None = None
 
 
 def write(spec: MixtureExport, weights: dict[str, float]) -> dict[str, str]:
-    body = {
+    body: dict[str, Any] = {
         "format": "mixopt.mixture/1",
         "mixture": weights,
         "domains": [d["name"] for d in spec.domains],
