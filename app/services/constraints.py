@@ -138,14 +138,16 @@ def effective_constraints(project: Project, override: ConstraintsSpec | None) ->
 
 def epochs_per_domain(spec: dict[str, Any], domains: list[str]) -> float | dict[str, float] | None:
     """The repetition cap: per domain (``max_epochs_per_domain``, default ``max_epochs``, else
-    unbounded), one number (``max_epochs``), or None."""
+    unbounded), one number (``max_epochs``), or None. Each domain's cap is the science's answer
+    (:meth:`mixopt.mixing.constraints.Constraints.epoch_caps`)."""
     per = spec.get("max_epochs_per_domain") or {}
     default = spec.get("max_epochs")
-    if per:
-        return {
-            d: float(per.get(d, default if default is not None else float("inf"))) for d in domains
-        }
-    return None if default is None else float(default)
+    if not per:
+        return None if default is None else float(default)
+    from mixopt.mixing.constraints import Constraints  # lazy: mixopt.mixing loads every estimator
+
+    caps = Constraints.for_epochs(dict.fromkeys(domains), None, default, per).epoch_caps(domains)
+    return {d: float("inf") if c is None else c for d, c in caps.items()}
 
 
 def science_constraints(

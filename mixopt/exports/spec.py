@@ -142,10 +142,15 @@ def token_budget(spec: MixtureExport, fmt: str) -> int:
 
 
 def max_epochs(spec: MixtureExport, name: str) -> float | None:
-    """The domain's repetition cap (``max_epochs_per_domain``, else ``max_epochs``), or None."""
+    """The domain's repetition cap (``max_epochs_per_domain``, else ``max_epochs``), or None:
+    the science's answer (:meth:`mixopt.mixing.constraints.Constraints.epoch_caps`)."""
+    from mixopt.mixing.constraints import Constraints  # lazy: mixopt.mixing loads every estimator
+
     cons = spec.constraints or {}
-    value = (cons.get("max_epochs_per_domain") or {}).get(name, cons.get("max_epochs"))
-    return None if value is None else float(value)
+    c = Constraints.for_epochs(
+        {name: None}, None, cons.get("max_epochs"), cons.get("max_epochs_per_domain")
+    )
+    return c.epoch_caps([name])[name]
 
 
 def phase_epoch_caps(spec: MixtureExport) -> list[dict[str, float]]:

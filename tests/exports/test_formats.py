@@ -12,15 +12,34 @@ import yaml
 from app.services import exports
 
 DOMAINS = [
-    {"name": "web", "token_count": 4_000_000, "documents": 4000,
-     "source": {"path": "/data/raw/web.jsonl"},
-     "trainer_paths": {"olmo-core": ["/tok/web/part-0.npy"], "megatron": ["/tok/web_text_document"]}},
-    {"name": "co'de $(id)", "token_count": 1_000_000, "documents": 10_000,
-     "source": {"path": "/data/raw/code.jsonl"},
-     "trainer_paths": {"olmo-core": ["/tok/code/part-0.npy"], "megatron": ["/tok/code`id`_text_document"]}},
+    {
+        "name": "web",
+        "token_count": 4_000_000,
+        "documents": 4000,
+        "source": {"path": "/data/raw/web.jsonl"},
+        "trainer_paths": {
+            "olmo-core": ["/tok/web/part-0.npy"],
+            "megatron": ["/tok/web_text_document"],
+        },
+    },
+    {
+        "name": "co'de $(id)",
+        "token_count": 1_000_000,
+        "documents": 10_000,
+        "source": {"path": "/data/raw/code.jsonl"},
+        "trainer_paths": {
+            "olmo-core": ["/tok/code/part-0.npy"],
+            "megatron": ["/tok/code`id`_text_document"],
+        },
+    },
 ]
-CONSTRAINTS = {"target_tokens": 2_000_000, "max_epochs": 2.0, "sequence_length": 1024,
-               "global_batch_tokens": 1024 * 16, "seed": 17}
+CONSTRAINTS = {
+    "target_tokens": 2_000_000,
+    "max_epochs": 2.0,
+    "sequence_length": 1024,
+    "global_batch_tokens": 1024 * 16,
+    "seed": 17,
+}
 
 
 def _project(client, headers, **extra):
@@ -33,8 +52,17 @@ def _project(client, headers, **extra):
 def _recommendation(session, project_id: int, mixture: dict, **kw) -> int:
     from app.store.models import Recommendation
 
-    rec = Recommendation(project_id=project_id, source="regmix_lgbm", mixture=mixture, predicted=2.5,
-                         constraints={}, target_scale=kw.pop("target_scale", {}), binding=[], details={}, **kw)
+    rec = Recommendation(
+        project_id=project_id,
+        source="regmix_lgbm",
+        mixture=mixture,
+        predicted=2.5,
+        constraints={},
+        target_scale=kw.pop("target_scale", {}),
+        binding=[],
+        details={},
+        **kw,
+    )
     session.add(rec)
     session.commit()
     return rec.id
@@ -45,15 +73,22 @@ def test_project_keeps_trainer_paths_and_documents(client, admin):
     got = client.get(f"/v1/projects/{p['id']}", headers=admin).json()
     assert got["domains"][1]["trainer_paths"]["megatron"] == ["/tok/code`id`_text_document"]
     assert got["domains"][0]["documents"] == 4000 and got["constraints"]["seed"] == 17
-    bad = client.post("/v1/projects", json={"name": "x", "domains": [
-        {"name": "a", "trainer_paths": {"deepspeed": ["/x"]}}]}, headers=admin)
+    bad = client.post(
+        "/v1/projects",
+        json={"name": "x", "domains": [{"name": "a", "trainer_paths": {"deepspeed": ["/x"]}}]},
+        headers=admin,
+    )
     assert bad.status_code == 422 and "trainer_paths" in bad.json()["detail"]
 
 
 def test_recommendation_export_every_format(client, admin, session):
     p = _project(client, admin)
-    rid = _recommendation(session, p["id"], {"web": 0.7, "co'de $(id)": 0.3},
-                          target_scale={"model_params": 10**9, "train_tokens": 3_000_000})
+    rid = _recommendation(
+        session,
+        p["id"],
+        {"web": 0.7, "co'de $(id)": 0.3},
+        target_scale={"model_params": 10**9, "train_tokens": 3_000_000},
+    )
     url = f"/v1/projects/{p['id']}/recommendations/{rid}/export"
     for fmt in exports.FORMATS:
         r = client.get(url, params={"format": fmt}, headers=admin)
@@ -68,15 +103,25 @@ def test_recommendation_export_every_format(client, admin, session):
     with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
         assert sorted(zf.namelist()) == ["olmo_core_mixture.py", "olmo_core_mixture.yaml"]
         config = yaml.safe_load(zf.read("olmo_core_mixture.yaml"))
-    assert config["requested_tokens"] == 3_000_000  # the recommendation's scale wins over the project's budget
+    assert (
+        config["requested_tokens"] == 3_000_000
+    )  # the recommendation's scale wins over the project's budget
     assert config["seed"] == 17 and config["global_batch_size"] == 16384
     part = client.get(url, params={"format": "megatron", "part": "data_args.txt"}, headers=admin)
-    assert part.status_code == 200 and part.text == "0.7 /tok/web_text_document 0.3 /tok/code`id`_text_document\n"
-    assert client.get(url, params={"format": "megatron", "part": "nope"}, headers=admin).status_code == 404
+    assert (
+        part.status_code == 200
+        and part.text == "0.7 /tok/web_text_document 0.3 /tok/code`id`_text_document\n"
+    )
+    assert (
+        client.get(url, params={"format": "megatron", "part": "nope"}, headers=admin).status_code
+        == 404
+    )
     assert client.get(url, params={"format": "deepspeed"}, headers=admin).status_code == 422
     # the same bytes from the dashboard button
     client.cookies.set("mixopt_token", admin["Authorization"].removeprefix("Bearer "))
-    dash = client.get(f"/dashboard/projects/{p['id']}/mixtures/{rid}/export", params={"format": "hf"})
+    dash = client.get(
+        f"/dashboard/projects/{p['id']}/mixtures/{rid}/export", params={"format": "hf"}
+    )
     api = client.get(url, params={"format": "hf"}, headers=admin)
     assert dash.status_code == 200 and dash.content == api.content
 
@@ -89,25 +134,52 @@ def test_missing_requirements_are_422_naming_the_field(client, admin, session):
     assert r.status_code == 422 and "constraints.sequence_length" in r.json()["detail"]
     r = client.get(url, params={"format": "levanter"}, headers=admin)
     assert r.status_code == 200  # the raw source paths are what Levanter tokenises
-    q = client.post("/v1/projects", json={"name": "bare", "domains": [{"name": "a"}, {"name": "b"}]},
-                    headers=admin).json()
-    r = client.get(f"/v1/projects/{q['id']}/baselines/uniform/export", params={"format": "megatron"}, headers=admin)
-    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "domains[0].trainer_paths.megatron"
-    r = client.get(f"/v1/projects/{q['id']}/baselines/uniform/export", params={"format": "hf"}, headers=admin)
+    q = client.post(
+        "/v1/projects",
+        json={"name": "bare", "domains": [{"name": "a"}, {"name": "b"}]},
+        headers=admin,
+    ).json()
+    r = client.get(
+        f"/v1/projects/{q['id']}/baselines/uniform/export",
+        params={"format": "megatron"},
+        headers=admin,
+    )
+    assert (
+        r.status_code == 422
+        and r.json()["errors"][0]["field"] == "domains[0].trainer_paths.megatron"
+    )
+    r = client.get(
+        f"/v1/projects/{q['id']}/baselines/uniform/export", params={"format": "hf"}, headers=admin
+    )
     assert r.status_code == 422 and "token budget" in r.json()["detail"]
-    assert client.get(f"/v1/projects/{q['id']}/baselines/nope/export", headers=admin).status_code == 404
+    assert (
+        client.get(f"/v1/projects/{q['id']}/baselines/nope/export", headers=admin).status_code
+        == 404
+    )
 
 
 def test_baseline_and_online_session_exports(client, admin):
     p = _project(client, admin)
-    r = client.get(f"/v1/projects/{p['id']}/baselines/natural/export", params={"format": "olmix"}, headers=admin)
+    r = client.get(
+        f"/v1/projects/{p['id']}/baselines/natural/export",
+        params={"format": "olmix"},
+        headers=admin,
+    )
     assert r.status_code == 200, r.text
-    assert json.loads(r.text) == [{"domain": "web", "weight": 0.8}, {"domain": "co'de $(id)", "weight": 0.2}]
-    s = client.post(f"/v1/projects/{p['id']}/online-sessions", json={"algorithm": "odm"}, headers=admin)
+    assert json.loads(r.text) == [
+        {"domain": "web", "weight": 0.8},
+        {"domain": "co'de $(id)", "weight": 0.2},
+    ]
+    s = client.post(
+        f"/v1/projects/{p['id']}/online-sessions", json={"algorithm": "odm"}, headers=admin
+    )
     assert s.status_code == 201, s.text
     url = f"/v1/projects/{p['id']}/online-sessions/{s.json()['id']}/export"
     current = client.get(url, params={"format": "json"}, headers=admin).json()
-    assert current["origin"]["algorithm"] == "odm" and current["mixture"] == {"web": 0.5, "co'de $(id)": 0.5}
+    assert current["origin"]["algorithm"] == "odm" and current["mixture"] == {
+        "web": 0.5,
+        "co'de $(id)": 0.5,
+    }
     final = client.get(url, params={"format": "json", "weights": "final"}, headers=admin)
     assert final.status_code == 200 and abs(sum(final.json()["mixture"].values()) - 1) < 1e-9
     staged = client.get(url, params={"format": "levanter", "weights": "trajectory"}, headers=admin)
@@ -124,14 +196,25 @@ def test_baseline_and_online_session_exports(client, admin):
 def test_other_tokens_projects_are_404(client, admin, session):
     p = _project(client, admin)
     rid = _recommendation(session, p["id"], {"web": 0.5, "co'de $(id)": 0.5})
-    other = client.post("/v1/tokens", json={"name": "other", "role": "write", "project_ids": []}, headers=admin)
+    other = client.post(
+        "/v1/tokens", json={"name": "other", "role": "write", "project_ids": []}, headers=admin
+    )
     headers = {"Authorization": f"Bearer {other.json()['token']}"}
-    for url in (f"/v1/projects/{p['id']}/recommendations/{rid}/export",
-                f"/v1/projects/{p['id']}/baselines/natural/export"):
+    for url in (
+        f"/v1/projects/{p['id']}/recommendations/{rid}/export",
+        f"/v1/projects/{p['id']}/baselines/natural/export",
+    ):
         assert client.get(url, headers=headers).status_code == 404
-    mine = client.post("/v1/projects", json={"name": "mine", "domains": [{"name": "a"}]}, headers=headers).json()
+    mine = client.post(
+        "/v1/projects", json={"name": "mine", "domains": [{"name": "a"}]}, headers=headers
+    ).json()
     # an id from another project is not found through one's own project either
-    assert client.get(f"/v1/projects/{mine['id']}/recommendations/{rid}/export", headers=headers).status_code == 404
+    assert (
+        client.get(
+            f"/v1/projects/{mine['id']}/recommendations/{rid}/export", headers=headers
+        ).status_code
+        == 404
+    )
 
 
 def test_a_worker_made_recommendation_loads_in_olmo_core(client, admin, worker, tmp_path):
@@ -139,31 +222,62 @@ def test_a_worker_made_recommendation_loads_in_olmo_core(client, admin, worker, 
     scale, exported and loaded by OLMo-core with that scale's token budget."""
     import pytest
 
-    pytest.importorskip("olmo_core", reason="ai2-olmo-core is a test dependency (pip install -e '.[test]')")
+    pytest.importorskip(
+        "olmo_core", reason="ai2-olmo-core is a test dependency (pip install -e '.[test]')"
+    )
     from olmo_core.data.source_mixture import SourceMixtureDatasetConfig
 
     from tests.conftest import REGMIX_DIR, wait_job
 
-    p = client.post("/v1/projects", json={"name": "pile", "objective": {"metric/the_pile_pile_cc_val_loss": 1.0}},
-                    headers=admin).json()
-    files = {"mixtures": ("m.csv", (REGMIX_DIR / "train_mixture_1m.csv").read_bytes(), "text/csv"),
-             "metrics": ("l.csv", (REGMIX_DIR / "train_pile_loss_1m.csv").read_bytes(), "text/csv")}
-    assert client.post(f"/v1/projects/{p['id']}/runs/import", files=files, headers=admin,
-                       params={"model_params": 1_000_000, "train_tokens": 10**9}).status_code == 201
-    names = [d["name"] for d in client.get(f"/v1/projects/{p['id']}", headers=admin).json()["domains"]]
+    p = client.post(
+        "/v1/projects",
+        json={"name": "pile", "objective": {"metric/the_pile_pile_cc_val_loss": 1.0}},
+        headers=admin,
+    ).json()
+    files = {
+        "mixtures": ("m.csv", (REGMIX_DIR / "train_mixture_1m.csv").read_bytes(), "text/csv"),
+        "metrics": ("l.csv", (REGMIX_DIR / "train_pile_loss_1m.csv").read_bytes(), "text/csv"),
+    }
+    assert (
+        client.post(
+            f"/v1/projects/{p['id']}/runs/import",
+            files=files,
+            headers=admin,
+            params={"model_params": 1_000_000, "train_tokens": 10**9},
+        ).status_code
+        == 201
+    )
+    names = [
+        d["name"] for d in client.get(f"/v1/projects/{p['id']}", headers=admin).json()["domains"]
+    ]
     domains = [{"name": n, "trainer_paths": {"olmo-core": [f"/tok/{n}/part-0.npy"]}} for n in names]
-    r = client.patch(f"/v1/projects/{p['id']}", json={"domains": domains, "constraints": {
-        "sequence_length": 2048, "global_batch_tokens": 2048 * 512, "seed": 42}}, headers=admin)
+    r = client.patch(
+        f"/v1/projects/{p['id']}",
+        json={
+            "domains": domains,
+            "constraints": {"sequence_length": 2048, "global_batch_tokens": 2048 * 512, "seed": 42},
+        },
+        headers=admin,
+    )
     assert r.status_code == 200, r.text
-    r = client.post(f"/v1/projects/{p['id']}/recommendations", json={
-        "estimator": "regmix_linear", "target_scale": {"model_params": 1_000_000, "train_tokens": 10**9}}, headers=admin)
+    r = client.post(
+        f"/v1/projects/{p['id']}/recommendations",
+        json={
+            "estimator": "regmix_linear",
+            "target_scale": {"model_params": 1_000_000, "train_tokens": 10**9},
+        },
+        headers=admin,
+    )
     assert r.status_code == 202, r.text
     job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
     assert job["state"] == "succeeded", job["error"]
     rid = job["result"]["recommendation_id"]
     rec = client.get(f"/v1/projects/{p['id']}/recommendations/{rid}", headers=admin).json()
-    part = client.get(f"/v1/projects/{p['id']}/recommendations/{rid}/export",
-                      params={"format": "olmo-core", "part": "olmo_core_mixture.yaml"}, headers=admin)
+    part = client.get(
+        f"/v1/projects/{p['id']}/recommendations/{rid}/export",
+        params={"format": "olmo-core", "part": "olmo_core_mixture.yaml"},
+        headers=admin,
+    )
     assert part.status_code == 200, part.text
     (tmp_path / "mix.yaml").write_text(part.text)
     config = SourceMixtureDatasetConfig.from_yaml(str(tmp_path / "mix.yaml"))

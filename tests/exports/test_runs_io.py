@@ -17,7 +17,15 @@ def _import(client, headers, pid, mix: bytes, met: bytes, **form):
 
 def test_import_regmix_runs(client, admin):
     p = client.post("/v1/projects", json={"name": "pile"}, headers=admin).json()
-    r = _import(client, admin, p["id"], MIX.read_bytes(), LOSS.read_bytes(), tags="regmix,1m", model_params="1000000")
+    r = _import(
+        client,
+        admin,
+        p["id"],
+        MIX.read_bytes(),
+        LOSS.read_bytes(),
+        tags="regmix,1m",
+        model_params="1000000",
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["format"] == "regmix" and body["created"] == 512
@@ -30,21 +38,35 @@ def test_import_regmix_runs(client, admin):
     losses = {r["index"]: r for r in csv.DictReader(io.StringIO(LOSS.read_text()))}
     page = client.get(f"/v1/projects/{p['id']}/runs?limit=2", headers=admin).json()
     run = page["data"][1]
-    assert run["external_id"] == "2" and run["tags"] == ["regmix", "1m"] and run["model_params"] == 1_000_000
+    assert (
+        run["external_id"] == "2"
+        and run["tags"] == ["regmix", "1m"]
+        and run["model_params"] == 1_000_000
+    )
     raw = {k.removeprefix("train_"): float(v) for k, v in rows["2"].items() if k != "index"}
     total = sum(raw.values())
     for d, w in raw.items():
         assert run["mixture"][d] == pytest.approx(w / total, abs=1e-12)
     assert sum(run["mixture"].values()) == pytest.approx(1.0, abs=1e-9)
     assert run["metrics"]["metric/the_pile_pile_cc_val_loss"] == pytest.approx(
-        float(losses["2"]["metric/the_pile_pile_cc_val_loss"]))
+        float(losses["2"]["metric/the_pile_pile_cc_val_loss"])
+    )
 
     # importing the same files at the same scale again is refused, or skips everything
-    again = _import(client, admin, p["id"], MIX.read_bytes(), LOSS.read_bytes(), model_params="1000000")
+    again = _import(
+        client, admin, p["id"], MIX.read_bytes(), LOSS.read_bytes(), model_params="1000000"
+    )
     assert again.status_code == 409 and "on_duplicate=skip" in again.json()["detail"]
     assert "--on-duplicate skip" in again.json()["detail"]  # the CLI's spelling too
-    skip = _import(client, admin, p["id"], MIX.read_bytes(), LOSS.read_bytes(), on_duplicate="skip",
-                   model_params="1000000")
+    skip = _import(
+        client,
+        admin,
+        p["id"],
+        MIX.read_bytes(),
+        LOSS.read_bytes(),
+        on_duplicate="skip",
+        model_params="1000000",
+    )
     assert skip.status_code == 200 and skip.json()["created"] == 0 and skip.json()["skipped"] == 512
     assert count_rows("run") == 512
 
@@ -73,15 +95,25 @@ def test_olmix_import_and_export(client, admin):
     assert r.status_code == 201, r.text
     assert r.json()["format"] == "olmix" and r.json()["metrics"] == ["bpb/arc", "bpb/gsm8k"]
     runs = client.get(f"/v1/projects/{p['id']}/runs", headers=admin).json()["data"]
-    assert runs[0]["name"] == "first" and runs[1]["mixture"] == {"dclm": 0.2, "code": 0.2, "math": 0.6}
-    out = client.get(f"/v1/projects/{p['id']}/runs/export?format=csv&layout=olmix&part=metrics", headers=admin)
+    assert runs[0]["name"] == "first" and runs[1]["mixture"] == {
+        "dclm": 0.2,
+        "code": 0.2,
+        "math": 0.6,
+    }
+    out = client.get(
+        f"/v1/projects/{p['id']}/runs/export?format=csv&layout=olmix&part=metrics", headers=admin
+    )
     assert out.status_code == 200 and out.text.splitlines()[0] == "run,name,bpb/arc,bpb/gsm8k"
     assert out.text.splitlines()[1].startswith("r1,first,1.2,2.1")
 
 
 BAD_IMPORTS = [
     ("index,train_a,train_b\n1,0.5,0.5\n", "idx,loss\n1,2.0\n", "metrics has no 'index'"),
-    ("index,train_a,train_b\n1,0.5,0.5\n2,0.5,0.5\n", "index,loss\n1,2.0\n", "has no row in metrics"),
+    (
+        "index,train_a,train_b\n1,0.5,0.5\n2,0.5,0.5\n",
+        "index,loss\n1,2.0\n",
+        "has no row in metrics",
+    ),
     ("index,train_a,train_b\n1,0.5,0.5\n", "index,loss\n1,2.0\n3,1.0\n", "no mixture"),
     ("index,train_a,train_b\n1,0.5,abc\n", "index,loss\n1,2.0\n", "'abc' is not a number"),
     ("index,train_a,train_b\n1,0.5,0.3\n", "index,loss\n1,2.0\n", "sum to 0.8"),
@@ -106,7 +138,9 @@ def test_bad_imports_are_422_and_store_nothing(client, admin, mix, met, message)
 
 def test_failed_import_into_empty_project_creates_no_domains(client, admin):
     p = client.post("/v1/projects", json={"name": "empty"}, headers=admin).json()
-    r = _import(client, admin, p["id"], b"index,train_a,train_b\n1,0.5,0.1\n", b"index,loss\n1,2.0\n")
+    r = _import(
+        client, admin, p["id"], b"index,train_a,train_b\n1,0.5,0.1\n", b"index,loss\n1,2.0\n"
+    )
     assert r.status_code == 422
     assert client.get(f"/v1/projects/{p['id']}", headers=admin).json()["domains"] == []
 

@@ -28,5 +28,9 @@ def test_upgrade_downgrade_upgrade_and_no_drift(engine, db):
 def test_migration_files_are_named_by_date_and_slug():
     import re
 
-    names = [p.name for p in migrate.MIGRATIONS_DIR.joinpath("versions").glob("*.py") if p.name != "__init__.py"]
+    names = [
+        p.name
+        for p in migrate.MIGRATIONS_DIR.joinpath("versions").glob("*.py")
+        if p.name != "__init__.py"
+    ]
     assert names and all(re.fullmatch(r"\d{4}_\d{2}_\d{2}_[a-z0-9_]+\.py", n) for n in names), names

@@ -28,9 +28,14 @@ from tests.conftest import _HOME, DATABASE_URL, REPO, count_rows, start_worker_p
 
 QUEUE = "faults"
 #: thresholds of the workers started here (the test process reads the same MIXOPT_STALE_JOB_SECONDS)
-FAST = {"MIXOPT_HEARTBEAT_SECONDS": "1", "MIXOPT_CANCEL_GRACE_SECONDS": "4", "MIXOPT_PENDING_RESEND_SECONDS": "3",
-        "MIXOPT_STALE_JOB_SECONDS": "6", "MIXOPT_REAP_INTERVAL_SECONDS": "2",
-        "MIXOPT_MAINTENANCE_QUEUE": "faults"}  # their beat's reaper runs on their own queue
+FAST = {
+    "MIXOPT_HEARTBEAT_SECONDS": "1",
+    "MIXOPT_CANCEL_GRACE_SECONDS": "4",
+    "MIXOPT_PENDING_RESEND_SECONDS": "3",
+    "MIXOPT_STALE_JOB_SECONDS": "6",
+    "MIXOPT_REAP_INTERVAL_SECONDS": "2",
+    "MIXOPT_MAINTENANCE_QUEUE": "faults",
+}  # their beat's reaper runs on their own queue
 #: a mixing-law fit of ~10-20 s on 2 cores (6000 screened starts, 100 refined, 5-fold CV)
 SLOW_FIT = {"estimator": "mixing_law", "params": {"n_restarts": 6000, "n_refine": 100}}
 #: a fit of a few seconds (long enough to be killed or cancelled mid-way)
@@ -104,7 +109,11 @@ def _children(pid: int) -> list[int]:
 
 def _alive(pid: int) -> bool:
     try:
-        state = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("State:"))
+        state = next(
+            ln
+            for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if ln.startswith("State:")
+        )
     except (OSError, StopIteration):
         return False
     return "zombie" not in state
@@ -117,19 +126,31 @@ def _job_process(job_id: str) -> int:
     from app.store.db import get_engine
 
     with get_engine().connect() as conn:
-        worker = conn.execute(text("SELECT worker FROM job WHERE id = :id"), {"id": job_id}).scalar_one()
+        worker = conn.execute(
+            text("SELECT worker FROM job WHERE id = :id"), {"id": job_id}
+        ).scalar_one()
     return int(worker.rsplit("/", 1)[1])
 
 
 def _project(client, headers, n: int = 30) -> dict:
     """A 3-domain project with ``n`` runs whose losses follow a mixing law."""
-    p = client.post("/v1/projects", json={"name": f"faults-{time.monotonic_ns()}",
-                                           "domains": [{"name": d} for d in "abc"]}, headers=headers).json()
+    p = client.post(
+        "/v1/projects",
+        json={"name": f"faults-{time.monotonic_ns()}", "domains": [{"name": d} for d in "abc"]},
+        headers=headers,
+    ).json()
     rng = np.random.default_rng(0)
     X = rng.dirichlet(np.ones(3), size=n)
-    runs = [{"mixture": dict(zip("abc", map(float, x), strict=True)),
-             "metrics": {"l1": float(2 + np.exp(x @ [-1, 0.5, 0.2])), "l2": float(2.5 + np.exp(x @ [0.3, -1, 0.1]))}}
-            for x in X]
+    runs = [
+        {
+            "mixture": dict(zip("abc", map(float, x), strict=True)),
+            "metrics": {
+                "l1": float(2 + np.exp(x @ [-1, 0.5, 0.2])),
+                "l2": float(2.5 + np.exp(x @ [0.3, -1, 0.1])),
+            },
+        }
+        for x in X
+    ]
     r = client.post(f"/v1/projects/{p['id']}/runs", json={"runs": runs}, headers=headers)
     assert r.status_code == 201, r.text
     return p
@@ -163,12 +184,19 @@ def _fit_done_once(client, headers, p, job: dict) -> None:
 def test_fit_longer_than_the_stale_threshold_runs_once(client, admin, own_queue):
     # its beat runs the reaper every 0.5 s with a 1.5 s threshold (heartbeats every 0.25 s), so
     # the fit (a few seconds on an idle CI machine, much longer under load) outlasts it
-    w = _worker("long", beat=True, MIXOPT_STALE_JOB_SECONDS="1.5", MIXOPT_HEARTBEAT_SECONDS="0.25",
-                MIXOPT_REAP_INTERVAL_SECONDS="0.5")
+    w = _worker(
+        "long",
+        beat=True,
+        MIXOPT_STALE_JOB_SECONDS="1.5",
+        MIXOPT_HEARTBEAT_SECONDS="0.25",
+        MIXOPT_REAP_INTERVAL_SECONDS="0.5",
+    )
     try:
         p = _project(client, admin)
         t0 = time.monotonic()
-        job_id = _post_fit(client, admin, p, SLOW_FIT)  # MID_FIT can end in under 3 s on an idle machine
+        job_id = _post_fit(
+            client, admin, p, SLOW_FIT
+        )  # MID_FIT can end in under 3 s on an idle machine
         job = wait_job(client, admin, job_id, timeout=240)
         took = time.monotonic() - t0
     finally:
@@ -204,7 +232,9 @@ def test_sigkill_mid_fit_runs_it_again_once(client, admin, own_queue, victim):
             child = _job_process(job_id)
             assert child in pool
             os.kill(child, signal.SIGKILL)
-            second = _worker(f"beat-{victim}", beat=True)  # the reaper; the first worker keeps running
+            second = _worker(
+                f"beat-{victim}", beat=True
+            )  # the reaper; the first worker keeps running
         job = _wait(client, admin, job_id, (first, second), timeout=120)
         recovery = time.monotonic() - t_kill
     finally:
@@ -254,7 +284,9 @@ def test_readyz_is_503_while_the_worker_is_down_and_200_once_it_is_back(client, 
         down = client.get("/readyz")
         assert down.status_code == 503 and "worker" in down.json()["detail"], down.text
         assert down.json()["database"] == "ok" and down.json()["broker"] == "ok"
-        print(f"/readyz 503 {time.monotonic() - t0:.1f} s after the worker died: {down.json()['detail']}")
+        print(
+            f"/readyz 503 {time.monotonic() - t0:.1f} s after the worker died: {down.json()['detail']}"
+        )
         w = _worker("ready-again")
         t1 = time.monotonic()
         while client.get("/readyz").status_code != 200 and time.monotonic() - t1 < 15:
@@ -267,6 +299,7 @@ def test_readyz_is_503_while_the_worker_is_down_and_200_once_it_is_back(client, 
 
 # -- Redis restarted without persistence ------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -275,8 +308,11 @@ def _free_port() -> int:
 
 def _redis(port: int) -> subprocess.Popen:
     exe = shutil.which("redis-server")
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -293,8 +329,12 @@ def _redis(port: int) -> subprocess.Popen:
 # 120 s, by the session worker's reaper (default MIXOPT_PENDING_RESEND_SECONDS) to the session's
 # Redis, not by this test's own reaper (3 s) to the restarted one. Not yet understood; skipped on
 # that pass until it is, so the SQLite pass still checks the recovery on every CI run.
-@pytest.mark.skipif(DATABASE_URL.startswith("postgresql"), reason="flaky on the PostgreSQL pass (see comment)")
-def test_jobs_queued_when_redis_restarts_without_persistence_still_run_once(client, admin, own_queue, monkeypatch):
+@pytest.mark.skipif(
+    DATABASE_URL.startswith("postgresql"), reason="flaky on the PostgreSQL pass (see comment)"
+)
+def test_jobs_queued_when_redis_restarts_without_persistence_still_run_once(
+    client, admin, own_queue, monkeypatch
+):
     import redis
 
     from app.core.config import get_settings
@@ -333,6 +373,7 @@ def test_jobs_queued_when_redis_restarts_without_persistence_still_run_once(clie
 
 # -- training -----------------------------------------------------------------------------------
 
+
 def _training_project(client, headers):
     from tests.factories import ingested_project
 
@@ -340,8 +381,17 @@ def _training_project(client, headers):
 
 
 def _swarm(client, headers, p, steps: int) -> tuple[str, int]:
-    body = {"count": 1, "preset": "tiny", "train_steps": steps, "batch_size": 8, "block_size": 64,
-            "eval_interval": 10, "seed": 3, "tag": "faults", "queue": QUEUE}
+    body = {
+        "count": 1,
+        "preset": "tiny",
+        "train_steps": steps,
+        "batch_size": 8,
+        "block_size": 64,
+        "eval_interval": 10,
+        "seed": 3,
+        "tag": "faults",
+        "queue": QUEUE,
+    }
     acc = client.post(f"/v1/projects/{p['id']}/swarms", json=body, headers=headers)
     assert acc.status_code == 202, acc.text
     return acc.json()["jobs"][0]["id"], acc.json()["run_ids"][0]
@@ -367,8 +417,12 @@ def test_training_pool_process_killed_then_cancel_of_a_running_training(client, 
         assert job["attempts"] == 2 and _executions(job_id, w) == 2
         run = client.get(f"/v1/projects/{p['id']}/runs/{run_id}", headers=admin).json()
         assert run["status"] == "succeeded" and run["train_steps"] == 120
-        steps = [pt["step"] for pt in client.get(f"/v1/projects/{p['id']}/runs/{run_id}/curve",
-                                                  headers=admin).json()["points"]]
+        steps = [
+            pt["step"]
+            for pt in client.get(
+                f"/v1/projects/{p['id']}/runs/{run_id}/curve", headers=admin
+            ).json()["points"]
+        ]
         assert steps == sorted(set(steps)) and steps[-1] == 120
 
         job_id, run_id = _swarm(client, admin, p, steps=5000)
@@ -389,12 +443,15 @@ def test_training_pool_process_killed_then_cancel_of_a_running_training(client, 
 
 # -- mixopt serve ---------------------------------------------------------------------------------
 
+
 def _processes_mentioning(text: str) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cmdline = (
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
             except OSError:
                 continue
             if text in cmdline and _alive(int(entry.name)):
@@ -411,11 +468,21 @@ def _is_worker(pid: int) -> bool:
 
 def _serve(home: Path, port: int, log: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIXOPT_")}
-    env |= {"MIXOPT_HOME": str(home), "CUDA_VISIBLE_DEVICES": "", **FAST, "MIXOPT_WORKER_CONCURRENCY": "1",
-            "MIXOPT_MAINTENANCE_QUEUE": "default"}
+    env |= {
+        "MIXOPT_HOME": str(home),
+        "CUDA_VISIBLE_DEVICES": "",
+        **FAST,
+        "MIXOPT_WORKER_CONCURRENCY": "1",
+        "MIXOPT_MAINTENANCE_QUEUE": "default",
+    }
     with open(home / log, "w") as fh:
-        return subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)], env=env,
-                                stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
+        return subprocess.Popen(
+            [sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
@@ -444,10 +511,22 @@ def test_serve_supervises_its_worker_and_leaves_nothing_behind_when_killed(tmp_p
         # a second serve on the same home: a worker, but no second beat
         second = _serve(tmp_path, _free_port(), "serve2.out")
         deadline = time.monotonic() + 30
-        while "beat already runs" not in (tmp_path / "serve2.out").read_text() and time.monotonic() < deadline:
+        while (
+            "beat already runs" not in (tmp_path / "serve2.out").read_text()
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.3)
         assert "beat already runs" in (tmp_path / "serve2.out").read_text()
-        assert len([p for p in _processes_mentioning(marker) if "beat" in Path(f"/proc/{p}/cmdline").read_text()]) == 1
+        assert (
+            len(
+                [
+                    p
+                    for p in _processes_mentioning(marker)
+                    if "beat" in Path(f"/proc/{p}/cmdline").read_text()
+                ]
+            )
+            == 1
+        )
         second.send_signal(signal.SIGKILL)
         second.wait(timeout=10)
 
@@ -465,14 +544,24 @@ def test_serve_supervises_its_worker_and_leaves_nothing_behind_when_killed(tmp_p
         print(f"serve restarted its dead worker after {time.monotonic() - t0:.1f} s")
 
         with httpx.Client(base_url=url, headers=headers, timeout=30) as c:
-            p = c.post("/v1/projects", json={"name": "kill", "domains": [{"name": d} for d in "abc"]}).json()
+            p = c.post(
+                "/v1/projects", json={"name": "kill", "domains": [{"name": d} for d in "abc"]}
+            ).json()
             rng = np.random.default_rng(0)
-            runs = [{"mixture": dict(zip("abc", map(float, x), strict=True)),
-                     "metrics": {"l1": float(2 + np.exp(x @ [-1, 0.5, 0.2]))}} for x in rng.dirichlet(np.ones(3), 30)]
+            runs = [
+                {
+                    "mixture": dict(zip("abc", map(float, x), strict=True)),
+                    "metrics": {"l1": float(2 + np.exp(x @ [-1, 0.5, 0.2]))},
+                }
+                for x in rng.dirichlet(np.ones(3), 30)
+            ]
             assert c.post(f"/v1/projects/{p['id']}/runs", json={"runs": runs}).status_code == 201
             job_id = c.post(f"/v1/projects/{p['id']}/fits", json=MID_FIT).json()["job"]["id"]
             deadline = time.monotonic() + 60
-            while c.get(f"/v1/jobs/{job_id}").json()["state"] != "running" and time.monotonic() < deadline:
+            while (
+                c.get(f"/v1/jobs/{job_id}").json()["state"] != "running"
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.2)
             assert c.get(f"/v1/jobs/{job_id}").json()["state"] == "running"
     finally:
@@ -502,9 +591,16 @@ def test_serve_supervises_its_worker_and_leaves_nothing_behind_when_killed(tmp_p
     finally:
         serve.terminate()
         serve.wait(timeout=60)
-    print(f"fit of a SIGKILLed serve: terminal {time.monotonic() - t_kill:.1f} s after the kill; {job}")
-    print("".join(ln for ln in (tmp_path / "worker.log").read_text(errors="replace").splitlines(True)
-                  if job_id in ln or "reap" in ln)[-4000:])
+    print(
+        f"fit of a SIGKILLed serve: terminal {time.monotonic() - t_kill:.1f} s after the kill; {job}"
+    )
+    print(
+        "".join(
+            ln
+            for ln in (tmp_path / "worker.log").read_text(errors="replace").splitlines(True)
+            if job_id in ln or "reap" in ln
+        )[-4000:]
+    )
     assert job["state"] == "succeeded", job
     assert job["attempts"] == 2 and fits["count"] == 1
     logs = "".join(f.read_text(errors="replace") for f in tmp_path.glob("worker.log"))
@@ -514,59 +610,102 @@ def test_serve_supervises_its_worker_and_leaves_nothing_behind_when_killed(tmp_p
 
 # -- PostgreSQL restarted mid-job (a throwaway cluster of our own) ------------------------------
 
+
 def _pg_bin() -> Path | None:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
     return found[-1].parent if found else None
 
 
 @pytest.mark.slow  # its own PostgreSQL cluster, a serve and a long fit
-@pytest.mark.skipif(_pg_bin() is None or os.geteuid() != 0, reason="needs PostgreSQL binaries and root (runuser)")
+@pytest.mark.skipif(
+    _pg_bin() is None or os.geteuid() != 0, reason="needs PostgreSQL binaries and root (runuser)"
+)
 def test_postgresql_restarted_mid_fit(tmp_path):
     """A fit runs while its database restarts: the heartbeat thread rides out the outage, the
     fit's results are stored once, and the job ends terminal."""
     import tempfile
 
     pg, port = _pg_bin(), _free_port()
-    pgdir = Path(tempfile.mkdtemp(prefix="mixopt-pg-"))  # pytest's tmp_path is not reachable by postgres
+    pgdir = Path(
+        tempfile.mkdtemp(prefix="mixopt-pg-")
+    )  # pytest's tmp_path is not reachable by postgres
     data = pgdir / "pg"
     data.mkdir()
     shutil.chown(pgdir, "postgres")
     shutil.chown(data, "postgres")
 
     def as_pg(*argv: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True, timeout=120
+        )
 
     as_pg(str(pg / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust")
     opts = f"-p {port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off"
-    as_pg(str(pg / "pg_ctl"), "-D", str(data), "-l", str(pgdir / "pg.log"), "-w", "-o", opts, "start")
+    as_pg(
+        str(pg / "pg_ctl"), "-D", str(data), "-l", str(pgdir / "pg.log"), "-w", "-o", opts, "start"
+    )
     home = tmp_path / "home"
     home.mkdir()
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIXOPT_")}
-    env |= {"MIXOPT_HOME": str(home), "MIXOPT_DATABASE_URL": url, "CUDA_VISIBLE_DEVICES": "", **FAST,
-            "MIXOPT_MAINTENANCE_QUEUE": "default", "MIXOPT_WORKER_CONCURRENCY": "1",
-            "MIXOPT_ADMIN_TOKEN": "mxo_" + "p" * 40}
+    env |= {
+        "MIXOPT_HOME": str(home),
+        "MIXOPT_DATABASE_URL": url,
+        "CUDA_VISIBLE_DEVICES": "",
+        **FAST,
+        "MIXOPT_MAINTENANCE_QUEUE": "default",
+        "MIXOPT_WORKER_CONCURRENCY": "1",
+        "MIXOPT_ADMIN_TOKEN": "mxo_" + "p" * 40,
+    }
     api_port = _free_port()
     base = f"http://127.0.0.1:{api_port}"
     serve = None
     try:
-        subprocess.run([sys.executable, "-m", "mixopt.cli", "db", "upgrade"], env=env, cwd=REPO, check=True,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", "mixopt.cli", "db", "upgrade"],
+            env=env,
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         with open(home / "serve.out", "w") as fh:
-            serve = subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(api_port)], env=env,
-                                     cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+            serve = subprocess.Popen(
+                [sys.executable, "-m", "mixopt.cli", "serve", "--port", str(api_port)],
+                env=env,
+                cwd=REPO,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
         _wait_ready(base, serve)
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {env['MIXOPT_ADMIN_TOKEN']}"},
-                          timeout=30) as c:
+        with httpx.Client(
+            base_url=base,
+            headers={"Authorization": f"Bearer {env['MIXOPT_ADMIN_TOKEN']}"},
+            timeout=30,
+        ) as c:
             p = _project(c, {})
             job_id = c.post(f"/v1/projects/{p['id']}/fits", json=MID_FIT).json()["job"]["id"]
             deadline = time.monotonic() + 60
-            while c.get(f"/v1/jobs/{job_id}").json()["state"] != "running" and time.monotonic() < deadline:
+            while (
+                c.get(f"/v1/jobs/{job_id}").json()["state"] != "running"
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.2)
             time.sleep(0.5)
             t0 = time.monotonic()
-            as_pg(str(pg / "pg_ctl"), "-D", str(data), "-l", str(pgdir / "pg.log"), "-m", "fast", "-w", "-o", opts,
-                  "restart")
+            as_pg(
+                str(pg / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(pgdir / "pg.log"),
+                "-m",
+                "fast",
+                "-w",
+                "-o",
+                opts,
+                "restart",
+            )
             print(f"PostgreSQL restarted in {time.monotonic() - t0:.1f} s")
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline:
@@ -579,8 +718,10 @@ def test_postgresql_restarted_mid_fit(tmp_path):
                     break
                 time.sleep(0.5)
             fits = c.get(f"/v1/projects/{p['id']}/fits").json()
-        print(f"fit across a PostgreSQL restart: {job['state']} {time.monotonic() - t0:.1f} s after the restart, "
-              f"attempts {job['attempts']}")
+        print(
+            f"fit across a PostgreSQL restart: {job['state']} {time.monotonic() - t0:.1f} s after the restart, "
+            f"attempts {job['attempts']}"
+        )
     finally:
         if serve is not None:
             serve.terminate()
@@ -589,5 +730,7 @@ def test_postgresql_restarted_mid_fit(tmp_path):
         shutil.rmtree(pgdir, ignore_errors=True)
     assert job["state"] == "succeeded", job
     assert fits["count"] == 1 and fits["data"][0]["status"] == "succeeded"
-    executions = (home / "worker.log").read_text(errors="replace").count(f"executing job {job_id} attempt ")
+    executions = (
+        (home / "worker.log").read_text(errors="replace").count(f"executing job {job_id} attempt ")
+    )
     assert executions == job["attempts"] and job["attempts"] in (1, 2)

@@ -11,7 +11,10 @@ from app.core.config import get_settings
 from tests.conftest import _HOME, start_worker_process, wait_job
 from tests.factories import ingested_project as _project
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
 
 
 @pytest.fixture
@@ -34,8 +37,16 @@ def test_each_queue_is_trained_by_its_worker_on_cuda(two_gpu_workers, client, ad
     p = _project(client, admin, name="routing")
     jobs = {}
     for q in ("gpu-a", "gpu-b"):
-        body = {"count": 1, "preset": "tiny", "train_steps": 30, "batch_size": 8, "block_size": 64,
-                "eval_interval": 15, "tag": q, "queue": q}
+        body = {
+            "count": 1,
+            "preset": "tiny",
+            "train_steps": 30,
+            "batch_size": 8,
+            "block_size": 64,
+            "eval_interval": 15,
+            "tag": q,
+            "queue": q,
+        }
         r = client.post(f"/v1/projects/{p['id']}/swarms", json=body, headers=admin)
         assert r.status_code == 202, r.text
         jobs[q] = (r.json()["jobs"][0]["id"], r.json()["run_ids"][0])

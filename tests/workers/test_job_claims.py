@@ -17,7 +17,9 @@ def job_id(db):
     from app.store.db import session_scope
 
     with session_scope() as s:
-        job = job_service.create_job(s, kind="fit", project_id=None, params={"fit_id": 0}, queue=QUEUE)
+        job = job_service.create_job(
+            s, kind="fit", project_id=None, params={"fit_id": 0}, queue=QUEUE
+        )
         return job.id
 
 
@@ -36,8 +38,11 @@ def _age(job_id, **fields_seconds):
     from app.store.models import Job, utcnow
 
     with session_scope() as s:
-        s.execute(update(Job).where(Job.id == job_id).values(
-            **{f: utcnow() - timedelta(seconds=sec) for f, sec in fields_seconds.items()}))
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(**{f: utcnow() - timedelta(seconds=sec) for f, sec in fields_seconds.items()})
+        )
 
 
 def _drain(queue: str) -> None:
@@ -108,9 +113,15 @@ def test_reaper_resends_lost_pending_jobs_bounded_and_cancels_jobs_of_dead_worke
     monkeypatch.setattr(get_settings(), "pending_resend_seconds", 30.0)
     _drain(QUEUE)
     with session_scope() as s:
-        ids = [job_service.create_job(s, kind="fit", project_id=None, params={"fit_id": 0}, queue=QUEUE).id
-               for _ in range(3)]
-        dead = job_service.create_job(s, kind="fit", project_id=None, params={"fit_id": 0}, queue=QUEUE).id
+        ids = [
+            job_service.create_job(
+                s, kind="fit", project_id=None, params={"fit_id": 0}, queue=QUEUE
+            ).id
+            for _ in range(3)
+        ]
+        dead = job_service.create_job(
+            s, kind="fit", project_id=None, params={"fit_id": 0}, queue=QUEUE
+        ).id
     for j in ids:  # never sent (as if the broker lost the messages), created a minute ago
         _age(j, created_at=60)
     assert common.claim(dead) is not None

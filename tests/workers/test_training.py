@@ -13,8 +13,16 @@ from tests.factories import ingested_project as _project
 
 def test_swarm_trains_and_runs_come_back_with_metrics(client, admin, worker):
     p = _project(client, admin)
-    body = {"count": 3, "preset": "tiny", "train_steps": 40, "batch_size": 8, "block_size": 64, "eval_interval": 20,
-            "seed": 1, "tag": "s1"}
+    body = {
+        "count": 3,
+        "preset": "tiny",
+        "train_steps": 40,
+        "batch_size": 8,
+        "block_size": 64,
+        "eval_interval": 20,
+        "seed": 1,
+        "tag": "s1",
+    }
     r = client.post(f"/v1/projects/{p['id']}/swarms", json=body, headers=admin)
     assert r.status_code == 202, r.text
     acc = r.json()
@@ -27,10 +35,14 @@ def test_swarm_trains_and_runs_come_back_with_metrics(client, admin, worker):
     assert [r["seed"] for r in runs] == [1, 1, 1]  # shared seed: runs differ only by mixture
     for run in runs:
         assert run["status"] == "succeeded" and run["origin"] == "trained"
-        assert set(run["metrics"]) == {f"val_loss/{d}" for d in DOMAINS} | {f"val_bpb/{d}" for d in DOMAINS}
+        assert set(run["metrics"]) == {f"val_loss/{d}" for d in DOMAINS} | {
+            f"val_bpb/{d}" for d in DOMAINS
+        }
         assert all(0 < v < 6 for v in run["metrics"].values())
         assert run["train_steps"] == 40 and run["model_params"] > 0
-        curve = client.get(f"/v1/projects/{p['id']}/runs/{run['id']}/curve", headers=admin).json()["points"]
+        curve = client.get(f"/v1/projects/{p['id']}/runs/{run['id']}/curve", headers=admin).json()[
+            "points"
+        ]
         assert [pt["step"] for pt in curve][:1] == [0] and len(curve) >= 3
         first, last = curve[0]["metrics"], curve[-1]["metrics"]
         assert all(last[k] < first[k] for k in first)  # training lowered every domain's loss
@@ -49,15 +61,19 @@ def test_swarm_trains_and_runs_come_back_with_metrics(client, admin, worker):
     run = client.get(f"/v1/projects/{p['id']}/runs/{acc['run_ids'][0]}", headers=admin).json()
     assert len(run["details"]["weight_trajectory"]) > 1
     recs = client.get(f"/v1/projects/{p['id']}/recommendations", headers=admin).json()["data"]
-    assert recs[0]["source"] == "online:odm" and recs[0]["mixture"] == run["details"]["final_weights"]
+    assert (
+        recs[0]["source"] == "online:odm" and recs[0]["mixture"] == run["details"]["final_weights"]
+    )
     # the project's objective became the mean validation loss, so an estimator can be fitted
-    assert client.get(f"/v1/projects/{p['id']}", headers=admin).json()["objective"] == \
-        {f"val_loss/{d}": 1.0 for d in DOMAINS}
+    assert client.get(f"/v1/projects/{p['id']}", headers=admin).json()["objective"] == {
+        f"val_loss/{d}": 1.0 for d in DOMAINS
+    }
 
 
 def test_swarm_validation(client, admin):
-    p = client.post("/v1/projects", json={"name": "x", "domains": [{"name": "a"}, {"name": "b"}]},
-                    headers=admin).json()
+    p = client.post(
+        "/v1/projects", json={"name": "x", "domains": [{"name": "a"}, {"name": "b"}]}, headers=admin
+    ).json()
     url = f"/v1/projects/{p['id']}/swarms"
     r = client.post(url, json={"count": 2, "train_steps": 10}, headers=admin)
     assert r.status_code == 422 and "data source" in r.json()["detail"]
@@ -69,14 +85,21 @@ def test_swarm_validation(client, admin):
 
 
 def test_swarm_seeds_shared_or_per_run(client, admin):
-    domains = [{"name": d, "token_count": 1000, "source": {"path": str(CORPORA / d), "format": "jsonl"}}
-               for d in DOMAINS]
-    p = client.post("/v1/projects", json={"name": "seeds", "domains": domains}, headers=admin).json()
+    domains = [
+        {"name": d, "token_count": 1000, "source": {"path": str(CORPORA / d), "format": "jsonl"}}
+        for d in DOMAINS
+    ]
+    p = client.post(
+        "/v1/projects", json={"name": "seeds", "domains": domains}, headers=admin
+    ).json()
     url = f"/v1/projects/{p['id']}/swarms"
     seeds = {}
     for policy in ("shared", "per_run"):
-        r = client.post(url, json={"count": 3, "train_steps": 10, "seed": 5, "seeds": policy, "tag": policy},
-                        headers=admin)
+        r = client.post(
+            url,
+            json={"count": 3, "train_steps": 10, "seed": 5, "seeds": policy, "tag": policy},
+            headers=admin,
+        )
         assert r.status_code == 202, r.text
         runs = client.get(f"/v1/projects/{p['id']}/runs?tag={policy}", headers=admin).json()["data"]
         seeds[policy] = sorted(run["seed"] for run in runs)
@@ -94,7 +117,11 @@ def test_design_seed_gives_new_mixtures_with_the_same_training_seed(client, admi
     p = _project(client, admin, name="design")
     url = f"/v1/projects/{p['id']}/swarms"
     designs = {}
-    for tag, extra in (("default", {}), ("same", {"design_seed": 5}), ("other", {"design_seed": 6})):
+    for tag, extra in (
+        ("default", {}),
+        ("same", {"design_seed": 5}),
+        ("other", {"design_seed": 6}),
+    ):
         body = {"count": 3, "train_steps": 10, "preset": "micro", "seed": 5, "tag": tag, **extra}
         r = client.post(url, json=body, headers=admin)
         assert r.status_code == 202, r.text
@@ -113,8 +140,17 @@ def test_presets_agree_with_the_trainer():
 
 def test_worker_killed_mid_training_resumes_and_stores_the_run_once(client, admin, engine):
     p = _project_with_own_worker(client, admin)
-    body = {"count": 1, "preset": "micro", "train_steps": 300, "batch_size": 8, "block_size": 64, "eval_interval": 10,
-            "seed": 3, "tag": "kill", "queue": "killtest"}
+    body = {
+        "count": 1,
+        "preset": "micro",
+        "train_steps": 300,
+        "batch_size": 8,
+        "block_size": 64,
+        "eval_interval": 10,
+        "seed": 3,
+        "tag": "kill",
+        "queue": "killtest",
+    }
     first = start_worker_process("doomed", queues="killtest")
     try:
         acc = client.post(f"/v1/projects/{p['id']}/swarms", json=body, headers=admin).json()
@@ -142,8 +178,14 @@ def test_worker_killed_mid_training_resumes_and_stores_the_run_once(client, admi
     runs = client.get(f"/v1/projects/{p['id']}/runs?tag=kill", headers=admin).json()
     assert runs["count"] == 1 and runs["data"][0]["id"] == run_id
     run = runs["data"][0]
-    assert run["status"] == "succeeded" and run["train_steps"] == 300 and len(run["metrics"]) == 2 * len(DOMAINS)
-    curve = client.get(f"/v1/projects/{p['id']}/runs/{run_id}/curve", headers=admin).json()["points"]
+    assert (
+        run["status"] == "succeeded"
+        and run["train_steps"] == 300
+        and len(run["metrics"]) == 2 * len(DOMAINS)
+    )
+    curve = client.get(f"/v1/projects/{p['id']}/runs/{run_id}/curve", headers=admin).json()[
+        "points"
+    ]
     steps = [pt["step"] for pt in curve]
     assert steps == sorted(set(steps)) and steps[-1] == 300  # one point per step, none twice
 
