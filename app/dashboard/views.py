@@ -12,8 +12,12 @@ from sqlalchemy.orm import Session
 
 from app.services import dashboard as dash_service
 from app.services import fits as fit_service
+from app.services import recommendations as rec_service
+from app.services.constraints import science_constraints
 from app.services.errors import ServiceError
 from app.store.models import Fit, Project, Recommendation
+from mixopt.mixing import hierarchy, pareto
+from mixopt.mixing.constraints import Constraints, InfeasibleConstraintsError
 
 log = logging.getLogger("mixopt.dashboard")
 
@@ -37,11 +41,18 @@ def domain_dicts(project: Project) -> list[dict[str, Any]]:
              "source": d.source} for d in project.domains]
 
 
+def epoch_constraints(project: Project, constraints: dict[str, Any] | None = None) -> Constraints:
+    """The science's :class:`~mixopt.mixing.constraints.Constraints` that answer the epoch
+    questions: the project's token counts, target tokens and caps (``constraints`` override)."""
+    cons = dict(project.constraints or {})
+    cons.update({k: v for k, v in (constraints or {}).items() if v is not None})
+    per = {k: _num(v) for k, v in (cons.get("max_epochs_per_domain") or {}).items()}
+    return Constraints.for_epochs({d.name: d.token_count for d in project.domains}, _num(cons.get("target_tokens")),
+                                  _num(cons.get("max_epochs")), per)
+
+
 def max_epochs_for(project: Project) -> dict[str, float | None]:
-    c = project.constraints or {}
-    per = c.get("max_epochs_per_domain") or {}
-    default = _num(c.get("max_epochs"))
-    return {d.name: _num(per.get(d.name)) if d.name in per else default for d in project.domains}
+    return epoch_constraints(project).epoch_caps([d.name for d in project.domains])
 
 
 def reference_mixtures(project: Project) -> tuple[dict[str, dict[str, float]], dict[str, str], str | None]:
@@ -51,7 +62,7 @@ def reference_mixtures(project: Project) -> tuple[dict[str, dict[str, float]], d
     if not names:
         return {}, {}, "the project has no domains"
     try:
-        out = fit_service.baselines(project)
+        out = rec_service.baselines(project)
         return dict(out["mixtures"]), dict(out.get("unavailable") or {}), None
     except ServiceError as exc:
         error = exc.message
@@ -70,17 +81,17 @@ def epochs_table(project: Project, mixtures: list[tuple[str, dict[str, float]]])
     """Epochs each mixture implies per domain at the target budget:
     ``epochs_i = w_i * target_tokens / token_count_i``, flagged above the domain's max epochs."""
     target = _num((project.constraints or {}).get("target_tokens"))
-    caps = max_epochs_for(project)
+    c = epoch_constraints(project)
+    names = [d.name for d in project.domains]
+    caps = c.epoch_caps(names)
+    used = {label: (c.epochs_used(mix, names), c.over_cap(mix, names)) for label, mix in mixtures}
     rows, warnings = [], 0
     for d in project.domains:
         cells = []
         for label, mix in mixtures:
-            w = float(mix.get(d.name, 0.0))
-            epochs = w * target / d.token_count if target and d.token_count else None
-            cap = caps.get(d.name)
-            over = epochs is not None and cap is not None and epochs > cap * (1 + 1e-9)
+            epochs, over = used[label][0][d.name], used[label][1][d.name]
             warnings += over
-            cells.append({"mixture": label, "weight": w, "epochs": epochs, "over": over})
+            cells.append({"mixture": label, "weight": float(mix.get(d.name, 0.0)), "epochs": epochs, "over": over})
         rows.append({"name": d.name, "token_count": d.token_count, "measured": d.token_count_measured,
                      "max_epochs": caps.get(d.name), "cells": cells})
     return {"target_tokens": target, "columns": [label for label, _ in mixtures], "rows": rows,
@@ -170,30 +181,8 @@ def baseline_predictions(fits: list[Fit], refs: dict[str, dict[str, float]]) -> 
 
 def epoch_warnings(mixture: dict[str, float], project: Project, constraints: dict[str, Any] | None = None) -> list[str]:
     """Domains a mixture repeats beyond their epoch cap, or that have no tokens, at the
-    target budget (``weight x target_tokens / token_count`` epochs against ``max_epochs``)."""
-    cons = dict(project.constraints or {})
-    cons.update({k: v for k, v in (constraints or {}).items() if v is not None})
-    target = cons.get("target_tokens")
-    if not target:
-        return []
-    per = cons.get("max_epochs_per_domain") or {}
-    out = []
-    for d in project.domains:
-        w = float(mixture.get(d.name, 0.0))
-        if w <= 0:
-            continue
-        if d.token_count is None:
-            out.append(f"{d.name}: weight {w:.3f} but no token count (availability unknown)")
-            continue
-        if d.token_count == 0:
-            out.append(f"{d.name}: weight {w:.3f} but the project has no tokens of it")
-            continue
-        epochs = w * float(target) / float(d.token_count)
-        cap = per.get(d.name, cons.get("max_epochs"))
-        if cap is not None and epochs > float(cap) + 1e-9:
-            out.append(f"{d.name}: {epochs:.2f} epochs at weight {w:.3f}, {epochs / float(cap):.1f}x its "
-                       f"{float(cap):g}-epoch cap")
-    return out
+    target budget (:meth:`mixopt.mixing.constraints.Constraints.epoch_warnings`)."""
+    return epoch_constraints(project, constraints).epoch_warnings(mixture, [d.name for d in project.domains])
 
 
 # -- runs -------------------------------------------------------------------------------
@@ -284,12 +273,16 @@ MAX_OVERLAY_RUNS = 20
 PARETO_CANDIDATES = 2000
 
 
+def _group_of(project: Project) -> dict[str, str]:
+    """The domains' declared group paths."""
+    from app.services.domain_rules import declared_groups
+
+    return declared_groups(project.domains)
+
+
 def group_members(project: Project) -> dict[str, list[str]]:
     """``{group path: [member domains]}`` (declared paths, else parsed ``source:topic`` names)."""
-    from app.services.projects import declared_groups
-    from mixopt.mixing import hierarchy
-
-    return hierarchy.groups_of([d.name for d in project.domains], declared_groups(project.domains))
+    return hierarchy.groups_of([d.name for d in project.domains], _group_of(project))
 
 
 def _constraint_summary(constraints: dict[str, Any] | None) -> list[str]:
@@ -362,9 +355,8 @@ def comparison(project: Project, recs: list[Recommendation], fits_by_id: dict[in
             "validations": _validation_results(validations, rec.id),
             "warnings": epoch_warnings(rec.mixture, project, rec.constraints),
         })
-    groups = group_members(project)
-    group_rows = [{"name": g, "cells": [sum(c["mixture"].get(d, 0.0) for d in members) for c in cols]}
-                  for g, members in sorted(groups.items())]
+    totals = [hierarchy.group_totals(c["mixture"], _group_of(project)) for c in cols]
+    group_rows = [{"name": g, "cells": [t.get(g, 0.0) for t in totals]} for g in sorted(group_members(project))]
     metric_names = sorted({m for c in cols for m in c["metrics"]})
     return {
         "columns": cols,
@@ -385,12 +377,16 @@ def metric_names(session: Session, project: Project) -> list[str]:
 
 def whatif_availability(project: Project) -> dict[str, Any]:
     """What the what-if page's script needs to warn about a mixture: per domain its tokens and
-    epoch cap at the project's target tokens, and the groups' members."""
+    epoch cap at the project's target tokens, the groups' members, and ``limits``: the weight
+    above which each domain draws a warning, computed by
+    :meth:`~mixopt.mixing.constraints.Constraints.epoch_limits` (the script only compares)."""
     cons = project.constraints or {}
     caps = max_epochs_for(project)
+    names = [d.name for d in project.domains]
     return {"target_tokens": _num(cons.get("target_tokens")),
             "tokens": {d.name: d.token_count for d in project.domains},
-            "caps": caps, "groups": group_members(project)}
+            "caps": caps, "groups": group_members(project),
+            "limits": epoch_constraints(project).epoch_limits(names)}
 
 
 def pareto_view(project: Project, fit: Fit, refs: dict[str, dict[str, float]], recs: list[Recommendation],
@@ -400,10 +396,8 @@ def pareto_view(project: Project, fit: Fit, refs: dict[str, dict[str, float]], r
     ``fit``; the non-dominated ones (:func:`mixopt.mixing.pareto.non_dominated`) on the two
     plotted metrics and on all of them; the reference (natural, or ``reference_rec``'s
     reference) and the recommendations as marked points."""
+    from app.services.domain_rules import declared_groups
     from app.services.errors import Invalid
-    from app.services.projects import declared_groups
-    from mixopt.mixing import pareto
-    from mixopt.mixing.constraints import Constraints, InfeasibleConstraintsError
 
     targets = list(fit.target)
     if len(targets) < 2:
@@ -422,7 +416,7 @@ def pareto_view(project: Project, fit: Fit, refs: dict[str, dict[str, float]], r
         raise Invalid(f"fit {fit.id} was made on domains {domains}, not the project's current ones; fit again",
                       field="fit")
     counts = [d.token_count for d in project.domains]
-    spec = fit_service.science_constraints(project.constraints or {}, domains, counts, declared_groups(project.domains))
+    spec = science_constraints(project.constraints or {}, domains, counts, declared_groups(project.domains))
     prior_map = refs.get("natural") or refs.get("uniform")
     prior = [prior_map[d] for d in domains] if prior_map else None
     try:
@@ -450,22 +444,19 @@ def pareto_view(project: Project, fit: Fit, refs: dict[str, dict[str, float]], r
     ix, iy = targets.index(x), targets.index(y)
     n = W.shape[0]
     cand = P[:n]
-    front2 = pareto.non_dominated(cand[:, [ix, iy]])
-    front_all = pareto.non_dominated(cand)
-    order = pareto.front_order(cand[:, [ix, iy]], front2)
+    front2, front_all, order = pareto.fronts(cand, ix, iy)
     points = [{"x": float(cand[i, ix]), "y": float(cand[i, iy])} for i in range(n)]
     marked = []
     for k, (kind, label, _) in enumerate(marks):
         row = P[n + k]
         marked.append({"kind": kind, "label": label, "x": float(row[ix]), "y": float(row[iy]),
                        "metrics": dict(zip(targets, map(float, row), strict=True)),
-                       "dominated_by": int(((cand <= row).all(axis=1) & (cand < row).any(axis=1)).sum())})
+                       "dominated_by": pareto.count_dominating(cand, row)})
     reference = next((m for m in marked if m["kind"] == "reference"), None)
     beats = None
     if reference is not None:
         ref_row = np.array([reference["metrics"][t] for t in targets])
-        front = cand[front_all]
-        beats = int(((front <= ref_row).all(axis=1) & (front < ref_row).any(axis=1)).sum())
+        beats = pareto.count_dominating(cand[front_all], ref_row)
     top = [{"weights": sorted(((d, float(W[i, j])) for j, d in enumerate(domains)), key=lambda t: -t[1])[:3],
             "metrics": dict(zip(targets, map(float, cand[i]), strict=True))} for i in order]
     return {"fit_id": fit.id, "targets": targets, "x": x, "y": y, "count": n,

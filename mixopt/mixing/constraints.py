@@ -25,7 +25,8 @@ import numpy as np
 from mixopt.mixing import hierarchy
 from mixopt.mixing.simplex import InfeasibleConstraintsError, project_box_simplex
 
-__all__ = ["Constraints", "InfeasibleConstraintsError", "project_box_simplex", "resolve_per_domain"]
+__all__ = ["EPOCH_TOL", "WEIGHT_TOL", "Constraints", "InfeasibleConstraintsError", "project_box_simplex",
+           "resolve_per_domain"]
 
 TOL = 1e-9
 
@@ -213,6 +214,109 @@ class Constraints:
         if ok and self.groups:
             ok = bool(self.group_system(domains, check=False).violation(w).max() <= tol)
         return ok
+
+    # -- epochs: one implementation of the availability questions -------------------------
+    @classmethod
+    def for_epochs(cls, token_counts: Mapping[str, float | None], target_tokens: float | None,
+                   max_epochs: float | None = None,
+                   max_epochs_per_domain: Mapping[str, float | None] | None = None) -> Constraints:
+        """Constraints that answer epoch questions for a project: token counts per domain
+        (None: unknown), the run's ``target_tokens`` and the caps, ``max_epochs_per_domain[d]``
+        where named, else ``max_epochs`` (None: uncapped)."""
+        per = dict(max_epochs_per_domain or {})
+        caps = {d: (per[d] if d in per else max_epochs) for d in token_counts}
+        return cls(token_counts=dict(token_counts), target_tokens=target_tokens, max_epochs=caps)
+
+    def epoch_caps(self, domains: list[str]) -> dict[str, float | None]:
+        """Each domain's epoch cap ``R_i`` (None: uncapped)."""
+        caps = _optional_per_domain(self.max_epochs, domains)
+        return {d: (None if np.isnan(c) else float(c)) for d, c in zip(domains, caps, strict=True)}
+
+    def epoch_limits(self, domains: list[str]) -> dict[str, dict[str, Any]]:
+        """Per domain, the weight a mixture may give it before an availability warning, at
+        ``target_tokens`` (the one rule: :meth:`over_cap` and :meth:`epoch_warnings` read it,
+        and the dashboard's what-if page gets it as data and only compares).
+
+        ``max_weight``: above it the domain is repeated beyond its cap,
+        ``(R_i + EPOCH_TOL) x tokens_i / target_tokens``, or ``WEIGHT_TOL`` when the domain has
+        no tokens or no token count (``unavailable`` says which); None without a target or a
+        cap. ``epochs_per_weight``: ``target_tokens / tokens_i`` (epochs = weight x it).
+        ``cap``: ``R_i`` (None: uncapped).
+        """
+        tokens = _optional_per_domain(self.token_counts, domains)
+        caps = self.epoch_caps(domains)
+        target = float(self.target_tokens) if self.target_tokens else None
+        out = {}
+        for d, t in zip(domains, tokens, strict=True):
+            cap = caps[d]
+            lim: dict[str, Any] = {"cap": cap, "epochs_per_weight": None, "max_weight": None,
+                                   "unavailable": "no token count" if np.isnan(t) else "no tokens" if t == 0 else None}
+            if target and lim["unavailable"]:
+                lim["max_weight"] = WEIGHT_TOL
+            elif target:
+                lim["epochs_per_weight"] = target / float(t)
+                if cap is not None:
+                    lim["max_weight"] = (cap + EPOCH_TOL) * float(t) / target
+            out[d] = lim
+        return out
+
+    def epochs_used(self, mixture: Mapping[str, float] | Sequence[float], domains: list[str]) -> dict[str, float | None]:
+        """Epochs of each domain a mixture implies at ``target_tokens``:
+        ``w_i x target_tokens / tokens_i`` (None without a target or a positive token count)."""
+        w = _mixture(mixture, domains)
+        limits = self.epoch_limits(domains)
+        return {d: (None if limits[d]["epochs_per_weight"] is None else float(x) * limits[d]["epochs_per_weight"])
+                for d, x in zip(domains, w, strict=True)}
+
+    def over_cap(self, mixture: Mapping[str, float] | Sequence[float], domains: list[str]) -> dict[str, bool]:
+        """Whether each domain is repeated beyond its epoch cap (:meth:`epoch_limits`)."""
+        w = _mixture(mixture, domains)
+        limits = self.epoch_limits(domains)
+        return {d: limits[d]["unavailable"] is None and _exceeds(x, limits[d]) for d, x in zip(domains, w, strict=True)}
+
+    def epoch_warnings(self, mixture: Mapping[str, float] | Sequence[float], domains: list[str]) -> list[str]:
+        """Domains a mixture uses without tokens or a token count, or repeats beyond their epoch
+        cap, at ``target_tokens`` (none without a target): :meth:`epoch_limits` exceeded."""
+        w = _mixture(mixture, domains)
+        out = []
+        for (d, lim), x in zip(self.epoch_limits(domains).items(), w, strict=True):
+            if not _exceeds(x, lim):
+                continue
+            if lim["unavailable"] == "no token count":
+                out.append(f"{d}: weight {x:.3f} but no token count (availability unknown)")
+            elif lim["unavailable"] == "no tokens":
+                out.append(f"{d}: weight {x:.3f} but the project has no tokens of it")
+            else:
+                cap, e = float(lim["cap"]), float(x) * lim["epochs_per_weight"]
+                out.append(f"{d}: {e:.2f} epochs at weight {x:.3f}, {e / cap:.1f}x its {cap:g}-epoch cap")
+        return out
+
+
+def _exceeds(x: float, limit: Mapping[str, Any]) -> bool:
+    return limit["max_weight"] is not None and float(x) > limit["max_weight"]
+
+
+#: a weight at or below this counts as unused (availability warnings)
+WEIGHT_TOL = 1e-9
+#: epochs above a cap by at most this are within it
+EPOCH_TOL = 1e-9
+
+
+def _optional_per_domain(value: Any, domains: list[str]) -> np.ndarray:
+    """A per-domain field whose entries may be None (unknown): NaN there and where unnamed."""
+    if value is None:
+        return np.full(len(domains), np.nan)
+    if isinstance(value, Mapping):
+        return np.array([np.nan if value.get(d) is None else float(value[d]) for d in domains])
+    if np.isscalar(value):
+        return np.full(len(domains), float(value))
+    return np.array([np.nan if v is None else float(v) for v in value], dtype=float)
+
+
+def _mixture(mixture: Mapping[str, float] | Sequence[float], domains: list[str]) -> np.ndarray:
+    if isinstance(mixture, Mapping):
+        return np.array([float(mixture.get(d, 0.0)) for d in domains])
+    return np.asarray(mixture, dtype=float).ravel()
 
 
 #: former private name, kept for callers outside the package

@@ -68,6 +68,22 @@ def dominates(a: Any, b: Any) -> bool:
     return bool(np.all(a <= b) and np.any(a < b))
 
 
+def count_dominating(P: Any, row: Any) -> int:
+    """How many rows of ``P`` dominate ``row`` (at least as good on every metric, strictly
+    better on one; minimisation)."""
+    P = np.atleast_2d(np.asarray(P, dtype=float))
+    r = np.asarray(row, dtype=float).ravel()
+    return int(((P <= r).all(axis=1) & (P < r).any(axis=1)).sum())
+
+
+def fronts(P: Any, ix: int, iy: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The front on the two plotted metrics ``ix``, ``iy`` (mask), the front on all metrics
+    (mask) and the plotted front's rows ordered along metric ``ix``."""
+    P = np.atleast_2d(np.asarray(P, dtype=float))
+    front2 = non_dominated(P[:, [ix, iy]])
+    return front2, non_dominated(P), front_order(P[:, [ix, iy]], front2)
+
+
 def sample_candidates(count: int, domains: Sequence[str], constraints: Constraints | Mapping[str, Any] | None = None,
                       prior: Any = None, random_state: int = 0) -> np.ndarray:
     """``count`` candidate mixtures (``count x K``) on the simplex under ``constraints``.

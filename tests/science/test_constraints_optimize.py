@@ -138,3 +138,25 @@ def test_tree_strategy_and_bootstrap_interval():
     lin = RegMixLinear().fit(X, y)
     iv = predict_with_interval(lin, X[:3], X_train=X, Y_train=y, n_boot=5)
     assert iv["method"].startswith("bootstrap") and all(lo <= hi for lo, hi in zip(iv["lower"], iv["upper"], strict=True))
+
+
+def test_epoch_questions_answered_once_by_constraints():
+    """Caps from max_epochs/max_epochs_per_domain, epochs used, the limits the what-if page
+    compares with, and the warnings, all from one rule."""
+    c = Constraints.for_epochs({"a": 1e6, "b": 20_000, "c": 0, "d": None}, 1e6, max_epochs=4,
+                               max_epochs_per_domain={"a": None})
+    domains = ["a", "b", "c", "d"]
+    mix = {"a": 0.3, "b": 0.5, "c": 0.1, "d": 0.1}
+    assert c.epoch_caps(domains) == {"a": None, "b": 4.0, "c": 4.0, "d": 4.0}
+    assert c.epochs_used(mix, domains) == {"a": 0.3, "b": 25.0, "c": None, "d": None}
+    assert c.over_cap(mix, domains) == {"a": False, "b": True, "c": False, "d": False}
+    limits = c.epoch_limits(domains)
+    assert limits["b"]["max_weight"] == pytest.approx(0.08) and limits["a"]["max_weight"] is None
+    assert limits["c"]["unavailable"] == "no tokens" and limits["d"]["unavailable"] == "no token count"
+    assert c.epoch_warnings(mix, domains) == [
+        "b: 25.00 epochs at weight 0.500, 6.2x its 4-epoch cap",
+        "c: weight 0.100 but the project has no tokens of it",
+        "d: weight 0.100 but no token count (availability unknown)"]
+    assert not c.epoch_warnings({"a": 0.9, "b": 0.08, "c": 0.0, "d": 0.0}, domains)
+    no_target = Constraints.for_epochs({"a": 1e6, "d": None}, None, max_epochs=4)
+    assert no_target.epoch_warnings({"a": 1.0, "d": 0.5}, ["a", "d"]) == []

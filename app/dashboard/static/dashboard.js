@@ -416,34 +416,36 @@
   };
 
   /** What-if availability: epochs per domain at the target tokens against each cap, domains
-   * with no token count or no tokens at all, group totals (mirrors views.epoch_warnings). */
+   * with no token count or no tokens at all, group totals. The rules are Python's
+   * (Constraints.epoch_limits, served as a.limits: per domain the weight above which it warns);
+   * this only compares the sliders' weights with them and writes the result. */
   function availability(a, domains, w) {
     const box = $("#whatif-availability");
     if (!a || !box) return;
     const warnings = [];
     const rows = [];
+    const known = (v) => v !== null && v !== undefined;
     domains.forEach((d, i) => {
       const x = w[i];
       const tokens = a.tokens[d];
-      const cap = a.caps[d];
-      let epochs = null;
-      if (x > 1e-9 && (tokens === null || tokens === undefined)) {
+      const lim = (a.limits || {})[d] || {};
+      const cap = lim.cap;
+      const epochs = known(lim.epochs_per_weight) ? x * lim.epochs_per_weight : null;
+      const exceeds = known(lim.max_weight) && x > lim.max_weight;
+      const over = exceeds && !lim.unavailable;
+      if (exceeds && lim.unavailable === "no token count") {
         warnings.push(d + ": weight " + x.toFixed(3) + " but no token count (availability unknown)");
-      } else if (x > 1e-9 && tokens === 0) {
+      } else if (exceeds && lim.unavailable === "no tokens") {
         warnings.push(d + ": weight " + x.toFixed(3) + " but the project has no tokens of it");
-      } else if (tokens && a.target_tokens) {
-        epochs = (x * a.target_tokens) / tokens;
-        if (cap !== null && cap !== undefined && epochs > cap + 1e-9) {
-          warnings.push(d + ": " + epochs.toFixed(2) + " epochs at weight " + x.toFixed(3) + ", " +
-                        (epochs / cap).toFixed(1) + "x its " + String(cap) + "-epoch cap");
-        }
+      } else if (over) {
+        warnings.push(d + ": " + epochs.toFixed(2) + " epochs at weight " + x.toFixed(3) + ", " +
+                      (epochs / cap).toFixed(1) + "x its " + String(cap) + "-epoch cap");
       }
-      const over = epochs !== null && cap !== null && cap !== undefined && epochs > cap + 1e-9;
       rows.push(el("tr", { "data-domain": d, className: over ? "over" : "" }, [
         el("td", { text: d }), el("td", { className: "num", text: x.toFixed(3) }),
-        el("td", { className: "num", text: tokens === null || tokens === undefined ? "—" : human(tokens) }),
+        el("td", { className: "num", text: known(tokens) ? human(tokens) : "—" }),
         el("td", { className: "num" + (over ? " over" : ""), text: epochs === null ? "—" : fmt(epochs, 3) + "×" }),
-        el("td", { className: "num", text: cap === null || cap === undefined ? "—" : String(cap) }),
+        el("td", { className: "num", text: known(cap) ? String(cap) : "—" }),
       ]));
     });
     $("#whatif-epochs-note").textContent = a.target_tokens
