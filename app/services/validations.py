@@ -3,13 +3,13 @@
 Every mixture of a validation is trained once per seed with the same initialisation and the
 same sampler stream (common random numbers: a run differs from its partner of the same seed
 only by its mixture), evaluated on every domain, and scored by the project's objective. The
-comparison (:func:`paired_comparison`) gives per mixture the mean and spread of the objective
-and of each domain's loss, and against each reference mixture (the baselines by default) the
-paired difference ``d_s = objective(mixture, s) - objective(reference, s)`` with a Student t
-interval ``mean(d) +- t_{0.975, n-1} sd(d) / sqrt(n)`` and the seeds it wins. The pairing is
-what makes a few seeds informative: on the demo corpora the seed alone moves a tiny model's
-loss by 0.1-0.2 nats, far more than most mixtures differ, but it moves both runs of a pair
-alike.
+comparison (:func:`mixopt.mixing.compare.paired_comparison`) gives per mixture the mean and
+spread of the objective and of each domain's loss, and against each reference mixture (the
+baselines by default) the paired difference ``d_s = objective(mixture, s) - objective(reference,
+s)`` with a Student t interval ``mean(d) +- t_{0.975, n-1} sd(d) / sqrt(n)`` and the seeds it
+wins. The pairing is what makes a few seeds informative: on the demo corpora the seed alone
+moves a tiny model's loss by 0.1-0.2 nats, far more than most mixtures differ, but it moves both
+runs of a pair alike.
 """
 
 from __future__ import annotations
@@ -28,91 +28,11 @@ from app.services.recommendations import baselines
 from app.services.runs import validate_mixture
 from app.services.swarms import check_trainable
 from app.store.models import Job, Project, Recommendation, Run, RunTag, Validation
+from mixopt.mixing.compare import CONFIDENCE, paired_comparison  # noqa: F401  (the statistics live in mixopt)
 
-CONFIDENCE = 0.95
 #: baseline aliases: "stratified" is the online-mixing papers' name for uniform; "entropy" is
 #: BiMix's recommended (conditional entropy) training-free mixture
 ALIASES = {"stratified": "uniform", "entropy": "entropy_conditional"}
-
-
-def _t_quantile(p: float, df: int) -> float:
-    from scipy.stats import t  # lazy: scipy.stats takes ~0.5 s to import, only comparisons use it
-
-    return float(t.ppf(p, df))
-
-
-def paired_comparison(
-    labels: list[str],
-    objective: list[list[float]],
-    domains: dict[str, list[list[float]]],
-    references: list[int],
-    seeds: list[int],
-    confidence: float = CONFIDENCE,
-) -> dict[str, Any]:
-    """The comparison of a validation from its runs' scores (pure).
-
-    Parameters
-    ----------
-    labels : one per mixture.
-    objective : ``objective[i][s]`` the objective of mixture ``i`` with seed ``seeds[s]``.
-    domains : per domain name, ``[i][s]`` its validation loss.
-    references : indices of the mixtures the others are compared against.
-    """
-    n = len(seeds)
-
-    def stats(values: list[float]) -> tuple[float, float]:
-        mean = math.fsum(values) / len(values)
-        std = (
-            math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
-            if len(values) > 1
-            else 0.0
-        )
-        return mean, std
-
-    mixtures = []
-    for i, label in enumerate(labels):
-        mean, std = stats(objective[i])
-        per_domain = {}
-        for d, vals in domains.items():
-            m, s = stats(vals[i])
-            per_domain[d] = {"mean": m, "std": s, "values": list(vals[i])}
-        mixtures.append(
-            {
-                "label": label,
-                "objective": list(objective[i]),
-                "mean": mean,
-                "std": std,
-                "domains": per_domain,
-            }
-        )
-    comparisons = []
-    t = _t_quantile(0.5 + confidence / 2, n - 1) if n > 1 else None
-    for r in references:
-        for i, label in enumerate(labels):
-            if i == r:
-                continue
-            diffs = [objective[i][s] - objective[r][s] for s in range(n)]
-            mean, std = stats(diffs)
-            half = t * std / math.sqrt(n) if t is not None else None
-            comparisons.append(
-                {
-                    "label": label,
-                    "reference": labels[r],
-                    "differences": diffs,
-                    "mean": mean,
-                    "std": std,
-                    "interval_low": None if half is None else mean - half,
-                    "interval_high": None if half is None else mean + half,
-                    "confidence": confidence,
-                    "wins": sum(d < 0 for d in diffs),
-                    "seeds": n,
-                    "domains": {
-                        d: math.fsum(vals[i][s] - vals[r][s] for s in range(n)) / n
-                        for d, vals in domains.items()
-                    },
-                }
-            )
-    return {"mixtures": mixtures, "comparisons": comparisons}
 
 
 def objective_of(metrics: dict[str, float], objective: dict[str, float]) -> float:
