@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+import functools
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path, Query, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -13,6 +15,7 @@ from app.api import csrf, ratelimit
 from app.core.config import Settings, get_settings
 from app.services import projects as project_service
 from app.services import tokens as token_service
+from app.services.errors import ServiceError
 from app.store.db import get_sessionmaker
 from app.store.models import ApiToken, Project
 
@@ -83,17 +86,50 @@ Offset = Annotated[int, Query(ge=0, le=2**62, description="rows to skip")]
 Count64Query = Annotated[int | None, Query(gt=0, le=2**63 - 1)]
 
 
-def project(project_id: IdPath, session: SessionDep, token: CurrentToken) -> Project:
+class Refusal:
+    """What a project dependency answers instead of raising: :class:`ProjectRoute` raises it
+    when the route is called, after FastAPI has validated the request's parameters and body, so
+    a malformed request is a 422 first (as when each route loaded its project itself)."""
+
+    def __init__(self, error: ServiceError) -> None:
+        self.error = error
+
+
+def project(project_id: IdPath, session: SessionDep, token: CurrentToken) -> Project | Refusal:
     """The project ``project_id`` names, if the token may see it; 404 otherwise."""
-    return project_service.get_project(session, token, project_id)
+    try:
+        return project_service.get_project(session, token, project_id)
+    except ServiceError as exc:
+        return Refusal(exc)
 
 
-def writable_project(project_id: IdPath, session: SessionDep, token: CurrentToken) -> Project:
+def writable_project(
+    project_id: IdPath, session: SessionDep, token: CurrentToken
+) -> Project | Refusal:
     """As :func:`project`, and the token may write (403 otherwise)."""
-    return project_service.get_project(session, token, project_id, write=True)
+    try:
+        return project_service.get_project(session, token, project_id, write=True)
+    except ServiceError as exc:
+        return Refusal(exc)
+
+
+class ProjectRoute(APIRoute):
+    """The route class of every router whose routes take :data:`ProjectDep`: the endpoint is
+    called through a wrapper that raises a dependency's :class:`Refusal` (404, 403) first."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        @functools.wraps(endpoint)
+        def call(*args: Any, **values: Any) -> Any:
+            for value in values.values():
+                if isinstance(value, Refusal):
+                    raise value.error
+            return endpoint(*args, **values)
+
+        super().__init__(path, call, **kwargs)
 
 
 #: the path's project, for reading; every route under ``/v1/projects/{project_id}`` takes one
+#: (its router has ``route_class=ProjectRoute``)
 ProjectDep = Annotated[Project, Depends(project)]
 #: the path's project, for writing (POST, PATCH, DELETE)
 WritableProjectDep = Annotated[Project, Depends(writable_project)]

@@ -93,3 +93,43 @@ def test_unknown_ids_are_404_and_bad_ids_422(client, admin):
     p = make_project(client, admin)
     assert client.get(f"/v1/projects/{p['id']}/runs/12345", headers=admin).status_code == 404
     assert client.get("/v1/jobs/nope", headers=admin).status_code == 404
+
+
+def test_project_routes_validate_the_request_before_loading_the_project(client, admin):
+    """ProjectDep loads the path's project, yet a malformed request is still a 422 first; a
+    well-formed one on a project the token cannot see is a 404, and a write with a read-only
+    token a 403 (the order the routes had when each loaded its project itself)."""
+    p = make_project(client, admin)
+    r = client.post("/v1/tokens", json={"name": "ro", "role": "read", "project_ids": [p["id"]]},
+                    headers=admin)
+    read_only = {"Authorization": f"Bearer {r.json()['token']}"}
+    bad, good = {"estimator": 5}, {"estimator": "auto"}
+    assert client.post("/v1/projects/999999/fits", json=bad, headers=admin).status_code == 422
+    assert client.post(f"/v1/projects/{p['id']}/fits", json=bad, headers=read_only).status_code == 422
+    assert client.post("/v1/projects/999999/fits", json=good, headers=admin).status_code == 404
+    assert client.post(f"/v1/projects/{p['id']}/fits", json=good, headers=read_only).status_code == 403
+    assert client.get("/v1/projects/999999/fits?limit=0", headers=admin).status_code == 422
+    assert client.get("/v1/projects/999999/fits", headers=admin).status_code == 404
+
+
+def test_every_route_taking_the_project_dependency_is_a_project_route():
+    """A router that forgets ``route_class=ProjectRoute`` would hand its routes a Refusal."""
+    import importlib
+    import pkgutil
+
+    from fastapi import APIRouter
+    from fastapi.routing import APIRoute
+
+    import app.api.routes as package
+    from app.api import deps
+
+    def calls(dependant) -> set:
+        return {dependant.call} | {c for d in dependant.dependencies for c in calls(d)}
+
+    modules = [importlib.import_module(f"{package.__name__}.{m.name}")
+               for m in pkgutil.iter_modules(package.__path__)]
+    routes = [r for m in modules for router in vars(m).values() if isinstance(router, APIRouter)
+              for r in router.routes if isinstance(r, APIRoute)]
+    taking = [r for r in routes if calls(r.dependant) & {deps.project, deps.writable_project}]
+    assert len(taking) >= 40  # every route under /v1/projects/{project_id}
+    assert [r.path for r in taking if not isinstance(r, deps.ProjectRoute)] == []

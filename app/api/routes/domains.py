@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentToken, ProjectDep, SessionDep, WritableProjectDep
+from app.api.deps import CurrentToken, ProjectDep, ProjectRoute, SessionDep, WritableProjectDep
 from app.api.responses import accepted
 from app.schemas.domains import (
     DomainChanges,
@@ -18,7 +18,7 @@ from app.services import domains as svc
 from app.services import swarms
 
 #: tags per route: domain sets, and ingestion (a training job)
-router = APIRouter(prefix="/v1/projects/{project_id}")
+router = APIRouter(prefix="/v1/projects/{project_id}", route_class=ProjectRoute)
 
 
 @router.post(

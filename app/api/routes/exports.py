@@ -11,11 +11,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
-from app.api.deps import CurrentToken, IdPath, ProjectDep, SessionDep
+from app.api.deps import CurrentToken, IdPath, ProjectDep, ProjectRoute, SessionDep
 from app.api.responses import bundle_response
 from app.services import exports
 
-router = APIRouter(prefix="/v1/projects/{project_id}", tags=["exports"])
+router = APIRouter(prefix="/v1/projects/{project_id}", tags=["exports"], route_class=ProjectRoute)
 
 Format = Annotated[
     Literal["json", "olmo-core", "megatron", "hf", "levanter", "regmix", "olmix"],

@@ -7,7 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentToken, IdPath, Offset, ProjectDep, SessionDep, WritableProjectDep
+from app.api.deps import (
+    CurrentToken,
+    IdPath,
+    Offset,
+    ProjectDep,
+    ProjectRoute,
+    SessionDep,
+    WritableProjectDep,
+)
 from app.api.responses import accepted
 from app.schemas.fits import (
     FitAccepted,
@@ -19,7 +27,7 @@ from app.schemas.fits import (
 )
 from app.services import fits as svc
 
-router = APIRouter(prefix="/v1/projects/{project_id}", tags=["fits"])
+router = APIRouter(prefix="/v1/projects/{project_id}", tags=["fits"], route_class=ProjectRoute)
 estimators_router = APIRouter(prefix="/v1/estimators", tags=["fits"])
 
 

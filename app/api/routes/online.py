@@ -8,7 +8,14 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from app.api.deps import CurrentToken, IdPath, ProjectDep, SessionDep, WritableProjectDep
+from app.api.deps import (
+    CurrentToken,
+    IdPath,
+    ProjectDep,
+    ProjectRoute,
+    SessionDep,
+    WritableProjectDep,
+)
 from app.schemas.online import (
     HistoryPublic,
     ObservationsAccepted,
@@ -23,7 +30,9 @@ from app.services import online as svc
 from app.services.dispatch import enqueue_job
 from app.store.models import OnlineSession
 
-router = APIRouter(prefix="/v1/projects/{project_id}/online-sessions", tags=["online"])
+router = APIRouter(
+    prefix="/v1/projects/{project_id}/online-sessions", tags=["online"], route_class=ProjectRoute
+)
 
 
 def _public(session: Session, row: OnlineSession) -> dict[str, Any]:

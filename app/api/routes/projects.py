@@ -6,11 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import CurrentToken, Offset, ProjectDep, SessionDep, WritableProjectDep
+from app.api.deps import (
+    CurrentToken,
+    Offset,
+    ProjectDep,
+    ProjectRoute,
+    SessionDep,
+    WritableProjectDep,
+)
 from app.schemas.projects import ProjectCreate, ProjectPublic, ProjectsPublic, ProjectUpdate
 from app.services import projects as svc
 
-router = APIRouter(prefix="/v1/projects", tags=["projects"])
+router = APIRouter(prefix="/v1/projects", tags=["projects"], route_class=ProjectRoute)
 
 
 @router.post("", status_code=201, response_model=ProjectPublic)

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentToken, IdPath, Offset, ProjectDep, SessionDep, WritableProjectDep
+from app.api.deps import (
+    CurrentToken,
+    IdPath,
+    Offset,
+    ProjectDep,
+    ProjectRoute,
+    SessionDep,
+    WritableProjectDep,
+)
 from app.api.responses import accepted
 from app.schemas.jobs import JobAccepted
 from app.schemas.recommendations import (
@@ -19,7 +27,7 @@ from app.schemas.recommendations import (
 )
 from app.services import recommendations as svc
 
-router = APIRouter(prefix="/v1/projects/{project_id}", tags=["fits"])
+router = APIRouter(prefix="/v1/projects/{project_id}", tags=["fits"], route_class=ProjectRoute)
 
 
 @router.post("/recommendations", status_code=202, response_model=JobAccepted)

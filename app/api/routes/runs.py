@@ -16,6 +16,7 @@ from app.api.deps import (
     IdempotencyKey,
     IdPath,
     ProjectDep,
+    ProjectRoute,
     SessionDep,
     WritableProjectDep,
 )
@@ -34,7 +35,7 @@ from app.services import idempotency, imports, projects, runs
 from app.services.errors import Conflict, Invalid
 from mixopt.api_types import StateFilter
 
-router = APIRouter(prefix="/v1/projects/{project_id}/runs", tags=["runs"])
+router = APIRouter(prefix="/v1/projects/{project_id}/runs", tags=["runs"], route_class=ProjectRoute)
 
 _RUN_BODY = {
     "requestBody": {

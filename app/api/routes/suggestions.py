@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentToken, SessionDep, WritableProjectDep
+from app.api.deps import CurrentToken, ProjectRoute, SessionDep, WritableProjectDep
 from app.api.responses import accepted
 from app.schemas.jobs import JobAccepted
 from app.schemas.suggestions import SuggestionCreate
 from app.services import suggestions as svc
 
-router = APIRouter(prefix="/v1/projects/{project_id}", tags=["fits"])
+router = APIRouter(prefix="/v1/projects/{project_id}", tags=["fits"], route_class=ProjectRoute)
 
 
 @router.post("/suggestions", status_code=202, response_model=JobAccepted)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentToken, SessionDep, WritableProjectDep
+from app.api.deps import CurrentToken, ProjectRoute, SessionDep, WritableProjectDep
 from app.api.responses import accepted
 from app.schemas.swarms import SwarmAccepted, SwarmCreate
 from app.services import swarms
 
-router = APIRouter(prefix="/v1/projects/{project_id}", tags=["training"])
+router = APIRouter(prefix="/v1/projects/{project_id}", tags=["training"], route_class=ProjectRoute)
 
 
 @router.post("/swarms", status_code=202, response_model=SwarmAccepted)

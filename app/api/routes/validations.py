@@ -8,7 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentToken, IdPath, ProjectDep, SessionDep, WritableProjectDep
+from app.api.deps import (
+    CurrentToken,
+    IdPath,
+    ProjectDep,
+    ProjectRoute,
+    SessionDep,
+    WritableProjectDep,
+)
 from app.api.responses import accepted
 from app.schemas.validations import (
     ValidationAccepted,
@@ -18,7 +25,9 @@ from app.schemas.validations import (
 )
 from app.services import validations as svc
 
-router = APIRouter(prefix="/v1/projects/{project_id}", tags=["validations"])
+router = APIRouter(
+    prefix="/v1/projects/{project_id}", tags=["validations"], route_class=ProjectRoute
+)
 
 
 @router.post("/validations", status_code=202, response_model=ValidationAccepted)
