@@ -17,8 +17,9 @@ CORPUS_DOMAINS = ("code", "docs", "legal", "prose")
 def ingested_project(client, headers: dict[str, str], name: str = "train") -> dict:
     """A project over the fixture corpora, its domains ingested by a worker (token counts
     measured)."""
-    domains = [{"name": d, "source": {"path": str(CORPORA / d), "format": "jsonl"}}
-               for d in CORPUS_DOMAINS]
+    domains = [
+        {"name": d, "source": {"path": str(CORPORA / d), "format": "jsonl"}} for d in CORPUS_DOMAINS
+    ]
     p = client.post("/v1/projects", json={"name": name, "domains": domains}, headers=headers)
     assert p.status_code == 201, p.text
     p = p.json()

@@ -2,8 +2,11 @@ from tests.conftest import count_rows, make_project
 
 
 def _token(client, admin, role="write", project_ids=()):
-    r = client.post("/v1/tokens", json={"name": f"{role}-token", "role": role, "project_ids": list(project_ids)},
-                    headers=admin)
+    r = client.post(
+        "/v1/tokens",
+        json={"name": f"{role}-token", "role": role, "project_ids": list(project_ids)},
+        headers=admin,
+    )
     assert r.status_code == 201, r.text
     return {"Authorization": f"Bearer {r.json()['token']}"}, r.json()
 
@@ -20,7 +23,11 @@ def test_tokens_are_stored_hashed(client, admin, session):
 def test_token_scoping_across_two_projects(client, admin):
     a = make_project(client, admin, name="A")
     b = make_project(client, admin, name="B")
-    client.post(f"/v1/projects/{b['id']}/runs", json={"mixture": {"web": 1.0}, "metrics": {"l": 1.0}}, headers=admin)
+    client.post(
+        f"/v1/projects/{b['id']}/runs",
+        json={"mixture": {"web": 1.0}, "metrics": {"l": 1.0}},
+        headers=admin,
+    )
     tok_a, _ = _token(client, admin, "write", [a["id"]])
 
     listed = client.get("/v1/projects", headers=tok_a).json()
@@ -44,7 +51,10 @@ def test_token_scoping_across_two_projects(client, admin):
     r = client.post(f"/v1/projects/{a['id']}/runs", json={"mixture": {"web": 1.0}}, headers=tok_a)
     assert r.status_code == 201
     # non-admin cannot manage tokens
-    assert client.post("/v1/tokens", json={"name": "x", "role": "admin"}, headers=tok_a).status_code == 403
+    assert (
+        client.post("/v1/tokens", json={"name": "x", "role": "admin"}, headers=tok_a).status_code
+        == 403
+    )
     assert client.get("/v1/tokens", headers=tok_a).status_code == 403
 
 
@@ -75,7 +85,9 @@ def test_revoked_token_is_refused(client, admin):
 
 
 def test_token_creation_validation(client, admin):
-    r = client.post("/v1/tokens", json={"name": "x", "role": "write", "project_ids": [9999]}, headers=admin)
+    r = client.post(
+        "/v1/tokens", json={"name": "x", "role": "write", "project_ids": [9999]}, headers=admin
+    )
     assert r.status_code == 404 and "9999" in r.json()["detail"]
     r = client.post("/v1/tokens", json={"name": "x", "role": "root"}, headers=admin)
     assert r.status_code == 422 and "role" in r.json()["detail"]
@@ -87,8 +99,12 @@ def test_bootstrap_admin_token_from_env_and_generated(tmp_path, monkeypatch, db)
     from app.services import tokens
     from app.store.db import session_scope
 
-    s = Settings(home=tmp_path, admin_token="mxo_fixed_admin_token_for_test", auto_migrate=False,
-                 database_url="sqlite:///unused")
+    s = Settings(
+        home=tmp_path,
+        admin_token="mxo_fixed_admin_token_for_test",
+        auto_migrate=False,
+        database_url="sqlite:///unused",
+    )
     assert prepare(s) == "mxo_fixed_admin_token_for_test"
     assert prepare(s) == "mxo_fixed_admin_token_for_test"  # idempotent
     with session_scope() as sess:

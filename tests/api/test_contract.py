@@ -57,8 +57,12 @@ def test_document_shape(doc):
     assert all(OPERATION_ID.match(i) and "_v1_" not in i for i in ids), ids
     assert {"create_fit", "list_runs", "create_runs", "get_job", "create_project"} <= set(ids)
     assert doc["components"]["securitySchemes"] == {
-        "HTTPBearer": {"type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"][
-            "HTTPBearer"]["description"]}}
+        "HTTPBearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": doc["components"]["securitySchemes"]["HTTPBearer"]["description"],
+        }
+    }
     schemas = doc["components"]["schemas"]
     assert "HTTPValidationError" not in schemas and "ErrorBody" in schemas
     dangling = {r for r in _refs(doc) if r.rsplit("/", 1)[1] not in schemas}
@@ -67,7 +71,10 @@ def test_document_shape(doc):
         public = path in ("/healthz", "/readyz")
         assert bool(op.get("security")) != public, (method, path)
         # the token is the security scheme, never a header parameter
-        assert not any(p["name"].lower() == "authorization" for p in op.get("parameters", [])), (method, path)
+        assert not any(p["name"].lower() == "authorization" for p in op.get("parameters", [])), (
+            method,
+            path,
+        )
         responses = op["responses"]
         if not public:
             assert {"401", "503"} <= set(responses), (method, path, sorted(responses))
@@ -75,20 +82,28 @@ def test_document_shape(doc):
             assert "404" in responses, (method, path)
         for code, resp in responses.items():
             if code[0] in "45" and path != "/readyz":
-                assert resp["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
-    body = doc["paths"]["/v1/projects/{project_id}/runs"]["post"]["requestBody"]["content"]["application/json"]
+                assert resp["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/ErrorBody"
+                }
+    body = doc["paths"]["/v1/projects/{project_id}/runs"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]
     assert body["example"]["mixture"] and {r["$ref"] for r in body["schema"]["oneOf"]} == {
-        "#/components/schemas/RunCreate", "#/components/schemas/RunBatchCreate"}
+        "#/components/schemas/RunCreate",
+        "#/components/schemas/RunBatchCreate",
+    }
 
 
 def test_errors_match_the_document(client, admin):
     """What the handlers really send is the ErrorBody the document declares."""
     from mixopt.api_types import ErrorBody
 
-    for r in (client.post("/v1/projects", json={"name": ""}, headers=admin),
-              client.get("/v1/projects/999", headers=admin),
-              client.get("/v1/projects"),
-              client.get("/v1/jobs?state=nope", headers=admin)):
+    for r in (
+        client.post("/v1/projects", json={"name": ""}, headers=admin),
+        client.get("/v1/projects/999", headers=admin),
+        client.get("/v1/projects"),
+        client.get("/v1/jobs?state=nope", headers=admin),
+    ):
         assert r.status_code in (401, 404, 422), r.text
         body = ErrorBody.model_validate(r.json())
         assert body.detail
@@ -114,7 +129,9 @@ def test_client_models_mirror_the_api_schemas():
     for client_model, name in api_types.MIRRORS.items():
         server = models[name].model_fields
         missing = set(client_model.model_fields) - set(server)
-        assert not missing, f"{client_model.__name__} has fields {sorted(missing)} that {name} lacks"
+        assert not missing, (
+            f"{client_model.__name__} has fields {sorted(missing)} that {name} lacks"
+        )
 
 
 # -- against a real server ---------------------------------------------------------------
@@ -132,18 +149,38 @@ def contract_server(db, worker, admin_token, monkeypatch):
         with server_in_thread() as url:
             h = {"Authorization": f"Bearer {admin_token}"}
             with httpx.Client(base_url=url, headers=h, timeout=60) as c:
-                p = c.post("/v1/projects", json={"name": "contract", "domains": [
-                    {"name": "web", "token_count": 10**9}, {"name": "code", "token_count": 10**8},
-                    {"name": "math", "token_count": 10**7}]}).json()
-                runs = [{"mixture": {"web": w, "code": (1 - w) / 2, "math": (1 - w) / 2},
-                         "metrics": {"val/web": 3 - w, "val/code": 2 + w}} for w in (i / 12 for i in range(12))]
+                p = c.post(
+                    "/v1/projects",
+                    json={
+                        "name": "contract",
+                        "domains": [
+                            {"name": "web", "token_count": 10**9},
+                            {"name": "code", "token_count": 10**8},
+                            {"name": "math", "token_count": 10**7},
+                        ],
+                    },
+                ).json()
+                runs = [
+                    {
+                        "mixture": {"web": w, "code": (1 - w) / 2, "math": (1 - w) / 2},
+                        "metrics": {"val/web": 3 - w, "val/code": 2 + w},
+                    }
+                    for w in (i / 12 for i in range(12))
+                ]
                 ids = c.post(f"/v1/projects/{p['id']}/runs", json={"runs": runs}).json()["ids"]
-                c.post(f"/v1/projects/{p['id']}/runs/{ids[0]}/curve", json={"points": [
-                    {"step": 10, "metrics": {"val/web": 3.5}}]})
-                job = c.post(f"/v1/projects/{p['id']}/fits", json={"estimator": "regmix_linear", "cv_folds": 3}).json()
+                c.post(
+                    f"/v1/projects/{p['id']}/runs/{ids[0]}/curve",
+                    json={"points": [{"step": 10, "metrics": {"val/web": 3.5}}]},
+                )
+                job = c.post(
+                    f"/v1/projects/{p['id']}/fits",
+                    json={"estimator": "regmix_linear", "cv_folds": 3},
+                ).json()
                 _wait(c, job["job"]["id"])
-                r = c.post(f"/v1/projects/{p['id']}/recommendations",
-                           json={"fit_id": job["fit"]["id"], "n_boot": 0, "allow_untrusted": True})
+                r = c.post(
+                    f"/v1/projects/{p['id']}/recommendations",
+                    json={"fit_id": job["fit"]["id"], "n_boot": 0, "allow_untrusted": True},
+                )
                 assert r.status_code == 202, r.text
                 _wait(c, r.json()["job"]["id"])
                 c.post(f"/v1/projects/{p['id']}/online-sessions", json={"algorithm": "odm"})
@@ -166,15 +203,35 @@ def _wait(c: httpx.Client, job_id: str, timeout: float = 120) -> dict:
 def test_schemathesis_all_checks(contract_server, admin_token, tmp_path):
     """Every operation of the document, all checks: no server error, no contract failure."""
     examples = os.environ.get("MIXOPT_SCHEMATHESIS_EXAMPLES", "6")
-    cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(REPO / "tests/api/contract/schemathesis.toml"),
-           "run", f"{contract_server}/openapi.json", "--checks", "all", "--max-examples", examples,
-           "--workers", "1", "-H", f"Authorization: Bearer {admin_token}", "--no-color",
-           "--seed", "1", "--suppress-health-check", "all", "--report-dir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(REPO / "tests/api/contract/schemathesis.toml"),
+        "run",
+        f"{contract_server}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        examples,
+        "--workers",
+        "1",
+        "-H",
+        f"Authorization: Bearer {admin_token}",
+        "--no-color",
+        "--seed",
+        "1",
+        "--suppress-health-check",
+        "all",
+        "--report-dir",
+        str(tmp_path),
+    ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.api.contract.hooks", "PYTHONPATH": str(REPO)}
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     out = r.stdout + r.stderr
-    summary = out[out.rfind("SUMMARY"):] if "SUMMARY" in out else out[-3000:]
+    summary = out[out.rfind("SUMMARY") :] if "SUMMARY" in out else out[-3000:]
     print(f"schemathesis: {time.monotonic() - t0:.0f} s\n{summary}")
     assert r.returncode == 0, out[-12000:]
     assert "Tested:" in out and " 0 failures" not in out.replace("no failures", "")
@@ -185,39 +242,87 @@ def test_generated_client_workflow(contract_server, admin_token, tmp_path):
     through it: create a project, post runs, fit, recommend, read the recommendation."""
     doc_path = tmp_path / "openapi.json"
     doc_path.write_bytes(httpx.get(f"{contract_server}/openapi.json").content)
-    r = subprocess.run([sys.executable, "-m", "openapi_python_client", "generate", "--path", str(doc_path),
-                        "--output-path", str(tmp_path / "mixopt_generated"), "--meta", "none"],
-                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "openapi_python_client",
+            "generate",
+            "--path",
+            str(doc_path),
+            "--output-path",
+            str(tmp_path / "mixopt_generated"),
+            "--meta",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "will not be generated" not in r.stdout + r.stderr, r.stdout + r.stderr
     sys.path.insert(0, str(tmp_path))
     try:
         gen = importlib.import_module("mixopt_generated")
-        api = {m: importlib.import_module(f"mixopt_generated.api.{tag}.{m}")
-               for tag, m in (("projects", "create_project"), ("runs", "create_runs"), ("fits", "create_fit"),
-                              ("fits", "create_recommendation"), ("jobs", "get_job"),
-                              ("fits", "get_recommendation"))}
+        api = {
+            m: importlib.import_module(f"mixopt_generated.api.{tag}.{m}")
+            for tag, m in (
+                ("projects", "create_project"),
+                ("runs", "create_runs"),
+                ("fits", "create_fit"),
+                ("fits", "create_recommendation"),
+                ("jobs", "get_job"),
+                ("fits", "get_recommendation"),
+            )
+        }
         models = importlib.import_module("mixopt_generated.models")
-        c = gen.AuthenticatedClient(base_url=contract_server, token=admin_token, raise_on_unexpected_status=True)
-        body = models.ProjectCreate.from_dict({"name": "generated", "domains": [{"name": "a"}, {"name": "b"}]})
+        c = gen.AuthenticatedClient(
+            base_url=contract_server, token=admin_token, raise_on_unexpected_status=True
+        )
+        body = models.ProjectCreate.from_dict(
+            {"name": "generated", "domains": [{"name": "a"}, {"name": "b"}]}
+        )
         project = api["create_project"].sync(client=c, body=body)
         assert project.name == "generated" and [d.name for d in project.domains] == ["a", "b"]
-        runs = models.RunBatchCreate.from_dict({"runs": [
-            {"mixture": {"a": i / 10, "b": 1 - i / 10}, "metrics": {"loss": 2 + (i / 10 - 0.3) ** 2}} for i in range(11)]})
+        runs = models.RunBatchCreate.from_dict(
+            {
+                "runs": [
+                    {
+                        "mixture": {"a": i / 10, "b": 1 - i / 10},
+                        "metrics": {"loss": 2 + (i / 10 - 0.3) ** 2},
+                    }
+                    for i in range(11)
+                ]
+            }
+        )
         created = api["create_runs"].sync(project_id=project.id, client=c, body=runs)
         assert created.count == 11
-        accepted = api["create_fit"].sync(project_id=project.id, client=c,
-                                          body=models.FitCreate.from_dict({"estimator": "regmix_linear", "cv_folds": 3}))
+        accepted = api["create_fit"].sync(
+            project_id=project.id,
+            client=c,
+            body=models.FitCreate.from_dict({"estimator": "regmix_linear", "cv_folds": 3}),
+        )
         _wait_generated(api["get_job"], c, accepted.job.id)
         rec_job = api["create_recommendation"].sync(
-            project_id=project.id, client=c,
-            body=models.RecommendationCreate.from_dict({"fit_id": accepted.fit.id, "n_boot": 0,
-                                                        "allow_untrusted": True}))
+            project_id=project.id,
+            client=c,
+            body=models.RecommendationCreate.from_dict(
+                {"fit_id": accepted.fit.id, "n_boot": 0, "allow_untrusted": True}
+            ),
+        )
         job = _wait_generated(api["get_job"], c, rec_job.job.id)
-        rec = api["get_recommendation"].sync(project_id=project.id, rec_id=job.result["recommendation_id"], client=c)
-        assert set(rec.mixture.to_dict()) == {"a", "b"} and abs(sum(rec.mixture.to_dict().values()) - 1) < 1e-6
+        rec = api["get_recommendation"].sync(
+            project_id=project.id, rec_id=job.result["recommendation_id"], client=c
+        )
+        assert (
+            set(rec.mixture.to_dict()) == {"a", "b"}
+            and abs(sum(rec.mixture.to_dict().values()) - 1) < 1e-6
+        )
         # an error answer parses as the declared ErrorBody
-        missing = api["create_project"].sync_detailed(client=c, body=models.ProjectCreate.from_dict({"name": "x" * 300}))
+        missing = api["create_project"].sync_detailed(
+            client=c, body=models.ProjectCreate.from_dict({"name": "x" * 300})
+        )
         assert missing.status_code == 422 and "name" in missing.parsed.detail
     finally:
         sys.path.remove(str(tmp_path))
@@ -239,11 +344,17 @@ def _wait_generated(get_job, c, job_id: str, timeout: float = 120):
 def test_epoch_caps_without_token_counts_are_refused_at_the_door(client, admin):
     """max_epochs needs target_tokens and every domain's token count: a 422 naming the field at
     POST, not a job that fails later."""
-    p = client.post("/v1/projects", json={"name": "caps", "domains": [{"name": "a", "token_count": 100},
-                                                                     {"name": "b"}]}, headers=admin).json()
+    p = client.post(
+        "/v1/projects",
+        json={"name": "caps", "domains": [{"name": "a", "token_count": 100}, {"name": "b"}]},
+        headers=admin,
+    ).json()
     url = f"/v1/projects/{p['id']}/recommendations"
-    r = client.post(url, json={"estimator": "gp", "constraints": {"target_tokens": 1000, "max_epochs": 2}},
-                    headers=admin)
+    r = client.post(
+        url,
+        json={"estimator": "gp", "constraints": {"target_tokens": 1000, "max_epochs": 2}},
+        headers=admin,
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "constraints.max_epochs"
     assert "['b']" in r.json()["detail"]
     r = client.post(url, json={"estimator": "gp", "constraints": {"max_epochs": 2}}, headers=admin)

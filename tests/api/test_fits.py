@@ -8,10 +8,15 @@ PILE_CC = "metric/the_pile_pile_cc_val_loss"
 
 
 def _import_regmix(client, headers, **project):
-    p = client.post("/v1/projects", json={"name": "pile", "objective": {PILE_CC: 1.0}, **project},
-                    headers=headers).json()
-    files = {"mixtures": ("m.csv", (REGMIX_DIR / "train_mixture_1m.csv").read_bytes(), "text/csv"),
-             "metrics": ("l.csv", (REGMIX_DIR / "train_pile_loss_1m.csv").read_bytes(), "text/csv")}
+    p = client.post(
+        "/v1/projects",
+        json={"name": "pile", "objective": {PILE_CC: 1.0}, **project},
+        headers=headers,
+    ).json()
+    files = {
+        "mixtures": ("m.csv", (REGMIX_DIR / "train_mixture_1m.csv").read_bytes(), "text/csv"),
+        "metrics": ("l.csv", (REGMIX_DIR / "train_pile_loss_1m.csv").read_bytes(), "text/csv"),
+    }
     r = client.post(f"/v1/projects/{p['id']}/runs/import", files=files, headers=headers)
     assert r.status_code == 201, r.text
     return client.get(f"/v1/projects/{p['id']}", headers=headers).json()
@@ -22,8 +27,18 @@ def test_fit_auto_recommend_predict(client, admin, worker):
     domains = [d["name"] for d in p["domains"]]
     # two candidates and 3 folds keep the nested CV (the selection inside each outer fold) short:
     # while the single test worker is busy, beat's ticks queue up in front of the next job
-    r = client.post(f"/v1/projects/{p['id']}/fits", json={"estimator": "auto", "cv_folds": 3, "params": {
-        "candidates": ["gp", "regmix_linear"], "candidate_params": {"gp": {"warp": "log"}}}}, headers=admin)
+    r = client.post(
+        f"/v1/projects/{p['id']}/fits",
+        json={
+            "estimator": "auto",
+            "cv_folds": 3,
+            "params": {
+                "candidates": ["gp", "regmix_linear"],
+                "candidate_params": {"gp": {"warp": "log"}},
+            },
+        },
+        headers=admin,
+    )
     assert r.status_code == 202, r.text
     assert r.headers["Location"] == f"/v1/jobs/{r.json()['job']['id']}"
     job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
@@ -37,15 +52,22 @@ def test_fit_auto_recommend_predict(client, admin, worker):
     assert fit["trusted"] is True and fit["scaling"]["cross_scale"]["status"] == "untested"
     assert fit["timings"]["fit_s"] > 0
 
-    constraints = {"bounds": {"the_pile_pile_cc": {"min": 0.2, "max": 0.5}, "the_pile_github": {"max": 0.05}},
-                   "fixed": {"the_pile_arxiv": 0.03}}
-    r = client.post(f"/v1/projects/{p['id']}/recommendations",
-                    json={"fit_id": fit["id"], "constraints": constraints, "n_boot": 5}, headers=admin)
+    constraints = {
+        "bounds": {"the_pile_pile_cc": {"min": 0.2, "max": 0.5}, "the_pile_github": {"max": 0.05}},
+        "fixed": {"the_pile_arxiv": 0.03},
+    }
+    r = client.post(
+        f"/v1/projects/{p['id']}/recommendations",
+        json={"fit_id": fit["id"], "constraints": constraints, "n_boot": 5},
+        headers=admin,
+    )
     assert r.status_code == 202, r.text
     job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
     assert job["state"] == "succeeded", job["error"]
-    rec = client.get(f"/v1/projects/{p['id']}/recommendations/{job['result']['recommendation_id']}",
-                     headers=admin).json()
+    rec = client.get(
+        f"/v1/projects/{p['id']}/recommendations/{job['result']['recommendation_id']}",
+        headers=admin,
+    ).json()
     m = rec["mixture"]
     assert sum(m.values()) == pytest.approx(1.0, abs=1e-6)
     assert 0.2 - 1e-6 <= m["the_pile_pile_cc"] <= 0.5 + 1e-6
@@ -56,25 +78,41 @@ def test_fit_auto_recommend_predict(client, admin, worker):
     assert rec["fit_id"] == fit["id"]
 
     uniform = {d: 1 / len(domains) for d in domains}
-    pred = client.post(f"/v1/projects/{p['id']}/fits/{fit['id']}/predict",
-                       json={"mixtures": [uniform, m]}, headers=admin).json()
+    pred = client.post(
+        f"/v1/projects/{p['id']}/fits/{fit['id']}/predict",
+        json={"mixtures": [uniform, m]},
+        headers=admin,
+    ).json()
     assert len(pred["objective"]) == 2 and pred["targets"] == [PILE_CC]
     assert pred["objective"][1] == pytest.approx(rec["predicted"], rel=1e-6)
     # the recommendation is predicted better than uniform (uniform is feasible here? not with the bounds;
     # compare with the best run instead)
-    best = min(x["metrics"][PILE_CC] for x in client.get(
-        f"/v1/projects/{p['id']}/runs/export?format=json", headers=admin).json()["runs"])
+    best = min(
+        x["metrics"][PILE_CC]
+        for x in client.get(
+            f"/v1/projects/{p['id']}/runs/export?format=json", headers=admin
+        ).json()["runs"]
+    )
     assert rec["predicted"] < best + 0.1
-    bad = client.post(f"/v1/projects/{p['id']}/fits/{fit['id']}/predict",
-                      json={"mixtures": [{"the_pile_arxiv": 0.5}]}, headers=admin)
+    bad = client.post(
+        f"/v1/projects/{p['id']}/fits/{fit['id']}/predict",
+        json={"mixtures": [{"the_pile_arxiv": 0.5}]},
+        headers=admin,
+    )
     assert bad.status_code == 422 and "mixtures[0]" in bad.json()["detail"]
 
 
 def test_too_few_runs_fails_with_how_many_needed(client, admin, worker):
-    p = client.post("/v1/projects", json={"name": "tiny", "domains": [{"name": "a"}, {"name": "b"}]},
-                    headers=admin).json()
-    client.post(f"/v1/projects/{p['id']}/runs", json={"mixture": {"a": 0.5, "b": 0.5}, "metrics": {"l": 1.0}},
-                headers=admin)
+    p = client.post(
+        "/v1/projects",
+        json={"name": "tiny", "domains": [{"name": "a"}, {"name": "b"}]},
+        headers=admin,
+    ).json()
+    client.post(
+        f"/v1/projects/{p['id']}/runs",
+        json={"mixture": {"a": 0.5, "b": 0.5}, "metrics": {"l": 1.0}},
+        headers=admin,
+    )
     r = client.post(f"/v1/projects/{p['id']}/fits", json={"estimator": "mixing_law"}, headers=admin)
     job = wait_job(client, admin, r.json()["job"]["id"])
     assert job["state"] == "failed" and "at least" in job["error"], job

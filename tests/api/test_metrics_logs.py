@@ -34,30 +34,56 @@ def _fit_body():
 
 def _project(c: httpx.Client) -> int:
     p = c.post("/v1/projects", json={"name": "m", "domains": [{"name": "a"}, {"name": "b"}]}).json()
-    runs = [{"mixture": {"a": i / 9, "b": 1 - i / 9}, "metrics": {"l": (i / 9 - 0.4) ** 2}} for i in range(10)]
+    runs = [
+        {"mixture": {"a": i / 9, "b": 1 - i / 9}, "metrics": {"l": (i / 9 - 0.4) ** 2}}
+        for i in range(10)
+    ]
     assert c.post(f"/v1/projects/{p['id']}/runs", json={"runs": runs}).status_code == 201
     return p["id"]
 
 
 def test_metrics_count_requests_and_jobs(live_server, worker, admin_token):
     before = _scrape(live_server)
-    with httpx.Client(base_url=live_server, headers={"Authorization": f"Bearer {admin_token}"}) as c:
+    with httpx.Client(
+        base_url=live_server, headers={"Authorization": f"Bearer {admin_token}"}
+    ) as c:
         pid = _project(c)
         for _ in range(3):
             assert c.get("/v1/projects").status_code == 200
         assert c.get("/v1/projects/999").status_code == 404
         job_id = c.post(f"/v1/projects/{pid}/fits", json=_fit_body()).json()["job"]["id"]
         deadline = time.monotonic() + 120
-        while c.get(f"/v1/jobs/{job_id}").json()["state"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+        while (
+            c.get(f"/v1/jobs/{job_id}").json()["state"] not in ("succeeded", "failed")
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
     after = _scrape(live_server)
     route = "/v1/projects"
-    assert _value(after, "mixopt_http_requests_total", method="GET", route=route, status="200") - \
-        _value(before, "mixopt_http_requests_total", method="GET", route=route, status="200") == 3
-    assert _value(after, "mixopt_http_requests_total", method="GET", route="/v1/projects/{project_id}",
-                  status="404") >= 1
-    assert _value(after, "mixopt_http_request_duration_seconds_count", method="POST",
-                  route="/v1/projects/{project_id}/fits") >= 1
+    assert (
+        _value(after, "mixopt_http_requests_total", method="GET", route=route, status="200")
+        - _value(before, "mixopt_http_requests_total", method="GET", route=route, status="200")
+        == 3
+    )
+    assert (
+        _value(
+            after,
+            "mixopt_http_requests_total",
+            method="GET",
+            route="/v1/projects/{project_id}",
+            status="404",
+        )
+        >= 1
+    )
+    assert (
+        _value(
+            after,
+            "mixopt_http_request_duration_seconds_count",
+            method="POST",
+            route="/v1/projects/{project_id}/fits",
+        )
+        >= 1
+    )
     assert _value(after, "mixopt_jobs", kind="fit", state="succeeded") == 1
     assert _value(after, "mixopt_job_duration_seconds_count", kind="fit") == 1
     assert _value(after, "mixopt_job_duration_seconds_sum", kind="fit") > 0
@@ -72,19 +98,29 @@ def test_queue_depth_counts_waiting_jobs(client, admin, monkeypatch):
     get_settings.cache_clear()
     try:
         pid = _project_tc(client, admin)
-        assert client.post(f"/v1/projects/{pid}/fits", json=_fit_body(), headers=admin).status_code == 202
+        assert (
+            client.post(f"/v1/projects/{pid}/fits", json=_fit_body(), headers=admin).status_code
+            == 202
+        )
     finally:
         get_settings.cache_clear()
     text = client.get("/metrics").text
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for f in text_string_to_metric_families(text) for s in f.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
     assert samples[("mixopt_queue_depth", (("queue", "unserved"),))] == 1
     assert samples[("mixopt_jobs", (("kind", "fit"), ("state", "pending")))] == 1
 
 
 def _project_tc(client, admin) -> int:
-    p = client.post("/v1/projects", json={"name": "m", "domains": [{"name": "a"}, {"name": "b"}]}, headers=admin).json()
-    runs = [{"mixture": {"a": i / 9, "b": 1 - i / 9}, "metrics": {"l": float(i)}} for i in range(10)]
+    p = client.post(
+        "/v1/projects", json={"name": "m", "domains": [{"name": "a"}, {"name": "b"}]}, headers=admin
+    ).json()
+    runs = [
+        {"mixture": {"a": i / 9, "b": 1 - i / 9}, "metrics": {"l": float(i)}} for i in range(10)
+    ]
     client.post(f"/v1/projects/{p['id']}/runs", json={"runs": runs}, headers=admin)
     return p["id"]
 
@@ -96,7 +132,11 @@ def test_request_id_in_answers_access_log_and_job(client, admin, capsys):
     logs.configure("json", logger=access)
     try:
         pid = _project_tc(client, admin)
-        r = client.post(f"/v1/projects/{pid}/fits", json=_fit_body(), headers={**admin, "X-Request-ID": "req-42"})
+        r = client.post(
+            f"/v1/projects/{pid}/fits",
+            json=_fit_body(),
+            headers={**admin, "X-Request-ID": "req-42"},
+        )
         assert r.status_code == 202 and r.headers["x-request-id"] == "req-42"
         job = client.get(f"/v1/jobs/{r.json()['job']['id']}", headers=admin).json()
         assert job["request_id"] == "req-42"
@@ -107,10 +147,14 @@ def test_request_id_in_answers_access_log_and_job(client, admin, capsys):
     finally:
         for h in list(access.handlers):
             access.removeHandler(h)
-    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    lines = [
+        json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")
+    ]
     fit_line = next(x for x in lines if x.get("request_id") == "req-42")
     assert fit_line["route"] == "/v1/projects/{project_id}/fits" and fit_line["status"] == 202
-    assert fit_line["method"] == "POST" and fit_line["duration_ms"] > 0 and fit_line["level"] == "info"
+    assert (
+        fit_line["method"] == "POST" and fit_line["duration_ms"] > 0 and fit_line["level"] == "info"
+    )
 
 
 def test_worker_logs_json_with_job_and_request_ids(live_server, admin_token, monkeypatch):
@@ -120,10 +164,14 @@ def test_worker_logs_json_with_job_and_request_ids(live_server, admin_token, mon
 
     monkeypatch.setenv("MIXOPT_JOB_QUEUE", "jsonlogs")  # only the JSON worker serves it
     get_settings.cache_clear()
-    proc = start_worker_process("jsonlog", extra_env={"MIXOPT_LOG_FORMAT": "json"}, queues="jsonlogs")
+    proc = start_worker_process(
+        "jsonlog", extra_env={"MIXOPT_LOG_FORMAT": "json"}, queues="jsonlogs"
+    )
     try:
-        with httpx.Client(base_url=live_server, headers={"Authorization": f"Bearer {admin_token}",
-                                                         "X-Request-ID": "trace-7"}) as c:
+        with httpx.Client(
+            base_url=live_server,
+            headers={"Authorization": f"Bearer {admin_token}", "X-Request-ID": "trace-7"},
+        ) as c:
             pid = _project(c)
             job_id = c.post(f"/v1/projects/{pid}/fits", json=_fit_body()).json()["job"]["id"]
             assert wait_job(c, {}, job_id, timeout=120)["state"] == "succeeded"

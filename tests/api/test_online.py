@@ -18,7 +18,11 @@ def _wait_version(client, headers, url, above: int, timeout: float = 60.0) -> di
 
 
 def _obs(step, losses):
-    return {"step": step, "tokens": step * 1000, "train_losses": dict(zip(DOMAINS, losses, strict=True))}
+    return {
+        "step": step,
+        "tokens": step * 1000,
+        "train_losses": dict(zip(DOMAINS, losses, strict=True)),
+    }
 
 
 def test_session_validation(client, admin):
@@ -26,18 +30,28 @@ def test_session_validation(client, admin):
     url = f"/v1/projects/{p['id']}/online-sessions"
     r = client.post(url, json={"algorithm": "nope"}, headers=admin)
     assert r.status_code == 422 and "algorithm" in r.json()["detail"]
-    r = client.post(url, json={"algorithm": "odm", "initial_weights": {"books": 1.0}}, headers=admin)
+    r = client.post(
+        url, json={"algorithm": "odm", "initial_weights": {"books": 1.0}}, headers=admin
+    )
     assert r.status_code == 422 and "books" in r.json()["detail"]
     r = client.post(url, json={"algorithm": "odm", "params": {"bogus": 1}}, headers=admin)
     assert r.status_code == 422 and "bogus" in r.json()["detail"]
     s = client.post(url, json={"algorithm": "odm"}, headers=admin).json()
-    r = client.post(f"{url}/{s['id']}/observations", json={"observations": [
-        {"step": 1, "train_losses": {"books": 2.0}}]}, headers=admin)
+    r = client.post(
+        f"{url}/{s['id']}/observations",
+        json={"observations": [{"step": 1, "train_losses": {"books": 2.0}}]},
+        headers=admin,
+    )
     assert r.status_code == 422 and "observations[0].train_losses.books" in r.json()["detail"]
-    r = client.post(f"{url}/{s['id']}/observations", content=b'{"observations": [{"step": 1, "train_losses": {"web": NaN}}]}',
-                    headers={**admin, "content-type": "application/json"})
+    r = client.post(
+        f"{url}/{s['id']}/observations",
+        content=b'{"observations": [{"step": 1, "train_losses": {"web": NaN}}]}',
+        headers={**admin, "content-type": "application/json"},
+    )
     assert r.status_code == 422
-    r = client.post(f"{url}/{s['id']}/observations", json={"observations": [{"step": 1}]}, headers=admin)
+    r = client.post(
+        f"{url}/{s['id']}/observations", json={"observations": [{"step": 1}]}, headers=admin
+    )
     assert r.status_code == 422 and "train_losses or eval_losses" in r.json()["detail"]
     assert client.get(f"{url}/999/weights", headers=admin).status_code == 404
 
@@ -45,7 +59,9 @@ def test_session_validation(client, admin):
 def test_scheduled_remix_with_real_worker_and_beat(client, admin, worker):
     p = make_project(client, admin, domains=DOMAINS)
     url = f"/v1/projects/{p['id']}/online-sessions"
-    s = client.post(url, json={"algorithm": "odm", "schedule": {"every_seconds": 1}, "seed": 1}, headers=admin).json()
+    s = client.post(
+        url, json={"algorithm": "odm", "schedule": {"every_seconds": 1}, "seed": 1}, headers=admin
+    ).json()
     assert s["version"] == 1 and abs(sum(s["weights"].values()) - 1) < 1e-9
     wurl = f"{url}/{s['id']}/weights"
     first = client.get(wurl, headers=admin)
@@ -62,13 +78,18 @@ def test_scheduled_remix_with_real_worker_and_beat(client, admin, worker):
     assert w2["weights"]["code"] > s["weights"]["code"]
 
     # duplicates change nothing twice: same steps again are ignored, no new version
-    r = client.post(f"{url}/{s['id']}/observations", json={"observations": batch[:5]}, headers=admin)
+    r = client.post(
+        f"{url}/{s['id']}/observations", json={"observations": batch[:5]}, headers=admin
+    )
     assert r.json()["accepted"] == 0 and r.json()["duplicates"] == 5
     time.sleep(2.5)
     assert client.get(wurl, headers=admin).json()["version"] == 2
     # a step re-sent with different values is a conflict
-    r = client.post(f"{url}/{s['id']}/observations", json={"observations": [_obs(3, (1.0, 1.0, 1.0))]},
-                    headers=admin)
+    r = client.post(
+        f"{url}/{s['id']}/observations",
+        json={"observations": [_obs(3, (1.0, 1.0, 1.0))]},
+        headers=admin,
+    )
     assert r.status_code == 409
 
     # out of order: later steps first, then an earlier missing one; one re-mix applies all in order
@@ -83,6 +104,10 @@ def test_scheduled_remix_with_real_worker_and_beat(client, admin, worker):
 
     # pausing stops re-mixing
     client.patch(f"{url}/{s['id']}", json={"status": "paused"}, headers=admin)
-    client.post(f"{url}/{s['id']}/observations", json={"observations": [_obs(40, (2.0, 5.0, 2.0))]}, headers=admin)
+    client.post(
+        f"{url}/{s['id']}/observations",
+        json={"observations": [_obs(40, (2.0, 5.0, 2.0))]},
+        headers=admin,
+    )
     time.sleep(2.5)
     assert client.get(wurl, headers=admin).json()["version"] == w3["version"]

@@ -11,11 +11,28 @@ from tests.conftest import REPO
 
 def test_example_external_trainer_with_aioli(live_server, admin_token, worker):
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    env = {**os.environ, "MIXOPT_URL": live_server, "MIXOPT_TOKEN": admin_token, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "examples/external_trainer.py", "--algorithm", "aioli",
-           "--params", '{"update_steps": 40, "lp_rounds": 1, "lp_steps": 4}',
-           "--domain", f"code={stdlib / 'json'}", "--domain", f"docs={stdlib / 'pydoc_data'}",
-           "--steps", "130", "--report-every", "5"]
+    env = {
+        **os.environ,
+        "MIXOPT_URL": live_server,
+        "MIXOPT_TOKEN": admin_token,
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "examples/external_trainer.py",
+        "--algorithm",
+        "aioli",
+        "--params",
+        '{"update_steps": 40, "lp_rounds": 1, "lp_steps": 4}',
+        "--domain",
+        f"code={stdlib / 'json'}",
+        "--domain",
+        f"docs={stdlib / 'pydoc_data'}",
+        "--steps",
+        "130",
+        "--report-every",
+        "5",
+    ]
     out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "validation bits/byte" in out.stdout

@@ -28,7 +28,11 @@ def _differences(old, new, path="") -> list[str]:
             else:
                 out.extend(_differences(old[key], new[key], where))
         return out
-    return [] if old == new else [f"changed {path}: {json.dumps(old)[:120]} -> {json.dumps(new)[:120]}"]
+    return (
+        []
+        if old == new
+        else [f"changed {path}: {json.dumps(old)[:120]} -> {json.dumps(new)[:120]}"]
+    )
 
 
 def test_openapi_document_unchanged(client):
@@ -43,5 +47,7 @@ def test_openapi_document_unchanged(client):
 def test_difference_finder_reports_a_changed_schema():
     old = {"paths": {"/v1/runs": {"get": {"summary": "List runs"}}}}
     new = {"paths": {"/v1/runs": {"get": {"summary": "List all runs"}}, "/v1/x": {}}}
-    assert _differences(old, new) == ['changed /paths//v1/runs/get/summary: "List runs" -> "List all runs"',
-                                      "added /paths//v1/x"]
+    assert _differences(old, new) == [
+        'changed /paths//v1/runs/get/summary: "List runs" -> "List all runs"',
+        "added /paths//v1/x",
+    ]

@@ -16,8 +16,13 @@ def test_health_probes_need_no_auth_and_readyz_checks_db(client):
 
 def test_every_route_needs_a_token(client, admin):
     p = make_project(client, admin)
-    for method, path in [("get", "/v1/projects"), ("get", f"/v1/projects/{p['id']}"),
-                         ("get", f"/v1/projects/{p['id']}/runs"), ("post", "/v1/tokens"), ("get", "/v1/jobs/x")]:
+    for method, path in [
+        ("get", "/v1/projects"),
+        ("get", f"/v1/projects/{p['id']}"),
+        ("get", f"/v1/projects/{p['id']}/runs"),
+        ("post", "/v1/tokens"),
+        ("get", "/v1/jobs/x"),
+    ]:
         r = getattr(client, method)(path)
         assert r.status_code == 401, path
         assert "Bearer" in r.json()["detail"]
@@ -29,11 +34,19 @@ def test_every_route_needs_a_token(client, admin):
 
 def test_project_crud(client, admin):
     body = {
-        "name": "pile", "description": "17 domains",
-        "domains": [{"name": "web", "token_count": 1000}, {"name": "code", "token_count": 500},
-                    {"name": "math", "source": {"path": "/data/math", "format": "jsonl"}}],
+        "name": "pile",
+        "description": "17 domains",
+        "domains": [
+            {"name": "web", "token_count": 1000},
+            {"name": "code", "token_count": 500},
+            {"name": "math", "source": {"path": "/data/math", "format": "jsonl"}},
+        ],
         "objective": {"val/web": 2.0, "val/code": 1.0},
-        "constraints": {"bounds": {"web": {"min": 0.1, "max": 0.8}}, "target_tokens": 10_000, "max_epochs": 4},
+        "constraints": {
+            "bounds": {"web": {"min": 0.1, "max": 0.8}},
+            "target_tokens": 10_000,
+            "max_epochs": 4,
+        },
     }
     r = client.post("/v1/projects", json=body, headers=admin)
     assert r.status_code == 201, r.text
@@ -45,8 +58,19 @@ def test_project_crud(client, admin):
     listed = client.get("/v1/projects", headers=admin).json()
     assert listed["count"] == 1 and listed["data"][0]["id"] == p["id"]
 
-    r = client.patch(f"/v1/projects/{p['id']}", json={"name": "pile-2", "domains": [
-        {"name": "code"}, {"name": "web", "token_count": 2000}, {"name": "math"}, {"name": "books"}]}, headers=admin)
+    r = client.patch(
+        f"/v1/projects/{p['id']}",
+        json={
+            "name": "pile-2",
+            "domains": [
+                {"name": "code"},
+                {"name": "web", "token_count": 2000},
+                {"name": "math"},
+                {"name": "books"},
+            ],
+        },
+        headers=admin,
+    )
     assert r.status_code == 200, r.text
     assert [d["name"] for d in r.json()["domains"]] == ["code", "web", "math", "books"]
     assert r.json()["domains"][1]["token_count"] == 2000
@@ -59,12 +83,30 @@ def test_project_crud(client, admin):
 def test_project_validation_names_the_field(client, admin):
     cases = [
         ({"name": "x", "domains": [{"name": "a"}, {"name": "a"}]}, "domains[1].name"),
-        ({"name": "x", "domains": [{"name": "a"}], "constraints": {"bounds": {"zz": {"max": 0.5}}}},
-         "constraints.bounds.zz"),
-        ({"name": "x", "domains": [{"name": "a"}], "constraints": {"bounds": {"a": {"min": 0.6, "max": 0.5}}}},
-         "constraints.bounds.a"),
-        ({"name": "x", "domains": [{"name": "a"}, {"name": "b"}], "constraints": {"fixed": {"a": 0.7, "b": 0.6}}},
-         "constraints.fixed"),
+        (
+            {
+                "name": "x",
+                "domains": [{"name": "a"}],
+                "constraints": {"bounds": {"zz": {"max": 0.5}}},
+            },
+            "constraints.bounds.zz",
+        ),
+        (
+            {
+                "name": "x",
+                "domains": [{"name": "a"}],
+                "constraints": {"bounds": {"a": {"min": 0.6, "max": 0.5}}},
+            },
+            "constraints.bounds.a",
+        ),
+        (
+            {
+                "name": "x",
+                "domains": [{"name": "a"}, {"name": "b"}],
+                "constraints": {"fixed": {"a": 0.7, "b": 0.6}},
+            },
+            "constraints.fixed",
+        ),
         ({"name": "", "domains": []}, "name"),
         ({"name": "x", "domains": [{"name": "a", "token_count": -1}]}, "domains[0].token_count"),
         ({"name": "x", "objective": {"a": -1}}, "objective.a"),
@@ -79,10 +121,22 @@ def test_project_validation_names_the_field(client, admin):
 
 def test_cannot_remove_a_domain_that_runs_use(client, admin):
     p = make_project(client, admin)
-    client.post(f"/v1/projects/{p['id']}/runs", json={"mixture": {"web": 1.0}, "metrics": {"l": 1.0}}, headers=admin)
-    r = client.patch(f"/v1/projects/{p['id']}", json={"domains": [{"name": "code"}, {"name": "math"}]}, headers=admin)
+    client.post(
+        f"/v1/projects/{p['id']}/runs",
+        json={"mixture": {"web": 1.0}, "metrics": {"l": 1.0}},
+        headers=admin,
+    )
+    r = client.patch(
+        f"/v1/projects/{p['id']}",
+        json={"domains": [{"name": "code"}, {"name": "math"}]},
+        headers=admin,
+    )
     assert r.status_code == 409 and "web" in r.json()["detail"]
-    r = client.patch(f"/v1/projects/{p['id']}", json={"domains": [{"name": "web"}, {"name": "code"}]}, headers=admin)
+    r = client.patch(
+        f"/v1/projects/{p['id']}",
+        json={"domains": [{"name": "web"}, {"name": "code"}]},
+        headers=admin,
+    )
     assert r.status_code == 200  # math has no runs with weight: may go
     assert client.get(f"/v1/projects/{p['id']}", headers=admin).json()["run_count"] == 1
 
@@ -100,14 +154,19 @@ def test_project_routes_validate_the_request_before_loading_the_project(client, 
     well-formed one on a project the token cannot see is a 404, and a write with a read-only
     token a 403 (the order the routes had when each loaded its project itself)."""
     p = make_project(client, admin)
-    r = client.post("/v1/tokens", json={"name": "ro", "role": "read", "project_ids": [p["id"]]},
-                    headers=admin)
+    r = client.post(
+        "/v1/tokens", json={"name": "ro", "role": "read", "project_ids": [p["id"]]}, headers=admin
+    )
     read_only = {"Authorization": f"Bearer {r.json()['token']}"}
     bad, good = {"estimator": 5}, {"estimator": "auto"}
     assert client.post("/v1/projects/999999/fits", json=bad, headers=admin).status_code == 422
-    assert client.post(f"/v1/projects/{p['id']}/fits", json=bad, headers=read_only).status_code == 422
+    assert (
+        client.post(f"/v1/projects/{p['id']}/fits", json=bad, headers=read_only).status_code == 422
+    )
     assert client.post("/v1/projects/999999/fits", json=good, headers=admin).status_code == 404
-    assert client.post(f"/v1/projects/{p['id']}/fits", json=good, headers=read_only).status_code == 403
+    assert (
+        client.post(f"/v1/projects/{p['id']}/fits", json=good, headers=read_only).status_code == 403
+    )
     assert client.get("/v1/projects/999999/fits?limit=0", headers=admin).status_code == 422
     assert client.get("/v1/projects/999999/fits", headers=admin).status_code == 404
 
@@ -126,10 +185,18 @@ def test_every_route_taking_the_project_dependency_is_a_project_route():
     def calls(dependant) -> set:
         return {dependant.call} | {c for d in dependant.dependencies for c in calls(d)}
 
-    modules = [importlib.import_module(f"{package.__name__}.{m.name}")
-               for m in pkgutil.iter_modules(package.__path__)]
-    routes = [r for m in modules for router in vars(m).values() if isinstance(router, APIRouter)
-              for r in router.routes if isinstance(r, APIRoute)]
+    modules = [
+        importlib.import_module(f"{package.__name__}.{m.name}")
+        for m in pkgutil.iter_modules(package.__path__)
+    ]
+    routes = [
+        r
+        for m in modules
+        for router in vars(m).values()
+        if isinstance(router, APIRouter)
+        for r in router.routes
+        if isinstance(r, APIRoute)
+    ]
     taking = [r for r in routes if calls(r.dependant) & {deps.project, deps.writable_project}]
     assert len(taking) >= 40  # every route under /v1/projects/{project_id}
     assert [r.path for r in taking if not isinstance(r, deps.ProjectRoute)] == []

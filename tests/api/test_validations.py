@@ -20,7 +20,11 @@ TINY = {"preset": "tiny", "train_steps": 30, "batch_size": 8, "block_size": 64, 
 def test_validation_job_stores_a_paired_comparison_of_its_runs(client, admin, worker):
     p = ingested_project(client, admin, name="val")
     skewed = {"code": 0.7, "docs": 0.1, "legal": 0.1, "prose": 0.1}
-    body = {**TINY, "seeds": [3, 4], "mixtures": [{"baseline": "uniform"}, {"mixture": skewed, "label": "skewed"}]}
+    body = {
+        **TINY,
+        "seeds": [3, 4],
+        "mixtures": [{"baseline": "uniform"}, {"mixture": skewed, "label": "skewed"}],
+    }
     r = client.post(f"/v1/projects/{p['id']}/validations", json=body, headers=admin)
     assert r.status_code == 202, r.text
     acc = r.json()
@@ -32,8 +36,12 @@ def test_validation_job_stores_a_paired_comparison_of_its_runs(client, admin, wo
     assert v["status"] == "succeeded"
     res = v["result"]
     # the runs: one per (mixture, seed), the same seeds for both mixtures
-    runs = {r["id"]: r for r in client.get(f"/v1/projects/{p['id']}/runs?tag=validation-{vid}",
-                                              headers=admin).json()["data"]}
+    runs = {
+        r["id"]: r
+        for r in client.get(
+            f"/v1/projects/{p['id']}/runs?tag=validation-{vid}", headers=admin
+        ).json()["data"]
+    }
     assert len(runs) == 4 and all(r["status"] == "succeeded" for r in runs.values())
     assert [[runs[i]["seed"] for i in row] for row in v["run_ids"]] == [[3, 4], [3, 4]]
     assert runs[v["run_ids"][1][0]]["mixture"] == pytest.approx(skewed)
@@ -59,7 +67,9 @@ def test_validation_job_stores_a_paired_comparison_of_its_runs(client, admin, wo
     code = [runs[i]["metrics"]["val_loss/code"] for i in v["run_ids"][1]]
     assert by_label["skewed"]["domains"]["code"]["mean"] == pytest.approx(statistics.fmean(code))
     uni_code = [runs[i]["metrics"]["val_loss/code"] for i in v["run_ids"][0]]
-    assert cmp["domains"]["code"] == pytest.approx(statistics.fmean(code) - statistics.fmean(uni_code))
+    assert cmp["domains"]["code"] == pytest.approx(
+        statistics.fmean(code) - statistics.fmean(uni_code)
+    )
     # 70% code trains code better than 25% code does, on both seeds
     assert all(c < u for c, u in zip(code, uni_code, strict=True))
     listed = client.get(f"/v1/projects/{p['id']}/validations", headers=admin).json()
@@ -76,16 +86,27 @@ def two_process_worker():
 
 
 def _runs(client, admin, project_id, vid):
-    return {r["id"]: r for r in client.get(f"/v1/projects/{project_id}/runs?tag=validation-{vid}&limit=100",
-                                           headers=admin).json()["data"]}
+    return {
+        r["id"]: r
+        for r in client.get(
+            f"/v1/projects/{project_id}/runs?tag=validation-{vid}&limit=100", headers=admin
+        ).json()["data"]
+    }
 
 
-def test_validation_runs_are_spread_over_free_pool_processes(client, admin, worker, two_process_worker):
+def test_validation_runs_are_spread_over_free_pool_processes(
+    client, admin, worker, two_process_worker
+):
     """With two pool processes the validation's job and one helper job train its runs at the same
     time; every run is trained once, and the helpers that find nothing left end without work."""
     p = ingested_project(client, admin, name="val-par")
-    body = {**TINY, "train_steps": 120, "seeds": [1, 2], "queue": "valpar",
-            "mixtures": [{"baseline": "uniform"}, {"baseline": "natural"}]}
+    body = {
+        **TINY,
+        "train_steps": 120,
+        "seeds": [1, 2],
+        "queue": "valpar",
+        "mixtures": [{"baseline": "uniform"}, {"baseline": "natural"}],
+    }
     acc = client.post(f"/v1/projects/{p['id']}/validations", json=body, headers=admin).json()
     vid, job_id = acc["validation"]["id"], acc["job"]["id"]
     done = wait_job(client, admin, job_id, timeout=400)
@@ -93,14 +114,18 @@ def test_validation_runs_are_spread_over_free_pool_processes(client, admin, work
     helpers = done["params"]["helpers"]
     assert len(helpers) == 3  # MIXOPT_VALIDATION_PARALLEL 4, 4 runs
     helper_jobs = [wait_job(client, admin, h, timeout=120) for h in helpers]
-    assert all(h["state"] == "succeeded" and h["kind"] == "validate_part" and h["queue"] == "valpar"
-               for h in helper_jobs), helper_jobs
+    assert all(
+        h["state"] == "succeeded" and h["kind"] == "validate_part" and h["queue"] == "valpar"
+        for h in helper_jobs
+    ), helper_jobs
     runs = _runs(client, admin, p["id"], vid)
     assert len(runs) == 4 and all(r["status"] == "succeeded" for r in runs.values())
     by_job = {}
     for rid, r in runs.items():
         by_job.setdefault(r["details"]["trained_by_job"], []).append(rid)
-    assert set(by_job) <= {job_id, *helpers} and len(by_job) == 2, by_job  # two processes, two trainers
+    assert set(by_job) <= {job_id, *helpers} and len(by_job) == 2, (
+        by_job
+    )  # two processes, two trainers
     helper_trained = [rid for h in helper_jobs for rid in h["result"]["trained"]]
     assert sorted(helper_trained + by_job.get(job_id, [])) == sorted(runs)  # each run once
     assert done["result"]["trained_by_jobs"] == 2
@@ -110,8 +135,15 @@ def test_validation_runs_are_spread_over_free_pool_processes(client, admin, work
 
 def test_cancelled_validation_stops_its_helpers(client, admin, worker, two_process_worker):
     p = ingested_project(client, admin, name="val-cancel")
-    body = {**TINY, "preset": "micro", "train_steps": 3000, "eval_interval": 1000, "seeds": [1, 2], "queue": "valpar",
-            "mixtures": [{"baseline": "uniform"}, {"baseline": "natural"}]}
+    body = {
+        **TINY,
+        "preset": "micro",
+        "train_steps": 3000,
+        "eval_interval": 1000,
+        "seeds": [1, 2],
+        "queue": "valpar",
+        "mixtures": [{"baseline": "uniform"}, {"baseline": "natural"}],
+    }
     acc = client.post(f"/v1/projects/{p['id']}/validations", json=body, headers=admin).json()
     vid, job_id = acc["validation"]["id"], acc["job"]["id"]
     deadline = time.monotonic() + 120
@@ -125,8 +157,9 @@ def test_cancelled_validation_stops_its_helpers(client, admin, worker, two_proce
     done = wait_job(client, admin, job_id, timeout=60)
     assert done["state"] == "cancelled"
     helpers = [wait_job(client, admin, h, timeout=60) for h in done["params"]["helpers"]]
-    assert {h["state"] for h in helpers} <= {"cancelled", "succeeded"} and any(h["state"] == "cancelled"
-                                                                             for h in helpers)
+    assert {h["state"] for h in helpers} <= {"cancelled", "succeeded"} and any(
+        h["state"] == "cancelled" for h in helpers
+    )
     v = client.get(f"/v1/projects/{p['id']}/validations/{vid}", headers=admin).json()
     assert v["status"] == "cancelled" and v["result"] is None
     runs = _runs(client, admin, p["id"], vid)
@@ -135,9 +168,17 @@ def test_cancelled_validation_stops_its_helpers(client, admin, worker, two_proce
 
 
 def test_validation_limits_and_bad_input(client, admin):
-    domains = [{"name": d, "source": {"path": str(CORPORA / d), "format": "jsonl"}, "token_count": 1000 * (i + 1)}
-               for i, d in enumerate(CORPUS_DOMAINS)]
-    p = client.post("/v1/projects", json={"name": "val-bad", "domains": domains}, headers=admin).json()
+    domains = [
+        {
+            "name": d,
+            "source": {"path": str(CORPORA / d), "format": "jsonl"},
+            "token_count": 1000 * (i + 1),
+        }
+        for i, d in enumerate(CORPUS_DOMAINS)
+    ]
+    p = client.post(
+        "/v1/projects", json={"name": "val-bad", "domains": domains}, headers=admin
+    ).json()
     url = f"/v1/projects/{p['id']}/validations"
     two = [{"baseline": "uniform"}, {"baseline": "natural"}]
     cases = [
@@ -145,8 +186,13 @@ def test_validation_limits_and_bad_input(client, admin):
         ({"mixtures": two, "seeds": list(range(11))}, "seeds"),
         ({"mixtures": two, "seeds": [1, 1]}, "distinct"),
         ({"mixtures": two, "train_steps": 10**6}, "train_steps"),
-        ({"mixtures": [{"baseline": "uniform", "label": f"m{i}"} for i in range(12)], "seeds": list(range(6))},
-         "at most 64"),
+        (
+            {
+                "mixtures": [{"baseline": "uniform", "label": f"m{i}"} for i in range(12)],
+                "seeds": list(range(6)),
+            },
+            "at most 64",
+        ),
         ({"mixtures": [{"baseline": "uniform", "mixture": {"code": 1.0}}, two[1]]}, "exactly one"),
         ({"mixtures": [{"baseline": "nope"}, two[1]]}, "nope"),
         ({"mixtures": [{"mixture": {"web": 1.0}}, two[1]]}, "web"),
@@ -168,11 +214,15 @@ def test_validation_limits_and_bad_input(client, admin):
 
 def test_paired_comparison_by_hand():
     # two seeds; b is 0.1 better on seed 0 and 0.3 better on seed 1
-    out = paired_comparison(["a", "b"], [[2.0, 3.0], [1.9, 2.7]], {"x": [[2.0, 3.0], [1.9, 2.7]]}, [0], [0, 1])
+    out = paired_comparison(
+        ["a", "b"], [[2.0, 3.0], [1.9, 2.7]], {"x": [[2.0, 3.0], [1.9, 2.7]]}, [0], [0, 1]
+    )
     (c,) = out["comparisons"]
     assert c["differences"] == pytest.approx([-0.1, -0.3])
     assert c["mean"] == pytest.approx(-0.2) and c["wins"] == 2
     sd = math.sqrt(0.02)  # deviations +-0.1 about -0.2, n - 1 = 1
     half = 12.706204736 * sd / math.sqrt(2)  # t_{0.975, 1}
-    assert c["interval_low"] == pytest.approx(-0.2 - half) and c["interval_high"] == pytest.approx(-0.2 + half)
+    assert c["interval_low"] == pytest.approx(-0.2 - half) and c["interval_high"] == pytest.approx(
+        -0.2 + half
+    )
     assert out["mixtures"][0]["std"] == pytest.approx(math.sqrt(0.5))

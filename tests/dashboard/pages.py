@@ -9,8 +9,9 @@ import time
 
 def login(client, token: str):
     """POST the login form; the answer carries the session cookie (303) or the error page."""
-    return client.post("/dashboard/login", data={"token": token, "next": "/dashboard"},
-                       follow_redirects=False)
+    return client.post(
+        "/dashboard/login", data={"token": token, "next": "/dashboard"}, follow_redirects=False
+    )
 
 
 #: what a chart drew: the Chart.js instance's datasets and the canvas's painted pixels
@@ -37,8 +38,12 @@ def wait_js(page, predicate: str, arg=None, timeout: float = 10.0) -> None:
 
 
 def chart_state(page, canvas_id: str) -> dict:
-    wait_js(page, "(id) => { const c = document.getElementById(id); return !!(c && window.Chart && "
-                  "Chart.getChart(c) && Chart.getChart(c).data.datasets.length > 0); }", canvas_id)
+    wait_js(
+        page,
+        "(id) => { const c = document.getElementById(id); return !!(c && window.Chart && "
+        "Chart.getChart(c) && Chart.getChart(c).data.datasets.length > 0); }",
+        canvas_id,
+    )
     state = page.evaluate(CHART_STATE, canvas_id)
     assert state["width"] > 100 and state["height"] > 100, state
     assert state["painted"] > 2000, f"canvas {canvas_id} looks blank: {state}"

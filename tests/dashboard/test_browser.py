@@ -47,10 +47,14 @@ def test_overview_domains_coverage_and_runs_table(page, seeded):
     assert info.inner_text() == "page 1 of 21 · 512 runs"
     assert page.locator("#runs-table tbody tr").count() == 25
     page.click("#runs-table th[data-sort=objective]")
-    values = [float(t) for t in page.locator("#runs-table tbody tr td:nth-child(5)").all_inner_texts()]
+    values = [
+        float(t) for t in page.locator("#runs-table tbody tr td:nth-child(5)").all_inner_texts()
+    ]
     assert values == sorted(values)
     page.click("#runs-table th[data-sort=objective]")
-    desc = [float(t) for t in page.locator("#runs-table tbody tr td:nth-child(5)").all_inner_texts()]
+    desc = [
+        float(t) for t in page.locator("#runs-table tbody tr td:nth-child(5)").all_inner_texts()
+    ]
     assert desc == sorted(desc, reverse=True) and desc[0] > values[0]
     page.click("#runs-next")
     assert info.inner_text().startswith("page 2 of 21")
@@ -74,7 +78,11 @@ def test_proposed_mixtures_and_exports(page, seeded):
     ready(page)
     state = chart_state(page, "mixtures-chart")
     labels = [d["label"] for d in state["datasets"]]
-    assert labels[0].startswith(f"rec #{seeded['rec']}") and "natural" in labels and "uniform" in labels
+    assert (
+        labels[0].startswith(f"rec #{seeded['rec']}")
+        and "natural" in labels
+        and "uniform" in labels
+    )
     assert all(d["n"] == 17 for d in state["datasets"])
     card = page.locator(f"#rec-{seeded['rec']}")
     assert "regmix_lgbm" in card.inner_text()
@@ -94,7 +102,10 @@ def test_proposed_mixtures_and_exports(page, seeded):
     for fmt in ("json", "olmo-core", "megatron"):
         href = card.locator(f"a[data-format='{fmt}']").get_attribute("href")
         resp = page.request.get(href)
-        assert resp.status == 200 and "attachment" in resp.headers["content-disposition"], (fmt, resp.text())
+        assert resp.status == 200 and "attachment" in resp.headers["content-disposition"], (
+            fmt,
+            resp.text(),
+        )
         exports[fmt] = _export_text(resp.body())
     # the HF script reads each domain's raw data, which these imported runs' domains lack: the
     # page says which field is missing instead of inventing a path
@@ -102,10 +113,15 @@ def test_proposed_mixtures_and_exports(page, seeded):
     assert resp.status == 422 and "source path" in resp.text()
     doc = json.loads(exports["json"])
     weights = doc["mixture"]
-    assert list(weights) == seeded["domains"] and sum(weights.values()) == pytest.approx(1, abs=1e-6)
+    assert list(weights) == seeded["domains"] and sum(weights.values()) == pytest.approx(
+        1, abs=1e-6
+    )
     assert weights["the_pile_pile_cc"] <= 0.5 + 1e-6
     # the trainer files name the tokenised paths the project declares for each trainer
-    assert "source_list" in exports["olmo-core"] and "/tok/the_pile_pile_cc/part-0.npy" in exports["olmo-core"]
+    assert (
+        "source_list" in exports["olmo-core"]
+        and "/tok/the_pile_pile_cc/part-0.npy" in exports["olmo-core"]
+    )
     assert "/tok/the_pile_pile_cc_text_document" in exports["megatron"]
 
 
@@ -131,7 +147,9 @@ def test_fit_quality_scatter_per_estimator(page, seeded):
         assert 0.5 < rho <= 1 and 0 < r2 <= 1
         state = chart_state(page, f"scatter-{fit_id}")
         assert state["datasets"][0]["n"] == 512 and state["datasets"][1]["label"] == "y = x"
-    lgbm = float(page.locator(f"#fit-{seeded['fits']['regmix_lgbm']} [data-metric=spearman]").inner_text())
+    lgbm = float(
+        page.locator(f"#fit-{seeded['fits']['regmix_lgbm']} [data-metric=spearman]").inner_text()
+    )
     assert lgbm > 0.95
     screenshot(page, "fit-quality", docs=True)
 
@@ -142,16 +160,28 @@ def test_whatif_sliders_stay_on_simplex_and_change_the_prediction(page, seeded):
     chart_state(page, "whatif-chart")
     wait_js(page, "() => document.querySelector('#whatif-prediction').dataset.value !== undefined")
     before = float(page.locator("#whatif-prediction").get_attribute("data-value"))
-    weights = [float(v) for v in page.locator("#whatif-sliders input").evaluate_all("els => els.map(e => e.value)")]
+    weights = [
+        float(v)
+        for v in page.locator("#whatif-sliders input").evaluate_all("els => els.map(e => e.value)")
+    ]
     assert sum(weights) == pytest.approx(1, abs=1e-6)
 
     pile_cc = seeded["domains"].index("the_pile_pile_cc")
     slider = page.locator(f"#w-{pile_cc}")
     slider.fill("0.9")
-    wait_js(page, "(b) => Number(document.querySelector('#whatif-prediction').dataset.value) !== b", before)
+    wait_js(
+        page,
+        "(b) => Number(document.querySelector('#whatif-prediction').dataset.value) !== b",
+        before,
+    )
     after = float(page.locator("#whatif-prediction").get_attribute("data-value"))
-    moved = [float(v) for v in page.locator("#whatif-sliders input").evaluate_all("els => els.map(e => e.value)")]
-    assert moved[pile_cc] == pytest.approx(0.9, abs=1e-6) and sum(moved) == pytest.approx(1, abs=1e-6)
+    moved = [
+        float(v)
+        for v in page.locator("#whatif-sliders input").evaluate_all("els => els.map(e => e.value)")
+    ]
+    assert moved[pile_cc] == pytest.approx(0.9, abs=1e-6) and sum(moved) == pytest.approx(
+        1, abs=1e-6
+    )
     # the others were rescaled proportionally (ratios kept)
     others = [i for i in range(len(weights)) if i != pile_cc and weights[i] > 0.01]
     i, j = others[:2]
@@ -159,14 +189,24 @@ def test_whatif_sliders_stay_on_simplex_and_change_the_prediction(page, seeded):
     assert after != pytest.approx(before, abs=1e-9)
     # the page shows what the API predicts for that mixture
     mixture = dict(zip(seeded["domains"], moved, strict=True))
-    api = seeded["http"].post(f"/v1/projects/{seeded['a']}/fits/{seeded['fits']['regmix_lgbm']}/predict",
-                              json={"mixtures": [mixture], "normalize": True}).json()
+    api = (
+        seeded["http"]
+        .post(
+            f"/v1/projects/{seeded['a']}/fits/{seeded['fits']['regmix_lgbm']}/predict",
+            json={"mixtures": [mixture], "normalize": True},
+        )
+        .json()
+    )
     assert api["objective"][0] == pytest.approx(after, rel=1e-6)
     assert "vs natural" in page.locator("#whatif-std").inner_text()
 
     # switching the fit predicts again with the other estimator
     page.select_option("#whatif-fit", str(seeded["fits"]["regmix_linear"]))
-    wait_js(page, "(b) => Number(document.querySelector('#whatif-prediction').dataset.value) !== b", after)
+    wait_js(
+        page,
+        "(b) => Number(document.querySelector('#whatif-prediction').dataset.value) !== b",
+        after,
+    )
     screenshot(page, "what-if")
 
 
@@ -187,7 +227,9 @@ def test_online_session_updates_live(page, seeded):
     ready(page)
     wait_js(page, "() => document.body.dataset.onlineVersion === '3'")
     weights = chart_state(page, "online-weights-chart")
-    assert [d["label"] for d in weights["datasets"]] == [d.removeprefix("the_pile_") for d in ONLINE_DOMAINS]
+    assert [d["label"] for d in weights["datasets"]] == [
+        d.removeprefix("the_pile_") for d in ONLINE_DOMAINS
+    ]
     assert all(d["n"] == 3 for d in weights["datasets"])
     losses = chart_state(page, "online-losses-chart")
     assert len(losses["datasets"]) == 4 and all(d["n"] == 80 for d in losses["datasets"])
@@ -212,15 +254,22 @@ def test_jobs_page_lists_jobs_with_progress(page, seeded):
 def test_another_projects_data_is_not_reachable(page, seeded):
     page.expect_404 = True  # the browser logs each 404 response as a console error
     b = seeded["b"]
-    for path in (f"/dashboard/projects/{b}", f"/dashboard/projects/{b}/fits", f"/dashboard/projects/{b}/whatif",
-                 f"/dashboard/projects/{seeded['a']}/runs/{seeded['b_run']}"):
+    for path in (
+        f"/dashboard/projects/{b}",
+        f"/dashboard/projects/{b}/fits",
+        f"/dashboard/projects/{b}/whatif",
+        f"/dashboard/projects/{seeded['a']}/runs/{seeded['b_run']}",
+    ):
         resp = page.goto(path)
         assert resp.status == 404, path
         assert "not found" in page.locator("#error-message").inner_text()
     screenshot(page, "not-found")
     page.goto(f"/dashboard/projects/{seeded['a']}")
-    statuses = page.evaluate("""async (b) => Promise.all([
+    statuses = page.evaluate(
+        """async (b) => Promise.all([
         fetch('/v1/projects/' + b).then(r => r.status),
         fetch('/v1/projects/' + b + '/runs').then(r => r.status),
-        fetch('/dashboard/api/projects/' + b + '/runs').then(r => r.status)])""", b)
+        fetch('/dashboard/api/projects/' + b + '/runs').then(r => r.status)])""",
+        b,
+    )
     assert statuses == [404, 404, 404]

@@ -19,9 +19,15 @@ from tests.dashboard.pages import chart_state, ready, wait_js
 GITHUB = "metric/the_pile_github_val_loss"
 N_RUNS = 96
 #: declared group paths, so the what-if page and the comparison show group totals
-GROUPS = {"the_pile_pile_cc": "web", "the_pile_wikipedia_en": "web", "the_pile_hackernews": "web",
-          "the_pile_gutenberg_pg_19": "web", "the_pile_github": "code", "the_pile_stackexchange": "code",
-          "the_pile_ubuntu_irc": "code"}
+GROUPS = {
+    "the_pile_pile_cc": "web",
+    "the_pile_wikipedia_en": "web",
+    "the_pile_hackernews": "web",
+    "the_pile_gutenberg_pg_19": "web",
+    "the_pile_github": "code",
+    "the_pile_stackexchange": "code",
+    "the_pile_ubuntu_irc": "code",
+}
 
 
 def _head(path, n: int) -> bytes:
@@ -41,37 +47,93 @@ def teams(server, worker):
     with session_scope() as s:
         _, admin = tokens.create_token(s, "teams admin", "admin")
     http = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {admin}"}, timeout=60)
-    p = http.post("/v1/projects", json={"name": "pile-teams", "objective": {PILE_CC: 0.5, GITHUB: 0.5}}).json()
-    files = {"mixtures": ("m.csv", _head(REGMIX_DIR / "train_mixture_1m.csv", N_RUNS), "text/csv"),
-             "metrics": ("l.csv", _head(REGMIX_DIR / "train_pile_loss_1m.csv", N_RUNS), "text/csv")}
-    r = http.post(f"/v1/projects/{p['id']}/runs/import", files=files,
-                  data={"model_params": "1000000", "train_tokens": "1000000000"})
+    p = http.post(
+        "/v1/projects", json={"name": "pile-teams", "objective": {PILE_CC: 0.5, GITHUB: 0.5}}
+    ).json()
+    files = {
+        "mixtures": ("m.csv", _head(REGMIX_DIR / "train_mixture_1m.csv", N_RUNS), "text/csv"),
+        "metrics": ("l.csv", _head(REGMIX_DIR / "train_pile_loss_1m.csv", N_RUNS), "text/csv"),
+    }
+    r = http.post(
+        f"/v1/projects/{p['id']}/runs/import",
+        files=files,
+        data={"model_params": "1000000", "train_tokens": "1000000000"},
+    )
     assert r.status_code == 201, r.text
     run_ids = r.json()["ids"]
     domains = [d["name"] for d in http.get(f"/v1/projects/{p['id']}").json()["domains"]]
-    r = http.patch(f"/v1/projects/{p['id']}", json={
-        "domains": [{"name": d, "token_count": int(PILE_TOKENS[d]), **({"group": GROUPS[d]} if d in GROUPS else {})}
-                    for d in domains],
-        "constraints": {"target_tokens": 25 * 10**9, "max_epochs": 4}})
+    r = http.patch(
+        f"/v1/projects/{p['id']}",
+        json={
+            "domains": [
+                {
+                    "name": d,
+                    "token_count": int(PILE_TOKENS[d]),
+                    **({"group": GROUPS[d]} if d in GROUPS else {}),
+                }
+                for d in domains
+            ],
+            "constraints": {"target_tokens": 25 * 10**9, "max_epochs": 4},
+        },
+    )
     assert r.status_code == 200, r.text
     r = http.post(f"/v1/projects/{p['id']}/fits", json={"estimator": "regmix_lgbm", "cv_folds": 3})
     assert r.status_code == 202, r.text
     fit = _wait(http, r.json()["job"]["id"])["result"]["fit_id"]
     recs = []
-    for extra in ({"reference": {"baseline": "natural"}},
-                  {"constraints": {"bounds": {"the_pile_pile_cc": {"min": 0.3}}, "target_tokens": 25 * 10**9,
-                                   "max_epochs": 4}}):
-        r = http.post(f"/v1/projects/{p['id']}/recommendations", json={
-            "fit_id": fit, "n_boot": 2, "allow_untrusted": True, "n_samples": 5000, "top_k": 32, **extra})
+    for extra in (
+        {"reference": {"baseline": "natural"}},
+        {
+            "constraints": {
+                "bounds": {"the_pile_pile_cc": {"min": 0.3}},
+                "target_tokens": 25 * 10**9,
+                "max_epochs": 4,
+            }
+        },
+    ):
+        r = http.post(
+            f"/v1/projects/{p['id']}/recommendations",
+            json={
+                "fit_id": fit,
+                "n_boot": 2,
+                "allow_untrusted": True,
+                "n_samples": 5000,
+                "top_k": 32,
+                **extra,
+            },
+        )
         assert r.status_code == 202, r.text
         recs.append(_wait(http, r.json()["job"]["id"])["result"]["recommendation_id"])
     for k, rid in enumerate(run_ids[:3]):
-        points = [{"step": s, "tokens": s * 4096, "metrics": {PILE_CC: 4.2 + k * 0.2 + 6.0 / (1 + s / 200),
-                                                              GITHUB: 2.5 + 7.0 / (1 + s / (150 + 50 * k))}}
-                  for s in range(0, 2001, 100)]
-        assert http.post(f"/v1/projects/{p['id']}/runs/{rid}/curve", json={"points": points}).status_code == 200
-    token = http.post("/v1/tokens", json={"name": "team", "role": "write", "project_ids": [p["id"]]}).json()["token"]
-    yield {"http": http, "p": p["id"], "fit": fit, "recs": recs, "runs": run_ids, "domains": domains, "token": token}
+        points = [
+            {
+                "step": s,
+                "tokens": s * 4096,
+                "metrics": {
+                    PILE_CC: 4.2 + k * 0.2 + 6.0 / (1 + s / 200),
+                    GITHUB: 2.5 + 7.0 / (1 + s / (150 + 50 * k)),
+                },
+            }
+            for s in range(0, 2001, 100)
+        ]
+        assert (
+            http.post(
+                f"/v1/projects/{p['id']}/runs/{rid}/curve", json={"points": points}
+            ).status_code
+            == 200
+        )
+    token = http.post(
+        "/v1/tokens", json={"name": "team", "role": "write", "project_ids": [p["id"]]}
+    ).json()["token"]
+    yield {
+        "http": http,
+        "p": p["id"],
+        "fit": fit,
+        "recs": recs,
+        "runs": run_ids,
+        "domains": domains,
+        "token": token,
+    }
     http.close()
 
 
@@ -120,11 +182,17 @@ def test_recommendations_compared_side_by_side(page, teams):
     assert sorted(order) == sorted([a, b])
     state = chart_state(page, "mixtures-chart")
     assert [d["label"] for d in state["datasets"]] == [f"rec #{i} (regmix_lgbm)" for i in order]
-    recs = [teams["http"].get(f"/v1/projects/{teams['p']}/recommendations/{i}").json() for i in order]
-    enron = page.locator("tr.weight-row[data-domain=the_pile_enron_emails] td.num").all_inner_texts()
+    recs = [
+        teams["http"].get(f"/v1/projects/{teams['p']}/recommendations/{i}").json() for i in order
+    ]
+    enron = page.locator(
+        "tr.weight-row[data-domain=the_pile_enron_emails] td.num"
+    ).all_inner_texts()
     assert enron == [f"{r['mixture']['the_pile_enron_emails']:.4f}" for r in recs]
     web = page.locator("tr.group-row[data-group=web] td.num").all_inner_texts()
-    assert web == [f"{sum(r['mixture'][d] for d, g in GROUPS.items() if g == 'web'):.4f}" for r in recs]
+    assert web == [
+        f"{sum(r['mixture'][d] for d, g in GROUPS.items() if g == 'web'):.4f}" for r in recs
+    ]
     assert page.locator("tr.metric-row").count() == 2  # per-metric predictions: pile_cc and github
     assert "the_pile_pile_cc in [0.3, 1]" in page.locator("#row-constraints").inner_text()
     assert "baseline natural" in page.locator("#row-reference").inner_text()
@@ -145,25 +213,36 @@ def test_pareto_front_with_the_reference(page, teams):
     # from the reference-constrained recommendation's card: its reference is the one marked
     page.goto(f"/dashboard/projects/{teams['p']}/pareto?rec={teams['recs'][0]}")
     ready(page)
-    assert "reference: baseline natural" in [d["label"] for d in chart_state(page, "pareto-chart")["datasets"]]
+    assert "reference: baseline natural" in [
+        d["label"] for d in chart_state(page, "pareto-chart")["datasets"]
+    ]
     screenshot(page, "pareto", docs=True)
 
 
 def test_whatif_warns_about_epochs_and_availability(page, teams):
     page.goto(f"/dashboard/projects/{teams['p']}/whatif?fit={teams['fit']}")
     ready(page)
-    assert page.locator("#whatif-availability").get_attribute("data-warnings") == "0"  # natural fits the caps
+    assert (
+        page.locator("#whatif-availability").get_attribute("data-warnings") == "0"
+    )  # natural fits the caps
     enron = teams["domains"].index("the_pile_enron_emails")
     page.locator(f"#w-{enron}").fill("0.5")
     # 0.5 x 25B tokens on enron's 0.2B: 62.5 epochs, 15.6x its 4-epoch cap
     wait_js(page, "() => document.querySelector('#whatif-warnings').textContent.includes('enron')")
     warnings = page.locator("#whatif-warnings").inner_text()
     assert "the_pile_enron_emails: 62.50 epochs at weight 0.500, 15.6x its 4-epoch cap" in warnings
-    assert page.locator("#whatif-epochs tr[data-domain=the_pile_enron_emails] td.over").inner_text() == "62.5×"
+    assert (
+        page.locator("#whatif-epochs tr[data-domain=the_pile_enron_emails] td.over").inner_text()
+        == "62.5×"
+    )
     web = float(page.locator("#whatif-groups tr[data-group=web] td.num").inner_text())
-    sliders = [float(v) for v in page.locator("#whatif-sliders input").evaluate_all("els => els.map(e => e.value)")]
-    assert web == pytest.approx(sum(sliders[teams["domains"].index(d)] for d, g in GROUPS.items() if g == "web"),
-                                abs=1e-3)
+    sliders = [
+        float(v)
+        for v in page.locator("#whatif-sliders input").evaluate_all("els => els.map(e => e.value)")
+    ]
+    assert web == pytest.approx(
+        sum(sliders[teams["domains"].index(d)] for d, g in GROUPS.items() if g == "web"), abs=1e-3
+    )
     page.locator("#whatif-availability").scroll_into_view_if_needed()
     screenshot(page, "whatif-warnings", docs=True)
 
@@ -184,8 +263,10 @@ def test_loss_curves_overlaid(page, teams):
     page.click("#curves-form button[type=submit]")
     page.wait_for_url(re.compile(r".*x=tokens"))
     ready(page)
-    chart = page.evaluate("() => { const c = Chart.getChart(document.getElementById('overlay-chart')); "
-                          "return {x: c.options.scales.x.title.text, last: c.data.datasets[0].data.at(-1)}; }")
+    chart = page.evaluate(
+        "() => { const c = Chart.getChart(document.getElementById('overlay-chart')); "
+        "return {x: c.options.scales.x.title.text, last: c.data.datasets[0].data.at(-1)}; }"
+    )
     assert chart["x"] == "tokens" and chart["last"]["x"] == 2000 * 4096
     assert chart["last"]["y"] == pytest.approx(2.5 + 7.0 / (1 + 2000 / 150))
     screenshot(page, "curves", docs=True)
@@ -199,7 +280,9 @@ def test_fit_and_recommendation_started_from_the_page(page, teams):
     page.click("#fit-form button[type=submit]")
     page.wait_for_url(re.compile(r".*/fits\?job=[0-9a-f]{32}"))
     ready(page)
-    wait_js(page, "() => document.querySelector('#started').dataset.state === 'succeeded'", timeout=60)
+    wait_js(
+        page, "() => document.querySelector('#started').dataset.state === 'succeeded'", timeout=60
+    )
     link = page.locator("#started .job-result").inner_text()
     fit_id = int(re.search(r"fit #(\d+)", link).group(1))
     fit = teams["http"].get(f"/v1/projects/{teams['p']}/fits/{fit_id}").json()
@@ -216,8 +299,14 @@ def test_fit_and_recommendation_started_from_the_page(page, teams):
     page.click("#rec-form button[type=submit]")
     page.wait_for_url(re.compile(r".*/fits\?job="))
     ready(page)
-    wait_js(page, "() => document.querySelector('#started').dataset.state === 'succeeded'", timeout=60)
-    rec_id = int(re.search(r"recommendation #(\d+)", page.locator("#started .job-result").inner_text()).group(1))
+    wait_js(
+        page, "() => document.querySelector('#started').dataset.state === 'succeeded'", timeout=60
+    )
+    rec_id = int(
+        re.search(
+            r"recommendation #(\d+)", page.locator("#started .job-result").inner_text()
+        ).group(1)
+    )
     rec = teams["http"].get(f"/v1/projects/{teams['p']}/recommendations/{rec_id}").json()
     assert rec["fit_id"] == fit_id and rec["details"]["reference"]["label"] == "baseline natural"
     page.click("#started .job-result")

@@ -19,5 +19,7 @@ def error_names_the_field(ctx, response, case):
     if response.status_code == 422:
         body = response.json()
         errors = body.get("errors") or []
-        if not errors or not all(isinstance(e.get("field"), str) and e.get("message") for e in errors):
+        if not errors or not all(
+            isinstance(e.get("field"), str) and e.get("message") for e in errors
+        ):
             raise AssertionError(f"a 422 without a field: {body}")
