@@ -36,4 +36,9 @@ def scaled(progress: ProgressFn | None, start: float, stop: float) -> ProgressFn
     """A callback for a sub-task that maps its [0, 1] onto [start, stop] of ``progress``."""
     if progress is None:
         return None
-    return lambda f, msg="": progress(start + (stop - start) * min(1.0, max(0.0, f)), msg)
+    outer = progress
+
+    def inner(f: float, msg: str = "") -> None:
+        outer(start + (stop - start) * min(1.0, max(0.0, f)), msg)
+
+    return inner

@@ -172,7 +172,8 @@ class AutoEstimator(MixingEstimator):
         cross_fn = context.pop("cross_scale_fn", None)
         progress = context.pop("progress", None)
         groups = context.pop("groups", None)
-        rows, results = [], {}
+        rows: list[dict[str, Any]] = []
+        results: dict[str, dict[str, Any]] = {}
         names = self._names()
         for ci, name in enumerate(names):
             report(progress, ci / len(names), f"auto: cross-validating {name}")

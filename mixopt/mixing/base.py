@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, cast
 
 import numpy as np
 
@@ -163,6 +163,11 @@ class MixingEstimator:
     smooth: ClassVar[bool] = True
     #: documented hyper-parameters (``GET /v1/estimators``); every ``__init__`` keyword has one
     param_specs: ClassVar[dict[str, ParamSpec]] = {}
+
+    # learned by ``fit`` (declared for the type checker; absent until fitted)
+    n_domains_: int
+    domains_: list[str] | None
+    targets_: list[str] | None
 
     # -- capabilities the pipeline reads (mixopt.mixing.pipeline): declared, never tested by name
     #: how a fit answers at a scale other than its runs': ``"nested"`` (the runs' losses are
@@ -315,11 +320,11 @@ class MixingEstimator:
         return {"estimator": self.name, "params": _jsonable(self.get_params()), "fitted": _jsonable(self._state())}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> MixingEstimator:
+    def from_state(cls, state: dict[str, Any]) -> Self:
         klass = ESTIMATORS[state["estimator"]] if cls is MixingEstimator else cls
         est = klass(**state["params"])
         est._load(state["fitted"])
-        return est
+        return cast(Self, est)  # the registered class named by the state (a MixingEstimator)
 
     # -- helpers -----------------------------------------------------------------------
     def _check_fit_input(self, X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:

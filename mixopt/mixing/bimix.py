@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from scipy.optimize import minimize
@@ -93,8 +93,8 @@ def fit_bimix_domain(r: np.ndarray, s: np.ndarray, y: np.ndarray, *, delta: floa
     ls_ref = float(np.mean(ls))
     betas = np.linspace(0.02, 1.5, 30)
     log_us = np.linspace(np.log(1e-3), np.log(1e2), 30)  # u = B s_ref^-beta
-    bb, uu = np.meshgrid(betas, log_us, indexing="ij")
-    bb, uu = bb.ravel(), uu.ravel()
+    grid_b, grid_u = np.meshgrid(betas, log_us, indexing="ij")
+    bb, uu = grid_b.ravel(), grid_u.ravel()
     lb = uu + bb * ls_ref
     G = np.log1p(np.exp(lb[None, :] - bb[None, :] * ls[:, None]))  # (n, S)
     # log y - G = log A - alpha log r: least squares for (log A, alpha) per start
@@ -310,13 +310,14 @@ class BiMix(MixingEstimator):
             return float(steps)
         return float(self.target_steps) if self.target_steps is not None else self.max_step_
 
-    def predict(self, X: Any, steps: float | None = None) -> np.ndarray:
+    def predict(self, X: Any, steps: float | np.ndarray | None = None) -> np.ndarray:
         """Losses ``(n, n_targets)`` at ``steps`` (default ``target_steps``, else max seen)."""
         self.check_is_fitted()
         X = np.atleast_2d(np.asarray(X, dtype=float))
         if X.shape[1] != self.n_domains_:
             raise ValueError(f"X has {X.shape[1]} domains, the fit has {self.n_domains_}")
-        s = np.asarray(self._steps(steps) if np.isscalar(steps) or steps is None else steps, dtype=float)
+        at = steps if steps is None or not np.isscalar(steps) else float(cast(float, steps))
+        s = np.asarray(self._steps(at) if at is None or isinstance(at, float) else at, dtype=float)
         s = s[:, None] if s.ndim == 1 else s
         r = X[:, self.target_domain_]
         absent = r <= self.min_proportion

@@ -90,7 +90,7 @@ class LawGP(MixingEstimator):
 
     def _load(self, state: dict[str, Any]) -> None:
         self.n_domains_ = int(state["n_domains"])
-        self.law_ = MixingEstimator.from_state(state["law"])
-        self.gp_ = MixingEstimator.from_state(state["gp"])
+        self.law_ = MixingLaw.from_state(state["law"])
+        self.gp_ = GaussianProcessMixing.from_state(state["gp"])
         self.domains_, self.targets_ = self.law_.domains_, self.law_.targets_
         self.at_bound_ = self.law_.at_bound_

@@ -31,7 +31,7 @@ __all__ = ["EPOCH_TOL", "WEIGHT_TOL", "Constraints", "InfeasibleConstraintsError
 TOL = 1e-9
 
 
-PerDomain = Mapping[str, float] | Sequence[float] | None
+PerDomain = Mapping[str, float | None] | Sequence[float] | None
 
 
 def resolve_per_domain(value: Any, domains: list[str], default: float, name: str) -> np.ndarray:
@@ -49,7 +49,7 @@ def resolve_per_domain(value: Any, domains: list[str], default: float, name: str
             out[domains.index(d)] = float(v)
         return out
     if np.isscalar(value):
-        return np.full(K, float(value))
+        return np.full(K, value, dtype=float)
     arr = np.asarray(value, dtype=float).ravel()
     if arr.size != K:
         raise ValueError(f"{name}: expected {K} values (one per domain), got {arr.size}")
@@ -76,7 +76,7 @@ class Constraints:
     fixed: PerDomain = None
     token_counts: PerDomain = None
     target_tokens: float | None = None
-    max_epochs: float | Mapping[str, float] | Sequence[float] | None = None
+    max_epochs: float | Mapping[str, float | None] | Sequence[float] | None = None
     kl_weight: float = 0.0
     #: group totals ``{path: {"min", "max"} | {"fixed"}}`` and declared paths ``{domain: "web/news"}``
     #: (:mod:`mixopt.mixing.hierarchy`; undeclared ``source:topic:quality`` names are parsed)
@@ -309,7 +309,7 @@ def _optional_per_domain(value: Any, domains: list[str]) -> np.ndarray:
     if isinstance(value, Mapping):
         return np.array([np.nan if value.get(d) is None else float(value[d]) for d in domains])
     if np.isscalar(value):
-        return np.full(len(domains), float(value))
+        return np.full(len(domains), value, dtype=float)
     return np.array([np.nan if v is None else float(v) for v in value], dtype=float)
 
 

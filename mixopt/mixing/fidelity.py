@@ -155,7 +155,7 @@ def cross_validate(
     keys = ("spearman", "pearson", "mae", "r2", "regret")
     mean = {}
     for k in keys:
-        vals = [m[k] for m in folds if m[k] is not None]
+        vals = [float(v) for m in folds if (v := m[k]) is not None]
         mean[k] = float(np.mean(vals)) if vals else None
     report(progress, 1.0, "CV done")
     return {

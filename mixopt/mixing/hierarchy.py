@@ -110,8 +110,8 @@ def resolve(groups: Mapping[str, Any] | None, domains: Sequence[str],
         if spec.get("fixed") is not None:
             a = b = float(spec["fixed"])
         else:
-            a = float(spec.get("min") if spec.get("min") is not None else 0.0)
-            b = float(spec.get("max") if spec.get("max") is not None else 1.0)
+            a = float(spec["min"]) if spec.get("min") is not None else 0.0
+            b = float(spec["max"]) if spec.get("max") is not None else 1.0
         if not (np.isfinite(a) and np.isfinite(b)) or a < 0 or b > 1 or a > b + 1e-12:
             raise ValueError(f"groups.{g}: need 0 <= min <= max <= 1, got min={a:g}, max={b:g}")
         names.append(g)
@@ -278,7 +278,7 @@ def _tree(domains: list[str], group_of: Mapping[str, str | None] | None) -> dict
 
 def hierarchical_dirichlet(count: int, prior: Any, domains: Sequence[str],
                            group_of: Mapping[str, str | None] | None = None,
-                           strengths: Sequence[float] = (1.0,), rng: np.random.Generator | None = None) -> np.ndarray:
+                           strengths: Sequence[float] | np.ndarray = (1.0,), rng: np.random.Generator | None = None) -> np.ndarray:
     """``count`` mixtures drawn group first, then within each group (olmix's nested mixes).
 
     At every node of the group tree the children's shares are drawn from
@@ -297,7 +297,7 @@ def hierarchical_dirichlet(count: int, prior: Any, domains: Sequence[str],
     s = np.asarray(strengths, dtype=float)[rng.integers(0, len(strengths), int(count))]
 
     def leaves(node: dict) -> list[int]:
-        idx = []
+        idx: list[int] = []
         for (kind, key), sub in node.items():
             idx += [key] if kind == "leaf" else leaves(sub)
         return idx

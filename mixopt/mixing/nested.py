@@ -204,6 +204,7 @@ def prepare_at_scale(
     target = {k: v for k, v in (target_scale or {}).items() if v}
     context_same = {"steps": S, "tokens": T, "model_params": P, "curves": curves}
 
+    chain: list[dict[str, Any]]
     if not target:
         scale = _own_scale(have)
         chain = [{"law": "none", "note": "the runs' own scale: no extrapolation"}]
@@ -224,7 +225,7 @@ def prepare_at_scale(
         _check_sizes(P, sizes)
 
     # -- (a) steps law per run ---------------------------------------------------------------
-    chain: list[dict[str, Any]] = []
+    chain = []
     notes: list[str] = []
     groups = mixture_groups(X)
     steps_fit = _StepsFit(unit, t_budget, fit_from, truncate_at, random_state, law_cache)
@@ -417,7 +418,7 @@ def cross_scale_validate(
     if len(sizes) >= MIN_SIZES_FOR_SIZE_LAW + 1 and np.all(np.isfinite(P)):
         held = np.isclose(P, sizes[-1])
         mode = "size"
-        jobs = []
+        jobs: list[tuple[np.ndarray, dict[str, float | None], float | None]] = []
         for b in sorted({float(v) for v in budgets[held] if np.isfinite(v)}):
             jobs.append((held & np.isclose(budgets, b), {"model_params": sizes[-1], unit: b}, None))
         train = ~held
@@ -443,7 +444,7 @@ def cross_scale_validate(
             try:
                 cache[key] = prepare_at_scale(
                     X[tr], Y[tr], targets=targets, target_scale=tscale, model_params=P[tr], steps=S[tr],
-                    tokens=T[tr], curves=[curves[i] for i in tr] if curves is not None else None,
+                    tokens=T[tr], curves=[curves[int(i)] for i in tr] if curves is not None else None,
                     truncate_at=cut, random_state=random_state, law_cache=cache.setdefault("_laws", {}),
                     progress=scaled(progress, j / len(jobs), (j + 1) / len(jobs)))
             except ScaleError as exc:

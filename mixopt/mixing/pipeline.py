@@ -298,7 +298,7 @@ def predict(state: dict, X: Any, objective_weights: Any = None, steps: float | N
     out: dict[str, Any] = {"predictions": P.tolist(), "objective": objective.reduce(P).tolist(),
                            "std": None, "objective_std": None}
     if hasattr(est, "predict_objective_std") and steps is None:
-        out["std"] = est.predict_std(Xq).tolist()
+        out["std"] = est.predict_std(Xq).tolist()  # type: ignore[attr-defined]  # with predict_objective_std
         out["objective_std"] = np.ravel(est.predict_objective_std(Xq, objective.explicit)).tolist()
     return _clean(out)
 
@@ -380,7 +380,7 @@ def baseline_mixtures(token_counts: Any, constraints: dict | None = None) -> dic
         "temperature": baselines.temperature_mixture(counts, 2.0),
     }
     epochs = c.max_epochs
-    if c.target_tokens is not None and epochs is not None and np.isscalar(epochs):
+    if c.target_tokens is not None and isinstance(epochs, (int, float, np.number)):
         out["temperature"] = baselines.temperature_mixture(counts, 2.0, c.target_tokens, float(epochs))
         out["unimax"] = baselines.unimax_mixture(counts, c.target_tokens, float(epochs))
     return {k: np.asarray(v, dtype=float).tolist() for k, v in out.items()}

@@ -39,7 +39,7 @@ from mixopt.mixing.base import MixingEstimator, ParamSpec, register
 try:  # pragma: no cover - import guard
     import lightgbm as lgb
 except Exception:  # pragma: no cover - exercised only without lightgbm
-    lgb = None
+    lgb = None  # type: ignore[assignment]  # optional dependency: the sklearn backend is used
 
 #: settings of the reference notebook (``regression_fitting/regression.ipynb``)
 PAPER_LGBM = {
@@ -199,7 +199,7 @@ class RegMixLGBM(MixingEstimator):
                 if va is not None:
                     dval = lgb.Dataset(X[va], y[va], reference=dtrain, params=ds_params)
                     kw = {"valid_sets": [dval], "callbacks": [
-                        lgb.early_stopping(int(self.early_stopping_rounds), verbose=False)]}
+                        lgb.early_stopping(int(self.early_stopping_rounds or 0), verbose=False)]}  # set: _split
                 booster = lgb.train(self._lgb_params(len(tr)), dtrain, num_boost_round=int(self.n_estimators), **kw)
                 it = booster.best_iteration if va is not None and booster.best_iteration > 0 else booster.current_iteration()
                 # keep only the rounds that are used, so the stored text is the model
@@ -211,7 +211,8 @@ class RegMixLGBM(MixingEstimator):
                 models.append(m)
                 best.append(int(self.n_estimators))
         self.models_, self.best_iterations_, self.backend_ = models, best, backend
-        self.train_X_, self.train_Y_ = (X, Y) if backend == "sklearn" else (None, None)
+        self.train_X_: np.ndarray | None = X if backend == "sklearn" else None
+        self.train_Y_: np.ndarray | None = Y if backend == "sklearn" else None
         self.n_domains_ = X.shape[1]
         self.domains_ = _names(context, "domains")
         self.targets_ = _names(context, "targets")
@@ -230,8 +231,8 @@ class RegMixLGBM(MixingEstimator):
         if self.backend_ == "lightgbm":
             st["models"] = [m.model_to_string() for m in self.models_]
         else:
-            st["train_X"] = self.train_X_.tolist()
-            st["train_Y"] = self.train_Y_.tolist()
+            st["train_X"] = np.asarray(self.train_X_).tolist()
+            st["train_Y"] = np.asarray(self.train_Y_).tolist()
         return st
 
     def _load(self, state: dict[str, Any]) -> None:

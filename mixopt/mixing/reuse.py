@@ -147,10 +147,10 @@ def map_mixtures(X_old: Any, old_domains: Sequence[str], new_domains: Sequence[s
     old, new = [str(d) for d in old_domains], [str(d) for d in new_domains]
     if X.shape[1] != len(old):
         raise ValueError(f"X has {X.shape[1]} columns for {len(old)} old domains")
-    splits = {str(k): [str(x) for x in v] for k, v in (splits or {}).items()}
-    merges = {str(k): [str(x) for x in v] for k, v in (merges or {}).items()}
+    split_map = {str(k): [str(x) for x in v] for k, v in (splits or {}).items()}
+    merge_map = {str(k): [str(x) for x in v] for k, v in (merges or {}).items()}
     counts = dict(token_counts or {})
-    merged_into = {part: target for target, parts in merges.items() for part in parts}
+    merged_into = {part: target for target, parts in merge_map.items() for part in parts}
     notes: list[str] = []
 
     def shares(parts: list[str]) -> np.ndarray:
@@ -164,8 +164,8 @@ def map_mixtures(X_old: Any, old_domains: Sequence[str], new_domains: Sequence[s
     removed = np.zeros(len(old), dtype=bool)
     touched = np.zeros(len(old), dtype=bool)  # split or merged: the run's weights change form
     for i, d in enumerate(old):
-        if d in splits and all(x in new for x in splits[d]):
-            M[i, [new.index(x) for x in splits[d]]] = shares(splits[d])
+        if d in split_map and all(x in new for x in split_map[d]):
+            M[i, [new.index(x) for x in split_map[d]]] = shares(split_map[d])
             touched[i] = True
         elif d in merged_into and merged_into[d] in new:
             M[i, new.index(merged_into[d])] = 1.0
@@ -175,14 +175,15 @@ def map_mixtures(X_old: Any, old_domains: Sequence[str], new_domains: Sequence[s
         else:
             removed[i] = True
     n = X.shape[0]
-    status, reasons = ["reused"] * n, [None] * n
+    status: list[str] = ["reused"] * n
+    reasons: list[str | None] = [None] * n
     used = X > 0
     for r in range(n):
         gone = [old[i] for i in np.flatnonzero(removed & used[r])]
         if gone:
             status[r], reasons[r] = "dropped", f"trained on removed domain(s) {gone}"
             continue
-        why = _merge_violation(X[r], old, merges, shares, merge_tolerance)
+        why = _merge_violation(X[r], old, merge_map, shares, merge_tolerance)
         if why is not None:
             status[r], reasons[r] = "dropped", why
         if status[r] != "dropped" and (used[r] & touched).any():
@@ -191,9 +192,9 @@ def map_mixtures(X_old: Any, old_domains: Sequence[str], new_domains: Sequence[s
     X_new = np.full((n, len(new)), np.nan)
     X_new[keep] = X[keep] @ M
     notes = list(dict.fromkeys(notes))
-    for d, parts in splits.items():
+    for d, parts in split_map.items():
         notes.append(f"{d} split into {parts}: old weight shared by token counts")
-    for d, parts in merges.items():
+    for d, parts in merge_map.items():
         notes.append(f"{parts} merged into {d}: weights summed where the run drew them by token shares")
     if not keep.all():
         notes.append(f"{int((~keep).sum())} old runs dropped")

@@ -97,8 +97,8 @@ class PowerLawFit:
     def from_dict(cls, d: Mapping[str, Any]) -> PowerLawFit:
         nan = float("nan")
         return cls(np.asarray(d["log_c"], float), np.asarray(d["log_k"], float),
-                   np.asarray(d["alpha"], float), float(d.get("huber") if d.get("huber") is not None else nan),
-                   float(d.get("heldout_mae") if d.get("heldout_mae") is not None else nan),
+                   np.asarray(d["alpha"], float), float(d["huber"]) if d.get("huber") is not None else nan,
+                   float(d["heldout_mae"]) if d.get("heldout_mae") is not None else nan,
                    int(d.get("n_heldout") or 0))
 
 

@@ -26,7 +26,7 @@ from mixopt.mixing.constraints import Constraints, resolve_per_domain
 from mixopt.mixing.objective import Objective
 from mixopt.mixing.reference import against_reference
 from mixopt.mixing.simplex import InfeasibleConstraintsError, kl_divergence, project_box_simplex
-from mixopt.progress import ProgressFn, report
+from mixopt.progress import ProgressFn, report, scaled
 
 __all__ = ["EXTRAPOLATION_LOSS_FRACTION", "EXTRAPOLATION_WEIGHT_TOL", "PAPER_N_SAMPLES", "PAPER_TOP_K",
            "domain_names", "feasible", "find_optimum", "kl_divergence", "objective_batch", "predict_with_interval",
@@ -43,8 +43,8 @@ def domain_names(estimator: MixingEstimator, domains: list[str] | None) -> list[
     ``d0 .. d{K-1}``; ``ValueError`` when their number is not the estimator's."""
     if domains is not None:
         names = [str(d) for d in domains]
-    elif getattr(estimator, "domains_", None) is not None:
-        names = [str(x) for x in estimator.domains_]
+    elif (fitted := getattr(estimator, "domains_", None)) is not None:
+        names = [str(x) for x in fitted]
     else:
         names = [f"d{i}" for i in range(estimator.n_domains_)]
     if len(names) != estimator.n_domains_:
@@ -300,7 +300,7 @@ def recommend_one(
     f_u = float(np.ravel(estimator.predict_objective(w_u[None], ow))[0])
     iv = predict_with_interval(estimator, w[None], objective_weights=objective_weights, X_train=X, Y_train=Y,
                                n_boot=n_boot, random_state=random_state,
-                               progress=None if progress is None else (lambda q, m="": report(progress, 0.6 + 0.4 * q, m)))
+                               progress=scaled(progress, 0.6, 1.0))
     binding = c.binding(w, names)
     if trust_region is not None:
         binding += [f"trust_region:{names[i]}" for i in range(K) if hi[i] < 1.0 and w[i] >= hi[i] - 1e-6

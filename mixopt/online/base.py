@@ -242,7 +242,7 @@ class OnlineMixer:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> OnlineMixer:
-        name = state.get("name")
+        name = str(state.get("name"))
         target = ONLINE_MIXERS.get(name) if cls is OnlineMixer else cls
         if target is None:
             raise ValueError(f"state: unknown online mixer {name!r}")

@@ -115,6 +115,7 @@ class SyntheticEnv:
             )
             if best is None or res.fun < best.fun:
                 best = res
+        assert best is not None  # at least one start ran
         p = np.clip(best.x, 0, None)
         return p / p.sum()
 

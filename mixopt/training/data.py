@@ -252,6 +252,7 @@ def ingest_domain(
         with open(work / "all.bin", "wb") as allf:
 
             def flush(batch: list[str]) -> None:
+                encoded: Sequence[Any]
                 if isinstance(tok, ByteTokenizer):  # fast path: no Python list of ints
                     encoded = [tok.encode_array(t) for t in batch]
                 else:
@@ -292,9 +293,9 @@ def ingest_domain(
             split_bytes = {"train": int(nbytes[~is_val].sum()), "val": int(nbytes[is_val].sum())}
         counts = {}
         for split, ranges in splits.items():
-            with open(work / f"{split}.bin", "wb") as f:
+            with open(work / f"{split}.bin", "wb") as fh:
                 for a, b in ranges:
-                    f.write(np.asarray(allm[a:b]).tobytes())
+                    fh.write(np.asarray(allm[a:b]).tobytes())
             counts[split] = sum(b - a for a, b in ranges)
         del allm
         (work / "all.bin").unlink()

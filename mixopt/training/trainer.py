@@ -315,6 +315,7 @@ def train(
                           if hasattr(cb, "state_dict")},
             "train_time": train_time,
         }
+        assert ckpt_dir is not None  # checkpoints are saved only with a checkpoint_dir
         _atomic_save(state, ckpt_dir / "ckpt.pt")
         atomic_write_json(ckpt_dir / "meta.json",
                           {"version": CKPT_VERSION, "step": step, "tokens": step * B * T,
