@@ -192,6 +192,76 @@ def _choose_val(doc_tokens: np.ndarray, doc_hash: np.ndarray, val_fraction: floa
     return mask
 
 
+def _keyed(cache_dir: Path, files: list[Path], root: Path | None, tok: Tokenizer, text_field: str,
+           val_fraction: float) -> tuple[str, list[dict[str, Any]]]:
+    """The shards' cache key and the file listing, through the stat cache (rewritten when a
+    file's hash was computed afresh)."""
+    stat_path = cache_dir / "stat_cache.json"
+    try:
+        stat_cache = json.loads(stat_path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        stat_cache = {}
+    n_stat = len(stat_cache)
+    key, listing = _cache_key(files, root, tok, text_field, val_fraction, stat_cache)
+    if len(stat_cache) != n_stat or any(
+        stat_cache.get(str(f.resolve()), {}).get("sha256") != entry["sha256"]
+        for f, entry in zip(files, listing, strict=True)
+    ):
+        atomic_write_json(stat_path, stat_cache, sort_keys=True)
+    return key, listing
+
+
+def _tokenise(path: Path, files: list[Path], tok: Tokenizer, text_field: str, dtype: np.dtype,
+              eos: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """Every document of ``files`` tokenised (EOS appended) into one stream at ``path``, in
+    batches of 256; each document's tokens, bytes and 64-bit hash."""
+    doc_tokens: list[int] = []
+    doc_bytes: list[int] = []
+    doc_hash: list[int] = []
+    with open(path, "wb") as allf:
+
+        def flush(batch: list[str]) -> None:
+            encoded: Sequence[Any]
+            if isinstance(tok, ByteTokenizer):  # fast path: no Python list of ints
+                encoded = [tok.encode_array(t) for t in batch]
+            else:
+                encoded = tok.encode_batch(batch)
+            for text, ids in zip(batch, encoded, strict=True):
+                arr = np.concatenate([np.asarray(ids, dtype=dtype), np.asarray(eos, dtype=dtype)])
+                allf.write(arr.tobytes())
+                raw = text.encode("utf-8", errors="replace")
+                doc_tokens.append(len(arr))
+                doc_bytes.append(len(raw))
+                doc_hash.append(int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big"))
+
+        batch: list[str] = []
+        for f in files:
+            for text in iter_documents(f, text_field):
+                batch.append(text)
+                if len(batch) >= 256:
+                    flush(batch)
+                    batch = []
+        if batch:
+            flush(batch)
+    return doc_tokens, doc_bytes, doc_hash
+
+
+def _split_ranges(ntok: np.ndarray, nbytes: np.ndarray, is_val: np.ndarray, val_fraction: float,
+                  ) -> tuple[dict[str, list[tuple[int, int]]], dict[str, int]]:
+    """Token ranges of the stream per split (documents by ``is_val``; one document: its stream
+    cut at ``1 - val_fraction``) and the bytes of each split."""
+    total = int(ntok.sum())
+    starts = np.concatenate([[0], np.cumsum(ntok)[:-1]])
+    if len(ntok) == 1 and val_fraction > 0:  # one document: split the token stream
+        cut = total - max(1, int(round(val_fraction * total)))
+        frac = cut / total
+        return ({"train": [(0, cut)], "val": [(cut, total)]},
+                {"train": int(nbytes[0] * frac), "val": int(nbytes[0]) - int(nbytes[0] * frac)})
+    splits = {s: [(int(starts[i]), int(starts[i] + ntok[i])) for i in np.flatnonzero(m)]
+              for s, m in (("train", ~is_val), ("val", is_val))}
+    return splits, {"train": int(nbytes[~is_val].sum()), "val": int(nbytes[is_val].sum())}
+
+
 def ingest_domain(
     name: str,
     source: str | Path,
@@ -224,18 +294,7 @@ def ingest_domain(
     files = resolve_files(source, roots)
     src = Path(source).expanduser()
     root = src if src.is_dir() else None
-    stat_path = cache_dir / "stat_cache.json"
-    try:
-        stat_cache = json.loads(stat_path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        stat_cache = {}
-    n_stat = len(stat_cache)
-    key, listing = _cache_key(files, root, tok, text_field, val_fraction, stat_cache)
-    if len(stat_cache) != n_stat or any(
-        stat_cache.get(str(f.resolve()), {}).get("sha256") != entry["sha256"]
-        for f, entry in zip(files, listing, strict=True)
-    ):
-        atomic_write_json(stat_path, stat_cache, sort_keys=True)
+    key, listing = _keyed(cache_dir, files, root, tok, text_field, val_fraction)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64]
     out = cache_dir / f"{safe}-{key[:16]}"
     if (out / "meta.json").is_file():
@@ -248,32 +307,7 @@ def ingest_domain(
     eos = [] if tok.eos_id is None else [tok.eos_id]
     work = Path(tempfile.mkdtemp(prefix=f".{safe}-", dir=cache_dir))
     try:
-        doc_tokens, doc_bytes, doc_hash = [], [], []
-        with open(work / "all.bin", "wb") as allf:
-
-            def flush(batch: list[str]) -> None:
-                encoded: Sequence[Any]
-                if isinstance(tok, ByteTokenizer):  # fast path: no Python list of ints
-                    encoded = [tok.encode_array(t) for t in batch]
-                else:
-                    encoded = tok.encode_batch(batch)
-                for text, ids in zip(batch, encoded, strict=True):
-                    arr = np.concatenate([np.asarray(ids, dtype=dtype), np.asarray(eos, dtype=dtype)])
-                    allf.write(arr.tobytes())
-                    raw = text.encode("utf-8", errors="replace")
-                    doc_tokens.append(len(arr))
-                    doc_bytes.append(len(raw))
-                    doc_hash.append(int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big"))
-
-            batch: list[str] = []
-            for f in files:
-                for text in iter_documents(f, text_field):
-                    batch.append(text)
-                    if len(batch) >= 256:
-                        flush(batch)
-                        batch = []
-            if batch:
-                flush(batch)
+        doc_tokens, doc_bytes, doc_hash = _tokenise(work / "all.bin", files, tok, text_field, dtype, eos)
         if not doc_tokens:
             raise ValueError(f"source: {source!r} has no non-empty documents")
         ntok = np.asarray(doc_tokens, dtype=np.int64)
@@ -281,16 +315,7 @@ def ingest_domain(
         is_val = _choose_val(ntok, np.asarray(doc_hash, dtype=np.uint64), val_fraction)
         total = int(ntok.sum())
         allm = np.memmap(work / "all.bin", dtype=dtype, mode="r", shape=(total,))
-        starts = np.concatenate([[0], np.cumsum(ntok)[:-1]])
-        if len(ntok) == 1 and val_fraction > 0:  # one document: split the token stream
-            cut = total - max(1, int(round(val_fraction * total)))
-            frac = cut / total
-            splits = {"train": [(0, cut)], "val": [(cut, total)]}
-            split_bytes = {"train": int(nbytes[0] * frac), "val": int(nbytes[0]) - int(nbytes[0] * frac)}
-        else:
-            splits = {s: [(int(starts[i]), int(starts[i] + ntok[i])) for i in np.flatnonzero(m)]
-                      for s, m in (("train", ~is_val), ("val", is_val))}
-            split_bytes = {"train": int(nbytes[~is_val].sum()), "val": int(nbytes[is_val].sum())}
+        splits, split_bytes = _split_ranges(ntok, nbytes, is_val, val_fraction)
         counts = {}
         for split, ranges in splits.items():
             with open(work / f"{split}.bin", "wb") as fh:

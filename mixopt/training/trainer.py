@@ -203,6 +203,73 @@ class _Context:
 
 
 # -- the loop ----------------------------------------------------------------------------------
+def _evaluator(model: Any, fwd: Any, eval_sets: Mapping[str, torch.Tensor], eval_bs: int, device: torch.device,
+               autocast: Any) -> Any:
+    """``evaluate(max_batches=None) -> {domain: mean validation loss}`` on the fixed windows."""
+
+    @torch.no_grad()
+    def evaluate(max_batches: int | None = None) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        out = {}
+        for name, wins in eval_sets.items():
+            if max_batches is not None:
+                wins = wins[: max(1, int(max_batches)) * eval_bs]
+            total_loss, count = 0.0, 0
+            for chunk in wins.split(eval_bs):
+                chunk = chunk.to(device, non_blocking=True)
+                with autocast:
+                    _, loss = fwd(chunk[:, :-1], chunk[:, 1:], reduction="sequence")  # (b,)
+                total_loss += float(loss.float().sum())
+                count += len(chunk)
+            out[name] = total_loss / count
+        model.train(was_training)
+        return out
+
+    return evaluate
+
+
+def _resume(path: Path, device: torch.device, domains: list[str], mcfg: Any, model: Any, optimizer: Any,
+            sampler: MixtureSampler, callbacks: list[Any]) -> tuple[list[dict[str, Any]], int, float]:
+    """Restore model, optimizer, sampler, RNGs and callbacks from a checkpoint; returns its
+    curve, step and training time."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    if state["domains"] != domains:
+        raise ValueError(f"checkpoint is for domains {state['domains']}, not {domains}")
+    if state["model_config"] != asdict(mcfg):
+        raise ValueError("checkpoint's model shape differs from this config's")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    sampler.load_state_dict(state["sampler"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu())
+    for i, cb in enumerate(callbacks):
+        cb_state = state["callbacks"].get(str(i))
+        if cb_state is not None and hasattr(cb, "load_state_dict"):
+            cb.load_state_dict(cb_state)
+    return list(state["curve"]), int(state["step"]), float(state.get("train_time", 0.0))
+
+
+def _set_mixture(callbacks: list[Any], ctx: Any, sampler: MixtureSampler, step: int) -> None:
+    """The mixture of this step: the callbacks' (online mixing), else the sampler's."""
+    for w in _call(callbacks, "mixture_for_step", ctx, step):
+        if w is not None:
+            sampler.set_weights(w)
+    ctx.weights = sampler.weights
+
+
+def _sample_weights(callbacks: list[Any], ctx: Any, step: int, per_seq: torch.Tensor,
+                    ids: np.ndarray) -> torch.Tensor | None:
+    """The product of the callbacks' per-sample loss weights (None: unweighted)."""
+    sw = None
+    for w in _call(callbacks, "sample_weights", ctx, step, per_seq, ids):
+        if w is not None:
+            w = torch.as_tensor(w, dtype=per_seq.dtype, device=per_seq.device).detach()
+            sw = w if sw is None else sw * w
+    return sw
+
+
 def train(
     config: TrainConfig,
     data: Mapping[str, DomainData],
@@ -250,24 +317,7 @@ def train(
     eval_sets = {n: torch.from_numpy(_eval_windows(d.val, T, config.eval_batches * eval_bs))
                  for n, d in data.items()}
 
-    @torch.no_grad()
-    def evaluate(max_batches: int | None = None) -> dict[str, float]:
-        was_training = model.training
-        model.eval()
-        out = {}
-        for name, wins in eval_sets.items():
-            if max_batches is not None:
-                wins = wins[: max(1, int(max_batches)) * eval_bs]
-            total_loss, count = 0.0, 0
-            for chunk in wins.split(eval_bs):
-                chunk = chunk.to(device, non_blocking=True)
-                with autocast:
-                    _, loss = fwd(chunk[:, :-1], chunk[:, 1:], reduction="sequence")  # (b,)
-                total_loss += float(loss.float().sum())
-                count += len(chunk)
-            out[name] = total_loss / count
-        model.train(was_training)
-        return out
+    evaluate = _evaluator(model, fwd, eval_sets, eval_bs, device, autocast)
 
     def bpb(losses: dict[str, float]) -> dict[str, float]:
         return {n: bits_per_byte(v, data[n].n_val_tokens, data[n].n_val_bytes) for n, v in losses.items()}
@@ -283,24 +333,9 @@ def train(
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         if resume and (ckpt_dir / "ckpt.pt").is_file():
-            state = torch.load(ckpt_dir / "ckpt.pt", map_location=device, weights_only=False)
-            if state["domains"] != domains:
-                raise ValueError(f"checkpoint is for domains {state['domains']}, not {domains}")
-            if state["model_config"] != asdict(mcfg):
-                raise ValueError("checkpoint's model shape differs from this config's")
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            sampler.load_state_dict(state["sampler"])
-            torch.set_rng_state(state["torch_rng"].cpu())
-            if device.type == "cuda" and state.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(state["cuda_rng"].cpu())
-            curve = list(state["curve"])
-            start = resumed_from = int(state["step"])
-            train_time_before = float(state.get("train_time", 0.0))
-            for i, cb in enumerate(callbacks):
-                cb_state = state["callbacks"].get(str(i))
-                if cb_state is not None and hasattr(cb, "load_state_dict"):
-                    cb.load_state_dict(cb_state)
+            curve, start, train_time_before = _resume(ckpt_dir / "ckpt.pt", device, domains, mcfg, model,
+                                                      optimizer, sampler, callbacks)
+            resumed_from = start
             ctx.weights = sampler.weights
 
     def save_checkpoint(step: int, train_time: float) -> None:
@@ -336,10 +371,7 @@ def train(
     step = start
     while step < total and not ctx.stop_requested:
         ctx.step, ctx.tokens = step, step * B * T
-        for w in _call(callbacks, "mixture_for_step", ctx, step):
-            if w is not None:
-                sampler.set_weights(w)
-        ctx.weights = sampler.weights
+        _set_mixture(callbacks, ctx, sampler, step)
         t0 = time.perf_counter()
         x, y, ids = sampler.next_batch()
         ctx.weights = sampler.weights  # an exhausted domain may have been dropped
@@ -351,11 +383,7 @@ def train(
         with autocast:
             _, per_seq = fwd(xb, yb, reduction="sequence")  # (B,)
         per_seq_d = per_seq.detach()
-        sw = None
-        for w in _call(callbacks, "sample_weights", ctx, step, per_seq_d, ids):
-            if w is not None:
-                w = torch.as_tensor(w, dtype=per_seq.dtype, device=per_seq.device).detach()
-                sw = w if sw is None else sw * w
+        sw = _sample_weights(callbacks, ctx, step, per_seq_d, ids)
         loss = per_seq.mean() if sw is None else (sw * per_seq).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
