@@ -195,7 +195,7 @@ def _bootstrap_gains(estimator, ref, w, X, Y, n_boot, random_state, gains):
     Xt = np.asarray(X, dtype=float)
     Yt = np.asarray(Y, dtype=float)
     Yt = Yt[:, None] if Yt.ndim == 1 else Yt
-    chosen = getattr(estimator, "estimator_", estimator)
+    chosen = estimator.final_estimator()
     rng = np.random.default_rng(random_state)
     out = []
     ctx = {k: getattr(chosen, a) for k, a in (("domains", "domains_"), ("targets", "targets_"))

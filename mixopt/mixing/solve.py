@@ -197,7 +197,7 @@ def predict_with_interval(
     Xt = np.asarray(X_train, dtype=float)
     Yt = np.asarray(Y_train, dtype=float)
     rng = np.random.default_rng(random_state)
-    chosen = getattr(estimator, "estimator_", estimator)
+    chosen = estimator.final_estimator()
     preds = []
     for b in range(int(n_boot)):
         report(progress, b / int(n_boot), f"bootstrap refit {b + 1}/{int(n_boot)}")

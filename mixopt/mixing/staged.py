@@ -39,7 +39,7 @@ def _phase_weights(estimator: Any, weights: Any, k: int) -> Any:
     (read by :class:`~mixopt.mixing.objective.Objective`)."""
     if not isinstance(weights, Mapping):
         return weights
-    targets = getattr(estimator, "targets_", None) or getattr(getattr(estimator, "estimator_", None), "targets_", None)
+    targets = getattr(estimator, "targets_", None) or getattr(estimator.final_estimator(), "targets_", None)
     return Objective.parse(weights, targets=targets, field=f"phases[{k}].objective").explicit
 
 

@@ -29,7 +29,8 @@ CONSTANT_RTOL = 1e-9
 
 
 def _inner(est: Any) -> Any:
-    return getattr(est, "estimator_", est)
+    """The estimator that answers (a selecting one's choice: ``final_estimator``)."""
+    return est.final_estimator() if hasattr(est, "final_estimator") else est
 
 
 def assess(estimator: Any, fidelity: dict | None, y_observed: Any, train_predictions: Any,
