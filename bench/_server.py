@@ -48,20 +48,50 @@ def free_port() -> int:
 def running_server(database_url: str | None, workers: int = 1):
     """Start migrations + uvicorn on a fresh database; yield (base_url, admin_token)."""
     home = tempfile.mkdtemp(prefix="mixopt-bench-")
-    env = {**os.environ, "MIXOPT_HOME": home, "MIXOPT_ADMIN_TOKEN": "mxo_bench_admin_token_0123456789abcdef"}
+    env = {
+        **os.environ,
+        "MIXOPT_HOME": home,
+        "MIXOPT_ADMIN_TOKEN": "mxo_bench_admin_token_0123456789abcdef",
+    }
     env["MIXOPT_DATABASE_URL"] = database_url or f"sqlite:///{home}/bench.db"
     if database_url and database_url.startswith("postgresql"):
-        reset = ("from sqlalchemy import create_engine, text\n"
-                 f"e = create_engine({database_url!r})\n"
-                 "with e.begin() as c:\n c.execute(text('DROP SCHEMA public CASCADE')); c.execute(text('CREATE SCHEMA public'))\n")
+        reset = (
+            "from sqlalchemy import create_engine, text\n"
+            f"e = create_engine({database_url!r})\n"
+            "with e.begin() as c:\n c.execute(text('DROP SCHEMA public CASCADE')); c.execute(text('CREATE SCHEMA public'))\n"
+        )
         subprocess.run([sys.executable, "-c", reset], check=True, env=env, cwd=REPO)
-    subprocess.run([sys.executable, "-m", "mixopt.cli", "db", "upgrade"], check=True, env=env, cwd=REPO,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run([sys.executable, "-c", "from app.bootstrap import prepare; prepare()"], check=True, env=env,
-                   cwd=REPO)
+    subprocess.run(
+        [sys.executable, "-m", "mixopt.cli", "db", "upgrade"],
+        check=True,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        [sys.executable, "-c", "from app.bootstrap import prepare; prepare()"],
+        check=True,
+        env=env,
+        cwd=REPO,
+    )
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench._server:bench_app", "--factory", "--port",
-                             str(port), "--log-level", "warning", "--workers", str(workers)], env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench._server:bench_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        cwd=REPO,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):

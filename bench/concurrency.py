@@ -35,8 +35,15 @@ def _runs(n: int, seed: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     W = rng.dirichlet(np.ones(K), size=n)
     W = W / W.sum(axis=1, keepdims=True)
-    return [{"mixture": dict(zip(DOMAINS, map(float, w), strict=True)),
-             "metrics": {"loss": float(3 + rng.random())}, "seed": int(seed), "tags": ["conc"]} for w in W]
+    return [
+        {
+            "mixture": dict(zip(DOMAINS, map(float, w), strict=True)),
+            "metrics": {"loss": float(3 + rng.random())},
+            "seed": int(seed),
+            "tags": ["conc"],
+        }
+        for w in W
+    ]
 
 
 class Stats:
@@ -49,8 +56,9 @@ class Stats:
         self.expected_runs: dict[str, int] = {}  # idempotency key (or a unique label) -> runs
 
 
-async def _send(client: httpx.AsyncClient, stats: Stats, kind: str, method: str, url: str, *, retry: bool,
-                **kw) -> httpx.Response | None:
+async def _send(
+    client: httpx.AsyncClient, stats: Stats, kind: str, method: str, url: str, *, retry: bool, **kw
+) -> httpx.Response | None:
     for attempt in range(5):
         t0 = time.perf_counter()
         try:
@@ -72,51 +80,99 @@ async def _send(client: httpx.AsyncClient, stats: Stats, kind: str, method: str,
     return None
 
 
-async def pair_client(url: str, headers: dict, pid: int, pair: int, member: int, n_requests: int,
-                      stats: Stats, start: asyncio.Event) -> None:
+async def pair_client(
+    url: str,
+    headers: dict,
+    pid: int,
+    pair: int,
+    member: int,
+    n_requests: int,
+    stats: Stats,
+    start: asyncio.Event,
+) -> None:
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as c:
         await start.wait()
         for i in range(n_requests):
             key = f"pair-{pair}-req-{i}"
             batch = i % 4 == 3
-            body = {"runs": _runs(20, seed=pair * 100 + i)} if batch else _runs(1, seed=pair * 100 + i)[0]
-            r = await _send(c, stats, "write (shared key)", "POST", f"/v1/projects/{pid}/runs", retry=True,
-                            json=body, headers={"Idempotency-Key": key})
+            body = (
+                {"runs": _runs(20, seed=pair * 100 + i)}
+                if batch
+                else _runs(1, seed=pair * 100 + i)[0]
+            )
+            r = await _send(
+                c,
+                stats,
+                "write (shared key)",
+                "POST",
+                f"/v1/projects/{pid}/runs",
+                retry=True,
+                json=body,
+                headers={"Idempotency-Key": key},
+            )
             if r is not None and r.status_code in (200, 201):
                 data = r.json()
                 stats.ids_by_key[key].append(sorted(data["ids"]) if batch else [data["id"]])
                 stats.expected_runs[key] = 20 if batch else 1
 
 
-async def plain_client(url: str, headers: dict, pid: int, n: int, n_requests: int, stats: Stats,
-                       start: asyncio.Event) -> None:
+async def plain_client(
+    url: str, headers: dict, pid: int, n: int, n_requests: int, stats: Stats, start: asyncio.Event
+) -> None:
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as c:
         await start.wait()
         if n % 5 == 0:
-            r = await _send(c, stats, "batch of 1000", "POST", f"/v1/projects/{pid}/runs", retry=False,
-                            json={"runs": _runs(1000, seed=10_000 + n)})
+            r = await _send(
+                c,
+                stats,
+                "batch of 1000",
+                "POST",
+                f"/v1/projects/{pid}/runs",
+                retry=False,
+                json={"runs": _runs(1000, seed=10_000 + n)},
+            )
             if r is not None and r.status_code == 201:
                 stats.expected_runs[f"batch-{n}"] = len(r.json()["ids"])
         for i in range(n_requests):
             if i % 2 == 0:
-                r = await _send(c, stats, "write (single)", "POST", f"/v1/projects/{pid}/runs", retry=False,
-                                json=_runs(1, seed=20_000 + n * 100 + i)[0])
+                r = await _send(
+                    c,
+                    stats,
+                    "write (single)",
+                    "POST",
+                    f"/v1/projects/{pid}/runs",
+                    retry=False,
+                    json=_runs(1, seed=20_000 + n * 100 + i)[0],
+                )
                 if r is not None and r.status_code == 201:
                     stats.expected_runs[f"single-{n}-{i}"] = 1
             else:
-                await _send(c, stats, "read (list)", "GET", f"/v1/projects/{pid}/runs?limit=100", retry=False)
+                await _send(
+                    c,
+                    stats,
+                    "read (list)",
+                    "GET",
+                    f"/v1/projects/{pid}/runs?limit=100",
+                    retry=False,
+                )
 
 
 async def run_load(url: str, token: str, clients: int, n_requests: int) -> tuple[Stats, int, float]:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as c:
-        r = await c.post("/v1/projects", json={"name": "conc", "domains": [{"name": d} for d in DOMAINS]})
+        r = await c.post(
+            "/v1/projects", json={"name": "conc", "domains": [{"name": d} for d in DOMAINS]}
+        )
         r.raise_for_status()
         pid = r.json()["id"]
     stats, start = Stats(), asyncio.Event()
     half = clients // 2
-    tasks = [pair_client(url, headers, pid, i // 2, i % 2, n_requests, stats, start) for i in range(half)]
-    tasks += [plain_client(url, headers, pid, n, n_requests, stats, start) for n in range(half, clients)]
+    tasks = [
+        pair_client(url, headers, pid, i // 2, i % 2, n_requests, stats, start) for i in range(half)
+    ]
+    tasks += [
+        plain_client(url, headers, pid, n, n_requests, stats, start) for n in range(half, clients)
+    ]
     futures = [asyncio.ensure_future(t) for t in tasks]
     await asyncio.sleep(0.5)  # every client connected and waiting
     t0 = time.perf_counter()
@@ -134,16 +190,26 @@ def report(label: str, stats: Stats, stored: int, wall: float) -> bool:
     unanswered = sum(1 for k in stats.ids_by_key if not stats.ids_by_key[k])
     n_5xx = sum(v for k, v in stats.status.items() if k >= 500)
     total = sum(len(v) for v in stats.lat.values())
-    print(f"\n== {label}: {total} responses in {wall:.1f} s ({total / wall:.0f}/s), statuses {dict(stats.status)}")
+    print(
+        f"\n== {label}: {total} responses in {wall:.1f} s ({total / wall:.0f}/s), statuses {dict(stats.status)}"
+    )
     allv = [x for v in stats.lat.values() for x in v]
-    print(f"  {'all requests':22s} n={len(allv):5d}  p50 {np.percentile(allv, 50) * 1e3:8.1f} ms  "
-          f"p99 {np.percentile(allv, 99) * 1e3:8.1f} ms")
+    print(
+        f"  {'all requests':22s} n={len(allv):5d}  p50 {np.percentile(allv, 50) * 1e3:8.1f} ms  "
+        f"p99 {np.percentile(allv, 99) * 1e3:8.1f} ms"
+    )
     for kind, xs in sorted(stats.lat.items()):
-        print(f"  {kind:22s} n={len(xs):5d}  p50 {np.percentile(xs, 50) * 1e3:8.1f} ms  "
-              f"p99 {np.percentile(xs, 99) * 1e3:8.1f} ms")
-    print(f"  responses >= 500: {n_5xx}   connection resets: {stats.resets}   retries: {stats.retries}")
-    print(f"  runs stored {stored}, expected {expected}; keys replayed with different ids: {dupes}; "
-          f"keys without an answer: {unanswered}")
+        print(
+            f"  {kind:22s} n={len(xs):5d}  p50 {np.percentile(xs, 50) * 1e3:8.1f} ms  "
+            f"p99 {np.percentile(xs, 99) * 1e3:8.1f} ms"
+        )
+    print(
+        f"  responses >= 500: {n_5xx}   connection resets: {stats.resets}   retries: {stats.retries}"
+    )
+    print(
+        f"  runs stored {stored}, expected {expected}; keys replayed with different ids: {dupes}; "
+        f"keys without an answer: {unanswered}"
+    )
     ok = n_5xx == 0 and stats.resets == 0 and stored == expected and dupes == 0 and unanswered == 0
     print(f"  {'PASS' if ok else 'FAIL'}")
     return ok
@@ -153,9 +219,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     ap.add_argument("--clients", type=int, default=100)
-    ap.add_argument("--requests", type=int, default=8, help="requests per client (besides the batches)")
+    ap.add_argument(
+        "--requests", type=int, default=8, help="requests per client (besides the batches)"
+    )
     args = ap.parse_args()
-    label = "PostgreSQL" if args.database_url and args.database_url.startswith("postgresql") else "SQLite"
+    label = (
+        "PostgreSQL"
+        if args.database_url and args.database_url.startswith("postgresql")
+        else "SQLite"
+    )
     with running_server(args.database_url) as (url, token):
         stats, stored, wall = asyncio.run(run_load(url, token, args.clients, args.requests))
     return 0 if report(label, stats, stored, wall) else 1

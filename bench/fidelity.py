@@ -23,7 +23,11 @@ from __future__ import annotations
 
 import os
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy: shared machine
+for _v in (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+):  # before numpy: shared machine
     os.environ.setdefault(_v, "1")
 
 import argparse  # noqa: E402
@@ -80,17 +84,31 @@ def load_regmix(data_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
 def run(data_dir: Path, sizes: list[int], repeats: int, with_auto: bool) -> dict:
     X, y, domains = load_regmix(data_dir)
     rows = ESTIMATORS + ([AUTO] if with_auto else [])
-    res: dict = {label: {n: {"spearman": [], "mae": [], "s": []} for n in sizes} for label, _, _ in rows}
+    res: dict = {
+        label: {n: {"spearman": [], "mae": [], "s": []} for n in sizes} for label, _, _ in rows
+    }
     for n in sizes:
         for r in range(repeats):
             rng = np.random.default_rng(1000 * n + r)
-            idx = np.sort(rng.choice(X.shape[0], n, replace=False)) if n < X.shape[0] else np.arange(X.shape[0])
+            idx = (
+                np.sort(rng.choice(X.shape[0], n, replace=False))
+                if n < X.shape[0]
+                else np.arange(X.shape[0])
+            )
             for label, name, params in rows:
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    cv = cross_validate(get_estimator(name, **dict(params, **({"random_state": r} if name == "auto" else {}))),
-                                        X[idx], y[idx], n_folds=5, random_state=r, domains=domains)
+                    cv = cross_validate(
+                        get_estimator(
+                            name, **dict(params, **({"random_state": r} if name == "auto" else {}))
+                        ),
+                        X[idx],
+                        y[idx],
+                        n_folds=5,
+                        random_state=r,
+                        domains=domains,
+                    )
                 res[label][n]["spearman"].append(cv["pooled"]["spearman"])
                 res[label][n]["mae"].append(cv["pooled"]["mae"])
                 res[label][n]["s"].append(time.perf_counter() - t0)
@@ -116,16 +134,29 @@ def print_table(res: dict, sizes: list[int], repeats: int) -> None:
     print("\nbest estimator per size (by mean Spearman):")
     for n in sizes:
         best = max(res, key=lambda k: np.mean(res[k][n]["spearman"]))
-        print(f"  n={n}: {best} {np.mean(res[best][n]['spearman']):.4f} vs regmix_lgbm "
-              f"{np.mean(res[ref][n]['spearman']):.4f}")
+        print(
+            f"  n={n}: {best} {np.mean(res[best][n]['spearman']):.4f} vs regmix_lgbm "
+            f"{np.mean(res[ref][n]['spearman']):.4f}"
+        )
 
 
 # -- cross scale: the Data Mixing Laws runs ---------------------------------------------------
 MIXINGLAWS = REPO.parent / "shared" / "data" / "mixinglaws"
 #: non-embedding parameters (README of the data; the reference pipeline's MODEL_SIZES)
-NON_EMBEDDING = {"70M": 18_915_328, "160M": 85_056_000, "305M": 201_541_632, "410M": 302_311_424,
-                 "1B": 805_736_448}
-CROSS_ESTIMATORS = [("mixing_law", {}), ("law_gp", {}), ("gp", {}), ("regmix_linear", {}), ("regmix_lgbm", {})]
+NON_EMBEDDING = {
+    "70M": 18_915_328,
+    "160M": 85_056_000,
+    "305M": 201_541_632,
+    "410M": 302_311_424,
+    "1B": 805_736_448,
+}
+CROSS_ESTIMATORS = [
+    ("mixing_law", {}),
+    ("law_gp", {}),
+    ("gp", {}),
+    ("regmix_linear", {}),
+    ("regmix_lgbm", {}),
+]
 
 
 def load_5mix(data_dir: Path) -> dict[str, list[dict]]:
@@ -145,8 +176,19 @@ def load_5mix(data_dir: Path) -> dict[str, list[dict]]:
     for (size, rid), curve in sorted(acc.items()):
         if int(rid.split("_")[1]) > 900 and size != "1B":
             continue
-        pts = [(s, sum(weights[d] * v for d, v in L.items())) for s, L in sorted(curve.items()) if len(L) == 22]
-        runs[size].append({"id": rid, "mixture": mixture[(size, rid)], "params": NON_EMBEDDING[size], "curve": pts})
+        pts = [
+            (s, sum(weights[d] * v for d, v in L.items()))
+            for s, L in sorted(curve.items())
+            if len(L) == 22
+        ]
+        runs[size].append(
+            {
+                "id": rid,
+                "mixture": mixture[(size, rid)],
+                "params": NON_EMBEDDING[size],
+                "curve": pts,
+            }
+        )
     return runs
 
 
@@ -171,7 +213,13 @@ def run_cross_scale(data_dir: Path) -> list[tuple[str, str, float, float, float 
     rows = []
     settings = [
         ("A: 70M-305M -> 410M @30k", ["70M", "160M", "305M"], 30_000, "410M", 30_000),
-        ("B: 70M-410M @<=30k -> 1B @last step", ["70M", "160M", "305M", "410M"], 30_000, "1B", None),
+        (
+            "B: 70M-410M @<=30k -> 1B @last step",
+            ["70M", "160M", "305M", "410M"],
+            30_000,
+            "1B",
+            None,
+        ),
     ]
     for label, fit_sizes, max_step, tsize, tstep in settings:
         train = [r for s in fit_sizes for r in runs[s]]
@@ -185,14 +233,34 @@ def run_cross_scale(data_dir: Path) -> list[tuple[str, str, float, float, float 
         own = {tuple(r["mixture"]): dict(r["curve"]).get(max_step, r["curve"][-1][1]) for r in big}
         have = [i for i, r in enumerate(held) if tuple(r["mixture"]) in own]
         if have:
-            mre, mx, rho = _errors(np.array([own[tuple(held[i]["mixture"])] for i in have]), actual[have])
-            rows.append((label, f"{fit_sizes[-1]} proxies' own loss ({len(have)} of {len(held)} mixtures)",
-                         mre, mx, rho, 0.0))
+            mre, mx, rho = _errors(
+                np.array([own[tuple(held[i]["mixture"])] for i in have]), actual[have]
+            )
+            rows.append(
+                (
+                    label,
+                    f"{fit_sizes[-1]} proxies' own loss ({len(have)} of {len(held)} mixtures)",
+                    mre,
+                    mx,
+                    rho,
+                    0.0,
+                )
+            )
         t0 = time.perf_counter()
         cache: dict = {}
-        preps = {s: prepare_at_scale(X, Y, targets=["loss"], model_params=P, steps=S, curves=C, law_cache=cache,
-                                     target_scale={"model_params": NON_EMBEDDING[tsize], "train_steps": s})
-                 for s in sorted(set(steps_h))}
+        preps = {
+            s: prepare_at_scale(
+                X,
+                Y,
+                targets=["loss"],
+                model_params=P,
+                steps=S,
+                curves=C,
+                law_cache=cache,
+                target_scale={"model_params": NON_EMBEDDING[tsize], "train_steps": s},
+            )
+            for s in sorted(set(steps_h))
+        }
         prep_s = time.perf_counter() - t0
         Xb, Yb, _, _, _ = _arrays(big, max_step)
         for name, params in CROSS_ESTIMATORS:
@@ -200,14 +268,31 @@ def run_cross_scale(data_dir: Path) -> list[tuple[str, str, float, float, float 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 fitted = {s: get_estimator(name, **params).fit(p.X, p.Y) for s, p in preps.items()}
-                pred = np.array([fitted[s].predict(Xh[i:i + 1])[0, 0] for i, s in enumerate(steps_h)])
+                pred = np.array(
+                    [fitted[s].predict(Xh[i : i + 1])[0, 0] for i, s in enumerate(steps_h)]
+                )
                 direct = get_estimator(name, **params).fit(Xb, Yb).predict(Xh)[:, 0]
-            rows.append((label, f"nested pipeline + {name}", *_errors(pred, actual),
-                         prep_s + time.perf_counter() - t0))
-            rows.append((label, f"{name} on {fit_sizes[-1]} @{max_step // 1000}k, no scaling laws",
-                         *_errors(direct, actual), 0.0))
-        print(f"  [{label}: steps/size laws {prep_s:.1f} s; size-law alpha "
-              f"{next(iter(preps.values())).chain[-1].get('alpha', float('nan')):.3f}]", flush=True)
+            rows.append(
+                (
+                    label,
+                    f"nested pipeline + {name}",
+                    *_errors(pred, actual),
+                    prep_s + time.perf_counter() - t0,
+                )
+            )
+            rows.append(
+                (
+                    label,
+                    f"{name} on {fit_sizes[-1]} @{max_step // 1000}k, no scaling laws",
+                    *_errors(direct, actual),
+                    0.0,
+                )
+            )
+        print(
+            f"  [{label}: steps/size laws {prep_s:.1f} s; size-law alpha "
+            f"{next(iter(preps.values())).chain[-1].get('alpha', float('nan')):.3f}]",
+            flush=True,
+        )
     return rows
 
 
@@ -216,7 +301,9 @@ def print_cross(rows) -> None:
     print(f"{'setting':40s} | {'method':48s} | mean |rel err| | max |rel err| | Spearman | s")
     for setting, method, mre, mx, rho, sec in rows:
         r = f"{rho:6.3f}" if rho is not None else "  n/a "
-        print(f"{setting:40s} | {method:48s} | {100 * mre:12.2f}% | {100 * mx:12.2f}% | {r:8s} | {sec:5.1f}")
+        print(
+            f"{setting:40s} | {method:48s} | {100 * mre:12.2f}% | {100 * mx:12.2f}% | {r:8s} | {sec:5.1f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,13 +26,21 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=None)
-    ap.add_argument("--threads", type=int, default=2, help="BLAS/OpenMP threads (set before numpy loads)")
+    ap.add_argument(
+        "--threads", type=int, default=2, help="BLAS/OpenMP threads (set before numpy loads)"
+    )
     ap.add_argument("--n-boot", type=int, default=0, help="bootstrap refits for non-GP intervals")
     ap.add_argument("--with-auto", action="store_true")
-    ap.add_argument("--service", action="store_true", help="through the API under a competing CPU load")
+    ap.add_argument(
+        "--service", action="store_true", help="through the API under a competing CPU load"
+    )
     ap.add_argument("--runs", type=int, default=64, help="--service: runs used")
-    ap.add_argument("--load", type=int, default=0, help="--service: busy processes (0: one per core)")
-    ap.add_argument("--estimators", default="mixing_law,regmix_lgbm,gp", help="--service: comma-separated")
+    ap.add_argument(
+        "--load", type=int, default=0, help="--service: busy processes (0: one per core)"
+    )
+    ap.add_argument(
+        "--estimators", default="mixing_law,regmix_lgbm,gp", help="--service: comma-separated"
+    )
     args = ap.parse_args(argv)
     if args.service:
         service_bench(args)
@@ -46,7 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     from mixopt.mixing import pipeline
 
     X, y, domains = load_regmix(args.data_dir or default_data_dir())
-    names = ["regmix_lgbm", "regmix_linear", "mixing_law", "gp"] + (["auto"] if args.with_auto else [])
+    names = ["regmix_lgbm", "regmix_linear", "mixing_law", "gp"] + (
+        ["auto"] if args.with_auto else []
+    )
     params = {"auto": {"candidates": ["gp", "mixing_law", "regmix_lgbm", "regmix_linear"]}}
     counts = np.array([1.0] * len(domains))
     rows = []
@@ -54,24 +64,41 @@ def main(argv: list[str] | None = None) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
-            out = pipeline.fit_estimator(name, params.get(name), X, y, domains=domains,
-                                            targets=["pile_cc"], cv_folds=5)
+            out = pipeline.fit_estimator(
+                name, params.get(name), X, y, domains=domains, targets=["pile_cc"], cv_folds=5
+            )
             total = time.perf_counter() - t0
             t1 = time.perf_counter()
-            rec = pipeline.recommend(out["state"], {"token_counts": counts.tolist()}, X=X, Y=y,
-                                        n_boot=args.n_boot)
+            rec = pipeline.recommend(
+                out["state"], {"token_counts": counts.tolist()}, X=X, Y=y, n_boot=args.n_boot
+            )
             rec_s = time.perf_counter() - t1
-        rows.append((name, out["timings"]["fit_s"], out["timings"]["cv_s"], total, rec_s,
-                     out["fidelity"]["pooled"]["spearman"], rec["predicted_objective"]))
+        rows.append(
+            (
+                name,
+                out["timings"]["fit_s"],
+                out["timings"]["cv_s"],
+                total,
+                rec_s,
+                out["fidelity"]["pooled"]["spearman"],
+                rec["predicted_objective"],
+            )
+        )
     ref = next(r for r in rows if r[0] == "regmix_lgbm")
     print(f"512 runs x {len(domains)} domains, {args.threads} threads")
-    print(f"{'estimator':15s} {'fit s':>7s} {'cv s':>7s} {'fit+cv s':>9s} {'x lgbm':>7s} {'recommend s':>12s} "
-          f"{'x lgbm':>7s} {'cv rho':>7s} {'pred. best':>10s}")
+    print(
+        f"{'estimator':15s} {'fit s':>7s} {'cv s':>7s} {'fit+cv s':>9s} {'x lgbm':>7s} {'recommend s':>12s} "
+        f"{'x lgbm':>7s} {'cv rho':>7s} {'pred. best':>10s}"
+    )
     for name, f, c, t, r, rho, pred in rows:
-        print(f"{name:15s} {f:7.2f} {c:7.2f} {t:9.2f} {t / ref[3]:7.2f} {r:12.2f} {r / ref[4]:7.2f} {rho:7.4f} {pred:10.4f}")
+        print(
+            f"{name:15s} {f:7.2f} {c:7.2f} {t:9.2f} {t / ref[3]:7.2f} {r:12.2f} {r / ref[4]:7.2f} {rho:7.4f} {pred:10.4f}"
+        )
     non_auto = [r for r in rows if r[0] != "auto"]
-    print(f"all estimators except auto, fit + 5-fold CV: {sum(r[3] for r in non_auto):.2f} s "
-          f"(+ recommendations {sum(r[4] for r in non_auto):.2f} s)")
+    print(
+        f"all estimators except auto, fit + 5-fold CV: {sum(r[3] for r in non_auto):.2f} s "
+        f"(+ recommendations {sum(r[4] for r in non_auto):.2f} s)"
+    )
 
 
 def service_bench(args) -> None:
@@ -92,21 +119,39 @@ def service_bench(args) -> None:
     from mixopt.mixing import pipeline
 
     X, y, domains = load_regmix(args.data_dir or default_data_dir())
-    X, y = X[:args.runs], y[:args.runs]
-    X = X / X.sum(1, keepdims=True)  # the API stores mixtures on the simplex: the same input for both
+    X, y = X[: args.runs], y[: args.runs]
+    X = X / X.sum(
+        1, keepdims=True
+    )  # the API stores mixtures on the simplex: the same input for both
     names = [n for n in args.estimators.split(",") if n]
     # the load in its own session: with the kernel's autogroup scheduling (on here) CPU is shared
     # per session, and the fit of each side (this process; the worker, which serve starts in its
     # own session) must meet the same competition
     spin = "while True:\n    pass\n"
-    load = [subprocess.Popen([sys.executable, "-c", spin], start_new_session=True) for _ in range(args.load or cores)]
+    load = [
+        subprocess.Popen([sys.executable, "-c", spin], start_new_session=True)
+        for _ in range(args.load or cores)
+    ]
     home = tempfile.mkdtemp(prefix="mixopt-bench-service-")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIXOPT_", "OMP_", "OPENBLAS_", "MKL_"))}
-    env |= {"MIXOPT_HOME": home, "MIXOPT_WORKER_CONCURRENCY": str(concurrency), "CUDA_VISIBLE_DEVICES": ""}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MIXOPT_", "OMP_", "OPENBLAS_", "MKL_"))
+    }
+    env |= {
+        "MIXOPT_HOME": home,
+        "MIXOPT_WORKER_CONCURRENCY": str(concurrency),
+        "CUDA_VISIBLE_DEVICES": "",
+    }
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    serve = subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)], env=env, cwd=REPO,
-                             stdout=open(f"{home}/serve.out", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=open(f"{home}/serve.out", "w"),
+        stderr=subprocess.STDOUT,
+    )  # noqa: SIM115
     rows = []
     try:
         deadline = time.monotonic() + 180
@@ -125,20 +170,36 @@ def service_bench(args) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 t0 = time.perf_counter()
-                pipeline.fit_estimator(name, None, X, y, domains=domains, targets=["pile_cc"], cv_folds=5)
+                pipeline.fit_estimator(
+                    name, None, X, y, domains=domains, targets=["pile_cc"], cv_folds=5
+                )
                 direct[name] = time.perf_counter() - t0
         token = open(f"{home}/admin_token").read().strip()
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        ) as c:
             c.get("/v1/estimators")  # the API process imports the science once, as this process did
-            p = c.post("/v1/projects", json={"name": "bench", "domains": [{"name": d} for d in domains]}).json()
-            runs = [{"mixture": dict(zip(domains, map(float, x), strict=True)), "metrics": {"pile_cc": float(v)}}
-                    for x, v in zip(X, y, strict=True)]
+            p = c.post(
+                "/v1/projects", json={"name": "bench", "domains": [{"name": d} for d in domains]}
+            ).json()
+            runs = [
+                {
+                    "mixture": dict(zip(domains, map(float, x), strict=True)),
+                    "metrics": {"pile_cc": float(v)},
+                }
+                for x, v in zip(X, y, strict=True)
+            ]
             r = c.post(f"/v1/projects/{p['id']}/runs", json={"runs": runs})
             assert r.status_code == 201, r.text
             for name in names:
                 t0 = time.perf_counter()
-                job_id = c.post(f"/v1/projects/{p['id']}/fits", json={"estimator": name}).json()["job"]["id"]
-                while (job := c.get(f"/v1/jobs/{job_id}").json())["state"] in ("pending", "running"):
+                job_id = c.post(f"/v1/projects/{p['id']}/fits", json={"estimator": name}).json()[
+                    "job"
+                ]["id"]
+                while (job := c.get(f"/v1/jobs/{job_id}").json())["state"] in (
+                    "pending",
+                    "running",
+                ):
                     time.sleep(0.2)
                 wall = time.perf_counter() - t0
                 assert job["state"] == "succeeded", job
@@ -149,13 +210,17 @@ def service_bench(args) -> None:
         for p in load:
             p.kill()
             p.wait()
-    print(f"{args.runs} RegMix runs x {len(domains)} domains, 5-fold CV; {cores} cores, {len(load)} busy processes "
-          f"competing; {threads} BLAS thread(s) per fit (worker concurrency {concurrency})")
+    print(
+        f"{args.runs} RegMix runs x {len(domains)} domains, 5-fold CV; {cores} cores, {len(load)} busy processes "
+        f"competing; {threads} BLAS thread(s) per fit (worker concurrency {concurrency})"
+    )
     print(f"{'estimator':13s} {'direct s':>9s} {'API s':>8s} {'job s':>8s} {'API/direct':>11s}")
     for name, d, w, j in rows:
         print(f"{name:13s} {d:9.2f} {w:8.2f} {j:8.2f} {w / d:11.2f}")
     total_d, total_w = sum(r[1] for r in rows), sum(r[2] for r in rows)
-    print(f"{'total':13s} {total_d:9.2f} {total_w:8.2f} {'':8s} {total_w / total_d:11.2f}  (target <= 1.5)")
+    print(
+        f"{'total':13s} {total_d:9.2f} {total_w:8.2f} {'':8s} {total_w / total_d:11.2f}  (target <= 1.5)"
+    )
 
 
 if __name__ == "__main__":

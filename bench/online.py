@@ -40,9 +40,11 @@ def table(results: dict[str, list[float]], title: str) -> str:
     """Mean ± std over seeds, and the paired difference to stratified (same seed) with the
     number of seeds on which the method is better (lower)."""
     ref = results.get("stratified") or []
-    lines = [title,
-             f"{'method':<13} {'avg val loss':>18}  {'vs stratified (paired)':>24}  {'wins':>5}",
-             "-" * 66]
+    lines = [
+        title,
+        f"{'method':<13} {'avg val loss':>18}  {'vs stratified (paired)':>24}  {'wins':>5}",
+        "-" * 66,
+    ]
     for name, vals in results.items():
         if not vals:
             lines.append(f"{name:<13} {'(failed)':>18}")
@@ -116,8 +118,14 @@ def bench_synthetic(seeds: int, steps: int) -> dict[str, list[float]]:
 
 # -- the tiny GPT trainer -------------------------------------------------------------------
 #: one run's settings (tiny preset, ~1M parameters; about a minute per 300 steps on one core)
-TRAIN = {"preset": "tiny", "batch_size": 16, "block_size": None, "eval_interval": 50,
-         "eval_batches": 8, "device": "cpu"}  # block_size None: the preset's (tiny 128, micro 64)
+TRAIN = {
+    "preset": "tiny",
+    "batch_size": 16,
+    "block_size": None,
+    "eval_interval": 50,
+    "eval_batches": 8,
+    "device": "cpu",
+}  # block_size None: the preset's (tiny 128, micro 64)
 #: evaluation batches per domain for Aioli's LearnParams measurements (bounds their cost)
 AIOLI_EVAL_BATCHES = 2
 
@@ -143,7 +151,9 @@ def corpora_sources(fixtures: bool) -> tuple[dict[str, str], str]:
 
     home = get_settings().home
     manifest = build_demo_corpora(home / "demo-corpora")
-    return {n: str(Path(d["path"]).parent) for n, d in manifest["domains"].items()}, str(home / "shards")
+    return {n: str(Path(d["path"]).parent) for n, d in manifest["domains"].items()}, str(
+        home / "shards"
+    )
 
 
 def load_corpora(sources: dict[str, str], cache: str) -> dict:
@@ -180,24 +190,36 @@ def _one_run(job: tuple) -> tuple:
         elif method == "aioli":
             mixer = make_mixer("aioli", domains, aioli_params(steps, k), seed=seed)
         else:
-            params = {"reference_curve": extra["reference_curve"],
-                      "loss_weighting": method == "doremi-proxy"}
+            params = {
+                "reference_curve": extra["reference_curve"],
+                "loss_weighting": method == "doremi-proxy",
+            }
             mixer = make_mixer("doremi", domains, params, uniform, seed=seed)
         cb = OnlineMixingCallback(mixer, eval_max_batches=AIOLI_EVAL_BATCHES, record_every=25)
         callbacks.append(cb)
     cfg = TrainConfig(**train_cfg, max_steps=steps, seed=seed, weights=weights.tolist())
     res = train(cfg, data, callbacks)
-    out = {"avg": float(np.mean(list(res.final_val_losses.values()))),
-           "losses": res.final_val_losses, "curve": [{"step": c["step"], "losses": c["losses"]}
-                                                     for c in res.curve],
-           "wall_s": res.wall_s, "evals": cb.n_evals if cb else 0,
-           "final_weights": cb.final_weights() if cb else dict(zip(domains, weights.tolist(), strict=True))}
+    out = {
+        "avg": float(np.mean(list(res.final_val_losses.values()))),
+        "losses": res.final_val_losses,
+        "curve": [{"step": c["step"], "losses": c["losses"]} for c in res.curve],
+        "wall_s": res.wall_s,
+        "evals": cb.n_evals if cb else 0,
+        "final_weights": cb.final_weights()
+        if cb
+        else dict(zip(domains, weights.tolist(), strict=True)),
+    }
     return method, seed, out
 
 
 def bench_trainer(
-    seeds: int, steps: int, fixtures: bool, verbose: bool, jobs: int = 2,
-    json_out: Path | None = None, preset: str = "tiny",
+    seeds: int,
+    steps: int,
+    fixtures: bool,
+    verbose: bool,
+    jobs: int = 2,
+    json_out: Path | None = None,
+    preset: str = "tiny",
 ) -> dict[str, list[float]]:
     """Train every method with ``seeds`` seeds; returns method -> final average val losses.
 
@@ -211,8 +233,10 @@ def bench_trainer(
     corpora = corpora_sources(fixtures)
     data = load_corpora(*corpora)  # build and tokenise once, before the workers start
     if verbose:
-        print("domains: " + ", ".join(f"{n}={d.n_train_tokens:,}" for n, d in data.items()),
-              file=sys.stderr)
+        print(
+            "domains: " + ", ".join(f"{n}={d.n_train_tokens:,}" for n, d in data.items()),
+            file=sys.stderr,
+        )
     pool = ProcessPoolExecutor(max_workers=max(1, jobs))
     runs: dict[tuple[str, int], dict] = {}
 
@@ -221,29 +245,70 @@ def bench_trainer(
         for method, seed, out in pool.map(_one_run, items):
             runs[(method, seed)] = out
             if verbose:
-                print(f"  {method:<13} seed {seed}: avg val loss {out['avg']:.4f}  "
-                      f"({out['wall_s']:.0f} s, {out['evals']} mixer evals)", file=sys.stderr)
+                print(
+                    f"  {method:<13} seed {seed}: avg val loss {out['avg']:.4f}  "
+                    f"({out['wall_s']:.0f} s, {out['evals']} mixer evals)",
+                    file=sys.stderr,
+                )
         if verbose:
             print(f"  wave done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
     with pool:
-        wave([(m, s, steps, corpora, None, train_cfg) for s in range(seeds)
-              for m in ("stratified", "natural", "odm", "aioli")])
-        wave([(m, s, steps, corpora, {"reference_curve": runs[("stratified", s)]["curve"]}, train_cfg)
-              for s in range(seeds) for m in ("doremi", "doremi-proxy")])
-        wave([("doremi-fixed", s, steps, corpora,
-               {"weights": runs[("doremi-proxy", s)]["final_weights"]}, train_cfg) for s in range(seeds)])
+        wave(
+            [
+                (m, s, steps, corpora, None, train_cfg)
+                for s in range(seeds)
+                for m in ("stratified", "natural", "odm", "aioli")
+            ]
+        )
+        wave(
+            [
+                (
+                    m,
+                    s,
+                    steps,
+                    corpora,
+                    {"reference_curve": runs[("stratified", s)]["curve"]},
+                    train_cfg,
+                )
+                for s in range(seeds)
+                for m in ("doremi", "doremi-proxy")
+            ]
+        )
+        wave(
+            [
+                (
+                    "doremi-fixed",
+                    s,
+                    steps,
+                    corpora,
+                    {"weights": runs[("doremi-proxy", s)]["final_weights"]},
+                    train_cfg,
+                )
+                for s in range(seeds)
+            ]
+        )
     order = ("stratified", "natural", "odm", "doremi", "doremi-fixed", "aioli", "doremi-proxy")
     results = {m: [runs[(m, s)]["avg"] for s in range(seeds)] for m in order}
     if json_out is not None:
-        json_out.write_text(json.dumps(
-            {"steps": steps, "train": train_cfg, "aioli": aioli_params(steps, len(data)),
-             "runs": [{"method": m, "seed": s, **out} for (m, s), out in runs.items()]}, indent=1))
+        json_out.write_text(
+            json.dumps(
+                {
+                    "steps": steps,
+                    "train": train_cfg,
+                    "aioli": aioli_params(steps, len(data)),
+                    "runs": [{"method": m, "seed": s, **out} for (m, s), out in runs.items()],
+                },
+                indent=1,
+            )
+        )
     if verbose:
         for m in ("odm", "doremi", "doremi-proxy", "aioli"):
             w = runs[(m, 0)]["final_weights"]
-            print(f"  {m} final weights (seed 0): "
-                  + ", ".join(f"{d}={v:.3f}" for d, v in w.items()), file=sys.stderr)
+            print(
+                f"  {m} final weights (seed 0): " + ", ".join(f"{d}={v:.3f}" for d, v in w.items()),
+                file=sys.stderr,
+            )
     return results
 
 
@@ -255,10 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fixtures", action="store_true", help="train on tests/fixtures/corpora")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps per run")
-    ap.add_argument("--preset", default="tiny", help="trainer mode: model preset (tiny; micro is ~8x cheaper)")
+    ap.add_argument(
+        "--preset", default="tiny", help="trainer mode: model preset (tiny; micro is ~8x cheaper)"
+    )
     ap.add_argument("--jobs", type=int, default=2, help="training processes (one thread each)")
-    ap.add_argument("--json", type=Path, default=None,
-                    help="trainer mode: write every run (losses, curve, final weights) here")
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="trainer mode: write every run (losses, curve, final weights) here",
+    )
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.synthetic:
@@ -272,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         steps = args.steps or 300
-        res = bench_trainer(args.seeds, steps, args.fixtures, not args.quiet, args.jobs, args.json, args.preset)
+        res = bench_trainer(
+            args.seeds, steps, args.fixtures, not args.quiet, args.jobs, args.json, args.preset
+        )
         src = "fixture corpora" if args.fixtures else "demo corpora"
         print(table(res, f"{args.preset} GPT on the {src}, {steps} steps, {args.seeds} seeds"))
     return 0

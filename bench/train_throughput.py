@@ -34,10 +34,27 @@ from mixopt.training.trainer import TrainConfig, make_optimizer, resolve_device,
 #: dense bf16 peak TFLOP/s (no sparsity) from the vendors' data sheets, by a substring of the
 #: device name; the most specific match wins (PCIe/NVL H100s are slower than SXM ones)
 PEAK_BF16_TFLOPS = {
-    "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0, "H20": 148.0,
-    "GH200": 989.0, "B200": 2250.0, "A100": 312.0, "A800": 312.0, "A6000": 155.0, "A40": 150.0,
-    "A30": 165.0, "A10G": 70.0, "A10": 125.0, "L40S": 362.0, "L40": 181.0, "L4": 121.0,
-    "RTX 4090": 165.0, "RTX 3090": 71.0, "V100": 125.0, "T4": 65.0,
+    "H100 PCIe": 756.0,
+    "H100 NVL": 835.0,
+    "H100": 989.0,
+    "H200": 989.0,
+    "H20": 148.0,
+    "GH200": 989.0,
+    "B200": 2250.0,
+    "A100": 312.0,
+    "A800": 312.0,
+    "A6000": 155.0,
+    "A40": 150.0,
+    "A30": 165.0,
+    "A10G": 70.0,
+    "A10": 125.0,
+    "L40S": 362.0,
+    "L40": 181.0,
+    "L4": 121.0,
+    "RTX 4090": 165.0,
+    "RTX 3090": 71.0,
+    "V100": 125.0,
+    "T4": 65.0,
 }
 
 
@@ -63,9 +80,12 @@ def mfu(flops_per_tok: float, tokens_per_s: float, peak_tflops: float) -> float:
 
 def synthetic_data(vocab: int = 257, n: int = 2_000_000, k: int = 3) -> dict[str, DomainData]:
     rng = np.random.default_rng(0)
-    return {f"d{i}": DomainData.from_tokens(f"d{i}", rng.integers(0, vocab, n),
-                                            rng.integers(0, vocab, 200_000), vocab)
-            for i in range(k)}
+    return {
+        f"d{i}": DomainData.from_tokens(
+            f"d{i}", rng.integers(0, vocab, n), rng.integers(0, vocab, 200_000), vocab
+        )
+        for i in range(k)
+    }
 
 
 class Timer:
@@ -98,7 +118,11 @@ def bench_bare(cfg: TrainConfig, data, warmup: int) -> float:
     vocab = max(d.vocab_size for d in data.values())
     model = GPT(config_for(cfg.preset, block_size=T, vocab_size=vocab)).to(device)
     opt = make_optimizer(model, cfg, device)
-    fwd = torch.compile(model) if (cfg.compile if cfg.compile is not None else device.type == "cuda") else model
+    fwd = (
+        torch.compile(model)
+        if (cfg.compile if cfg.compile is not None else device.type == "cuda")
+        else model
+    )
     tokens = np.concatenate([d.train for d in data.values()]).astype(np.int64)
     rng = np.random.default_rng(0)
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -109,7 +133,9 @@ def bench_bare(cfg: TrainConfig, data, warmup: int) -> float:
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
         starts = rng.integers(0, len(tokens) - T - 1, B)
-        win = torch.from_numpy(np.stack([tokens[s:s + T + 1] for s in starts])).to(device)  # (B, T+1)
+        win = torch.from_numpy(np.stack([tokens[s : s + T + 1] for s in starts])).to(
+            device
+        )  # (B, T+1)
         for g in opt.param_groups:
             g["lr"] = cfg.lr_at(step)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -133,13 +159,21 @@ def flops_per_token(preset: str, T: int, vocab: int = 257) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", default=None, help="comma-separated (default: tiny,small on CPU, all on GPU)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--presets", default=None, help="comma-separated (default: tiny,small on CPU, all on GPU)"
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default 30 CPU, 100 GPU)")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed first steps (default 3 CPU, 20 GPU)")
+    ap.add_argument(
+        "--warmup", type=int, default=None, help="untimed first steps (default 3 CPU, 20 GPU)"
+    )
     ap.add_argument("--batch-size", type=int, default=None, help="default 16 on CPU, 32 on GPU")
-    ap.add_argument("--block-size", type=int, default=None, help="default: the preset's (CPU: <= 128)")
+    ap.add_argument(
+        "--block-size", type=int, default=None, help="default: the preset's (CPU: <= 128)"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s for MFU")
     ap.add_argument("--no-compile", action="store_true")
@@ -148,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
-    presets = args.presets.split(",") if args.presets else (list(PRESETS) if gpu else ["tiny", "small"])
+    presets = (
+        args.presets.split(",") if args.presets else (list(PRESETS) if gpu else ["tiny", "small"])
+    )
     warmup = args.warmup if args.warmup is not None else (20 if gpu else 3)
     steps = (args.steps or (100 if gpu else 30)) + warmup
     batch = args.batch_size or (32 if gpu else 16)
@@ -157,15 +193,28 @@ def main(argv: list[str] | None = None) -> int:
         peak = peak_bf16_tflops(torch.cuda.get_device_name())
     data = synthetic_data()
     where = torch.cuda.get_device_name() if gpu else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {where}; batch {batch}; {steps - warmup} timed steps after {warmup} warm-up; "
-          f"peak bf16 {'unknown' if peak is None else f'{peak:g} TFLOP/s'}")
-    print(f"{'preset':8} {'params':>9} {'T':>5} {'train() tok/s':>14} {'bare tok/s':>12} {'ratio':>6} "
-          f"{'MFU':>6} {'bare MFU':>8}")
+    print(
+        f"device: {where}; batch {batch}; {steps - warmup} timed steps after {warmup} warm-up; "
+        f"peak bf16 {'unknown' if peak is None else f'{peak:g} TFLOP/s'}"
+    )
+    print(
+        f"{'preset':8} {'params':>9} {'T':>5} {'train() tok/s':>14} {'bare tok/s':>12} {'ratio':>6} "
+        f"{'MFU':>6} {'bare MFU':>8}"
+    )
     for p in presets:
-        T = args.block_size or (PRESETS[p]["block_size"] if gpu else min(128, PRESETS[p]["block_size"]))
-        cfg = TrainConfig(preset=p, block_size=T, batch_size=batch, max_steps=steps,
-                          eval_interval=10**9, eval_batches=1, device=str(device),
-                          compile=False if args.no_compile else None)
+        T = args.block_size or (
+            PRESETS[p]["block_size"] if gpu else min(128, PRESETS[p]["block_size"])
+        )
+        cfg = TrainConfig(
+            preset=p,
+            block_size=T,
+            batch_size=batch,
+            max_steps=steps,
+            eval_interval=10**9,
+            eval_batches=1,
+            device=str(device),
+            compile=False if args.no_compile else None,
+        )
         bare = bench_bare(cfg, data, warmup)
         svc = bench_trainer(cfg, data, warmup)
         fpt = flops_per_token(p, T)
@@ -173,9 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         m_bare = mfu(fpt, bare, peak) if (gpu and peak) else None
         with torch.device("meta"):
             n = GPT(config_for(p, block_size=T)).num_params(non_embedding=False) / 1e6
-        print(f"{p:8} {n:8.1f}M {T:5d} {svc:14,.0f} {bare:12,.0f} {svc / bare:6.3f} "
-              f"{'n/a' if m_svc is None else f'{m_svc:6.1%}':>6} {'n/a' if m_bare is None else f'{m_bare:8.1%}':>8}",
-              flush=True)
+        print(
+            f"{p:8} {n:8.1f}M {T:5d} {svc:14,.0f} {bare:12,.0f} {svc / bare:6.3f} "
+            f"{'n/a' if m_svc is None else f'{m_svc:6.1%}':>6} {'n/a' if m_bare is None else f'{m_bare:8.1%}':>8}",
+            flush=True,
+        )
     return 0
 
 

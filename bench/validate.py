@@ -57,8 +57,14 @@ def start(home: Path, corpora: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "MIXOPT_HOME": str(home), "MIXOPT_DATA_ROOTS": str(corpora)}
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "serve.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     import httpx
 
     for _ in range(1200):
@@ -87,10 +93,20 @@ def swarm(c: MixoptClient, pid: int, body: dict, timeout: float = 7200) -> list[
     return acc["run_ids"]
 
 
-def online_mixture(c: MixoptClient, pid: int, algorithm: str, params: dict, steps: int, tag: str) -> int:
+def online_mixture(
+    c: MixoptClient, pid: int, algorithm: str, params: dict, steps: int, tag: str
+) -> int:
     """Train one proxy with an online mixer; returns the recommendation of its final weights."""
-    body = {"count": 1, "train_steps": steps, "seed": 0, "tag": tag, **TRAIN, "strategy": "fixed",
-            "mixtures": [uniform_of(c, pid)], "online": {"algorithm": algorithm, "params": params}}
+    body = {
+        "count": 1,
+        "train_steps": steps,
+        "seed": 0,
+        "tag": tag,
+        **TRAIN,
+        "strategy": "fixed",
+        "mixtures": [uniform_of(c, pid)],
+        "online": {"algorithm": algorithm, "params": params},
+    }
     (run_id,) = swarm(c, pid, body)
     recs = [r for r in c.list_recommendations(pid) if (r["details"] or {}).get("run_id") == run_id]
     if not recs:
@@ -107,10 +123,12 @@ def table(v: dict, size: str) -> str:
     res = v["result"]
     cmp = {(x["label"], x["reference"]): x for x in res["comparisons"]}
     n = len(v["seeds"])
-    lines = [f"{size}: {res.get('n_params') or '?'} non-embedding parameters, {v['train_steps']} steps, "
-             f"{n} seeds (objective = mean validation loss over the domains; paired difference = method - "
-             f"reference, same seed; 95% t interval; wins = seeds with the lower loss)",
-             f"{'method':<14} {'objective':>17}   {'vs stratified':>30}   {'vs natural':>30}"]
+    lines = [
+        f"{size}: {res.get('n_params') or '?'} non-embedding parameters, {v['train_steps']} steps, "
+        f"{n} seeds (objective = mean validation loss over the domains; paired difference = method - "
+        f"reference, same seed; 95% t interval; wins = seeds with the lower loss)",
+        f"{'method':<14} {'objective':>17}   {'vs stratified':>30}   {'vs natural':>30}",
+    ]
     for m in res["mixtures"]:
         row = f"{m['label']:<14} {m['mean']:>8.4f} ± {m['std']:<6.4f}"
         for ref in ("stratified", "natural"):
@@ -118,7 +136,11 @@ def table(v: dict, size: str) -> str:
             if x is None:
                 row += f"   {'':>30}"
                 continue
-            iv = "" if x["interval_low"] is None else f"[{x['interval_low']:+.3f},{x['interval_high']:+.3f}]"
+            iv = (
+                ""
+                if x["interval_low"] is None
+                else f"[{x['interval_low']:+.3f},{x['interval_high']:+.3f}]"
+            )
             row += f"   {x['mean']:+.4f} {iv:>17} {x['wins']}/{x['seeds']}"
         lines.append(row)
     return "\n".join(lines)
@@ -136,11 +158,19 @@ def plot(validations: dict[str, dict], path: Path) -> None:
             rows = [x for x in v["result"]["comparisons"] if x["reference"] == ref]
             ys = [i + 0.18 * (k - 0.5) for i in range(len(rows))]
             means = [x["mean"] for x in rows]
-            lo = [x["mean"] - (x["interval_low"] if x["interval_low"] is not None else x["mean"]) for x in rows]
-            hi = [(x["interval_high"] if x["interval_high"] is not None else x["mean"]) - x["mean"] for x in rows]
+            lo = [
+                x["mean"] - (x["interval_low"] if x["interval_low"] is not None else x["mean"])
+                for x in rows
+            ]
+            hi = [
+                (x["interval_high"] if x["interval_high"] is not None else x["mean"]) - x["mean"]
+                for x in rows
+            ]
             ax.errorbar(means, ys, xerr=[lo, hi], fmt="o", capsize=3, label=size)
             for x, y in zip(rows, ys, strict=True):
-                ax.scatter(x["differences"], [y] * len(x["differences"]), s=8, color="grey", zorder=3)
+                ax.scatter(
+                    x["differences"], [y] * len(x["differences"]), s=8, color="grey", zorder=3
+                )
             ax.set_yticks(range(len(rows)), [x["label"] for x in rows])
         ax.axvline(0, color="black", lw=0.8)
         ax.set_title(f"paired difference to {ref} (nats; < 0 is better)")
@@ -150,9 +180,15 @@ def plot(validations: dict[str, dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--swarm", type=int, default=DEMO_SWARM["count"], help="proxy runs in the swarm")
-    ap.add_argument("--steps", type=int, default=DEMO_SWARM["train_steps"], help="steps of every run")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--swarm", type=int, default=DEMO_SWARM["count"], help="proxy runs in the swarm"
+    )
+    ap.add_argument(
+        "--steps", type=int, default=DEMO_SWARM["train_steps"], help="steps of every run"
+    )
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--sizes", default="proxy,4x", help="comma-separated: proxy, 4x")
     ap.add_argument("--home", type=Path, default=Path.home() / ".mixopt-bench-validate")
@@ -167,49 +203,108 @@ def main(argv: list[str] | None = None) -> int:
     manifest = build_demo_corpora(corpora)
     proc = start(args.home, corpora, args.port)
     try:
-        c = MixoptClient(f"http://127.0.0.1:{args.port}", (args.home / "admin_token").read_text().strip(),
-                         timeout=600)
+        c = MixoptClient(
+            f"http://127.0.0.1:{args.port}",
+            (args.home / "admin_token").read_text().strip(),
+            timeout=600,
+        )
         name = f"validate-{args.swarm}x{args.steps}"
         p = next((p for p in c.list_projects() if p["name"] == name), None) or c.create_project(
-            name, domains=[{"name": n, "source": {"path": str(Path(d["path"]).parent), "format": "jsonl"}}
-                           for n, d in manifest["domains"].items()],
-            constraints={"target_tokens": TARGET_TOKENS, "max_epochs": MAX_EPOCHS})
+            name,
+            domains=[
+                {"name": n, "source": {"path": str(Path(d["path"]).parent), "format": "jsonl"}}
+                for n, d in manifest["domains"].items()
+            ],
+            constraints={"target_tokens": TARGET_TOKENS, "max_epochs": MAX_EPOCHS},
+        )
         pid = p["id"]
         job = c.ingest(pid)["job"]
         c.wait(job["id"], timeout=1800)
         log("ingested", t0)
         if not list(c.iter_runs(pid, tag="swarm", status="succeeded")):
-            swarm(c, pid, {"count": args.swarm, "train_steps": args.steps, "seed": 0, "tag": "swarm", **TRAIN})
+            swarm(
+                c,
+                pid,
+                {
+                    "count": args.swarm,
+                    "train_steps": args.steps,
+                    "seed": 0,
+                    "tag": "swarm",
+                    **TRAIN,
+                },
+            )
         log(f"swarm of {args.swarm} trained", t0)
         fit = c.wait(c.fit(pid, "auto")["job"]["id"], timeout=1800)
         fit = c.get_fit(pid, fit["result"]["fit_id"])
         pooled = (fit.get("fidelity") or {}).get("pooled") or {}
-        print(f"auto fit: {fit['estimator']} chose {((fit.get('state') or {}).get('fitted') or {}).get('chosen')}; "
-              f"CV Spearman {pooled.get('spearman')}, R² {pooled.get('r2')}")
-        rec = c.wait(c.recommend(pid, fit_id=fit["id"], allow_untrusted=True)["job"]["id"], timeout=1800)
+        print(
+            f"auto fit: {fit['estimator']} chose {((fit.get('state') or {}).get('fitted') or {}).get('chosen')}; "
+            f"CV Spearman {pooled.get('spearman')}, R² {pooled.get('r2')}"
+        )
+        rec = c.wait(
+            c.recommend(pid, fit_id=fit["id"], allow_untrusted=True)["job"]["id"], timeout=1800
+        )
         rec_id = rec["result"]["recommendation_id"]
         log("fit and recommendation", t0)
         # the stratified reference run for DoReMi: its per-domain curve
-        (ref_run,) = swarm(c, pid, {"count": 1, "strategy": "fixed", "mixtures": [uniform_of(c, pid)],
-                                    "train_steps": args.steps, "seed": 0, "tag": "reference", **TRAIN})
+        (ref_run,) = swarm(
+            c,
+            pid,
+            {
+                "count": 1,
+                "strategy": "fixed",
+                "mixtures": [uniform_of(c, pid)],
+                "train_steps": args.steps,
+                "seed": 0,
+                "tag": "reference",
+                **TRAIN,
+            },
+        )
         curve = c.get_curve(pid, ref_run)["points"]
-        reference_curve = [{"step": pt["step"], "losses": {k.split("/", 1)[1]: v for k, v in pt["metrics"].items()
-                                                           if k.startswith("val_loss/")}} for pt in curve]
-        online = {"odm": online_mixture(c, pid, "odm", {}, args.steps, "odm"),
-                  "aioli": online_mixture(c, pid, "aioli", {}, args.steps, "aioli"),
-                  "doremi": online_mixture(c, pid, "doremi", {"reference_curve": reference_curve,
-                                                              "loss_weighting": True}, args.steps, "doremi")}
+        reference_curve = [
+            {
+                "step": pt["step"],
+                "losses": {
+                    k.split("/", 1)[1]: v
+                    for k, v in pt["metrics"].items()
+                    if k.startswith("val_loss/")
+                },
+            }
+            for pt in curve
+        ]
+        online = {
+            "odm": online_mixture(c, pid, "odm", {}, args.steps, "odm"),
+            "aioli": online_mixture(c, pid, "aioli", {}, args.steps, "aioli"),
+            "doremi": online_mixture(
+                c,
+                pid,
+                "doremi",
+                {"reference_curve": reference_curve, "loss_weighting": True},
+                args.steps,
+                "doremi",
+            ),
+        }
         log("online methods trained", t0)
-        mixtures = [{"recommendation_id": rec_id, "label": "recommended"},
-                    {"baseline": "natural"}, {"baseline": "stratified"},
-                    {"baseline": "entropy", "reference": False}, {"baseline": "unimax", "reference": False},
-                    {"recommendation_id": online["doremi"], "label": "doremi"},
-                    {"recommendation_id": online["odm"], "label": "odm"},
-                    {"recommendation_id": online["aioli"], "label": "aioli"}]
+        mixtures = [
+            {"recommendation_id": rec_id, "label": "recommended"},
+            {"baseline": "natural"},
+            {"baseline": "stratified"},
+            {"baseline": "entropy", "reference": False},
+            {"baseline": "unimax", "reference": False},
+            {"recommendation_id": online["doremi"], "label": "doremi"},
+            {"recommendation_id": online["odm"], "label": "odm"},
+            {"recommendation_id": online["aioli"], "label": "aioli"},
+        ]
         jobs = {}
         for size in args.sizes.split(","):
-            acc = c.validate(pid, mixtures, train_steps=args.steps, seeds=list(range(args.seeds)),
-                             **TRAIN, **SIZES[size])
+            acc = c.validate(
+                pid,
+                mixtures,
+                train_steps=args.steps,
+                seeds=list(range(args.seeds)),
+                **TRAIN,
+                **SIZES[size],
+            )
             jobs[size] = acc
         validations = {}
         for size, acc in jobs.items():

@@ -50,7 +50,9 @@ class _Model(BaseModel):
             raise KeyError(key) from None
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and (key in type(self).model_fields or key in (self.model_extra or {}))
+        return isinstance(key, str) and (
+            key in type(self).model_fields or key in (self.model_extra or {})
+        )
 
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key, default)
@@ -66,9 +68,14 @@ class ErrorItem(BaseModel):
 class ErrorBody(BaseModel):
     """The body of every 4xx/5xx answer."""
 
-    model_config = ConfigDict(json_schema_extra={"example": {
-        "detail": "mixture: weights sum to 0.6, not 1",
-        "errors": [{"field": "mixture", "message": "weights sum to 0.6, not 1"}]}})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "detail": "mixture: weights sum to 0.6, not 1",
+                "errors": [{"field": "mixture", "message": "weights sum to 0.6, not 1"}],
+            }
+        }
+    )
 
     detail: str = Field(description="one line for people; names the field")
     errors: list[ErrorItem] = Field(default_factory=list, description="every problem, for programs")
@@ -279,8 +286,16 @@ class Page(_Model, Generic[T]):
 
 #: the API's response schema (app/schemas) each model mirrors, for the contract test
 MIRRORS = {
-    Project: "ProjectPublic", Domain: "DomainPublic", Run: "RunPublic", Job: "JobPublic",
-    Fit: "FitPublic", Recommendation: "RecommendationPublic", OnlineSession: "OnlineSessionPublic",
-    Weights: "WeightsPublic", Token: "TokenCreated", SwarmAccepted: "SwarmAccepted",
-    DomainSet: "DomainSetPublic", DomainSets: "DomainSetsPublic",
+    Project: "ProjectPublic",
+    Domain: "DomainPublic",
+    Run: "RunPublic",
+    Job: "JobPublic",
+    Fit: "FitPublic",
+    Recommendation: "RecommendationPublic",
+    OnlineSession: "OnlineSessionPublic",
+    Weights: "WeightsPublic",
+    Token: "TokenCreated",
+    SwarmAccepted: "SwarmAccepted",
+    DomainSet: "DomainSetPublic",
+    DomainSets: "DomainSetsPublic",
 }

@@ -13,8 +13,18 @@ import importlib.util
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "science": ("numpy", "scipy", "sklearn", "lightgbm"),
     "train": ("numpy", "torch", "tokenizers"),
-    "server": ("fastapi", "uvicorn", "sqlalchemy", "alembic", "celery", "jinja2", "pydantic_settings",
-               "numpy", "scipy", "sklearn"),
+    "server": (
+        "fastapi",
+        "uvicorn",
+        "sqlalchemy",
+        "alembic",
+        "celery",
+        "jinja2",
+        "pydantic_settings",
+        "numpy",
+        "scipy",
+        "sklearn",
+    ),
 }
 
 
@@ -30,5 +40,7 @@ def require(extra: str, feature: str = "this command") -> None:
     """Raise :class:`MissingExtra` naming the pip command when ``extra`` is not installed."""
     missing = missing_modules(extra)
     if missing:
-        raise MissingExtra(f"{feature} needs the '{extra}' extra: pip install 'mixopt[{extra}]' "
-                           f"(missing: {', '.join(missing)})")
+        raise MissingExtra(
+            f"{feature} needs the '{extra}' extra: pip install 'mixopt[{extra}]' "
+            f"(missing: {', '.join(missing)})"
+        )

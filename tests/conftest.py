@@ -41,7 +41,10 @@ def _drop_everything(engine) -> None:
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
         else:
-            tables = [r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))]
+            tables = [
+                r[0]
+                for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))
+            ]
             conn.execute(text("PRAGMA foreign_keys=OFF"))
             for t in tables:
                 conn.execute(text(f'DROP TABLE IF EXISTS "{t}"'))
@@ -72,7 +75,13 @@ def _empty_tables(engine) -> None:
         for attempt in range(5):
             try:
                 with engine.begin() as conn:
-                    conn.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE"))
+                    conn.execute(
+                        text(
+                            "TRUNCATE "
+                            + ", ".join(f'"{n}"' for n in names)
+                            + " RESTART IDENTITY CASCADE"
+                        )
+                    )
                 return
             except OperationalError as exc:
                 if "deadlock detected" not in str(exc) or attempt == 4:
@@ -85,7 +94,9 @@ def _empty_tables(engine) -> None:
 
 
 def _has_sqlite_sequence(conn) -> bool:
-    return bool(conn.execute(text("SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'")).first())
+    return bool(
+        conn.execute(text("SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'")).first()
+    )
 
 
 @pytest.fixture
@@ -170,22 +181,51 @@ def _flush_broker() -> None:
         redis.Redis.from_url(BROKER_URL).flushdb()
 
 
-def start_worker_process(name: str, extra_env: dict | None = None, beat: bool = False, queues: str = "default,gpu",
-                         concurrency: int = 1):
+def start_worker_process(
+    name: str,
+    extra_env: dict | None = None,
+    beat: bool = False,
+    queues: str = "default,gpu",
+    concurrency: int = 1,
+):
     import subprocess
     import sys
 
     log = open(Path(_HOME) / f"worker-{name}.log", "ab")  # noqa: SIM115
-    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues, "-c", str(concurrency),
-           "--loglevel", "INFO", "-n", f"{name}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "-n",
+        f"{name}@%h",
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     if beat:
         cmd += ["-B", "-s", str(Path(_HOME) / f"beat-{name}")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(extra_env or {})}
     from workers.procs import die_with_parent
 
     parent = os.getpid()  # a killed pytest run leaves no worker behind
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True,
-                            preexec_fn=lambda: die_with_parent(parent))
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=REPO,
+        start_new_session=True,
+        preexec_fn=lambda: die_with_parent(parent),
+    )
     deadline = time.monotonic() + 60
     path = Path(_HOME) / f"worker-{name}.log"
     while time.monotonic() < deadline:
@@ -233,7 +273,9 @@ def server_in_thread():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

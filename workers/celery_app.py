@@ -120,7 +120,7 @@ def limit_threads(n: int) -> int:
 def estimators_line() -> str:
     """Which estimators this worker can run (and RegMix's tree backend)."""
     try:  # inside: a worker without the science extra still starts and says what is missing
-        import mixopt.mixing.service_api  # noqa: F401 - registers every estimator
+        import mixopt.mixing.pipeline  # noqa: F401 - registers every estimator
         from mixopt.mixing.base import ESTIMATORS
     except Exception as exc:  # the science extra is missing
         return f"estimators: none ({type(exc).__name__}: {exc}; install mixopt[science])"

@@ -15,7 +15,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MIXOPT_", extra="ignore")
 
     #: data directory: SQLite file, generated admin token, token shards, checkpoints
-    home: Path = Field(default_factory=lambda: Path.home() / ".mixopt")  # same default as mixopt.paths
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".mixopt"
+    )  # same default as mixopt.paths
     #: SQLAlchemy URL; default ``sqlite:///<home>/mixopt.db``
     database_url: str = ""
     #: Celery broker; default: kombu's SQLAlchemy transport over ``<home>/broker.db``
@@ -122,15 +124,21 @@ class Settings(BaseSettings):
         if self.heartbeat_seconds <= 0:
             self.heartbeat_seconds = min(5.0, self.stale_job_seconds / 5)
         if self.stale_job_seconds < 2 * self.heartbeat_seconds:
-            raise ValueError("MIXOPT_STALE_JOB_SECONDS must be at least twice MIXOPT_HEARTBEAT_SECONDS "
-                             "(a job is stale after a few missed heartbeats)")
+            raise ValueError(
+                "MIXOPT_STALE_JOB_SECONDS must be at least twice MIXOPT_HEARTBEAT_SECONDS "
+                "(a job is stale after a few missed heartbeats)"
+            )
         if self.env == "production" and (not self.admin_token or self.is_sqlite):
             # production deployments must not rely on a generated token on local disk
-            raise ValueError("MIXOPT_ENV=production requires MIXOPT_ADMIN_TOKEN and a server database "
-                             "(MIXOPT_DATABASE_URL=postgresql+psycopg://...)")
+            raise ValueError(
+                "MIXOPT_ENV=production requires MIXOPT_ADMIN_TOKEN and a server database "
+                "(MIXOPT_DATABASE_URL=postgresql+psycopg://...)"
+            )
         if self.env == "production" and len(self.admin_token or "") < MIN_ADMIN_TOKEN_CHARS:
-            raise ValueError(f"MIXOPT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters in production "
-                             "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+            raise ValueError(
+                f"MIXOPT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters in production "
+                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         if not self.queue_list:
             raise ValueError("MIXOPT_QUEUES must name at least one queue")
         return self

@@ -25,8 +25,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("mixopt_request_id", default=None)
-job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("mixopt_job_id", default=None)
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "mixopt_request_id", default=None
+)
+job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "mixopt_job_id", default=None
+)
 
 #: what a client may send as X-Request-ID (anything else is replaced by a fresh id)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -70,15 +74,26 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
         }
         for key in ("request_id", "job_id"):
             value = getattr(record, key, None)
             if value is not None:
                 out[key] = value
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and key not in out and not key.startswith("_") and key not in _SKIP:
-                out[key] = value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
+            if (
+                key not in _STANDARD
+                and key not in out
+                and not key.startswith("_")
+                and key not in _SKIP
+            ):
+                out[key] = (
+                    value
+                    if isinstance(value, str | int | float | bool | type(None))
+                    else repr(value)
+                )
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
@@ -90,7 +105,11 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        ids = " ".join(f"{k}={getattr(record, k)}" for k in ("request_id", "job_id") if getattr(record, k, None))
+        ids = " ".join(
+            f"{k}={getattr(record, k)}"
+            for k in ("request_id", "job_id")
+            if getattr(record, k, None)
+        )
         return f"{line} [{ids}]" if ids else line
 
 
@@ -98,7 +117,9 @@ def log_format() -> str:
     return (os.environ.get("MIXOPT_LOG_FORMAT") or "text").strip().lower()
 
 
-def configure(fmt: str | None = None, level: int = logging.INFO, logger: logging.Logger | None = None) -> None:
+def configure(
+    fmt: str | None = None, level: int = logging.INFO, logger: logging.Logger | None = None
+) -> None:
     """Install the formatter on ``logger`` (default: root) and on uvicorn's loggers. In JSON
     mode uvicorn's access lines are replaced by the API's own (:func:`access_log`)."""
     fmt = fmt or log_format()
@@ -123,6 +144,16 @@ access = logging.getLogger("mixopt.access")
 
 
 def access_log(method: str, path: str, route: str, status: int, started: float) -> None:
-    access.info("%s %s %s", method, path, status, extra={
-        "method": method, "path": path, "route": route, "status": status,
-        "duration_ms": round(1000 * (time.perf_counter() - started), 2)})
+    access.info(
+        "%s %s %s",
+        method,
+        path,
+        status,
+        extra={
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(1000 * (time.perf_counter() - started), 2),
+        },
+    )

@@ -41,8 +41,10 @@ STATIC = HERE / "static"
 COOKIE = "mixopt_token"
 COOKIE_MAX_AGE = 8 * 3600
 #: pages run only the app's own scripts and talk only to the app
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -86,20 +88,31 @@ def _id(value: str, what: str) -> int:
 
 
 def _headers(extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "same-origin", "Cache-Control": "no-store", **(extra or {})}
+    return {
+        "Content-Security-Policy": CSP,
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+        **(extra or {}),
+    }
 
 
-def _render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+def _render(
+    request: Request, name: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
     plain = request.cookies.get(COOKIE)
     context = {"csrf": csrf.csrf_token(plain) if plain else "", **context}
-    return templates.TemplateResponse(request, name, context, status_code=status_code, headers=_headers())
+    return templates.TemplateResponse(
+        request, name, context, status_code=status_code, headers=_headers()
+    )
 
 
 def _login_redirect(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/dashboard/login?next={quote(target, safe='')}", status_code=303,
-                            headers=_headers())
+    return RedirectResponse(
+        f"/dashboard/login?next={quote(target, safe='')}", status_code=303, headers=_headers()
+    )
 
 
 def _page(request: Request, session, build: Callable[[ApiToken], Response]) -> Response:
@@ -112,22 +125,44 @@ def _page(request: Request, session, build: Callable[[ApiToken], Response]) -> R
         return build(token)
     except ServiceError as exc:
         session.rollback()
-        message = exc.message if not exc.field or exc.field in exc.message else f"{exc.field}: {exc.message}"
-        return _render(request, "error.html", {"token": token, "status": exc.status_code, "message": message},
-                       status_code=exc.status_code)
+        message = (
+            exc.message
+            if not exc.field or exc.field in exc.message
+            else f"{exc.field}: {exc.message}"
+        )
+        return _render(
+            request,
+            "error.html",
+            {"token": token, "status": exc.status_code, "message": message},
+            status_code=exc.status_code,
+        )
     except HTTPException as exc:  # CSRF / origin refusals of the dashboard's forms
         session.rollback()
-        return _render(request, "error.html", {"token": token, "status": exc.status_code, "message": str(exc.detail)},
-                       status_code=exc.status_code)
+        return _render(
+            request,
+            "error.html",
+            {"token": token, "status": exc.status_code, "message": str(exc.detail)},
+            status_code=exc.status_code,
+        )
 
 
 def _project_context(session, token: ApiToken, project_id: str, active: str) -> dict[str, Any]:
     project = project_service.get_project(session, token, _id(project_id, "project"))
-    return {"token": token, "project": project, "active": active, "domains": views.domain_dicts(project)}
+    return {
+        "token": token,
+        "project": project,
+        "active": active,
+        "domains": views.domain_dicts(project),
+    }
 
 
 def _safe_next(value: str | None) -> str:
-    if value and value.startswith("/dashboard") and not value.startswith("//") and "\\" not in value:
+    if (
+        value
+        and value.startswith("/dashboard")
+        and not value.startswith("//")
+        and "\\" not in value
+    ):
         return value
     return "/dashboard"
 
@@ -138,12 +173,17 @@ def static(path: str) -> Response:
     """The dashboard's own CSS, JavaScript and the vendored Chart.js (cached for an hour)."""
     target = (STATIC / path).resolve()
     if not path or STATIC not in target.parents or not target.is_file():
-        return JSONResponse({"detail": f"static file {path!r} not found", "errors": []}, status_code=404)
+        return JSONResponse(
+            {"detail": f"static file {path!r} not found", "errors": []}, status_code=404
+        )
     media = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     if target.suffix == ".js":
         media = "text/javascript"
-    return FileResponse(target, media_type=media, headers={"Cache-Control": "public, max-age=3600",
-                                                           "X-Content-Type-Options": "nosniff"})
+    return FileResponse(
+        target,
+        media_type=media,
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 # -- login ------------------------------------------------------------------------------------
@@ -153,8 +193,12 @@ def login_form(request: Request, next: str | None = None) -> Response:
 
 
 @router.post("/login")
-def login(request: Request, session: SessionDep, token: Annotated[str, Form()] = "",
-          next: Annotated[str, Form()] = "/dashboard") -> Response:
+def login(
+    request: Request,
+    session: SessionDep,
+    token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/dashboard",
+) -> Response:
     """Check the API token and keep it in an HTTP-only, SameSite=Strict cookie, with the session's
     CSRF token in a cookie the pages' scripts read (:mod:`app.api.csrf`). Refused from another
     origin; failed attempts are rate-limited per client address (429 with Retry-After)."""
@@ -165,15 +209,35 @@ def login(request: Request, session: SessionDep, token: Annotated[str, Form()] =
     if row is None:
         if plain:
             ratelimit.record_failure(request)
-        message = "enter your API token" if not plain else "this token is not valid (unknown or revoked)"
-        return _render(request, "login.html", {"token": None, "next": _safe_next(next), "error": message},
-                       status_code=422 if not plain else 401)
+        message = (
+            "enter your API token" if not plain else "this token is not valid (unknown or revoked)"
+        )
+        return _render(
+            request,
+            "login.html",
+            {"token": None, "next": _safe_next(next), "error": message},
+            status_code=422 if not plain else 401,
+        )
     response = RedirectResponse(_safe_next(next), status_code=303, headers=_headers())
     secure = request.url.scheme == "https"
-    response.set_cookie(COOKIE, plain, max_age=COOKIE_MAX_AGE, path="/", httponly=True, samesite="strict",
-                        secure=secure)
-    response.set_cookie(csrf.CSRF_COOKIE, csrf.csrf_token(plain), max_age=COOKIE_MAX_AGE, path="/",
-                        httponly=False, samesite="strict", secure=secure)
+    response.set_cookie(
+        COOKIE,
+        plain,
+        max_age=COOKIE_MAX_AGE,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+    )
+    response.set_cookie(
+        csrf.CSRF_COOKIE,
+        csrf.csrf_token(plain),
+        max_age=COOKIE_MAX_AGE,
+        path="/",
+        httponly=False,
+        samesite="strict",
+        secure=secure,
+    )
     return response
 
 
@@ -185,7 +249,9 @@ def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Respons
     response = RedirectResponse("/dashboard/login", status_code=303, headers=_headers())
     secure = request.url.scheme == "https"
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=secure)
-    response.delete_cookie(csrf.CSRF_COOKIE, path="/", httponly=False, samesite="strict", secure=secure)
+    response.delete_cookie(
+        csrf.CSRF_COOKIE, path="/", httponly=False, samesite="strict", secure=secure
+    )
     return response
 
 
@@ -195,8 +261,17 @@ def projects_page(request: Request, session: SessionDep) -> Response:
     def build(token: ApiToken) -> Response:
         rows, count = project_service.list_projects(session, token, limit=1000)
         counts = dash_service.project_counts(session, [p.id for p in rows])
-        return _render(request, "projects.html", {"token": token, "active": "projects", "count": count,
-                                                  "projects": [(p, counts[p.id]) for p in rows]})
+        return _render(
+            request,
+            "projects.html",
+            {
+                "token": token,
+                "active": "projects",
+                "count": count,
+                "projects": [(p, counts[p.id]) for p in rows],
+            },
+        )
+
     return _page(request, session, build)
 
 
@@ -208,15 +283,31 @@ def overview_page(request: Request, session: SessionDep, project_id: str) -> Res
         refs, _, ref_error = views.reference_mixtures(project)
         domains = [d.name for d in project.domains]
         fits = {f.id: f for f in fit_service.list_fits(session, project, limit=100)[0]}
-        recs = [views.recommendation_view(r, fits, domains)
-                for r in rec_service.list_recommendations(session, project, limit=5)[0]]
-        columns = [(name, mix) for name, mix in refs.items()] + [(r["label"], r["mixture"]) for r in recs]
+        recs = [
+            views.recommendation_view(r, fits, domains)
+            for r in rec_service.list_recommendations(session, project, limit=5)[0]
+        ]
+        columns = [(name, mix) for name, mix in refs.items()] + [
+            (r["label"], r["mixture"]) for r in recs
+        ]
         counts = dash_service.project_counts(session, [project.id])[project.id]
-        return _render(request, "overview.html", ctx | {
-            "counts": counts, "epochs": views.epochs_table(project, columns), "ref_error": ref_error,
-            "constraints": project.constraints or {},
-            "page_data": {"project_id": project.id, "domains": domains, "natural": refs.get("natural")},
-        })
+        return _render(
+            request,
+            "overview.html",
+            ctx
+            | {
+                "counts": counts,
+                "epochs": views.epochs_table(project, columns),
+                "ref_error": ref_error,
+                "constraints": project.constraints or {},
+                "page_data": {
+                    "project_id": project.id,
+                    "domains": domains,
+                    "natural": refs.get("natural"),
+                },
+            },
+        )
+
     return _page(request, session, build)
 
 
@@ -229,42 +320,72 @@ def mixtures_page(request: Request, session: SessionDep, project_id: str) -> Res
         refs, unavailable, ref_error = views.reference_mixtures(project)
         fits = {f.id: f for f in fit_service.list_fits(session, project, limit=1000)[0]}
         rows = rec_service.list_recommendations(session, project, limit=50)[0]
-        recs = [views.recommendation_view(r, fits, domains) | {"warnings": views.epoch_warnings(r.mixture, project,
-                                                                                                   r.constraints)}
-                for r in rows]
+        recs = [
+            views.recommendation_view(r, fits, domains)
+            | {"warnings": views.epoch_warnings(r.mixture, project, r.constraints)}
+            for r in rows
+        ]
         shown = [(r["label"], r["mixture"]) for r in recs[:6]] + list(refs.items())
         pred_fit, ref_predicted = views.baseline_predictions(list(fits.values()), refs)
         ref_warnings = {k: views.epoch_warnings(m, project) for k, m in refs.items()}
-        return _render(request, "mixtures.html", ctx | {
-            "ref_predicted": ref_predicted, "pred_fit": pred_fit, "ref_warnings": ref_warnings,
-            "recs": recs, "refs": refs, "unavailable": unavailable, "ref_error": ref_error,
-            "formats": list(exports.LABELS.items()),
-            "page_data": {"domains": domains, "mixtures": [{"label": k, "mixture": v} for k, v in shown]},
-        })
+        return _render(
+            request,
+            "mixtures.html",
+            ctx
+            | {
+                "ref_predicted": ref_predicted,
+                "pred_fit": pred_fit,
+                "ref_warnings": ref_warnings,
+                "recs": recs,
+                "refs": refs,
+                "unavailable": unavailable,
+                "ref_error": ref_error,
+                "formats": list(exports.LABELS.items()),
+                "page_data": {
+                    "domains": domains,
+                    "mixtures": [{"label": k, "mixture": v} for k, v in shown],
+                },
+            },
+        )
+
     return _page(request, session, build)
 
 
 @router.get("/projects/{project_id}/mixtures/{which}/export")
-def export_mixture(request: Request, session: SessionDep, project_id: str, which: str,
-                   format: str = "json", part: str | None = None) -> Response:
+def export_mixture(
+    request: Request,
+    session: SessionDep,
+    project_id: str,
+    which: str,
+    format: str = "json",
+    part: str | None = None,
+) -> Response:
     """A recommendation (by id) or a baseline (by name) for a trainer: the same code as
     ``GET /v1/projects/{id}/recommendations/{rec_id}/export`` (:mod:`app.services.exports`)."""
+
     def build(token: ApiToken) -> Response:
         ctx = _project_context(session, token, project_id, "mixtures")
         project = ctx["project"]
         if format not in exports.FORMATS:
-            raise Invalid(f"format must be one of {list(exports.FORMATS)}, not {format!r}", field="format")
+            raise Invalid(
+                f"format must be one of {list(exports.FORMATS)}, not {format!r}", field="format"
+            )
         if which.isdigit():
             spec = exports.for_recommendation(session, project, _id(which, "recommendation"))
         else:
             spec = exports.for_baseline(project, which)
         return bundle_response(spec, format, part)
+
     return _page(request, session, build)
 
 
 @router.get("/projects/{project_id}/fits", response_class=HTMLResponse)
-def fits_page(request: Request, session: SessionDep, project_id: str,
-              job: Annotated[str | None, Query()] = None) -> Response:
+def fits_page(
+    request: Request,
+    session: SessionDep,
+    project_id: str,
+    job: Annotated[str | None, Query()] = None,
+) -> Response:
     def build(token: ApiToken) -> Response:
         ctx = _project_context(session, token, project_id, "fits")
         project = ctx["project"]
@@ -273,33 +394,70 @@ def fits_page(request: Request, session: SessionDep, project_id: str,
             if not re.fullmatch(r"[0-9a-f]{32}", job):
                 raise NotFound(f"job {job!r} not found", field="job")
             started = job_service.job_public(job_service.get_job(session, token, job))
-        fits = [views.fidelity_view(f) for f in fit_service.list_fits(session, project, limit=100)[0]]
-        scatter = [{"id": f["id"], "label": f"#{f['id']} {f['estimator']}" + (f" ({f['chosen']})" if f["chosen"] else ""),
-                    "points": f["points"], "spearman": f["metrics"]["spearman"], "r2": f["metrics"]["r2"]}
-                   for f in fits if f["points"]]
+        fits = [
+            views.fidelity_view(f) for f in fit_service.list_fits(session, project, limit=100)[0]
+        ]
+        scatter = [
+            {
+                "id": f["id"],
+                "label": f"#{f['id']} {f['estimator']}"
+                + (f" ({f['chosen']})" if f["chosen"] else ""),
+                "points": f["points"],
+                "spearman": f["metrics"]["spearman"],
+                "r2": f["metrics"]["r2"],
+            }
+            for f in fits
+            if f["points"]
+        ]
         refs, _, _ = views.reference_mixtures(project)
         recs = rec_service.list_recommendations(session, project, limit=20)[0]
-        return _render(request, "fits.html", ctx | {
-            "fits": fits, "started": started, "estimators": fit_service.known_estimators(),
-            "metrics": views.metric_names(session, project), "baseline_names": list(refs),
-            "recent_recs": [r.id for r in recs], "can_write": token.role in ("admin", "write"),
-            "page_data": {"fits": scatter, "job": started["id"] if started else None, "poll_ms": 1000}})
+        return _render(
+            request,
+            "fits.html",
+            ctx
+            | {
+                "fits": fits,
+                "started": started,
+                "estimators": fit_service.known_estimators(),
+                "metrics": views.metric_names(session, project),
+                "baseline_names": list(refs),
+                "recent_recs": [r.id for r in recs],
+                "can_write": token.role in ("admin", "write"),
+                "page_data": {
+                    "fits": scatter,
+                    "job": started["id"] if started else None,
+                    "poll_ms": 1000,
+                },
+            },
+        )
+
     return _page(request, session, build)
 
 
 @router.get("/projects/{project_id}/whatif", response_class=HTMLResponse)
-def whatif_page(request: Request, session: SessionDep, project_id: str,
-                fit: Annotated[str | None, Query()] = None) -> Response:
+def whatif_page(
+    request: Request,
+    session: SessionDep,
+    project_id: str,
+    fit: Annotated[str | None, Query()] = None,
+) -> Response:
     def build(token: ApiToken) -> Response:
         ctx = _project_context(session, token, project_id, "whatif")
         project = ctx["project"]
         domains = [d.name for d in project.domains]
-        fits = [f for f in fit_service.list_fits(session, project, limit=100)[0] if f.status == "succeeded"]
+        fits = [
+            f
+            for f in fit_service.list_fits(session, project, limit=100)[0]
+            if f.status == "succeeded"
+        ]
         refs, _, _ = views.reference_mixtures(project)
-        recs = [views.recommendation_view(r, {}, domains)
-                for r in rec_service.list_recommendations(session, project, limit=10)[0]]
-        presets = [{"label": k, "mixture": v} for k, v in refs.items()] + \
-                  [{"label": r["label"], "mixture": r["mixture"]} for r in recs]
+        recs = [
+            views.recommendation_view(r, {}, domains)
+            for r in rec_service.list_recommendations(session, project, limit=10)[0]
+        ]
+        presets = [{"label": k, "mixture": v} for k, v in refs.items()] + [
+            {"label": r["label"], "mixture": r["mixture"]} for r in recs
+        ]
         selected = fits[0].id if fits else None
         if fit is not None:
             wanted = _id(fit, "fit")
@@ -307,12 +465,24 @@ def whatif_page(request: Request, session: SessionDep, project_id: str,
                 raise NotFound(f"fit {wanted} not found among the project's succeeded fits")
             selected = wanted
         start = refs.get("natural") or refs.get("uniform") or {}
-        return _render(request, "whatif.html", ctx | {
-            "fits": [(f.id, views.fit_label(f)) for f in fits], "selected": selected,
-            "page_data": {"project_id": project.id, "domains": domains, "presets": presets,
-                          "start": [float(start.get(d, 1.0 / max(1, len(domains)))) for d in domains],
-                          "natural": refs.get("natural"), "availability": views.whatif_availability(project)},
-        })
+        return _render(
+            request,
+            "whatif.html",
+            ctx
+            | {
+                "fits": [(f.id, views.fit_label(f)) for f in fits],
+                "selected": selected,
+                "page_data": {
+                    "project_id": project.id,
+                    "domains": domains,
+                    "presets": presets,
+                    "start": [float(start.get(d, 1.0 / max(1, len(domains)))) for d in domains],
+                    "natural": refs.get("natural"),
+                    "availability": views.whatif_availability(project),
+                },
+            },
+        )
+
     return _page(request, session, build)
 
 
@@ -322,15 +492,31 @@ def run_page(request: Request, session: SessionDep, project_id: str, run_id: str
         ctx = _project_context(session, token, project_id, "overview")
         run = run_service.get_run(session, ctx["project"], _id(run_id, "run"))
         domains = [d.name for d in ctx["project"].domains]
-        return _render(request, "run.html", ctx | {"run": run, "page_data": {
-            "project_id": ctx["project"].id, "run_id": run.id, "domains": domains,
-            "mixture": [float(run.mixture.get(d, 0.0)) for d in domains]}})
+        return _render(
+            request,
+            "run.html",
+            ctx
+            | {
+                "run": run,
+                "page_data": {
+                    "project_id": ctx["project"].id,
+                    "run_id": run.id,
+                    "domains": domains,
+                    "mixture": [float(run.mixture.get(d, 0.0)) for d in domains],
+                },
+            },
+        )
+
     return _page(request, session, build)
 
 
 @router.get("/projects/{project_id}/online", response_class=HTMLResponse)
-def online_page(request: Request, session: SessionDep, project_id: str,
-                session_id: Annotated[str | None, Query(alias="session")] = None) -> Response:
+def online_page(
+    request: Request,
+    session: SessionDep,
+    project_id: str,
+    session_id: Annotated[str | None, Query(alias="session")] = None,
+) -> Response:
     def build(token: ApiToken) -> Response:
         ctx = _project_context(session, token, project_id, "online")
         try:
@@ -346,17 +532,34 @@ def online_page(request: Request, session: SessionDep, project_id: str,
                 raise NotFound(f"online session {wanted} not found in project {ctx['project'].id}")
         elif rows:
             selected = rows[-1]
-        return _render(request, "online.html", ctx | {
-            "available": online_service is not None, "sessions": rows, "selected": selected,
-            "page_data": {"project_id": ctx["project"].id, "session_id": selected.id if selected else None,
-                          "domains": list(selected.domains) if selected else [],
-                          "status": selected.status if selected else None, "poll_ms": 2000}})
+        return _render(
+            request,
+            "online.html",
+            ctx
+            | {
+                "available": online_service is not None,
+                "sessions": rows,
+                "selected": selected,
+                "page_data": {
+                    "project_id": ctx["project"].id,
+                    "session_id": selected.id if selected else None,
+                    "domains": list(selected.domains) if selected else [],
+                    "status": selected.status if selected else None,
+                    "poll_ms": 2000,
+                },
+            },
+        )
+
     return _page(request, session, build)
 
 
 @router.get("/projects/{project_id}/validations", response_class=HTMLResponse)
-def validations_page(request: Request, session: SessionDep, project_id: str,
-                     validation_id: Annotated[str | None, Query(alias="validation")] = None) -> Response:
+def validations_page(
+    request: Request,
+    session: SessionDep,
+    project_id: str,
+    validation_id: Annotated[str | None, Query(alias="validation")] = None,
+) -> Response:
     from app.services import validations as validation_service
 
     def build(token: ApiToken) -> Response:
@@ -364,13 +567,27 @@ def validations_page(request: Request, session: SessionDep, project_id: str,
         rows = validation_service.list_validations(session, ctx["project"], limit=100)[0]
         selected = None
         if validation_id is not None:
-            selected = validation_service.get_validation(session, ctx["project"], _id(validation_id, "validation"))
+            selected = validation_service.get_validation(
+                session, ctx["project"], _id(validation_id, "validation")
+            )
         elif rows:
             selected = next((v for v in rows if v.result), rows[0])
-        plot, domains, scale = views.validation_plot(selected.result if selected is not None else None)
-        return _render(request, "validations.html", ctx | {
-            "validations": rows, "selected": selected, "plot": plot, "domains_list": domains,
-            "bar": lambda x: min(30.0, abs(float(x)) * scale)})
+        plot, domains, scale = views.validation_plot(
+            selected.result if selected is not None else None
+        )
+        return _render(
+            request,
+            "validations.html",
+            ctx
+            | {
+                "validations": rows,
+                "selected": selected,
+                "plot": plot,
+                "domains_list": domains,
+                "bar": lambda x: min(30.0, abs(float(x)) * scale),
+            },
+        )
+
     return _page(request, session, build)
 
 
@@ -379,8 +596,18 @@ def jobs_page(request: Request, session: SessionDep) -> Response:
     def build(token: ApiToken) -> Response:
         rows, count = job_service.list_jobs(session, token, limit=100)
         jobs = [job_service.job_public(j) for j in rows]
-        return _render(request, "jobs.html", {"token": token, "active": "jobs", "jobs": jobs, "count": count,
-                                              "page_data": {"poll_ms": 2000}})
+        return _render(
+            request,
+            "jobs.html",
+            {
+                "token": token,
+                "active": "jobs",
+                "jobs": jobs,
+                "count": count,
+                "page_data": {"poll_ms": 2000},
+            },
+        )
+
     return _page(request, session, build)
 
 
@@ -394,7 +621,9 @@ def runs_json(project_id: IdPath, session: SessionDep, token: CurrentToken) -> d
 
 
 # -- issue 17: comparison, Pareto front, overlaid curves, fits and recommendations from the page ----
-def _ids(values: list[str], what: str, field: str, least: int, most: int, purpose: str) -> list[int]:
+def _ids(
+    values: list[str], what: str, field: str, least: int, most: int, purpose: str
+) -> list[int]:
     """``least`` to ``most`` distinct ids from repeated (or comma-separated) query values, in
     order; a count outside is a 422, raised as soon as ``most`` is passed (so a long query string
     costs nothing)."""
@@ -419,8 +648,12 @@ def _ids(values: list[str], what: str, field: str, least: int, most: int, purpos
 
 
 @router.get("/projects/{project_id}/compare", response_class=HTMLResponse)
-def compare_page(request: Request, session: SessionDep, project_id: str,
-                 rec: Annotated[list[str], Query()] = []) -> Response:  # noqa: B006 (FastAPI copies it)
+def compare_page(
+    request: Request,
+    session: SessionDep,
+    project_id: str,
+    rec: Annotated[list[str], Query()] = [],  # noqa: B006 (FastAPI copies it)
+) -> Response:
     """2-4 recommendations side by side (checked on the proposed-mixtures page)."""
     from app.services import validations as validation_service
 
@@ -430,60 +663,120 @@ def compare_page(request: Request, session: SessionDep, project_id: str,
         ids = _ids(rec, "recommendation", "rec", views.COMPARE_MIN, views.COMPARE_MAX, "to compare")
         recs = [rec_service.get_recommendation(session, project, i) for i in ids]
         # the fits the recommendations came from (only those: a fit's state can be large)
-        fits = {f.id: f for f in (session.get(Fit, i) for i in {r.fit_id for r in recs if r.fit_id is not None})
-                if f is not None and f.project_id == project.id}
+        fits = {
+            f.id: f
+            for f in (session.get(Fit, i) for i in {r.fit_id for r in recs if r.fit_id is not None})
+            if f is not None and f.project_id == project.id
+        }
         validations = validation_service.list_validations(session, project, limit=200)[0]
         table = views.comparison(project, recs, fits, validations)
         domains = [d.name for d in project.domains]
-        return _render(request, "compare.html", ctx | {"cmp": table, "page_data": {
-            "domains": domains, "mixtures": [{"label": c["label"], "mixture": c["mixture"]} for c in table["columns"]]}})
+        return _render(
+            request,
+            "compare.html",
+            ctx
+            | {
+                "cmp": table,
+                "page_data": {
+                    "domains": domains,
+                    "mixtures": [
+                        {"label": c["label"], "mixture": c["mixture"]} for c in table["columns"]
+                    ],
+                },
+            },
+        )
+
     return _page(request, session, build)
 
 
 @router.get("/projects/{project_id}/pareto", response_class=HTMLResponse)
-def pareto_page(request: Request, session: SessionDep, project_id: str,
-                fit: Annotated[str | None, Query()] = None, x: Annotated[str | None, Query()] = None,
-                y: Annotated[str | None, Query()] = None, rec: Annotated[str | None, Query()] = None) -> Response:
+def pareto_page(
+    request: Request,
+    session: SessionDep,
+    project_id: str,
+    fit: Annotated[str | None, Query()] = None,
+    x: Annotated[str | None, Query()] = None,
+    y: Annotated[str | None, Query()] = None,
+    rec: Annotated[str | None, Query()] = None,
+) -> Response:
     """The fitted model's predictions of candidate mixtures on two metrics, the non-dominated front
     highlighted, the reference (natural, or ``rec``'s reference) and the recommendations marked."""
+
     def build(token: ApiToken) -> Response:
         ctx = _project_context(session, token, project_id, "pareto")
         project = ctx["project"]
-        fits = [f for f in fit_service.list_fits(session, project, limit=100)[0] if f.status == "succeeded"]
+        fits = [
+            f
+            for f in fit_service.list_fits(session, project, limit=100)[0]
+            if f.status == "succeeded"
+        ]
         multi = [f for f in fits if len(f.target or {}) >= 2]
         chosen = None
         if fit is not None:
             wanted = _id(fit, "fit")
             chosen = next((f for f in fits if f.id == wanted), None)
             if chosen is None:
-                raise NotFound(f"fit {wanted} not found among the project's succeeded fits", field="fit")
+                raise NotFound(
+                    f"fit {wanted} not found among the project's succeeded fits", field="fit"
+                )
         elif multi:
             chosen = multi[0]
-        reference_rec = rec_service.get_recommendation(session, project, _id(rec, "recommendation")) \
-            if rec is not None else None
+        reference_rec = (
+            rec_service.get_recommendation(session, project, _id(rec, "recommendation"))
+            if rec is not None
+            else None
+        )
         view = None
         if chosen is not None:
             refs, _, _ = views.reference_mixtures(project)
-            recs = [r for r in rec_service.list_recommendations(session, project, limit=10)[0] if r.fit_id == chosen.id]
+            recs = [
+                r
+                for r in rec_service.list_recommendations(session, project, limit=10)[0]
+                if r.fit_id == chosen.id
+            ]
             view = views.pareto_view(project, chosen, refs, recs, x, y, reference_rec)
-        return _render(request, "pareto.html", ctx | {
-            "fits": [(f.id, views.fit_label(f), list(f.target)) for f in multi], "selected": chosen, "view": view,
-            "reference_rec": reference_rec, "page_data": {"pareto": view["chart"] if view else None}})
+        return _render(
+            request,
+            "pareto.html",
+            ctx
+            | {
+                "fits": [(f.id, views.fit_label(f), list(f.target)) for f in multi],
+                "selected": chosen,
+                "view": view,
+                "reference_rec": reference_rec,
+                "page_data": {"pareto": view["chart"] if view else None},
+            },
+        )
+
     return _page(request, session, build)
 
 
 @router.get("/projects/{project_id}/curves", response_class=HTMLResponse)
-def curves_page(request: Request, session: SessionDep, project_id: str,
-                runs: Annotated[list[str], Query()] = [],  # noqa: B006
-                metric: Annotated[str | None, Query()] = None, x: Annotated[str, Query()] = "steps") -> Response:
+def curves_page(
+    request: Request,
+    session: SessionDep,
+    project_id: str,
+    runs: Annotated[list[str], Query()] = [],  # noqa: B006
+    metric: Annotated[str | None, Query()] = None,
+    x: Annotated[str, Query()] = "steps",
+) -> Response:
     """Several runs' loss curves for one metric on one chart (x = steps or tokens)."""
+
     def build(token: ApiToken) -> Response:
         ctx = _project_context(session, token, project_id, "overview")
         ids = _ids(runs, "run", "runs", 1, views.MAX_OVERLAY_RUNS, "to overlay")
         view = views.curves_overlay(session, ctx["project"], ids, metric, x)
-        return _render(request, "curves.html", ctx | {"view": view, "run_ids": ",".join(map(str, ids)),
-                                                      "page_data": {"x": view["x"], "metric": view["metric"],
-                                                                    "series": view["series"]}})
+        return _render(
+            request,
+            "curves.html",
+            ctx
+            | {
+                "view": view,
+                "run_ids": ",".join(map(str, ids)),
+                "page_data": {"x": view["x"], "metric": view["metric"], "series": view["series"]},
+            },
+        )
+
     return _page(request, session, build)
 
 
@@ -498,19 +791,29 @@ def _form_error(exc: Exception, prefix: str = "") -> Invalid:
     return Invalid(str(exc))
 
 
-def _form_post(request: Request, session, csrf_token: str, build: Callable[[ApiToken], Response]) -> Response:
+def _form_post(
+    request: Request, session, csrf_token: str, build: Callable[[ApiToken], Response]
+) -> Response:
     """A dashboard form's POST: logged in, same origin and the session's CSRF token, then the
     same service call as the API (errors become the HTML error page with their status)."""
+
     def checked(token: ApiToken) -> Response:
         csrf.check(request, request.cookies.get(COOKIE) or "", form_value=csrf_token)
         return build(token)
+
     return _page(request, session, checked)
 
 
 @router.post("/projects/{project_id}/fits")
-def start_fit(request: Request, session: SessionDep, project_id: str, csrf_token: Annotated[str, Form()] = "",
-              estimator: Annotated[str, Form()] = "auto", target: Annotated[str, Form()] = "",
-              cv_folds: Annotated[str, Form()] = "5") -> Response:
+def start_fit(
+    request: Request,
+    session: SessionDep,
+    project_id: str,
+    csrf_token: Annotated[str, Form()] = "",
+    estimator: Annotated[str, Form()] = "auto",
+    target: Annotated[str, Form()] = "",
+    cv_folds: Annotated[str, Form()] = "5",
+) -> Response:
     """Start a fit from the fits page: :func:`app.services.fits.create_fit`, as ``POST /v1/.../fits``
     (write access needed); back to the fits page with the job's progress."""
     from pydantic import ValidationError
@@ -518,7 +821,9 @@ def start_fit(request: Request, session: SessionDep, project_id: str, csrf_token
     from app.schemas.fits import FitCreate
 
     def build(token: ApiToken) -> Response:
-        project = project_service.get_project(session, token, _id(project_id, "project"), write=True)
+        project = project_service.get_project(
+            session, token, _id(project_id, "project"), write=True
+        )
         body: dict[str, Any] = {"estimator": estimator.strip(), "cv_folds": cv_folds.strip() or 5}
         if target.strip():
             body["target"] = {target.strip(): 1.0}
@@ -528,16 +833,26 @@ def start_fit(request: Request, session: SessionDep, project_id: str, csrf_token
             raise _form_error(exc) from exc
         fit, job = fit_service.create_fit(session, project, data)
         enqueue_job(session, job)
-        return RedirectResponse(f"/dashboard/projects/{project.id}/fits?job={job.id}#started", status_code=303,
-                                headers=_headers())
+        return RedirectResponse(
+            f"/dashboard/projects/{project.id}/fits?job={job.id}#started",
+            status_code=303,
+            headers=_headers(),
+        )
+
     return _form_post(request, session, csrf_token, build)
 
 
 @router.post("/projects/{project_id}/recommendations")
-def start_recommendation(request: Request, session: SessionDep, project_id: str,
-                         csrf_token: Annotated[str, Form()] = "", fit_id: Annotated[str, Form()] = "",
-                         reference: Annotated[str, Form()] = "", n_boot: Annotated[str, Form()] = "20",
-                         allow_untrusted: Annotated[str, Form()] = "") -> Response:
+def start_recommendation(
+    request: Request,
+    session: SessionDep,
+    project_id: str,
+    csrf_token: Annotated[str, Form()] = "",
+    fit_id: Annotated[str, Form()] = "",
+    reference: Annotated[str, Form()] = "",
+    n_boot: Annotated[str, Form()] = "20",
+    allow_untrusted: Annotated[str, Form()] = "",
+) -> Response:
     """Recommend from a fit on the fits page (:func:`app.services.fits.create_recommendation_job`,
     as ``POST /v1/.../recommendations``), optionally against a baseline (``natural``) or an
     earlier recommendation (``rec:ID``) to beat."""
@@ -546,11 +861,16 @@ def start_recommendation(request: Request, session: SessionDep, project_id: str,
     from app.schemas.recommendations import RecommendationCreate
 
     def build(token: ApiToken) -> Response:
-        project = project_service.get_project(session, token, _id(project_id, "project"), write=True)
+        project = project_service.get_project(
+            session, token, _id(project_id, "project"), write=True
+        )
         if not fit_id.strip():
             raise Invalid("fit_id: choose the fit to recommend from", field="fit_id")
-        body: dict[str, Any] = {"fit_id": _id(fit_id.strip(), "fit"), "n_boot": n_boot.strip() or 20,
-                                "allow_untrusted": allow_untrusted in ("1", "on", "true")}
+        body: dict[str, Any] = {
+            "fit_id": _id(fit_id.strip(), "fit"),
+            "n_boot": n_boot.strip() or 20,
+            "allow_untrusted": allow_untrusted in ("1", "on", "true"),
+        }
         ref = reference.strip()
         if ref.startswith("rec:"):
             body["reference"] = {"recommendation_id": ref[4:]}
@@ -562,6 +882,10 @@ def start_recommendation(request: Request, session: SessionDep, project_id: str,
             raise _form_error(exc) from exc
         job = rec_service.create_recommendation_job(session, project, data)
         enqueue_job(session, job)
-        return RedirectResponse(f"/dashboard/projects/{project.id}/fits?job={job.id}#started", status_code=303,
-                                headers=_headers())
+        return RedirectResponse(
+            f"/dashboard/projects/{project.id}/fits?job={job.id}#started",
+            status_code=303,
+            headers=_headers(),
+        )
+
     return _form_post(request, session, csrf_token, build)

@@ -163,8 +163,9 @@ def science_constraints(
     bounds = spec.get("bounds") or {}
     epochs = epochs_per_domain(spec, domains)
     counts = None
-    if token_counts and all(c for c in token_counts):
-        counts = {d: float(c) for d, c in zip(domains, token_counts, strict=True)}
+    known = [float(c) for c in token_counts or () if c]
+    if token_counts and len(known) == len(token_counts):
+        counts = dict(zip(domains, known, strict=True))
     elif epochs is not None and spec.get("target_tokens"):
         raise Invalid(
             "max_epochs with target_tokens needs a token count for every domain",

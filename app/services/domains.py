@@ -6,10 +6,11 @@ over, and fits bring runs of older versions into their own set where that is val
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from app.schemas.domains import DomainChanges
@@ -73,7 +74,7 @@ def bump(
         .values(domain_version=expected + 1)
         .execution_options(synchronize_session=False)
     )
-    if moved.rowcount != 1:
+    if cast(CursorResult, moved).rowcount != 1:
         session.rollback()
         raise Conflict(
             f"the domain set of project {project.id} changed while this change was made (it is no longer "
@@ -150,18 +151,18 @@ def apply_changes(session: Session, project: Project, data: DomainChanges, token
                 sources.check_source(
                     part.source.model_dump(), field=f"split.{old}[{j}].source", admin=admin
                 )
-    for target, parts in data.merge.items():
-        if len(parts) < 2:
+    for target, merged in data.merge.items():
+        if len(merged) < 2:
             raise Invalid(
-                f"a merge needs at least two domains, got {parts}", field=f"merge.{target}"
+                f"a merge needs at least two domains, got {merged}", field=f"merge.{target}"
             )
-        for j, part in enumerate(parts):
-            if part not in by_name:
+        for j, part_name in enumerate(merged):
+            if part_name not in by_name:
                 raise Invalid(
-                    f"unknown domain {part!r}; the project's domains are {names}",
+                    f"unknown domain {part_name!r}; the project's domains are {names}",
                     field=f"merge.{target}[{j}]",
                 )
-            _claim(touched, part, f"merge.{target}[{j}]")
+            _claim(touched, part_name, f"merge.{target}[{j}]")
         new_name(target, f"merge.{target}")
     for i, spec in enumerate(data.add):
         new_name(spec.name, f"add[{i}].name")
@@ -185,18 +186,19 @@ def apply_changes(session: Session, project: Project, data: DomainChanges, token
                 rows.append(domain_row(0, spec))
         elif d.name in first_part:
             target = first_part[d.name]
-            parts = [by_name[p] for p in data.merge[target]]
-            counts = [p.token_count for p in parts]
-            if all(c is not None for c in counts) and sum(counts) > 2**63 - 1:
+            merging = [by_name[p] for p in data.merge[target]]
+            counts = [p.token_count for p in merging]
+            known = [c for c in counts if c is not None]
+            if len(known) == len(counts) and sum(known) > 2**63 - 1:
                 raise Invalid(
                     f"the token counts of {data.merge[target]} sum past the 64-bit range",
                     field=f"merge.{target}",
                 )
-            groups = {p.group_path for p in parts}
+            groups = {p.group_path for p in merging}
             rows.append(
                 Domain(
                     name=target,
-                    token_count=sum(counts) if all(c is not None for c in counts) else None,
+                    token_count=sum(known) if len(known) == len(counts) else None,
                     group_path=groups.pop() if len(groups) == 1 else None,
                 )
             )
@@ -209,8 +211,8 @@ def apply_changes(session: Session, project: Project, data: DomainChanges, token
         )
     check_domain_count(len(rows), field="add")
     new_names = [r.name for r in rows]
-    spec, dropped = trim_constraints(project, new_names, declared_groups(rows))
-    check_constraints(spec, new_names, declared_groups(rows))
+    trimmed, dropped = trim_constraints(project, new_names, declared_groups(rows))
+    check_constraints(trimmed, new_names, declared_groups(rows))
     gone = sorted(set(names) - set(new_names))
     warnings = [
         f"the objective's metric {m!r} is about {d!r}, which left the domain set"
@@ -227,7 +229,7 @@ def apply_changes(session: Session, project: Project, data: DomainChanges, token
         "constraints_dropped": dropped,
         "warnings": warnings,
     }
-    project.constraints = spec.model_dump()
+    project.constraints = trimmed.model_dump()
     row = bump(session, project, current, rows, changes)
     session.commit()
     session.refresh(row)
@@ -347,11 +349,13 @@ def map_runs(
     notes: list[str] = []
     for v in sorted(groups):
         idx = groups[v]
-        status, reasons = ["reused"] * len(idx), [None] * len(idx)
+        status: list[str] = ["reused"] * len(idx)
+        reasons: list[str | None] = [None] * len(idx)
         if v == version:
             X = np.array([[runs[i].mixture.get(d, 0.0) for d in domains] for i in idx], dtype=float)
         elif mode == "current":
-            status, reasons = ["dropped"] * len(idx), ["domain_versions is current"] * len(idx)
+            status = ["dropped"] * len(idx)
+            reasons = ["domain_versions is current"] * len(idx)
         elif v > version:
             status = ["dropped"] * len(idx)
             reasons = [f"stored on domain-set version {v}, newer than the fit's ({version})"] * len(
@@ -359,10 +363,8 @@ def map_runs(
             )
         elif any(t not in sets for t in range(v, version + 1)):
             missing = [t for t in range(v, version + 1) if t not in sets]
-            status, reasons = (
-                ["dropped"] * len(idx),
-                [f"no record of domain-set version(s) {missing}"] * len(idx),
-            )
+            status = ["dropped"] * len(idx)
+            reasons = [f"no record of domain-set version(s) {missing}"] * len(idx)
         else:
             names = [d["name"] for d in sets[v].domains]
             X = np.array([[runs[i].mixture.get(d, 0.0) for d in names] for i in idx], dtype=float)

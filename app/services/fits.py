@@ -34,9 +34,9 @@ def known_estimators() -> list[str]:
 
 def estimator_catalogue() -> list[dict[str, Any]]:
     """Each estimator with its parameters (type, default, meaning, range) and its run needs."""
-    from mixopt.mixing import service_api
+    from mixopt.mixing import pipeline  # lazy: mixopt.mixing loads every estimator
 
-    return service_api.estimator_catalogue()
+    return pipeline.estimator_catalogue()
 
 
 def check_estimator(name: str, field: str = "estimator") -> None:
@@ -47,9 +47,9 @@ def check_estimator(name: str, field: str = "estimator") -> None:
 
 def check_params(name: str, params: dict[str, Any] | None, field: str = "params") -> None:
     """Unknown or out-of-range estimator parameters: 422 naming each one (never a failed job)."""
-    from mixopt.mixing import service_api
+    from mixopt.mixing import pipeline  # lazy: mixopt.mixing loads every estimator
 
-    errors = service_api.validate_params(name, params)
+    errors = pipeline.validate_params(name, params)
     if errors:
         raise Invalid("; ".join(errors), field=field)
 
@@ -331,13 +331,13 @@ def predict(
             for i, m in enumerate(mixtures)
         ]
     )
-    from mixopt.mixing import service_api
+    from mixopt.mixing import pipeline  # lazy: mixopt.mixing loads every estimator
 
     scale = dict(fit.scale) if fit.scale else None
     chain = chain_summary(fit)
     steps = None
     differ = scale_mismatch(fit, target_scale)
-    if differ:
+    if differ and target_scale is not None:
         if fit.state.get("estimator") == "bimix" and differ == ["train_steps"]:
             steps = float(target_scale["train_steps"])
             scale = dict(scale or {}, train_steps=target_scale["train_steps"])
@@ -349,7 +349,7 @@ def predict(
                 field="target_scale",
             )
     weights = [fit.target[t] for t in fit.target]
-    out = service_api.predict(fit.state, X, objective_weights=weights, steps=steps)
+    out = pipeline.predict(fit.state, X, objective_weights=weights, steps=steps)
     return {
         "fit_id": fit.id,
         "targets": list(fit.target),

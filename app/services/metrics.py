@@ -32,6 +32,8 @@ def job_metrics() -> dict[str, Any]:
             )
         )
         for kind, start, end in rows:
+            if start is None or end is None:  # filtered out by the query; narrows the types
+                continue
             if end.tzinfo is None or start.tzinfo is None:
                 start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
             durations.setdefault(kind, []).append(max(0.0, (end - start).total_seconds()))

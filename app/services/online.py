@@ -338,7 +338,7 @@ def remix(session: Session, session_id: int) -> int | None:
 
 def _remix_once(session: Session, session_id: int) -> int | None:
     q = select(OnlineSession).where(OnlineSession.id == session_id)
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         q = q.with_for_update()
     row = session.scalar(q)
     if row is None or row.status != "active":

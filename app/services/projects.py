@@ -118,11 +118,9 @@ def update_project(
                 row.token_count = spec.token_count
                 row.token_count_measured = False
             row.source = spec.source.model_dump() if spec.source else None
-            row.trainer_paths, row.documents, row.group_path = (
-                spec.trainer_paths,
-                spec.documents,
-                spec.group,
-            )
+            paths = spec.trainer_paths
+            row.trainer_paths = None if paths is None else {str(k): v for k, v in paths.items()}
+            row.documents, row.group_path = spec.documents, spec.group
             rows.append(row)
         if set(new_names) != set(names):  # membership changed: a new version of the domain set
             added = [n for n in new_names if n not in names]

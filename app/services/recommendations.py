@@ -181,7 +181,7 @@ def baselines(project: Project) -> dict[str, Any]:
     """Natural, uniform, temperature and UniMax mixtures (closed form, no fitting)."""
     # lazy: mixopt.mixing loads every estimator (~1.5 s)
     from mixopt.mixing import baselines as science_baselines
-    from mixopt.mixing import service_api
+    from mixopt.mixing import pipeline  # lazy: mixopt.mixing loads every estimator
 
     domains = [d.name for d in project.domains]
     if not domains:
@@ -192,9 +192,9 @@ def baselines(project: Project) -> dict[str, Any]:
     if all(c for c in counts):
         constraints = science_constraints(project.constraints or {}, domains, counts)
         try:
-            vectors = service_api.baseline_mixtures(counts, constraints)
+            vectors = pipeline.baseline_mixtures(counts, constraints)
         except ValueError as exc:  # e.g. UniMax cannot fill the budget within the epoch caps
-            vectors = service_api.baseline_mixtures(counts, {})
+            vectors = pipeline.baseline_mixtures(counts, {})
             unavailable["unimax"] = str(exc)
         if "unimax" not in vectors and "unimax" not in unavailable:
             unavailable["unimax"] = "needs constraints.target_tokens and constraints.max_epochs"

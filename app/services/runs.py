@@ -138,7 +138,7 @@ def _retired_weight(project: Project, mixture: dict[str, float], field: str) -> 
 def insert_runs(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """Bulk insert (one statement per chunk) and return the new ids in input order."""
     ids: list[int] = []
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         # take the ids from the sequence first: a plain executemany is ~3x faster than RETURNING
         ids = list(
             session.scalars(

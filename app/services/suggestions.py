@@ -41,7 +41,7 @@ def design_mixtures(
 ) -> list[list[float]]:
     """Mixtures for new runs: a RegMix swarm (Dirichlet around the tempered token prior),
     its space-filling variant, or GP expected improvement once runs exist (``ei``)."""
-    from mixopt.mixing import design, service_api  # lazy: mixopt.mixing loads every estimator
+    from mixopt.mixing import design, pipeline  # lazy: mixopt.mixing loads every estimator
 
     if strategy == "hierarchical":  # group share first, then within the group
         try:
@@ -57,7 +57,7 @@ def design_mixtures(
         except ValueError as exc:
             raise Invalid(f"cannot design {count} runs: {exc}", field="count") from None
     if strategy == "ei":
-        return service_api.suggest(
+        return pipeline.suggest(
             count,
             domains=domains,
             prior=prior,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.schemas.validations import ValidationCreate
@@ -28,7 +29,7 @@ from app.services.recommendations import baselines
 from app.services.runs import validate_mixture
 from app.services.swarms import check_trainable
 from app.store.models import Job, Project, Recommendation, Run, RunTag, Validation
-from mixopt.mixing.compare import CONFIDENCE, paired_comparison  # noqa: F401  (the statistics live in mixopt)
+from mixopt.mixing.compare import paired_comparison
 
 #: baseline aliases: "stratified" is the online-mixing papers' name for uniform; "entropy" is
 #: BiMix's recommended (conditional entropy) training-free mixture
@@ -103,12 +104,12 @@ def _resolve(
                 "label": spec.label or f"mixture {i}",
                 "source": "explicit",
                 "mixture": validate_mixture(
-                    spec.mixture, domains, normalize=True, field=f"{field}.mixture"
+                    spec.mixture or {}, domains, normalize=True, field=f"{field}.mixture"
                 ),
                 "reference": bool(spec.reference),
             }
         out.append(item)
-    labels = [m["label"] for m in out]
+    labels = [str(m["label"]) for m in out]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise Invalid(
@@ -188,9 +189,8 @@ def create_validation(
         queue=data.queue,
     )
     v.job_id = job.id
-    for row in run_ids:
-        for rid in row:
-            session.get(Run, rid).job_id = job.id
+    ids = [rid for row in run_ids for rid in row]
+    session.execute(update(Run).where(Run.id.in_(ids)).values(job_id=job.id))
     session.commit()
     return v, job
 

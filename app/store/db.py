@@ -20,7 +20,9 @@ def make_engine(url: str) -> Engine:
             from pathlib import Path
 
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **_pool_args())
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **_pool_args()
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -40,7 +42,11 @@ def _pool_args() -> dict:
     plus headroom for the embedded worker's threads and background work; a request that still
     finds no connection within ``MIXOPT_DB_POOL_TIMEOUT`` is a 503 with Retry-After."""
     s = get_settings()
-    return {"pool_size": s.request_threads, "max_overflow": s.db_max_overflow, "pool_timeout": s.db_pool_timeout}
+    return {
+        "pool_size": s.request_threads,
+        "max_overflow": s.db_max_overflow,
+        "pool_timeout": s.db_pool_timeout,
+    }
 
 
 @lru_cache

@@ -78,7 +78,10 @@ class Project(Base):
     domain_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     domains: Mapped[list[Domain]] = relationship(
-        back_populates="project", order_by="Domain.position", cascade="all, delete-orphan", lazy="selectin"
+        back_populates="project",
+        order_by="Domain.position",
+        cascade="all, delete-orphan",
+        lazy="selectin",
     )
 
 
@@ -87,7 +90,9 @@ class Domain(Base):
     __table_args__ = (UniqueConstraint("project_id", "name", name="uq_domain_project_name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
     position: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(200))
     #: tokens available for training (declared by the user, or measured by ingestion)
@@ -113,10 +118,14 @@ class DomainSet(Base):
     domains live on in the versions they belonged to; runs record the version they used."""
 
     __tablename__ = "domain_set"
-    __table_args__ = (UniqueConstraint("project_id", "version", name="uq_domain_set_project_version"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "version", name="uq_domain_set_project_version"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
     version: Mapped[int] = mapped_column(Integer)
     #: [{"name", "token_count", "group"}] in the project's order
     domains: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
@@ -144,7 +153,9 @@ class Run(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str | None] = mapped_column(String(200))
     #: identifier in the source the run came from (RegMix ``index``, olmix ``run``)
     external_id: Mapped[str | None] = mapped_column(String(200))
@@ -168,7 +179,9 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     #: the version of the project's domain set the mixture is over (``DomainSet.version``)
-    domain_version: Mapped[int] = mapped_column(Integer, default=_current_domain_version, server_default="1")
+    domain_version: Mapped[int] = mapped_column(
+        Integer, default=_current_domain_version, server_default="1"
+    )
 
 
 class RunTag(Base):
@@ -200,7 +213,9 @@ class Job(Base):
     __table_args__ = (Index("ix_job_state", "state"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
-    project_id: Mapped[int | None] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(32))
     #: pending | running | succeeded | failed | cancelled
     state: Mapped[str] = mapped_column(String(16), default="pending")
@@ -255,7 +270,9 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    project_links: Mapped[list[TokenProject]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    project_links: Mapped[list[TokenProject]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
 
     @property
     def project_ids(self) -> list[int]:
@@ -267,8 +284,12 @@ class TokenProject(Base):
 
     __tablename__ = "token_project"
 
-    token_id: Mapped[int] = mapped_column(ForeignKey("api_token.id", ondelete="CASCADE"), primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), primary_key=True, index=True)
+    token_id: Mapped[int] = mapped_column(
+        ForeignKey("api_token.id", ondelete="CASCADE"), primary_key=True
+    )
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class IdempotencyRecord(Base):
@@ -295,7 +316,9 @@ class Fit(Base):
     __tablename__ = "fit"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)
     estimator: Mapped[str] = mapped_column(String(64))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -335,8 +358,12 @@ class Recommendation(Base):
     __tablename__ = "recommendation"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
-    fit_id: Mapped[int | None] = mapped_column(ForeignKey("fit.id", ondelete="SET NULL"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
+    fit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("fit.id", ondelete="SET NULL"), index=True
+    )
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)
     #: estimator name, or baseline:<name>
     source: Mapped[str] = mapped_column(String(64))
@@ -358,7 +385,9 @@ class OnlineSession(Base):
     __tablename__ = "online_session"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str | None] = mapped_column(String(200))
     algorithm: Mapped[str] = mapped_column(String(32))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -389,7 +418,9 @@ class OnlineObservation(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    session_id: Mapped[int] = mapped_column(ForeignKey("online_session.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("online_session.id", ondelete="CASCADE"), index=True
+    )
     step: Mapped[int] = mapped_column(Integer)
     tokens: Mapped[int | None] = mapped_column(BigInteger)
     train_losses: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
@@ -403,10 +434,14 @@ class OnlineWeights(Base):
     """Every version of a session's weights: the trajectory."""
 
     __tablename__ = "online_weights"
-    __table_args__ = (UniqueConstraint("session_id", "version", name="uq_online_weights_session_version"),)
+    __table_args__ = (
+        UniqueConstraint("session_id", "version", name="uq_online_weights_session_version"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    session_id: Mapped[int] = mapped_column(ForeignKey("online_session.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("online_session.id", ondelete="CASCADE"), index=True
+    )
     version: Mapped[int] = mapped_column(Integer)
     step: Mapped[int] = mapped_column(Integer)
     weights: Mapped[dict[str, float]] = mapped_column(JSON)
@@ -421,7 +456,9 @@ class Validation(Base):
     __tablename__ = "validation"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)
     #: pending | running | succeeded | failed | cancelled
     status: Mapped[str] = mapped_column(String(16), default="pending")

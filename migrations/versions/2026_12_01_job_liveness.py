@@ -19,7 +19,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("job", schema=None) as batch_op:
         batch_op.add_column(sa.Column("task_id", sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True)
+        )
         batch_op.add_column(sa.Column("sends", sa.Integer(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(

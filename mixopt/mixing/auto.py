@@ -64,13 +64,23 @@ class AutoEstimator(MixingEstimator):
     fidelity_protocol: ClassVar[str] = "nested_cv"
     selects_estimator: ClassVar[bool] = True
     param_specs: ClassVar[dict[str, ParamSpec]] = {
-        "candidates": ParamSpec("str_list", "estimators to try; null: every registered one", nullable=True),
-        "candidate_params": ParamSpec("dict", "{estimator: {param: value}} for the candidates", nullable=True),
-        "cv_folds": ParamSpec("int", "folds of the selection CV (the service sets the fit's cv_folds)", 2, 20),
-        "random_state": ParamSpec("int", "seed of the CV split (the service sets the fit's random_state)",
-                                  0, 2**31 - 1),
-        "criterion": ParamSpec("str", "auto: cross-scale when the target lies beyond the runs, else CV",
-                               choices=("auto", "cv", "cross_scale")),
+        "candidates": ParamSpec(
+            "str_list", "estimators to try; null: every registered one", nullable=True
+        ),
+        "candidate_params": ParamSpec(
+            "dict", "{estimator: {param: value}} for the candidates", nullable=True
+        ),
+        "cv_folds": ParamSpec(
+            "int", "folds of the selection CV (the service sets the fit's cv_folds)", 2, 20
+        ),
+        "random_state": ParamSpec(
+            "int", "seed of the CV split (the service sets the fit's random_state)", 0, 2**31 - 1
+        ),
+        "criterion": ParamSpec(
+            "str",
+            "auto: cross-scale when the target lies beyond the runs, else CV",
+            choices=("auto", "cv", "cross_scale"),
+        ),
     }
 
     def __init__(
@@ -104,7 +114,10 @@ class AutoEstimator(MixingEstimator):
                 elif not isinstance(sub, dict):
                     errors.append(f"candidate_params.{name}: must be an object")
                 else:
-                    errors += [f"candidate_params.{name}.{e}" for e in ESTIMATORS[name].validate_params(sub)]
+                    errors += [
+                        f"candidate_params.{name}.{e}"
+                        for e in ESTIMATORS[name].validate_params(sub)
+                    ]
         return errors
 
     @property
@@ -119,15 +132,18 @@ class AutoEstimator(MixingEstimator):
         return 4
 
     @classmethod
-    def pipeline_params(cls, params: dict[str, Any], *, cv_folds: int, random_state: int) -> dict[str, Any]:
+    def pipeline_params(
+        cls, params: dict[str, Any], *, cv_folds: int, random_state: int
+    ) -> dict[str, Any]:
         """The selection uses the fit's folds and seed unless the caller set them."""
         out = dict(params)
         out.setdefault("cv_folds", int(cv_folds))
         out.setdefault("random_state", int(random_state))
         return out
 
-    def selection_context(self, *, objective_weights: Any, groups: Any, progress: Any,
-                          cross_scale_fn: Any) -> dict[str, Any]:
+    def selection_context(
+        self, *, objective_weights: Any, groups: Any, progress: Any, cross_scale_fn: Any
+    ) -> dict[str, Any]:
         out = {"objective_weights": objective_weights, "groups": groups, "progress": progress}
         if cross_scale_fn is not None:
             out["cross_scale_fn"] = cross_scale_fn
@@ -148,22 +164,33 @@ class AutoEstimator(MixingEstimator):
         return self.estimator_.law_summary()
 
     def selection_summary(self) -> str | None:
-        return (f"auto chose {self.chosen_} by {'cross-scale' if self.criterion_ != 'cv' else 'CV'} "
-                "Spearman; its fidelity is a nested CV (the selection inside each outer fold)")
+        return (
+            f"auto chose {self.chosen_} by {'cross-scale' if self.criterion_ != 'cv' else 'CV'} "
+            "Spearman; its fidelity is a nested CV (the selection inside each outer fold)"
+        )
 
     def selection_notes(self) -> list[str]:
-        return [f"{r['name']}: {r['status']} spearman={r.get('spearman')} mae={r.get('mae')} {r.get('reason', '')}"
-                for r in self.table_]
+        return [
+            f"{r['name']}: {r['status']} spearman={r.get('spearman')} mae={r.get('mae')} {r.get('reason', '')}"
+            for r in self.table_
+        ]
 
     def selected_cross_scale(self) -> dict[str, Any] | None:
         if self.criterion_ != "cross_scale":
             return None
         row = next(r for r in self.table_ if r["name"] == self.chosen_)
-        return dict(row["cross_scale"], selection=True,
-                    note="the chosen estimator's cross-scale score is also its selection score (optimistic)")
+        return dict(
+            row["cross_scale"],
+            selection=True,
+            note="the chosen estimator's cross-scale score is also its selection score (optimistic)",
+        )
 
     def _names(self) -> list[str]:
-        names = self.candidates if self.candidates is not None else sorted(n for n in ESTIMATORS if n != "auto")
+        names = (
+            self.candidates
+            if self.candidates is not None
+            else sorted(n for n in ESTIMATORS if n != "auto")
+        )
         return [n for n in names if n != "auto"]
 
     def fit(self, X: Any, Y: Any, **context: Any) -> AutoEstimator:
@@ -181,22 +208,52 @@ class AutoEstimator(MixingEstimator):
             est = get_estimator(name, **params)
             t0 = time.perf_counter()
             try:
-                cv = cross_validate(est, X, Y, objective_weights=weights, n_folds=self.cv_folds,
-                                    random_state=self.random_state, groups=groups,
-                                    progress=scaled(progress, ci / len(names), (ci + 1) / len(names)), **context)
-            except (ValueError, ImportError, np.linalg.LinAlgError) as exc:  # InsufficientDataError is a ValueError
-                rows.append({"name": name, "status": "skipped", "reason": str(exc),
-                             "fit_s": time.perf_counter() - t0})
+                cv = cross_validate(
+                    est,
+                    X,
+                    Y,
+                    objective_weights=weights,
+                    n_folds=self.cv_folds,
+                    random_state=self.random_state,
+                    groups=groups,
+                    progress=scaled(progress, ci / len(names), (ci + 1) / len(names)),
+                    **context,
+                )
+            except (
+                ValueError,
+                ImportError,
+                np.linalg.LinAlgError,
+            ) as exc:  # InsufficientDataError is a ValueError
+                rows.append(
+                    {
+                        "name": name,
+                        "status": "skipped",
+                        "reason": str(exc),
+                        "fit_s": time.perf_counter() - t0,
+                    }
+                )
                 continue
             m = cv["pooled"]
-            rows.append({"name": name, "status": "ok", "spearman": m["spearman"], "pearson": m["pearson"],
-                         "mae": m["mae"], "r2": m["r2"], "regret": m["regret"],
-                         "fit_s": time.perf_counter() - t0, "reason": ""})
+            rows.append(
+                {
+                    "name": name,
+                    "status": "ok",
+                    "spearman": m["spearman"],
+                    "pearson": m["pearson"],
+                    "mae": m["mae"],
+                    "r2": m["r2"],
+                    "regret": m["regret"],
+                    "fit_s": time.perf_counter() - t0,
+                    "reason": "",
+                }
+            )
             results[name] = cv
         ok = [r for r in rows if r["status"] == "ok"]
         if not ok:
-            raise ValueError("auto: no candidate estimator could be fitted: "
-                             + "; ".join(f"{r['name']}: {r['reason']}" for r in rows))
+            raise ValueError(
+                "auto: no candidate estimator could be fitted: "
+                + "; ".join(f"{r['name']}: {r['reason']}" for r in rows)
+            )
 
         # a candidate whose CV error is far above the best one's ranks last whatever its rank
         # correlation: with few runs a law can order held-out runs by luck while predicting
@@ -204,42 +261,65 @@ class AutoEstimator(MixingEstimator):
         self.criterion_ = "cv"
         if cross_fn is not None and self.criterion in ("auto", "cross_scale"):
             for r in ok:
-                cs = cross_fn(get_estimator(r["name"], **(self.candidate_params or {}).get(r["name"], {})))
-                r["cross_scale"] = {k: cs.get(k) for k in ("status", "spearman", "mae", "mean_rel_error", "reason")}
+                cs = cross_fn(
+                    get_estimator(r["name"], **(self.candidate_params or {}).get(r["name"], {}))
+                )
+                r["cross_scale"] = {
+                    k: cs.get(k) for k in ("status", "spearman", "mae", "mean_rel_error", "reason")
+                }
             if all(r["cross_scale"]["status"] == "ok" for r in ok):
                 self.criterion_ = "cross_scale"
         if self.criterion == "cross_scale" and self.criterion_ != "cross_scale":
-            raise ValueError("auto: criterion cross_scale, but the extrapolation cannot be tested on these runs: "
-                             + "; ".join(str(r.get("cross_scale", {}).get("reason")) for r in ok[:1]))
+            raise ValueError(
+                "auto: criterion cross_scale, but the extrapolation cannot be tested on these runs: "
+                + "; ".join(str(r.get("cross_scale", {}).get("reason")) for r in ok[:1])
+            )
         label = "CV" if self.criterion_ == "cv" else "cross-scale"
 
         def metric(r, k):
             return r[k] if self.criterion_ == "cv" else r["cross_scale"][k]
 
-        maes = [metric(r, "mae") for r in ok if metric(r, "mae") is not None and np.isfinite(metric(r, "mae"))]
+        maes = [
+            metric(r, "mae")
+            for r in ok
+            if metric(r, "mae") is not None and np.isfinite(metric(r, "mae"))
+        ]
         best_mae = min(maes) if maes else None
 
         def unreliable(r) -> bool:
             m = metric(r, "mae")
-            return best_mae is not None and (m is None or not np.isfinite(m) or m > MAE_GUARD * best_mae)
+            return best_mae is not None and (
+                m is None or not np.isfinite(m) or m > MAE_GUARD * best_mae
+            )
 
         def key(r):
             s = metric(r, "spearman")
             m = metric(r, "mae")
-            return (unreliable(r), -(s if s is not None else -np.inf), m if m is not None else np.inf)
+            return (
+                unreliable(r),
+                -(s if s is not None else -np.inf),
+                m if m is not None else np.inf,
+            )
 
         ok.sort(key=key)
         for rank, r in enumerate(ok, 1):
             r["rank"] = rank
             if unreliable(r):
-                r["reason"] = f"{label} MAE more than {MAE_GUARD:g}x the best candidate's: predictions not trusted"
+                r["reason"] = (
+                    f"{label} MAE more than {MAE_GUARD:g}x the best candidate's: predictions not trusted"
+                )
             else:
-                r["reason"] = (f"chosen: best {label} Spearman" if rank == 1
-                               else f"lower {label} Spearman (ties: higher MAE)")
+                r["reason"] = (
+                    f"chosen: best {label} Spearman"
+                    if rank == 1
+                    else f"lower {label} Spearman (ties: higher MAE)"
+                )
         self.table_ = ok + [r for r in rows if r["status"] != "ok"]
         self.chosen_ = ok[0]["name"]
         self.cv_ = results[self.chosen_]
-        self.estimator_ = get_estimator(self.chosen_, **(self.candidate_params or {}).get(self.chosen_, {}))
+        self.estimator_ = get_estimator(
+            self.chosen_, **(self.candidate_params or {}).get(self.chosen_, {})
+        )
         self.estimator_.fit(X, Y, **context)
         self.n_domains_ = X.shape[1]
         report(progress, 1.0, f"auto chose {self.chosen_}")
@@ -261,8 +341,14 @@ class AutoEstimator(MixingEstimator):
 
     def _state(self) -> dict[str, Any]:
         cv = {k: v for k, v in self.cv_.items()}
-        return {"n_domains": self.n_domains_, "chosen": self.chosen_, "table": self.table_,
-                "criterion": self.criterion_, "cv": cv, "chosen_state": self.estimator_.to_state()}
+        return {
+            "n_domains": self.n_domains_,
+            "chosen": self.chosen_,
+            "table": self.table_,
+            "criterion": self.criterion_,
+            "cv": cv,
+            "chosen_state": self.estimator_.to_state(),
+        }
 
     def _load(self, state: dict[str, Any]) -> None:
         self.n_domains_ = int(state["n_domains"])

@@ -49,8 +49,12 @@ class ParamSpec:
     nullable: bool = False
 
     def describe(self, default: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.kind, "default": _jsonable(default), "meaning": self.doc,
-                               "nullable": self.nullable}
+        out: dict[str, Any] = {
+            "type": self.kind,
+            "default": _jsonable(default),
+            "meaning": self.doc,
+            "nullable": self.nullable,
+        }
         if self.low is not None or self.high is not None:
             out["range"] = [self.low, self.high]
         if self.choices is not None:
@@ -68,7 +72,9 @@ class ParamSpec:
 def _check_number(spec: ParamSpec, name: str, value: Any) -> str | None:
     ok_type = isinstance(value, int) if spec.kind == "int" else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type:
-        return f"{name}: must be {'an integer' if spec.kind == 'int' else 'a number'}, got {value!r}"
+        return (
+            f"{name}: must be {'an integer' if spec.kind == 'int' else 'a number'}, got {value!r}"
+        )
     if not np.isfinite(float(value)):
         return f"{name}: must be finite"
     if spec.low is not None and value < spec.low:
@@ -104,7 +110,10 @@ def _check_dict(spec: ParamSpec, name: str, value: Any) -> str | None:
 
 #: the check of each ParamSpec kind (``int`` and ``float`` share ``number``)
 _KIND_CHECKS: dict[str, Callable[[ParamSpec, str, Any], str | None]] = {
-    "number": _check_number, "bool": _check_bool, "str": _check_str, "str_list": _check_str_list,
+    "number": _check_number,
+    "bool": _check_bool,
+    "str": _check_str,
+    "str_list": _check_str_list,
     "dict": _check_dict,
 }
 
@@ -196,19 +205,24 @@ class MixingEstimator:
         return 2 * max(1, cls.required_runs(n_domains))
 
     @classmethod
-    def pipeline_params(cls, params: dict[str, Any], *, cv_folds: int, random_state: int) -> dict[str, Any]:
+    def pipeline_params(
+        cls, params: dict[str, Any], *, cv_folds: int, random_state: int
+    ) -> dict[str, Any]:
         """Hyper-parameters the pipeline fits with, given the fit's CV settings (default:
         ``params`` unchanged; a selecting estimator takes the folds and seed)."""
         return dict(params)
 
     @classmethod
-    def native_target(cls, target_scale: dict[str, Any] | None, model_params: Any) -> NativeTarget | None:
+    def native_target(
+        cls, target_scale: dict[str, Any] | None, model_params: Any
+    ) -> NativeTarget | None:
         """How the estimator answers at ``target_scale`` by itself, or None when the nested
         pipeline must extrapolate first (``scale_handling == "nested"``: always None)."""
         return None
 
-    def selection_context(self, *, objective_weights: Any, groups: Any, progress: Any,
-                          cross_scale_fn: Any) -> dict[str, Any]:
+    def selection_context(
+        self, *, objective_weights: Any, groups: Any, progress: Any, cross_scale_fn: Any
+    ) -> dict[str, Any]:
         """Extra fit context a selecting estimator uses (default: none)."""
         return {}
 
@@ -317,7 +331,11 @@ class MixingEstimator:
 
     def to_state(self) -> dict[str, Any]:
         self.check_is_fitted()
-        return {"estimator": self.name, "params": _jsonable(self.get_params()), "fitted": _jsonable(self._state())}
+        return {
+            "estimator": self.name,
+            "params": _jsonable(self.get_params()),
+            "fitted": _jsonable(self._state()),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
@@ -342,9 +360,7 @@ class MixingEstimator:
             raise ValueError("mixture weights must be >= 0")
         need = self.required_runs(X.shape[1])
         if X.shape[0] < need:
-            raise InsufficientDataError(
-                f"{self.name} needs at least {need} runs, got {X.shape[0]}"
-            )
+            raise InsufficientDataError(f"{self.name} needs at least {need} runs, got {X.shape[0]}")
         return X, Y
 
 

@@ -54,8 +54,10 @@ def cap_and_redistribute(weights: Any, caps: Any) -> np.ndarray:
     w = np.asarray(weights, dtype=float).copy()
     caps = np.asarray(caps, dtype=float)
     if caps.sum() < 1.0 - 1e-12:
-        raise ValueError(f"caps sum to {caps.sum():.4g} < 1: not enough tokens for the budget "
-                         "(raise max_epochs or lower target_tokens)")
+        raise ValueError(
+            f"caps sum to {caps.sum():.4g} < 1: not enough tokens for the budget "
+            "(raise max_epochs or lower target_tokens)"
+        )
     w = w / w.sum()
     fixed = np.zeros(w.size, dtype=bool)
     for _ in range(w.size + 1):
@@ -72,8 +74,12 @@ def cap_and_redistribute(weights: Any, caps: Any) -> np.ndarray:
     return w
 
 
-def temperature_mixture(token_counts: Any, temperature: float, target_tokens: float | None = None,
-                        max_epochs: float | None = None) -> np.ndarray:
+def temperature_mixture(
+    token_counts: Any,
+    temperature: float,
+    target_tokens: float | None = None,
+    max_epochs: float | None = None,
+) -> np.ndarray:
     """Temperature sampling ``w_i ∝ n_i^(1/T)`` (T = 1 natural, T -> inf uniform), optionally
     with UniMax-style epoch caps (``target_tokens`` and ``max_epochs``) and the excess
     redistributed to the uncapped domains."""
@@ -99,8 +105,10 @@ def unimax_mixture(token_counts: Any, target_tokens: float, max_epochs: float) -
     n = _counts(token_counts)
     caps = epoch_caps(n, target_tokens, max_epochs) * float(target_tokens)  # in tokens
     if caps.sum() < float(target_tokens) * (1 - 1e-12):
-        raise ValueError(f"{max_epochs} epochs of all domains give {caps.sum():.4g} tokens < "
-                         f"target_tokens {float(target_tokens):.4g}")
+        raise ValueError(
+            f"{max_epochs} epochs of all domains give {caps.sum():.4g} tokens < "
+            f"target_tokens {float(target_tokens):.4g}"
+        )
     order = np.argsort(n, kind="stable")
     budget = float(target_tokens)
     alloc = np.zeros(n.size)
@@ -170,7 +178,9 @@ class Temperature(BaselineRecommender):
 
     def recommend(self, token_counts, target_tokens=None):
         if self.max_epochs is not None and target_tokens is not None:
-            return temperature_mixture(token_counts, self.temperature, target_tokens, self.max_epochs)
+            return temperature_mixture(
+                token_counts, self.temperature, target_tokens, self.max_epochs
+            )
         return temperature_mixture(token_counts, self.temperature)
 
 

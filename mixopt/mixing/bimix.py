@@ -77,17 +77,20 @@ def _objective(theta, lr, ls, y, delta):
     pred = base * (1.0 + u)
     res = pred - y
     psi = np.clip(res, -delta, delta)
-    g = np.array([
-        np.sum(psi * pred),
-        np.sum(psi * -pred * lr),
-        np.sum(psi * base * u),
-        np.sum(psi * -base * u * ls),
-    ])
+    g = np.array(
+        [
+            np.sum(psi * pred),
+            np.sum(psi * -pred * lr),
+            np.sum(psi * base * u),
+            np.sum(psi * -base * u * ls),
+        ]
+    )
     return float(np.sum(_huber(res, delta))), g
 
 
-def fit_bimix_domain(r: np.ndarray, s: np.ndarray, y: np.ndarray, *, delta: float,
-                     n_refine: int = 4) -> tuple[np.ndarray, float]:
+def fit_bimix_domain(
+    r: np.ndarray, s: np.ndarray, y: np.ndarray, *, delta: float, n_refine: int = 4
+) -> tuple[np.ndarray, float]:
     """Fit ``(log A, alpha, log B, beta)`` of one domain; returns ``(theta, huber)``."""
     lr, ls, ly = np.log(r), np.log(s), np.log(y)
     ls_ref = float(np.mean(ls))
@@ -109,9 +112,15 @@ def fit_bimix_domain(r: np.ndarray, s: np.ndarray, y: np.ndarray, *, delta: floa
     best_f, best = np.inf, None
     for k in np.argsort(score)[: max(1, n_refine)]:
         theta0 = np.array([la[k], alpha[k], lb[k], bb[k]])
-        res = minimize(_objective, theta0, args=(lr, ls, y, delta), jac=True, method="L-BFGS-B",
-                       bounds=[(None, None), (0.0, 5.0), (None, None), (1e-3, 5.0)],
-                       options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-10})
+        res = minimize(
+            _objective,
+            theta0,
+            args=(lr, ls, y, delta),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(None, None), (0.0, 5.0), (None, None), (1e-3, 5.0)],
+            options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-10},
+        )
         if np.all(np.isfinite(res.x)) and res.fun < best_f:
             best_f, best = float(res.fun), res.x
     assert best is not None
@@ -159,10 +168,17 @@ class BiMix(MixingEstimator):
     scale_handling: ClassVar[str] = "native_steps"
     predicts_at_steps: ClassVar[bool] = True
     param_specs: ClassVar[dict[str, ParamSpec]] = {
-        "target_steps": ParamSpec("float", "steps (or tokens) at which predict evaluates the law; "
-                                  "null: the largest seen (the service sets it from target_scale)",
-                                  1e-9, 1e18, nullable=True),
-        "target_domains": ParamSpec("dict", "{target metric: domain} when names do not match", nullable=True),
+        "target_steps": ParamSpec(
+            "float",
+            "steps (or tokens) at which predict evaluates the law; "
+            "null: the largest seen (the service sets it from target_scale)",
+            1e-9,
+            1e18,
+            nullable=True,
+        ),
+        "target_domains": ParamSpec(
+            "dict", "{target metric: domain} when names do not match", nullable=True
+        ),
         "delta": ParamSpec("float", "Huber threshold on the loss residual", 1e-6, 10.0),
         "min_proportion": ParamSpec("float", "shares at or below this count as absent", 0.0, 0.5),
         "n_refine": ParamSpec("int", "grid starts refined with L-BFGS-B per target", 1, 200),
@@ -184,13 +200,16 @@ class BiMix(MixingEstimator):
         self.n_refine = n_refine
 
     # -- helpers -----------------------------------------------------------------------------
-    def _map_targets(self, n_targets: int, K: int, domains: list[str] | None,
-                     targets: list[str] | None) -> np.ndarray:
+    def _map_targets(
+        self, n_targets: int, K: int, domains: list[str] | None, targets: list[str] | None
+    ) -> np.ndarray:
         if targets is None or domains is None:
             if n_targets == K and not self.target_domains:
                 return np.arange(K)
-            raise ValueError("bimix needs `domains` and `targets` names (or as many targets as "
-                             "domains) to map each target to its domain")
+            raise ValueError(
+                "bimix needs `domains` and `targets` names (or as many targets as "
+                "domains) to map each target to its domain"
+            )
         out = []
         loose = {normalise_name(d): j for j, d in enumerate(domains)}
         for t in targets:
@@ -230,7 +249,8 @@ class BiMix(MixingEstimator):
             if scale is None:
                 raise InsufficientDataError(
                     "bimix needs loss curves (`curves`) or per-run `steps` with at least 2 "
-                    "distinct values")
+                    "distinct values"
+                )
             scale = np.asarray(scale, dtype=float)
             rows_r, rows_s, rows_y = list(X), list(scale), list(Y)
         return np.asarray(rows_r), np.asarray(rows_s), np.asarray(rows_y, dtype=float)
@@ -259,9 +279,11 @@ class BiMix(MixingEstimator):
                     f"bimix needs, per target, at least 5 (proportion, step, loss) points with "
                     f">= 2 distinct proportions of its domain (> {self.min_proportion}) and >= 2 "
                     f"distinct steps; target {name!r} has {int(ok.sum())} points, {n_r} "
-                    f"proportions, {n_s} steps")
-            theta[i], hub[i] = fit_bimix_domain(r[ok], S[ok], L[ok, i], delta=float(self.delta),
-                                                n_refine=int(self.n_refine))
+                    f"proportions, {n_s} steps"
+                )
+            theta[i], hub[i] = fit_bimix_domain(
+                r[ok], S[ok], L[ok, i], delta=float(self.delta), n_refine=int(self.n_refine)
+            )
             la, al, lb, be = theta[i]
             absent = (r <= self.min_proportion) & valid
             if absent.any():
@@ -284,7 +306,9 @@ class BiMix(MixingEstimator):
         return self
 
     @classmethod
-    def native_target(cls, target_scale: dict[str, Any] | None, model_params: Any) -> NativeTarget | None:
+    def native_target(
+        cls, target_scale: dict[str, Any] | None, model_params: Any
+    ) -> NativeTarget | None:
         """A target in steps at the runs' one model size is answered by the law itself
         (Eq. 1 at ``s = train_steps``); a target in tokens, or another size, is not."""
         if not target_scale or not target_scale.get("train_steps"):
@@ -295,15 +319,33 @@ class BiMix(MixingEstimator):
         if len(sizes) > 1 or (tp is not None and sizes and not np.isclose(float(tp), sizes[0])):
             return None
         steps = float(target_scale["train_steps"])
-        scale = {"model_params": sizes[0] if len(sizes) == 1 else None, "train_steps": steps, "train_tokens": None}
-        chain = [{"law": cls.name, "form": "L_i(r_i, s) = A_i / r_i^a_i (B_i / s^b_i + C_i)",
-                  "note": f"BiMix evaluates at the target step {steps:g} natively (Ge et al. 2024, Eq. 1)"}]
-        return NativeTarget(params={"target_steps": steps}, scale=scale, chain=chain,
-                            cross_scale_reason="extrapolation untested: BiMix's step extrapolation is its own law")
+        scale = {
+            "model_params": sizes[0] if len(sizes) == 1 else None,
+            "train_steps": steps,
+            "train_tokens": None,
+        }
+        chain = [
+            {
+                "law": cls.name,
+                "form": "L_i(r_i, s) = A_i / r_i^a_i (B_i / s^b_i + C_i)",
+                "note": f"BiMix evaluates at the target step {steps:g} natively (Ge et al. 2024, Eq. 1)",
+            }
+        ]
+        return NativeTarget(
+            params={"target_steps": steps},
+            scale=scale,
+            chain=chain,
+            cross_scale_reason="extrapolation untested: BiMix's step extrapolation is its own law",
+        )
 
     def law_summary(self) -> dict[str, Any] | None:
-        return {"form": "A_i / r_i^a_i (B_i / s^b_i + C_i)", "A": self.A_.tolist(), "alpha": self.alpha_.tolist(),
-                "B": self.B_.tolist(), "beta": self.beta_.tolist()}
+        return {
+            "form": "A_i / r_i^a_i (B_i / s^b_i + C_i)",
+            "A": self.A_.tolist(),
+            "alpha": self.alpha_.tolist(),
+            "B": self.B_.tolist(),
+            "beta": self.beta_.tolist(),
+        }
 
     def _steps(self, steps: float | None) -> float:
         if steps is not None:
@@ -322,8 +364,15 @@ class BiMix(MixingEstimator):
         r = X[:, self.target_domain_]
         absent = r <= self.min_proportion
         with np.errstate(divide="ignore"):
-            law = bimix_law(np.where(absent, 1.0, r), s, self.A_[None], self.alpha_[None],
-                            self.B_[None], self.beta_[None], self.C_[None])
+            law = bimix_law(
+                np.where(absent, 1.0, r),
+                s,
+                self.A_[None],
+                self.alpha_[None],
+                self.B_[None],
+                self.beta_[None],
+                self.C_[None],
+            )
         zero = self.A0_[None] * (self.B_[None] * s ** (-self.beta_[None]) + self.C_[None])
         return np.where(absent, zero, law)
 
@@ -335,7 +384,11 @@ class BiMix(MixingEstimator):
         X = np.atleast_2d(np.asarray(X, dtype=float))
         if curves is not None and len(curves) == X.shape[0] and all(curves):
             s = np.array([max(float(p[0]) for p in c) for c in curves])
-        elif steps is not None and len(steps) == X.shape[0] and np.all(np.isfinite(np.asarray(steps, float))):
+        elif (
+            steps is not None
+            and len(steps) == X.shape[0]
+            and np.all(np.isfinite(np.asarray(steps, float)))
+        ):
             s = np.asarray(steps, dtype=float)
         else:
             return self.predict(X)
@@ -362,8 +415,9 @@ class BiMix(MixingEstimator):
                 return r
 
             def total(log_lam: float) -> float:
-                return float(np.sum(np.exp((np.log(al[active] * a[active]) - log_lam)
-                                           / (1.0 + al[active]))))
+                return float(
+                    np.sum(np.exp((np.log(al[active] * a[active]) - log_lam) / (1.0 + al[active])))
+                )
 
             lo, hi = -50.0, 50.0
             while total(lo) < 1:
@@ -385,19 +439,32 @@ class BiMix(MixingEstimator):
             return float(np.sum(a * np.clip(rr[dom], eps, None) ** (-self.alpha_)))
 
         x0 = np.full(len(used), 1.0 / len(used))
-        res = minimize(f, x0, method="SLSQP", bounds=[(eps, 1.0)] * len(used),
-                       constraints=[{"type": "eq", "fun": lambda x: x.sum() - 1.0}])
+        res = minimize(
+            f,
+            x0,
+            method="SLSQP",
+            bounds=[(eps, 1.0)] * len(used),
+            constraints=[{"type": "eq", "fun": lambda x: x.sum() - 1.0}],
+        )
         r[used] = np.clip(res.x, 0, None)
         return r / r.sum()
 
     # -- persistence -----------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         return {
-            "n_domains": self.n_domains_, "A": self.A_.tolist(), "alpha": self.alpha_.tolist(),
-            "B": self.B_.tolist(), "beta": self.beta_.tolist(), "C": self.C_.tolist(),
-            "huber": self.huber_.tolist(), "target_domain": self.target_domain_.tolist(),
-            "A0": self.A0_.tolist(), "absent_observed": [bool(b) for b in self.absent_observed_],
-            "max_step": self.max_step_, "domains": self.domains_, "targets": self.targets_,
+            "n_domains": self.n_domains_,
+            "A": self.A_.tolist(),
+            "alpha": self.alpha_.tolist(),
+            "B": self.B_.tolist(),
+            "beta": self.beta_.tolist(),
+            "C": self.C_.tolist(),
+            "huber": self.huber_.tolist(),
+            "target_domain": self.target_domain_.tolist(),
+            "A0": self.A0_.tolist(),
+            "absent_observed": [bool(b) for b in self.absent_observed_],
+            "max_step": self.max_step_,
+            "domains": self.domains_,
+            "targets": self.targets_,
         }
 
     def _load(self, state: dict[str, Any]) -> None:
@@ -407,7 +474,8 @@ class BiMix(MixingEstimator):
         self.target_domain_ = np.asarray(state["target_domain"], dtype=int)
         # states saved before absent domains were modelled: the law at the old 1e-4 clip
         self.A0_ = np.asarray(state.get("A0", self.A_ * 1e-4 ** (-self.alpha_)), dtype=float)
-        self.absent_observed_ = np.asarray(state.get("absent_observed", [False] * len(self.A_)), dtype=bool)
+        self.absent_observed_ = np.asarray(
+            state.get("absent_observed", [False] * len(self.A_)), dtype=bool
+        )
         self.max_step_ = float(state["max_step"])
         self.domains_, self.targets_ = state.get("domains"), state.get("targets")
-

@@ -48,8 +48,14 @@ class LawGP(MixingEstimator):
         "random_state": ParamSpec("int", "seed", 0, 2**31 - 1),
     }
 
-    def __init__(self, *, law_n_restarts: int = PAPER_N_RESTARTS, law_n_refine: int = 4,
-                 gp_warp: str = "auto", random_state: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        law_n_restarts: int = PAPER_N_RESTARTS,
+        law_n_refine: int = 4,
+        gp_warp: str = "auto",
+        random_state: int = 0,
+    ) -> None:
         self.law_n_restarts = law_n_restarts
         self.law_n_refine = law_n_refine
         self.gp_warp = gp_warp
@@ -61,10 +67,15 @@ class LawGP(MixingEstimator):
 
     def fit(self, X: Any, Y: Any, **context: Any) -> LawGP:
         X, Y = self._check_fit_input(X, Y)
-        self.law_ = MixingLaw(n_restarts=self.law_n_restarts, n_refine=self.law_n_refine,
-                              random_state=self.random_state).fit(X, Y, **context)
+        self.law_ = MixingLaw(
+            n_restarts=self.law_n_restarts,
+            n_refine=self.law_n_refine,
+            random_state=self.random_state,
+        ).fit(X, Y, **context)
         R = Y - self.law_.predict(X)
-        self.gp_ = GaussianProcessMixing(warp=self.gp_warp, random_state=self.random_state).fit(X, R, **context)
+        self.gp_ = GaussianProcessMixing(warp=self.gp_warp, random_state=self.random_state).fit(
+            X, R, **context
+        )
         self.n_domains_ = X.shape[1]
         self.domains_ = self.law_.domains_
         self.targets_ = self.law_.targets_
@@ -86,7 +97,11 @@ class LawGP(MixingEstimator):
         return self.gp_.predict_objective_std(X, weights)
 
     def _state(self) -> dict[str, Any]:
-        return {"n_domains": self.n_domains_, "law": self.law_.to_state(), "gp": self.gp_.to_state()}
+        return {
+            "n_domains": self.n_domains_,
+            "law": self.law_.to_state(),
+            "gp": self.gp_.to_state(),
+        }
 
     def _load(self, state: dict[str, Any]) -> None:
         self.n_domains_ = int(state["n_domains"])

@@ -25,8 +25,14 @@ import numpy as np
 from mixopt.mixing import hierarchy
 from mixopt.mixing.simplex import InfeasibleConstraintsError, project_box_simplex
 
-__all__ = ["EPOCH_TOL", "WEIGHT_TOL", "Constraints", "InfeasibleConstraintsError", "project_box_simplex",
-           "resolve_per_domain"]
+__all__ = [
+    "EPOCH_TOL",
+    "WEIGHT_TOL",
+    "Constraints",
+    "InfeasibleConstraintsError",
+    "project_box_simplex",
+    "resolve_per_domain",
+]
 
 TOL = 1e-9
 
@@ -107,8 +113,12 @@ class Constraints:
         """olmix availability caps ``tokens_i * R / target_tokens`` (``inf`` where undefined)."""
         K = len(domains)
         if self.token_counts is None or self.max_epochs is None or self.target_tokens is None:
-            if self.token_counts is not None and (self.max_epochs is not None) != (self.target_tokens is not None):
-                raise ValueError("availability caps need token_counts, max_epochs and target_tokens together")
+            if self.token_counts is not None and (self.max_epochs is not None) != (
+                self.target_tokens is not None
+            ):
+                raise ValueError(
+                    "availability caps need token_counts, max_epochs and target_tokens together"
+                )
             return np.full(K, np.inf)
         if float(self.target_tokens) <= 0:
             raise ValueError("target_tokens must be > 0")
@@ -144,20 +154,26 @@ class Constraints:
         for i, d in enumerate(domains):
             if is_fixed[i]:
                 if not (lo[i] - TOL <= fv[i] <= hi[i] + TOL) or fv[i] < 0:
-                    problems.append(f"fixed weight of {d!r} = {fv[i]:.4g} is outside [{lo[i]:.4g}, {hi[i]:.4g}]")
+                    problems.append(
+                        f"fixed weight of {d!r} = {fv[i]:.4g} is outside [{lo[i]:.4g}, {hi[i]:.4g}]"
+                    )
                 lo[i] = hi[i] = min(max(fv[i], 0.0), 1.0)
             elif lo[i] > hi[i] + TOL:
-                why = "cap (tokens x max_epochs / target_tokens)" if cap[i] < up[i] else "upper bound"
+                why = (
+                    "cap (tokens x max_epochs / target_tokens)" if cap[i] < up[i] else "upper bound"
+                )
                 problems.append(f"lower bound of {d!r} = {lo[i]:.4g} exceeds its {why} {hi[i]:.4g}")
         if problems:
             raise InfeasibleConstraintsError("; ".join(problems))
         if lo.sum() > 1 + 1e-7:
             raise InfeasibleConstraintsError(
-                f"lower bounds and fixed weights sum to {lo.sum():.4g} > 1")
+                f"lower bounds and fixed weights sum to {lo.sum():.4g} > 1"
+            )
         if hi.sum() < 1 - 1e-7:
             raise InfeasibleConstraintsError(
                 f"upper bounds and availability caps sum to {hi.sum():.4g} < 1: not enough data "
-                "for the budget (raise max_epochs or upper bounds, or lower target_tokens)")
+                "for the budget (raise max_epochs or upper bounds, or lower target_tokens)"
+            )
         return lo, hi
 
     def bound_sources(self, domains: list[str]) -> dict[str, np.ndarray]:
@@ -168,8 +184,11 @@ class Constraints:
         lower_set = np.zeros(len(domains), dtype=bool)
         if self.lower is not None:
             lower_set = resolve_per_domain(self.lower, domains, 0.0, "lower") > 0
-        return {"cap_binds_first": cap < np.minimum(up, 1.0), "upper_set": up < 1.0,
-                "lower_set": lower_set}
+        return {
+            "cap_binds_first": cap < np.minimum(up, 1.0),
+            "upper_set": up < 1.0,
+            "lower_set": lower_set,
+        }
 
     def group_system(self, domains: list[str], check: bool = True):
         """The group constraints resolved against ``domains`` (:class:`~mixopt.mixing.hierarchy.GroupSystem`,
@@ -185,7 +204,7 @@ class Constraints:
         (bounds, caps, fixed weights and group totals)."""
         lo, hi = self.feasible_bounds(domains)
         if self.groups:
-                return hierarchy.project(w, lo, hi, self.group_system(domains))
+            return hierarchy.project(w, lo, hi, self.group_system(domains))
         return project_box_simplex(w, lo, hi)
 
     def binding(self, w: Any, domains: list[str], tol: float = 1e-6) -> list[str]:
@@ -204,7 +223,7 @@ class Constraints:
             elif src["lower_set"][i] and w[i] <= lo[i] + tol:
                 out.append(f"lower:{d}")
         if self.groups:
-                out += hierarchy.binding(w, self.group_system(domains, check=False), tol)
+            out += hierarchy.binding(w, self.group_system(domains, check=False), tol)
         return out
 
     def satisfied(self, w: Any, domains: list[str], tol: float = 1e-6) -> bool:
@@ -217,9 +236,13 @@ class Constraints:
 
     # -- epochs: one implementation of the availability questions -------------------------
     @classmethod
-    def for_epochs(cls, token_counts: Mapping[str, float | None], target_tokens: float | None,
-                   max_epochs: float | None = None,
-                   max_epochs_per_domain: Mapping[str, float | None] | None = None) -> Constraints:
+    def for_epochs(
+        cls,
+        token_counts: Mapping[str, float | None],
+        target_tokens: float | None,
+        max_epochs: float | None = None,
+        max_epochs_per_domain: Mapping[str, float | None] | None = None,
+    ) -> Constraints:
         """Constraints that answer epoch questions for a project: token counts per domain
         (None: unknown), the run's ``target_tokens`` and the caps, ``max_epochs_per_domain[d]``
         where named, else ``max_epochs`` (None: uncapped)."""
@@ -249,8 +272,12 @@ class Constraints:
         out = {}
         for d, t in zip(domains, tokens, strict=True):
             cap = caps[d]
-            lim: dict[str, Any] = {"cap": cap, "epochs_per_weight": None, "max_weight": None,
-                                   "unavailable": "no token count" if np.isnan(t) else "no tokens" if t == 0 else None}
+            lim: dict[str, Any] = {
+                "cap": cap,
+                "epochs_per_weight": None,
+                "max_weight": None,
+                "unavailable": "no token count" if np.isnan(t) else "no tokens" if t == 0 else None,
+            }
             if target and lim["unavailable"]:
                 lim["max_weight"] = WEIGHT_TOL
             elif target:
@@ -260,21 +287,36 @@ class Constraints:
             out[d] = lim
         return out
 
-    def epochs_used(self, mixture: Mapping[str, float] | Sequence[float], domains: list[str]) -> dict[str, float | None]:
+    def epochs_used(
+        self, mixture: Mapping[str, float] | Sequence[float], domains: list[str]
+    ) -> dict[str, float | None]:
         """Epochs of each domain a mixture implies at ``target_tokens``:
         ``w_i x target_tokens / tokens_i`` (None without a target or a positive token count)."""
         w = _mixture(mixture, domains)
         limits = self.epoch_limits(domains)
-        return {d: (None if limits[d]["epochs_per_weight"] is None else float(x) * limits[d]["epochs_per_weight"])
-                for d, x in zip(domains, w, strict=True)}
+        return {
+            d: (
+                None
+                if limits[d]["epochs_per_weight"] is None
+                else float(x) * limits[d]["epochs_per_weight"]
+            )
+            for d, x in zip(domains, w, strict=True)
+        }
 
-    def over_cap(self, mixture: Mapping[str, float] | Sequence[float], domains: list[str]) -> dict[str, bool]:
+    def over_cap(
+        self, mixture: Mapping[str, float] | Sequence[float], domains: list[str]
+    ) -> dict[str, bool]:
         """Whether each domain is repeated beyond its epoch cap (:meth:`epoch_limits`)."""
         w = _mixture(mixture, domains)
         limits = self.epoch_limits(domains)
-        return {d: limits[d]["unavailable"] is None and _exceeds(x, limits[d]) for d, x in zip(domains, w, strict=True)}
+        return {
+            d: limits[d]["unavailable"] is None and _exceeds(x, limits[d])
+            for d, x in zip(domains, w, strict=True)
+        }
 
-    def epoch_warnings(self, mixture: Mapping[str, float] | Sequence[float], domains: list[str]) -> list[str]:
+    def epoch_warnings(
+        self, mixture: Mapping[str, float] | Sequence[float], domains: list[str]
+    ) -> list[str]:
         """Domains a mixture uses without tokens or a token count, or repeats beyond their epoch
         cap, at ``target_tokens`` (none without a target): :meth:`epoch_limits` exceeded."""
         w = _mixture(mixture, domains)
@@ -288,7 +330,9 @@ class Constraints:
                 out.append(f"{d}: weight {x:.3f} but the project has no tokens of it")
             else:
                 cap, e = float(lim["cap"]), float(x) * lim["epochs_per_weight"]
-                out.append(f"{d}: {e:.2f} epochs at weight {x:.3f}, {e / cap:.1f}x its {cap:g}-epoch cap")
+                out.append(
+                    f"{d}: {e:.2f} epochs at weight {x:.3f}, {e / cap:.1f}x its {cap:g}-epoch cap"
+                )
         return out
 
 

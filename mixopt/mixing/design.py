@@ -38,7 +38,9 @@ PAPER_MAX_USAGE = 15.0
 PAPER_MIN_WEIGHT = 2e-4
 PAPER_OVERSAMPLE = 100
 #: the Dirichlet strengths the draws pick from (RegMix: 15 log-spaced values in [0.1, 5])
-PAPER_STRENGTHS = np.logspace(np.log10(PAPER_MIN_STRENGTH), np.log10(PAPER_MAX_STRENGTH), PAPER_N_STRENGTHS)
+PAPER_STRENGTHS = np.logspace(
+    np.log10(PAPER_MIN_STRENGTH), np.log10(PAPER_MAX_STRENGTH), PAPER_N_STRENGTHS
+)
 
 
 def _prior(prior: Any, K: int | None = None) -> np.ndarray:
@@ -55,12 +57,16 @@ def _bounds(constraints: Constraints | dict | None, domains: list[str] | None, K
     return c.feasible_bounds(domains or [f"d{i}" for i in range(K)])
 
 
-def maxmin_select(pool: np.ndarray, count: int, rng: np.random.Generator, existing: np.ndarray | None = None) -> np.ndarray:
+def maxmin_select(
+    pool: np.ndarray, count: int, rng: np.random.Generator, existing: np.ndarray | None = None
+) -> np.ndarray:
     """Greedy max-min (farthest point) selection of ``count`` rows of ``pool``."""
     pool = np.asarray(pool, dtype=float)
     count = min(int(count), pool.shape[0])
     if existing is not None and len(existing):
-        d = np.min(np.linalg.norm(pool[:, None, :] - np.asarray(existing)[None, :, :], axis=2), axis=1)
+        d = np.min(
+            np.linalg.norm(pool[:, None, :] - np.asarray(existing)[None, :, :], axis=2), axis=1
+        )
         chosen = []
     else:
         first = int(rng.integers(pool.shape[0]))
@@ -101,7 +107,9 @@ def regmix_swarm(
     lo, hi = _bounds(constraints, domains, K)
     upper = np.minimum(np.minimum(raw * float(max_usage), 1.0), hi)
     if upper.sum() < 1 - 1e-9:
-        raise ValueError(f"the per-domain upper bounds sum to {upper.sum():.4g} < 1: no mixture fits")
+        raise ValueError(
+            f"the per-domain upper bounds sum to {upper.sum():.4g} < 1: no mixture fits"
+        )
     tempered = raw ** float(temperature) if temperature != 1.0 else raw
     tempered = tempered / tempered.sum()
     strengths = np.logspace(np.log10(min_strength), np.log10(max_strength), int(n_strengths))
@@ -111,8 +119,14 @@ def regmix_swarm(
     for _attempt in range(10):
         n_draw = int(count) * int(oversample)
         which = rng.integers(0, len(strengths), n_draw)  # strength picked at random per draw
-        W = np.vstack([rng.dirichlet(np.maximum(tempered * strengths[j], 1e-12), size=int((which == j).sum()))
-                       for j in range(len(strengths))])
+        W = np.vstack(
+            [
+                rng.dirichlet(
+                    np.maximum(tempered * strengths[j], 1e-12), size=int((which == j).sum())
+                )
+                for j in range(len(strengths))
+            ]
+        )
         W = W[rng.permutation(W.shape[0])]
         W = W[np.all(W <= upper + 1e-12, axis=1)]  # RegMix's rejection on the upper bound
         W = np.where(W < min_weight, 0.0, W)
@@ -130,14 +144,18 @@ def regmix_swarm(
         if n_unique >= count:
             break
     else:
-        raise ValueError(f"only {n_unique} unique feasible mixtures found for {count} requested; "
-                         "relax the constraints or lower min_weight")
+        raise ValueError(
+            f"only {n_unique} unique feasible mixtures found for {count} requested; "
+            "relax the constraints or lower min_weight"
+        )
     if space_filling:
         return maxmin_select(pool, count, rng)
     return pool[rng.choice(pool.shape[0], int(count), replace=False)]
 
 
-def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float, xi: float = 0.0) -> np.ndarray:
+def expected_improvement(
+    mu: np.ndarray, sd: np.ndarray, best: float, xi: float = 0.0
+) -> np.ndarray:
     """EI for minimisation: ``(best - mu - xi) Phi(z) + sd phi(z)``, ``z = (best - mu - xi) / sd``."""
     sd = np.maximum(sd, 1e-12)
     imp = best - mu - xi
@@ -172,21 +190,34 @@ def suggest_next(
             if X is None:
                 raise ValueError("suggest_next needs a prior or runs")
             prior = np.full(np.asarray(X).shape[1], 1.0)
-        return regmix_swarm(prior, count, constraints=constraints, domains=domains, space_filling=True,
-                            random_state=random_state)
+        return regmix_swarm(
+            prior,
+            count,
+            constraints=constraints,
+            domains=domains,
+            space_filling=True,
+            random_state=random_state,
+        )
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float).ravel()
     K = X.shape[1]
     p = _prior(prior if prior is not None else np.ones(K), K)
     lo, hi = _bounds(constraints, domains, K)
-    gp = GaussianProcessMixing(**(gp_params or {"random_state": 0 if random_state is None else int(random_state)}))
+    gp = GaussianProcessMixing(
+        **(gp_params or {"random_state": 0 if random_state is None else int(random_state)})
+    )
     gp.fit(X, y)
     n_pool = int(n_candidates) // 2
     s = PAPER_STRENGTHS[rng.integers(0, len(PAPER_STRENGTHS), n_pool)]
     pool = rng.gamma(np.maximum(np.sqrt(p)[None, :] * s[:, None] / np.sqrt(p).sum(), 1e-9))
     pool = pool / np.maximum(pool.sum(axis=1, keepdims=True), 1e-300)
     best_runs = X[np.argsort(y)[: max(1, min(5, len(y)))]]
-    near = np.vstack([rng.dirichlet(50.0 * np.maximum(b, 1e-3), size=n_pool // len(best_runs)) for b in best_runs])
+    near = np.vstack(
+        [
+            rng.dirichlet(50.0 * np.maximum(b, 1e-3), size=n_pool // len(best_runs))
+            for b in best_runs
+        ]
+    )
     C = project_box_simplex(np.vstack([pool, near]), lo, hi)
     mu, sd = gp.predict(C, return_std=True)
     mu, sd = mu[:, 0], sd[:, 0]
@@ -207,14 +238,24 @@ def suggest_next(
                 chosen.append(C[i])
                 taken += 1
     if len(chosen) < count:  # fill with space-filling picks from the pool
-        rest = maxmin_select(C, count - len(chosen), rng, existing=np.vstack([X] + chosen) if chosen else X)
+        rest = maxmin_select(
+            C, count - len(chosen), rng, existing=np.vstack([X] + chosen) if chosen else X
+        )
         chosen.extend(list(rest))
     return np.array(chosen[:count])
 
 
-def hierarchical_swarm(prior: Any, count: int, *, domains: Sequence[str], constraints: Any = None,
-                       temperature: float = 0.5, min_weight: float = 2e-4, oversample: int = 20,
-                       random_state: int = 0) -> np.ndarray:
+def hierarchical_swarm(
+    prior: Any,
+    count: int,
+    *,
+    domains: Sequence[str],
+    constraints: Any = None,
+    temperature: float = 0.5,
+    min_weight: float = 2e-4,
+    oversample: int = 20,
+    random_state: int = 0,
+) -> np.ndarray:
     """A swarm drawn group first, then within each group (olmix's nested mixes).
 
     RegMix's recipe (:func:`regmix_swarm`) with the flat Dirichlet replaced by
@@ -225,15 +266,23 @@ def hierarchical_swarm(prior: Any, count: int, *, domains: Sequence[str], constr
     """
     rng = np.random.default_rng(random_state)
     domains = [str(d) for d in domains]
-    c = constraints if isinstance(constraints, Constraints) else Constraints.from_dict(constraints or {})
+    c = (
+        constraints
+        if isinstance(constraints, Constraints)
+        else Constraints.from_dict(constraints or {})
+    )
     p = np.clip(np.asarray(prior, dtype=float).ravel(), 0.0, None) ** float(temperature)
     strengths = np.logspace(np.log10(0.1), np.log10(5.0), 15)
-    W = hierarchy.hierarchical_dirichlet(int(count) * int(oversample), p, domains, c.group_of, strengths, rng)
+    W = hierarchy.hierarchical_dirichlet(
+        int(count) * int(oversample), p, domains, c.group_of, strengths, rng
+    )
     W = np.where(W < float(min_weight), 0.0, W)
     W = c.project(W / W.sum(axis=1, keepdims=True), domains)
     key = np.round(W / max(float(min_weight), 1e-6)).astype(np.int64)
     _, first = np.unique(key, axis=0, return_index=True)
     W = W[np.sort(first)]
     if W.shape[0] < int(count):
-        raise ValueError(f"only {W.shape[0]} distinct mixtures satisfy the constraints; ask for fewer runs")
+        raise ValueError(
+            f"only {W.shape[0]} distinct mixtures satisfy the constraints; ask for fewer runs"
+        )
     return W[rng.choice(W.shape[0], int(count), replace=False)]

@@ -51,7 +51,9 @@ def _entropy_from_counts(counts: np.ndarray, log=np.log) -> float:
 
 def _pair_counts(arrs: list[np.ndarray], V: int) -> tuple[np.ndarray, np.ndarray]:
     """Bigram ids and counts (ids ``prev * V + next``)."""
-    ids = np.concatenate([a[:-1] * V + a[1:] for a in arrs if a.size > 1] or [np.zeros(0, np.int64)])
+    ids = np.concatenate(
+        [a[:-1] * V + a[1:] for a in arrs if a.size > 1] or [np.zeros(0, np.int64)]
+    )
     if V * V <= _BINCOUNT_MAX:
         c = np.bincount(ids, minlength=V * V)
         nz = np.flatnonzero(c)
@@ -86,7 +88,9 @@ def domain_entropies(
         raise ValueError(f"unknown entropy variants {sorted(unknown)}; known: {VARIANTS}")
     arrays = {d: _arrays(t) for d, t in tokens_by_domain.items()}
     if vocab_size is None:
-        vocab_size = 1 + max((int(a.max()) for arrs in arrays.values() for a in arrs if a.size), default=0)
+        vocab_size = 1 + max(
+            (int(a.max()) for arrs in arrays.values() for a in arrs if a.size), default=0
+        )
     V = int(vocab_size)
     scale = 1.0 if base is None else 1.0 / np.log(base)
     out: dict[str, dict[str, float]] = {}
@@ -161,11 +165,14 @@ def entropy_mixture(
     if not tokens_by_domain:
         raise ValueError("no domains given")
     ent = domain_entropies(tokens_by_domain, [variant], vocab_size=vocab_size, base=base)
-    return proportions_from_entropies({d: ent[d][variant] for d in tokens_by_domain}, normalization, temperature)
+    return proportions_from_entropies(
+        {d: ent[d][variant] for d in tokens_by_domain}, normalization, temperature
+    )
 
 
-def proportions_from_entropies(entropies: Mapping[str, float], normalization: str = "softmax",
-                               temperature: float = 1.0) -> dict[str, float]:
+def proportions_from_entropies(
+    entropies: Mapping[str, float], normalization: str = "softmax", temperature: float = 1.0
+) -> dict[str, float]:
     """Turn per-domain entropies (one variant, e.g. stored at ingestion) into proportions, as
     :func:`entropy_mixture` does."""
     names = list(entropies)

@@ -40,8 +40,14 @@ def fidelity_metrics(actual: Any, predicted: Any) -> dict[str, float | None]:
     p = np.asarray(predicted, dtype=float).ravel()
     if a.size != p.size:
         raise ValueError("actual and predicted differ in length")
-    out: dict[str, float | None] = {"n": int(a.size), "spearman": None, "pearson": None,
-                                    "mae": None, "r2": None, "regret": None}
+    out: dict[str, float | None] = {
+        "n": int(a.size),
+        "spearman": None,
+        "pearson": None,
+        "mae": None,
+        "r2": None,
+        "regret": None,
+    }
     if a.size == 0:
         return out
     out["mae"] = float(np.mean(np.abs(a - p)))
@@ -60,7 +66,11 @@ def _slice_context(context: dict[str, Any], idx: np.ndarray, n: int) -> dict[str
     """Per-run context entries (length ``n``: steps, tokens, params, curves) follow the fold."""
     out = {}
     for k, v in context.items():
-        if k in ("steps", "tokens", "params", "model_params", "curves") and v is not None and len(v) == n:
+        if (
+            k in ("steps", "tokens", "params", "model_params", "curves")
+            and v is not None
+            and len(v) == n
+        ):
             out[k] = [v[i] for i in idx] if isinstance(v, list) else np.asarray(v)[idx]
         else:
             out[k] = v
@@ -81,7 +91,9 @@ def mixture_groups(X: Any, decimals: int = 9) -> np.ndarray:
     return np.asarray(inv).ravel()
 
 
-def group_kfold_indices(groups: Any, n_folds: int = 5, random_state: int | None = 0) -> list[np.ndarray]:
+def group_kfold_indices(
+    groups: Any, n_folds: int = 5, random_state: int | None = 0
+) -> list[np.ndarray]:
     """Seeded k-fold split of runs whose groups never straddle two folds (test index arrays).
 
     Groups are shuffled, then assigned greedily (largest first) to the fold with the fewest
@@ -165,6 +177,13 @@ def cross_validate(
         "pooled": fidelity_metrics(y, pred),
         "mean": mean,
         "folds": folds,
-        "predictions": [{"run_index": int(i), "actual": float(y[i]), "predicted": float(pred[i]),
-                         "fold": int(fold_of[i])} for i in range(n)],
+        "predictions": [
+            {
+                "run_index": int(i),
+                "actual": float(y[i]),
+                "predicted": float(pred[i]),
+                "fold": int(fold_of[i]),
+            }
+            for i in range(n)
+        ],
     }

@@ -88,12 +88,21 @@ class GaussianProcessMixing(MixingEstimator):
     min_runs: ClassVar[int] = 2
     smooth: ClassVar[bool] = True
     param_specs: ClassVar[dict[str, ParamSpec]] = {
-        "warp": ParamSpec("str", "input warp; auto picks the largest log marginal likelihood",
-                          choices=("auto", *WARPS)),
+        "warp": ParamSpec(
+            "str",
+            "input warp; auto picks the largest log marginal likelihood",
+            choices=("auto", *WARPS),
+        ),
         "eps": ParamSpec("float", "offset of the log warp", 1e-9, 1.0),
-        "nu": ParamSpec("float", "Matern smoothness (0.5, 1.5, 2.5 or inf are the closed forms)", 0.5, 1e9),
-        "n_restarts": ParamSpec("int", "extra random restarts of the marginal-likelihood optimiser", 0, 100),
-        "max_opt_runs": ParamSpec("int", "hyper-parameters optimised on at most this many runs", 2, 100_000),
+        "nu": ParamSpec(
+            "float", "Matern smoothness (0.5, 1.5, 2.5 or inf are the closed forms)", 0.5, 1e9
+        ),
+        "n_restarts": ParamSpec(
+            "int", "extra random restarts of the marginal-likelihood optimiser", 0, 100
+        ),
+        "max_opt_runs": ParamSpec(
+            "int", "hyper-parameters optimised on at most this many runs", 2, 100_000
+        ),
         "random_state": ParamSpec("int", "seed (subsample and restarts)", 0, 2**31 - 1),
     }
 
@@ -116,9 +125,9 @@ class GaussianProcessMixing(MixingEstimator):
 
     # -- internals ---------------------------------------------------------------------
     def _kernel(self, K: int):
-        return (ConstantKernel(1.0, (1e-3, 1e3))
-                * Matern(length_scale=np.full(K, np.sqrt(K)), length_scale_bounds=(1e-2, 1e3), nu=float(self.nu))
-                + WhiteKernel(1e-2, (1e-6, 1.0)))
+        return ConstantKernel(1.0, (1e-3, 1e3)) * Matern(
+            length_scale=np.full(K, np.sqrt(K)), length_scale_bounds=(1e-2, 1e3), nu=float(self.nu)
+        ) + WhiteKernel(1e-2, (1e-6, 1.0))
 
     def _standardise(self, Z: np.ndarray, fit: bool) -> np.ndarray:
         if fit:
@@ -127,13 +136,19 @@ class GaussianProcessMixing(MixingEstimator):
             self.z_scale_ = np.where(sd > 1e-12, sd, 1.0)
         return (Z - self.z_mean_) / self.z_scale_
 
-    def _condition(self, Z: np.ndarray, y: np.ndarray, theta: np.ndarray) -> GaussianProcessRegressor:
+    def _condition(
+        self, Z: np.ndarray, y: np.ndarray, theta: np.ndarray
+    ) -> GaussianProcessRegressor:
         kernel = self._kernel(Z.shape[1]).clone_with_theta(np.asarray(theta, dtype=float))
         return GaussianProcessRegressor(kernel, normalize_y=True, optimizer=None).fit(Z, y)
 
     def _optimise(self, Z: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
-        gp = GaussianProcessRegressor(self._kernel(Z.shape[1]), normalize_y=True,
-                                      n_restarts_optimizer=int(self.n_restarts), random_state=seed)
+        gp = GaussianProcessRegressor(
+            self._kernel(Z.shape[1]),
+            normalize_y=True,
+            n_restarts_optimizer=int(self.n_restarts),
+            random_state=seed,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             gp.fit(Z, y)
@@ -144,7 +159,11 @@ class GaussianProcessMixing(MixingEstimator):
         X, Y = self._check_fit_input(X, Y)
         n, K = X.shape
         rng = np.random.default_rng(self.random_state)
-        sub = np.sort(rng.choice(n, int(self.max_opt_runs), replace=False)) if n > int(self.max_opt_runs) else np.arange(n)
+        sub = (
+            np.sort(rng.choice(n, int(self.max_opt_runs), replace=False))
+            if n > int(self.max_opt_runs)
+            else np.arange(n)
+        )
         warps = list(WARPS) if self.warp == "auto" else [self.warp]
         best = None
         scores: dict[str, float] = {}
@@ -167,8 +186,12 @@ class GaussianProcessMixing(MixingEstimator):
         self.gps_ = [self._condition(Zs, Y[:, i], self.theta_[i]) for i in range(Y.shape[1])]
         self.X_train_, self.Y_train_ = X, Y
         self.n_domains_ = K
-        self.domains_ = [str(d) for d in context["domains"]] if context.get("domains") is not None else None
-        self.targets_ = [str(t) for t in context["targets"]] if context.get("targets") is not None else None
+        self.domains_ = (
+            [str(d) for d in context["domains"]] if context.get("domains") is not None else None
+        )
+        self.targets_ = (
+            [str(t) for t in context["targets"]] if context.get("targets") is not None else None
+        )
         return self
 
     def _z(self, X: Any) -> np.ndarray:
@@ -198,11 +221,17 @@ class GaussianProcessMixing(MixingEstimator):
     # -- persistence -------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         return {
-            "n_domains": self.n_domains_, "warp": self.warp_, "theta": self.theta_.tolist(),
+            "n_domains": self.n_domains_,
+            "warp": self.warp_,
+            "theta": self.theta_.tolist(),
             "log_marginal_likelihood": self.log_marginal_likelihood_.tolist(),
-            "warp_scores": self.warp_scores_, "z_mean": self.z_mean_.tolist(),
-            "z_scale": self.z_scale_.tolist(), "X": self.X_train_.tolist(), "Y": self.Y_train_.tolist(),
-            "domains": self.domains_, "targets": self.targets_,
+            "warp_scores": self.warp_scores_,
+            "z_mean": self.z_mean_.tolist(),
+            "z_scale": self.z_scale_.tolist(),
+            "X": self.X_train_.tolist(),
+            "Y": self.Y_train_.tolist(),
+            "domains": self.domains_,
+            "targets": self.targets_,
         }
 
     def _load(self, state: dict[str, Any]) -> None:
@@ -217,4 +246,7 @@ class GaussianProcessMixing(MixingEstimator):
         self.Y_train_ = np.asarray(state["Y"], dtype=float).reshape(self.X_train_.shape[0], -1)
         self.domains_, self.targets_ = state.get("domains"), state.get("targets")
         Zs = self._standardise(warp_inputs(self.X_train_, self.warp_, float(self.eps)), fit=False)
-        self.gps_ = [self._condition(Zs, self.Y_train_[:, i], self.theta_[i]) for i in range(self.Y_train_.shape[1])]
+        self.gps_ = [
+            self._condition(Zs, self.Y_train_[:, i], self.theta_[i])
+            for i in range(self.Y_train_.shape[1])
+        ]

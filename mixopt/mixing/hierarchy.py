@@ -52,7 +52,9 @@ def leaf_path(domain: str, declared: str | None = None) -> list[str]:
     return parts[:-1]
 
 
-def groups_of(domains: Sequence[str], group_of: Mapping[str, str | None] | None = None) -> dict[str, list[str]]:
+def groups_of(
+    domains: Sequence[str], group_of: Mapping[str, str | None] | None = None
+) -> dict[str, list[str]]:
     """``{group path: [member domains in the caller's order]}`` for every group any domain
     belongs to (each prefix of each domain's path)."""
     group_of = dict(group_of or {})
@@ -64,7 +66,9 @@ def groups_of(domains: Sequence[str], group_of: Mapping[str, str | None] | None 
     return out
 
 
-def group_totals(mixture: Mapping[str, float], group_of: Mapping[str, str | None] | None = None) -> dict[str, float]:
+def group_totals(
+    mixture: Mapping[str, float], group_of: Mapping[str, str | None] | None = None
+) -> dict[str, float]:
     """Total weight of each group of ``mixture`` (``{domain: weight}``)."""
     members = groups_of(list(mixture), group_of)
     return {g: float(sum(float(mixture[d]) for d in ds)) for g, ds in sorted(members.items())}
@@ -93,8 +97,11 @@ class GroupSystem:
         return np.maximum(np.maximum(self.gmin - T, T - self.gmax), 0.0).max(axis=1)
 
 
-def resolve(groups: Mapping[str, Any] | None, domains: Sequence[str],
-            group_of: Mapping[str, str | None] | None = None) -> GroupSystem:
+def resolve(
+    groups: Mapping[str, Any] | None,
+    domains: Sequence[str],
+    group_of: Mapping[str, str | None] | None = None,
+) -> GroupSystem:
     """Resolve ``groups`` (``{path: {"min", "max"} | {"fixed"}}``) against ``domains``.
 
     Raises ``ValueError`` naming ``groups.<path>`` for an unknown group or bad bounds.
@@ -105,7 +112,9 @@ def resolve(groups: Mapping[str, Any] | None, domains: Sequence[str],
     for g, spec in (groups or {}).items():
         g = str(g).strip(PATH_SEPARATOR)
         if g not in members:
-            raise ValueError(f"groups.{g}: unknown group; the domains' groups are {sorted(members)}")
+            raise ValueError(
+                f"groups.{g}: unknown group; the domains' groups are {sorted(members)}"
+            )
         spec = dict(spec or {})
         if spec.get("fixed") is not None:
             a = b = float(spec["fixed"])
@@ -119,7 +128,9 @@ def resolve(groups: Mapping[str, Any] | None, domains: Sequence[str],
         lo.append(a)
         hi.append(b)
     K = len(domains)
-    return GroupSystem(names, np.array(rows, dtype=float).reshape(len(names), K), np.array(lo), np.array(hi))
+    return GroupSystem(
+        names, np.array(rows, dtype=float).reshape(len(names), K), np.array(lo), np.array(hi)
+    )
 
 
 def check_feasible(lo: np.ndarray, hi: np.ndarray, system: GroupSystem) -> None:
@@ -132,19 +143,29 @@ def check_feasible(lo: np.ndarray, hi: np.ndarray, system: GroupSystem) -> None:
         m = system.A[j] > 0
         if lo[m].sum() > system.gmax[j] + FEAS_TOL:
             raise InfeasibleConstraintsError(
-                f"groups.{g}: its domains' lower bounds sum to {lo[m].sum():.4g} > the group's max {system.gmax[j]:.4g}")
+                f"groups.{g}: its domains' lower bounds sum to {lo[m].sum():.4g} > the group's max {system.gmax[j]:.4g}"
+            )
         if hi[m].sum() < system.gmin[j] - FEAS_TOL:
             raise InfeasibleConstraintsError(
                 f"groups.{g}: its domains' upper bounds and caps sum to {hi[m].sum():.4g} < the group's min "
-                f"{system.gmin[j]:.4g}")
+                f"{system.gmin[j]:.4g}"
+            )
     A_ub = np.vstack([system.A, -system.A])
     b_ub = np.concatenate([system.gmax, -system.gmin])
-    res = linprog(np.zeros(K), A_ub=A_ub, b_ub=b_ub, A_eq=np.ones((1, K)), b_eq=[1.0],
-                  bounds=list(zip(lo, hi, strict=True)), method="highs")
+    res = linprog(
+        np.zeros(K),
+        A_ub=A_ub,
+        b_ub=b_ub,
+        A_eq=np.ones((1, K)),
+        b_eq=[1.0],
+        bounds=list(zip(lo, hi, strict=True)),
+        method="highs",
+    )
     if res.status != 0:
         raise InfeasibleConstraintsError(
             f"groups {system.names}: no mixture satisfies the group totals together with the per-domain bounds "
-            "and caps (check nested groups and their siblings)")
+            "and caps (check nested groups and their siblings)"
+        )
 
 
 def _nodes(system: GroupSystem, K: int) -> dict:
@@ -157,9 +178,16 @@ def _nodes(system: GroupSystem, K: int) -> dict:
     made: list[tuple[frozenset, dict]] = [(frozenset(range(K)), root)]
     for j in order:
         # the smallest enclosing node; among equal sets the one made last (the deeper path)
-        _, _, parent = min(((len(st), -i, n) for i, (st, n) in enumerate(made) if sets[j] <= st),
-                           key=lambda c: (c[0], c[1]))
-        node = {"leaves": set(sets[j]), "kids": [], "a": float(system.gmin[j]), "b": float(system.gmax[j])}
+        _, _, parent = min(
+            ((len(st), -i, n) for i, (st, n) in enumerate(made) if sets[j] <= st),
+            key=lambda c: (c[0], c[1]),
+        )
+        node = {
+            "leaves": set(sets[j]),
+            "kids": [],
+            "a": float(system.gmin[j]),
+            "b": float(system.gmax[j]),
+        }
         parent["kids"].append(node)
         parent["leaves"] -= sets[j]
         made.append((sets[j], node))
@@ -173,7 +201,9 @@ def _nodes(system: GroupSystem, K: int) -> dict:
     return freeze(root)
 
 
-def project(W: Any, lo: np.ndarray, hi: np.ndarray, system: GroupSystem | None, iters: int = 60) -> np.ndarray:
+def project(
+    W: Any, lo: np.ndarray, hi: np.ndarray, system: GroupSystem | None, iters: int = 60
+) -> np.ndarray:
     """Euclidean projection of ``W`` (one mixture or rows) onto box-simplex and group totals.
 
     The groups are path prefixes, so they nest (a laminar family) and the KKT conditions of
@@ -226,15 +256,23 @@ def project(W: Any, lo: np.ndarray, hi: np.ndarray, system: GroupSystem | None, 
     return out[0] if one else out
 
 
-def _U_rows(node: dict, tau: np.ndarray, X: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _U_rows(
+    node: dict, tau: np.ndarray, X: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
     li = node["leaves"]
-    tot = np.clip(X[:, li] - tau[:, None], lo[li], hi[li]).sum(axis=1) if li.size else np.zeros(tau.size)
+    tot = (
+        np.clip(X[:, li] - tau[:, None], lo[li], hi[li]).sum(axis=1)
+        if li.size
+        else np.zeros(tau.size)
+    )
     for k in node["kids"]:
         tot = tot + np.clip(_U_rows(k, tau, X, lo, hi), k["a"], k["b"])
     return tot
 
 
-def scipy_constraints(system: GroupSystem, free: np.ndarray, base: np.ndarray) -> list[dict[str, Any]]:
+def scipy_constraints(
+    system: GroupSystem, free: np.ndarray, base: np.ndarray
+) -> list[dict[str, Any]]:
     """SLSQP inequality constraints of the group bounds on the free coordinates ``x``
     (the full mixture is ``base`` with ``x`` at ``free``)."""
     out = []
@@ -242,10 +280,20 @@ def scipy_constraints(system: GroupSystem, free: np.ndarray, base: np.ndarray) -
         a = system.A[j]
         af, off = a[free], float(a @ base)
         gmin, gmax = float(system.gmin[j]), float(system.gmax[j])
-        out.append({"type": "ineq", "fun": lambda x, af=af, off=off, g=gmin: af @ x + off - g,
-                    "jac": lambda x, af=af: af})
-        out.append({"type": "ineq", "fun": lambda x, af=af, off=off, g=gmax: g - af @ x - off,
-                    "jac": lambda x, af=af: -af})
+        out.append(
+            {
+                "type": "ineq",
+                "fun": lambda x, af=af, off=off, g=gmin: af @ x + off - g,
+                "jac": lambda x, af=af: af,
+            }
+        )
+        out.append(
+            {
+                "type": "ineq",
+                "fun": lambda x, af=af, off=off, g=gmax: g - af @ x - off,
+                "jac": lambda x, af=af: -af,
+            }
+        )
     return out
 
 
@@ -276,9 +324,14 @@ def _tree(domains: list[str], group_of: Mapping[str, str | None] | None) -> dict
     return root
 
 
-def hierarchical_dirichlet(count: int, prior: Any, domains: Sequence[str],
-                           group_of: Mapping[str, str | None] | None = None,
-                           strengths: Sequence[float] | np.ndarray = (1.0,), rng: np.random.Generator | None = None) -> np.ndarray:
+def hierarchical_dirichlet(
+    count: int,
+    prior: Any,
+    domains: Sequence[str],
+    group_of: Mapping[str, str | None] | None = None,
+    strengths: Sequence[float] | np.ndarray = (1.0,),
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """``count`` mixtures drawn group first, then within each group (olmix's nested mixes).
 
     At every node of the group tree the children's shares are drawn from
@@ -321,12 +374,12 @@ def hierarchical_dirichlet(count: int, prior: Any, domains: Sequence[str],
     return out / out.sum(axis=1, keepdims=True)
 
 
-def feasible_projection(lo: np.ndarray, hi: np.ndarray,
-                        system: GroupSystem | None) -> Callable[[np.ndarray], np.ndarray]:
+def feasible_projection(
+    lo: np.ndarray, hi: np.ndarray, system: GroupSystem | None
+) -> Callable[[np.ndarray], np.ndarray]:
     """The projection onto the feasible set as a function of the mixtures: box-simplex
     (:func:`~mixopt.mixing.simplex.project_box_simplex`), plus the group totals when
     ``system`` has groups (:func:`project`)."""
     if not system:
         return lambda W: project_box_simplex(W, lo, hi)
     return lambda W: project(W, lo, hi, system)
-

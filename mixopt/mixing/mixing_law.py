@@ -157,11 +157,18 @@ def fit_single_target(
     bounds = [(LOG_C_LOW, lc_hi)] + [(t_lo, t_hi)] * K
     lo_b = np.array([b[0] for b in bounds])
     hi_b = np.array([b[1] for b in bounds])
-    starts = [np.clip(np.concatenate([[np.log(c[s])], Tdir[s] + log_k[s]]), lo_b, hi_b) for s in best]
+    starts = [
+        np.clip(np.concatenate([[np.log(c[s])], Tdir[s] + log_k[s]]), lo_b, hi_b) for s in best
+    ]
     best_f, best_theta = np.inf, None
     for theta0 in starts:
         r = minimize(
-            _objective, theta0, args=(X, y, delta), jac=True, method="L-BFGS-B", bounds=bounds,
+            _objective,
+            theta0,
+            args=(X, y, delta),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
             options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-8},
         )
         if np.all(np.isfinite(r.x)) and r.fun < best_f:
@@ -207,9 +214,12 @@ class MixingLaw(MixingEstimator):
 
     min_runs: ClassVar[int] = 3
     param_specs: ClassVar[dict[str, ParamSpec]] = {
-        "delta": ParamSpec("float", "Huber threshold on the loss residual (paper: 0.05)", 1e-6, 10.0),
-        "n_restarts": ParamSpec("int", "random starts screened (paper: 6000 = 10 log_c x 20 log_k x 30 t)",
-                                1, 100_000),
+        "delta": ParamSpec(
+            "float", "Huber threshold on the loss residual (paper: 0.05)", 1e-6, 10.0
+        ),
+        "n_restarts": ParamSpec(
+            "int", "random starts screened (paper: 6000 = 10 log_c x 20 log_k x 30 t)", 1, 100_000
+        ),
         "n_refine": ParamSpec("int", "best screened starts refined with L-BFGS-B", 1, 200),
         "max_iter": ParamSpec("int", "L-BFGS-B iterations per refinement", 1, 100_000),
         "random_state": ParamSpec("int", "seed of the random starts", 0, 2**31 - 1, nullable=True),
@@ -254,8 +264,13 @@ class MixingLaw(MixingEstimator):
         at_bound = np.zeros(Y.shape[1], dtype=bool)
         for i in range(Y.shape[1]):
             lc, t, f = fit_single_target(
-                Xs, Y[:, i], delta=float(self.delta), n_restarts=int(self.n_restarts),
-                n_refine=int(self.n_refine), max_iter=int(self.max_iter), rng=rng,
+                Xs,
+                Y[:, i],
+                delta=float(self.delta),
+                n_restarts=int(self.n_restarts),
+                n_refine=int(self.n_refine),
+                max_iter=int(self.max_iter),
+                rng=rng,
             )
             log_c[i], hub[i] = lc, f
             t_lo, t_hi, _ = exponent_bounds(Y[:, i])
@@ -271,8 +286,12 @@ class MixingLaw(MixingEstimator):
 
     def law_summary(self) -> dict[str, Any] | None:
         """``c_i`` and ``t_i`` of ``L_i(r) = c_i + exp(t_i . r)`` (Ye et al. 2024, Eq. 1)."""
-        return {"form": "L_i(r) = c_i + exp(t_i . r)", "c": np.exp(self.log_c_).tolist(), "t": self.t_.tolist(),
-                "at_bound": [bool(b) for b in getattr(self, "at_bound_", [])]}
+        return {
+            "form": "L_i(r) = c_i + exp(t_i . r)",
+            "c": np.exp(self.log_c_).tolist(),
+            "t": self.t_.tolist(),
+            "at_bound": [bool(b) for b in getattr(self, "at_bound_", [])],
+        }
 
     def predict(self, X: Any) -> np.ndarray:
         self.check_is_fitted()

@@ -94,7 +94,10 @@ class ScaledData:
 def _arr(v: Any, n: int) -> np.ndarray:
     if v is None:
         return np.full(n, np.nan)
-    a = np.asarray([np.nan if x is None else float(x) for x in np.asarray(v, dtype=object).ravel()], dtype=float)
+    a = np.asarray(
+        [np.nan if x is None else float(x) for x in np.asarray(v, dtype=object).ravel()],
+        dtype=float,
+    )
     return a if a.size == n else np.full(n, np.nan)
 
 
@@ -104,8 +107,11 @@ def _distinct(a: np.ndarray) -> list[float]:
 
 def run_scales(model_params: Any, steps: Any, tokens: Any, n: int) -> dict[str, list[float]]:
     """Distinct model sizes and budgets among ``n`` runs (unknown values left out)."""
-    return {"model_params": _distinct(_arr(model_params, n)), "train_steps": _distinct(_arr(steps, n)),
-            "train_tokens": _distinct(_arr(tokens, n))}
+    return {
+        "model_params": _distinct(_arr(model_params, n)),
+        "train_steps": _distinct(_arr(steps, n)),
+        "train_tokens": _distinct(_arr(tokens, n)),
+    }
 
 
 def _budget_unit(target: dict[str, Any], steps: np.ndarray, tokens: np.ndarray) -> str:
@@ -116,12 +122,23 @@ def _budget_unit(target: dict[str, Any], steps: np.ndarray, tokens: np.ndarray) 
     return "train_steps" if np.all(np.isfinite(steps)) else "train_tokens"
 
 
-def _run_curve(i: int, unit: str, Y: np.ndarray, steps: np.ndarray, tokens: np.ndarray,
-               curves: Sequence[Any] | None, targets: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _run_curve(
+    i: int,
+    unit: str,
+    Y: np.ndarray,
+    steps: np.ndarray,
+    tokens: np.ndarray,
+    curves: Sequence[Any] | None,
+    targets: list[str],
+) -> tuple[np.ndarray, np.ndarray]:
     """(x, L) of run ``i`` in ``unit``: its curve points and its final metrics, sorted by x."""
-    per_step = tokens[i] / steps[i] if np.isfinite(tokens[i]) and np.isfinite(steps[i]) and steps[i] > 0 else np.nan
+    per_step = (
+        tokens[i] / steps[i]
+        if np.isfinite(tokens[i]) and np.isfinite(steps[i]) and steps[i] > 0
+        else np.nan
+    )
     xs, rows = [], []
-    for step, losses in (curves[i] if curves is not None and i < len(curves) and curves[i] else []):
+    for step, losses in curves[i] if curves is not None and i < len(curves) and curves[i] else []:
         x = float(step) if unit == "train_steps" else float(step) * per_step
         if not np.isfinite(x) or x <= 0:
             continue
@@ -140,14 +157,22 @@ def _run_curve(i: int, unit: str, Y: np.ndarray, steps: np.ndarray, tokens: np.n
     return np.asarray(xs)[order], np.asarray(rows, dtype=float)[order]
 
 
-def _steps_law(x: np.ndarray, L: np.ndarray, *, fit_from: float, random_state: int | None,
-               upto: float | None = None) -> tuple[PowerLawFit, int]:
+def _steps_law(
+    x: np.ndarray,
+    L: np.ndarray,
+    *,
+    fit_from: float,
+    random_state: int | None,
+    upto: float | None = None,
+) -> tuple[PowerLawFit, int]:
     inside = np.ones(x.size, dtype=bool) if upto is None else x <= upto * (1 + 1e-9)
     xmax = x[inside].max() if inside.any() else 0.0
     keep = inside & (x >= fit_from * xmax) & np.all(np.isfinite(L), axis=1)
     n_pts = int(keep.sum())
     if n_pts < 3:
-        raise ScaleError(f"a steps law needs at least 3 curve points from a third of the run on, got {n_pts}")
+        raise ScaleError(
+            f"a steps law needs at least 3 curve points from a third of the run on, got {n_pts}"
+        )
     holdout = min(STEPS_HOLDOUT, max(0, n_pts // 3))
     return fit_steps_law(x[keep], L[keep], holdout=holdout, random_state=random_state), n_pts
 
@@ -215,9 +240,13 @@ def prepare_at_scale(
     scale = _target_scale(target, have, budgets, unit)
     t_budget = scale[unit]
     t_params = scale["model_params"]
-    need_steps = t_budget is not None and bool(np.any(~np.isclose(budgets, t_budget)) or truncate_at is not None)
+    need_steps = t_budget is not None and bool(
+        np.any(~np.isclose(budgets, t_budget)) or truncate_at is not None
+    )
     sizes = _distinct(P)
-    need_size = t_params is not None and (len(sizes) > 1 or (sizes and not np.isclose(sizes[0], t_params)))
+    need_size = t_params is not None and (
+        len(sizes) > 1 or (sizes and not np.isclose(sizes[0], t_params))
+    )
     if not need_steps and not need_size:
         chain = [{"law": "none", "note": "the target is the runs' own scale: no extrapolation"}]
         return ScaledData(X, Y, mixture_groups(X), scale, chain, False, context_same)
@@ -229,23 +258,33 @@ def prepare_at_scale(
     notes: list[str] = []
     groups = mixture_groups(X)
     steps_fit = _StepsFit(unit, t_budget, fit_from, truncate_at, random_state, law_cache)
-    at_budget, per_run = _at_budget(X, Y, P, S, T, curves, targets, groups, steps_fit, need_steps, progress)
+    at_budget, per_run = _at_budget(
+        X, Y, P, S, T, curves, targets, groups, steps_fit, need_steps, progress
+    )
     report(progress, 0.9, "steps laws done")
     if need_steps:
-        chain.append({
-            "law": "steps", "form": "L(S) = E + B / S^beta (per run, exponent shared across metrics)",
-            "source": "Ye et al. 2024, Eq. 5; yegcjs/mixinglaws pipeline/steplaw.py",
-            "unit": unit, "to": t_budget, "n_fits": len(per_run),
-            "fit_points": f"from {fit_from:.3g} of each run's budget on; the last <= {STEPS_HOLDOUT} held out",
-            "beta": _stats([r["beta"] for r in per_run]),
-            "heldout_mae": _stats([r["heldout_mae"] for r in per_run]),
-            "runs": per_run})
+        chain.append(
+            {
+                "law": "steps",
+                "form": "L(S) = E + B / S^beta (per run, exponent shared across metrics)",
+                "source": "Ye et al. 2024, Eq. 5; yegcjs/mixinglaws pipeline/steplaw.py",
+                "unit": unit,
+                "to": t_budget,
+                "n_fits": len(per_run),
+                "fit_points": f"from {fit_from:.3g} of each run's budget on; the last <= {STEPS_HOLDOUT} held out",
+                "beta": _stats([r["beta"] for r in per_run]),
+                "heldout_mae": _stats([r["heldout_mae"] for r in per_run]),
+                "runs": per_run,
+            }
+        )
 
     # -- (b) size law per mixture ------------------------------------------------------------
     n_mix, m = int(groups.max()) + 1, Y.shape[1]
     mix_X = np.vstack([X[np.flatnonzero(groups == g)[0]] for g in range(n_mix)])
     if need_size:
-        keep, Yout, entry = _size_law(at_budget, sizes, n_mix, m, t_params, random_state, progress, notes)
+        keep, Yout, entry = _size_law(
+            at_budget, sizes, n_mix, m, t_params, random_state, progress, notes
+        )
         chain.append(entry)
         mix_X = mix_X[keep]
     else:
@@ -253,28 +292,47 @@ def prepare_at_scale(
         for (g, _sz), ps in at_budget.items():
             Yout[g] = np.mean(ps, axis=0)
     report(progress, 1.0, "extrapolated")
-    return ScaledData(mix_X, Yout, np.arange(mix_X.shape[0]), scale, chain, True,
-                      {"steps": None, "tokens": None, "model_params": None, "curves": None}, notes)
+    return ScaledData(
+        mix_X,
+        Yout,
+        np.arange(mix_X.shape[0]),
+        scale,
+        chain,
+        True,
+        {"steps": None, "tokens": None, "model_params": None, "curves": None},
+        notes,
+    )
 
 
 def _own_scale(have: dict[str, list[float]]) -> dict[str, Any]:
     """The runs' common scale; :class:`ScaleError` when they span several."""
-    if len(have["model_params"]) > 1 or len(have["train_steps"]) > 1 or len(have["train_tokens"]) > 1:
+    if (
+        len(have["model_params"]) > 1
+        or len(have["train_steps"]) > 1
+        or len(have["train_tokens"]) > 1
+    ):
         raise ScaleError(
             f"runs span several scales (model_params {have['model_params']}, train_steps "
             f"{have['train_steps']}, train_tokens {have['train_tokens']}); pass target_scale to answer at "
-            "one scale through the scaling laws, or filter the runs by scale (run_filter)")
+            "one scale through the scaling laws, or filter the runs by scale (run_filter)"
+        )
     return {k: (have[k][0] if have[k] else None) for k in ("model_params", *BUDGET_KEYS)}
 
 
-def _target_scale(target: dict[str, Any], have: dict[str, list[float]], budgets: np.ndarray,
-                  unit: str) -> dict[str, Any]:
+def _target_scale(
+    target: dict[str, Any], have: dict[str, list[float]], budgets: np.ndarray, unit: str
+) -> dict[str, Any]:
     """The target scale, its missing entries filled with the runs' common value."""
-    scale = {"model_params": target.get("model_params"), "train_steps": target.get("train_steps"),
-             "train_tokens": target.get("train_tokens")}
+    scale = {
+        "model_params": target.get("model_params"),
+        "train_steps": target.get("train_steps"),
+        "train_tokens": target.get("train_tokens"),
+    }
     if scale["model_params"] is None:
         if len(have["model_params"]) > 1:
-            raise ScaleError(f"runs have {len(have['model_params'])} model sizes; give target_scale.model_params")
+            raise ScaleError(
+                f"runs have {len(have['model_params'])} model sizes; give target_scale.model_params"
+            )
         scale["model_params"] = have["model_params"][0] if have["model_params"] else None
     if scale[unit] is None:
         b = _distinct(budgets)
@@ -286,11 +344,15 @@ def _target_scale(target: dict[str, Any], have: dict[str, list[float]], budgets:
 
 def _check_sizes(P: np.ndarray, sizes: list[float]) -> None:
     if not sizes or np.any(~np.isfinite(P)):
-        raise ScaleError("every run needs model_params (non-embedding parameters) to extrapolate to "
-                         "target_scale.model_params")
+        raise ScaleError(
+            "every run needs model_params (non-embedding parameters) to extrapolate to "
+            "target_scale.model_params"
+        )
     if len(sizes) < MIN_SIZES_FOR_SIZE_LAW:
-        raise ScaleError(f"a size law needs runs at >= {MIN_SIZES_FOR_SIZE_LAW} model sizes, the runs have "
-                         f"{len(sizes)} ({sizes}); give target_scale.model_params equal to the runs' size")
+        raise ScaleError(
+            f"a size law needs runs at >= {MIN_SIZES_FOR_SIZE_LAW} model sizes, the runs have "
+            f"{len(sizes)} ({sizes}); give target_scale.model_params equal to the runs' size"
+        )
 
 
 @dataclass
@@ -312,17 +374,31 @@ def _fit_run_steps(i: int, x: np.ndarray, L: np.ndarray, sf: _StepsFit) -> tuple
     if sf.cache is not None and key in sf.cache:
         return sf.cache[key]
     try:
-        out = _steps_law(x, L, fit_from=sf.fit_from, random_state=sf.random_state, upto=sf.truncate_at)
+        out = _steps_law(
+            x, L, fit_from=sf.fit_from, random_state=sf.random_state, upto=sf.truncate_at
+        )
     except ScaleError as exc:
-        raise ScaleError(f"run #{i}: {exc} (give runs loss curves, or target the runs' budget)") from None
+        raise ScaleError(
+            f"run #{i}: {exc} (give runs loss curves, or target the runs' budget)"
+        ) from None
     if sf.cache is not None:
         sf.cache[key] = out
     return out
 
 
-def _at_budget(X: np.ndarray, Y: np.ndarray, P: np.ndarray, S: np.ndarray, T: np.ndarray, curves: Any,
-               targets: list[str], groups: np.ndarray, sf: _StepsFit, need_steps: bool,
-               progress: ProgressFn | None) -> tuple[dict[tuple[int, float], list[np.ndarray]], list[dict[str, Any]]]:
+def _at_budget(
+    X: np.ndarray,
+    Y: np.ndarray,
+    P: np.ndarray,
+    S: np.ndarray,
+    T: np.ndarray,
+    curves: Any,
+    targets: list[str],
+    groups: np.ndarray,
+    sf: _StepsFit,
+    need_steps: bool,
+    progress: ProgressFn | None,
+) -> tuple[dict[tuple[int, float], list[np.ndarray]], list[dict[str, Any]]]:
     """Each run's losses at the target budget (its steps law's prediction, or its own losses
     without ``need_steps``), grouped by ``(mixture, size)``; and the per-run law reports."""
     n = X.shape[0]
@@ -335,19 +411,38 @@ def _at_budget(X: np.ndarray, Y: np.ndarray, P: np.ndarray, S: np.ndarray, T: np
         if need_steps:
             law, n_pts = _fit_run_steps(i, x, L, sf)
             pred = law.predict(sf.to)[0]
-            per_run.append({"run_index": i, "mixture": int(groups[i]), "model_params": _clean(P[i]),
-                            "beta": float(law.alpha[0]), "E": law.E.tolist(), "B": law.B.tolist(),
-                            "points": n_pts, "heldout_points": law.n_heldout,
-                            "heldout_mae": _clean(law.heldout_mae), "at_target": pred.tolist()})
+            per_run.append(
+                {
+                    "run_index": i,
+                    "mixture": int(groups[i]),
+                    "model_params": _clean(P[i]),
+                    "beta": float(law.alpha[0]),
+                    "E": law.E.tolist(),
+                    "B": law.B.tolist(),
+                    "points": n_pts,
+                    "heldout_points": law.n_heldout,
+                    "heldout_mae": _clean(law.heldout_mae),
+                    "at_target": pred.tolist(),
+                }
+            )
         else:
             pred = Y[i]
-        at_budget.setdefault((int(groups[i]), float(size_of[i])), []).append(np.asarray(pred, dtype=float))
+        at_budget.setdefault((int(groups[i]), float(size_of[i])), []).append(
+            np.asarray(pred, dtype=float)
+        )
     return at_budget, per_run
 
 
-def _size_law(at_budget: dict[tuple[int, float], list[np.ndarray]], sizes: list[float], n_mix: int, m: int,
-              t_params: float, random_state: int | None, progress: ProgressFn | None,
-              notes: list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def _size_law(
+    at_budget: dict[tuple[int, float], list[np.ndarray]],
+    sizes: list[float],
+    n_mix: int,
+    m: int,
+    t_params: float,
+    random_state: int | None,
+    progress: ProgressFn | None,
+    notes: list[str],
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The size law across model sizes per mixture, extrapolated to ``t_params``: the mixtures
     kept, their losses at the target and the chain entry."""
     grid = np.full((len(sizes), n_mix, m), np.nan)
@@ -356,11 +451,15 @@ def _size_law(at_budget: dict[tuple[int, float], list[np.ndarray]], sizes: list[
     have_sizes = np.isfinite(grid[:, :, 0]).sum(axis=0)
     keep = have_sizes >= MIN_SIZES_FOR_SIZE_LAW
     if not keep.any():
-        raise ScaleError(f"no mixture was run at >= {MIN_SIZES_FOR_SIZE_LAW} model sizes: the size law "
-                         "needs each mixture at several sizes")
+        raise ScaleError(
+            f"no mixture was run at >= {MIN_SIZES_FOR_SIZE_LAW} model sizes: the size law "
+            "needs each mixture at several sizes"
+        )
     if (~keep).any():
-        notes.append(f"{int((~keep).sum())} mixtures run at fewer than {MIN_SIZES_FOR_SIZE_LAW} sizes were "
-                     "left out (the size law needs them at several sizes)")
+        notes.append(
+            f"{int((~keep).sum())} mixtures run at fewer than {MIN_SIZES_FOR_SIZE_LAW} sizes were "
+            "left out (the size law needs them at several sizes)"
+        )
     flat = grid[:, keep, :].reshape(len(sizes), -1)
     holdout = 1 if len(sizes) > MIN_SIZES_FOR_SIZE_LAW else 0
     report(progress, 0.92, "size law")
@@ -368,13 +467,20 @@ def _size_law(at_budget: dict[tuple[int, float], list[np.ndarray]], sizes: list[
     Yx = law.predict(t_params)[0].reshape(int(keep.sum()), m)
     Ek, Bk = law.E.reshape(-1, m), law.B.reshape(-1, m)
     entry = {
-        "law": "size", "form": "L(N) = E + A / N^alpha (per mixture and metric, exponent shared)",
+        "law": "size",
+        "form": "L(N) = E + A / N^alpha (per mixture and metric, exponent shared)",
         "source": "Ye et al. 2024, Eq. 5; yegcjs/mixinglaws pipeline/sizelaw.py",
-        "sizes": sizes, "to": t_params, "alpha": float(law.alpha[0]),
+        "sizes": sizes,
+        "to": t_params,
+        "alpha": float(law.alpha[0]),
         "heldout": "the largest size" if holdout else "none (3 sizes: all used for fitting)",
-        "heldout_mae": _clean(law.heldout_mae), "n_mixtures": int(keep.sum()),
-        "mixtures": [{"E": Ek[j].tolist(), "A": Bk[j].tolist(), "at_target": Yx[j].tolist()}
-                     for j in range(int(keep.sum()))]}
+        "heldout_mae": _clean(law.heldout_mae),
+        "n_mixtures": int(keep.sum()),
+        "mixtures": [
+            {"E": Ek[j].tolist(), "A": Bk[j].tolist(), "at_target": Yx[j].tolist()}
+            for j in range(int(keep.sum()))
+        ],
+    }
     return keep, Yx, entry
 
 
@@ -393,7 +499,7 @@ def cross_scale_validate(
     progress: ProgressFn | None = None,
     _prepared: dict | None = None,
 ) -> dict[str, Any]:
-    """"Fit on the smaller, predict the largest": how well the pipeline + an estimator extrapolate.
+    """ "Fit on the smaller, predict the largest": how well the pipeline + an estimator extrapolate.
 
     With >= 4 model sizes the runs of the largest size are held out and the others (>= 3 sizes)
     are extrapolated to it, at each held-out run's own budget. With one size and loss curves,
@@ -428,13 +534,18 @@ def cross_scale_validate(
         half = {float(b): 0.5 * float(b) for b in budgets}
         train = np.ones(n, dtype=bool)
         held = np.ones(n, dtype=bool)
-        jobs = [(np.isclose(budgets, b), {"model_params": sizes[0] if sizes else None, unit: b}, h)
-                for b, h in sorted(half.items())]
+        jobs = [
+            (np.isclose(budgets, b), {"model_params": sizes[0] if sizes else None, unit: b}, h)
+            for b, h in sorted(half.items())
+        ]
         fit_on = "every run's curve up to half its budget"
     else:
-        reason = ("runs have one scale and no loss curves" if len(sizes) <= 1 else
-                  f"runs have {len(sizes)} model sizes; holding out the largest needs >= "
-                  f"{MIN_SIZES_FOR_SIZE_LAW + 1} (a size law on >= {MIN_SIZES_FOR_SIZE_LAW})")
+        reason = (
+            "runs have one scale and no loss curves"
+            if len(sizes) <= 1
+            else f"runs have {len(sizes)} model sizes; holding out the largest needs >= "
+            f"{MIN_SIZES_FOR_SIZE_LAW + 1} (a size law on >= {MIN_SIZES_FOR_SIZE_LAW})"
+        )
         return {"status": "untested", "reason": f"extrapolation untested: {reason}"}
     actual, pred, idx = [], [], []
     for j, (rows, tscale, cut) in enumerate(jobs):
@@ -443,10 +554,19 @@ def cross_scale_validate(
             tr = np.flatnonzero(train)
             try:
                 cache[key] = prepare_at_scale(
-                    X[tr], Y[tr], targets=targets, target_scale=tscale, model_params=P[tr], steps=S[tr],
-                    tokens=T[tr], curves=[curves[int(i)] for i in tr] if curves is not None else None,
-                    truncate_at=cut, random_state=random_state, law_cache=cache.setdefault("_laws", {}),
-                    progress=scaled(progress, j / len(jobs), (j + 1) / len(jobs)))
+                    X[tr],
+                    Y[tr],
+                    targets=targets,
+                    target_scale=tscale,
+                    model_params=P[tr],
+                    steps=S[tr],
+                    tokens=T[tr],
+                    curves=[curves[int(i)] for i in tr] if curves is not None else None,
+                    truncate_at=cut,
+                    random_state=random_state,
+                    law_cache=cache.setdefault("_laws", {}),
+                    progress=scaled(progress, j / len(jobs), (j + 1) / len(jobs)),
+                )
             except ScaleError as exc:
                 cache[key] = exc
         prep = cache[key]
@@ -463,10 +583,19 @@ def cross_scale_validate(
         return {"status": "prepared"}
     a, p = np.asarray(actual), np.asarray(pred)
     m = fidelity_metrics(a, p)
-    return {"status": "ok", "mode": mode, "fit_on": fit_on,
-            "predict": f"{len(a)} held-out runs at their own scale ({'largest size' if mode == 'size' else 'full budget'})",
-            "n": int(a.size), "spearman": m["spearman"], "pearson": m["pearson"], "mae": m["mae"],
-            "mean_rel_error": float(np.mean(np.abs(p - a) / np.abs(a))) if a.size else None,
-            "max_rel_error": float(np.max(np.abs(p - a) / np.abs(a))) if a.size else None,
-            "predictions": [{"run_index": int(i), "actual": float(x), "predicted": float(y)}
-                            for i, x, y in zip(idx, a, p, strict=True)]}
+    return {
+        "status": "ok",
+        "mode": mode,
+        "fit_on": fit_on,
+        "predict": f"{len(a)} held-out runs at their own scale ({'largest size' if mode == 'size' else 'full budget'})",
+        "n": int(a.size),
+        "spearman": m["spearman"],
+        "pearson": m["pearson"],
+        "mae": m["mae"],
+        "mean_rel_error": float(np.mean(np.abs(p - a) / np.abs(a))) if a.size else None,
+        "max_rel_error": float(np.max(np.abs(p - a) / np.abs(a))) if a.size else None,
+        "predictions": [
+            {"run_index": int(i), "actual": float(x), "predicted": float(y)}
+            for i, x, y in zip(idx, a, p, strict=True)
+        ],
+    }

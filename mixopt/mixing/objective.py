@@ -43,8 +43,14 @@ class Objective:
     targets: tuple[str, ...] | None = None
 
     @classmethod
-    def parse(cls, weights: Any, *, targets: Sequence[str] | None = None, n_targets: int | None = None,
-              field: str = "objective_weights") -> Objective:
+    def parse(
+        cls,
+        weights: Any,
+        *,
+        targets: Sequence[str] | None = None,
+        n_targets: int | None = None,
+        field: str = "objective_weights",
+    ) -> Objective:
         """Read weights given by name (``{target: w}``) or as a list in target order.
 
         Raises
@@ -61,10 +67,14 @@ class Objective:
             return cls(weights.weights, names or weights.targets)
         if isinstance(weights, Mapping):
             if names is None:
-                raise ValueError(f"{field} given by name need target names (the estimator has none)")
+                raise ValueError(
+                    f"{field} given by name need target names (the estimator has none)"
+                )
             unknown = sorted(set(map(str, weights)) - set(names))
             if unknown:
-                raise ValueError(f"{field}: unknown target(s) {unknown}; the fit's are {list(names)}")
+                raise ValueError(
+                    f"{field}: unknown target(s) {unknown}; the fit's are {list(names)}"
+                )
             w = np.array([float(weights.get(t, 0.0)) for t in names])
         else:
             w = np.asarray(weights, dtype=float).ravel()
@@ -84,7 +94,9 @@ class Objective:
         if self.weights is None:
             return np.full(int(n_targets), 1.0 / int(n_targets))
         if self.weights.size != int(n_targets):
-            raise ValueError(f"objective_weights has {self.weights.size} entries for {n_targets} targets")
+            raise ValueError(
+                f"objective_weights has {self.weights.size} entries for {n_targets} targets"
+            )
         return self.weights
 
     def reduce(self, P: Any) -> np.ndarray:

@@ -55,8 +55,17 @@ from mixopt.mixing.solve import (
 from mixopt.mixing.staged import recommend_staged
 from mixopt.progress import ProgressFn
 
-__all__ = ["EXTRAPOLATION_LOSS_FRACTION", "EXTRAPOLATION_WEIGHT_TOL", "PAPER_N_SAMPLES", "PAPER_TOP_K",
-           "find_optimum", "kl_divergence", "predict_with_interval", "recommend", "support_check"]
+__all__ = [
+    "EXTRAPOLATION_LOSS_FRACTION",
+    "EXTRAPOLATION_WEIGHT_TOL",
+    "PAPER_N_SAMPLES",
+    "PAPER_TOP_K",
+    "find_optimum",
+    "kl_divergence",
+    "predict_with_interval",
+    "recommend",
+    "support_check",
+]
 
 
 def recommend(
@@ -86,16 +95,41 @@ def recommend(
     (:func:`mixopt.mixing.staged.recommend_staged`); the result is the first phase's, with
     ``staged`` holding every phase.
     """
-    kw: dict[str, Any] = dict(X=X, Y=Y, n_boot=n_boot, n_samples=n_samples, top_k=top_k, n_starts=n_starts,
-                              refine=refine, trust_region=trust_region, reference=reference)
+    kw: dict[str, Any] = dict(
+        X=X,
+        Y=Y,
+        n_boot=n_boot,
+        n_samples=n_samples,
+        top_k=top_k,
+        n_starts=n_starts,
+        refine=refine,
+        trust_region=trust_region,
+        reference=reference,
+    )
     if not phases:
-        return recommend_one(estimator, constraints, prior, objective_weights, random_state, domains=domains,
-                             progress=progress, **kw)
+        return recommend_one(
+            estimator,
+            constraints,
+            prior,
+            objective_weights,
+            random_state,
+            domains=domains,
+            progress=progress,
+            **kw,
+        )
     estimator.check_is_fitted()
     c = constraints if isinstance(constraints, Constraints) else Constraints.from_dict(constraints)
     names = domain_names(estimator, domains)
-    staged = recommend_staged(estimator, phases, c, domains=names, random_state=random_state, prior=prior,
-                              objective_names=True, objective_weights=objective_weights, **kw)
+    staged = recommend_staged(
+        estimator,
+        phases,
+        c,
+        domains=names,
+        random_state=random_state,
+        prior=prior,
+        objective_names=True,
+        objective_weights=objective_weights,
+        **kw,
+    )
     first = staged.pop("first")
     return dict(first, staged=staged)
-

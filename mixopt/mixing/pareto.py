@@ -46,11 +46,13 @@ def non_dominated(P: Any, chunk: int = 512) -> np.ndarray:
     Q = np.where(finite[:, None], P, np.inf)
     keep = finite.copy()
     for start in range(0, n, chunk):
-        block = Q[start:start + chunk]  # (b, m): the rows being tested
-        le = (Q[None, :, :] <= block[:, None, :]).all(axis=2)  # (b, n): row j is <= row i everywhere
+        block = Q[start : start + chunk]  # (b, m): the rows being tested
+        le = (Q[None, :, :] <= block[:, None, :]).all(
+            axis=2
+        )  # (b, n): row j is <= row i everywhere
         lt = (Q[None, :, :] < block[:, None, :]).any(axis=2)
         dominated = (le & lt & finite[None, :]).any(axis=1)
-        keep[start:start + chunk] &= ~dominated
+        keep[start : start + chunk] &= ~dominated
     return keep
 
 
@@ -84,8 +86,13 @@ def fronts(P: Any, ix: int, iy: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return front2, non_dominated(P), front_order(P[:, [ix, iy]], front2)
 
 
-def sample_candidates(count: int, domains: Sequence[str], constraints: Constraints | Mapping[str, Any] | None = None,
-                      prior: Any = None, random_state: int = 0) -> np.ndarray:
+def sample_candidates(
+    count: int,
+    domains: Sequence[str],
+    constraints: Constraints | Mapping[str, Any] | None = None,
+    prior: Any = None,
+    random_state: int = 0,
+) -> np.ndarray:
     """``count`` candidate mixtures (``count x K``) on the simplex under ``constraints``.
 
     Parameters

@@ -35,16 +35,36 @@ from mixopt.mixing.optimize import recommend as _recommend
 from mixopt.mixing.trust import assess
 from mixopt.progress import ProgressFn, report, scaled
 
-__all__ = ["RECOMMEND_OPTIONS", "ScaleError", "baseline_mixtures", "estimator_catalogue", "fit_estimator",
-           "predict", "predict_interval", "recommend", "suggest", "validate_params"]
+__all__ = [
+    "RECOMMEND_OPTIONS",
+    "ScaleError",
+    "baseline_mixtures",
+    "estimator_catalogue",
+    "fit_estimator",
+    "predict",
+    "predict_interval",
+    "recommend",
+    "suggest",
+    "validate_params",
+]
 
 #: options of a recommendation (validated like estimator parameters)
 RECOMMEND_OPTIONS = {
     "n_samples": ("int", 1000, 1_000_000, "trees: Dirichlet samples simulated (paper: 100,000)"),
     "top_k": ("int", 1, 100_000, "trees: best samples averaged (paper: 128)"),
-    "refine": ("bool", None, None, "trees: local refinement around the top-k average (off: the paper's answer)"),
+    "refine": (
+        "bool",
+        None,
+        None,
+        "trees: local refinement around the top-k average (off: the paper's answer)",
+    ),
     "n_starts": ("int", 1, 64, "smooth estimators: SLSQP starts"),
-    "trust_region": ("float", 0.0, 1.0, "keep each weight at most this much above the largest weight a run gave it"),
+    "trust_region": (
+        "float",
+        0.0,
+        1.0,
+        "keep each weight at most this much above the largest weight a run gave it",
+    ),
 }
 
 _SCALE_KEYS = ("model_params", "steps", "tokens", "curves")
@@ -56,11 +76,21 @@ def estimator_catalogue() -> list[dict[str, Any]]:
     for name in sorted(ESTIMATORS):
         cls = ESTIMATORS[name]
         doc = (cls.__doc__ or "").strip().splitlines()
-        rule = "K + 2 distinct mixtures (K domains)" if cls.required_runs(1) != cls.min_runs else f"{cls.min_runs}"
-        out.append({"name": name, "summary": doc[0] if doc else "", "min_runs": int(cls.min_runs),
-                    "min_runs_rule": rule,
-                    "smooth": bool(cls.smooth) if isinstance(cls.smooth, bool) else None,
-                    "params": cls.describe_params()})
+        rule = (
+            "K + 2 distinct mixtures (K domains)"
+            if cls.required_runs(1) != cls.min_runs
+            else f"{cls.min_runs}"
+        )
+        out.append(
+            {
+                "name": name,
+                "summary": doc[0] if doc else "",
+                "min_runs": int(cls.min_runs),
+                "min_runs_rule": rule,
+                "smooth": bool(cls.smooth) if isinstance(cls.smooth, bool) else None,
+                "params": cls.describe_params(),
+            }
+        )
     return out
 
 
@@ -85,7 +115,9 @@ def _clean(obj: Any) -> Any:
 def _finite(v: Any) -> list[float]:
     if v is None:
         return []
-    a = np.asarray([np.nan if x is None else x for x in np.asarray(v, dtype=object).ravel()], dtype=float)
+    a = np.asarray(
+        [np.nan if x is None else x for x in np.asarray(v, dtype=object).ravel()], dtype=float
+    )
     return [float(x) for x in a if np.isfinite(x)]
 
 
@@ -110,9 +142,17 @@ class _Prepared:
     notes: list[str] = field(default_factory=list)
 
 
-def _prepare(cls: type[MixingEstimator], params: dict[str, Any], X: np.ndarray, Y: np.ndarray,
-             targets: list[str], target_scale: dict | None, random_state: int,
-             progress: ProgressFn | None, context: dict[str, Any]) -> _Prepared:
+def _prepare(
+    cls: type[MixingEstimator],
+    params: dict[str, Any],
+    X: np.ndarray,
+    Y: np.ndarray,
+    targets: list[str],
+    target_scale: dict | None,
+    random_state: int,
+    progress: ProgressFn | None,
+    context: dict[str, Any],
+) -> _Prepared:
     """Reach the answering scale: natively (``scale_handling == "native_steps"``) or through
     the nested steps and size laws (:func:`~mixopt.mixing.nested.prepare_at_scale`)."""
     scale_ctx = {k: context.get(k) for k in _SCALE_KEYS}
@@ -122,22 +162,57 @@ def _prepare(cls: type[MixingEstimator], params: dict[str, Any], X: np.ndarray, 
     if native is not None:
         for k, v in native.params.items():
             params.setdefault(k, v)
-        return _Prepared(X, Y, None, {k: v for k, v in scale_ctx.items() if v is not None}, dict(native.scale),
-                         list(native.chain), True, True, native.cross_scale_reason)
-    prep = prepare_at_scale(X, Y, targets=targets, target_scale=target_scale, random_state=random_state,
-                            progress=scaled(progress, 0.0, 0.3), **_scale_kw(scale_ctx))
+        return _Prepared(
+            X,
+            Y,
+            None,
+            {k: v for k, v in scale_ctx.items() if v is not None},
+            dict(native.scale),
+            list(native.chain),
+            True,
+            True,
+            native.cross_scale_reason,
+        )
+    prep = prepare_at_scale(
+        X,
+        Y,
+        targets=targets,
+        target_scale=target_scale,
+        random_state=random_state,
+        progress=scaled(progress, 0.0, 0.3),
+        **_scale_kw(scale_ctx),
+    )
     notes = list(prep.notes)
     if prep.extrapolated:
-        notes.append(f"answers at {describe_scale(prep.scale)}: the estimator is fitted on {prep.X.shape[0]} "
-                     "mixtures' losses extrapolated by the scaling laws")
-    return _Prepared(prep.X, prep.Y, prep.groups, {k: v for k, v in prep.context.items() if v is not None},
-                     prep.scale, list(prep.chain), prep.extrapolated, False, notes=notes)
+        notes.append(
+            f"answers at {describe_scale(prep.scale)}: the estimator is fitted on {prep.X.shape[0]} "
+            "mixtures' losses extrapolated by the scaling laws"
+        )
+    return _Prepared(
+        prep.X,
+        prep.Y,
+        prep.groups,
+        {k: v for k, v in prep.context.items() if v is not None},
+        prep.scale,
+        list(prep.chain),
+        prep.extrapolated,
+        False,
+        notes=notes,
+    )
 
 
-def _cross_scale_fn(prep: _Prepared, X: np.ndarray, Y: np.ndarray, *, domains: list[str], targets: list[str],
-                    wv: np.ndarray, random_state: int,
-                    context: dict[str, Any]) -> Callable[[MixingEstimator], dict[str, Any]] | None:
-    """"Fit on the smaller, predict the largest" on the raw runs, when they span sizes or
+def _cross_scale_fn(
+    prep: _Prepared,
+    X: np.ndarray,
+    Y: np.ndarray,
+    *,
+    domains: list[str],
+    targets: list[str],
+    wv: np.ndarray,
+    random_state: int,
+    context: dict[str, Any],
+) -> Callable[[MixingEstimator], dict[str, Any]] | None:
+    """ "Fit on the smaller, predict the largest" on the raw runs, when they span sizes or
     budgets (or the fit extrapolates from curves); None when there is nothing to test."""
     raw_sizes = set(_finite(context.get("model_params")))
     raw_budgets = set(_finite(context.get("steps"))) or set(_finite(context.get("tokens")))
@@ -153,28 +228,53 @@ def _cross_scale_fn(prep: _Prepared, X: np.ndarray, Y: np.ndarray, *, domains: l
             return lambda Z: e.predict_objective(Z, wv)
 
         try:
-            return cross_scale_validate(fit_predict, X, Y, targets=targets, objective_weights=wv,
-                                        random_state=random_state, _prepared=cache, **_scale_kw(context))
+            return cross_scale_validate(
+                fit_predict,
+                X,
+                Y,
+                targets=targets,
+                objective_weights=wv,
+                random_state=random_state,
+                _prepared=cache,
+                **_scale_kw(context),
+            )
         except (ValueError, np.linalg.LinAlgError) as exc:
             return {"status": "untested", "reason": f"extrapolation untested: {exc}"}
 
     return cross_fn
 
 
-def _cross_validate(est: MixingEstimator, prep: _Prepared, ctx: dict[str, Any], w: np.ndarray | None,
-                    cv_folds: int, random_state: int, progress: ProgressFn | None,
-                    notes: list[str]) -> dict[str, Any] | None:
+def _cross_validate(
+    est: MixingEstimator,
+    prep: _Prepared,
+    ctx: dict[str, Any],
+    w: np.ndarray | None,
+    cv_folds: int,
+    random_state: int,
+    progress: ProgressFn | None,
+    notes: list[str],
+) -> dict[str, Any] | None:
     """Same-scale CV grouped by mixture (``nested_cv``: the selection inside each fold)."""
     n = prep.X.shape[0]
     need = type(est).cv_runs_needed(prep.X.shape[1])
     if n < need:
-        notes.append(f"too few runs for {cv_folds}-fold CV of {est.name} ({n}, needs {need}); "
-                     "fidelity not computed")
+        notes.append(
+            f"too few runs for {cv_folds}-fold CV of {est.name} ({n}, needs {need}); "
+            "fidelity not computed"
+        )
         return None
     try:
-        cv = cross_validate(est.cv_estimator(cv_folds), prep.X, prep.Y, objective_weights=w, n_folds=cv_folds,
-                            random_state=random_state, groups=prep.groups, progress=scaled(progress, 0.6, 0.9),
-                            **ctx)
+        cv = cross_validate(
+            est.cv_estimator(cv_folds),
+            prep.X,
+            prep.Y,
+            objective_weights=w,
+            n_folds=cv_folds,
+            random_state=random_state,
+            groups=prep.groups,
+            progress=scaled(progress, 0.6, 0.9),
+            **ctx,
+        )
     except (ValueError, np.linalg.LinAlgError) as exc:
         notes.append(f"cross-validation failed: {exc}")
         return None
@@ -186,8 +286,11 @@ def _cross_validate(est: MixingEstimator, prep: _Prepared, ctx: dict[str, Any], 
     return cv
 
 
-def _cross_scale(est: MixingEstimator, prep: _Prepared,
-                 cross_fn: Callable[[MixingEstimator], dict[str, Any]] | None) -> dict[str, Any]:
+def _cross_scale(
+    est: MixingEstimator,
+    prep: _Prepared,
+    cross_fn: Callable[[MixingEstimator], dict[str, Any]] | None,
+) -> dict[str, Any]:
     selected = est.selected_cross_scale()
     if selected is not None:
         return selected
@@ -241,7 +344,9 @@ def fit_estimator(
     if name not in ESTIMATORS:
         raise KeyError(f"unknown estimator {name!r}; known: {sorted(ESTIMATORS)}")
     cls = ESTIMATORS[name]
-    params = cls.pipeline_params(dict(params or {}), cv_folds=int(cv_folds), random_state=int(random_state))
+    params = cls.pipeline_params(
+        dict(params or {}), cv_folds=int(cv_folds), random_state=int(random_state)
+    )
     t0 = time.perf_counter()
     prep = _prepare(cls, params, X, Y, targets, target_scale, random_state, progress, context)
     notes = prep.notes
@@ -250,12 +355,24 @@ def fit_estimator(
         fctx["token_counts"] = context["token_counts"]
     ctx = dict(fctx, domains=list(domains), targets=targets)
     est = get_estimator(name, **params)
-    cross_fn = _cross_scale_fn(prep, X, Y, domains=domains, targets=targets, wv=wv,
-                               random_state=random_state, context=context)
+    cross_fn = _cross_scale_fn(
+        prep,
+        X,
+        Y,
+        domains=domains,
+        targets=targets,
+        wv=wv,
+        random_state=random_state,
+        context=context,
+    )
 
     report(progress, 0.3, f"fitting {name}")
-    extra = est.selection_context(objective_weights=w, groups=prep.groups, progress=scaled(progress, 0.3, 0.6),
-                                  cross_scale_fn=cross_fn if prep.extrapolated else None)
+    extra = est.selection_context(
+        objective_weights=w,
+        groups=prep.groups,
+        progress=scaled(progress, 0.3, 0.6),
+        cross_scale_fn=cross_fn if prep.extrapolated else None,
+    )
     est.fit(prep.X, prep.Y, **ctx, **extra)
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -269,20 +386,46 @@ def fit_estimator(
     y_obs = prep.Y @ wv
     fm = fidelity_metrics(y_obs, train_pred) if np.all(np.isfinite(train_pred)) else {"mae": None}
     on = "extrapolated mixtures" if prep.extrapolated and not prep.native else "runs"
-    prep.chain.append({"law": est.law_label(), "on": f"{prep.X.shape[0]} {on}", "fit_mae": fm.get("mae"),
-                       "cv_mae": (cv or {}).get("pooled", {}).get("mae"), "params": est.law_summary()})
+    prep.chain.append(
+        {
+            "law": est.law_label(),
+            "on": f"{prep.X.shape[0]} {on}",
+            "fit_mae": fm.get("mae"),
+            "cv_mae": (cv or {}).get("pooled", {}).get("mae"),
+            "params": est.law_summary(),
+        }
+    )
     trusted, reasons = assess(est, cv, y_obs, train_pred, cross)
     report(progress, 1.0, "fitted")
-    training = {"X": prep.X.tolist(), "Y": prep.Y.tolist()} if prep.extrapolated and not prep.native else None
-    scaling = {"chain": prep.chain, "cross_scale": cross, "extrapolated": bool(prep.extrapolated),
-               "training": training}
-    return _clean({"state": est.to_state(), "fidelity": cv, "timings": {"fit_s": fit_s, "cv_s": cv_s},
-                   "notes": notes, "scale": prep.scale, "scaling": scaling, "trusted": trusted,
-                   "trust_reasons": reasons})
+    training = (
+        {"X": prep.X.tolist(), "Y": prep.Y.tolist()}
+        if prep.extrapolated and not prep.native
+        else None
+    )
+    scaling = {
+        "chain": prep.chain,
+        "cross_scale": cross,
+        "extrapolated": bool(prep.extrapolated),
+        "training": training,
+    }
+    return _clean(
+        {
+            "state": est.to_state(),
+            "fidelity": cv,
+            "timings": {"fit_s": fit_s, "cv_s": cv_s},
+            "notes": notes,
+            "scale": prep.scale,
+            "scaling": scaling,
+            "trusted": trusted,
+            "trust_reasons": reasons,
+        }
+    )
 
 
 # -- use a fit ---------------------------------------------------------------------------------
-def predict(state: dict, X: Any, objective_weights: Any = None, steps: float | None = None) -> dict[str, Any]:
+def predict(
+    state: dict, X: Any, objective_weights: Any = None, steps: float | None = None
+) -> dict[str, Any]:
     """Per-target predictions, the objective and (when the estimator has one) its std.
     ``steps``: estimators whose law is in steps only (``predicts_at_steps``: BiMix), the step
     to evaluate at."""
@@ -294,9 +437,15 @@ def predict(state: dict, X: Any, objective_weights: Any = None, steps: float | N
         P = np.atleast_2d(est.predict(Xq, steps=float(steps)))  # type: ignore[call-arg]
     else:
         P = np.atleast_2d(est.predict(Xq))
-    objective = Objective.parse(objective_weights, targets=getattr(est, "targets_", None), n_targets=P.shape[1])
-    out: dict[str, Any] = {"predictions": P.tolist(), "objective": objective.reduce(P).tolist(),
-                           "std": None, "objective_std": None}
+    objective = Objective.parse(
+        objective_weights, targets=getattr(est, "targets_", None), n_targets=P.shape[1]
+    )
+    out: dict[str, Any] = {
+        "predictions": P.tolist(),
+        "objective": objective.reduce(P).tolist(),
+        "std": None,
+        "objective_std": None,
+    }
     if hasattr(est, "predict_objective_std") and steps is None:
         out["std"] = est.predict_std(Xq).tolist()  # type: ignore[attr-defined]  # with predict_objective_std
         out["objective_std"] = np.ravel(est.predict_objective_std(Xq, objective.explicit)).tolist()
@@ -331,20 +480,49 @@ def recommend(
         X, Y = training["X"], training["Y"]
     est = MixingEstimator.from_state(state)
     P = np.atleast_2d(est.predict(np.full((1, est.n_domains_), 1.0 / est.n_domains_)))
-    w = Objective.parse(objective_weights, targets=getattr(est, "targets_", None), n_targets=P.shape[1]).explicit
+    w = Objective.parse(
+        objective_weights, targets=getattr(est, "targets_", None), n_targets=P.shape[1]
+    ).explicit
     if domains is None and getattr(est, "domains_", None) is None:
         domains = getattr(est.final_estimator(), "domains_", None)
     kw = {k: v for k, v in kw.items() if v is not None}
-    return _clean(_recommend(est, Constraints.from_dict(constraints), prior, w, random_state,
-                             domains=domains, X=X, Y=Y, n_boot=n_boot, progress=progress, **kw))
+    return _clean(
+        _recommend(
+            est,
+            Constraints.from_dict(constraints),
+            prior,
+            w,
+            random_state,
+            domains=domains,
+            X=X,
+            Y=Y,
+            n_boot=n_boot,
+            progress=progress,
+            **kw,
+        )
+    )
 
 
-def predict_interval(state: dict, X: Any, objective_weights: Any = None, X_train: Any = None,
-                     Y_train: Any = None, n_boot: int = 20) -> dict[str, Any]:
+def predict_interval(
+    state: dict,
+    X: Any,
+    objective_weights: Any = None,
+    X_train: Any = None,
+    Y_train: Any = None,
+    n_boot: int = 20,
+) -> dict[str, Any]:
     """Predicted objective with an interval (:func:`mixopt.mixing.solve.predict_with_interval`)."""
     est = MixingEstimator.from_state(state)
-    return _clean(predict_with_interval(est, X, objective_weights=objective_weights, X_train=X_train,
-                                        Y_train=Y_train, n_boot=n_boot))
+    return _clean(
+        predict_with_interval(
+            est,
+            X,
+            objective_weights=objective_weights,
+            X_train=X_train,
+            Y_train=Y_train,
+            n_boot=n_boot,
+        )
+    )
 
 
 def suggest(
@@ -361,7 +539,15 @@ def suggest(
     c = Constraints.from_dict(constraints) if constraints else None
     if isinstance(prior, dict):
         prior = [float(prior.get(d, 0.0)) for d in domains]
-    out = suggest_next(int(count), X, y, constraints=c, prior=prior, random_state=random_state, domains=list(domains))
+    out = suggest_next(
+        int(count),
+        X,
+        y,
+        constraints=c,
+        prior=prior,
+        random_state=random_state,
+        domains=list(domains),
+    )
     return np.asarray(out, dtype=float).tolist()
 
 
@@ -381,6 +567,8 @@ def baseline_mixtures(token_counts: Any, constraints: dict | None = None) -> dic
     }
     epochs = c.max_epochs
     if c.target_tokens is not None and isinstance(epochs, (int, float, np.number)):
-        out["temperature"] = baselines.temperature_mixture(counts, 2.0, c.target_tokens, float(epochs))
+        out["temperature"] = baselines.temperature_mixture(
+            counts, 2.0, c.target_tokens, float(epochs)
+        )
         out["unimax"] = baselines.unimax_mixture(counts, c.target_tokens, float(epochs))
     return {k: np.asarray(v, dtype=float).tolist() for k, v in out.items()}

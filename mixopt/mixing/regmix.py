@@ -111,16 +111,32 @@ class RegMixLGBM(MixingEstimator):
         "n_estimators": ParamSpec("int", "boosting rounds (paper: 1000)", 1, 100_000),
         "learning_rate": ParamSpec("float", "shrinkage (paper: 0.01)", 1e-6, 1.0),
         "num_leaves": ParamSpec("int", "leaves per tree (LightGBM default 31)", 2, 4096),
-        "min_child_samples": ParamSpec("int", "min runs per leaf; null adapts it: clip(n // 16, 2, 20)",
-                                       1, 100_000, nullable=True),
-        "early_stopping_rounds": ParamSpec("int", "early stopping on a held-out share (paper: 3); null: off",
-                                           1, 10_000, nullable=True),
-        "validation_fraction": ParamSpec("float", "share of runs held out for early stopping", 0.0, 0.9),
-        "random_state": ParamSpec("int", "LightGBM seed (paper: 42), also seeds the validation split",
-                                  0, 2**31 - 1),
+        "min_child_samples": ParamSpec(
+            "int",
+            "min runs per leaf; null adapts it: clip(n // 16, 2, 20)",
+            1,
+            100_000,
+            nullable=True,
+        ),
+        "early_stopping_rounds": ParamSpec(
+            "int",
+            "early stopping on a held-out share (paper: 3); null: off",
+            1,
+            10_000,
+            nullable=True,
+        ),
+        "validation_fraction": ParamSpec(
+            "float", "share of runs held out for early stopping", 0.0, 0.9
+        ),
+        "random_state": ParamSpec(
+            "int", "LightGBM seed (paper: 42), also seeds the validation split", 0, 2**31 - 1
+        ),
         "n_jobs": ParamSpec("int", "LightGBM threads", 1, 256),
-        "backend": ParamSpec("str", "auto: LightGBM when importable, else scikit-learn",
-                             choices=("auto", "lightgbm", "sklearn")),
+        "backend": ParamSpec(
+            "str",
+            "auto: LightGBM when importable, else scikit-learn",
+            choices=("auto", "lightgbm", "sklearn"),
+        ),
     }
 
     def __init__(
@@ -148,7 +164,9 @@ class RegMixLGBM(MixingEstimator):
 
     def _backend(self) -> str:
         if self.backend not in ("auto", "lightgbm", "sklearn"):
-            raise ValueError(f"backend must be 'auto', 'lightgbm' or 'sklearn', got {self.backend!r}")
+            raise ValueError(
+                f"backend must be 'auto', 'lightgbm' or 'sklearn', got {self.backend!r}"
+            )
         if self.backend == "lightgbm" and lgb is None:
             raise ImportError("backend='lightgbm' but lightgbm is not importable")
         if self.backend == "auto":
@@ -170,19 +188,28 @@ class RegMixLGBM(MixingEstimator):
 
     def _lgb_params(self, n: int) -> dict[str, Any]:
         return {
-            "boosting_type": "gbdt", "objective": "regression", "metric": "l2",
-            "learning_rate": float(self.learning_rate), "num_leaves": int(self.num_leaves),
-            "min_data_in_leaf": self._min_child(n), "seed": int(self.random_state),
-            "num_threads": int(self.n_jobs), "deterministic": True, "verbosity": -1,
+            "boosting_type": "gbdt",
+            "objective": "regression",
+            "metric": "l2",
+            "learning_rate": float(self.learning_rate),
+            "num_leaves": int(self.num_leaves),
+            "min_data_in_leaf": self._min_child(n),
+            "seed": int(self.random_state),
+            "num_threads": int(self.n_jobs),
+            "deterministic": True,
+            "verbosity": -1,
         }
 
     def _hgb(self, n: int):
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         return HistGradientBoostingRegressor(
-            max_iter=int(self.n_estimators), learning_rate=float(self.learning_rate),
-            max_leaf_nodes=int(self.num_leaves), min_samples_leaf=self._min_child(n),
-            early_stopping=False, random_state=int(self.random_state),
+            max_iter=int(self.n_estimators),
+            learning_rate=float(self.learning_rate),
+            max_leaf_nodes=int(self.num_leaves),
+            min_samples_leaf=self._min_child(n),
+            early_stopping=False,
+            random_state=int(self.random_state),
         )
 
     def fit(self, X: Any, Y: Any, **context: Any) -> RegMixLGBM:
@@ -198,10 +225,20 @@ class RegMixLGBM(MixingEstimator):
                 kw: dict[str, Any] = {}
                 if va is not None:
                     dval = lgb.Dataset(X[va], y[va], reference=dtrain, params=ds_params)
-                    kw = {"valid_sets": [dval], "callbacks": [
-                        lgb.early_stopping(int(self.early_stopping_rounds or 0), verbose=False)]}  # set: _split
-                booster = lgb.train(self._lgb_params(len(tr)), dtrain, num_boost_round=int(self.n_estimators), **kw)
-                it = booster.best_iteration if va is not None and booster.best_iteration > 0 else booster.current_iteration()
+                    kw = {
+                        "valid_sets": [dval],
+                        "callbacks": [
+                            lgb.early_stopping(int(self.early_stopping_rounds or 0), verbose=False)
+                        ],
+                    }  # set: _split
+                booster = lgb.train(
+                    self._lgb_params(len(tr)), dtrain, num_boost_round=int(self.n_estimators), **kw
+                )
+                it = (
+                    booster.best_iteration
+                    if va is not None and booster.best_iteration > 0
+                    else booster.current_iteration()
+                )
                 # keep only the rounds that are used, so the stored text is the model
                 booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=it))
                 models.append(booster)
@@ -224,9 +261,11 @@ class RegMixLGBM(MixingEstimator):
 
     def _state(self) -> dict[str, Any]:
         st: dict[str, Any] = {
-            "backend": self.backend_, "n_domains": self.n_domains_,
+            "backend": self.backend_,
+            "n_domains": self.n_domains_,
             "best_iterations": list(self.best_iterations_),
-            "domains": self.domains_, "targets": self.targets_,
+            "domains": self.domains_,
+            "targets": self.targets_,
         }
         if self.backend_ == "lightgbm":
             st["models"] = [m.model_to_string() for m in self.models_]
@@ -242,7 +281,9 @@ class RegMixLGBM(MixingEstimator):
         self.domains_, self.targets_ = state.get("domains"), state.get("targets")
         if self.backend_ == "lightgbm":
             if lgb is None:
-                raise ImportError("this state holds LightGBM boosters but lightgbm is not importable")
+                raise ImportError(
+                    "this state holds LightGBM boosters but lightgbm is not importable"
+                )
             self.models_ = [lgb.Booster(model_str=s) for s in state["models"]]
             self.train_X_ = self.train_Y_ = None
         else:  # deterministic refit of the HistGradientBoosting fallback
@@ -271,7 +312,9 @@ class RegMixLinear(MixingEstimator):
     min_runs: ClassVar[int] = 2
     smooth: ClassVar[bool] = True
     param_specs: ClassVar[dict[str, ParamSpec]] = {
-        "fit_intercept": ParamSpec("bool", "fit an intercept (on the simplex it is absorbed otherwise)"),
+        "fit_intercept": ParamSpec(
+            "bool", "fit an intercept (on the simplex it is absorbed otherwise)"
+        ),
     }
 
     def __init__(self, *, fit_intercept: bool = True) -> None:
@@ -298,12 +341,18 @@ class RegMixLinear(MixingEstimator):
         return X @ self.coef_.T + self.intercept_[None, :]
 
     def _state(self) -> dict[str, Any]:
-        return {"n_domains": self.n_domains_, "coef": self.coef_.tolist(),
-                "intercept": self.intercept_.tolist(), "domains": self.domains_,
-                "targets": self.targets_}
+        return {
+            "n_domains": self.n_domains_,
+            "coef": self.coef_.tolist(),
+            "intercept": self.intercept_.tolist(),
+            "domains": self.domains_,
+            "targets": self.targets_,
+        }
 
     def _load(self, state: dict[str, Any]) -> None:
         self.n_domains_ = int(state["n_domains"])
         self.intercept_ = np.asarray(state["intercept"], dtype=float)
-        self.coef_ = np.asarray(state["coef"], dtype=float).reshape(len(self.intercept_), self.n_domains_)
+        self.coef_ = np.asarray(state["coef"], dtype=float).reshape(
+            len(self.intercept_), self.n_domains_
+        )
         self.domains_, self.targets_ = state.get("domains"), state.get("targets")

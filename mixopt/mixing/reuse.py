@@ -30,30 +30,55 @@ DEFAULT_RUNS_PER_DIM = 4
 DEFAULT_MERGE_TOLERANCE = 0.05
 
 
-def domain_changes(old: Sequence[str], new: Sequence[str],
-                   splits: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
+def domain_changes(
+    old: Sequence[str], new: Sequence[str], splits: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, list[str]]:
     """``unchanged``, ``added`` (new names, split parts included), ``removed`` (old names gone)."""
     old, new = [str(d) for d in old], [str(d) for d in new]
-    return {"unchanged": [d for d in new if d in old], "added": [d for d in new if d not in old],
-            "removed": [d for d in old if d not in new], "split": sorted(splits or {})}
+    return {
+        "unchanged": [d for d in new if d in old],
+        "added": [d for d in new if d not in old],
+        "removed": [d for d in old if d not in new],
+        "split": sorted(splits or {}),
+    }
 
 
-def reuse_size(old_mixture: Mapping[str, float], new_domains: Sequence[str], *,
-               runs_per_dim: int = DEFAULT_RUNS_PER_DIM) -> dict[str, int]:
+def reuse_size(
+    old_mixture: Mapping[str, float],
+    new_domains: Sequence[str],
+    *,
+    runs_per_dim: int = DEFAULT_RUNS_PER_DIM,
+) -> dict[str, int]:
     """The default size of :func:`reuse_design`: ``runs_per_dim x dimensions`` explored (the
     changed domains plus one virtual domain for the frozen ones), and ``fresh_count``, a fresh
     swarm's size over every new domain by the same rule."""
     new = [str(d) for d in new_domains]
-    frozen = [d for d in domain_changes(list(old_mixture), new)["unchanged"] if float(old_mixture.get(d, 0.0)) > 0]
+    frozen = [
+        d
+        for d in domain_changes(list(old_mixture), new)["unchanged"]
+        if float(old_mixture.get(d, 0.0)) > 0
+    ]
     changed = [d for d in new if d not in frozen]
     dims = len(changed) + 1 if frozen and changed else len(new)
-    return {"count": int(runs_per_dim) * dims, "fresh_count": int(runs_per_dim) * len(new), "dimensions": dims,
-            "runs_per_dim": int(runs_per_dim)}
+    return {
+        "count": int(runs_per_dim) * dims,
+        "fresh_count": int(runs_per_dim) * len(new),
+        "dimensions": dims,
+        "runs_per_dim": int(runs_per_dim),
+    }
 
 
-def reuse_design(old_mixture: Mapping[str, float], new_domains: Sequence[str], *, prior: Any = None,
-                 count: int | None = None, runs_per_dim: int = DEFAULT_RUNS_PER_DIM, temperature: float = 0.5,
-                 min_weight: float = 2e-4, random_state: int = 0) -> dict[str, Any]:
+def reuse_design(
+    old_mixture: Mapping[str, float],
+    new_domains: Sequence[str],
+    *,
+    prior: Any = None,
+    count: int | None = None,
+    runs_per_dim: int = DEFAULT_RUNS_PER_DIM,
+    temperature: float = 0.5,
+    min_weight: float = 2e-4,
+    random_state: int = 0,
+) -> dict[str, Any]:
     """The smallest swarm that re-explores only the changed domains (olmix's mixture reuse).
 
     Parameters
@@ -74,19 +99,45 @@ def reuse_design(old_mixture: Mapping[str, float], new_domains: Sequence[str], *
     frozen = [d for d in ch["unchanged"] if float(old_mixture.get(d, 0.0)) > 0]
     changed = [d for d in new if d not in frozen]
     K = len(new)
-    p = np.full(K, 1.0 / K) if prior is None else np.clip(np.asarray(
-        [prior.get(d, 0.0) for d in new] if isinstance(prior, Mapping) else prior, dtype=float).ravel(), 0, None)
+    p = (
+        np.full(K, 1.0 / K)
+        if prior is None
+        else np.clip(
+            np.asarray(
+                [prior.get(d, 0.0) for d in new] if isinstance(prior, Mapping) else prior,
+                dtype=float,
+            ).ravel(),
+            0,
+            None,
+        )
+    )
     if p.size != K or p.sum() <= 0:
         raise ValueError(f"prior must have {K} non-negative entries with a positive sum")
     p = p / p.sum()
     fresh = int(runs_per_dim) * K
     if not frozen or not changed:
         n = int(count or fresh)
-        W = regmix_swarm(p, n, domains=new, temperature=temperature, min_weight=min_weight, random_state=random_state)
-        return {"mixtures": np.asarray(W).tolist(), "frozen": {}, "changed": changed, "removed": ch["removed"],
-                "count": n, "fresh_count": fresh, "dimensions": K, "runs_per_dim": int(runs_per_dim),
-                "explanation": "nothing to freeze (no unchanged domain with weight): a fresh swarm"
-                if not frozen else "no domain changed: a fresh swarm over the same domains"}
+        W = regmix_swarm(
+            p,
+            n,
+            domains=new,
+            temperature=temperature,
+            min_weight=min_weight,
+            random_state=random_state,
+        )
+        return {
+            "mixtures": np.asarray(W).tolist(),
+            "frozen": {},
+            "changed": changed,
+            "removed": ch["removed"],
+            "count": n,
+            "fresh_count": fresh,
+            "dimensions": K,
+            "runs_per_dim": int(runs_per_dim),
+            "explanation": "nothing to freeze (no unchanged domain with weight): a fresh swarm"
+            if not frozen
+            else "no domain changed: a fresh swarm over the same domains",
+        }
     ratios = np.array([float(old_mixture[d]) for d in frozen])
     ratios = ratios / ratios.sum()
     idx_f = [new.index(d) for d in frozen]
@@ -95,26 +146,48 @@ def reuse_design(old_mixture: Mapping[str, float], new_domains: Sequence[str], *
     n = int(count or int(runs_per_dim) * dims)
     # reduced problem: the changed domains and one virtual domain carrying the frozen part
     p_red = np.concatenate([p[idx_c], [p[idx_f].sum()]])
-    V = np.asarray(regmix_swarm(p_red, n, domains=changed + ["__frozen__"], temperature=temperature,
-                                min_weight=min_weight, random_state=random_state))
+    V = np.asarray(
+        regmix_swarm(
+            p_red,
+            n,
+            domains=changed + ["__frozen__"],
+            temperature=temperature,
+            min_weight=min_weight,
+            random_state=random_state,
+        )
+    )
     W = np.zeros((V.shape[0], K))
     W[:, idx_c] = V[:, :-1]
     W[:, idx_f] = V[:, -1:] * ratios[None, :]
-    expl = (f"{len(frozen)} unchanged domains frozen at their old ratios (one virtual domain), {len(changed)} "
-            f"changed re-explored: {n} runs over {dims} dimensions instead of {fresh} for a fresh swarm over {K}")
+    expl = (
+        f"{len(frozen)} unchanged domains frozen at their old ratios (one virtual domain), {len(changed)} "
+        f"changed re-explored: {n} runs over {dims} dimensions instead of {fresh} for a fresh swarm over {K}"
+    )
     if ch["removed"]:
         expl += f"; removed: {ch['removed']}"
-    return {"mixtures": W.tolist(), "frozen": {d: float(r) for d, r in zip(frozen, ratios, strict=True)},
-            "changed": changed, "removed": ch["removed"], "count": n, "fresh_count": fresh, "dimensions": dims,
-            "runs_per_dim": int(runs_per_dim),
-            "explanation": expl}
+    return {
+        "mixtures": W.tolist(),
+        "frozen": {d: float(r) for d, r in zip(frozen, ratios, strict=True)},
+        "changed": changed,
+        "removed": ch["removed"],
+        "count": n,
+        "fresh_count": fresh,
+        "dimensions": dims,
+        "runs_per_dim": int(runs_per_dim),
+        "explanation": expl,
+    }
 
 
-def map_mixtures(X_old: Any, old_domains: Sequence[str], new_domains: Sequence[str], *,
-                 splits: Mapping[str, Sequence[str]] | None = None,
-                 merges: Mapping[str, Sequence[str]] | None = None,
-                 token_counts: Mapping[str, float] | None = None,
-                 merge_tolerance: float = DEFAULT_MERGE_TOLERANCE) -> dict[str, Any]:
+def map_mixtures(
+    X_old: Any,
+    old_domains: Sequence[str],
+    new_domains: Sequence[str],
+    *,
+    splits: Mapping[str, Sequence[str]] | None = None,
+    merges: Mapping[str, Sequence[str]] | None = None,
+    token_counts: Mapping[str, float] | None = None,
+    merge_tolerance: float = DEFAULT_MERGE_TOLERANCE,
+) -> dict[str, Any]:
     """Old mixtures over ``old_domains`` expressed over ``new_domains``, run by run.
 
     One change of the domain set (olmix's mixture reuse, applied to the runs themselves):
@@ -195,15 +268,21 @@ def map_mixtures(X_old: Any, old_domains: Sequence[str], new_domains: Sequence[s
     for d, parts in split_map.items():
         notes.append(f"{d} split into {parts}: old weight shared by token counts")
     for d, parts in merge_map.items():
-        notes.append(f"{parts} merged into {d}: weights summed where the run drew them by token shares")
+        notes.append(
+            f"{parts} merged into {d}: weights summed where the run drew them by token shares"
+        )
     if not keep.all():
         notes.append(f"{int((~keep).sum())} old runs dropped")
     return {"X": X_new, "status": status, "reasons": reasons, "notes": notes}
 
 
-
-def _merge_violation(x: np.ndarray, old: list[str], merges: dict[str, list[str]],
-                     shares: Callable[[list[str]], np.ndarray], merge_tolerance: float) -> str | None:
+def _merge_violation(
+    x: np.ndarray,
+    old: list[str],
+    merges: dict[str, list[str]],
+    shares: Callable[[list[str]], np.ndarray],
+    merge_tolerance: float,
+) -> str | None:
     """Why a run's weights cannot be summed into a merged domain (it drew the parts away from
     their token shares by more than ``merge_tolerance`` in total variation), or None."""
     for target, parts in merges.items():
@@ -216,26 +295,37 @@ def _merge_violation(x: np.ndarray, old: list[str], merges: dict[str, list[str]]
         if tv > merge_tolerance:
             ratio = ":".join(f"{v:.3g}" for v in w / w.sum())
             tok = ":".join(f"{v:.3g}" for v in expected)
-            return (f"drew the parts of merged {target!r} ({[old[i] for i in idx]}) "
-                    f"at {ratio}, not their token shares {tok}")
+            return (
+                f"drew the parts of merged {target!r} ({[old[i] for i in idx]}) "
+                f"at {ratio}, not their token shares {tok}"
+            )
     return None
 
 
-def map_old_runs(X_old: Any, old_domains: Sequence[str], new_domains: Sequence[str], *,
-                 splits: Mapping[str, Sequence[str]] | None = None,
-                 merges: Mapping[str, Sequence[str]] | None = None,
-                 token_counts: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def map_old_runs(
+    X_old: Any,
+    old_domains: Sequence[str],
+    new_domains: Sequence[str],
+    *,
+    splits: Mapping[str, Sequence[str]] | None = None,
+    merges: Mapping[str, Sequence[str]] | None = None,
+    token_counts: Mapping[str, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Old runs expressed over the new domains where that is valid (:func:`map_mixtures`).
 
     Returns ``(X_new, kept, notes)``: ``X_new`` rows for the kept runs only, ``kept`` a boolean
     mask over the old runs, ``notes`` saying what was mapped and what was dropped. A domain
     missing from ``new_domains`` and from ``splits``/``merges`` counts as removed.
     """
-    out = map_mixtures(X_old, old_domains, new_domains, splits=splits, merges=merges, token_counts=token_counts)
+    out = map_mixtures(
+        X_old, old_domains, new_domains, splits=splits, merges=merges, token_counts=token_counts
+    )
     kept = np.array([s != "dropped" for s in out["status"]], dtype=bool)
     notes = [n for n in out["notes"] if not n.endswith("old runs dropped")]
     dropped = [r for r in out["reasons"] if r]
     if dropped:
-        notes.append(f"{len(dropped)} old runs dropped: {sorted(set(dropped))}, which the new domain set lacks")
+        notes.append(
+            f"{len(dropped)} old runs dropped: {sorted(set(dropped))}, which the new domain set lacks"
+        )
     notes.append(f"{int(kept.sum())} of {kept.size} old runs reused in the new domain set")
     return out["X"][kept], kept, notes

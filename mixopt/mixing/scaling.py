@@ -86,20 +86,33 @@ class PowerLawFit:
     def predict(self, x: Any) -> np.ndarray:
         """Losses at ``x`` (scalar or ``(n,)``): shape ``(n, n_curves)``."""
         lx = np.log(np.atleast_1d(np.asarray(x, dtype=float)))[:, None]
-        return np.exp(self.log_c)[None, :] + np.exp(self.alpha[None, :] * (self.log_k[None, :] - lx))
+        return np.exp(self.log_c)[None, :] + np.exp(
+            self.alpha[None, :] * (self.log_k[None, :] - lx)
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"log_c": self.log_c.tolist(), "log_k": self.log_k.tolist(),
-                "alpha": self.alpha.tolist(), "E": self.E.tolist(), "B": self.B.tolist(),
-                "huber": self.huber, "heldout_mae": self.heldout_mae, "n_heldout": self.n_heldout}
+        return {
+            "log_c": self.log_c.tolist(),
+            "log_k": self.log_k.tolist(),
+            "alpha": self.alpha.tolist(),
+            "E": self.E.tolist(),
+            "B": self.B.tolist(),
+            "huber": self.huber,
+            "heldout_mae": self.heldout_mae,
+            "n_heldout": self.n_heldout,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PowerLawFit:
         nan = float("nan")
-        return cls(np.asarray(d["log_c"], float), np.asarray(d["log_k"], float),
-                   np.asarray(d["alpha"], float), float(d["huber"]) if d.get("huber") is not None else nan,
-                   float(d["heldout_mae"]) if d.get("heldout_mae") is not None else nan,
-                   int(d.get("n_heldout") or 0))
+        return cls(
+            np.asarray(d["log_c"], float),
+            np.asarray(d["log_k"], float),
+            np.asarray(d["alpha"], float),
+            float(d["huber"]) if d.get("huber") is not None else nan,
+            float(d["heldout_mae"]) if d.get("heldout_mae") is not None else nan,
+            int(d.get("n_heldout") or 0),
+        )
 
 
 def _huber(r: np.ndarray, delta: float) -> np.ndarray:
@@ -108,8 +121,8 @@ def _huber(r: np.ndarray, delta: float) -> np.ndarray:
 
 
 def _unpack(theta: np.ndarray, m: int, shared: bool):
-    log_c, log_k = theta[:m], theta[m:2 * m]
-    alpha = np.full(m, theta[-1]) if shared else theta[2 * m:]
+    log_c, log_k = theta[:m], theta[m : 2 * m]
+    alpha = np.full(m, theta[-1]) if shared else theta[2 * m :]
     return log_c, log_k, alpha
 
 
@@ -206,13 +219,22 @@ def fit_power_law(
         a0 = [alpha0[s, 0]] if share_exponent else alpha0[s]
         theta0 = np.concatenate([log_c0[s], log_k0[s], a0])
         bounds = [(None, None)] * (2 * m) + [(1e-4, 5.0)] * len(a0)
-        r = minimize(_objective, theta0, args=(lx, Yf, fit_mask, delta, share_exponent), jac=True,
-                     method="L-BFGS-B", bounds=bounds, options=opts)
+        r = minimize(
+            _objective,
+            theta0,
+            args=(lx, Yf, fit_mask, delta, share_exponent),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options=opts,
+        )
         if not np.all(np.isfinite(r.x)):
             continue
         if held.any():
             lc, lk, al = _unpack(r.x, m, share_exponent)
-            pred = np.exp(lc)[None, :] + np.exp(np.clip(al[None, :] * (lk[None, :] - lx), -700, 700))
+            pred = np.exp(lc)[None, :] + np.exp(
+                np.clip(al[None, :] * (lk[None, :] - lx), -700, 700)
+            )
             key = (float(np.mean(np.abs(pred - Yf)[held])), float(r.fun))
         else:
             key = (float(r.fun), float(r.fun))
@@ -223,35 +245,60 @@ def fit_power_law(
     f_final = best_key[1]
     if held.any():  # warm-started refit on every point, in the basin chosen on held-out points
         bounds = [(None, None)] * (2 * m) + [(1e-4, 5.0)] * (1 if share_exponent else m)
-        r = minimize(_objective, best_theta, args=(lx, Yf, mask, delta, share_exponent), jac=True,
-                     method="L-BFGS-B", bounds=bounds, options=opts)
+        r = minimize(
+            _objective,
+            best_theta,
+            args=(lx, Yf, mask, delta, share_exponent),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options=opts,
+        )
         if np.all(np.isfinite(r.x)):
             best_theta, f_final = r.x, float(r.fun)
     log_c, log_k, alpha = _unpack(best_theta, m, share_exponent)
-    return PowerLawFit(log_c.copy(), log_k.copy(), alpha.copy(), f_final, heldout_mae, int(held.sum()))
+    return PowerLawFit(
+        log_c.copy(), log_k.copy(), alpha.copy(), f_final, heldout_mae, int(held.sum())
+    )
 
 
-def fit_steps_law(steps: Any, losses: Any, *, delta: float = STEPS_DELTA,
-                  share_exponent: bool = True, **kw: Any) -> PowerLawFit:
+def fit_steps_law(
+    steps: Any, losses: Any, *, delta: float = STEPS_DELTA, share_exponent: bool = True, **kw: Any
+) -> PowerLawFit:
     """Steps law ``L(S) = E + B / S^beta`` (Ye et al. 2024, Eq. 5; ``steplaw.py``).
 
     ``losses`` is ``(n_points,)`` or ``(n_points, n_targets)``; with several targets the
     exponent is shared (the reference's ``tie_alpha="valid"``).
     """
-    return fit_power_law(steps, losses, delta=delta, log_k_offsets=STEPS_LOG_K_OFFSETS,
-                         exponent_grid=STEPS_EXPONENT_GRID, share_exponent=share_exponent, **kw)
+    return fit_power_law(
+        steps,
+        losses,
+        delta=delta,
+        log_k_offsets=STEPS_LOG_K_OFFSETS,
+        exponent_grid=STEPS_EXPONENT_GRID,
+        share_exponent=share_exponent,
+        **kw,
+    )
 
 
-def fit_size_law(params: Any, losses: Any, *, delta: float = SIZE_DELTA,
-                 share_exponent: bool = True, **kw: Any) -> PowerLawFit:
+def fit_size_law(
+    params: Any, losses: Any, *, delta: float = SIZE_DELTA, share_exponent: bool = True, **kw: Any
+) -> PowerLawFit:
     """Model-size law ``L(N) = E + A / N^alpha`` (Ye et al. 2024, Eq. 5; ``sizelaw.py``).
 
     ``params`` are non-embedding parameter counts; ``losses`` ``(n_sizes,)`` or
     ``(n_sizes, n_curves)`` (NaN where a curve lacks a size); the exponent is shared across
     curves by default (the reference's ``tie_alpha="all"``).
     """
-    return fit_power_law(params, losses, delta=delta, log_k_offsets=SIZE_LOG_K_OFFSETS,
-                         exponent_grid=SIZE_EXPONENT_GRID, share_exponent=share_exponent, **kw)
+    return fit_power_law(
+        params,
+        losses,
+        delta=delta,
+        log_k_offsets=SIZE_LOG_K_OFFSETS,
+        exponent_grid=SIZE_EXPONENT_GRID,
+        share_exponent=share_exponent,
+        **kw,
+    )
 
 
 @dataclass
@@ -276,7 +323,9 @@ def _get(run: Any, key: str, default: Any = None) -> Any:
     return getattr(run, key, default)
 
 
-def _curve_arrays(curve: Sequence[tuple[float, Any]], targets: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+def _curve_arrays(
+    curve: Sequence[tuple[float, Any]], targets: list[Any]
+) -> tuple[np.ndarray, np.ndarray]:
     steps, rows = [], []
     for step, losses in curve:
         steps.append(float(step))
@@ -369,12 +418,18 @@ def extrapolate_runs(
             raise ValueError("every run needs 'params' (non-embedding parameters) for the size law")
         flat = at_steps.reshape(len(sizes), n_mix * m)
         if share_size_exponent:
-            size_law = fit_size_law(np.asarray(sizes), flat, delta=size_delta, random_state=random_state)
+            size_law = fit_size_law(
+                np.asarray(sizes), flat, delta=size_delta, random_state=random_state
+            )
             Y = size_law.predict(target_params)[0].reshape(n_mix, m)
         else:
             Y = np.empty((n_mix, m))
             for j in range(n_mix):
-                f = fit_size_law(np.asarray(sizes), at_steps[:, j, :], delta=size_delta,
-                                 random_state=random_state)
+                f = fit_size_law(
+                    np.asarray(sizes),
+                    at_steps[:, j, :],
+                    delta=size_delta,
+                    random_state=random_state,
+                )
                 Y[j] = f.predict(target_params)[0]
     return ExtrapolatedMixtures(np.vstack(mixtures), Y, targets, laws, size_law)

@@ -28,9 +28,21 @@ from mixopt.mixing.reference import against_reference
 from mixopt.mixing.simplex import InfeasibleConstraintsError, kl_divergence, project_box_simplex
 from mixopt.progress import ProgressFn, report, scaled
 
-__all__ = ["EXTRAPOLATION_LOSS_FRACTION", "EXTRAPOLATION_WEIGHT_TOL", "PAPER_N_SAMPLES", "PAPER_TOP_K",
-           "domain_names", "feasible", "find_optimum", "kl_divergence", "objective_batch", "predict_with_interval",
-           "prior_vector", "recommend_one", "support_check"]
+__all__ = [
+    "EXTRAPOLATION_LOSS_FRACTION",
+    "EXTRAPOLATION_WEIGHT_TOL",
+    "PAPER_N_SAMPLES",
+    "PAPER_TOP_K",
+    "domain_names",
+    "feasible",
+    "find_optimum",
+    "kl_divergence",
+    "objective_batch",
+    "predict_with_interval",
+    "prior_vector",
+    "recommend_one",
+    "support_check",
+]
 
 PAPER_N_SAMPLES = 100_000  # RegMix: simulated mixtures
 PAPER_TOP_K = 128  # RegMix: averaged best mixtures
@@ -48,7 +60,9 @@ def domain_names(estimator: MixingEstimator, domains: list[str] | None) -> list[
     else:
         names = [f"d{i}" for i in range(estimator.n_domains_)]
     if len(names) != estimator.n_domains_:
-        raise ValueError(f"{len(names)} domain names for an estimator fitted on {estimator.n_domains_} domains")
+        raise ValueError(
+            f"{len(names)} domain names for an estimator fitted on {estimator.n_domains_} domains"
+        )
     return names
 
 
@@ -73,8 +87,13 @@ def prior_vector(prior: Any, constraints: Constraints, domains: list[str]) -> np
     return p / p.sum()
 
 
-def objective_batch(estimator: MixingEstimator, W: np.ndarray, weights: np.ndarray | None, kl_weight: float,
-                    prior: np.ndarray) -> np.ndarray:
+def objective_batch(
+    estimator: MixingEstimator,
+    W: np.ndarray,
+    weights: np.ndarray | None,
+    kl_weight: float,
+    prior: np.ndarray,
+) -> np.ndarray:
     """``f(w) + kl_weight * KL(w || prior)`` for each row of ``W`` (olmix's proposer objective)."""
     f = np.asarray(estimator.predict_objective(W, weights), dtype=float).ravel()
     if kl_weight:
@@ -87,7 +106,9 @@ def feasible(lo: np.ndarray, hi: np.ndarray, groups: hierarchy.GroupSystem | Non
     return hierarchy.feasible_projection(lo, hi, groups or None)
 
 
-def _optimise_smooth(estimator, lo, hi, weights, kl_weight, prior, rng, n_starts=4, maxiter=200, groups=None):
+def _optimise_smooth(
+    estimator, lo, hi, weights, kl_weight, prior, rng, n_starts=4, maxiter=200, groups=None
+):
     K = lo.size
     proj = feasible(lo, hi, groups)
     fixed = np.isclose(lo, hi)
@@ -122,8 +143,15 @@ def _optimise_smooth(estimator, lo, hi, weights, kl_weight, prior, rng, n_starts
         cons += hierarchy.scipy_constraints(groups, free, base)
     best_w, best_f = None, np.inf
     for s in starts:
-        res = minimize(fun_and_grad, s[free], jac=True, method="SLSQP", bounds=list(zip(lo_f, hi_f, strict=True)),
-                       constraints=cons, options={"maxiter": maxiter, "ftol": 1e-10})
+        res = minimize(
+            fun_and_grad,
+            s[free],
+            jac=True,
+            method="SLSQP",
+            bounds=list(zip(lo_f, hi_f, strict=True)),
+            constraints=cons,
+            options={"maxiter": maxiter, "ftol": 1e-10},
+        )
         w = proj(full(res.x))
         f = float(objective_batch(estimator, w[None], weights, kl_weight, prior)[0])
         if f < best_f:
@@ -131,9 +159,13 @@ def _optimise_smooth(estimator, lo, hi, weights, kl_weight, prior, rng, n_starts
     return best_w
 
 
-def _optimise_trees(estimator, lo, hi, weights, kl_weight, prior, rng, n_samples, top_k, n_refine=0, groups=None):
+def _optimise_trees(
+    estimator, lo, hi, weights, kl_weight, prior, rng, n_samples, top_k, n_refine=0, groups=None
+):
     proj = feasible(lo, hi, groups)
-    S = rng.dirichlet(np.maximum(prior, 1e-6), size=int(n_samples))  # RegMix: Dirichlet(token prior)
+    S = rng.dirichlet(
+        np.maximum(prior, 1e-6), size=int(n_samples)
+    )  # RegMix: Dirichlet(token prior)
     S = proj(S)
     f = objective_batch(estimator, S, weights, kl_weight, prior)
     k = min(int(top_k), S.shape[0])
@@ -150,16 +182,42 @@ def _optimise_trees(estimator, lo, hi, weights, kl_weight, prior, rng, n_samples
     return avg
 
 
-def find_optimum(estimator, lo, hi, *, prior, objective_weights=None, kl_weight=0.0, random_state=0,
-                 n_samples=PAPER_N_SAMPLES, top_k=PAPER_TOP_K, n_starts=4, refine=False, groups=None):
+def find_optimum(
+    estimator,
+    lo,
+    hi,
+    *,
+    prior,
+    objective_weights=None,
+    kl_weight=0.0,
+    random_state=0,
+    n_samples=PAPER_N_SAMPLES,
+    top_k=PAPER_TOP_K,
+    n_starts=4,
+    refine=False,
+    groups=None,
+):
     """``groups``: a :class:`~mixopt.mixing.hierarchy.GroupSystem` of group totals (SLSQP
     inequality constraints for smooth estimators; every simulated mixture projected for trees)."""
     rng = np.random.default_rng(random_state)
     w = _weights(objective_weights)
     if estimator.smooth:
-        return _optimise_smooth(estimator, lo, hi, w, kl_weight, prior, rng, n_starts=n_starts, groups=groups)
-    return _optimise_trees(estimator, lo, hi, w, kl_weight, prior, rng, n_samples, top_k,
-                           n_refine=2000 if refine else 0, groups=groups)
+        return _optimise_smooth(
+            estimator, lo, hi, w, kl_weight, prior, rng, n_starts=n_starts, groups=groups
+        )
+    return _optimise_trees(
+        estimator,
+        lo,
+        hi,
+        w,
+        kl_weight,
+        prior,
+        rng,
+        n_samples,
+        top_k,
+        n_refine=2000 if refine else 0,
+        groups=groups,
+    )
 
 
 def predict_with_interval(
@@ -185,12 +243,22 @@ def predict_with_interval(
     Xq = np.atleast_2d(np.asarray(X, dtype=float))
     w = _weights(objective_weights)
     mean = np.asarray(estimator.predict_objective(Xq, w), dtype=float).ravel()
-    out: dict[str, Any] = {"mean": mean.tolist(), "lower": None, "upper": None, "std": None, "method": None}
+    out: dict[str, Any] = {
+        "mean": mean.tolist(),
+        "lower": None,
+        "upper": None,
+        "std": None,
+        "method": None,
+    }
     if hasattr(estimator, "predict_objective_std"):
         sd = np.asarray(estimator.predict_objective_std(Xq, w), dtype=float).ravel()
         z = float(norm.ppf(0.5 + level / 2))
-        out.update(lower=(mean - z * sd).tolist(), upper=(mean + z * sd).tolist(), std=sd.tolist(),
-                   method="gp_posterior")
+        out.update(
+            lower=(mean - z * sd).tolist(),
+            upper=(mean + z * sd).tolist(),
+            std=sd.tolist(),
+            method="gp_posterior",
+        )
         return out
     if X_train is None or Y_train is None or not n_boot:
         return out
@@ -213,8 +281,12 @@ def predict_with_interval(
         # duplicate runs, can exclude the prediction it is meant to qualify.)
         sd = np.array(preds).std(axis=0, ddof=1)
         z = float(norm.ppf(0.5 + level / 2))
-        out.update(lower=(mean - z * sd).tolist(), upper=(mean + z * sd).tolist(), std=sd.tolist(),
-                   method=f"bootstrap({len(preds)}), normal")
+        out.update(
+            lower=(mean - z * sd).tolist(),
+            upper=(mean + z * sd).tolist(),
+            std=sd.tolist(),
+            method=f"bootstrap({len(preds)}), normal",
+        )
     return out
 
 
@@ -278,9 +350,18 @@ def recommend_one(
         if hi.sum() < 1.0 - 1e-9 or np.any(lo > hi + 1e-12):
             raise InfeasibleConstraintsError(
                 f"trust_region {trust_region:g}: the weights the runs tried (+ {trust_region:g}) cannot sum to 1 "
-                "under the constraints; widen trust_region")
-    kw = dict(prior=p, objective_weights=objective_weights, kl_weight=float(c.kl_weight or 0.0),
-              random_state=random_state, n_samples=n_samples, top_k=top_k, n_starts=n_starts, refine=refine)
+                "under the constraints; widen trust_region"
+            )
+    kw = dict(
+        prior=p,
+        objective_weights=objective_weights,
+        kl_weight=float(c.kl_weight or 0.0),
+        random_state=random_state,
+        n_samples=n_samples,
+        top_k=top_k,
+        n_starts=n_starts,
+        refine=refine,
+    )
     groups = c.group_system(names)
     if groups and trust_region is not None:
         hierarchy.check_feasible(lo, hi, groups)
@@ -291,33 +372,62 @@ def recommend_one(
     ref_report = None
     if reference is not None:
         report(progress, 0.15, "optimising against the reference")
-        w, ref_report = against_reference(estimator, c, names, w, reference, lo=lo, hi=hi, groups=groups, X=X, Y=Y,
-                                          n_boot=min(int(n_boot), 20), **kw)
+        w, ref_report = against_reference(
+            estimator,
+            c,
+            names,
+            w,
+            reference,
+            lo=lo,
+            hi=hi,
+            groups=groups,
+            X=X,
+            Y=Y,
+            n_boot=min(int(n_boot), 20),
+            **kw,
+        )
     report(progress, 0.3, "unconstrained optimum")
     w_u = project_box_simplex(find_optimum(estimator, np.zeros(K), hi_u, **kw), np.zeros(K), hi_u)
     ow = _weights(objective_weights)
     f = float(np.ravel(estimator.predict_objective(w[None], ow))[0])
     f_u = float(np.ravel(estimator.predict_objective(w_u[None], ow))[0])
-    iv = predict_with_interval(estimator, w[None], objective_weights=objective_weights, X_train=X, Y_train=Y,
-                               n_boot=n_boot, random_state=random_state,
-                               progress=scaled(progress, 0.6, 1.0))
+    iv = predict_with_interval(
+        estimator,
+        w[None],
+        objective_weights=objective_weights,
+        X_train=X,
+        Y_train=Y,
+        n_boot=n_boot,
+        random_state=random_state,
+        progress=scaled(progress, 0.6, 1.0),
+    )
     binding = c.binding(w, names)
     if trust_region is not None:
-        binding += [f"trust_region:{names[i]}" for i in range(K) if hi[i] < 1.0 and w[i] >= hi[i] - 1e-6
-                    and f"cap:{names[i]}" not in binding]
-    strategy = ("slsqp multi-start on f(w) + lambda KL(w||prior)" if estimator.smooth
-                else f"RegMix simulation: {n_samples} Dirichlet(prior) samples, mean of top {top_k}"
-                + (", local refinement" if refine else ""))
+        binding += [
+            f"trust_region:{names[i]}"
+            for i in range(K)
+            if hi[i] < 1.0 and w[i] >= hi[i] - 1e-6 and f"cap:{names[i]}" not in binding
+        ]
+    strategy = (
+        "slsqp multi-start on f(w) + lambda KL(w||prior)"
+        if estimator.smooth
+        else f"RegMix simulation: {n_samples} Dirichlet(prior) samples, mean of top {top_k}"
+        + (", local refinement" if refine else "")
+    )
     extrapolation = support_check(w, f, Xs, Y, ow, names)
     interval = None if iv["lower"] is None else [iv["lower"][0], iv["upper"][0]]
     cost = f - f_u
-    expl = (f"{getattr(estimator, 'name', type(estimator).__name__)} predicts objective {f:.4f} for the "
-            f"recommended mixture ({strategy}).")
+    expl = (
+        f"{getattr(estimator, 'name', type(estimator).__name__)} predicts objective {f:.4f} for the "
+        f"recommended mixture ({strategy})."
+    )
     if interval is not None:
         expl += f" 95% interval [{interval[0]:.4f}, {interval[1]:.4f}] ({iv['method']})."
     if binding:
-        expl += f" Binding constraints: {', '.join(binding)}; they cost {cost:+.4f} in predicted objective " \
-                f"versus the unconstrained optimum ({f_u:.4f})."
+        expl += (
+            f" Binding constraints: {', '.join(binding)}; they cost {cost:+.4f} in predicted objective "
+            f"versus the unconstrained optimum ({f_u:.4f})."
+        )
     else:
         expl += f" No constraint binds (unconstrained optimum predicts {f_u:.4f})."
     if c.kl_weight:
@@ -325,9 +435,14 @@ def recommend_one(
     top = np.argsort(-w)[:3]
     expl += " Largest weights: " + ", ".join(f"{names[i]} {w[i]:.3f}" for i in top) + "."
     if ref_report is not None:
-        expl += (f" Against the reference{' ' + str(ref_report['label']) if ref_report.get('label') else ''}: "
-                 + (f"predicted objective gain {ref_report['objective_gain']:+.4f}, no metric predicted worse."
-                    if ref_report["status"] == "improves" else f"NO IMPROVEMENT POSSIBLE: {ref_report['reason']}."))
+        expl += (
+            f" Against the reference{' ' + str(ref_report['label']) if ref_report.get('label') else ''}: "
+            + (
+                f"predicted objective gain {ref_report['objective_gain']:+.4f}, no metric predicted worse."
+                if ref_report["status"] == "improves"
+                else f"NO IMPROVEMENT POSSIBLE: {ref_report['reason']}."
+            )
+        )
     if extrapolation and extrapolation["flag"]:
         expl += " EXTRAPOLATION: " + "; ".join(extrapolation["reasons"]) + "."
     report(progress, 1.0, "recommended")
@@ -356,15 +471,27 @@ def _group_totals(w: np.ndarray, names: list[str], c: Constraints) -> dict[str, 
     return out or None
 
 
-def support_check(w: np.ndarray, predicted: float, X: np.ndarray | None, Y: Any, objective_weights: Any,
-                  names: list[str]) -> dict[str, Any] | None:
+def support_check(
+    w: np.ndarray,
+    predicted: float,
+    X: np.ndarray | None,
+    Y: Any,
+    objective_weights: Any,
+    names: list[str],
+) -> dict[str, Any] | None:
     """How far ``w`` (predicted ``predicted``) lies outside the runs' support (module docstring)."""
     if X is None or X.shape[0] == 0:
         return None
     excess = w - X.max(axis=0)
-    over = {names[i]: float(excess[i]) for i in range(len(names)) if excess[i] > EXTRAPOLATION_WEIGHT_TOL}
-    reasons = [f"{d} at {w[names.index(d)]:.3f}, {e:.3f} above the largest weight any run gave it"
-               for d, e in sorted(over.items(), key=lambda kv: -kv[1])]
+    over = {
+        names[i]: float(excess[i])
+        for i in range(len(names))
+        if excess[i] > EXTRAPOLATION_WEIGHT_TOL
+    }
+    reasons = [
+        f"{d} at {w[names.index(d)]:.3f}, {e:.3f} above the largest weight any run gave it"
+        for d, e in sorted(over.items(), key=lambda kv: -kv[1])
+    ]
     below = None
     if Y is not None:
         Ya = np.asarray(Y, dtype=float)
@@ -374,7 +501,14 @@ def support_check(w: np.ndarray, predicted: float, X: np.ndarray | None, Y: Any,
             below = float(y.min() - predicted)
             span = float(np.ptp(y)) if y.size > 1 else 0.0
             if below > EXTRAPOLATION_LOSS_FRACTION * max(span, 1e-6):
-                reasons.append(f"predicted objective {predicted:.4g} is {below:.4g} below the best run's {y.min():.4g} "
-                               f"(more than {EXTRAPOLATION_LOSS_FRACTION:.0%} of the runs' range {span:.4g})")
-    return {"flag": bool(reasons), "reasons": reasons, "max_weight_excess": float(max(excess.max(), 0.0)),
-            "weight_excess": over, "below_best_observed": below}
+                reasons.append(
+                    f"predicted objective {predicted:.4g} is {below:.4g} below the best run's {y.min():.4g} "
+                    f"(more than {EXTRAPOLATION_LOSS_FRACTION:.0%} of the runs' range {span:.4g})"
+                )
+    return {
+        "flag": bool(reasons),
+        "reasons": reasons,
+        "max_weight_excess": float(max(excess.max(), 0.0)),
+        "weight_excess": over,
+        "below_best_observed": below,
+    }

@@ -39,7 +39,9 @@ def _phase_weights(estimator: Any, weights: Any, k: int) -> Any:
     (read by :class:`~mixopt.mixing.objective.Objective`)."""
     if not isinstance(weights, Mapping):
         return weights
-    targets = getattr(estimator, "targets_", None) or getattr(estimator.final_estimator(), "targets_", None)
+    targets = getattr(estimator, "targets_", None) or getattr(
+        estimator.final_estimator(), "targets_", None
+    )
     return Objective.parse(weights, targets=targets, field=f"phases[{k}].objective").explicit
 
 
@@ -47,7 +49,9 @@ def _phase_weights(estimator: Any, weights: Any, k: int) -> Any:
 JOINT_MAX_VARIABLES = 256
 
 
-def _phase_constraints(base: Constraints, capped: bool, cap_tokens: np.ndarray, t: float) -> Constraints:
+def _phase_constraints(
+    base: Constraints, capped: bool, cap_tokens: np.ndarray, t: float
+) -> Constraints:
     """The project's constraints for one phase of ``t`` tokens that may use ``cap_tokens`` of
     each domain: ``w_i <= cap_tokens_i / t``."""
     c = Constraints.from_dict(base.to_dict())
@@ -59,9 +63,18 @@ def _phase_constraints(base: Constraints, capped: bool, cap_tokens: np.ndarray, 
     return c
 
 
-def _sequential(estimator: Any, phases: Sequence[Mapping[str, Any]], base: Constraints, names: list[str],
-                ows: list[Any], capped: bool, budget: np.ndarray, allocation: np.ndarray | None,
-                random_state: int, kw: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
+def _sequential(
+    estimator: Any,
+    phases: Sequence[Mapping[str, Any]],
+    base: Constraints,
+    names: list[str],
+    ows: list[Any],
+    capped: bool,
+    budget: np.ndarray,
+    allocation: np.ndarray | None,
+    random_state: int,
+    kw: dict[str, Any],
+) -> tuple[list[dict[str, Any]], Any]:
     """One recommendation per phase, in order: phase ``p`` may use ``allocation[p]`` tokens of
     each domain, or (greedy, ``allocation`` None) whatever earlier phases left of ``budget``."""
     left = budget.copy()
@@ -70,17 +83,36 @@ def _sequential(estimator: Any, phases: Sequence[Mapping[str, Any]], base: Const
         t = float(ph["tokens"])
         c = _phase_constraints(base, capped, left if allocation is None else allocation[k], t)
         try:
-            rec = recommend_one(estimator, c, objective_weights=ows[k], random_state=random_state, domains=names, **kw)
+            rec = recommend_one(
+                estimator,
+                c,
+                objective_weights=ows[k],
+                random_state=random_state,
+                domains=names,
+                **kw,
+            )
         except InfeasibleConstraintsError as exc:
-            raise InfeasibleConstraintsError(f"phases[{k}] ({ph.get('name') or k}): {exc} (earlier phases used "
-                                             "part of the data; epoch caps are counted across phases)") from None
+            raise InfeasibleConstraintsError(
+                f"phases[{k}] ({ph.get('name') or k}): {exc} (earlier phases used "
+                "part of the data; epoch caps are counted across phases)"
+            ) from None
         w = np.asarray(rec["mixture"], dtype=float)
         left = left - w * t
-        out.append({"name": ph.get("name") or f"phase{k}", "tokens": t, "start_tokens": start,
-                    "objective_weights": ph.get("objective_weights"), "mixture": w.tolist(),
-                    "mixture_by_domain": rec["mixture_by_domain"], "predicted_objective": rec["predicted_objective"],
-                    "interval": rec.get("interval"), "binding": rec.get("binding"),
-                    "group_totals": rec.get("group_totals"), "explanation": rec.get("explanation")})
+        out.append(
+            {
+                "name": ph.get("name") or f"phase{k}",
+                "tokens": t,
+                "start_tokens": start,
+                "objective_weights": ph.get("objective_weights"),
+                "mixture": w.tolist(),
+                "mixture_by_domain": rec["mixture_by_domain"],
+                "predicted_objective": rec["predicted_objective"],
+                "interval": rec.get("interval"),
+                "binding": rec.get("binding"),
+                "group_totals": rec.get("group_totals"),
+                "explanation": rec.get("explanation"),
+            }
+        )
         if k == 0:
             first = rec
         start += t
@@ -93,9 +125,17 @@ def _weighted(out: list[dict[str, Any]]) -> float:
     return float(np.dot(t, [p["predicted_objective"] for p in out]) / t.sum())
 
 
-def joint_allocation(estimator: Any, W0: np.ndarray, tokens: np.ndarray, ows: list[Any], base: Constraints,
-                     names: list[str], budget: np.ndarray, prior: np.ndarray | None = None,
-                     maxiter: int = 300) -> tuple[np.ndarray, float] | None:
+def joint_allocation(
+    estimator: Any,
+    W0: np.ndarray,
+    tokens: np.ndarray,
+    ows: list[Any],
+    base: Constraints,
+    names: list[str],
+    budget: np.ndarray,
+    prior: np.ndarray | None = None,
+    maxiter: int = 300,
+) -> tuple[np.ndarray, float] | None:
     """All phases at once: ``min sum_p (t_p / T) f_p(w_p)`` over ``w_1 .. w_P``, each on the
     simplex under the project's bounds, fixed weights and group totals, with the shared cap
     ``sum_p w_{p,i} t_p <= R_i x tokens_i`` (SLSQP from the greedy solution ``W0``, which is
@@ -126,17 +166,38 @@ def joint_allocation(estimator: Any, W0: np.ndarray, tokens: np.ndarray, ows: li
     cons: list[dict[str, Any]] = []
     for p in range(P):
         sel = np.zeros(P * K)
-        sel[p * K:(p + 1) * K] = 1.0
-        cons.append({"type": "eq", "fun": lambda x, sel=sel: sel @ x - 1.0, "jac": lambda x, sel=sel: sel})
-        for gc in hierarchy.scipy_constraints(groups, np.ones(K, dtype=bool), np.zeros(K)) if groups else []:
-            cons.append({"type": "ineq", "fun": lambda x, p=p, f=gc["fun"]: f(x[p * K:(p + 1) * K]),
-                         "jac": lambda x, p=p, j=gc["jac"]: np.concatenate(
-                             [np.zeros(p * K), j(x[p * K:(p + 1) * K]), np.zeros((P - p - 1) * K)])})
+        sel[p * K : (p + 1) * K] = 1.0
+        cons.append(
+            {"type": "eq", "fun": lambda x, sel=sel: sel @ x - 1.0, "jac": lambda x, sel=sel: sel}
+        )
+        for gc in (
+            hierarchy.scipy_constraints(groups, np.ones(K, dtype=bool), np.zeros(K))
+            if groups
+            else []
+        ):
+            cons.append(
+                {
+                    "type": "ineq",
+                    "fun": lambda x, p=p, f=gc["fun"]: f(x[p * K : (p + 1) * K]),
+                    "jac": lambda x, p=p, j=gc["jac"]: np.concatenate(
+                        [np.zeros(p * K), j(x[p * K : (p + 1) * K]), np.zeros((P - p - 1) * K)]
+                    ),
+                }
+            )
     finite = np.isfinite(budget)
-    A = np.hstack([t * np.eye(K) for t in tokens])[finite]  # rows: tokens of domain i over all phases
+    A = np.hstack([t * np.eye(K) for t in tokens])[
+        finite
+    ]  # rows: tokens of domain i over all phases
     cons.append({"type": "ineq", "fun": lambda x: budget[finite] - A @ x, "jac": lambda x: -A})
-    res = minimize(fun, W0.ravel(), jac=True, method="SLSQP", bounds=[(a, b) for _ in range(P) for a, b in zip(lo, hi,
-                   strict=True)], constraints=cons, options={"maxiter": maxiter, "ftol": 1e-12})
+    res = minimize(
+        fun,
+        W0.ravel(),
+        jac=True,
+        method="SLSQP",
+        bounds=[(a, b) for _ in range(P) for a, b in zip(lo, hi, strict=True)],
+        constraints=cons,
+        options={"maxiter": maxiter, "ftol": 1e-12},
+    )
     W = np.clip(res.x.reshape(P, K), lo, hi)
     W = W / W.sum(axis=1, keepdims=True)
     used = tokens @ W
@@ -148,9 +209,18 @@ def joint_allocation(estimator: Any, W0: np.ndarray, tokens: np.ndarray, ows: li
     return W, float(fun(W.ravel())[0])
 
 
-def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constraints: Constraints | dict | None,
-                     *, domains: list[str], random_state: int = 0, objective_names: bool = False,
-                     objective_weights: Any = None, joint: bool = True, **kw: Any) -> dict[str, Any]:
+def recommend_staged(
+    estimator: Any,
+    phases: Sequence[Mapping[str, Any]],
+    constraints: Constraints | dict | None,
+    *,
+    domains: list[str],
+    random_state: int = 0,
+    objective_names: bool = False,
+    objective_weights: Any = None,
+    joint: bool = True,
+    **kw: Any,
+) -> dict[str, Any]:
     """Recommend one mixture per phase with epoch caps counted across phases.
 
     The budget ``R_i x tokens_i`` is shared by the phases. Greedy (phases in order, each taking
@@ -185,7 +255,9 @@ def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constr
     """
     if not phases:
         raise ValueError("phases: at least one phase")
-    base = constraints if isinstance(constraints, Constraints) else Constraints.from_dict(constraints)
+    base = (
+        constraints if isinstance(constraints, Constraints) else Constraints.from_dict(constraints)
+    )
     names = [str(d) for d in domains]
     K = len(names)
     _check_tokens(phases)
@@ -205,7 +277,9 @@ def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constr
     why = _greedy_reason(estimator, len(phases), K, capped, joint, kw)
     if why is None:  # a cheap greedy pass (no bootstrap) to start from and compare with
         cheap = {**kw, "n_boot": 0}
-        g_out, _ = _sequential(estimator, phases, base, names, ows, capped, budget, None, random_state, cheap)
+        g_out, _ = _sequential(
+            estimator, phases, base, names, ows, capped, budget, None, random_state, cheap
+        )
         used = ts @ np.array([p["mixture"] for p in g_out])
         if np.all(used[np.isfinite(budget)] < budget[np.isfinite(budget)] * (1 - 1e-6)):
             why = "no epoch cap binds under greedy: it is the joint optimum"
@@ -226,22 +300,34 @@ def recommend_staged(estimator: Any, phases: Sequence[Mapping[str, Any]], constr
             else:
                 slack = np.where(np.isfinite(budget), np.maximum(budget - ts @ W, 0.0), np.inf)
                 alloc = W * ts[:, None] + slack[None, :] * (ts / ts.sum())[:, None]
-                out, first = _sequential(estimator, phases, base, names, ows, capped, budget, alloc, random_state, kw)
+                out, first = _sequential(
+                    estimator, phases, base, names, ows, capped, budget, alloc, random_state, kw
+                )
                 if _weighted(out) > g_obj + 1e-9:  # re-recommending lost it: keep greedy
                     out = first = None
                     why = "the phases re-recommended within the joint budget did worse than greedy"
                 else:
-                    solver = {**solver, "method": "joint", "reason": "all phases solved at once (SLSQP) under "
-                              "the shared cap; each phase recommended within its share"}
+                    solver = {
+                        **solver,
+                        "method": "joint",
+                        "reason": "all phases solved at once (SLSQP) under "
+                        "the shared cap; each phase recommended within its share",
+                    }
     if out is None:
-        out, first = _sequential(estimator, phases, base, names, ows, capped, budget, None, random_state, kw)
+        out, first = _sequential(
+            estimator, phases, base, names, ows, capped, budget, None, random_state, kw
+        )
         solver["reason"] = why
-    out_dict = {"phases": out, "total_tokens": sum(p["tokens"] for p in out), "objective": _weighted(out),
-                "budget_solver": solver, **_usage(out, names, tokens, epochs)}
+    out_dict = {
+        "phases": out,
+        "total_tokens": sum(p["tokens"] for p in out),
+        "objective": _weighted(out),
+        "budget_solver": solver,
+        **_usage(out, names, tokens, epochs),
+    }
     if objective_names:  # called by optimize.recommend: it returns the first phase's full result
         out_dict["first"] = first
     return out_dict
-
 
 
 def _check_tokens(phases: Sequence[Mapping[str, Any]]) -> None:
@@ -251,8 +337,9 @@ def _check_tokens(phases: Sequence[Mapping[str, Any]]) -> None:
             raise ValueError(f"phases[{k}].tokens must be > 0")
 
 
-def _greedy_reason(estimator: Any, n_phases: int, K: int, capped: bool, joint: bool,
-                   kw: Mapping[str, Any]) -> str | None:
+def _greedy_reason(
+    estimator: Any, n_phases: int, K: int, capped: bool, joint: bool, kw: Mapping[str, Any]
+) -> str | None:
     """Why the budget is split greedily without trying the joint solve (None: try it)."""
     if not joint:
         return "joint solve not asked for"
@@ -263,21 +350,29 @@ def _greedy_reason(estimator: Any, n_phases: int, K: int, capped: bool, joint: b
     if kw.get("reference") is not None or kw.get("trust_region") is not None:
         return "reference and trust_region are not part of the joint problem"
     if n_phases * K > JOINT_MAX_VARIABLES:
-        return (f"{n_phases} phases x {K} domains = {n_phases * K} variables, above the joint solve's "
-                f"{JOINT_MAX_VARIABLES} (SLSQP's cost grows with the cube)")
+        return (
+            f"{n_phases} phases x {K} domains = {n_phases * K} variables, above the joint solve's "
+            f"{JOINT_MAX_VARIABLES} (SLSQP's cost grows with the cube)"
+        )
     return None
 
 
-def _usage(out: list[dict[str, Any]], names: list[str], tokens: np.ndarray,
-           epochs: np.ndarray) -> dict[str, dict[str, float | None]]:
+def _usage(
+    out: list[dict[str, Any]], names: list[str], tokens: np.ndarray, epochs: np.ndarray
+) -> dict[str, dict[str, float | None]]:
     """Tokens and epochs each domain uses over all phases, and the epochs it may use."""
     used = np.sum([np.asarray(p["mixture"]) * p["tokens"] for p in out], axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ep = np.where(np.isfinite(tokens) & (tokens > 0), used / tokens, np.nan)
     return {
         "tokens_used": {d: float(x) for d, x in zip(names, used, strict=True)},
-        "epochs_used": {d: (None if not np.isfinite(x) else float(x)) for d, x in zip(names, ep, strict=True)},
-        "epochs_allowed": {d: (None if not np.isfinite(x) else float(x)) for d, x in zip(names, epochs, strict=True)},
+        "epochs_used": {
+            d: (None if not np.isfinite(x) else float(x)) for d, x in zip(names, ep, strict=True)
+        },
+        "epochs_allowed": {
+            d: (None if not np.isfinite(x) else float(x))
+            for d, x in zip(names, epochs, strict=True)
+        },
     }
 
 
@@ -286,5 +381,10 @@ def levanter_weights(staged: Mapping[str, Any], global_batch_tokens: int) -> lis
     phase starts at ``start_tokens / global_batch_tokens`` (whole steps)."""
     if not global_batch_tokens or int(global_batch_tokens) <= 0:
         raise ValueError("global_batch_tokens must be > 0 (a phase starts at a step)")
-    return [[int(round(float(p["start_tokens"]) / int(global_batch_tokens))), dict(p["mixture_by_domain"])]
-            for p in staged["phases"]]
+    return [
+        [
+            int(round(float(p["start_tokens"]) / int(global_batch_tokens))),
+            dict(p["mixture_by_domain"]),
+        ]
+        for p in staged["phases"]
+    ]

@@ -128,8 +128,12 @@ class OnlineMixingCallback:
         phase = self.mixer.phase(step) if hasattr(self.mixer, "phase") else "mix"
         last = self.trajectory[-1] if self.trajectory else None
         if last is not None:
-            if (self._last_sent_rec is not None and self._last_alpha is not None
-                    and np.array_equal(sent, self._last_sent_rec) and np.array_equal(alpha, self._last_alpha)):
+            if (
+                self._last_sent_rec is not None
+                and self._last_alpha is not None
+                and np.array_equal(sent, self._last_sent_rec)
+                and np.array_equal(alpha, self._last_alpha)
+            ):
                 return
             if phase == last["phase"] and step - last["step"] < self.record_every:
                 return

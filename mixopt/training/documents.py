@@ -45,13 +45,13 @@ def resolve_files(source: str | Path, roots: Sequence[str | Path] | None = None)
         for f in files:
             real = f.resolve()
             if not _within(real, resolved_roots):
-                raise PermissionError(f"source: {f} leads outside the data roots (a symlink?); refused")
+                raise PermissionError(
+                    f"source: {f} leads outside the data roots (a symlink?); refused"
+                )
             checked.append(real)
         files = checked
     if not files:
-        raise FileNotFoundError(
-            f"source: no {'/'.join(SUFFIXES)} files found at {source!r}"
-        )
+        raise FileNotFoundError(f"source: no {'/'.join(SUFFIXES)} files found at {source!r}")
     return files
 
 

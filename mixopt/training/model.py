@@ -185,6 +185,10 @@ def describe_presets(vocab_size: int = 257) -> dict[str, dict]:
         cfg = replace(config_for(name), vocab_size=vocab_size)
         with torch.device("meta"):
             m = GPT(cfg)
-        out[name] = {"params": m.num_params(False), "non_embedding_params": m.num_params(True),
-                     "block_size": cfg.block_size, "lr": PRESETS[name]["lr"]}
+        out[name] = {
+            "params": m.num_params(False),
+            "non_embedding_params": m.num_params(True),
+            "block_size": cfg.block_size,
+            "lr": PRESETS[name]["lr"],
+        }
     return out

@@ -101,7 +101,9 @@ class MixtureSampler:
         if max_epochs is not None and max_epochs <= 0:
             raise ValueError(f"max_epochs: must be > 0, got {max_epochs}")
         self.max_epochs, self.on_exhausted = max_epochs, on_exhausted
-        short = [n for n, t in zip(self.names, self.n_train, strict=True) if t < self.block_size + 1]
+        short = [
+            n for n, t in zip(self.names, self.n_train, strict=True) if t < self.block_size + 1
+        ]
         self._too_short = set(short)
         self.rng = np.random.default_rng(seed)
         self.consumed = np.zeros(len(ds), dtype=np.int64)  # tokens (targets) drawn per domain
@@ -115,8 +117,10 @@ class MixtureSampler:
         w = validate_weights(weights, len(self.names), self.names)
         bad = [n for n, wi in zip(self.names, w, strict=True) if wi > 0 and n in self._too_short]
         if bad:
-            raise ValueError(f"weights: domains {bad} have fewer than block_size + 1 = "
-                             f"{self.block_size + 1} training tokens")
+            raise ValueError(
+                f"weights: domains {bad} have fewer than block_size + 1 = "
+                f"{self.block_size + 1} training tokens"
+            )
         self.base_weights = w
         return self.weights
 
@@ -129,7 +133,8 @@ class MixtureSampler:
         if w.sum() <= 0:
             raise DataExhausted(
                 f"every domain with weight is exhausted (max_epochs={self.max_epochs}): "
-                f"{sorted(self.exhausted)}")
+                f"{sorted(self.exhausted)}"
+            )
         return w / w.sum()
 
     @property
@@ -145,17 +150,24 @@ class MixtureSampler:
             if self.max_epochs is None:
                 return counts
             after = self.consumed + counts * self.block_size
-            over = [i for i in np.flatnonzero(counts) if after[i] > self.max_epochs * self.n_train[i]]
+            over = [
+                i for i in np.flatnonzero(counts) if after[i] > self.max_epochs * self.n_train[i]
+            ]
             if not over:
                 return counts
             names = [self.names[i] for i in over]
             if self.on_exhausted == "raise":
-                raise DataExhausted(f"domains {names} would pass max_epochs={self.max_epochs} "
-                                    f"at step {self.step}")
+                raise DataExhausted(
+                    f"domains {names} would pass max_epochs={self.max_epochs} at step {self.step}"
+                )
             for n in names:
                 self.exhausted[n] = self.step
-                log.warning("domain %r reached max_epochs=%s at step %d: its weight is now 0",
-                            n, self.max_epochs, self.step)
+                log.warning(
+                    "domain %r reached max_epochs=%s at step %d: its weight is now 0",
+                    n,
+                    self.max_epochs,
+                    self.step,
+                )
 
     def next_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``x`` ``(B, T)`` int64 inputs, ``y`` ``(B, T)`` int64 targets, ``domain_ids`` ``(B,)``.
@@ -169,7 +181,7 @@ class MixtureSampler:
             if c == 0:
                 continue
             starts = self.rng.integers(0, self.n_train[i] - T, size=c)  # windows of T + 1 tokens
-            win = np.stack([np.asarray(self.shards[i][s:s + T + 1]) for s in starts])  # (c, T+1)
+            win = np.stack([np.asarray(self.shards[i][s : s + T + 1]) for s in starts])  # (c, T+1)
             xs.append(win.astype(np.int64))
             ids.append(np.full(c, i, dtype=np.int64))
             self.consumed[i] += c * T

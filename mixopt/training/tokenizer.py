@@ -105,7 +105,9 @@ def load_tokenizer(spec: Any = None, max_bytes: int | None = None) -> Tokenizer:
         return ByteTokenizer()
     if isinstance(spec, dict):
         if "path" not in spec:
-            raise ValueError(f"tokenizer: expected {{'type': 'byte'}} or {{'path': ...}}, got {spec}")
+            raise ValueError(
+                f"tokenizer: expected {{'type': 'byte'}} or {{'path': ...}}, got {spec}"
+            )
         spec = spec["path"]
     if isinstance(spec, str | Path):
         return HFTokenizer(Path(spec).expanduser(), max_bytes=max_bytes)

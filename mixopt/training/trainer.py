@@ -163,7 +163,7 @@ def _eval_windows(val: np.ndarray, T: int, n: int) -> np.ndarray:
         raise ValueError(f"validation split has {len(val)} tokens, fewer than block_size + 1")
     m = min(n, fit)
     starts = np.linspace(0, len(val) - T - 1, m).astype(np.int64)
-    return np.stack([np.asarray(val[s:s + T + 1]) for s in starts]).astype(np.int64)
+    return np.stack([np.asarray(val[s : s + T + 1]) for s in starts]).astype(np.int64)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -203,8 +203,14 @@ class _Context:
 
 
 # -- the loop ----------------------------------------------------------------------------------
-def _evaluator(model: Any, fwd: Any, eval_sets: Mapping[str, torch.Tensor], eval_bs: int, device: torch.device,
-               autocast: Any) -> Any:
+def _evaluator(
+    model: Any,
+    fwd: Any,
+    eval_sets: Mapping[str, torch.Tensor],
+    eval_bs: int,
+    device: torch.device,
+    autocast: Any,
+) -> Any:
     """``evaluate(max_batches=None) -> {domain: mean validation loss}`` on the fixed windows."""
 
     @torch.no_grad()
@@ -229,8 +235,16 @@ def _evaluator(model: Any, fwd: Any, eval_sets: Mapping[str, torch.Tensor], eval
     return evaluate
 
 
-def _resume(path: Path, device: torch.device, domains: list[str], mcfg: Any, model: Any, optimizer: Any,
-            sampler: MixtureSampler, callbacks: list[Any]) -> tuple[list[dict[str, Any]], int, float]:
+def _resume(
+    path: Path,
+    device: torch.device,
+    domains: list[str],
+    mcfg: Any,
+    model: Any,
+    optimizer: Any,
+    sampler: MixtureSampler,
+    callbacks: list[Any],
+) -> tuple[list[dict[str, Any]], int, float]:
     """Restore model, optimizer, sampler, RNGs and callbacks from a checkpoint; returns its
     curve, step and training time."""
     state = torch.load(path, map_location=device, weights_only=False)
@@ -259,8 +273,9 @@ def _set_mixture(callbacks: list[Any], ctx: Any, sampler: MixtureSampler, step: 
     ctx.weights = sampler.weights
 
 
-def _sample_weights(callbacks: list[Any], ctx: Any, step: int, per_seq: torch.Tensor,
-                    ids: np.ndarray) -> torch.Tensor | None:
+def _sample_weights(
+    callbacks: list[Any], ctx: Any, step: int, per_seq: torch.Tensor, ids: np.ndarray
+) -> torch.Tensor | None:
     """The product of the callbacks' per-sample loss weights (None: unweighted)."""
     sw = None
     for w in _call(callbacks, "sample_weights", ctx, step, per_seq, ids):
@@ -294,8 +309,14 @@ def train(
     T, B = config.seq_len(), int(config.batch_size)
     device = resolve_device(config.device)
     vocab = max(d.vocab_size for d in data.values())
-    mcfg = config_for(config.preset, n_layer=config.n_layer, n_head=config.n_head,
-                      n_embd=config.n_embd, block_size=T, vocab_size=vocab)
+    mcfg = config_for(
+        config.preset,
+        n_layer=config.n_layer,
+        n_head=config.n_head,
+        n_embd=config.n_embd,
+        block_size=T,
+        vocab_size=vocab,
+    )
     mcfg.dropout = config.dropout
 
     torch.manual_seed(config.seed)
@@ -303,24 +324,45 @@ def train(
     optimizer = make_optimizer(model, config, device)
     weights = validate_weights(
         config.weights if config.weights is not None else [d.n_train_tokens for d in data.values()],
-        len(domains), domains)
-    sampler = MixtureSampler(data, weights, B, T, seed=config.seed, max_epochs=config.max_epochs,
-                             on_exhausted=config.on_exhausted)
-    use_bf16 = device.type == "cuda" and config.dtype in ("auto", "bf16") and torch.cuda.is_bf16_supported()
-    autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_bf16
-                else torch.autocast(device_type=device.type, enabled=False))
+        len(domains),
+        domains,
+    )
+    sampler = MixtureSampler(
+        data,
+        weights,
+        B,
+        T,
+        seed=config.seed,
+        max_epochs=config.max_epochs,
+        on_exhausted=config.on_exhausted,
+    )
+    use_bf16 = (
+        device.type == "cuda"
+        and config.dtype in ("auto", "bf16")
+        and torch.cuda.is_bf16_supported()
+    )
+    autocast = (
+        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        if use_bf16
+        else torch.autocast(device_type=device.type, enabled=False)
+    )
     do_compile = config.compile if config.compile is not None else device.type == "cuda"
     fwd = torch.compile(model) if do_compile else model
 
     # fixed evaluation windows, one tensor per domain
     eval_bs = int(config.eval_batch_size or B)
-    eval_sets = {n: torch.from_numpy(_eval_windows(d.val, T, config.eval_batches * eval_bs))
-                 for n, d in data.items()}
+    eval_sets = {
+        n: torch.from_numpy(_eval_windows(d.val, T, config.eval_batches * eval_bs))
+        for n, d in data.items()
+    }
 
     evaluate = _evaluator(model, fwd, eval_sets, eval_bs, device, autocast)
 
     def bpb(losses: dict[str, float]) -> dict[str, float]:
-        return {n: bits_per_byte(v, data[n].n_val_tokens, data[n].n_val_bytes) for n, v in losses.items()}
+        return {
+            n: bits_per_byte(v, data[n].n_val_tokens, data[n].n_val_bytes)
+            for n, v in losses.items()
+        }
 
     ctx = _Context(domains, config, sampler.weights, evaluate)
     ctx.model = model
@@ -333,30 +375,51 @@ def train(
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         if resume and (ckpt_dir / "ckpt.pt").is_file():
-            curve, start, train_time_before = _resume(ckpt_dir / "ckpt.pt", device, domains, mcfg, model,
-                                                      optimizer, sampler, callbacks)
+            curve, start, train_time_before = _resume(
+                ckpt_dir / "ckpt.pt", device, domains, mcfg, model, optimizer, sampler, callbacks
+            )
             resumed_from = start
             ctx.weights = sampler.weights
 
     def save_checkpoint(step: int, train_time: float) -> None:
         state = {
-            "version": CKPT_VERSION, "step": step, "tokens": step * B * T, "domains": domains,
-            "model_config": asdict(mcfg), "config": asdict(config),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "sampler": sampler.state_dict(), "weights": sampler.weights.tolist(), "curve": curve,
+            "version": CKPT_VERSION,
+            "step": step,
+            "tokens": step * B * T,
+            "domains": domains,
+            "model_config": asdict(mcfg),
+            "config": asdict(config),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "sampler": sampler.state_dict(),
+            "weights": sampler.weights.tolist(),
+            "curve": curve,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-            "callbacks": {str(i): cb.state_dict() for i, cb in enumerate(callbacks)
-                          if hasattr(cb, "state_dict")},
+            "callbacks": {
+                str(i): cb.state_dict()
+                for i, cb in enumerate(callbacks)
+                if hasattr(cb, "state_dict")
+            },
             "train_time": train_time,
         }
         assert ckpt_dir is not None  # checkpoints are saved only with a checkpoint_dir
         _atomic_save(state, ckpt_dir / "ckpt.pt")
-        atomic_write_json(ckpt_dir / "meta.json",
-                          {"version": CKPT_VERSION, "step": step, "tokens": step * B * T,
-                           "total_steps": total, "domains": domains, "weights": sampler.weights.tolist(),
-                           "saved_at": time.time(), "config": asdict(config),
-                           "last_eval": curve[-1] if curve else None}, default=float)
+        atomic_write_json(
+            ckpt_dir / "meta.json",
+            {
+                "version": CKPT_VERSION,
+                "step": step,
+                "tokens": step * B * T,
+                "total_steps": total,
+                "domains": domains,
+                "weights": sampler.weights.tolist(),
+                "saved_at": time.time(),
+                "config": asdict(config),
+                "last_eval": curve[-1] if curve else None,
+            },
+            default=float,
+        )
 
     def record_eval(step: int) -> None:
         losses = evaluate()
@@ -397,7 +460,9 @@ def train(
             "loss": last_loss,
             "domain_ids": ids,
             "per_sample_loss": per_seq_np,
-            "per_domain_loss": {domains[i]: float(per_seq_np[ids == i].mean()) for i in np.unique(ids)},
+            "per_domain_loss": {
+                domains[i]: float(per_seq_np[ids == i].mean()) for i in np.unique(ids)
+            },
             "tokens": (step + 1) * B * T,
             "lr": lr,
         }
@@ -445,11 +510,17 @@ class PrintProgress:
     def on_step_end(self, ctx, step: int, info: dict) -> None:
         if (step + 1) % self.every == 0:
             dt = time.perf_counter() - self.t0
-            print(f"step {step + 1}: loss {info['loss']:.4f}, lr {info['lr']:.2e}, "
-                  f"{info['tokens'] / max(dt, 1e-9):,.0f} tokens/s", flush=True)
+            print(
+                f"step {step + 1}: loss {info['loss']:.4f}, lr {info['lr']:.2e}, "
+                f"{info['tokens'] / max(dt, 1e-9):,.0f} tokens/s",
+                flush=True,
+            )
 
     def on_eval(self, ctx, step: int, val_losses: dict[str, float]) -> None:
-        print(f"eval @ {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in val_losses.items()), flush=True)
+        print(
+            f"eval @ {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in val_losses.items()),
+            flush=True,
+        )
 
 
 def config_fields() -> list[str]:

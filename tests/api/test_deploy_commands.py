@@ -19,8 +19,14 @@ from tests.conftest import BROKER_URL, DATABASE_URL, REPO
 BIN = Path(sys.executable).parent
 #: run as nobody; the interpreter of this sandbox lives under root's 0700 home, so the process
 #: keeps only CAP_DAC_READ_SEARCH (read anything, write nothing it does not own)
-AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-             "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+AS_NOBODY = [
+    "setpriv",
+    "--reuid=nobody",
+    "--regid=nogroup",
+    "--clear-groups",
+    "--inh-caps=+dac_read_search",
+    "--ambient-caps=+dac_read_search",
+]
 
 
 def _compose() -> dict:
@@ -29,7 +35,9 @@ def _compose() -> dict:
 
 def _image_cmd() -> list[str]:
     """The Dockerfile's CMD (the api service runs the image's default command)."""
-    line = next(ln for ln in (REPO / "Dockerfile").read_text().splitlines() if ln.startswith("CMD "))
+    line = next(
+        ln for ln in (REPO / "Dockerfile").read_text().splitlines() if ln.startswith("CMD ")
+    )
     return yaml.safe_load(line.removeprefix("CMD "))
 
 
@@ -52,8 +60,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(not BROKER_URL.startswith("redis"), reason="the compose services use Redis (Celery's ping)")
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+@pytest.mark.skipif(
+    not BROKER_URL.startswith("redis"), reason="the compose services use Redis (Celery's ping)"
+)
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
+)
 def test_compose_services_come_up_healthy_as_an_unprivileged_user(engine, tmp_path):
     compose = _compose()
     services = compose["services"]
@@ -66,16 +78,29 @@ def test_compose_services_come_up_healthy_as_an_unprivileged_user(engine, tmp_pa
     workdir.chmod(0o555)
     production = not DATABASE_URL.startswith("sqlite")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIXOPT_")}
-    env |= {**{k: str(v) for k, v in env_tpl.items()},
-            "MIXOPT_ENV": "production" if production else "development",
-            "MIXOPT_DATABASE_URL": DATABASE_URL, "MIXOPT_BROKER_URL": BROKER_URL,
-            "MIXOPT_ADMIN_TOKEN": "mxo_" + "k" * 40, "MIXOPT_HOME": str(data), "HOME": str(data),
-            "PATH": f"{BIN}:{env.get('PATH', '')}", "HOSTNAME": socket.gethostname(), "CUDA_VISIBLE_DEVICES": "",
-            "PYTHONDONTWRITEBYTECODE": "1"}
+    env |= {
+        **{k: str(v) for k, v in env_tpl.items()},
+        "MIXOPT_ENV": "production" if production else "development",
+        "MIXOPT_DATABASE_URL": DATABASE_URL,
+        "MIXOPT_BROKER_URL": BROKER_URL,
+        "MIXOPT_ADMIN_TOKEN": "mxo_" + "k" * 40,
+        "MIXOPT_HOME": str(data),
+        "HOME": str(data),
+        "PATH": f"{BIN}:{env.get('PATH', '')}",
+        "HOSTNAME": socket.gethostname(),
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     if not production:  # the SQLite pass: the database file lives in the data volume
         env["MIXOPT_DATABASE_URL"] = f"sqlite:///{data}/mixopt.db"
-    out = subprocess.run(AS_NOBODY + _native(services["migrate"]["command"]), env=env, cwd=workdir,
-                         capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        AS_NOBODY + _native(services["migrate"]["command"]),
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0 and "database at head" in out.stdout, out.stdout + out.stderr
 
     port = _free_port()
@@ -88,26 +113,46 @@ def test_compose_services_come_up_healthy_as_an_unprivileged_user(engine, tmp_pa
     try:
         for name, argv in commands.items():
             with open(logs[name], "w") as fh:
-                procs[name] = subprocess.Popen(AS_NOBODY + _native(argv), env=env, cwd=workdir, stdout=fh,
-                                               stderr=subprocess.STDOUT, start_new_session=True)
+                procs[name] = subprocess.Popen(
+                    AS_NOBODY + _native(argv),
+                    env=env,
+                    cwd=workdir,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
         healthy: dict[str, float] = {}
         t0 = time.monotonic()
         while len(healthy) < len(commands) and time.monotonic() - t0 < 150:
             for name in commands:
                 if name in healthy:
                     continue
-                assert procs[name].poll() is None, f"{name} exited: {logs[name].read_text()[-3000:]}"
+                assert procs[name].poll() is None, (
+                    f"{name} exited: {logs[name].read_text()[-3000:]}"
+                )
                 check = _healthcheck(services[name]["healthcheck"]["test"], port)
-                r = subprocess.run(AS_NOBODY + check, env=env, cwd=workdir, capture_output=True, text=True,
-                                   timeout=60)
+                r = subprocess.run(
+                    AS_NOBODY + check,
+                    env=env,
+                    cwd=workdir,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
                 if r.returncode == 0:
                     healthy[name] = time.monotonic() - t0
             time.sleep(1)
-        assert set(healthy) == set(commands), {n: logs[n].read_text()[-2000:] for n in commands if n not in healthy}
+        assert set(healthy) == set(commands), {
+            n: logs[n].read_text()[-2000:] for n in commands if n not in healthy
+        }
         print("healthy after (s):", {k: round(v, 1) for k, v in healthy.items()})
         # the start-up line says which estimators the worker has (a missing LightGBM is never silent)
-        assert re.search(r"estimators: .*regmix_lgbm.*regmix_lgbm trees: LightGBM", logs["worker"].read_text())
-        assert (data / "celerybeat-schedule.dat").exists() or (data / "celerybeat-schedule").exists()
+        assert re.search(
+            r"estimators: .*regmix_lgbm.*regmix_lgbm trees: LightGBM", logs["worker"].read_text()
+        )
+        assert (data / "celerybeat-schedule.dat").exists() or (
+            data / "celerybeat-schedule"
+        ).exists()
         assert list(workdir.iterdir()) == []
     finally:
         for p in procs.values():
@@ -129,7 +174,14 @@ def _processes_mentioning(text: str) -> list[int]:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = next((ln for ln in (entry / "status").read_text().splitlines() if ln.startswith("State:")), "")
+            state = next(
+                (
+                    ln
+                    for ln in (entry / "status").read_text().splitlines()
+                    if ln.startswith("State:")
+                ),
+                "",
+            )
         except OSError:
             continue
         if text in cmdline and "zombie" not in state:
@@ -151,8 +203,13 @@ def test_serve_stops_its_embedded_worker(tmp_path):
     env |= {"MIXOPT_HOME": str(tmp_path), "CUDA_VISIBLE_DEVICES": ""}
     log = tmp_path / "serve.out"
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)], env=env,
-                                stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mixopt.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
     marker = str(tmp_path)  # in the embedded worker's (--pidfile) and beat's (-s) command lines
     try:
         deadline = time.monotonic() + 90

@@ -10,7 +10,7 @@ import time
 import pytest
 from scipy.stats import t as student_t
 
-from app.services.validations import paired_comparison
+from mixopt.mixing.compare import paired_comparison
 from tests.conftest import start_worker_process, wait_job
 from tests.factories import CORPORA, CORPUS_DOMAINS, ingested_project
 

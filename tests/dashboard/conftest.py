@@ -14,8 +14,15 @@ import pytest
 from tests.conftest import REGMIX_DIR, REPO, _empty_tables, server_in_thread
 
 CHROMIUM = os.environ.get("MIXOPT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = REPO / "artifacts" / "screenshots"
 DOCS = REPO / "docs" / "screenshots"
 PILE_CC = "metric/the_pile_pile_cc_val_loss"
@@ -23,11 +30,22 @@ PILE_CC = "metric/the_pile_pile_cc_val_loss"
 #: declared token counts for the 17 Pile domains (approximate, from the Pile's sizes), so the
 #: overview can show the epochs each mixture implies at a 25B-token target
 PILE_TOKENS = {
-    "the_pile_pile_cc": 52e9, "the_pile_pubmed_central": 27e9, "the_pile_github": 18e9, "the_pile_arxiv": 15e9,
-    "the_pile_freelaw": 12e9, "the_pile_stackexchange": 8e9, "the_pile_uspto_backgrounds": 5e9,
-    "the_pile_pubmed_abstracts": 4.5e9, "the_pile_gutenberg_pg_19": 2.9e9, "the_pile_wikipedia_en": 1.6e9,
-    "the_pile_dm_mathematics": 1.7e9, "the_pile_ubuntu_irc": 1.5e9, "the_pile_europarl": 1.2e9,
-    "the_pile_hackernews": 0.9e9, "the_pile_philpapers": 0.6e9, "the_pile_nih_exporter": 0.4e9,
+    "the_pile_pile_cc": 52e9,
+    "the_pile_pubmed_central": 27e9,
+    "the_pile_github": 18e9,
+    "the_pile_arxiv": 15e9,
+    "the_pile_freelaw": 12e9,
+    "the_pile_stackexchange": 8e9,
+    "the_pile_uspto_backgrounds": 5e9,
+    "the_pile_pubmed_abstracts": 4.5e9,
+    "the_pile_gutenberg_pg_19": 2.9e9,
+    "the_pile_wikipedia_en": 1.6e9,
+    "the_pile_dm_mathematics": 1.7e9,
+    "the_pile_ubuntu_irc": 1.5e9,
+    "the_pile_europarl": 1.2e9,
+    "the_pile_hackernews": 0.9e9,
+    "the_pile_philpapers": 0.6e9,
+    "the_pile_nih_exporter": 0.4e9,
     "the_pile_enron_emails": 0.2e9,
 }
 ONLINE_DOMAINS = ["the_pile_pile_cc", "the_pile_github", "the_pile_arxiv", "the_pile_wikipedia_en"]
@@ -39,8 +57,10 @@ def chromium_or_skip() -> str:
     except ImportError:
         pytest.skip("browser tests need Playwright's Python package: pip install -e '.[test]'")
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"browser tests need Chromium at {CHROMIUM}: apt-get install -y chromium "
-                    "(scripts/services.sh installs it); set MIXOPT_CHROMIUM to use another binary")
+        pytest.skip(
+            f"browser tests need Chromium at {CHROMIUM}: apt-get install -y chromium "
+            "(scripts/services.sh installs it); set MIXOPT_CHROMIUM to use another binary"
+        )
     return CHROMIUM
 
 
@@ -75,22 +95,50 @@ def seeded(server, worker):
     with session_scope() as s:
         _, admin = tokens.create_token(s, "dashboard admin", "admin")
     http = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {admin}"}, timeout=60)
-    a = http.post("/v1/projects", json={"name": "pile-regmix", "objective": {PILE_CC: 1.0},
-                                        "description": "RegMix 1M proxy runs (Liu et al. 2024)"}).json()
-    files = {"mixtures": ("m.csv", (REGMIX_DIR / "train_mixture_1m.csv").read_bytes(), "text/csv"),
-             "metrics": ("l.csv", (REGMIX_DIR / "train_pile_loss_1m.csv").read_bytes(), "text/csv")}
-    r = http.post(f"/v1/projects/{a['id']}/runs/import", files=files,
-                  data={"tags": "regmix,1m", "model_params": "1000000", "train_tokens": "1000000000"})
+    a = http.post(
+        "/v1/projects",
+        json={
+            "name": "pile-regmix",
+            "objective": {PILE_CC: 1.0},
+            "description": "RegMix 1M proxy runs (Liu et al. 2024)",
+        },
+    ).json()
+    files = {
+        "mixtures": ("m.csv", (REGMIX_DIR / "train_mixture_1m.csv").read_bytes(), "text/csv"),
+        "metrics": ("l.csv", (REGMIX_DIR / "train_pile_loss_1m.csv").read_bytes(), "text/csv"),
+    }
+    r = http.post(
+        f"/v1/projects/{a['id']}/runs/import",
+        files=files,
+        data={"tags": "regmix,1m", "model_params": "1000000", "train_tokens": "1000000000"},
+    )
     assert r.status_code == 201, r.text
     run_ids = r.json()["ids"]
     domains = http.get(f"/v1/projects/{a['id']}").json()["domains"]
-    r = http.patch(f"/v1/projects/{a['id']}", json={
-        "domains": [{"name": d["name"], "token_count": int(PILE_TOKENS[d["name"]]),
-                     "documents": int(PILE_TOKENS[d["name"]] // 2000),
-                     "trainer_paths": {"olmo-core": [f"/tok/{d['name']}/part-0.npy"],
-                                       "megatron": [f"/tok/{d['name']}_text_document"]}} for d in domains],
-        "constraints": {"target_tokens": 25 * 10**9, "max_epochs": 4, "sequence_length": 2048,
-                        "global_batch_tokens": 2048 * 512, "seed": 42}})
+    r = http.patch(
+        f"/v1/projects/{a['id']}",
+        json={
+            "domains": [
+                {
+                    "name": d["name"],
+                    "token_count": int(PILE_TOKENS[d["name"]]),
+                    "documents": int(PILE_TOKENS[d["name"]] // 2000),
+                    "trainer_paths": {
+                        "olmo-core": [f"/tok/{d['name']}/part-0.npy"],
+                        "megatron": [f"/tok/{d['name']}_text_document"],
+                    },
+                }
+                for d in domains
+            ],
+            "constraints": {
+                "target_tokens": 25 * 10**9,
+                "max_epochs": 4,
+                "sequence_length": 2048,
+                "global_batch_tokens": 2048 * 512,
+                "seed": 42,
+            },
+        },
+    )
     assert r.status_code == 200, r.text
 
     fits = {}
@@ -98,40 +146,100 @@ def seeded(server, worker):
         r = http.post(f"/v1/projects/{a['id']}/fits", json={"estimator": estimator})
         assert r.status_code == 202, r.text
         fits[estimator] = _wait(http, r.json()["job"]["id"])["result"]["fit_id"]
-    r = http.post(f"/v1/projects/{a['id']}/recommendations", json={
-        "fit_id": fits["regmix_lgbm"], "n_boot": 2,
-        "constraints": {"bounds": {"the_pile_pile_cc": {"max": 0.5}}, "target_tokens": 25 * 10**9, "max_epochs": 4}})
+    r = http.post(
+        f"/v1/projects/{a['id']}/recommendations",
+        json={
+            "fit_id": fits["regmix_lgbm"],
+            "n_boot": 2,
+            "constraints": {
+                "bounds": {"the_pile_pile_cc": {"max": 0.5}},
+                "target_tokens": 25 * 10**9,
+                "max_epochs": 4,
+            },
+        },
+    )
     assert r.status_code == 202, r.text
     rec_id = _wait(http, r.json()["job"]["id"])["result"]["recommendation_id"]
 
     curve_run = run_ids[0]
-    points = [{"step": s, "tokens": s * 4096, "metrics": {
-        PILE_CC: 4.2 + 6.0 / (1 + s / 200), "metric/the_pile_github_val_loss": 2.5 + 7.0 / (1 + s / 150),
-        "metric/the_pile_arxiv_val_loss": 3.6 + 6.5 / (1 + s / 180)}} for s in range(0, 2001, 100)]
-    assert http.post(f"/v1/projects/{a['id']}/runs/{curve_run}/curve", json={"points": points}).status_code == 200
+    points = [
+        {
+            "step": s,
+            "tokens": s * 4096,
+            "metrics": {
+                PILE_CC: 4.2 + 6.0 / (1 + s / 200),
+                "metric/the_pile_github_val_loss": 2.5 + 7.0 / (1 + s / 150),
+                "metric/the_pile_arxiv_val_loss": 3.6 + 6.5 / (1 + s / 180),
+            },
+        }
+        for s in range(0, 2001, 100)
+    ]
+    assert (
+        http.post(
+            f"/v1/projects/{a['id']}/runs/{curve_run}/curve", json={"points": points}
+        ).status_code
+        == 200
+    )
 
-    online = http.post(f"/v1/projects/{a['id']}/online-sessions", json={
-        "algorithm": "odm", "domains": ONLINE_DOMAINS, "name": "1B run", "seed": 1,
-        "schedule": {"every_seconds": 3600, "every_observations": 100000}}).json()
+    online = http.post(
+        f"/v1/projects/{a['id']}/online-sessions",
+        json={
+            "algorithm": "odm",
+            "domains": ONLINE_DOMAINS,
+            "name": "1B run",
+            "seed": 1,
+            "schedule": {"every_seconds": 3600, "every_observations": 100000},
+        },
+    ).json()
     for start in (1, 41):
         add_online_observations(http, a["id"], online["id"], range(start, start + 40))
         remix(online["id"])
 
-    b = http.post("/v1/projects", json={"name": "other-team", "domains": [{"name": "web"}, {"name": "code"}]}).json()
-    b_run = http.post(f"/v1/projects/{b['id']}/runs", json={"mixture": {"web": 0.7, "code": 0.3},
-                                                            "metrics": {"loss": 3.0}}).json()
-    token_a = http.post("/v1/tokens", json={"name": "team A", "role": "write", "project_ids": [a["id"]]}).json()["token"]
-    yield {"admin": admin, "token_a": token_a, "a": a["id"], "b": b["id"], "b_run": b_run["id"], "fits": fits,
-           "rec": rec_id, "curve_run": curve_run, "plain_run": run_ids[1], "online": online["id"], "http": http,
-           "domains": [d["name"] for d in domains]}
+    b = http.post(
+        "/v1/projects", json={"name": "other-team", "domains": [{"name": "web"}, {"name": "code"}]}
+    ).json()
+    b_run = http.post(
+        f"/v1/projects/{b['id']}/runs",
+        json={"mixture": {"web": 0.7, "code": 0.3}, "metrics": {"loss": 3.0}},
+    ).json()
+    token_a = http.post(
+        "/v1/tokens", json={"name": "team A", "role": "write", "project_ids": [a["id"]]}
+    ).json()["token"]
+    yield {
+        "admin": admin,
+        "token_a": token_a,
+        "a": a["id"],
+        "b": b["id"],
+        "b_run": b_run["id"],
+        "fits": fits,
+        "rec": rec_id,
+        "curve_run": curve_run,
+        "plain_run": run_ids[1],
+        "online": online["id"],
+        "http": http,
+        "domains": [d["name"] for d in domains],
+    }
     http.close()
 
 
 def add_online_observations(http, project_id: int, session_id: int, steps) -> None:
-    obs = [{"step": t, "tokens": t * 4096, "train_losses": {
-        "the_pile_pile_cc": 5.0 - t / 100, "the_pile_github": 3.0 - t / 200, "the_pile_arxiv": 4.5 - t / 150,
-        "the_pile_wikipedia_en": 4.8 - t / 120}} for t in steps]
-    r = http.post(f"/v1/projects/{project_id}/online-sessions/{session_id}/observations", json={"observations": obs})
+    obs = [
+        {
+            "step": t,
+            "tokens": t * 4096,
+            "train_losses": {
+                "the_pile_pile_cc": 5.0 - t / 100,
+                "the_pile_github": 3.0 - t / 200,
+                "the_pile_arxiv": 4.5 - t / 150,
+                "the_pile_wikipedia_en": 4.8 - t / 120,
+            },
+        }
+        for t in steps
+    ]
+    r = http.post(
+        f"/v1/projects/{project_id}/online-sessions/{session_id}/observations",
+        json={"observations": obs},
+    )
     assert r.status_code == 200, r.text
 
 
@@ -183,7 +291,10 @@ def page(context):
     """A fresh tab; any console error or uncaught exception fails the test."""
     p = context.new_page()
     errors: list[str] = []
-    p.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+    p.on(
+        "console",
+        lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None,
+    )
     p.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
     p.errors = errors
     yield p

@@ -79,8 +79,8 @@ def _rec(session, project_id, fit_id, mixture, **kw):
 
 
 def test_recommendations_compared_side_by_side(client, admin, admin_token, session):
-    from app.services.validations import paired_comparison
     from app.store.models import Validation
+    from mixopt.mixing.compare import paired_comparison
 
     p = _project(client, admin)
     other = make_project(

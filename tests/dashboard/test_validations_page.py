@@ -1,7 +1,7 @@
 """The validations page: the stored paired comparison rendered with its intervals and bars."""
 
-from app.services.validations import paired_comparison
 from app.store.models import Validation
+from mixopt.mixing.compare import paired_comparison
 from tests.conftest import make_project
 from tests.dashboard.pages import login
 

@@ -22,16 +22,25 @@ PACKAGES = ("mixopt", "app", "workers", "migrations")
 
 def lint_imports(tree: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=tree, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
 def tree_copy(tmp_path_factory) -> Path:
     tree = tmp_path_factory.mktemp("tree")
     for package in PACKAGES:
-        shutil.copytree(ROOT / package, tree / package,
-                        ignore=shutil.ignore_patterns("__pycache__", "data", "static"))
+        shutil.copytree(
+            ROOT / package,
+            tree / package,
+            ignore=shutil.ignore_patterns("__pycache__", "data", "static"),
+        )
     shutil.copy(ROOT / "pyproject.toml", tree / "pyproject.toml")
     return tree
 
@@ -51,8 +60,9 @@ BACK_EDGES = [
 ]
 
 
-@pytest.mark.parametrize(("path", "line", "contract"), BACK_EDGES,
-                         ids=[edge[0] for edge in BACK_EDGES])
+@pytest.mark.parametrize(
+    ("path", "line", "contract"), BACK_EDGES, ids=[edge[0] for edge in BACK_EDGES]
+)
 def test_a_back_edge_breaks_its_contract(tree_copy, path, line, contract):
     target = tree_copy / path
     original = target.read_text()

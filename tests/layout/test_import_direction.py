@@ -14,8 +14,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SERVER_LIBS = {"fastapi", "starlette", "sqlalchemy", "alembic", "celery", "kombu", "redis", "jinja2",
-               "uvicorn", "pydantic_settings", "psycopg"}
+SERVER_LIBS = {
+    "fastapi",
+    "starlette",
+    "sqlalchemy",
+    "alembic",
+    "celery",
+    "kombu",
+    "redis",
+    "jinja2",
+    "uvicorn",
+    "pydantic_settings",
+    "psycopg",
+}
 
 #: package -> top-level names it must never import
 FORBIDDEN = {
@@ -24,14 +35,25 @@ FORBIDDEN = {
     "migrations": {"workers"},
 }
 #: the science may use torch only where it trains (DESIGN: torch is imported by training code)
-TORCH_ALLOWED = ("mixopt/training/", "mixopt/online/callback.py", "mixopt/online/reweighting.py",
-                 "workers/tasks/training.py")
+TORCH_ALLOWED = (
+    "mixopt/training/",
+    "mixopt/online/callback.py",
+    "mixopt/online/reweighting.py",
+    "workers/tasks/training.py",
+)
 #: the base install (client + CLI front) has no numpy and no torch: nothing it loads at import
 #: time may import them at module level
-BASE_MODULES = ("mixopt/__init__.py", "mixopt/client.py", "mixopt/extras.py", "mixopt/paths.py",
-                "mixopt/api_types.py", "mixopt/render.py", "mixopt/demo.py",
-                "mixopt/demo_training.py",
-                *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "mixopt" / "cli").glob("*.py")))
+BASE_MODULES = (
+    "mixopt/__init__.py",
+    "mixopt/client.py",
+    "mixopt/extras.py",
+    "mixopt/paths.py",
+    "mixopt/api_types.py",
+    "mixopt/render.py",
+    "mixopt/demo.py",
+    "mixopt/demo_training.py",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "mixopt" / "cli").glob("*.py")),
+)
 
 
 def imports(path: Path) -> list[tuple[int, str, bool]]:
@@ -57,21 +79,33 @@ def modules(package: str) -> list[Path]:
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_layers_import_one_way(package):
-    bad = [f"{p.relative_to(ROOT)}:{line} imports {mod}"
-           for p in modules(package) for line, mod, _ in imports(p) if mod in FORBIDDEN[package]]
+    bad = [
+        f"{p.relative_to(ROOT)}:{line} imports {mod}"
+        for p in modules(package)
+        for line, mod, _ in imports(p)
+        if mod in FORBIDDEN[package]
+    ]
     assert not bad, "imports against the layer direction:\n" + "\n".join(bad)
 
 
 def test_torch_only_in_training_code():
-    bad = [f"{p.relative_to(ROOT)}:{line}" for pkg in ("mixopt", "app", "workers") for p in modules(pkg)
-           for line, mod, _ in imports(p)
-           if mod == "torch" and not str(p.relative_to(ROOT)).startswith(TORCH_ALLOWED)]
+    bad = [
+        f"{p.relative_to(ROOT)}:{line}"
+        for pkg in ("mixopt", "app", "workers")
+        for p in modules(pkg)
+        for line, mod, _ in imports(p)
+        if mod == "torch" and not str(p.relative_to(ROOT)).startswith(TORCH_ALLOWED)
+    ]
     assert not bad, "torch imported outside the training code:\n" + "\n".join(bad)
 
 
 def test_base_modules_need_no_numpy_or_torch():
-    bad = [f"{rel}:{line} imports {mod}" for rel in BASE_MODULES for line, mod, top in imports(ROOT / rel)
-           if top and mod in {"numpy", "torch", "scipy", "sklearn", "pandas"}]
+    bad = [
+        f"{rel}:{line} imports {mod}"
+        for rel in BASE_MODULES
+        for line, mod, top in imports(ROOT / rel)
+        if top and mod in {"numpy", "torch", "scipy", "sklearn", "pandas"}
+    ]
     assert not bad, "\n".join(bad)
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.science
 
 def _snippet() -> str:
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Use the library"):]
+    section = text[text.index("## Use the library") :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 

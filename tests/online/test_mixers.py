@@ -235,7 +235,9 @@ def test_doremi_loss_weighting_divides_by_the_sampling_weights():
     # reference loss: sum_s w_s L_s / sum_s w_s = (0.5 + 0.5 + 0.75 + 1) / 1.25 = 2.2
     assert float((w * losses).mean()) == pytest.approx(2.2)
     # (weighting by alpha alone would give (2/3 + 9/6) / (2/3 + 3/6) = 1.857)
-    m_off = make_mixer("doremi", ["a", "b", "c"], {"reference_losses": ref, "loss_weighting": False})
+    m_off = make_mixer(
+        "doremi", ["a", "b", "c"], {"reference_losses": ref, "loss_weighting": False}
+    )
     assert m_off.loss_weights() is None
 
 

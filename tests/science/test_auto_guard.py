@@ -44,8 +44,10 @@ def test_auto_ranks_absurd_predictions_last(monkeypatch):
     rng = np.random.default_rng(0)
     X = rng.dirichlet(np.ones(4), size=60)
     y = X @ np.array([3.0, 2.5, 2.0, 1.0])
-    auto = AutoEstimator(candidates=["test_absurd", "test_sane"],
-                         candidate_params={"test_absurd": {"scale": 1000.0}, "test_sane": {"jitter": 0.05}})
+    auto = AutoEstimator(
+        candidates=["test_absurd", "test_sane"],
+        candidate_params={"test_absurd": {"scale": 1000.0}, "test_sane": {"jitter": 0.05}},
+    )
     auto.fit(X, y[:, None])
     rows = {r["name"]: r for r in auto.table_}
     # the absurd one orders held-out runs perfectly, the sane one almost as well with small errors

@@ -59,4 +59,7 @@ def test_recommender_registry():
     assert set(RECOMMENDERS) >= {"natural", "uniform", "temperature", "unimax"}
     w = get_recommender("unimax", max_epochs=4).recommend(COUNTS, target_tokens=1e9)
     assert w.sum() == pytest.approx(1.0)
-    assert get_recommender("temperature", temperature=2.0).get_params() == {"temperature": 2.0, "max_epochs": None}
+    assert get_recommender("temperature", temperature=2.0).get_params() == {
+        "temperature": 2.0,
+        "max_epochs": None,
+    }

@@ -81,7 +81,9 @@ def test_domain_order_invariance():
     doms = [DOMAINS[p] for p in perm]
     mp = BiMix().fit(X[:, perm], Y, curves=curves, domains=doms, targets=DOMAINS)
     np.testing.assert_allclose(mp.predict(X[:, perm]), m.predict(X), rtol=1e-6)
-    np.testing.assert_allclose(mp.optimal_mixture()[np.argsort(perm)], m.optimal_mixture(), atol=1e-6)
+    np.testing.assert_allclose(
+        mp.optimal_mixture()[np.argsort(perm)], m.optimal_mixture(), atol=1e-6
+    )
 
 
 def test_json_round_trip():
@@ -95,14 +97,18 @@ def test_json_round_trip():
 def test_name_mapping_and_explicit_mapping():
     X, Y, curves = make_runs()
     targets = [f"metric/{d}_val_loss" for d in DOMAINS]
-    renamed = [[(s, {f"metric/{k}_val_loss": v for k, v in L.items()}) for s, L in c] for c in curves]
+    renamed = [
+        [(s, {f"metric/{k}_val_loss": v for k, v in L.items()}) for s, L in c] for c in curves
+    ]
     doms = [f"train_{d}" for d in DOMAINS]
     m = BiMix().fit(X, Y, curves=renamed, domains=doms, targets=targets)
     assert m.target_domain_.tolist() == [0, 1, 2]
     with pytest.raises(ValueError, match="matches no domain"):
         BiMix().fit(X, Y, curves=renamed, domains=["a", "b", "c"], targets=targets)
     mapping = dict(zip(targets, ["a", "b", "c"], strict=True))
-    m = BiMix(target_domains=mapping).fit(X, Y, curves=renamed, domains=["a", "b", "c"], targets=targets)
+    m = BiMix(target_domains=mapping).fit(
+        X, Y, curves=renamed, domains=["a", "b", "c"], targets=targets
+    )
     assert m.target_domain_.tolist() == [0, 1, 2]
 
 
@@ -132,4 +138,6 @@ def test_trained_run_metric_names_map_to_domains():
 
     # mixopt's trained runs report val_loss/<domain>; RegMix files metric/<domain>_val_loss
     assert normalise_name("val_loss/code") == normalise_name("code") == "code"
-    assert normalise_name("metric/the_pile_arxiv_val_loss") == normalise_name("train_the_pile_arxiv")
+    assert normalise_name("metric/the_pile_arxiv_val_loss") == normalise_name(
+        "train_the_pile_arxiv"
+    )

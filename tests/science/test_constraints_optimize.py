@@ -39,8 +39,11 @@ def quad():
 
 
 def test_caps_follow_olmix_formula():
-    c = Constraints(token_counts={"web": 100, "code": 10, "math": 5, "books": 50, "wiki": 20},
-                    target_tokens=100, max_epochs=2)
+    c = Constraints(
+        token_counts={"web": 100, "code": 10, "math": 5, "books": 50, "wiki": 20},
+        target_tokens=100,
+        max_epochs=2,
+    )
     np.testing.assert_allclose(c.caps(D), [2.0, 0.2, 0.1, 1.0, 0.4])
     lo, hi = c.feasible_bounds(D)
     np.testing.assert_allclose(hi, [1.0, 0.2, 0.1, 1.0, 0.4])
@@ -48,13 +51,16 @@ def test_caps_follow_olmix_formula():
     assert np.isinf(c2.caps(D)[1]) and c2.caps(D)[0] == pytest.approx(0.04)
 
 
-@pytest.mark.parametrize("kw,msg", [
-    ({"lower": {"web": 0.6, "code": 0.5}}, "sum to 1.1"),
-    ({"upper": [0.1] * 5}, "sum to 0.5"),
-    ({"lower": {"web": 0.5}, "upper": {"web": 0.4}}, "exceeds its upper bound"),
-    ({"fixed": {"web": 0.5}, "upper": {"web": 0.4}}, "outside"),
-    ({"token_counts": [1] * 5, "target_tokens": 100, "max_epochs": 4}, "not enough data"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        ({"lower": {"web": 0.6, "code": 0.5}}, "sum to 1.1"),
+        ({"upper": [0.1] * 5}, "sum to 0.5"),
+        ({"lower": {"web": 0.5}, "upper": {"web": 0.4}}, "exceeds its upper bound"),
+        ({"fixed": {"web": 0.5}, "upper": {"web": 0.4}}, "outside"),
+        ({"token_counts": [1] * 5, "target_tokens": 100, "max_epochs": 4}, "not enough data"),
+    ],
+)
 def test_infeasible_raises_clear_error(kw, msg):
     with pytest.raises(InfeasibleConstraintsError, match=msg):
         Constraints(**kw).feasible_bounds(D)
@@ -101,8 +107,15 @@ def test_recommendations_satisfy_random_constraints():
         upper = {d: float(v) for d, v in zip(D, rng.uniform(0.25, 0.6, 5), strict=True)}
         fixed = {D[trial % 5]: float(rng.uniform(0.08, 0.2))}
         tokens = {d: float(v) for d, v in zip(D, rng.uniform(20, 100, 5), strict=True)}
-        c = Constraints(lower=lower, upper=upper, fixed=fixed, token_counts=tokens, target_tokens=100,
-                        max_epochs=float(rng.uniform(2, 4)), kl_weight=float(rng.choice([0.0, 0.05])))
+        c = Constraints(
+            lower=lower,
+            upper=upper,
+            fixed=fixed,
+            token_counts=tokens,
+            target_tokens=100,
+            max_epochs=float(rng.uniform(2, 4)),
+            kl_weight=float(rng.choice([0.0, 0.05])),
+        )
         try:
             lo, hi = c.feasible_bounds(D)
         except InfeasibleConstraintsError:
@@ -127,7 +140,9 @@ def test_tree_strategy_and_bootstrap_interval():
     rng = np.random.default_rng(0)
     X = rng.dirichlet(np.ones(5), 150)
     y = 1 + ((X - OPT) ** 2).sum(axis=1) + rng.normal(0, 1e-3, 150)
-    est = RegMixLGBM(n_estimators=200, learning_rate=0.05, validation_fraction=0, min_child_samples=5).fit(X, y)
+    est = RegMixLGBM(
+        n_estimators=200, learning_rate=0.05, validation_fraction=0, min_child_samples=5
+    ).fit(X, y)
     c = {"upper": {"web": 0.35}}
     r = recommend(est, c, domains=D, n_samples=5000, top_k=64, X=X, Y=y, n_boot=3)
     w = np.array(r["mixture"])
@@ -137,14 +152,20 @@ def test_tree_strategy_and_bootstrap_interval():
     assert "RegMix simulation" in r["strategy"]
     lin = RegMixLinear().fit(X, y)
     iv = predict_with_interval(lin, X[:3], X_train=X, Y_train=y, n_boot=5)
-    assert iv["method"].startswith("bootstrap") and all(lo <= hi for lo, hi in zip(iv["lower"], iv["upper"], strict=True))
+    assert iv["method"].startswith("bootstrap") and all(
+        lo <= hi for lo, hi in zip(iv["lower"], iv["upper"], strict=True)
+    )
 
 
 def test_epoch_questions_answered_once_by_constraints():
     """Caps from max_epochs/max_epochs_per_domain, epochs used, the limits the what-if page
     compares with, and the warnings, all from one rule."""
-    c = Constraints.for_epochs({"a": 1e6, "b": 20_000, "c": 0, "d": None}, 1e6, max_epochs=4,
-                               max_epochs_per_domain={"a": None})
+    c = Constraints.for_epochs(
+        {"a": 1e6, "b": 20_000, "c": 0, "d": None},
+        1e6,
+        max_epochs=4,
+        max_epochs_per_domain={"a": None},
+    )
     domains = ["a", "b", "c", "d"]
     mix = {"a": 0.3, "b": 0.5, "c": 0.1, "d": 0.1}
     assert c.epoch_caps(domains) == {"a": None, "b": 4.0, "c": 4.0, "d": 4.0}
@@ -152,11 +173,14 @@ def test_epoch_questions_answered_once_by_constraints():
     assert c.over_cap(mix, domains) == {"a": False, "b": True, "c": False, "d": False}
     limits = c.epoch_limits(domains)
     assert limits["b"]["max_weight"] == pytest.approx(0.08) and limits["a"]["max_weight"] is None
-    assert limits["c"]["unavailable"] == "no tokens" and limits["d"]["unavailable"] == "no token count"
+    assert (
+        limits["c"]["unavailable"] == "no tokens" and limits["d"]["unavailable"] == "no token count"
+    )
     assert c.epoch_warnings(mix, domains) == [
         "b: 25.00 epochs at weight 0.500, 6.2x its 4-epoch cap",
         "c: weight 0.100 but the project has no tokens of it",
-        "d: weight 0.100 but no token count (availability unknown)"]
+        "d: weight 0.100 but no token count (availability unknown)",
+    ]
     assert not c.epoch_warnings({"a": 0.9, "b": 0.08, "c": 0.0, "d": 0.0}, domains)
     no_target = Constraints.for_epochs({"a": 1e6, "d": None}, None, max_epochs=4)
     assert no_target.epoch_warnings({"a": 1.0, "d": 0.5}, ["a", "d"]) == []

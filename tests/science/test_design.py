@@ -24,8 +24,12 @@ def test_swarm_respects_caps_sums_and_is_unique():
 
 
 def test_swarm_with_constraints_caps_and_lower():
-    c = Constraints(token_counts=(PRIOR * 1000).tolist(), target_tokens=1000, max_epochs=2,
-                    lower=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.005])
+    c = Constraints(
+        token_counts=(PRIOR * 1000).tolist(),
+        target_tokens=1000,
+        max_epochs=2,
+        lower=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.005],
+    )
     S = regmix_swarm(PRIOR, 64, constraints=c, random_state=1)
     lo, hi = c.feasible_bounds([f"d{i}" for i in range(7)])
     assert np.all(S <= hi + 1e-9) and np.all(S >= lo - 1e-9)
@@ -48,8 +52,12 @@ def test_swarm_impossible_raises():
 
 
 def test_expected_improvement_formula():
-    assert expected_improvement(np.array([1.0]), np.array([1e-15]), best=2.0)[0] == pytest.approx(1.0)
-    assert expected_improvement(np.array([0.0]), np.array([1.0]), best=0.0)[0] == pytest.approx(1 / np.sqrt(2 * np.pi))
+    assert expected_improvement(np.array([1.0]), np.array([1e-15]), best=2.0)[0] == pytest.approx(
+        1.0
+    )
+    assert expected_improvement(np.array([0.0]), np.array([1.0]), best=0.0)[0] == pytest.approx(
+        1 / np.sqrt(2 * np.pi)
+    )
 
 
 def test_suggest_next_uses_gp_and_is_feasible():
@@ -58,7 +66,9 @@ def test_suggest_next_uses_gp_and_is_feasible():
     X = rng.dirichlet(np.ones(3), 25)
     y = ((X - opt) ** 2).sum(axis=1)
     c = Constraints(upper=[0.8, 0.8, 0.8])
-    S = suggest_next(6, X, y, constraints=c, prior=[1, 1, 1], random_state=0, domains=["a", "b", "c"])
+    S = suggest_next(
+        6, X, y, constraints=c, prior=[1, 1, 1], random_state=0, domains=["a", "b", "c"]
+    )
     assert S.shape == (6, 3)
     np.testing.assert_allclose(S.sum(axis=1), 1.0, atol=1e-9)
     assert np.all(S <= 0.8 + 1e-9)

@@ -47,17 +47,23 @@ def test_cross_validate_linear_truth():
     Y = np.column_stack([X @ [1.0, 2.0, 3.0, 4.0], X @ [4.0, 1.0, 0.0, 1.0]])
     cv = cross_validate(RegMixLinear(), X, Y, objective_weights=[0.5, 0.5], n_folds=5)
     assert cv["n_folds"] == 5 and len(cv["folds"]) == 5
-    assert cv["pooled"]["spearman"] == pytest.approx(1.0) and cv["pooled"]["regret"] == pytest.approx(0.0)
+    assert cv["pooled"]["spearman"] == pytest.approx(1.0) and cv["pooled"][
+        "regret"
+    ] == pytest.approx(0.0)
     assert cv["pooled"]["mae"] < 1e-10
-    assert len(cv["predictions"]) == 50 and {"run_index", "actual", "predicted"} <= set(cv["predictions"][0])
+    assert len(cv["predictions"]) == 50 and {"run_index", "actual", "predicted"} <= set(
+        cv["predictions"][0]
+    )
 
 
 def test_auto_picks_best_and_roundtrips():
     rng = np.random.default_rng(0)
     X = rng.dirichlet(np.ones(4), 40)
     y = X @ [1.0, 2.0, 3.0, 4.0] + rng.normal(0, 1e-4, 40)
-    auto = AutoEstimator(candidates=["regmix_linear", "regmix_lgbm", "bimix"],
-                         candidate_params={"regmix_lgbm": {"n_estimators": 50}}).fit(X, y)
+    auto = AutoEstimator(
+        candidates=["regmix_linear", "regmix_lgbm", "bimix"],
+        candidate_params={"regmix_lgbm": {"n_estimators": 50}},
+    ).fit(X, y)
     assert auto.chosen_ == "regmix_linear"
     names = {r["name"]: r for r in auto.table_}
     assert names["bimix"]["status"] == "skipped" and "bimix needs" in names["bimix"]["reason"]
@@ -70,14 +76,23 @@ def test_service_fit_predict_recommend_json():
     rng = np.random.default_rng(0)
     X = rng.dirichlet(np.ones(3), 30)
     Y = np.column_stack([X @ [1.0, 2.0, 3.0], X @ [3.0, 1.0, 2.0]])
-    out = pipeline.fit_estimator("regmix_linear", {}, X, Y, domains=["a", "b", "c"], targets=["la", "lb"],
-                                    objective_weights={"la": 1.0, "lb": 0.0})
+    out = pipeline.fit_estimator(
+        "regmix_linear",
+        {},
+        X,
+        Y,
+        domains=["a", "b", "c"],
+        targets=["la", "lb"],
+        objective_weights={"la": 1.0, "lb": 0.0},
+    )
     out = json.loads(json.dumps(out, allow_nan=False))
     assert out["fidelity"]["pooled"]["spearman"] == pytest.approx(1.0)
     assert set(out["timings"]) == {"fit_s", "cv_s"}
     p = pipeline.predict(out["state"], X[:2], objective_weights=[1.0, 0.0])
     np.testing.assert_allclose(p["objective"], X[:2] @ [1.0, 2.0, 3.0], atol=1e-9)
-    r = pipeline.recommend(out["state"], {"upper": {"a": 0.5}}, objective_weights=[1.0, 0.0], X=X, Y=Y, n_boot=3)
+    r = pipeline.recommend(
+        out["state"], {"upper": {"a": 0.5}}, objective_weights=[1.0, 0.0], X=X, Y=Y, n_boot=3
+    )
     assert r["mixture_by_domain"]["a"] == pytest.approx(0.5, abs=1e-6) and "upper:a" in r["binding"]
     json.dumps(r, allow_nan=False)
     base = pipeline.baseline_mixtures([10, 30, 60], {"target_tokens": 100, "max_epochs": 1.5})

@@ -34,15 +34,26 @@ def test_paths_parsed_or_declared():
 def _qp(w, lo, hi, system):
     K = w.size
     cons = [{"type": "eq", "fun": lambda x: x.sum() - 1}] + hierarchy.scipy_constraints(
-        system, np.ones(K, bool), np.zeros(K))
-    r = minimize(lambda x: ((x - w) ** 2).sum(), np.full(K, 1 / K), jac=lambda x: 2 * (x - w), method="SLSQP",
-                 bounds=list(zip(lo, hi, strict=True)), constraints=cons, options={"ftol": 1e-15, "maxiter": 1000})
+        system, np.ones(K, bool), np.zeros(K)
+    )
+    r = minimize(
+        lambda x: ((x - w) ** 2).sum(),
+        np.full(K, 1 / K),
+        jac=lambda x: 2 * (x - w),
+        method="SLSQP",
+        bounds=list(zip(lo, hi, strict=True)),
+        constraints=cons,
+        options={"ftol": 1e-15, "maxiter": 1000},
+    )
     return r.x
 
 
 def test_projection_is_the_euclidean_projection():
-    c = Constraints(groups={"web": {"min": 0.2, "max": 0.5}, "web/news": {"max": 0.1}, "code": {"fixed": 0.3}},
-                    upper={"math": 0.3}, fixed={"books": 0.05})
+    c = Constraints(
+        groups={"web": {"min": 0.2, "max": 0.5}, "web/news": {"max": 0.1}, "code": {"fixed": 0.3}},
+        upper={"math": 0.3},
+        fixed={"books": 0.05},
+    )
     lo, hi = c.feasible_bounds(D)
     system = c.group_system(D)
     W = np.random.default_rng(0).dirichlet(np.full(len(D), 0.4), size=30) * 1.3 - 0.05
@@ -53,11 +64,14 @@ def test_projection_is_the_euclidean_projection():
     assert system.violation(P).max() < 1e-9
 
 
-@pytest.mark.parametrize("groups,msg", [
-    ({"web": {"min": 0.9}, "code": {"min": 0.2}}, "no mixture satisfies"),
-    ({"webb": {"max": 0.5}}, "groups.webb: unknown group"),
-    ({"code": {"min": 0.6, "max": 0.5}}, "groups.code"),
-])
+@pytest.mark.parametrize(
+    "groups,msg",
+    [
+        ({"web": {"min": 0.9}, "code": {"min": 0.2}}, "no mixture satisfies"),
+        ({"webb": {"max": 0.5}}, "groups.webb: unknown group"),
+        ({"code": {"min": 0.6, "max": 0.5}}, "groups.code"),
+    ],
+)
 def test_infeasible_or_unknown_group_named(groups, msg):
     with pytest.raises(ValueError, match=msg):
         Constraints(groups=groups).group_system(D)
@@ -65,7 +79,9 @@ def test_infeasible_or_unknown_group_named(groups, msg):
 
 def test_group_min_against_caps_is_infeasible_with_reason():
     c = Constraints(groups={"code": {"min": 0.5}}, upper={"code:py": 0.2, "code:js": 0.2})
-    with pytest.raises(InfeasibleConstraintsError, match="groups.code: .* 0.4 < the group's min 0.5"):
+    with pytest.raises(
+        InfeasibleConstraintsError, match="groups.code: .* 0.4 < the group's min 0.5"
+    ):
         c.group_system(D)
 
 
@@ -73,7 +89,9 @@ def _runs(n=60, seed=0):
     """Two evaluation targets from a mixing law whose optimum puts ~0.6 on web."""
     rng = np.random.default_rng(seed)
     X = rng.dirichlet(np.ones(len(D)), size=n)
-    t = np.array([[-3.0, -2.5, -2.0, -0.5, -0.3, -0.2, -0.4], [-2.5, -2.0, -1.5, -1.0, -0.6, -0.5, -0.5]])
+    t = np.array(
+        [[-3.0, -2.5, -2.0, -0.5, -0.3, -0.2, -0.4], [-2.5, -2.0, -1.5, -1.0, -0.6, -0.5, -0.5]]
+    )
     Y = 2.0 + np.exp(X @ t.T) + rng.normal(0, 0.002, (n, 2))
     return X, Y
 
@@ -82,8 +100,13 @@ GROUPS = {"web": {"min": 0.2, "max": 0.35}, "web/news": {"max": 0.1}, "code": {"
 
 
 #: fast settings (the recommenders are under test here, not the fits)
-FAST = {"mixing_law": {"n_restarts": 24, "n_refine": 2}, "law_gp": {"law_n_restarts": 24, "law_n_refine": 2},
-        "gp": {"n_restarts": 1}, "regmix_linear": {}, "regmix_lgbm": {"n_estimators": 200}}
+FAST = {
+    "mixing_law": {"n_restarts": 24, "n_refine": 2},
+    "law_gp": {"law_n_restarts": 24, "law_n_refine": 2},
+    "gp": {"n_restarts": 1},
+    "regmix_linear": {},
+    "regmix_lgbm": {"n_estimators": 200},
+}
 
 
 @pytest.mark.parametrize("name", ["mixing_law", "gp", "law_gp", "regmix_linear", "regmix_lgbm"])
@@ -91,7 +114,9 @@ def test_group_constraints_honoured_by_every_recommender(name):
     X, Y = _runs(40)
     est = get_estimator(name, **FAST[name]).fit(X, Y, domains=D, targets=["a", "b"])
     free = recommend(est, Constraints(), domains=D, n_boot=0, n_samples=5000)
-    assert free["group_totals"]["web"] > 0.35 or free["group_totals"]["code"] != pytest.approx(0.3, abs=1e-3)
+    assert free["group_totals"]["web"] > 0.35 or free["group_totals"]["code"] != pytest.approx(
+        0.3, abs=1e-3
+    )
     rec = recommend(est, Constraints(groups=GROUPS), domains=D, n_boot=0, n_samples=5000)
     gt = rec["group_totals"]
     assert 0.2 - 1e-6 <= gt["web"] <= 0.35 + 1e-6

@@ -56,7 +56,9 @@ def test_domain_order_invariance():
     m = MixingLaw(**FAST).fit(X, Y)
     perm = np.array([2, 0, 3, 1])
     # permuting the columns of X and of the parameter matrix gives the same predictions
-    np.testing.assert_allclose(mixing_law_predict(X[:, perm], m.log_c_, m.t_[:, perm]), m.predict(X))
+    np.testing.assert_allclose(
+        mixing_law_predict(X[:, perm], m.log_c_, m.t_[:, perm]), m.predict(X)
+    )
     # and a fit on permuted columns finds the same law
     mp = MixingLaw(**FAST).fit(X[:, perm], Y)
     np.testing.assert_allclose(mp.predict(X[:, perm]), m.predict(X), atol=2e-3)
@@ -70,7 +72,9 @@ def test_json_round_trip():
     m2 = MixingEstimator.from_state(state)
     assert isinstance(m2, MixingLaw) and m2.get_params() == m.get_params()
     np.testing.assert_array_equal(m2.predict(X), m.predict(X))
-    np.testing.assert_array_equal(m2.predict_objective(X, [0.3, 0.7]), m.predict_objective(X, [0.3, 0.7]))
+    np.testing.assert_array_equal(
+        m2.predict_objective(X, [0.3, 0.7]), m.predict_objective(X, [0.3, 0.7])
+    )
 
 
 def test_domain_always_zero():

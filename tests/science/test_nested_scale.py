@@ -30,7 +30,9 @@ def synthetic_runs(n_mix=9, sizes=SIZES, seed=0, noise=2e-4):
     X, Y, P, S, curves = [], [], [], [], []
     for r in mixtures:
         for N in sizes:
-            curve = [(int(s), {"loss": float(law(r, N, s) + rng.normal(0, noise))}) for s in STEPS[:-1]]
+            curve = [
+                (int(s), {"loss": float(law(r, N, s) + rng.normal(0, noise))}) for s in STEPS[:-1]
+            ]
             X.append(r)
             Y.append([law(r, N, STEPS[-1]) + rng.normal(0, noise)])
             P.append(N)
@@ -42,8 +44,14 @@ def synthetic_runs(n_mix=9, sizes=SIZES, seed=0, noise=2e-4):
 def test_steps_size_and_mixing_law_parameters_recovered_at_the_target():
     X, Y, P, S, curves = synthetic_runs()
     target = {"model_params": 1e9, "train_steps": 100_000}
-    prep = prepare_at_scale(X, Y, targets=["loss"], target_scale=target, model_params=P, steps=S, curves=curves)
-    assert prep.extrapolated and prep.scale["model_params"] == 1e9 and prep.scale["train_steps"] == 100_000
+    prep = prepare_at_scale(
+        X, Y, targets=["loss"], target_scale=target, model_params=P, steps=S, curves=curves
+    )
+    assert (
+        prep.extrapolated
+        and prep.scale["model_params"] == 1e9
+        and prep.scale["train_steps"] == 100_000
+    )
     steps_law, size_law = prep.chain
     assert steps_law["law"] == "steps" and size_law["law"] == "size"
     assert steps_law["beta"]["median"] == pytest.approx(BETA, abs=0.05)
@@ -101,14 +109,28 @@ def test_untrusted_constant_model_and_nested_auto_fidelity():
     rng = np.random.default_rng(2)
     X = rng.dirichlet(np.ones(3), size=20)
     y = 2 + X @ np.array([0.3, -0.2, 0.1]) + rng.normal(0, 0.01, 20)
-    out = fit_estimator("regmix_lgbm", {"min_child_samples": 50, "n_estimators": 50}, X, y[:, None],
-                        domains=["a", "b", "c"])
+    out = fit_estimator(
+        "regmix_lgbm",
+        {"min_child_samples": 50, "n_estimators": 50},
+        X,
+        y[:, None],
+        domains=["a", "b", "c"],
+    )
     assert out["trusted"] is False and any("constant model" in r for r in out["trust_reasons"])
     assert out["scale"] == {"model_params": None, "train_steps": None, "train_tokens": None}
     assert out["scaling"]["cross_scale"]["status"] == "untested"
-    good = fit_estimator("auto", {"candidates": ["regmix_linear", "mixing_law"],
-                                  "candidate_params": {"mixing_law": {"n_restarts": 300}}},
-                         X, y[:, None], domains=["a", "b", "c"], cv_folds=4, random_state=3)
+    good = fit_estimator(
+        "auto",
+        {
+            "candidates": ["regmix_linear", "mixing_law"],
+            "candidate_params": {"mixing_law": {"n_restarts": 300}},
+        },
+        X,
+        y[:, None],
+        domains=["a", "b", "c"],
+        cv_folds=4,
+        random_state=3,
+    )
     assert good["trusted"] is True and good["fidelity"]["nested"] is True
     assert good["state"]["params"]["cv_folds"] == 4 and good["state"]["params"]["random_state"] == 3
 
@@ -116,9 +138,14 @@ def test_untrusted_constant_model_and_nested_auto_fidelity():
 def test_params_are_validated_and_documented():
     assert validate_params("mixing_law", {}) == []
     errs = validate_params("mixing_law", {"n_restart": 5, "delta": -1})
-    assert any("n_restart: unknown" in e for e in errs) and any("delta: must be >=" in e for e in errs)
+    assert any("n_restart: unknown" in e for e in errs) and any(
+        "delta: must be >=" in e for e in errs
+    )
     assert any("backend" in e for e in validate_params("regmix_lgbm", {"backend": "xgboost"}))
-    assert any("candidates: unknown estimator 'magic'" in e for e in validate_params("auto", {"candidates": ["magic"]}))
+    assert any(
+        "candidates: unknown estimator 'magic'" in e
+        for e in validate_params("auto", {"candidates": ["magic"]})
+    )
     for name, cls in ESTIMATORS.items():
         desc = cls.describe_params()
         assert set(desc) == set(cls._param_names()), name
@@ -154,7 +181,11 @@ def test_bimix_models_an_absent_domain_instead_of_clipping():
     for x in X:
         pts = []
         for s in (1000, 2000, 4000, 8000):
-            lb = absent_loss * (5.0 / s**0.3 + 1) if x[1] == 0 else bimix_law(x[1], s, 2.0, 0.2, 5.0, 0.3)
+            lb = (
+                absent_loss * (5.0 / s**0.3 + 1)
+                if x[1] == 0
+                else bimix_law(x[1], s, 2.0, 0.2, 5.0, 0.3)
+            )
             la = bimix_law(x[0], s, 2.5, 0.1, 5.0, 0.3)
             pts.append((s, {"a": float(la), "b": float(lb)}))
         curves.append(pts)
@@ -165,16 +196,28 @@ def test_bimix_models_an_absent_domain_instead_of_clipping():
     assert pred == pytest.approx(absent_loss * (5.0 / 8000**0.3 + 1), rel=0.02)
     # positive shares follow the law itself, with no clipping
     assert m.predict(np.array([[0.5, 0.5]]), steps=8000)[0, 1] == pytest.approx(
-        bimix_law(0.5, 8000, 2.0, 0.2, 5.0, 0.3), rel=0.02)
+        bimix_law(0.5, 8000, 2.0, 0.2, 5.0, 0.3), rel=0.02
+    )
 
 
 def test_auto_selects_on_cross_scale_when_the_target_is_beyond_the_runs():
     X, Y, P, S, curves = synthetic_runs(n_mix=9)
-    out = fit_estimator("auto", {"candidates": ["mixing_law", "regmix_linear"],
-                                 "candidate_params": {"mixing_law": {"n_restarts": 300}}},
-                        X, Y, domains=["a", "b", "c"], targets=["loss"], cv_folds=3,
-                        target_scale={"model_params": 1e9, "train_steps": 100_000},
-                        model_params=P, steps=S, curves=curves)
+    out = fit_estimator(
+        "auto",
+        {
+            "candidates": ["mixing_law", "regmix_linear"],
+            "candidate_params": {"mixing_law": {"n_restarts": 300}},
+        },
+        X,
+        Y,
+        domains=["a", "b", "c"],
+        targets=["loss"],
+        cv_folds=3,
+        target_scale={"model_params": 1e9, "train_steps": 100_000},
+        model_params=P,
+        steps=S,
+        curves=curves,
+    )
     fitted = out["state"]["fitted"]
     assert fitted["criterion"] == "cross_scale"
     rows = {r["name"]: r for r in fitted["table"]}

@@ -13,14 +13,16 @@ from mixopt.mixing.constraints import Constraints, InfeasibleConstraintsError
 def test_non_dominated_on_a_hand_made_case():
     # (web loss, code loss): a and b and d trade off; c is beaten by b on both; e ties a on web
     # and is worse on code; f equals b (a duplicate stays on the front); g has a NaN
-    P = [[1.0, 5.0],   # a: front
-         [2.0, 3.0],   # b: front
-         [2.5, 3.5],   # c: dominated by b
-         [4.0, 1.0],   # d: front
-         [1.0, 6.0],   # e: dominated by a (equal web, worse code)
-         [2.0, 3.0],   # f: duplicate of b, front
-         [np.nan, 0.0],  # g: not finite, never on the front
-         [5.0, 5.0]]   # h: dominated by b and d
+    P = [
+        [1.0, 5.0],  # a: front
+        [2.0, 3.0],  # b: front
+        [2.5, 3.5],  # c: dominated by b
+        [4.0, 1.0],  # d: front
+        [1.0, 6.0],  # e: dominated by a (equal web, worse code)
+        [2.0, 3.0],  # f: duplicate of b, front
+        [np.nan, 0.0],  # g: not finite, never on the front
+        [5.0, 5.0],
+    ]  # h: dominated by b and d
     mask = pareto.non_dominated(P)
     assert mask.tolist() == [True, True, False, True, False, True, False, False]
     assert pareto.front_order(P, mask).tolist() == [0, 1, 5, 3]
@@ -41,16 +43,30 @@ def test_non_dominated_in_three_metrics_and_chunks():
 
 def test_candidates_respect_constraints_and_cover_the_simplex():
     domains = ["web", "code", "math"]
-    c = Constraints(upper={"web": 0.6}, lower={"math": 0.05}, token_counts=[1e9, 1e9, 1e7], target_tokens=1e9,
-                    max_epochs=4)  # math's cap: 1e7 x 4 / 1e9 = 0.04 < its 0.05 lower bound
+    c = Constraints(
+        upper={"web": 0.6},
+        lower={"math": 0.05},
+        token_counts=[1e9, 1e9, 1e7],
+        target_tokens=1e9,
+        max_epochs=4,
+    )  # math's cap: 1e7 x 4 / 1e9 = 0.04 < its 0.05 lower bound
     with pytest.raises(InfeasibleConstraintsError):
         pareto.sample_candidates(100, domains, c)
-    c = Constraints(upper={"web": 0.6}, lower={"math": 0.01}, token_counts=[1e9, 1e9, 1e7], target_tokens=1e9,
-                    max_epochs=4)
+    c = Constraints(
+        upper={"web": 0.6},
+        lower={"math": 0.01},
+        token_counts=[1e9, 1e9, 1e7],
+        target_tokens=1e9,
+        max_epochs=4,
+    )
     W = pareto.sample_candidates(2000, domains, c, prior=[0.5, 0.3, 0.2], random_state=1)
     assert W.shape == (2000, 3)
     assert np.allclose(W.sum(axis=1), 1.0, atol=1e-6)
-    assert W[:, 0].max() <= 0.6 + 1e-6 and W[:, 2].min() >= 0.01 - 1e-6 and W[:, 2].max() <= 0.04 + 1e-6
+    assert (
+        W[:, 0].max() <= 0.6 + 1e-6
+        and W[:, 2].min() >= 0.01 - 1e-6
+        and W[:, 2].max() <= 0.04 + 1e-6
+    )
     # small Dirichlet strengths reach the corners the constraints allow, large ones the middle
     assert W[:, 0].max() > 0.59 and W[:, 1].max() > 0.95 and W[:, 1].min() < 0.4
     again = pareto.sample_candidates(2000, domains, c, prior=[0.5, 0.3, 0.2], random_state=1)

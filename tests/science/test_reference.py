@@ -23,7 +23,11 @@ def _runs(n=40, seed=0):
     return X, 2 + np.exp(X @ T.T) + rng.normal(0, 0.002, (n, 3))
 
 
-FAST = {"regmix_linear": {}, "regmix_lgbm": {"n_estimators": 200}, "mixing_law": {"n_restarts": 24, "n_refine": 2}}
+FAST = {
+    "regmix_linear": {},
+    "regmix_lgbm": {"n_estimators": 200},
+    "mixing_law": {"n_restarts": 24, "n_refine": 2},
+}
 
 
 @pytest.mark.parametrize("name", list(FAST))
@@ -32,7 +36,9 @@ def test_never_predicted_worse_than_the_reference(name):
     est = get_estimator(name, **FAST[name]).fit(X, Y, domains=D, targets=["x", "y", "z"])
     rng = np.random.default_rng(1)
     for ref in rng.dirichlet(np.ones(4), size=3):
-        rec = recommend(est, {}, domains=D, n_boot=0, n_samples=4000, reference={"mixture": ref.tolist()})
+        rec = recommend(
+            est, {}, domains=D, n_boot=0, n_samples=4000, reference={"mixture": ref.tolist()}
+        )
         P_ref = est.predict(ref[None])[0]
         P_w = est.predict(np.array(rec["mixture"])[None])[0]
         assert np.all(P_w <= P_ref + 1e-7), (P_w, P_ref)
@@ -46,10 +52,19 @@ def test_never_predicted_worse_than_the_reference(name):
 
 def test_reference_with_group_constraints_and_intervals():
     X, Y = _runs()
-    est = get_estimator("regmix_linear").fit(X, Y, domains=["s:a", "s:b", "c", "d"], targets=["x", "y", "z"])
+    est = get_estimator("regmix_linear").fit(
+        X, Y, domains=["s:a", "s:b", "c", "d"], targets=["x", "y", "z"]
+    )
     ref = {"mixture": [0.2, 0.2, 0.3, 0.3], "tolerance": 0.0, "label": "current"}
-    rec = recommend(est, {"groups": {"s": {"max": 0.4}}}, domains=["s:a", "s:b", "c", "d"], n_boot=8, X=X, Y=Y,
-                    reference=ref)
+    rec = recommend(
+        est,
+        {"groups": {"s": {"max": 0.4}}},
+        domains=["s:a", "s:b", "c", "d"],
+        n_boot=8,
+        X=X,
+        Y=Y,
+        reference=ref,
+    )
     assert rec["group_totals"]["s"] <= 0.4 + 1e-6
     r = rec["reference"]
     assert r["label"] == "current" and r["reference_feasible"] is True
@@ -80,7 +95,9 @@ class TwoBowls(MixingEstimator):
 def test_no_improvement_possible_when_the_reference_is_optimal():
     opt = [0.4, 0.3, 0.2, 0.1]
     est = TwoBowls(opt=opt).fit(None, None)
-    rec = recommend(est, {}, domains=D, n_boot=0, reference={"mixture": dict(zip(D, opt, strict=True))})
+    rec = recommend(
+        est, {}, domains=D, n_boot=0, reference={"mixture": dict(zip(D, opt, strict=True))}
+    )
     r = rec["reference"]
     assert r["status"] == "no_improvement"
     assert "no mixture under the constraints is predicted to beat the reference" in r["reason"]

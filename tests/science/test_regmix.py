@@ -53,7 +53,9 @@ def test_lgbm_learns_and_json_roundtrip_identical():
     assert spearmanr(pred, y[160:])[0] > 0.8
     st = json.loads(json.dumps(est.to_state()))
     assert isinstance(st["fitted"]["models"][0], str)  # booster text, no pickle
-    np.testing.assert_array_equal(MixingEstimator.from_state(st).predict(X[160:]), est.predict(X[160:]))
+    np.testing.assert_array_equal(
+        MixingEstimator.from_state(st).predict(X[160:]), est.predict(X[160:])
+    )
 
 
 def test_lgbm_early_stopping_keeps_fewer_rounds():
@@ -65,7 +67,9 @@ def test_lgbm_early_stopping_keeps_fewer_rounds():
     assert es.best_iterations_[0] < 300
 
 
-@pytest.mark.parametrize("cls,params", [(RegMixLinear, {}), (RegMixLGBM, {**FAST, "validation_fraction": 0})])
+@pytest.mark.parametrize(
+    "cls,params", [(RegMixLinear, {}), (RegMixLGBM, {**FAST, "validation_fraction": 0})]
+)
 def test_domain_order_invariance(cls, params):
     X, rng = data(n=100)
     y = 3 * X[:, 0] - X[:, 2] + rng.normal(0, 0.01, 100)
@@ -101,7 +105,9 @@ def test_edges_zero_domain_duplicates_and_too_few():
 def test_sklearn_fallback_refits_identically():
     X, rng = data(n=60)
     y = X[:, 0] ** 2 + rng.normal(0, 0.01, 60)
-    est = RegMixLGBM(n_estimators=50, learning_rate=0.1, min_child_samples=5, backend="sklearn").fit(X, y)
+    est = RegMixLGBM(
+        n_estimators=50, learning_rate=0.1, min_child_samples=5, backend="sklearn"
+    ).fit(X, y)
     st = json.loads(json.dumps(est.to_state()))
     assert st["fitted"]["backend"] == "sklearn"
     np.testing.assert_array_equal(MixingEstimator.from_state(st).predict(X), est.predict(X))

@@ -39,7 +39,9 @@ def test_steps_law_shared_exponent_over_targets():
     f = fit_steps_law(STEPS, Y)
     assert f.alpha[0] == f.alpha[1] == pytest.approx(0.6, abs=0.05)
     np.testing.assert_allclose(f.E, [2.0, 3.0], atol=0.03)
-    assert PowerLawFit.from_dict(json.loads(json.dumps(f.to_dict()))).predict(5e4) == pytest.approx(f.predict(5e4))
+    assert PowerLawFit.from_dict(json.loads(json.dumps(f.to_dict()))).predict(5e4) == pytest.approx(
+        f.predict(5e4)
+    )
 
 
 def test_size_law_extrapolates():
@@ -69,14 +71,22 @@ def test_extrapolate_runs_feeds_mixing_law():
     truth = np.array([final_loss(r, 1e5, 3e8) for r in out.X])
     assert np.max(np.abs(out.Y[:, 0] - truth)) < 0.03
     # ranking of mixtures is preserved, and the mixing law fits the extrapolated losses
-    assert np.corrcoef(np.argsort(np.argsort(out.Y[:, 0])), np.argsort(np.argsort(truth)))[0, 1] > 0.95
+    assert (
+        np.corrcoef(np.argsort(np.argsort(out.Y[:, 0])), np.argsort(np.argsort(truth)))[0, 1] > 0.95
+    )
     law = MixingLaw(n_restarts=300, n_refine=2).fit(out.X, out.Y)
     assert np.mean(np.abs(law.predict(out.X) - out.Y)) < 0.01
 
 
 def test_extrapolate_runs_needs_sizes_for_several_sizes():
     rng = np.random.default_rng(4)
-    runs = [{"mixture": [0.5, 0.5], "params": N, "curve": [(s, [3 + 1 / s**0.5 + rng.normal(0, 1e-4)]) for s in STEPS]}
-            for N in SIZES[:2]]
+    runs = [
+        {
+            "mixture": [0.5, 0.5],
+            "params": N,
+            "curve": [(s, [3 + 1 / s**0.5 + rng.normal(0, 1e-4)]) for s in STEPS],
+        }
+        for N in SIZES[:2]
+    ]
     with pytest.raises(ValueError, match="target_params"):
         extrapolate_runs(runs, 1e5, targets=["a"])

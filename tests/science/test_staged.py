@@ -20,17 +20,26 @@ def _est():
     rng = np.random.default_rng(0)
     X = rng.dirichlet(np.ones(3), size=30)
     # metric "web_loss" wants web, "math_loss" wants math
-    Y = np.stack([2 + np.exp(-2 * X[:, 0] - 0.2 * X[:, 1]), 2 + np.exp(-0.2 * X[:, 0] - 2.5 * X[:, 2])], axis=1)
+    Y = np.stack(
+        [2 + np.exp(-2 * X[:, 0] - 0.2 * X[:, 1]), 2 + np.exp(-0.2 * X[:, 0] - 2.5 * X[:, 2])],
+        axis=1,
+    )
     return get_estimator("regmix_linear").fit(X, Y, domains=D, targets=["web_loss", "math_loss"])
 
 
 def test_phases_budgets_and_cross_phase_caps():
     counts = {"web": 1000.0, "code": 1000.0, "math": 150.0}
-    phases = [{"name": "main", "tokens": 900, "objective_weights": [1.0, 0.0]},
-              {"name": "anneal", "tokens": 200, "objective_weights": [0.0, 1.0]}]
-    out = recommend_staged(_est(), phases, {"token_counts": counts, "max_epochs": 1.0}, domains=D, n_boot=0)
+    phases = [
+        {"name": "main", "tokens": 900, "objective_weights": [1.0, 0.0]},
+        {"name": "anneal", "tokens": 200, "objective_weights": [0.0, 1.0]},
+    ]
+    out = recommend_staged(
+        _est(), phases, {"token_counts": counts, "max_epochs": 1.0}, domains=D, n_boot=0
+    )
     main, anneal = out["phases"]
-    assert main["start_tokens"] == 0 and anneal["start_tokens"] == 900 and out["total_tokens"] == 1100
+    assert (
+        main["start_tokens"] == 0 and anneal["start_tokens"] == 900 and out["total_tokens"] == 1100
+    )
     for p in out["phases"]:
         assert sum(p["mixture"]) == pytest.approx(1.0, abs=1e-6) and min(p["mixture"]) >= -1e-9
     # each phase follows its own objective: the main phase favours web, the annealing phase math
@@ -41,21 +50,30 @@ def test_phases_budgets_and_cross_phase_caps():
     assert used == pytest.approx(out["tokens_used"])
     assert all(used[d] <= counts[d] + 1e-6 for d in D)
     assert out["epochs_used"]["math"] <= 1.0 + 1e-9
-    assert anneal["mixture_by_domain"]["math"] * 200 <= 150 - main["mixture_by_domain"]["math"] * 900 + 1e-6
+    assert (
+        anneal["mixture_by_domain"]["math"] * 200
+        <= 150 - main["mixture_by_domain"]["math"] * 900 + 1e-6
+    )
     assert "cap:math" in anneal["binding"]
 
 
 def test_an_earlier_phase_can_use_up_a_domain():
     counts = {"web": 1000.0, "code": 1000.0, "math": 150.0}
-    both_math = [{"name": "main", "tokens": 900, "objective_weights": [0.0, 1.0]},
-                 {"name": "anneal", "tokens": 200, "objective_weights": [0.0, 1.0]}]
-    out = recommend_staged(_est(), both_math, {"token_counts": counts, "max_epochs": 1.0}, domains=D, n_boot=0)
+    both_math = [
+        {"name": "main", "tokens": 900, "objective_weights": [0.0, 1.0]},
+        {"name": "anneal", "tokens": 200, "objective_weights": [0.0, 1.0]},
+    ]
+    out = recommend_staged(
+        _est(), both_math, {"token_counts": counts, "max_epochs": 1.0}, domains=D, n_boot=0
+    )
     main, anneal = out["phases"]
     assert main["mixture_by_domain"]["math"] == pytest.approx(150 / 900, abs=1e-6)
     assert anneal["mixture_by_domain"]["math"] == pytest.approx(0.0, abs=1e-6)
     assert out["epochs_used"]["math"] == pytest.approx(1.0, abs=1e-6)
     # two epochs allowed: the second phase gets the other 150 tokens
-    out2 = recommend_staged(_est(), both_math, {"token_counts": counts, "max_epochs": 2.0}, domains=D, n_boot=0)
+    out2 = recommend_staged(
+        _est(), both_math, {"token_counts": counts, "max_epochs": 2.0}, domains=D, n_boot=0
+    )
     assert out2["tokens_used"]["math"] == pytest.approx(300, abs=1e-3)
     assert out2["epochs_allowed"]["math"] == 2.0
 
@@ -64,12 +82,18 @@ def test_infeasible_later_phase_names_it():
     counts = {"web": 100.0, "code": 100.0, "math": 100.0}
     phases = [{"name": "main", "tokens": 250}, {"name": "anneal", "tokens": 100}]
     with pytest.raises(InfeasibleConstraintsError, match=r"phases\[1\] \(anneal\)"):
-        recommend_staged(_est(), phases, {"token_counts": counts, "max_epochs": 1.0}, domains=D, n_boot=0)
+        recommend_staged(
+            _est(), phases, {"token_counts": counts, "max_epochs": 1.0}, domains=D, n_boot=0
+        )
 
 
 def test_levanter_staged_form():
-    staged = {"phases": [{"start_tokens": 0, "mixture_by_domain": {"web": 1.0}},
-                         {"start_tokens": 4096 * 300, "mixture_by_domain": {"math": 1.0}}]}
+    staged = {
+        "phases": [
+            {"start_tokens": 0, "mixture_by_domain": {"web": 1.0}},
+            {"start_tokens": 4096 * 300, "mixture_by_domain": {"math": 1.0}},
+        ]
+    }
     assert levanter_weights(staged, 4096) == [[0, {"web": 1.0}], [300, {"math": 1.0}]]
     with pytest.raises(ValueError, match="global_batch_tokens"):
         levanter_weights(staged, 0)
@@ -85,8 +109,10 @@ def test_joint_budget_beats_greedy_when_a_later_phase_needs_the_scarce_domain():
     X = rng.dirichlet(np.ones(3), size=40)
     Y = np.stack([3 - 0.5 * X[:, 0] - 0.2 * X[:, 1], 3 - 2 * X[:, 0]], axis=1)
     est = get_estimator("regmix_linear").fit(X, Y, domains=D, targets=["main_loss", "anneal_loss"])
-    phases = [{"name": "main", "tokens": 900, "objective_weights": [1.0, 0.0]},
-              {"name": "anneal", "tokens": 100, "objective_weights": [0.0, 1.0]}]
+    phases = [
+        {"name": "main", "tokens": 900, "objective_weights": [1.0, 0.0]},
+        {"name": "anneal", "tokens": 100, "objective_weights": [0.0, 1.0]},
+    ]
     cons = {"token_counts": {"web": 100.0, "code": 1e6, "math": 1e6}, "max_epochs": 1.0}
     greedy = recommend_staged(est, phases, cons, domains=D, n_boot=0, joint=False)
     joint = recommend_staged(est, phases, cons, domains=D, n_boot=0)

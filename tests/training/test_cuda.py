@@ -13,9 +13,14 @@ import torch.nn.functional as F
 from mixopt.training.model import GPT, config_for
 from mixopt.training.trainer import TrainConfig, train
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
 
-RUN = dict(preset="tiny", batch_size=16, block_size=128, max_steps=60, eval_interval=30, eval_batches=2)
+RUN = dict(
+    preset="tiny", batch_size=16, block_size=128, max_steps=60, eval_interval=30, eval_batches=2
+)
 
 
 def test_bf16_autocast_matches_fp32_and_really_runs_in_bf16(corpora):
@@ -28,7 +33,10 @@ def test_bf16_autocast_matches_fp32_and_really_runs_in_bf16(corpora):
     assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32  # matmuls bf16, loss fp32
     bf16 = train(TrainConfig(**RUN, device="cuda", dtype="auto", compile=False), data)
     fp32 = train(TrainConfig(**RUN, device="cuda", dtype="fp32", compile=False), data)
-    a, b = np.mean(list(bf16.final_val_losses.values())), np.mean(list(fp32.final_val_losses.values()))
+    a, b = (
+        np.mean(list(bf16.final_val_losses.values())),
+        np.mean(list(fp32.final_val_losses.values())),
+    )
     first = np.mean(list(bf16.curve[0]["losses"].values()))
     assert math.isfinite(a) and a < first - 0.5  # it learned
     assert abs(a - b) < 0.1  # bf16 autocast trains like fp32
@@ -56,8 +64,14 @@ def test_sdpa_kernels_match_the_math(backend):
     B, H, T, D = 2, 4, 256, 64
     q, k, v = (torch.randn(B, H, T, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     mask = torch.ones(T, T, device="cuda", dtype=torch.bool).tril()
-    ref = torch.softmax((q.float() @ k.float().transpose(-1, -2)) / math.sqrt(D) + torch.where(
-        mask, 0.0, float("-inf")), dim=-1) @ v.float()
+    ref = (
+        torch.softmax(
+            (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(D)
+            + torch.where(mask, 0.0, float("-inf")),
+            dim=-1,
+        )
+        @ v.float()
+    )
     with sdpa_kernel([getattr(SDPBackend, backend)]):
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     assert (out.float() - ref).abs().max() < 3e-2

@@ -49,10 +49,14 @@ def test_shards_hold_the_documents(tmp_path):
     data = ingest_domain("mix", src, tmp_path / "cache", text_field="body", val_fraction=0.1)
     tok = ByteTokenizer()
     # every document appears whole (followed by EOS) in exactly one of the two shards
-    streams = {s: bytes(np.asarray(getattr(data, s))[np.asarray(getattr(data, s)) < 256].tolist())
-               for s in ("train", "val")}
-    both = {s: [tok.decode(p) for p in _split_eos(np.asarray(getattr(data, s)), tok.eos_id)]
-            for s in ("train", "val")}
+    streams = {
+        s: bytes(np.asarray(getattr(data, s))[np.asarray(getattr(data, s)) < 256].tolist())
+        for s in ("train", "val")
+    }
+    both = {
+        s: [tok.decode(p) for p in _split_eos(np.asarray(getattr(data, s)), tok.eos_id)]
+        for s in ("train", "val")
+    }
     assert sorted(both["train"] + both["val"]) == sorted(docs)
     assert both["val"] and both["train"]
     assert data.n_train_bytes == sum(len(d.encode()) for d in both["train"])
@@ -61,7 +65,8 @@ def test_shards_hold_the_documents(tmp_path):
     assert data.meta["n_docs"] == 40
     # bits per byte from nats per token
     assert data.val_bits_per_byte(1.0) == pytest.approx(
-        bits_per_byte(1.0, data.n_val_tokens, data.n_val_bytes))
+        bits_per_byte(1.0, data.n_val_tokens, data.n_val_bytes)
+    )
     reopened = DomainData.load(data.path)
     assert np.array_equal(reopened.train, data.train)
 

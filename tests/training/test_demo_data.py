@@ -36,11 +36,13 @@ def test_wikitext_cleaning_and_language_filter():
 
 @pytest.mark.slow
 def test_build_demo_corpora(tmp_path):
-    m = demo_data.build_demo_corpora(tmp_path / "demo", max_bytes=200_000,
-                                     cache_dir=tmp_path / "archives")
+    m = demo_data.build_demo_corpora(
+        tmp_path / "demo", max_bytes=200_000, cache_dir=tmp_path / "archives"
+    )
     assert set(m["domains"]) == set(demo_data.DEFAULT_DOMAINS)
     for d, info in m["domains"].items():
         assert 50_000 < info["bytes"] <= 200_000, d
-    again = demo_data.build_demo_corpora(tmp_path / "demo", max_bytes=200_000,
-                                         cache_dir=tmp_path / "archives")
+    again = demo_data.build_demo_corpora(
+        tmp_path / "demo", max_bytes=200_000, cache_dir=tmp_path / "archives"
+    )
     assert again["domains"] == m["domains"]

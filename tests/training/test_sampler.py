@@ -11,8 +11,10 @@ from mixopt.training.sampler import DataExhausted, MixtureSampler, systematic_co
 
 def _domains(sizes=(5000, 5000, 5000)):
     # domain i's tokens are all equal to i, so a window tells its source
-    return {f"d{i}": DomainData.from_tokens(f"d{i}", np.full(n, i), np.full(200, i))
-            for i, n in enumerate(sizes)}
+    return {
+        f"d{i}": DomainData.from_tokens(f"d{i}", np.full(n, i), np.full(200, i))
+        for i, n in enumerate(sizes)
+    }
 
 
 def test_systematic_counts_exact_in_expectation():
@@ -55,8 +57,14 @@ def test_set_weights_mid_run_and_state_round_trip():
 
 def test_max_epochs_zeroes_and_renormalises():
     # d0 is small: 1 epoch = 800 tokens = 100 sequences of 8
-    s = MixtureSampler(_domains((800, 50000, 50000)), [0.5, 0.25, 0.25], batch_size=8,
-                       block_size=8, seed=0, max_epochs=1.0)
+    s = MixtureSampler(
+        _domains((800, 50000, 50000)),
+        [0.5, 0.25, 0.25],
+        batch_size=8,
+        block_size=8,
+        seed=0,
+        max_epochs=1.0,
+    )
     for _ in range(60):
         s.next_batch()
     assert "d0" in s.exhausted
@@ -66,13 +74,21 @@ def test_max_epochs_zeroes_and_renormalises():
 
 
 def test_max_epochs_raise_policy_and_all_exhausted():
-    s = MixtureSampler(_domains((800, 800, 800)), None, batch_size=8, block_size=8, seed=0,
-                       max_epochs=1.0, on_exhausted="raise")
+    s = MixtureSampler(
+        _domains((800, 800, 800)),
+        None,
+        batch_size=8,
+        block_size=8,
+        seed=0,
+        max_epochs=1.0,
+        on_exhausted="raise",
+    )
     with pytest.raises(DataExhausted, match="max_epochs"):
         for _ in range(100):
             s.next_batch()
-    s = MixtureSampler(_domains((800, 800, 800)), None, batch_size=8, block_size=8, seed=0,
-                       max_epochs=1.0)
+    s = MixtureSampler(
+        _domains((800, 800, 800)), None, batch_size=8, block_size=8, seed=0, max_epochs=1.0
+    )
     with pytest.raises(DataExhausted, match="every domain"):
         for _ in range(1000):
             s.next_batch()

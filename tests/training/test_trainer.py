@@ -13,8 +13,16 @@ from mixopt.training.sampler import DataExhausted
 from mixopt.training.trainer import TrainConfig, train
 
 # a small, fast shape for the plumbing tests (the learning test uses the tiny preset itself)
-FAST = dict(preset="tiny", n_layer=1, n_embd=32, n_head=2, block_size=32, batch_size=6,
-            eval_batches=1, eval_batch_size=4)
+FAST = dict(
+    preset="tiny",
+    n_layer=1,
+    n_embd=32,
+    n_head=2,
+    block_size=32,
+    batch_size=6,
+    eval_batches=1,
+    eval_batch_size=4,
+)
 
 
 def test_presets_grow_and_count_non_embedding_params():
@@ -24,7 +32,8 @@ def test_presets_grow_and_count_non_embedding_params():
             m = build_model(name)
         sizes.append(m.num_params(non_embedding=True))
         assert m.num_params(False) - m.num_params(True) == (
-            m.tok_emb.weight.numel() + m.pos_emb.weight.numel())
+            m.tok_emb.weight.numel() + m.pos_emb.weight.numel()
+        )
     assert sizes == sorted(sizes)
     assert 0.05e6 < sizes[0] < 0.2e6 and 0.5e6 < sizes[1] < 2e6 and 70e6 < sizes[-1] < 130e6
 
@@ -43,8 +52,15 @@ def test_forward_reductions():
 
 
 def test_tiny_preset_lowers_every_domain_loss(corpora):
-    cfg = TrainConfig(preset="tiny", block_size=64, batch_size=8, max_steps=200, eval_interval=100,
-                      eval_batches=2, seed=0)
+    cfg = TrainConfig(
+        preset="tiny",
+        block_size=64,
+        batch_size=8,
+        max_steps=200,
+        eval_interval=100,
+        eval_batches=2,
+        seed=0,
+    )
     r = train(cfg, corpora)
     first, last = r.curve[0]["losses"], r.final_val_losses
     assert [p["step"] for p in r.curve] == [0, 100, 200]
@@ -187,8 +203,13 @@ def test_request_stop_and_evaluate(corpora):
 
 def test_token_budget_and_max_epochs(corpora):
     data = {k: corpora[k] for k in ("code", "prose")}  # ~27k training tokens each
-    cfg = TrainConfig(**dict(FAST, batch_size=4), max_tokens=4 * 32 * 30, eval_interval=100,
-                      weights=[0.9, 0.1], max_epochs=0.1)
+    cfg = TrainConfig(
+        **dict(FAST, batch_size=4),
+        max_tokens=4 * 32 * 30,
+        eval_interval=100,
+        weights=[0.9, 0.1],
+        max_epochs=0.1,
+    )
     assert cfg.total_steps() == 30
     r = train(cfg, data)
     # code (3.6 sequences a step) passes 0.1 epochs after ~24 steps; prose never does

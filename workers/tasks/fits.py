@@ -7,7 +7,7 @@ from typing import Any
 
 from app.core.celery_config import FIT
 from app.services import fits as fit_service
-from mixopt.mixing import service_api
+from mixopt.mixing import pipeline
 from workers.celery_app import celery_app
 from workers.tasks import common
 
@@ -26,8 +26,8 @@ def run_fit(
         inputs = fit_service.start_fit(s, fit_id)
     data = inputs["data"]
     run.progress(0.0, f"fitting {inputs['estimator']} on {len(data['run_ids'])} runs")
-    kw = {"progress": progress} if common.accepts_progress(service_api.fit_estimator) else {}
-    out = service_api.fit_estimator(
+    kw = {"progress": progress} if common.accepts_progress(pipeline.fit_estimator) else {}
+    out = pipeline.fit_estimator(
         inputs["estimator"],
         inputs["params"],
         data["X"],

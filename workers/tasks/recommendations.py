@@ -8,7 +8,7 @@ import time
 from app.core.celery_config import RECOMMEND
 from app.services import recommendations as rec_service
 from app.store.db import session_scope
-from mixopt.mixing import service_api
+from mixopt.mixing import pipeline
 from mixopt.progress import scaled
 from workers.celery_app import celery_app
 from workers.tasks import common
@@ -35,10 +35,10 @@ def recommend_task(self, job_id: str) -> None:
         with session_scope() as s:
             inputs = rec_service.recommendation_inputs(s, fit_id, p)
         kw = {}
-        if common.accepts_progress(service_api.recommend):
+        if common.accepts_progress(pipeline.recommend):
             kw["progress"] = scaled(run.progress, 0.5, 1.0) if fit_first else run.progress
         t0 = time.perf_counter()
-        rec = service_api.recommend(
+        rec = pipeline.recommend(
             inputs["state"],
             inputs["constraints"],
             inputs["prior"],
