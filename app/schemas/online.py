@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from app.schemas.common import INT32, FiniteFloat, Name, NonNegFloat, Schema
+from app.schemas.jobs import JobAccepted
 from app.schemas.limits import max_items, max_json
 
 
@@ -125,3 +126,10 @@ class HistoryPublic(Schema):
     session_id: int
     weights: list[HistoryPoint]
     observations: list[ObservationPublic]
+
+
+class RemixAccepted(JobAccepted):
+    """The 202 of "re-mix now": the session, and the remix job to poll (``job``, ``job_url``)."""
+
+    session_id: int
+    queued: bool = True

@@ -1,9 +1,11 @@
 """ "Re-mix now" is a job like every other asynchronous action: a ``remix`` job row sent by the
 common dispatch path and ended by a real worker, visible at ``GET /v1/jobs/{id}``; the route's
-answer is unchanged (202 ``{"session_id", "queued"}``), the job's URL is in ``Location``."""
+answer keeps ``{"session_id", "queued"}`` and carries the job as every 202 does (``job``,
+``job_url``, ``Location``), which is what the client's ``remix`` reads."""
 
 from __future__ import annotations
 
+from mixopt.api_types import JobAccepted
 from tests.conftest import make_project, wait_job
 
 DOMAINS = ("web", "code", "math")
@@ -22,8 +24,11 @@ def test_remix_now_is_a_tracked_job(client, admin, worker):
     assert r.json()["accepted"] == 3
 
     r = client.post(f"{url}/{sid}/remix", headers=admin)
-    assert r.status_code == 202 and r.json() == {"session_id": sid, "queued": True}
+    body = r.json()
+    assert r.status_code == 202 and body["session_id"] == sid and body["queued"] is True, body
     job_url = r.headers["Location"]
+    assert body["job_url"] == job_url and body["job"]["kind"] == "remix", body
+    assert JobAccepted.model_validate(body).job.id == body["job"]["id"]  # the client's model
     job = wait_job(client, admin, job_url.rsplit("/", 1)[1])
     assert job["kind"] == "remix" and job["project_id"] == p["id"], job
     assert job["state"] == "succeeded" and job["result"] == {"session_id": sid, "version": 2}, job

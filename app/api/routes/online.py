@@ -16,6 +16,7 @@ from app.api.deps import (
     SessionDep,
     WritableProjectDep,
 )
+from app.api.responses import accepted
 from app.schemas.online import (
     HistoryPublic,
     ObservationsAccepted,
@@ -24,10 +25,10 @@ from app.schemas.online import (
     OnlineSessionPublic,
     OnlineSessionsPublic,
     OnlineSessionUpdate,
+    RemixAccepted,
     WeightsPublic,
 )
 from app.services import online as svc
-from app.services.dispatch import enqueue_job
 from app.store.models import OnlineSession
 
 router = APIRouter(
@@ -129,9 +130,6 @@ def remix_now(
     """Re-mix now instead of waiting for the schedule (a worker does it)."""
     row = svc.get_session_row(session, project, session_id)
     job = svc.create_remix_job(session, row)
-    enqueue_job(session, job)  # a remix job like any other: GET /v1/jobs/{id} (Location) shows it
-    return JSONResponse(
-        {"session_id": row.id, "queued": True},
-        status_code=202,
-        headers={"Location": f"/v1/jobs/{job.id}"},
-    )
+    # a remix job like any other: the body carries it (what MixoptClient.remix reads) beside the
+    # session_id/queued it always had; the document's schema (an object) is unchanged
+    return accepted(session, job, RemixAccepted, session_id=row.id, queued=True)
