@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
@@ -118,14 +119,23 @@ class ProjectRoute(APIRoute):
     called through a wrapper that raises a dependency's :class:`Refusal` (404, 403) first."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        @functools.wraps(endpoint)
-        def call(*args: Any, **values: Any) -> Any:
+        def refuse(values: dict[str, Any]) -> None:
             for value in values.values():
                 if isinstance(value, Refusal):
                     raise value.error
+
+        @functools.wraps(endpoint)
+        def call(*args: Any, **values: Any) -> Any:
+            refuse(values)
             return endpoint(*args, **values)
 
-        super().__init__(path, call, **kwargs)
+        @functools.wraps(endpoint)
+        async def acall(*args: Any, **values: Any) -> Any:  # an async route stays async
+            refuse(values)
+            return await endpoint(*args, **values)
+
+        wrapper = acall if inspect.iscoroutinefunction(endpoint) else call
+        super().__init__(path, wrapper, **kwargs)
 
 
 #: the path's project, for reading; every route under ``/v1/projects/{project_id}`` takes one
