@@ -58,7 +58,8 @@ def running_server(database_url: str | None, workers: int = 1):
         reset = (
             "from sqlalchemy import create_engine, text\n"
             f"e = create_engine({database_url!r})\n"
-            "with e.begin() as c:\n c.execute(text('DROP SCHEMA public CASCADE')); c.execute(text('CREATE SCHEMA public'))\n"
+            "with e.begin() as c:\n c.execute(text('DROP SCHEMA public CASCADE')); "
+            "c.execute(text('CREATE SCHEMA public'))\n"
         )
         subprocess.run([sys.executable, "-c", reset], check=True, env=env, cwd=REPO)
     subprocess.run(

@@ -191,7 +191,8 @@ def report(label: str, stats: Stats, stored: int, wall: float) -> bool:
     n_5xx = sum(v for k, v in stats.status.items() if k >= 500)
     total = sum(len(v) for v in stats.lat.values())
     print(
-        f"\n== {label}: {total} responses in {wall:.1f} s ({total / wall:.0f}/s), statuses {dict(stats.status)}"
+        f"\n== {label}: {total} responses in {wall:.1f} s ({total / wall:.0f}/s), statuses "
+        f"{dict(stats.status)}"
     )
     allv = [x for v in stats.lat.values() for x in v]
     print(
@@ -204,7 +205,8 @@ def report(label: str, stats: Stats, stored: int, wall: float) -> bool:
             f"p99 {np.percentile(xs, 99) * 1e3:8.1f} ms"
         )
     print(
-        f"  responses >= 500: {n_5xx}   connection resets: {stats.resets}   retries: {stats.retries}"
+        f"  responses >= 500: {n_5xx}   connection resets: {stats.resets}   retries: "
+        f"{stats.retries}"
     )
     print(
         f"  runs stored {stored}, expected {expected}; keys replayed with different ids: {dupes}; "

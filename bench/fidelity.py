@@ -302,7 +302,8 @@ def print_cross(rows) -> None:
     for setting, method, mre, mx, rho, sec in rows:
         r = f"{rho:6.3f}" if rho is not None else "  n/a "
         print(
-            f"{setting:40s} | {method:48s} | {100 * mre:12.2f}% | {100 * mx:12.2f}% | {r:8s} | {sec:5.1f}"
+            f"{setting:40s} | {method:48s} | {100 * mre:12.2f}% | {100 * mx:12.2f}% | {r:8s} | "
+            f"{sec:5.1f}"
         )
 
 

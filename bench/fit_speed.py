@@ -87,12 +87,13 @@ def main(argv: list[str] | None = None) -> None:
     ref = next(r for r in rows if r[0] == "regmix_lgbm")
     print(f"512 runs x {len(domains)} domains, {args.threads} threads")
     print(
-        f"{'estimator':15s} {'fit s':>7s} {'cv s':>7s} {'fit+cv s':>9s} {'x lgbm':>7s} {'recommend s':>12s} "
-        f"{'x lgbm':>7s} {'cv rho':>7s} {'pred. best':>10s}"
+        f"{'estimator':15s} {'fit s':>7s} {'cv s':>7s} {'fit+cv s':>9s} {'x lgbm':>7s} "
+        f"{'recommend s':>12s} {'x lgbm':>7s} {'cv rho':>7s} {'pred. best':>10s}"
     )
     for name, f, c, t, r, rho, pred in rows:
         print(
-            f"{name:15s} {f:7.2f} {c:7.2f} {t:9.2f} {t / ref[3]:7.2f} {r:12.2f} {r / ref[4]:7.2f} {rho:7.4f} {pred:10.4f}"
+            f"{name:15s} {f:7.2f} {c:7.2f} {t:9.2f} {t / ref[3]:7.2f} {r:12.2f} {r / ref[4]:7.2f} "
+            f"{rho:7.4f} {pred:10.4f}"
         )
     non_auto = [r for r in rows if r[0] != "auto"]
     print(
@@ -211,15 +212,17 @@ def service_bench(args) -> None:
             p.kill()
             p.wait()
     print(
-        f"{args.runs} RegMix runs x {len(domains)} domains, 5-fold CV; {cores} cores, {len(load)} busy processes "
-        f"competing; {threads} BLAS thread(s) per fit (worker concurrency {concurrency})"
+        f"{args.runs} RegMix runs x {len(domains)} domains, 5-fold CV; {cores} cores, "
+        f"{len(load)} busy processes competing; {threads} BLAS thread(s) per fit "
+        f"(worker concurrency {concurrency})"
     )
     print(f"{'estimator':13s} {'direct s':>9s} {'API s':>8s} {'job s':>8s} {'API/direct':>11s}")
     for name, d, w, j in rows:
         print(f"{name:13s} {d:9.2f} {w:8.2f} {j:8.2f} {w / d:11.2f}")
     total_d, total_w = sum(r[1] for r in rows), sum(r[2] for r in rows)
     print(
-        f"{'total':13s} {total_d:9.2f} {total_w:8.2f} {'':8s} {total_w / total_d:11.2f}  (target <= 1.5)"
+        f"{'total':13s} {total_d:9.2f} {total_w:8.2f} {'':8s} {total_w / total_d:11.2f}  "
+        "(target <= 1.5)"
     )
 
 

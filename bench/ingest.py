@@ -112,24 +112,28 @@ def main() -> None:
     args = ap.parse_args()
     targets = [("SQLite", None)] + ([("PostgreSQL", args.postgres)] if args.postgres else [])
     print(
-        f"{args.runs} runs x {args.domains} domains, {args.batch} runs/request, list pages of {args.page}"
+        f"{args.runs} runs x {args.domains} domains, {args.batch} runs/request, list pages of "
+        f"{args.page}"
     )
     print(
-        f"{'db':<11} {'runs/s':>9} {'bare runs/s':>12} {'ratio':>6} {'list p50 ms':>12} {'list p99 ms':>12} "
-        f"{'bare GET p50 ms':>16} {'pages':>6}"
+        f"{'db':<11} {'runs/s':>9} {'bare runs/s':>12} {'ratio':>6} {'list p50 ms':>12} "
+        f"{'list p99 ms':>12} {'bare GET p50 ms':>16} {'pages':>6}"
     )
     for label, url in targets:
         r = bench_one(label, url, args.runs, args.domains, args.batch, args.page)
         print(
-            f"{r['db']:<11} {r['runs_per_s']:>9.0f} {r['bare_runs_per_s']:>12.0f} {r['ingest_ratio']:>6.2f} "
-            f"{r['list_p50_ms']:>12.1f} {r['list_p99_ms']:>12.1f} {r['bare_get_p50_ms']:>16.2f} {r['pages']:>6}"
+            f"{r['db']:<11} {r['runs_per_s']:>9.0f} {r['bare_runs_per_s']:>12.0f} "
+            f"{r['ingest_ratio']:>6.2f} {r['list_p50_ms']:>12.1f} {r['list_p99_ms']:>12.1f} "
+            f"{r['bare_get_p50_ms']:>16.2f} {r['pages']:>6}"
         )
     if not args.postgres:
         print(
-            '(PostgreSQL skipped: set MIXOPT_BENCH_DATABASE_URL, e.g. eval "$(bash scripts/services.sh)")'
+            "(PostgreSQL skipped: set MIXOPT_BENCH_DATABASE_URL, "
+            'e.g. eval "$(bash scripts/services.sh)")'
         )
     print(
-        "ratio = service ingest throughput / bare-route throughput for the same requests (1.0 = no overhead)"
+        "ratio = service ingest throughput / bare-route throughput for the same requests "
+        "(1.0 = no overhead)"
     )
 
 

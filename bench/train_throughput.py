@@ -198,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         f"peak bf16 {'unknown' if peak is None else f'{peak:g} TFLOP/s'}"
     )
     print(
-        f"{'preset':8} {'params':>9} {'T':>5} {'train() tok/s':>14} {'bare tok/s':>12} {'ratio':>6} "
-        f"{'MFU':>6} {'bare MFU':>8}"
+        f"{'preset':8} {'params':>9} {'T':>5} {'train() tok/s':>14} {'bare tok/s':>12} "
+        f"{'ratio':>6} {'MFU':>6} {'bare MFU':>8}"
     )
     for p in presets:
         T = args.block_size or (
@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             n = GPT(config_for(p, block_size=T)).num_params(non_embedding=False) / 1e6
         print(
             f"{p:8} {n:8.1f}M {T:5d} {svc:14,.0f} {bare:12,.0f} {svc / bare:6.3f} "
-            f"{'n/a' if m_svc is None else f'{m_svc:6.1%}':>6} {'n/a' if m_bare is None else f'{m_bare:8.1%}':>8}",
+            f"{'n/a' if m_svc is None else f'{m_svc:6.1%}':>6} "
+            f"{'n/a' if m_bare is None else f'{m_bare:8.1%}':>8}",
             flush=True,
         )
     return 0

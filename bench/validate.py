@@ -1,6 +1,6 @@
 """The whole loop on the demo corpora, end to end through the service, then validation trainings.
 
-    python bench/validate.py                        # full: the demo's swarm (40 micro runs, 600 steps), 3 seeds, 2 sizes
+    python bench/validate.py   # full: the demo's swarm (40 micro runs, 600 steps), 3 seeds, 2 sizes
     python bench/validate.py --swarm 8 --steps 100 --sizes proxy   # reduced (CPU, shared machine)
 
 A ``mixopt serve`` (API + embedded Celery worker, SQLite) in its own ``MIXOPT_HOME``; through the
@@ -125,8 +125,8 @@ def table(v: dict, size: str) -> str:
     n = len(v["seeds"])
     lines = [
         f"{size}: {res.get('n_params') or '?'} non-embedding parameters, {v['train_steps']} steps, "
-        f"{n} seeds (objective = mean validation loss over the domains; paired difference = method - "
-        f"reference, same seed; 95% t interval; wins = seeds with the lower loss)",
+        f"{n} seeds (objective = mean validation loss over the domains; paired difference = method "
+        f"- reference, same seed; 95% t interval; wins = seeds with the lower loss)",
         f"{'method':<14} {'objective':>17}   {'vs stratified':>30}   {'vs natural':>30}",
     ]
     for m in res["mixtures"]:
@@ -238,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         fit = c.get_fit(pid, fit["result"]["fit_id"])
         pooled = (fit.get("fidelity") or {}).get("pooled") or {}
         print(
-            f"auto fit: {fit['estimator']} chose {((fit.get('state') or {}).get('fitted') or {}).get('chosen')}; "
+            f"auto fit: {fit['estimator']} chose "
+            f"{((fit.get('state') or {}).get('fitted') or {}).get('chosen')}; "
             f"CV Spearman {pooled.get('spearman')}, R² {pooled.get('r2')}"
         )
         rec = c.wait(

@@ -7,5 +7,6 @@ from pathlib import Path
 
 
 def mixopt_home() -> Path:
-    """``$MIXOPT_HOME`` or ``~/.mixopt``: SQLite file, admin token, shards, checkpoints, demo corpora."""
+    """``$MIXOPT_HOME`` or ``~/.mixopt``: SQLite file, admin token, shards, checkpoints, demo
+    corpora."""
     return Path(os.environ.get("MIXOPT_HOME") or Path.home() / ".mixopt").expanduser()

@@ -67,7 +67,8 @@ def serve(
 
         supervisor = Supervisor(settings).start()
         console.print(
-            f"embedded worker{' and beat' if supervisor.has_beat else ' (beat runs in another serve)'}: "
+            "embedded "
+            f"worker{' and beat' if supervisor.has_beat else ' (beat runs in another serve)'}: "
             f"logs in {settings.home}"
         )
         # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
@@ -92,7 +93,8 @@ def worker_cmd(
         str, typer.Option("-n", "--name", help="node name (%h: host name); health checks ping it")
     ] = "mixopt@%h",
 ) -> None:
-    """Run a Celery worker (one process per GPU for the gpu queue: pin it with CUDA_VISIBLE_DEVICES).
+    """Run a Celery worker (one process per GPU for the gpu queue: pin it with \
+CUDA_VISIBLE_DEVICES).
 
     BLAS/OpenMP threads per pool process: MIXOPT_WORKER_THREADS, else cores // concurrency.
     """

@@ -27,7 +27,8 @@ LABEL = "HF datasets"
 STAGED: str | None = None
 
 
-HF_SCRIPT = '''"""Interleave the domains with Hugging Face datasets in the mixture exported by mixopt.
+HF_SCRIPT = '''"""Interleave the domains with Hugging Face datasets in the mixture \
+exported by mixopt.
 
     python %(name)s                    # prints the first samples; import it to train on MIXED
 
@@ -115,7 +116,8 @@ def hf_plan(spec: MixtureExport, weights: dict[str, float]) -> dict[str, Any]:
     total = math.fsum(per_example)
     for row, p in zip(rows, per_example, strict=True):
         row["probability"] = p / total
-    # tokens per example drawn = sum_i p_i m_i = 1 / sum_i (w_i / m_i) (p_i = (w_i / m_i) / sum_j w_j / m_j)
+    # tokens per example drawn = sum_i p_i m_i = 1 / sum_i (w_i / m_i)
+    # (p_i = (w_i / m_i) / sum_j w_j / m_j)
     examples = int(round(budget * total))
     seed = int(constraint(spec, "seed", fmt, "a seed"))
     return {"domains": rows, "seed": seed, "tokens": budget, "examples": examples}

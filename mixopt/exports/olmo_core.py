@@ -78,7 +78,8 @@ def write(spec: MixtureExport, weights: dict[str, float]) -> dict[str, str]:
     batch = int(constraint(spec, "global_batch_tokens", fmt, "the global batch size in tokens"))
     if batch % seq:
         raise ExportError(
-            f"OLMo-core needs global_batch_tokens ({batch}) to be a multiple of sequence_length ({seq})",
+            f"OLMo-core needs global_batch_tokens ({batch}) to be a multiple of sequence_length "
+            f"({seq})",
             "constraints.global_batch_tokens",
         )
     config = {

@@ -49,7 +49,8 @@ class MixtureExport:
     objective: dict[str, float] | None = None
     schedule: list[tuple[int, dict[str, float]]] | None = None
     slug: str = "mixture"
-    #: a staged recommendation's phases (``name``, ``tokens``, ``start_tokens``, ``mixture_by_domain``)
+    #: a staged recommendation's phases (``name``, ``tokens``, ``start_tokens``,
+    #: ``mixture_by_domain``)
     phases: list[dict[str, Any]] | None = None
 
 

@@ -171,7 +171,8 @@ class AutoEstimator(MixingEstimator):
 
     def selection_notes(self) -> list[str]:
         return [
-            f"{r['name']}: {r['status']} spearman={r.get('spearman')} mae={r.get('mae')} {r.get('reason', '')}"
+            f"{r['name']}: {r['status']} spearman={r.get('spearman')} mae={r.get('mae')} "
+            f"{r.get('reason', '')}"
             for r in self.table_
         ]
 
@@ -182,7 +183,9 @@ class AutoEstimator(MixingEstimator):
         return dict(
             row["cross_scale"],
             selection=True,
-            note="the chosen estimator's cross-scale score is also its selection score (optimistic)",
+            note=(
+                "the chosen estimator's cross-scale score is also its selection score (optimistic)"
+            ),
         )
 
     def _names(self) -> list[str]:
@@ -271,8 +274,8 @@ class AutoEstimator(MixingEstimator):
                 self.criterion_ = "cross_scale"
         if self.criterion == "cross_scale" and self.criterion_ != "cross_scale":
             raise ValueError(
-                "auto: criterion cross_scale, but the extrapolation cannot be tested on these runs: "
-                + "; ".join(str(r.get("cross_scale", {}).get("reason")) for r in ok[:1])
+                "auto: criterion cross_scale, but the extrapolation cannot be tested on these "
+                "runs: " + "; ".join(str(r.get("cross_scale", {}).get("reason")) for r in ok[:1])
             )
         label = "CV" if self.criterion_ == "cv" else "cross-scale"
 
@@ -306,7 +309,8 @@ class AutoEstimator(MixingEstimator):
             r["rank"] = rank
             if unreliable(r):
                 r["reason"] = (
-                    f"{label} MAE more than {MAE_GUARD:g}x the best candidate's: predictions not trusted"
+                    f"{label} MAE more than {MAE_GUARD:g}x the best candidate's: predictions not "
+                    "trusted"
                 )
             else:
                 r["reason"] = (

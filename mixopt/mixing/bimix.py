@@ -328,7 +328,9 @@ class BiMix(MixingEstimator):
             {
                 "law": cls.name,
                 "form": "L_i(r_i, s) = A_i / r_i^a_i (B_i / s^b_i + C_i)",
-                "note": f"BiMix evaluates at the target step {steps:g} natively (Ge et al. 2024, Eq. 1)",
+                "note": (
+                    f"BiMix evaluates at the target step {steps:g} natively (Ge et al. 2024, Eq. 1)"
+                ),
             }
         ]
         return NativeTarget(

@@ -69,7 +69,8 @@ class Constraints:
     Parameters
     ----------
     lower, upper : per-domain bounds (mapping or list); defaults 0 and 1.
-    fixed : ``{domain: weight}`` (or list with NaN for free domains): weights that must hold exactly.
+    fixed : ``{domain: weight}`` (or list with NaN for free domains): weights that must hold
+        exactly.
     token_counts : per-domain available tokens (mapping or list).
     target_tokens : tokens of the run being planned.
     max_epochs : allowed repetitions ``R``, global (float) or per domain.
@@ -84,7 +85,8 @@ class Constraints:
     target_tokens: float | None = None
     max_epochs: float | Mapping[str, float | None] | Sequence[float] | None = None
     kl_weight: float = 0.0
-    #: group totals ``{path: {"min", "max"} | {"fixed"}}`` and declared paths ``{domain: "web/news"}``
+    #: group totals ``{path: {"min", "max"} | {"fixed"}}`` and declared paths
+    #: ``{domain: "web/news"}``
     #: (:mod:`mixopt.mixing.hierarchy`; undeclared ``source:topic:quality`` names are parsed)
     groups: Mapping[str, Mapping[str, float]] | None = None
     group_of: Mapping[str, str] | None = None
@@ -191,8 +193,9 @@ class Constraints:
         }
 
     def group_system(self, domains: list[str], check: bool = True):
-        """The group constraints resolved against ``domains`` (:class:`~mixopt.mixing.hierarchy.GroupSystem`,
-        empty without groups); ``check`` also proves them feasible with the bounds and caps."""
+        """The group constraints resolved against ``domains``
+        (:class:`~mixopt.mixing.hierarchy.GroupSystem`, empty without groups); ``check`` also
+        proves them feasible with the bounds and caps."""
         system = hierarchy.resolve(self.groups, [str(d) for d in domains], self.group_of)
         if system and check:
             lo, hi = self.feasible_bounds(domains)
@@ -208,7 +211,8 @@ class Constraints:
         return project_box_simplex(w, lo, hi)
 
     def binding(self, w: Any, domains: list[str], tol: float = 1e-6) -> list[str]:
-        """Names of the constraints active at ``w``: ``fixed:``, ``cap:``, ``upper:``, ``lower:``."""
+        """Names of the constraints active at ``w``: ``fixed:``, ``cap:``, ``upper:``,
+        ``lower:``."""
         w = np.asarray(w, dtype=float)
         domains = [str(d) for d in domains]
         lo, hi = self.feasible_bounds(domains)

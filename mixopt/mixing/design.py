@@ -156,7 +156,8 @@ def regmix_swarm(
 def expected_improvement(
     mu: np.ndarray, sd: np.ndarray, best: float, xi: float = 0.0
 ) -> np.ndarray:
-    """EI for minimisation: ``(best - mu - xi) Phi(z) + sd phi(z)``, ``z = (best - mu - xi) / sd``."""
+    """EI for minimisation: ``(best - mu - xi) Phi(z) + sd phi(z)``,
+    ``z = (best - mu - xi) / sd``."""
     sd = np.maximum(sd, 1e-12)
     imp = best - mu - xi
     z = imp / sd
@@ -259,10 +260,11 @@ def hierarchical_swarm(
     """A swarm drawn group first, then within each group (olmix's nested mixes).
 
     RegMix's recipe (:func:`regmix_swarm`) with the flat Dirichlet replaced by
-    :func:`~mixopt.mixing.hierarchy.hierarchical_dirichlet`: prior tempered ``p^t``, a strength per draw among 15
-    log-spaced values in ``[0.1, 5]``; every draw is projected onto the constraints (bounds,
-    caps, fixed weights and group totals), weights below ``min_weight`` are zeroed where the
-    constraints allow, duplicates (at ``min_weight`` resolution) removed, and ``count`` kept.
+    :func:`~mixopt.mixing.hierarchy.hierarchical_dirichlet`: prior tempered ``p^t``, a strength
+    per draw among 15 log-spaced values in ``[0.1, 5]``; every draw is projected onto the
+    constraints (bounds, caps, fixed weights and group totals), weights below ``min_weight`` are
+    zeroed where the constraints allow, duplicates (at ``min_weight`` resolution) removed, and
+    ``count`` kept.
     """
     rng = np.random.default_rng(random_state)
     domains = [str(d) for d in domains]

@@ -143,12 +143,13 @@ def check_feasible(lo: np.ndarray, hi: np.ndarray, system: GroupSystem) -> None:
         m = system.A[j] > 0
         if lo[m].sum() > system.gmax[j] + FEAS_TOL:
             raise InfeasibleConstraintsError(
-                f"groups.{g}: its domains' lower bounds sum to {lo[m].sum():.4g} > the group's max {system.gmax[j]:.4g}"
+                f"groups.{g}: its domains' lower bounds sum to {lo[m].sum():.4g} > the group's max "
+                f"{system.gmax[j]:.4g}"
             )
         if hi[m].sum() < system.gmin[j] - FEAS_TOL:
             raise InfeasibleConstraintsError(
-                f"groups.{g}: its domains' upper bounds and caps sum to {hi[m].sum():.4g} < the group's min "
-                f"{system.gmin[j]:.4g}"
+                f"groups.{g}: its domains' upper bounds and caps sum to {hi[m].sum():.4g} < the "
+                f"group's min {system.gmin[j]:.4g}"
             )
     A_ub = np.vstack([system.A, -system.A])
     b_ub = np.concatenate([system.gmax, -system.gmin])
@@ -163,8 +164,8 @@ def check_feasible(lo: np.ndarray, hi: np.ndarray, system: GroupSystem) -> None:
     )
     if res.status != 0:
         raise InfeasibleConstraintsError(
-            f"groups {system.names}: no mixture satisfies the group totals together with the per-domain bounds "
-            "and caps (check nested groups and their siblings)"
+            f"groups {system.names}: no mixture satisfies the group totals together with the "
+            "per-domain bounds and caps (check nested groups and their siblings)"
         )
 
 
@@ -172,7 +173,8 @@ def _nodes(system: GroupSystem, K: int) -> dict:
     """The laminar tree of the constrained groups: each node's direct leaves, children and
     bounds (the root is the simplex, total exactly 1)."""
     sets = [frozenset(np.flatnonzero(system.A[j] > 0).tolist()) for j in range(len(system.names))]
-    # a parent is the smallest strictly larger set containing the node (groups are path prefixes: laminar)
+    # a parent is the smallest strictly larger set containing the node
+    # (groups are path prefixes: laminar)
     order = sorted(range(len(sets)), key=lambda j: -len(sets[j]))
     root = {"leaves": set(range(K)), "kids": [], "a": 1.0, "b": 1.0}
     made: list[tuple[frozenset, dict]] = [(frozenset(range(K)), root)]
@@ -298,7 +300,8 @@ def scipy_constraints(
 
 
 def binding(w: Any, system: GroupSystem | None, tol: float = 1e-6) -> list[str]:
-    """``group:<path>`` (fixed total), ``group_max:<path>`` or ``group_min:<path>`` active at ``w``."""
+    """``group:<path>`` (fixed total), ``group_max:<path>`` or ``group_min:<path>`` active at
+    ``w``."""
     if not system:
         return []
     t = system.totals(w)[0]

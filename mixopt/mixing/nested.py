@@ -271,7 +271,10 @@ def prepare_at_scale(
                 "unit": unit,
                 "to": t_budget,
                 "n_fits": len(per_run),
-                "fit_points": f"from {fit_from:.3g} of each run's budget on; the last <= {STEPS_HOLDOUT} held out",
+                "fit_points": (
+                    f"from {fit_from:.3g} of each run's budget on; "
+                    f"the last <= {STEPS_HOLDOUT} held out"
+                ),
                 "beta": _stats([r["beta"] for r in per_run]),
                 "heldout_mae": _stats([r["heldout_mae"] for r in per_run]),
                 "runs": per_run,
@@ -313,7 +316,8 @@ def _own_scale(have: dict[str, list[float]]) -> dict[str, Any]:
     ):
         raise ScaleError(
             f"runs span several scales (model_params {have['model_params']}, train_steps "
-            f"{have['train_steps']}, train_tokens {have['train_tokens']}); pass target_scale to answer at "
+            f"{have['train_steps']}, train_tokens {have['train_tokens']}); "
+            "pass target_scale to answer at "
             "one scale through the scaling laws, or filter the runs by scale (run_filter)"
         )
     return {k: (have[k][0] if have[k] else None) for k in ("model_params", *BUDGET_KEYS)}
@@ -587,7 +591,10 @@ def cross_scale_validate(
         "status": "ok",
         "mode": mode,
         "fit_on": fit_on,
-        "predict": f"{len(a)} held-out runs at their own scale ({'largest size' if mode == 'size' else 'full budget'})",
+        "predict": (
+            f"{len(a)} held-out runs at their own scale "
+            f"({'largest size' if mode == 'size' else 'full budget'})"
+        ),
         "n": int(a.size),
         "spearman": m["spearman"],
         "pearson": m["pearson"],

@@ -185,8 +185,8 @@ def _prepare(
     notes = list(prep.notes)
     if prep.extrapolated:
         notes.append(
-            f"answers at {describe_scale(prep.scale)}: the estimator is fitted on {prep.X.shape[0]} "
-            "mixtures' losses extrapolated by the scaling laws"
+            f"answers at {describe_scale(prep.scale)}: the estimator is fitted on "
+            f"{prep.X.shape[0]} mixtures' losses extrapolated by the scaling laws"
         )
     return _Prepared(
         prep.X,

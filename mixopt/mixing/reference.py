@@ -288,8 +288,8 @@ def _choose(
         elif w is None:
             w = np.asarray(w_plain, dtype=float)
             reason += (
-                "; the reference breaks the mixture constraints and no constrained mixture matches it, so "
-                "the recommendation below ignores the reference"
+                "; the reference breaks the mixture constraints and no constrained mixture matches "
+                "it, so the recommendation below ignores the reference"
             )
     return w, status, reason
 

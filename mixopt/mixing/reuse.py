@@ -160,8 +160,9 @@ def reuse_design(
     W[:, idx_c] = V[:, :-1]
     W[:, idx_f] = V[:, -1:] * ratios[None, :]
     expl = (
-        f"{len(frozen)} unchanged domains frozen at their old ratios (one virtual domain), {len(changed)} "
-        f"changed re-explored: {n} runs over {dims} dimensions instead of {fresh} for a fresh swarm over {K}"
+        f"{len(frozen)} unchanged domains frozen at their old ratios (one virtual domain), "
+        f"{len(changed)} changed re-explored: {n} runs over {dims} dimensions instead of {fresh} "
+        f"for a fresh swarm over {K}"
     )
     if ch["removed"]:
         expl += f"; removed: {ch['removed']}"
@@ -325,7 +326,8 @@ def map_old_runs(
     dropped = [r for r in out["reasons"] if r]
     if dropped:
         notes.append(
-            f"{len(dropped)} old runs dropped: {sorted(set(dropped))}, which the new domain set lacks"
+            f"{len(dropped)} old runs dropped: {sorted(set(dropped))}, which the new domain set "
+            "lacks"
         )
     notes.append(f"{int(kept.sum())} of {kept.size} old runs reused in the new domain set")
     return out["X"][kept], kept, notes

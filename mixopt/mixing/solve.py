@@ -349,8 +349,8 @@ def recommend_one(
         hi, hi_u = np.minimum(hi, region), region
         if hi.sum() < 1.0 - 1e-9 or np.any(lo > hi + 1e-12):
             raise InfeasibleConstraintsError(
-                f"trust_region {trust_region:g}: the weights the runs tried (+ {trust_region:g}) cannot sum to 1 "
-                "under the constraints; widen trust_region"
+                f"trust_region {trust_region:g}: the weights the runs tried (+ {trust_region:g}) "
+                "cannot sum to 1 under the constraints; widen trust_region"
             )
     kw = dict(
         prior=p,
@@ -418,15 +418,15 @@ def recommend_one(
     interval = None if iv["lower"] is None else [iv["lower"][0], iv["upper"][0]]
     cost = f - f_u
     expl = (
-        f"{getattr(estimator, 'name', type(estimator).__name__)} predicts objective {f:.4f} for the "
-        f"recommended mixture ({strategy})."
+        f"{getattr(estimator, 'name', type(estimator).__name__)} predicts objective {f:.4f} for "
+        f"the recommended mixture ({strategy})."
     )
     if interval is not None:
         expl += f" 95% interval [{interval[0]:.4f}, {interval[1]:.4f}] ({iv['method']})."
     if binding:
         expl += (
-            f" Binding constraints: {', '.join(binding)}; they cost {cost:+.4f} in predicted objective "
-            f"versus the unconstrained optimum ({f_u:.4f})."
+            f" Binding constraints: {', '.join(binding)}; they cost {cost:+.4f} in predicted "
+            f"objective versus the unconstrained optimum ({f_u:.4f})."
         )
     else:
         expl += f" No constraint binds (unconstrained optimum predicts {f_u:.4f})."
@@ -436,9 +436,11 @@ def recommend_one(
     expl += " Largest weights: " + ", ".join(f"{names[i]} {w[i]:.3f}" for i in top) + "."
     if ref_report is not None:
         expl += (
-            f" Against the reference{' ' + str(ref_report['label']) if ref_report.get('label') else ''}: "
+            " Against the "
+            f"reference{' ' + str(ref_report['label']) if ref_report.get('label') else ''}: "
             + (
-                f"predicted objective gain {ref_report['objective_gain']:+.4f}, no metric predicted worse."
+                f"predicted objective gain {ref_report['objective_gain']:+.4f}, no metric "
+                "predicted worse."
                 if ref_report["status"] == "improves"
                 else f"NO IMPROVEMENT POSSIBLE: {ref_report['reason']}."
             )
@@ -502,7 +504,8 @@ def support_check(
             span = float(np.ptp(y)) if y.size > 1 else 0.0
             if below > EXTRAPOLATION_LOSS_FRACTION * max(span, 1e-6):
                 reasons.append(
-                    f"predicted objective {predicted:.4g} is {below:.4g} below the best run's {y.min():.4g} "
+                    f"predicted objective {predicted:.4g} is {below:.4g} "
+                    f"below the best run's {y.min():.4g} "
                     f"(more than {EXTRAPOLATION_LOSS_FRACTION:.0%} of the runs' range {span:.4g})"
                 )
     return {

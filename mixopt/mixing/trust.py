@@ -76,7 +76,8 @@ def assess(
                 ]
                 reasons.append(
                     f"{int(out.sum())} held-out prediction(s) outside the observed range "
-                    f"[{lo:.4g}, {hi:.4g}] by more than {RANGE_MARGIN:.0%} of it (worst {worst:.4g})"
+                    f"[{lo:.4g}, {hi:.4g}] by more than {RANGE_MARGIN:.0%} of it (worst "
+                    f"{worst:.4g})"
                 )
         rho = (fidelity.get("pooled") or {}).get("spearman")
         if rho is not None and rho < 0:

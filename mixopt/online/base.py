@@ -130,7 +130,8 @@ class OnlineMixer:
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             raise ValueError(
-                f"params: unknown parameter(s) {unknown} for {self.name}; known: {sorted(self.defaults)}"
+                f"params: unknown parameter(s) {unknown} for {self.name}; known: "
+                f"{sorted(self.defaults)}"
             )
         self.params = {**self.defaults, **params}
         self.seed = int(seed)

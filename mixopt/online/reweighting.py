@@ -65,7 +65,8 @@ STRATEGIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def resolve_strategy(name: str) -> str:
-    """The canonical name of a reweighting strategy (aliases accepted); ``ValueError`` if unknown."""
+    """The canonical name of a reweighting strategy (aliases accepted); ``ValueError`` if
+    unknown."""
     key = _ALIASES.get(name, name)
     if key not in STRATEGIES:
         raise ValueError(f"strategy: unknown {name!r}; known: {sorted(STRATEGIES)}")

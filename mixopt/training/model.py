@@ -8,8 +8,9 @@ batch mean, one loss per sequence (what per-domain and per-sample losses need) o
 token.
 
 Presets (``PRESETS``) go from ``micro`` (about 0.1M non-embedding parameters, for the demo's
-swarm on a laptop) and ``tiny`` (about 1M parameters, trains on a CPU core in tens of seconds) to ``base`` (about 100M, for a GPU). Mixture laws scale with *non-embedding*
-parameters (Kaplan et al. 2020): :meth:`GPT.num_params` counts both.
+swarm on a laptop) and ``tiny`` (about 1M parameters, trains on a CPU core in tens of seconds)
+to ``base`` (about 100M, for a GPU). Mixture laws scale with *non-embedding* parameters
+(Kaplan et al. 2020): :meth:`GPT.num_params` counts both.
 """
 
 from __future__ import annotations

@@ -134,7 +134,8 @@ class TrainResult:
 
 # -- helpers -----------------------------------------------------------------------------------
 def set_threads(n: int) -> None:
-    """Torch's CPU threads for this process (workers call it so torch stays out of their imports)."""
+    """Torch's CPU threads for this process (workers call it so torch stays out of their
+    imports)."""
     torch.set_num_threads(int(n))
 
 

@@ -67,7 +67,8 @@ def _cancel_ended(s, job: Job, reason: str) -> bool:
 
 @celery_app.task(name=REAP_STALE_JOBS)
 def reap_stale_jobs() -> dict[str, int]:
-    """One pass of the reaper; returns how many jobs it re-sent, resent while pending, or cancelled."""
+    """One pass of the reaper; returns how many jobs it re-sent, resent while pending, or
+    cancelled."""
     settings = get_settings()
     now = utcnow()
     stale_cutoff = now - timedelta(seconds=settings.stale_job_seconds)

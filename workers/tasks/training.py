@@ -228,8 +228,9 @@ def _train(jr: common.JobRun, job) -> None:
         lost = sorted(d for d, w in run.mixture.items() if w > 0 and d not in domains)
         if lost:  # planned on an older domain set: training it now would silently drop weight
             raise RuntimeError(
-                f"run {run_id} was planned on domain-set version {run.domain_version} and gives weight "
-                f"to {lost}, which the project (version {project.domain_version}) no longer has; "
+                f"run {run_id} was planned on domain-set version {run.domain_version} "
+                f"and gives weight to {lost}, which the project "
+                f"(version {project.domain_version}) no longer has; "
                 "plan it again on the current domains"
             )
         mixture = np.array([run.mixture.get(d, 0.0) for d in domains])
