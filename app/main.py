@@ -41,8 +41,8 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
         title="mixopt",
         version="0.1.0",
-        description="Data-mixture optimisation for language-model pretraining: proxy runs, fitted mixing "
-        "laws, recommendations and online re-mixing.",
+        description="Data-mixture optimisation for language-model pretraining: proxy runs, "
+        "fitted mixing laws, recommendations and online re-mixing.",
         docs_url=None,
         redoc_url=None,  # served from local assets by app.api.docs
         generate_unique_id_function=openapi.operation_id,

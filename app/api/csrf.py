@@ -40,7 +40,8 @@ def _own_origin(request: Request) -> str:
 
 
 def check_origin(request: Request) -> None:
-    """403 unless the request comes from a page of this origin (when the browser says where from)."""
+    """403 unless the request comes from a page of this origin (when the browser says where
+    from)."""
     site = request.headers.get("sec-fetch-site")
     if site is not None and site.lower() not in ("same-origin", "none"):
         raise HTTPException(

@@ -41,7 +41,9 @@ def validation_errors(errors: list[dict]) -> list[dict[str, str]]:
             out.append(
                 {
                     "field": "body",
-                    "message": f"invalid JSON at character {pos}: {e.get('ctx', {}).get('error', msg)}",
+                    "message": (
+                        f"invalid JSON at character {pos}: {e.get('ctx', {}).get('error', msg)}"
+                    ),
                 }
             )
             continue
@@ -108,8 +110,8 @@ def install(app: FastAPI) -> None:
         log.warning("integrity error: %s", exc.orig)
         return JSONResponse(
             {
-                "detail": "conflict with stored data: the request would create a duplicate or break a "
-                "reference",
+                "detail": "conflict with stored data: the request would create a duplicate or "
+                "break a reference",
                 "errors": [],
             },
             status_code=409,
@@ -119,7 +121,8 @@ def install(app: FastAPI) -> None:
     async def _data(_: Request, exc: DataError) -> JSONResponse:
         return JSONResponse(
             {
-                "detail": f"a value is out of range for the database: {str(exc.orig).splitlines()[0]}",
+                "detail": "a value is out of range for the database: "
+                f"{str(exc.orig).splitlines()[0]}",
                 "errors": [],
             },
             status_code=422,

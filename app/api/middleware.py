@@ -92,8 +92,8 @@ class BodyGuard:
         limit = get_settings().max_body_bytes
         headers = dict(scope.get("headers") or [])
         too_big = (
-            f"the request body is larger than {limit} bytes (MIXOPT_MAX_BODY_BYTES); send fewer runs per "
-            "request"
+            f"the request body is larger than {limit} bytes (MIXOPT_MAX_BODY_BYTES); send fewer "
+            "runs per request"
         )
         declared = headers.get(b"content-length")
         if declared is not None:

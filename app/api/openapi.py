@@ -6,7 +6,8 @@ parameter and names operations ``create_fit_v1_projects__project_id__fits_post``
 post-processes the generated document once per app:
 
 - operationIds are the route functions' names (``create_fit``, ``list_runs``): stable and
-  readable; :func:`operation_id` is passed to FastAPI (a duplicate is logged and fails the contract test);
+  readable; :func:`operation_id` is passed to FastAPI (a duplicate is logged and fails the
+  contract test);
 - the bearer token is the ``HTTPBearer`` security scheme (``app.api.deps.bearer``);
 - ``ErrorBody`` is declared once and referenced by every error status of every operation;
 - the error statuses each operation can really answer are derived from what it takes, so a
@@ -209,7 +210,8 @@ def build(app: FastAPI) -> dict[str, Any]:
             if where.setdefault(name, f"{method.upper()} {path}") != f"{method.upper()} {path}":
                 # tests/api/test_contract.py fails on this; the document still loads
                 log.warning(
-                    "two operations are named %r (%s and %s %s): route functions' names must be unique",
+                    "two operations are named %r (%s and %s %s): "
+                    "route functions' names must be unique",
                     name,
                     where[name],
                     method.upper(),

@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     #: missed heartbeats, not a job length (every running job heartbeats from a thread); also the
     #: age after which a worker's own heartbeat no longer counts for ``/readyz``
     stale_job_seconds: float = 30.0
-    #: how often a running job (and a worker) writes its heartbeat; 0: stale_job_seconds / 5, at most 5 s
+    #: how often a running job (and a worker) writes its heartbeat; 0: stale_job_seconds / 5,
+    #: at most 5 s
     heartbeat_seconds: float = 0.0
     #: how often beat looks for stale, lost or stuck jobs, seconds
     reap_interval_seconds: float = 15.0
@@ -136,8 +137,9 @@ class Settings(BaseSettings):
             )
         if self.env == "production" and len(self.admin_token or "") < MIN_ADMIN_TOKEN_CHARS:
             raise ValueError(
-                f"MIXOPT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters in production "
-                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                f"MIXOPT_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters in "
+                "production (generate one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
         if not self.queue_list:
             raise ValueError("MIXOPT_QUEUES must name at least one queue")

@@ -42,8 +42,9 @@ COOKIE = "mixopt_token"
 COOKIE_MAX_AGE = 8 * 3600
 #: pages run only the app's own scripts and talk only to the app
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
 )
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -620,7 +621,7 @@ def runs_json(project_id: IdPath, session: SessionDep, token: CurrentToken) -> d
     return views.runs_payload(session, project)
 
 
-# -- issue 17: comparison, Pareto front, overlaid curves, fits and recommendations from the page ----
+# -- issue 17: comparison, Pareto front, overlaid curves, fits and recommendations from the page -
 def _ids(
     values: list[str], what: str, field: str, least: int, most: int, purpose: str
 ) -> list[int]:
@@ -814,8 +815,9 @@ def start_fit(
     target: Annotated[str, Form()] = "",
     cv_folds: Annotated[str, Form()] = "5",
 ) -> Response:
-    """Start a fit from the fits page: :func:`app.services.fits.create_fit`, as ``POST /v1/.../fits``
-    (write access needed); back to the fits page with the job's progress."""
+    """Start a fit from the fits page: :func:`app.services.fits.create_fit`, as
+    ``POST /v1/.../fits`` (write access needed); back to the fits page with the job's
+    progress."""
     from pydantic import ValidationError
 
     from app.schemas.fits import FitCreate

@@ -553,8 +553,9 @@ def pareto_view(
     targets = list(fit.target)
     if len(targets) < 2:
         raise Invalid(
-            f"fit {fit.id} predicts one metric ({targets[0] if targets else 'none'}); the Pareto front "
-            "needs a fit of two or more target metrics (fit with the project's multi-metric objective)",
+            f"fit {fit.id} predicts one metric ({targets[0] if targets else 'none'}); "
+            "the Pareto front needs a fit of two or more target metrics "
+            "(fit with the project's multi-metric objective)",
             field="fit",
         )
     x = x or targets[0]
@@ -569,7 +570,8 @@ def pareto_view(
     domains = list(fit.domains)
     if domains != [d.name for d in project.domains]:
         raise Invalid(
-            f"fit {fit.id} was made on domains {domains}, not the project's current ones; fit again",
+            f"fit {fit.id} was made on domains {domains}, not the project's current ones; "
+            "fit again",
             field="fit",
         )
     counts = [d.token_count for d in project.domains]

@@ -66,7 +66,8 @@ def _numeric(annotation: object) -> bool:
 
 
 def _element(annotation: object) -> tuple[str, object] | None:
-    """How a field's values are checked for booleans: ``scalar``, ``list`` or ``dict`` of numbers."""
+    """How a field's values are checked for booleans: ``scalar``, ``list`` or ``dict`` of
+    numbers."""
     if get_origin(annotation) is Annotated:
         return _element(get_args(annotation)[0])
     if get_origin(annotation) in (Union, UnionType):

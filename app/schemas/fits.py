@@ -42,7 +42,8 @@ class FitCreate(Schema):
     #: a registered estimator (see GET /v1/estimators) or "auto"
     estimator: str = "auto"
     params: Annotated[dict[str, Any], max_json] = Field(default_factory=dict)
-    #: {metric: weight}; default: the project's objective, else the mean of the metrics every run has
+    #: {metric: weight}; default: the project's objective, else the mean of the metrics every run
+    #: has
     target: dict[str, NonNegFloat] | None = None
     run_filter: RunFilter = Field(default_factory=RunFilter)
     cv_folds: int = Field(default=5, ge=2, le=20)

@@ -16,7 +16,7 @@ from app.schemas.projects import ConstraintsSpec
 class ReferenceSpec(Schema):
     """A baseline to beat: exactly one of a baseline's name (``natural``, ``uniform``, ...), a
     stored recommendation or an explicit mixture. Every objective metric of the recommended
-    mixture is then predicted no worse than the reference's (within ``tolerance``, in loss units)."""
+    mixture is then predicted no worse than the reference's (within ``tolerance``, in loss units)."""  # noqa: E501 (OpenAPI schema description: frozen text)
 
     baseline: str | None = Field(default=None, min_length=1, max_length=100)
     recommendation_id: int | None = Field(default=None, ge=1, le=2**63 - 1)

@@ -15,7 +15,8 @@ class SuggestionCreate(Schema):
     strategy: str = Field(
         default="auto", pattern="^(auto|swarm|space_filling|hierarchical|ei|reuse)$"
     )
-    #: reuse: the recommendation whose mixture (on the old domain set) is frozen for the unchanged domains
+    #: reuse: the recommendation whose mixture (on the old domain set) is frozen for the unchanged
+    #: domains
     recommendation_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     temperature: float = Field(default=0.5, gt=0, le=10)
     min_weight: float = Field(default=1e-3, ge=0, lt=1)

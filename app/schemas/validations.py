@@ -11,7 +11,8 @@ from app.schemas.common import Name, NonNegFloat, Schema
 from app.schemas.jobs import JobPublic
 from app.schemas.limits import queue_name
 
-#: limits on one validation (a 422 names the field): it is a check before a big training, not a swarm
+#: limits on one validation (a 422 names the field): it is a check before a big training, not a
+#: swarm
 MAX_MIXTURES = 12
 MAX_SEEDS = 10
 MAX_RUNS = 64
@@ -22,7 +23,8 @@ class ValidationMixture(Schema):
     """One mixture to train: exactly one of ``recommendation_id``, ``baseline`` or ``mixture``."""
 
     recommendation_id: int | None = Field(default=None, ge=1)
-    #: natural, uniform (or stratified), temperature, unimax, entropy (conditional) or entropy_<variant>
+    #: natural, uniform (or stratified), temperature, unimax, entropy (conditional) or
+    #: entropy_<variant>
     baseline: str | None = Field(default=None, pattern=r"^[a-z_]{1,40}$")
     mixture: dict[str, NonNegFloat] | None = None
     #: shown in the comparison (default: "recommendation <id>", the baseline's name, "mixture <i>")

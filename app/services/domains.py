@@ -77,8 +77,9 @@ def bump(
     if cast(CursorResult, moved).rowcount != 1:
         session.rollback()
         raise Conflict(
-            f"the domain set of project {project.id} changed while this change was made (it is no longer "
-            f"version {expected}); read GET /v1/projects/{project.id}/domain-sets and retry",
+            f"the domain set of project {project.id} changed while this change was made "
+            f"(it is no longer version {expected}); "
+            f"read GET /v1/projects/{project.id}/domain-sets and retry",
             field="base_version",
         )
     project.domain_version = expected + 1
@@ -107,10 +108,8 @@ def _claim(touched: dict[str, str], name: str, field: str) -> None:
     touched[name] = field
 
 
-def apply_changes(session: Session, project: Project, data: DomainChanges, token=None) -> DomainSet:
-    """Validate ``data`` against the current set (422 naming the field), then make the new version."""
-    if not (data.add or data.remove or data.split or data.merge):
-        raise Invalid("give at least one of add, remove, split or merge", field="add")
+def _check_base_version(project: Project, data: DomainChanges) -> int:
+    """The project's current version; a 409 when ``base_version`` names another one."""
     current = project.domain_version or 1
     if data.base_version is not None and data.base_version != current:
         raise Conflict(
@@ -118,57 +117,105 @@ def apply_changes(session: Session, project: Project, data: DomainChanges, token
             f"first; read GET /v1/projects/{project.id}/domain-sets and retry",
             field="base_version",
         )
-    by_name = {d.name: d for d in project.domains}
-    names = list(by_name)
-    touched: dict[str, str] = {}
-    taken: dict[str, str] = {}  # new names -> the field that introduces them
+    return current
 
-    def new_name(name: str, field: str) -> None:
-        if name in by_name:
+
+def _unknown(name: str, names: list[str], field: str) -> Invalid:
+    return Invalid(f"unknown domain {name!r}; the project's domains are {names}", field=field)
+
+
+class _ChangeCheck:
+    """Validation of one set of changes: every old domain is changed at most once (``touched``)
+    and every new name is introduced once (``taken``: new names -> the field that introduces
+    them)."""
+
+    def __init__(self, project: Project, admin: bool) -> None:
+        self.by_name = {d.name: d for d in project.domains}
+        self.names = list(self.by_name)
+        self.admin = admin
+        self.touched: dict[str, str] = {}
+        self.taken: dict[str, str] = {}
+
+    def new_name(self, name: str, field: str) -> None:
+        if name in self.by_name:
             raise Invalid(f"{name!r} is already a domain of the project", field=field)
-        if name in taken:
-            raise Invalid(f"{name!r} is also introduced by {taken[name]}", field=field)
-        taken[name] = field
+        if name in self.taken:
+            raise Invalid(f"{name!r} is also introduced by {self.taken[name]}", field=field)
+        self.taken[name] = field
 
-    admin = token is not None and token_service.is_admin(token)
-    for i, n in enumerate(data.remove):
-        if n not in by_name:
-            raise Invalid(
-                f"unknown domain {n!r}; the project's domains are {names}", field=f"remove[{i}]"
-            )
-        _claim(touched, n, f"remove[{i}]")
-    for old, parts in data.split.items():
-        if old not in by_name:
-            raise Invalid(
-                f"unknown domain {old!r}; the project's domains are {names}", field=f"split.{old}"
-            )
-        _claim(touched, old, f"split.{old}")
-        if not parts:
-            raise Invalid(f"split of {old!r} has no parts", field=f"split.{old}")
-        for j, part in enumerate(parts):
-            new_name(_name(part), f"split.{old}[{j}]")
-            if isinstance(part, DomainSpec) and part.source is not None:
-                sources.check_source(
-                    part.source.model_dump(), field=f"split.{old}[{j}].source", admin=admin
-                )
-    for target, merged in data.merge.items():
-        if len(merged) < 2:
-            raise Invalid(
-                f"a merge needs at least two domains, got {merged}", field=f"merge.{target}"
-            )
-        for j, part_name in enumerate(merged):
-            if part_name not in by_name:
+    def removals(self, remove: list[str]) -> None:
+        for i, n in enumerate(remove):
+            if n not in self.by_name:
+                raise _unknown(n, self.names, f"remove[{i}]")
+            _claim(self.touched, n, f"remove[{i}]")
+
+    def splits(self, split: dict[str, list[str | DomainSpec]]) -> None:
+        for old, parts in split.items():
+            if old not in self.by_name:
+                raise _unknown(old, self.names, f"split.{old}")
+            _claim(self.touched, old, f"split.{old}")
+            if not parts:
+                raise Invalid(f"split of {old!r} has no parts", field=f"split.{old}")
+            for j, part in enumerate(parts):
+                self.new_name(_name(part), f"split.{old}[{j}]")
+                if isinstance(part, DomainSpec) and part.source is not None:
+                    sources.check_source(
+                        part.source.model_dump(), field=f"split.{old}[{j}].source", admin=self.admin
+                    )
+
+    def merges(self, merge: dict[str, list[str]]) -> None:
+        for target, merged in merge.items():
+            if len(merged) < 2:
                 raise Invalid(
-                    f"unknown domain {part_name!r}; the project's domains are {names}",
-                    field=f"merge.{target}[{j}]",
+                    f"a merge needs at least two domains, got {merged}", field=f"merge.{target}"
                 )
-            _claim(touched, part_name, f"merge.{target}[{j}]")
-        new_name(target, f"merge.{target}")
-    for i, spec in enumerate(data.add):
-        new_name(spec.name, f"add[{i}].name")
-        if spec.source is not None:
-            sources.check_source(spec.source.model_dump(), field=f"add[{i}].source", admin=admin)
+            for j, part_name in enumerate(merged):
+                if part_name not in self.by_name:
+                    raise _unknown(part_name, self.names, f"merge.{target}[{j}]")
+                _claim(self.touched, part_name, f"merge.{target}[{j}]")
+            self.new_name(target, f"merge.{target}")
 
+    def additions(self, add: list[DomainSpec]) -> None:
+        for i, spec in enumerate(add):
+            self.new_name(spec.name, f"add[{i}].name")
+            if spec.source is not None:
+                sources.check_source(
+                    spec.source.model_dump(), field=f"add[{i}].source", admin=self.admin
+                )
+
+
+def _split_rows(d: Domain, parts: list[str | DomainSpec]) -> list[Domain]:
+    """The new domains of a split; a part given by name keeps the old domain's group."""
+    return [
+        domain_row(
+            0, part if isinstance(part, DomainSpec) else DomainSpec(name=part, group=d.group_path)
+        )
+        for part in parts
+    ]
+
+
+def _merged_row(target: str, merged: list[str], by_name: dict[str, Domain]) -> Domain:
+    """The domain a merge makes: the parts' token count summed when every part has one, their
+    group when they share one."""
+    merging = [by_name[p] for p in merged]
+    counts = [p.token_count for p in merging]
+    known = [c for c in counts if c is not None]
+    if len(known) == len(counts) and sum(known) > 2**63 - 1:
+        raise Invalid(
+            f"the token counts of {merged} sum past the 64-bit range",
+            field=f"merge.{target}",
+        )
+    groups = {p.group_path for p in merging}
+    return Domain(
+        name=target,
+        token_count=sum(known) if len(known) == len(counts) else None,
+        group_path=groups.pop() if len(groups) == 1 else None,
+    )
+
+
+def _new_rows(project: Project, data: DomainChanges, by_name: dict[str, Domain]) -> list[Domain]:
+    """The domains of the new version, in order: a split's parts and a merge's target take the
+    place of the old domain (of the first merged one), added domains come last."""
     removed = set(data.remove)
     first_part = {parts[0]: target for target, parts in data.merge.items()}
     merged_parts = {p for parts in data.merge.values() for p in parts}
@@ -177,34 +224,39 @@ def apply_changes(session: Session, project: Project, data: DomainChanges, token
         if d.name in removed or (d.name in merged_parts and d.name not in first_part):
             continue
         if d.name in data.split:
-            for part in data.split[d.name]:
-                spec = (
-                    part
-                    if isinstance(part, DomainSpec)
-                    else DomainSpec(name=part, group=d.group_path)
-                )
-                rows.append(domain_row(0, spec))
+            rows += _split_rows(d, data.split[d.name])
         elif d.name in first_part:
             target = first_part[d.name]
-            merging = [by_name[p] for p in data.merge[target]]
-            counts = [p.token_count for p in merging]
-            known = [c for c in counts if c is not None]
-            if len(known) == len(counts) and sum(known) > 2**63 - 1:
-                raise Invalid(
-                    f"the token counts of {data.merge[target]} sum past the 64-bit range",
-                    field=f"merge.{target}",
-                )
-            groups = {p.group_path for p in merging}
-            rows.append(
-                Domain(
-                    name=target,
-                    token_count=sum(known) if len(known) == len(counts) else None,
-                    group_path=groups.pop() if len(groups) == 1 else None,
-                )
-            )
+            rows.append(_merged_row(target, data.merge[target], by_name))
         else:
             rows.append(d)
     rows += [domain_row(0, spec) for spec in data.add]
+    return rows
+
+
+def _objective_warnings(project: Project, gone: list[str]) -> list[str]:
+    return [
+        f"the objective's metric {m!r} is about {d!r}, which left the domain set"
+        for m in (project.objective or {})
+        for d in gone
+        if m == d or m.endswith(f"/{d}")
+    ]
+
+
+def apply_changes(session: Session, project: Project, data: DomainChanges, token=None) -> DomainSet:
+    """Validate ``data`` against the current set (422 naming the field), then make the new
+    version."""
+    if not (data.add or data.remove or data.split or data.merge):
+        raise Invalid("give at least one of add, remove, split or merge", field="add")
+    current = _check_base_version(project, data)
+    admin = token is not None and token_service.is_admin(token)
+    check = _ChangeCheck(project, admin)
+    check.removals(data.remove)
+    check.splits(data.split)
+    check.merges(data.merge)
+    check.additions(data.add)
+
+    rows = _new_rows(project, data, check.by_name)
     if not rows:
         raise Invalid(
             "these changes would remove every domain; a project keeps at least one", field="remove"
@@ -213,13 +265,7 @@ def apply_changes(session: Session, project: Project, data: DomainChanges, token
     new_names = [r.name for r in rows]
     trimmed, dropped = trim_constraints(project, new_names, declared_groups(rows))
     check_constraints(trimmed, new_names, declared_groups(rows))
-    gone = sorted(set(names) - set(new_names))
-    warnings = [
-        f"the objective's metric {m!r} is about {d!r}, which left the domain set"
-        for m in (project.objective or {})
-        for d in gone
-        if m == d or m.endswith(f"/{d}")
-    ]
+    gone = sorted(set(check.names) - set(new_names))
     changes = {
         "via": "domain-changes",
         "add": [s.name for s in data.add],
@@ -227,7 +273,7 @@ def apply_changes(session: Session, project: Project, data: DomainChanges, token
         "split": {k: [_name(p) for p in v] for k, v in data.split.items()},
         "merge": {k: list(v) for k, v in data.merge.items()},
         "constraints_dropped": dropped,
-        "warnings": warnings,
+        "warnings": _objective_warnings(project, gone),
     }
     project.constraints = trimmed.model_dump()
     row = bump(session, project, current, rows, changes)

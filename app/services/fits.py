@@ -115,9 +115,9 @@ def check_runs_for_fit(
         more = " and more" if len(scales) > _MAX_SCALES_LISTED else ""
         raise Invalid(
             f"the runs span {len(scales)}{'+' if more else ''} scales ({listed}{more}): pass "
-            "target_scale {model_params, train_steps | train_tokens} to answer at one scale through "
-            "the scaling laws, or filter the runs by scale (run_filter.model_params/train_steps/"
-            "train_tokens)",
+            "target_scale {model_params, train_steps | train_tokens} to answer at one scale "
+            "through the scaling laws, or filter the runs by scale "
+            "(run_filter.model_params/train_steps/train_tokens)",
             field="target_scale",
         )
     ends = [
@@ -406,7 +406,8 @@ def store_fit(session: Session, fit_id: int, out: dict[str, Any], data: dict[str
 
 
 def end_fit(session: Session, fit_id: int, status: str, reason: str) -> None:
-    """A fit that did not succeed says why (``failed`` or ``cancelled``); a succeeded one is kept."""
+    """A fit that did not succeed says why (``failed`` or ``cancelled``); a succeeded one is
+    kept."""
     f = session.get(Fit, fit_id)
     if f is not None and f.status != "succeeded":
         f.status, f.error, f.finished_at = status, reason, utcnow()

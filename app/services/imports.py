@@ -53,7 +53,8 @@ class ParsedImport:
     domains: list[str]
     metrics: list[str]
     rows: list[ParsedRow] = field(default_factory=list)
-    #: ids present in one file only: {"mixtures": [ids without metrics], "metrics": [ids without a mixture]}
+    #: ids present in one file only:
+    #: {"mixtures": [ids without metrics], "metrics": [ids without a mixture]}
     unmatched: dict[str, list[str]] = field(default_factory=lambda: {"mixtures": [], "metrics": []})
     #: non-numeric columns left out, per file
     ignored_columns: dict[str, list[str]] = field(
@@ -117,68 +118,92 @@ def _key(fmt: str, header: Sequence[str], label: str) -> str:
     return keys[0]
 
 
-def parse_pair(
-    mixtures_csv: str, metrics_csv: str, fmt: str = "auto", *, on_unmatched: str = "skip"
-) -> ParsedImport:
-    """Read a (mixtures, metrics) CSV pair; ``on_unmatched`` is ``skip`` (report the runs
-    present in one file only and leave them out) or ``error`` (a 422 naming them)."""
-    mix_header, mix_rows = _read(mixtures_csv, "mixtures")
-    met_header, met_rows = _read(metrics_csv, "metrics")
-    if fmt == "auto":
-        fmt = detect_format(mix_header)
+def _check_options(fmt: str, on_unmatched: str) -> None:
     if fmt not in FORMATS:
         raise Invalid(f"format must be one of {FORMATS} or auto, not {fmt!r}", field="format")
     if on_unmatched not in ("skip", "error"):
         raise Invalid(
             f"on_unmatched must be skip or error, not {on_unmatched!r}", field="on_unmatched"
         )
-    mix_key, met_key = _key(fmt, mix_header, "mixtures"), _key(fmt, met_header, "metrics")
-    parsed = ParsedImport(format=fmt, domains=[], metrics=[])
+
+
+def _domain_columns(
+    fmt: str, header: list[str], rows: list[dict[str, str]], parsed: ParsedImport
+) -> tuple[list[str], list[str]]:
+    """The mixture file's domain columns and the domain names they give (non-numeric columns of
+    an olmix file go to ``parsed.ignored_columns``)."""
     if fmt == "regmix":
-        domain_cols = [h for h in mix_header if h.startswith("train_")]
+        domain_cols = [h for h in header if h.startswith("train_")]
         domains = [h.removeprefix("train_") for h in domain_cols]
     else:
-        candidates = [h for h in mix_header if not _ignored(h)]
-        domain_cols = [h for h in candidates if _numeric_column(mix_rows, h)]
+        candidates = [h for h in header if not _ignored(h)]
+        domain_cols = [h for h in candidates if _numeric_column(rows, h)]
         parsed.ignored_columns["mixtures"] = [h for h in candidates if h not in domain_cols]
         domains = list(domain_cols)
     if not domains:
         raise Invalid("mixtures has no domain columns", field="mixtures")
-    candidates = [h for h in met_header if not _ignored(h)]
-    metric_cols = [h for h in candidates if _numeric_column(met_rows, h)]
+    return domain_cols, domains
+
+
+def _metric_columns(
+    header: list[str], rows: list[dict[str, str]], parsed: ParsedImport
+) -> list[str]:
+    """The metrics file's numeric columns (the others go to ``parsed.ignored_columns``)."""
+    candidates = [h for h in header if not _ignored(h)]
+    metric_cols = [h for h in candidates if _numeric_column(rows, h)]
     parsed.ignored_columns["metrics"] = [h for h in candidates if h not in metric_cols]
     if not metric_cols:
         raise Invalid("metrics has no numeric metric columns", field="metrics")
-    parsed.domains, parsed.metrics = domains, metric_cols
+    return metric_cols
 
+
+def _metrics_by_id(
+    rows: list[dict[str, str]], key: str, metric_cols: list[str]
+) -> dict[str, dict[str, float]]:
     metrics_by_id: dict[str, dict[str, float]] = {}
-    for line, row in enumerate(met_rows, start=2):
-        rid = (row.get(met_key) or "").strip()
+    for line, row in enumerate(rows, start=2):
+        rid = (row.get(key) or "").strip()
         if not rid:
-            raise Invalid(f"metrics line {line}: empty {met_key!r}", field="metrics")
+            raise Invalid(f"metrics line {line}: empty {key!r}", field="metrics")
         if rid in metrics_by_id:
-            raise Invalid(f"metrics line {line}: {met_key} {rid!r} appears twice", field="metrics")
+            raise Invalid(f"metrics line {line}: {key} {rid!r} appears twice", field="metrics")
         values = {c: _number(row.get(c), "metrics", line, c) for c in metric_cols}
         metrics_by_id[rid] = {c: v for c, v in values.items() if v is not None}
+    return metrics_by_id
 
+
+def _mixture(
+    row: dict[str, str], line: int, domain_cols: list[str], domains: list[str]
+) -> dict[str, float]:
+    mixture = {}
+    for col, dom in zip(domain_cols, domains, strict=True):
+        w = _number(row.get(col), "mixtures", line, col)
+        mixture[dom] = 0.0 if w is None else w
+    return mixture
+
+
+def _join_rows(
+    parsed: ParsedImport,
+    rows: list[dict[str, str]],
+    key: str,
+    domain_cols: list[str],
+    metrics_by_id: dict[str, dict[str, float]],
+    on_unmatched: str,
+) -> set[str]:
+    """Add the mixture rows that have metrics to ``parsed.rows``; the ids seen in the file."""
     seen: set[str] = set()
-    for line, row in enumerate(mix_rows, start=2):
-        rid = (row.get(mix_key) or "").strip()
+    for line, row in enumerate(rows, start=2):
+        rid = (row.get(key) or "").strip()
         if not rid:
-            raise Invalid(f"mixtures line {line}: empty {mix_key!r}", field="mixtures")
+            raise Invalid(f"mixtures line {line}: empty {key!r}", field="mixtures")
         if rid in seen:
-            raise Invalid(
-                f"mixtures line {line}: {mix_key} {rid!r} appears twice", field="mixtures"
-            )
+            raise Invalid(f"mixtures line {line}: {key} {rid!r} appears twice", field="mixtures")
         seen.add(rid)
-        mixture = {}
-        for col, dom in zip(domain_cols, domains, strict=True):
-            w = _number(row.get(col), "mixtures", line, col)
-            mixture[dom] = 0.0 if w is None else w
+        mixture = _mixture(row, line, domain_cols, parsed.domains)
         if rid not in metrics_by_id:
             if on_unmatched == "error":
                 raise Invalid(
-                    f"mixtures line {line}: {mix_key} {rid!r} has no row in metrics "
+                    f"mixtures line {line}: {key} {rid!r} has no row in metrics "
                     "(pass on_unmatched=skip to import only the runs in both files)",
                     field="metrics",
                 )
@@ -188,6 +213,27 @@ def parse_pair(
         parsed.rows.append(
             ParsedRow(external_id=rid, name=name, mixture=mixture, metrics=metrics_by_id[rid])
         )
+    return seen
+
+
+def parse_pair(
+    mixtures_csv: str, metrics_csv: str, fmt: str = "auto", *, on_unmatched: str = "skip"
+) -> ParsedImport:
+    """Read a (mixtures, metrics) CSV pair; ``on_unmatched`` is ``skip`` (report the runs
+    present in one file only and leave them out) or ``error`` (a 422 naming them)."""
+    mix_header, mix_rows = _read(mixtures_csv, "mixtures")
+    met_header, met_rows = _read(metrics_csv, "metrics")
+    if fmt == "auto":
+        fmt = detect_format(mix_header)
+    _check_options(fmt, on_unmatched)
+    mix_key, met_key = _key(fmt, mix_header, "mixtures"), _key(fmt, met_header, "metrics")
+    parsed = ParsedImport(format=fmt, domains=[], metrics=[])
+    domain_cols, domains = _domain_columns(fmt, mix_header, mix_rows, parsed)
+    metric_cols = _metric_columns(met_header, met_rows, parsed)
+    parsed.domains, parsed.metrics = domains, metric_cols
+
+    metrics_by_id = _metrics_by_id(met_rows, met_key, metric_cols)
+    seen = _join_rows(parsed, mix_rows, mix_key, domain_cols, metrics_by_id, on_unmatched)
     orphans = [rid for rid in metrics_by_id if rid not in seen]
     if orphans:
         if on_unmatched == "error":
@@ -250,7 +296,8 @@ def export_csv(project: Project, runs: Sequence[Run], layout: str) -> tuple[str,
     if layout not in FORMATS:
         raise Invalid(f"layout must be one of {FORMATS}", field="layout")
     domains = [d.name for d in project.domains]
-    # runs of older domain-set versions keep their mixture: retired domains get columns after the current ones
+    # runs of older domain-set versions keep their mixture: retired domains get columns after the
+    # current ones
     domains += list(dict.fromkeys(k for r in runs for k in r.mixture if k not in set(domains)))
     metric_names: list[str] = []
     for r in runs:

@@ -88,7 +88,8 @@ def used_domains(session: Session, project_id: int) -> set[str]:
 def update_project(
     session: Session, project: Project, data: ProjectUpdate, token: ApiToken | None = None
 ) -> Project:
-    """Apply a PATCH; ``token`` decides which data roots new sources may use (None: no admin-only roots)."""
+    """Apply a PATCH; ``token`` decides which data roots new sources may use (None: no
+    admin-only roots)."""
     fields = data.model_fields_set
     names = [d.name for d in project.domains]
     if "domains" in fields and data.domains is not None:
@@ -99,9 +100,11 @@ def update_project(
             still_used = removed & used_domains(session, project.id)
             if still_used:
                 raise Conflict(
-                    f"domains {sorted(still_used)} have runs with non-zero weight: PATCH cannot remove "
+                    f"domains {sorted(still_used)} have runs with non-zero weight: "
+                    "PATCH cannot remove "
                     f"them; retire them with POST /v1/projects/{project.id}/domain-changes "
-                    f"{json.dumps({'remove': sorted(still_used)})} (a new domain-set version; the runs keep "
+                    f"{json.dumps({'remove': sorted(still_used)})} "
+                    "(a new domain-set version; the runs keep "
                     "theirs and stay readable), or split/merge them there",
                     field="domains",
                 )

@@ -61,8 +61,9 @@ def create_recommendation_job(
         if set(fit.domains) != {d.name for d in project.domains}:
             version = (fit.domain_versions or {}).get("version", 1)
             raise Conflict(
-                f"fit {fit.id} was made on domain-set version {version} ({list(fit.domains)}); the project "
-                f"is at version {project.domain_version} ({[d.name for d in project.domains]}): fit again "
+                f"fit {fit.id} was made on domain-set version {version} ({list(fit.domains)}); "
+                f"the project is at version {project.domain_version} "
+                f"({[d.name for d in project.domains]}): fit again "
                 "(runs of older versions are mapped in), or recommend with estimator",
                 field="fit_id",
             )
@@ -71,7 +72,8 @@ def create_recommendation_job(
         differ = fit_service.scale_mismatch(fit, requested)
         if differ:
             raise Invalid(
-                f"fit {fit.id} answers at {fit.scale} ({', '.join(differ)} differ from target_scale); "
+                f"fit {fit.id} answers at {fit.scale} "
+                f"({', '.join(differ)} differ from target_scale); "
                 "recommend with estimator + target_scale, or from a fit made for that scale",
                 field="target_scale",
             )

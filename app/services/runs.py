@@ -128,8 +128,10 @@ def _retired_weight(project: Project, mixture: dict[str, float], field: str) -> 
     for name in mixture:
         if name in gone:
             raise Invalid(
-                f"domain {name!r} was retired: domain-set version {gone[name]} was the last to have it, "
-                f"the project is at version {project.domain_version}; new runs give weights over the "
+                f"domain {name!r} was retired: "
+                f"domain-set version {gone[name]} was the last to have it, "
+                f"the project is at version {project.domain_version}; "
+                "new runs give weights over the "
                 f"current domains {[d.name for d in project.domains]}",
                 field=f"{field}.{name}",
             )

@@ -107,8 +107,8 @@ def create_suggestion_job(session: Session, project: Project, data: SuggestionCr
             params.update(
                 count=size["count"],
                 fresh_count=size["fresh_count"],
-                count_source=f"default: {size['runs_per_dim']} runs per dimension x {size['dimensions']} "
-                "dimensions explored",
+                count_source=f"default: {size['runs_per_dim']} runs per dimension x "
+                f"{size['dimensions']} dimensions explored",
             )
     elif data.count is None:
         raise Invalid(

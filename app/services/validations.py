@@ -231,12 +231,14 @@ def compare_runs(v: Validation, runs: dict[int, Run]) -> dict[str, Any]:
     notes = []
     if len(v.seeds) == 1:
         notes.append(
-            "one seed: no interval; the seed alone can move a small model's loss more than the mixture"
+            "one seed: no interval; the seed alone can move a small model's loss more than the "
+            "mixture"
         )
     for c in out["comparisons"]:
         if c["interval_low"] is not None and c["interval_low"] <= 0 <= c["interval_high"]:
             notes.append(
-                f"{c['label']} vs {c['reference']}: the {int(c['confidence'] * 100)}% interval of the "
+                f"{c['label']} vs {c['reference']}: "
+                f"the {int(c['confidence'] * 100)}% interval of the "
                 f"difference contains 0 (not distinguishable with {c['seeds']} seeds)"
             )
     return {

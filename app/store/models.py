@@ -462,7 +462,8 @@ class Validation(Base):
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)
     #: pending | running | succeeded | failed | cancelled
     status: Mapped[str] = mapped_column(String(16), default="pending")
-    #: [{"label", "source", "mixture", "baseline": bool, "recommendation_id"?}], resolved at creation
+    #: [{"label", "source", "mixture", "baseline": bool, "recommendation_id"?}], resolved at
+    #: creation
     mixtures: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     seeds: Mapped[list[int]] = mapped_column(JSON)
     preset: Mapped[str] = mapped_column(String(32))

@@ -146,7 +146,8 @@ def test_compose_services_come_up_healthy_as_an_unprivileged_user(engine, tmp_pa
             n: logs[n].read_text()[-2000:] for n in commands if n not in healthy
         }
         print("healthy after (s):", {k: round(v, 1) for k, v in healthy.items()})
-        # the start-up line says which estimators the worker has (a missing LightGBM is never silent)
+        # the start-up line says which estimators the worker has (a missing LightGBM is never
+        # silent)
         assert re.search(
             r"estimators: .*regmix_lgbm.*regmix_lgbm trees: LightGBM", logs["worker"].read_text()
         )

@@ -406,7 +406,8 @@ def test_reuse_design_without_count_proposes_fewer_runs_than_a_fresh_swarm(
     job = wait_job(client, admin, r.json()["job"]["id"])
     assert job["state"] == "succeeded", job["error"]
     res = job["result"]
-    # 4 runs per dimension: papers + the frozen virtual domain = 2 dimensions, against 4 domains fresh
+    # 4 runs per dimension: papers + the frozen virtual domain = 2 dimensions, against 4 domains
+    # fresh
     assert (res["count"], res["fresh_count"], res["saved"]) == (8, 16, 8)
     assert res["count_source"] == "default: 4 runs per dimension x 2 dimensions explored"
     assert len(res["run_ids"]) == 8
@@ -437,7 +438,8 @@ def test_domain_version_migration_downgrades_and_upgrades(engine, db):
         for pos, (name, tokens) in enumerate([("web", 10), ("code", None)]):
             conn.execute(
                 text(
-                    "INSERT INTO domain (project_id, position, name, token_count, token_count_measured) "
+                    "INSERT INTO domain "
+                    "(project_id, position, name, token_count, token_count_measured) "
                     "VALUES (41, :p, :n, :t, false)"
                 ),
                 {"p": pos, "n": name, "t": tokens},
@@ -445,7 +447,8 @@ def test_domain_version_migration_downgrades_and_upgrades(engine, db):
         conn.execute(
             text(
                 "INSERT INTO run (project_id, mixture, metrics, tags, status, origin, details, "
-                "created_at, updated_at) VALUES (41, '{\"web\": 1.0}', '{}', '[]', 'planned', 'reported', "
+                "created_at, updated_at) "
+                "VALUES (41, '{\"web\": 1.0}', '{}', '[]', 'planned', 'reported', "
                 "'{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
             )
         )

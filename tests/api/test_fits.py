@@ -85,8 +85,8 @@ def test_fit_auto_recommend_predict(client, admin, worker):
     ).json()
     assert len(pred["objective"]) == 2 and pred["targets"] == [PILE_CC]
     assert pred["objective"][1] == pytest.approx(rec["predicted"], rel=1e-6)
-    # the recommendation is predicted better than uniform (uniform is feasible here? not with the bounds;
-    # compare with the best run instead)
+    # the recommendation is predicted better than uniform (uniform is feasible here? not with the
+    # bounds; compare with the best run instead)
     best = min(
         x["metrics"][PILE_CC]
         for x in client.get(

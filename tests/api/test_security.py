@@ -240,7 +240,8 @@ def test_cookie_posts_from_another_origin_or_port_are_refused(client, admin, adm
     p = make_project(client, admin, name="victim", domains=("web", "code"))
     url = f"/v1/projects/{p['id']}/runs/import"
     csrf = _login(client, admin_token)
-    # a page on another port of the same host: same-site (the SameSite=Strict cookie travels), not same-origin
+    # a page on another port of the same host: same-site (the SameSite=Strict cookie travels), not
+    # same-origin
     for headers in (
         {"Origin": "http://testserver:8001"},
         {"Origin": "http://evil.example"},
@@ -305,7 +306,7 @@ def test_the_csrf_token_is_bound_to_the_session(client, admin, admin_token):
     assert r.status_code == 403
 
 
-# -- brute force ------------------------------------------------------------------------------------
+# -- brute force ------------------------------------------------------------------------------
 def test_login_brute_force_gets_429_with_retry_after(client, admin_token):
     from app.core.config import get_settings
 
@@ -354,7 +355,7 @@ def test_valid_requests_are_never_counted(client, admin):
         assert client.get("/v1/projects", headers=admin).status_code == 200
 
 
-# -- secrets ------------------------------------------------------------------------------------------
+# -- secrets ----------------------------------------------------------------------------------
 def test_production_refuses_a_short_admin_token():
     from pydantic import ValidationError
 
@@ -369,7 +370,7 @@ def test_production_refuses_a_short_admin_token():
     assert Settings(env="development", admin_token="a").admin_token == "a"
 
 
-# -- strict JSON ------------------------------------------------------------------------------------
+# -- strict JSON ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "raw, field",
     [
@@ -378,7 +379,8 @@ def test_production_refuses_a_short_admin_token():
             "details.note",
         ),
         (
-            '{"mixture": {"web": 1}, "metrics": {"loss": 1}, "details": {"a": {"b": [1, -Infinity]}}}',
+            '{"mixture": {"web": 1}, "metrics": {"loss": 1}, '
+            '"details": {"a": {"b": [1, -Infinity]}}}',
             "details.a.b[1]",
         ),
         (

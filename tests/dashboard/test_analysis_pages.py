@@ -207,7 +207,8 @@ def test_pareto_front_of_a_two_metric_fit(client, admin, admin_token, session):
     assert f"predicted by fit #{fit.id}" in html  # the newest fit of two or more metrics
     pts = np.array([[q["x"], q["y"]] for q in data["points"]])
     front = np.array([[q["x"], q["y"]] for q in data["front"]])
-    # every front point is a candidate no candidate dominates; the best candidate on each metric is on it
+    # every front point is a candidate no candidate dominates; the best candidate on each metric is
+    # on it
     for f in front:
         assert not np.any((pts <= f).all(axis=1) & (pts < f).any(axis=1))
     assert front[:, 0].min() == pytest.approx(pts[:, 0].min()) and front[
@@ -223,7 +224,8 @@ def test_pareto_front_of_a_two_metric_fit(client, admin, admin_token, session):
     assert ref["x"] == pytest.approx(2 + natural @ COEF["web"]) and ref["y"] == pytest.approx(
         2 + natural @ COEF["code"]
     )
-    # candidates respect the epoch cap: code <= 20k x 4 / 1M = 0.08, so code's loss >= 2 + (-0.9 x 0.08) ...
+    # candidates respect the epoch cap: code <= 20k x 4 / 1M = 0.08, so code's loss
+    # >= 2 + (-0.9 x 0.08) ...
     assert pts[:, 1].min() >= 2 + 0.08 * COEF["code"][2] + 0.92 * COEF["code"][1] - 1e-6
     assert f"{len(front)}</strong> on the front" in html
     # a one-metric fit, an unknown metric, a foreign fit: clear errors

@@ -38,7 +38,8 @@ def _head(path, n: int) -> bytes:
 def teams(server, worker):
     """One project: the first 96 RegMix 1M runs with Pile token counts and groups, a 25B-token
     target at 4 epochs, a two-metric objective, a RegMix LightGBM fit (3 folds), a recommendation
-    against natural and one with pile_cc at least 0.3 (5,000 samples instead of the paper's 100,000), curves on three runs; a write token for it."""
+    against natural and one with pile_cc at least 0.3 (5,000 samples instead of the paper's
+    100,000), curves on three runs; a write token for it."""
     import httpx
 
     from app.services import tokens

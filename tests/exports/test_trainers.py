@@ -414,7 +414,8 @@ def test_levanter_mixture_matches_lm_mixture_dataset_config():
     stages = yaml.safe_load(E.render("levanter", staged).files["levanter_data.yaml"])["data"][
         "train_weights"
     ]
-    # [(step, weights)]: the first stage starts at step 0, steps increase, every stage names every source
+    # [(step, weights)]: the first stage starts at step 0, steps increase, every stage names every
+    # source
     assert [s[0] for s in stages] == [0, 100, 300]
     assert all(set(w) == set(HOSTILE) and math.isclose(sum(w.values()), 1.0) for _, w in stages)
     assert stages[2][1][HOSTILE[3]] == 0.5

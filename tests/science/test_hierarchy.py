@@ -143,7 +143,8 @@ def test_hierarchical_draws_group_first():
     np.testing.assert_allclose(H.sum(axis=1), 1.0)
     web = H[:, :3].sum(axis=1)
     news = H[:, :2].sum(axis=1)
-    # the group's share follows the prior's group mass (0.5), its inside shares the within-group prior
+    # the group's share follows the prior's group mass (0.5), its inside shares the within-group
+    # prior
     assert web.mean() == pytest.approx(0.5, abs=0.03)
     assert (news / web).mean() == pytest.approx(0.8, abs=0.03)
 

@@ -55,7 +55,8 @@ def test_old_runs_mapped_where_valid():
 
 
 def test_map_mixtures_split_merge_and_removal_by_hand():
-    """old: a, b, c, d; new: a1, a2 (a split 1:3 by tokens), bc (b + c merged, tokens 2:2), d removed."""
+    """old: a, b, c, d; new: a1, a2 (a split 1:3 by tokens), bc (b + c merged, tokens 2:2),
+    d removed."""
     from mixopt.mixing.reuse import map_mixtures
 
     X = np.array(

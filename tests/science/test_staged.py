@@ -104,7 +104,8 @@ def test_joint_budget_beats_greedy_when_a_later_phase_needs_the_scarce_domain():
     3 - 2 web, main 900 tokens, anneal 100, and only 100 tokens of web (one epoch). Greedy lets
     main take all of web (w = 1/9); the joint optimum gives it to the annealing phase, where a
     token of web is worth more: main = code only (2.8), anneal = web only (1.0), staged
-    objective 0.9 x 2.8 + 0.1 x 1.0 = 2.62 against greedy's 0.9 x (3 - 0.5/9 - 0.2 x 8/9) + 0.1 x 3."""
+    objective 0.9 x 2.8 + 0.1 x 1.0 = 2.62 against greedy's
+    0.9 x (3 - 0.5/9 - 0.2 x 8/9) + 0.1 x 3."""
     rng = np.random.default_rng(1)
     X = rng.dirichlet(np.ones(3), size=40)
     Y = np.stack([3 - 0.5 * X[:, 0] - 0.2 * X[:, 1], 3 - 2 * X[:, 0]], axis=1)

@@ -17,7 +17,8 @@ def test_peak_table_picks_the_most_specific_device():
 
 
 def test_mfu_by_hand():
-    # 10M parameters, 6 layers of width 512, context 1024: 6e7 + 12*6*512*1024 = 97,748,992 FLOPs/token
+    # 10M parameters, 6 layers of width 512, context 1024:
+    # 6e7 + 12*6*512*1024 = 97,748,992 FLOPs/token
     fpt = model_flops_per_token(10_000_000, 6, 512, 1024)
     assert fpt == 60_000_000 + 37_748_736
     # 1M tokens/s on a 989 TFLOP/s device

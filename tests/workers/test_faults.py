@@ -285,7 +285,8 @@ def test_readyz_is_503_while_the_worker_is_down_and_200_once_it_is_back(client, 
         assert down.status_code == 503 and "worker" in down.json()["detail"], down.text
         assert down.json()["database"] == "ok" and down.json()["broker"] == "ok"
         print(
-            f"/readyz 503 {time.monotonic() - t0:.1f} s after the worker died: {down.json()['detail']}"
+            f"/readyz 503 {time.monotonic() - t0:.1f} s after the worker died: "
+            f"{down.json()['detail']}"
         )
         w = _worker("ready-again")
         t1 = time.monotonic()
@@ -592,7 +593,8 @@ def test_serve_supervises_its_worker_and_leaves_nothing_behind_when_killed(tmp_p
         serve.terminate()
         serve.wait(timeout=60)
     print(
-        f"fit of a SIGKILLed serve: terminal {time.monotonic() - t_kill:.1f} s after the kill; {job}"
+        f"fit of a SIGKILLed serve: terminal {time.monotonic() - t_kill:.1f} s after the kill; "
+        f"{job}"
     )
     print(
         "".join(
@@ -719,7 +721,8 @@ def test_postgresql_restarted_mid_fit(tmp_path):
                 time.sleep(0.5)
             fits = c.get(f"/v1/projects/{p['id']}/fits").json()
         print(
-            f"fit across a PostgreSQL restart: {job['state']} {time.monotonic() - t0:.1f} s after the restart, "
+            f"fit across a PostgreSQL restart: {job['state']} "
+            f"{time.monotonic() - t0:.1f} s after the restart, "
             f"attempts {job['attempts']}"
         )
     finally:
