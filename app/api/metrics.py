@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core import logs
+from app.services.metrics import job_metrics
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter(
@@ -97,7 +98,6 @@ class JobCollector(Collector):
     """Job counts, queue depth and durations, read from the database at scrape time."""
 
     def collect(self) -> Iterable:
-        from app.services.metrics import job_metrics
 
         jobs = GaugeMetricFamily("mixopt_jobs", "jobs by kind and state", labels=["kind", "state"])
         depth = GaugeMetricFamily(

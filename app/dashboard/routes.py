@@ -24,14 +24,18 @@ from app.api import csrf, ratelimit
 from app.api.deps import CurrentToken, IdPath, SessionDep
 from app.api.responses import bundle_response
 from app.dashboard import views
+from app.schemas.fits import FitCreate
+from app.schemas.recommendations import RecommendationCreate
 from app.services import dashboard as dash_service
 from app.services import exports
 from app.services import fits as fit_service
 from app.services import jobs as job_service
+from app.services import online as online_service
 from app.services import projects as project_service
 from app.services import recommendations as rec_service
 from app.services import runs as run_service
 from app.services import tokens as token_service
+from app.services import validations as validation_service
 from app.services.dispatch import enqueue_job
 from app.services.errors import Invalid, NotFound, ServiceError
 from app.store.models import ApiToken, Fit
@@ -520,11 +524,7 @@ def online_page(
 ) -> Response:
     def build(token: ApiToken) -> Response:
         ctx = _project_context(session, token, project_id, "online")
-        try:
-            from app.services import online as online_service
-        except ImportError:  # the online sessions service is optional
-            online_service = None
-        rows = online_service.list_sessions(session, ctx["project"]) if online_service else []
+        rows = online_service.list_sessions(session, ctx["project"])
         selected = None
         if session_id is not None:
             wanted = _id(session_id, "online session")
@@ -561,7 +561,6 @@ def validations_page(
     project_id: str,
     validation_id: Annotated[str | None, Query(alias="validation")] = None,
 ) -> Response:
-    from app.services import validations as validation_service
 
     def build(token: ApiToken) -> Response:
         ctx = _project_context(session, token, project_id, "validations")
@@ -656,7 +655,6 @@ def compare_page(
     rec: Annotated[list[str], Query()] = [],  # noqa: B006 (FastAPI copies it)
 ) -> Response:
     """2-4 recommendations side by side (checked on the proposed-mixtures page)."""
-    from app.services import validations as validation_service
 
     def build(token: ApiToken) -> Response:
         ctx = _project_context(session, token, project_id, "mixtures")
@@ -820,8 +818,6 @@ def start_fit(
     progress."""
     from pydantic import ValidationError
 
-    from app.schemas.fits import FitCreate
-
     def build(token: ApiToken) -> Response:
         project = project_service.get_project(
             session, token, _id(project_id, "project"), write=True
@@ -859,8 +855,6 @@ def start_recommendation(
     as ``POST /v1/.../recommendations``), optionally against a baseline (``natural``) or an
     earlier recommendation (``rec:ID``) to beat."""
     from pydantic import ValidationError
-
-    from app.schemas.recommendations import RecommendationCreate
 
     def build(token: ApiToken) -> Response:
         project = project_service.get_project(

@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 from app.services import dashboard as dash_service
 from app.services import fits as fit_service
 from app.services import recommendations as rec_service
+from app.services import runs as run_service
 from app.services.constraints import science_constraints
-from app.services.errors import ServiceError
+from app.services.domain_rules import declared_groups
+from app.services.errors import Invalid, ServiceError
 from app.store.models import Fit, Project, Recommendation
 from mixopt.mixing import hierarchy, pareto
 from mixopt.mixing.constraints import Constraints, InfeasibleConstraintsError
@@ -384,7 +386,6 @@ PARETO_CANDIDATES = 2000
 
 def _group_of(project: Project) -> dict[str, str]:
     """The domains' declared group paths."""
-    from app.services.domain_rules import declared_groups
 
     return declared_groups(project.domains)
 
@@ -547,8 +548,6 @@ def pareto_view(
     ``fit``; the non-dominated ones (:func:`mixopt.mixing.pareto.non_dominated`) on the two
     plotted metrics and on all of them; the reference (natural, or ``reference_rec``'s
     reference) and the recommendations as marked points."""
-    from app.services.domain_rules import declared_groups
-    from app.services.errors import Invalid
 
     targets = list(fit.target)
     if len(targets) < 2:
@@ -669,8 +668,6 @@ def curves_overlay(
 ) -> dict[str, Any]:
     """Curves (:class:`~app.store.models.CurvePoint`) of several runs for one metric, x in steps
     or tokens; the metrics the runs' curves report; runs without points are named."""
-    from app.services import runs as run_service
-    from app.services.errors import Invalid
 
     if x not in ("steps", "tokens"):
         raise Invalid(f"x must be 'steps' or 'tokens', not {x!r}", field="x")

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.services import online
 from app.store.models import Fit, Project, Recommendation, Run
 
 #: the runs table and the swarm-coverage chart load at most this many runs (newest first)
@@ -41,11 +42,7 @@ def project_counts(session: Session, project_ids: list[int]) -> dict[int, dict[s
 
 
 def active_online_sessions(session: Session, project_ids: list[int]) -> dict[int, int]:
-    """Active online sessions per project; empty when the online service is not installed."""
-    try:
-        from app.services import online
-    except ImportError:  # the online sessions service is optional for the dashboard
-        return {}
+    """Active online sessions per project."""
     return online.count_active(session, project_ids)
 
 

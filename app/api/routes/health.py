@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import SessionDep, SettingsDep
 from app.services import health
+from app.services.dispatch import broker_ok
 
 router = APIRouter(tags=["health"])
 
@@ -21,7 +22,6 @@ def healthz() -> dict[str, str]:
 def readyz(session: SessionDep, settings: SettingsDep) -> JSONResponse:
     """Readiness: the database answers, the broker answers and at least one worker is alive;
     503 naming what is down otherwise."""
-    from app.services.dispatch import broker_ok
 
     body: dict = {}
     down: dict[str, str] = {}
