@@ -10,8 +10,7 @@ availability cap olmix uses).
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -117,81 +116,3 @@ def unimax_mixture(token_counts: Any, target_tokens: float, max_epochs: float) -
         alloc[j] = min(share, caps[j])
         budget -= alloc[j]
     return alloc / alloc.sum()
-
-
-# -- recommenders: a small registry with the estimator conventions (hyper-parameters only in
-#    __init__, work in recommend) so the service can list and call them by name --------------
-RECOMMENDERS: dict[str, type[BaselineRecommender]] = {}
-
-
-def register_recommender(name: str):
-    def deco(cls):
-        cls.name = name
-        RECOMMENDERS[name] = cls
-        return cls
-
-    return deco
-
-
-def get_recommender(name: str, **params: Any) -> BaselineRecommender:
-    if name not in RECOMMENDERS:
-        raise KeyError(f"unknown baseline {name!r}; known: {sorted(RECOMMENDERS)}")
-    return RECOMMENDERS[name](**params)
-
-
-class BaselineRecommender:
-    """A mixture that needs no runs: ``recommend(token_counts, target_tokens=None)``."""
-
-    name: ClassVar[str] = "base"
-
-    def get_params(self) -> dict[str, Any]:
-        sig = inspect.signature(type(self).__init__)
-        return {k: getattr(self, k) for k in sig.parameters if k != "self"}
-
-    def recommend(self, token_counts: Any, target_tokens: float | None = None) -> np.ndarray:
-        raise NotImplementedError
-
-
-@register_recommender("natural")
-class Natural(BaselineRecommender):
-    """Token-proportional mixture (:func:`natural_mixture`)."""
-
-    def recommend(self, token_counts, target_tokens=None):
-        return natural_mixture(token_counts)
-
-
-@register_recommender("uniform")
-class Uniform(BaselineRecommender):
-    """Stratified mixture (:func:`uniform_mixture`)."""
-
-    def recommend(self, token_counts, target_tokens=None):
-        return uniform_mixture(len(np.ravel(token_counts)))
-
-
-@register_recommender("temperature")
-class Temperature(BaselineRecommender):
-    """Temperature sampling with optional epoch caps (:func:`temperature_mixture`)."""
-
-    def __init__(self, temperature: float = 2.0, max_epochs: float | None = None) -> None:
-        self.temperature = temperature
-        self.max_epochs = max_epochs
-
-    def recommend(self, token_counts, target_tokens=None):
-        if self.max_epochs is not None and target_tokens is not None:
-            return temperature_mixture(
-                token_counts, self.temperature, target_tokens, self.max_epochs
-            )
-        return temperature_mixture(token_counts, self.temperature)
-
-
-@register_recommender("unimax")
-class UniMax(BaselineRecommender):
-    """UniMax (:func:`unimax_mixture`); needs ``target_tokens``."""
-
-    def __init__(self, max_epochs: float = 4.0) -> None:
-        self.max_epochs = max_epochs
-
-    def recommend(self, token_counts, target_tokens=None):
-        if target_tokens is None:
-            raise ValueError("unimax needs target_tokens")
-        return unimax_mixture(token_counts, target_tokens, self.max_epochs)

@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 
 from mixopt.mixing.baselines import (
-    RECOMMENDERS,
     epoch_caps,
-    get_recommender,
     natural_mixture,
     temperature_mixture,
     uniform_mixture,
@@ -53,13 +51,3 @@ def test_unimax_uniform_budget_with_caps():
     assert np.all(w * 1e9 <= 4 * COUNTS + 1e-6)
     with pytest.raises(ValueError, match="target_tokens"):
         unimax_mixture([1.0, 1.0], target_tokens=100.0, max_epochs=2)
-
-
-def test_recommender_registry():
-    assert set(RECOMMENDERS) >= {"natural", "uniform", "temperature", "unimax"}
-    w = get_recommender("unimax", max_epochs=4).recommend(COUNTS, target_tokens=1e9)
-    assert w.sum() == pytest.approx(1.0)
-    assert get_recommender("temperature", temperature=2.0).get_params() == {
-        "temperature": 2.0,
-        "max_epochs": None,
-    }

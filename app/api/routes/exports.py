@@ -17,8 +17,9 @@ from app.services import exports
 
 router = APIRouter(prefix="/v1/projects/{project_id}", tags=["exports"], route_class=ProjectRoute)
 
+#: the formats of the writers' registry (``mixopt.exports.WRITERS``), in its order
 Format = Annotated[
-    Literal["json", "olmo-core", "megatron", "hf", "levanter", "regmix", "olmix"],
+    Literal[exports.FORMATS],  # type: ignore[valid-type]
     Query(description="the trainer or tool to write for"),
 ]
 Part = Annotated[str | None, Query(max_length=200, description="one file of a multi-file export")]
