@@ -38,10 +38,13 @@ def check_domains(domains: list[DomainSpec], token: ApiToken | None = None) -> N
         seen.add(d.name)
         if d.source is not None:
             sources.check_source(
-                d.source.model_dump(),
-                field=f"domains[{i}].source",
-                admin=token is not None and token_service.is_admin(token),
+                d.source.model_dump(), field=f"domains[{i}].source", admin=is_admin(token)
             )
+
+
+def is_admin(token: ApiToken | None) -> bool:
+    """Whether ``token`` registers sources as an admin (None: no token, not an admin)."""
+    return token is not None and token_service.is_admin(token)
 
 
 def declared_groups(domains: Iterable[Any]) -> dict[str, str]:
@@ -53,13 +56,15 @@ def declared_groups(domains: Iterable[Any]) -> dict[str, str]:
     }
 
 
-def domain_row(position: int, spec: DomainSpec) -> Domain:
-    """A new domain row from its spec."""
+def domain_row(position: int, spec: DomainSpec, admin: bool = False) -> Domain:
+    """A new domain row from its spec; ``admin``: an admin token registers its source (ingestion
+    then reads it with the admin-only roots too)."""
     return Domain(
         position=position,
         name=spec.name,
         token_count=spec.token_count,
         source=spec.source.model_dump() if spec.source else None,
+        source_admin=admin and spec.source is not None,
         trainer_paths=spec.trainer_paths,
         documents=spec.documents,
         group_path=spec.group,

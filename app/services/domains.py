@@ -184,11 +184,13 @@ class _ChangeCheck:
                 )
 
 
-def _split_rows(d: Domain, parts: list[str | DomainSpec]) -> list[Domain]:
+def _split_rows(d: Domain, parts: list[str | DomainSpec], admin: bool) -> list[Domain]:
     """The new domains of a split; a part given by name keeps the old domain's group."""
     return [
         domain_row(
-            0, part if isinstance(part, DomainSpec) else DomainSpec(name=part, group=d.group_path)
+            0,
+            part if isinstance(part, DomainSpec) else DomainSpec(name=part, group=d.group_path),
+            admin,
         )
         for part in parts
     ]
@@ -213,9 +215,12 @@ def _merged_row(target: str, merged: list[str], by_name: dict[str, Domain]) -> D
     )
 
 
-def _new_rows(project: Project, data: DomainChanges, by_name: dict[str, Domain]) -> list[Domain]:
+def _new_rows(
+    project: Project, data: DomainChanges, by_name: dict[str, Domain], admin: bool
+) -> list[Domain]:
     """The domains of the new version, in order: a split's parts and a merge's target take the
-    place of the old domain (of the first merged one), added domains come last."""
+    place of the old domain (of the first merged one), added domains come last; ``admin``: an
+    admin token registers the new sources."""
     removed = set(data.remove)
     first_part = {parts[0]: target for target, parts in data.merge.items()}
     merged_parts = {p for parts in data.merge.values() for p in parts}
@@ -224,13 +229,13 @@ def _new_rows(project: Project, data: DomainChanges, by_name: dict[str, Domain])
         if d.name in removed or (d.name in merged_parts and d.name not in first_part):
             continue
         if d.name in data.split:
-            rows += _split_rows(d, data.split[d.name])
+            rows += _split_rows(d, data.split[d.name], admin)
         elif d.name in first_part:
             target = first_part[d.name]
             rows.append(_merged_row(target, data.merge[target], by_name))
         else:
             rows.append(d)
-    rows += [domain_row(0, spec) for spec in data.add]
+    rows += [domain_row(0, spec, admin) for spec in data.add]
     return rows
 
 
@@ -256,7 +261,7 @@ def apply_changes(session: Session, project: Project, data: DomainChanges, token
     check.merges(data.merge)
     check.additions(data.add)
 
-    rows = _new_rows(project, data, check.by_name)
+    rows = _new_rows(project, data, check.by_name, admin)
     if not rows:
         raise Invalid(
             "these changes would remove every domain; a project keeps at least one", field="remove"

@@ -12,7 +12,13 @@ from app.schemas.projects import ConstraintsSpec, ProjectCreate, ProjectUpdate
 from app.services import domains as domain_service
 from app.services import tokens as token_service
 from app.services.constraints import check_constraints
-from app.services.domain_rules import check_domain_count, check_domains, declared_groups, domain_row
+from app.services.domain_rules import (
+    check_domain_count,
+    check_domains,
+    declared_groups,
+    domain_row,
+    is_admin,
+)
 from app.services.errors import Conflict, NotFound
 from app.services.objectives import check_weights
 from app.store.models import ApiToken, Domain, Project, Run, TokenProject
@@ -67,7 +73,8 @@ def create_project(session: Session, token: ApiToken, data: ProjectCreate) -> Pr
         objective=data.objective or None,
         constraints=data.constraints.model_dump(),
     )
-    project.domains = [domain_row(i, d) for i, d in enumerate(data.domains)]
+    admin = is_admin(token)
+    project.domains = [domain_row(i, d, admin) for i, d in enumerate(data.domains)]
     project.domain_version = 1
     session.add(project)
     session.flush()
@@ -94,6 +101,7 @@ def update_project(
     names = [d.name for d in project.domains]
     if "domains" in fields and data.domains is not None:
         check_domains(data.domains, token)
+        admin = is_admin(token)
         new_names = [d.name for d in data.domains]
         removed = set(names) - set(new_names)
         if removed:
@@ -121,6 +129,8 @@ def update_project(
                 row.token_count = spec.token_count
                 row.token_count_measured = False
             row.source = spec.source.model_dump() if spec.source else None
+            # the roots ingestion reads the source with: the token that (re-)registered it
+            row.source_admin = admin and spec.source is not None
             paths = spec.trainer_paths
             row.trainer_paths = None if paths is None else {str(k): v for k, v in paths.items()}
             row.documents, row.group_path = spec.documents, spec.group

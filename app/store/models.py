@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -100,6 +101,9 @@ class Domain(Base):
     token_count_measured: Mapped[bool] = mapped_column(Boolean, default=False)
     #: {"path": ..., "format": "txt|jsonl|parquet|auto", "text_field": "text"}
     source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: whether an admin token registered ``source``: ingestion then reads it with the admin-only
+    #: roots (``MIXOPT_ADMIN_DATA_ROOTS``) too; else only with ``MIXOPT_DATA_ROOTS``
+    source_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: measured at ingestion: {"train_tokens", "val_tokens", "bytes", "entropy": {variant: nats}}
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: tokenised files each trainer reads, keyed by export format: {"olmo-core": ["...npy"], ...}

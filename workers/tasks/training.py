@@ -33,7 +33,10 @@ from workers.tasks import common
 def _load_domains(project_id: int) -> list[dict[str, Any]]:
     with session_scope() as s:
         project = s.get(Project, project_id)
-        return [{"name": d.name, "source": d.source} for d in project.domains]
+        return [
+            {"name": d.name, "source": d.source, "admin": bool(d.source_admin)}
+            for d in project.domains
+        ]
 
 
 def ingest_project(project_id: int, run: common.JobRun | None = None) -> dict[str, Any]:
@@ -49,9 +52,13 @@ def ingest_project(project_id: int, run: common.JobRun | None = None) -> dict[st
         if not d["source"]:
             continue
         src = d["source"]
-        # defence in depth: the API checked the paths; check again (roots may have changed, a
-        # row may predate the roots) and let ingestion read only files that resolve inside them
-        sources.check_source(src, field=f"domains[{i}].source", admin=True)
+        # defence in depth: the API checked the paths; check again with the roots of the token
+        # that registered the source (roots may have changed, a row may predate them, a file or
+        # directory may since have become a symlink) and let ingestion read only files that
+        # resolve inside them
+        sources.check_source_files(
+            src, field=f"domains[{i}].source", admin=d["admin"], settings=settings
+        )
         tok = load_tokenizer(src.get("tokenizer"), max_bytes=settings.max_tokenizer_bytes)
         data = ingest_domain(
             d["name"],
@@ -59,7 +66,7 @@ def ingest_project(project_id: int, run: common.JobRun | None = None) -> dict[st
             settings.home / "shards",
             tok,
             text_field=src.get("text_field", "text"),
-            roots=sources.allowed_roots(settings),
+            roots=sources.allowed_roots(settings, admin=d["admin"]),
         )
         out[d["name"]] = data
         if run is not None:
