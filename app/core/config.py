@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     max_tokenizer_bytes: int = Field(default=64 * 2**20, ge=1)
     #: largest request body, bytes (checked before parsing; 413 above)
     max_body_bytes: int = Field(default=64 * 2**20, ge=1024)
+    #: most columns of one CSV file of an import, checked on the header before any row is read
+    max_csv_columns: int = Field(default=2000, ge=2)
+    #: largest field of an imported CSV file, UTF-8 bytes; at most 128 KiB, the csv module's
+    #: process-wide field_size_limit, which mixopt never changes
+    max_csv_field_bytes: int = Field(default=64 * 2**10, ge=64, le=2**17)
     #: most domains a project may have (API and CSV/JSON import)
     max_domains: int = Field(default=1000, ge=1)
     #: largest serialised ``details`` of a run or ``params`` of a fit/recommendation/session, bytes

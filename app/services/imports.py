@@ -12,6 +12,15 @@ Column types are decided over the whole file (a column is numeric when every non
 of it parses as a number). Runs present in only one of the two files are reported
 (``unmatched``) and skipped, as olmix's loader keeps the runs present in both, or refused with
 ``on_unmatched=error``.
+
+The files are read as spreadsheets write them (``_read``): UTF-8 with or without a BOM, LF,
+CRLF or CR line ends (a CR alone ends a line, as in a file opened with ``newline=''``), comma,
+semicolon or tab delimiters sniffed on the header line, strict quoting, rows of the header's
+width. Limits come from settings and are checked as the file is read, the number of columns
+on the header before any row (``MIXOPT_MAX_CSV_COLUMNS``), the size of every field
+(``MIXOPT_MAX_CSV_FIELD_BYTES``, within the csv module's own process-wide limit, which is never
+changed here); every defect is an ``Invalid`` (422) naming the file, the line and the column
+where it is known. Everything is linear in the size of the files.
 """
 
 from __future__ import annotations
@@ -21,18 +30,26 @@ import io
 import math
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.core.config import get_settings
 from app.services.errors import Invalid
 from app.store.models import CurvePoint, Project, Run
 
 FORMATS = ("regmix", "olmix")
 _IGNORED = {"name", "index", "run", "run_id", ""}
 _UNNAMED = re.compile(r"^unnamed: \d+$")
+#: delimiters a file may use, in the order that wins a tie
+_DELIMITERS = (",", "\t", ";")
+_DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon"}
+_QUOTED = re.compile(r'"[^"]*"')
+_LINE_END = re.compile(r"\r\n?|\n")
+_FIELD_SETTING = "MIXOPT_MAX_CSV_FIELD_BYTES"
+_COLUMNS_SETTING = "MIXOPT_MAX_CSV_COLUMNS"
 
 
 def _ignored(column: str) -> bool:
@@ -62,19 +79,194 @@ class ParsedImport:
     )
 
 
-def _read(text: str, label: str) -> tuple[list[str], list[dict[str, str]]]:
-    text = text.lstrip("\ufeff")
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames:
+@dataclass
+class _Table:
+    """One CSV file: its header, its rows (each as long as the header) and the line each row
+    starts on (lines counted as universal newlines count them)."""
+
+    label: str
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.position = {h: i for i, h in enumerate(self.header)}
+
+
+def decode_csv(data: bytes, label: str) -> str:
+    """The text of an uploaded CSV file: UTF-8, a byte-order mark dropped; anything else is a 422
+    naming the file, the line and the byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        before = data[: e.start]
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
+        column = e.start - max(before.rfind(b"\n"), before.rfind(b"\r"))
+        raise Invalid(
+            f"{label} is not UTF-8 text: line {line}, byte {column} of the line "
+            f"(0x{data[e.start]:02x}); save the file as UTF-8 CSV",
+            field=label,
+        ) from None
+
+
+def _sniff(text: str) -> str:
+    """The delimiter of the header line: the most frequent of comma, tab and semicolon outside
+    quotes (comma on a tie or a single column). Linear in the line's length, unlike
+    ``csv.Sniffer``, whose quote regex is quadratic on a hostile header."""
+    text = text.lstrip("\r\n")
+    end = _LINE_END.search(text)
+    first = _QUOTED.sub("", text[: end.start()] if end else text)
+    counts = [first.count(d) for d in _DELIMITERS]
+    return _DELIMITERS[counts.index(max(counts))]
+
+
+def _field_too_large(label: str, line: int, column: str, size: int, limit: int) -> Invalid:
+    return Invalid(
+        f"{label} line {line}, column {column}: a field of {size} bytes; at most {limit} "
+        f"({_FIELD_SETTING})",
+        field=label,
+    )
+
+
+def _column_name(header: list[str] | None, i: int) -> str:
+    if header is not None and i < len(header) and header[i]:
+        return f"{i + 1} ({header[i]!r})"
+    return str(i + 1)
+
+
+def _check_fields(
+    row: list[str], label: str, line: int, header: list[str] | None, limit: int
+) -> None:
+    """Every field of the row within ``limit`` UTF-8 bytes (a character is at most 4 bytes, so
+    only fields longer than ``limit // 4`` characters are encoded)."""
+    if max(map(len, row), default=0) <= limit // 4:
+        return
+    for i, value in enumerate(row):
+        if len(value) > limit // 4 and (size := len(value.encode())) > limit:
+            raise _field_too_large(label, line, _column_name(header, i), size, limit)
+
+
+def _locate_long_field(text: str, delimiter: str, line: int, limit: int) -> tuple[int, int]:
+    """(column, UTF-8 bytes) of the first field longer than ``limit`` characters in the row
+    that starts on ``line`` (quotes included): the csv module stops at its own limit without
+    saying where."""
+    pos = 0
+    for _ in range(line - 1):
+        m = _LINE_END.search(text, pos)
+        if m is None:
+            break
+        pos = m.end()
+    d = re.escape(delimiter)
+    field_re = re.compile(rf'"[^"]*(?:""[^"]*)*"?[^{d}\r\n]*|[^{d}\r\n]*')
+    column = 1
+    while True:
+        m = field_re.match(text, pos)
+        assert m is not None  # the pattern matches the empty string
+        if m.end() - m.start() > limit or m.end() >= len(text) or text[m.end()] != delimiter:
+            return column, len(m.group().encode())
+        pos, column = m.end() + 1, column + 1
+
+
+def _csv_error(
+    error: csv.Error, text: str, label: str, delimiter: str, line: int, header: list[str] | None
+) -> Invalid:
+    message = str(error)
+    if message.startswith("field larger than field limit"):
+        limit = get_settings().max_csv_field_bytes
+        column, size = _locate_long_field(text, delimiter, line, limit)
+        return _field_too_large(label, line, _column_name(header, column - 1), size, limit)
+    if message == "unexpected end of data":
+        message = "a quoted field is never closed (a '\"' without its closing '\"')"
+    return Invalid(f"{label} line {line}: {message}", field=label)
+
+
+def _header(reader: Iterator[list[str]], label: str, line_num: Callable[[], int]) -> _Table:
+    """The header row: at most ``MIXOPT_MAX_CSV_COLUMNS`` names, checked before any row is
+    read, each field within ``MIXOPT_MAX_CSV_FIELD_BYTES``, no name twice (blank names, the
+    empty columns a spreadsheet leaves at the right, may repeat: they are ignored)."""
+    line = 1
+    for row in reader:
+        if any(v.strip() for v in row):
+            break
+        line = line_num() + 1
+    else:
         raise Invalid(f"{label} is empty or has no header row", field=label)
-    header = [h.strip() for h in reader.fieldnames]
-    if len(set(header)) != len(header):
-        raise Invalid(f"{label} has duplicate column names", field=label)
-    reader.fieldnames = header
-    rows = list(reader)
-    if not rows:
+    settings = get_settings()
+    if len(row) > settings.max_csv_columns:
+        raise Invalid(
+            f"{label} line {line}: {len(row)} columns; at most {settings.max_csv_columns} "
+            f"({_COLUMNS_SETTING})",
+            field=label,
+        )
+    _check_fields(row, label, line, None, settings.max_csv_field_bytes)
+    header = [h.strip() for h in row]
+    seen: set[str] = set()
+    for i, name in enumerate(header):
+        if name and name in seen:
+            raise Invalid(
+                f"{label} line {line}, column {i + 1}: duplicate column name {name!r}",
+                field=label,
+            )
+        seen.add(name)
+    return _Table(label, header)
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text``, each with its line end (LF, CRLF or CR), as a file opened with
+    ``newline=''`` gives them (``io.StringIO`` would hold four bytes a character)."""
+    pos = 0
+    for m in _LINE_END.finditer(text):
+        yield text[pos : m.end()]
+        pos = m.end()
+    if pos < len(text):
+        yield text[pos:]
+
+
+def _read(text: str, label: str) -> _Table:
+    """Parse one file as the csv module reads a file opened with ``newline=''``: lines end with
+    LF, CRLF or CR (a CR alone ends a line, whatever the file's other line ends); quoted fields
+    may hold delimiters, doubled quotes and line breaks; the delimiter (comma, tab or
+    semicolon) is the header line's. Every error is a 422 naming the file and the line."""
+    text = text.removeprefix("\ufeff")
+    delimiter = _sniff(text)
+    reader = csv.reader(_lines(text), delimiter=delimiter, strict=True)
+    limit = get_settings().max_csv_field_bytes
+    start, header = 1, None
+    try:
+        table = _header(reader, label, lambda: reader.line_num)
+        start, header = reader.line_num + 1, table.header
+        for row in reader:
+            _add_row(table, row, start, limit, delimiter)
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise _csv_error(e, text, label, delimiter, start, header) from None
+    if not table.rows:
         raise Invalid(f"{label} has a header but no rows", field=label)
-    return header, rows
+    return table
+
+
+def _add_row(table: _Table, row: list[str], line: int, limit: int, delimiter: str) -> None:
+    """Append one row; a blank row (no field with text) is skipped, a row of another width than
+    the header is a 422 (a line break in an unquoted field, a stray carriage return included,
+    ends the row there)."""
+    if not any(v.strip() for v in row):
+        return
+    _check_fields(row, table.label, line, table.header, limit)
+    n, width = len(row), len(table.header)
+    if n != width:
+        where = (
+            f"the row ends in column {_column_name(table.header, n - 1)}"
+            if n < width
+            else f"column {width + 1} is beyond the header"
+        )
+        raise Invalid(
+            f"{table.label} line {line}: {n} fields, the header has {width}; {where} "
+            f"({_DELIMITER_NAMES[delimiter]}-separated; a line break, a carriage return alone "
+            "included, ends a row unless its field is quoted)",
+            field=table.label,
+        )
+    table.rows.append(row)
+    table.lines.append(line)
 
 
 def detect_format(mixture_header: Sequence[str]) -> str:
@@ -89,14 +281,17 @@ def detect_format(mixture_header: Sequence[str]) -> str:
     )
 
 
-def _number(value: str | None, label: str, line: int, column: str) -> float | None:
-    if value is None or value.strip() == "":
+def _number(value: str, label: str, line: int, column: str) -> float | None:
+    value = value.strip()
+    if value == "":
         return None
     try:
         x = float(value)
     except ValueError:
+        hint = " (the decimal separator is '.')" if "," in value else ""
         raise Invalid(
-            f"{label} line {line}, column {column!r}: {value!r} is not a number", field=label
+            f"{label} line {line}, column {column!r}: {value[:40]!r} is not a number{hint}",
+            field=label,
         ) from None
     if not math.isfinite(x):
         raise Invalid(
@@ -127,64 +322,79 @@ def _check_options(fmt: str, on_unmatched: str) -> None:
         )
 
 
-def _domain_columns(
-    fmt: str, header: list[str], rows: list[dict[str, str]], parsed: ParsedImport
-) -> tuple[list[str], list[str]]:
+def _numeric_columns(table: _Table, parsed: ParsedImport) -> list[str]:
+    """The columns that are not ignored and numeric; the other candidates go to
+    ``parsed.ignored_columns``."""
+    candidates = [h for h in table.header if not _ignored(h)]
+    numeric = [h for h in candidates if _numeric_column(table, table.position[h])]
+    kept = set(numeric)
+    parsed.ignored_columns[table.label] = [h for h in candidates if h not in kept]
+    return numeric
+
+
+def _not_numeric(parsed: ParsedImport, label: str = "mixtures") -> str:
+    ignored = parsed.ignored_columns[label]
+    if not ignored:
+        return ""
+    return (
+        f" (not a number in every row: {', '.join(map(repr, ignored[:5]))}"
+        f"{', ...' if len(ignored) > 5 else ''}; the decimal separator is '.')"
+    )
+
+
+def _domain_columns(fmt: str, table: _Table, parsed: ParsedImport) -> tuple[list[str], list[str]]:
     """The mixture file's domain columns and the domain names they give (non-numeric columns of
     an olmix file go to ``parsed.ignored_columns``)."""
     if fmt == "regmix":
-        domain_cols = [h for h in header if h.startswith("train_")]
+        domain_cols = [h for h in table.header if h.startswith("train_")]
         domains = [h.removeprefix("train_") for h in domain_cols]
     else:
-        candidates = [h for h in header if not _ignored(h)]
-        domain_cols = [h for h in candidates if _numeric_column(rows, h)]
-        parsed.ignored_columns["mixtures"] = [h for h in candidates if h not in domain_cols]
+        domain_cols = _numeric_columns(table, parsed)
         domains = list(domain_cols)
     if not domains:
-        raise Invalid("mixtures has no domain columns", field="mixtures")
+        raise Invalid(f"mixtures has no domain columns{_not_numeric(parsed)}", field="mixtures")
     return domain_cols, domains
 
 
-def _metric_columns(
-    header: list[str], rows: list[dict[str, str]], parsed: ParsedImport
-) -> list[str]:
+def _metric_columns(table: _Table, parsed: ParsedImport) -> list[str]:
     """The metrics file's numeric columns (the others go to ``parsed.ignored_columns``)."""
-    candidates = [h for h in header if not _ignored(h)]
-    metric_cols = [h for h in candidates if _numeric_column(rows, h)]
-    parsed.ignored_columns["metrics"] = [h for h in candidates if h not in metric_cols]
+    metric_cols = _numeric_columns(table, parsed)
     if not metric_cols:
-        raise Invalid("metrics has no numeric metric columns", field="metrics")
+        raise Invalid(
+            f"metrics has no numeric metric columns{_not_numeric(parsed, 'metrics')}",
+            field="metrics",
+        )
     return metric_cols
 
 
-def _metrics_by_id(
-    rows: list[dict[str, str]], key: str, metric_cols: list[str]
-) -> dict[str, dict[str, float]]:
+def _metrics_by_id(table: _Table, key: str, metric_cols: list[str]) -> dict[str, dict[str, float]]:
     metrics_by_id: dict[str, dict[str, float]] = {}
-    for line, row in enumerate(rows, start=2):
-        rid = (row.get(key) or "").strip()
+    k = table.position[key]
+    cols = [(c, table.position[c]) for c in metric_cols]
+    for line, row in zip(table.lines, table.rows, strict=True):
+        rid = row[k].strip()
         if not rid:
             raise Invalid(f"metrics line {line}: empty {key!r}", field="metrics")
         if rid in metrics_by_id:
             raise Invalid(f"metrics line {line}: {key} {rid!r} appears twice", field="metrics")
-        values = {c: _number(row.get(c), "metrics", line, c) for c in metric_cols}
+        values = {c: _number(row[i], "metrics", line, c) for c, i in cols}
         metrics_by_id[rid] = {c: v for c, v in values.items() if v is not None}
     return metrics_by_id
 
 
 def _mixture(
-    row: dict[str, str], line: int, domain_cols: list[str], domains: list[str]
+    row: list[str], line: int, cols: list[tuple[str, int]], domains: list[str]
 ) -> dict[str, float]:
     mixture = {}
-    for col, dom in zip(domain_cols, domains, strict=True):
-        w = _number(row.get(col), "mixtures", line, col)
+    for (col, i), dom in zip(cols, domains, strict=True):
+        w = _number(row[i], "mixtures", line, col)
         mixture[dom] = 0.0 if w is None else w
     return mixture
 
 
 def _join_rows(
     parsed: ParsedImport,
-    rows: list[dict[str, str]],
+    table: _Table,
     key: str,
     domain_cols: list[str],
     metrics_by_id: dict[str, dict[str, float]],
@@ -192,14 +402,16 @@ def _join_rows(
 ) -> set[str]:
     """Add the mixture rows that have metrics to ``parsed.rows``; the ids seen in the file."""
     seen: set[str] = set()
-    for line, row in enumerate(rows, start=2):
-        rid = (row.get(key) or "").strip()
+    k, name_at = table.position[key], table.position.get("name")
+    cols = [(c, table.position[c]) for c in domain_cols]
+    for line, row in zip(table.lines, table.rows, strict=True):
+        rid = row[k].strip()
         if not rid:
             raise Invalid(f"mixtures line {line}: empty {key!r}", field="mixtures")
         if rid in seen:
             raise Invalid(f"mixtures line {line}: {key} {rid!r} appears twice", field="mixtures")
         seen.add(rid)
-        mixture = _mixture(row, line, domain_cols, parsed.domains)
+        mixture = _mixture(row, line, cols, parsed.domains)
         if rid not in metrics_by_id:
             if on_unmatched == "error":
                 raise Invalid(
@@ -209,7 +421,7 @@ def _join_rows(
                 )
             parsed.unmatched["mixtures"].append(rid)
             continue
-        name = (row.get("name") or "").strip() or None
+        name = (row[name_at].strip() if name_at is not None else "") or None
         parsed.rows.append(
             ParsedRow(external_id=rid, name=name, mixture=mixture, metrics=metrics_by_id[rid])
         )
@@ -220,20 +432,21 @@ def parse_pair(
     mixtures_csv: str, metrics_csv: str, fmt: str = "auto", *, on_unmatched: str = "skip"
 ) -> ParsedImport:
     """Read a (mixtures, metrics) CSV pair; ``on_unmatched`` is ``skip`` (report the runs
-    present in one file only and leave them out) or ``error`` (a 422 naming them)."""
-    mix_header, mix_rows = _read(mixtures_csv, "mixtures")
-    met_header, met_rows = _read(metrics_csv, "metrics")
+    present in one file only and leave them out) or ``error`` (a 422 naming them). Linear in
+    the size of the files."""
+    mix = _read(mixtures_csv, "mixtures")
+    met = _read(metrics_csv, "metrics")
     if fmt == "auto":
-        fmt = detect_format(mix_header)
+        fmt = detect_format(mix.header)
     _check_options(fmt, on_unmatched)
-    mix_key, met_key = _key(fmt, mix_header, "mixtures"), _key(fmt, met_header, "metrics")
+    mix_key, met_key = _key(fmt, mix.header, "mixtures"), _key(fmt, met.header, "metrics")
     parsed = ParsedImport(format=fmt, domains=[], metrics=[])
-    domain_cols, domains = _domain_columns(fmt, mix_header, mix_rows, parsed)
-    metric_cols = _metric_columns(met_header, met_rows, parsed)
+    domain_cols, domains = _domain_columns(fmt, mix, parsed)
+    metric_cols = _metric_columns(met, parsed)
     parsed.domains, parsed.metrics = domains, metric_cols
 
-    metrics_by_id = _metrics_by_id(met_rows, met_key, metric_cols)
-    seen = _join_rows(parsed, mix_rows, mix_key, domain_cols, metrics_by_id, on_unmatched)
+    metrics_by_id = _metrics_by_id(met, met_key, metric_cols)
+    seen = _join_rows(parsed, mix, mix_key, domain_cols, metrics_by_id, on_unmatched)
     orphans = [rid for rid in metrics_by_id if rid not in seen]
     if orphans:
         if on_unmatched == "error":
@@ -246,10 +459,10 @@ def parse_pair(
     return parsed
 
 
-def _numeric_column(rows: list[dict[str, str]], col: str) -> bool:
+def _numeric_column(table: _Table, i: int) -> bool:
     """Every non-empty cell of the column (the whole file, not a sample) is a number."""
-    for row in rows:
-        v = (row.get(col) or "").strip()
+    for row in table.rows:
+        v = row[i].strip()
         if v:
             try:
                 float(v)
@@ -298,12 +511,9 @@ def export_csv(project: Project, runs: Sequence[Run], layout: str) -> tuple[str,
     domains = [d.name for d in project.domains]
     # runs of older domain-set versions keep their mixture: retired domains get columns after the
     # current ones
-    domains += list(dict.fromkeys(k for r in runs for k in r.mixture if k not in set(domains)))
-    metric_names: list[str] = []
-    for r in runs:
-        for m in r.metrics:
-            if m not in metric_names:
-                metric_names.append(m)
+    current = set(domains)
+    domains += list(dict.fromkeys(k for r in runs for k in r.mixture if k not in current))
+    metric_names = list(dict.fromkeys(m for r in runs for m in r.metrics))
     key = "index" if layout == "regmix" else "run"
     mix_buf, met_buf = io.StringIO(), io.StringIO()
     mw, tw = csv.writer(mix_buf, lineterminator="\n"), csv.writer(met_buf, lineterminator="\n")

@@ -208,12 +208,10 @@ def import_runs(
         scale["train_tokens"],
         scale["train_steps"],
     )
-    texts = []
-    for label, upload in (("mixtures", mixtures), ("metrics", metrics)):
-        try:
-            texts.append(upload.file.read().decode("utf-8"))
-        except UnicodeDecodeError:
-            raise Invalid(f"{label} is not UTF-8 text", field=label) from None
+    texts = [
+        imports.decode_csv(upload.file.read(), label)
+        for label, upload in (("mixtures", mixtures), ("metrics", metrics))
+    ]
     parsed = imports.parse_pair(texts[0], texts[1], format, on_unmatched=on_unmatched)
     runs.check_batch_size(len(parsed.rows), "mixtures")
     created_domains: list[str] = []
