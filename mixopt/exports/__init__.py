@@ -8,9 +8,12 @@ Pure serialisation (no database, no HTTP): one writer module per format and the
 weights) -> {filename: text}``, built on :mod:`mixopt.exports.spec`) and one line in
 :data:`WRITERS`;
 ``tests/exports/test_writers.py`` then checks that its files parse back.
-Every file is produced by a serialiser (``json``, ``yaml.safe_dump``, Python ``repr`` of a
-JSON string) from data, never by pasting a user's name or path into code, so a name such as
-``"; rm -rf ~ #`` or ``$(touch x)`` stays a string in every output.
+Every file is produced by a serialiser (``json``, the safe YAML dumper of
+:func:`mixopt.exports.spec.yaml_text`, Python ``repr`` of a JSON string) from data, never by
+pasting a user's name or path into code, so a name such as ``"; rm -rf ~ #`` or ``$(touch x)``
+stays a string in every output; ``tests/exports/test_names_roundtrip.py`` checks that every
+format, flat and staged, reads back to exactly the names and weights written for any name the
+API accepts (NEL/LS/PS, YAML indicators, quotes and bidi marks included).
 
 Formats (each checked against the library it targets, see ``tests/exports``; each module's
 docstring has the details):

@@ -251,22 +251,70 @@ def raw_files(spec: MixtureExport, domain: dict[str, Any], fmt: str) -> tuple[li
     return out, builders.pop()
 
 
+def metric_domain(metric: str, names: set[str] | dict[str, Any]) -> str | None:
+    """The domain a validation metric names (``<d>``, ``val_loss/<d>``, ``valid_<d>``,
+    ``<d>_val_loss``, ``metric/<d>_val_loss``), or None. The metric itself first, then without
+    its prefix, then without both, then without its suffix, so a domain whose own name looks like
+    a prefix or suffix (``web_val_loss``, ``valid_set``) is read as itself."""
+    bare = re.sub(r"^(metric/|val_loss/|valid_)", "", metric)
+    for m in (metric, bare, re.sub(r"_val_loss$", "", bare), re.sub(r"_val_loss$", "", metric)):
+        if m in names:
+            return m
+    return None
+
+
 def objective_domains(spec: MixtureExport) -> dict[str, float]:
     """The objective's weights per domain, when every objective metric names a domain
-    (``<d>``, ``val_loss/<d>``, ``<d>_val_loss``, ``metric/<d>_val_loss``)."""
+    (:func:`metric_domain`)."""
     names = {d["name"] for d in spec.domains}
     out: dict[str, float] = {}
     for metric, w in (spec.objective or {}).items():
-        m = re.sub(r"^(metric/|val_loss/|valid_)", "", metric)
-        m = re.sub(r"_val_loss$", "", m)
-        if m not in names:
+        m = metric_domain(metric, names)
+        if m is None:
             return {}
         out[m] = out.get(m, 0.0) + float(w)
     return out
 
 
+class _Dumper(yaml.SafeDumper):
+    """``yaml.safe_dump``'s dumper, except for the style of some strings (see :func:`_str`)."""
+
+
+#: what YAML readers take for a line break besides ``\n``/``\r``: NEL, LS, PS
+_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
+#: strings a YAML 1.2 reader (core schema) takes for null, a boolean or a number, where YAML 1.1
+#: (PyYAML) reads a string and writes it unquoted: ``0o17``, ``1e3``, ``+1``...
+_YAML12_NOT_STR = re.compile(
+    r"""null|Null|NULL|~|true|True|TRUE|false|False|FALSE
+    |[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+
+    |[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+    |[-+]?\.(inf|Inf|INF)|\.nan|\.NaN|\.NAN""",
+    re.VERBOSE,
+)
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    """A string as a scalar that every YAML reader reads back as this string: double-quoted
+    (NEL, LS and PS escaped as ``\\N``, ``\\L``, ``\\P``) when it holds one of
+    :data:`_LINE_BREAKS`, since PyYAML writes them raw in plain and single-quoted scalars and
+    its reader folds a raw NEL into a space; quoted when a YAML 1.2 reader would take it for
+    something else (:data:`_YAML12_NOT_STR`); otherwise the style ``safe_dump`` picks."""
+    style = '"' if _LINE_BREAKS.search(data) else "'" if _YAML12_NOT_STR.fullmatch(data) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def yaml_text(data: Any) -> str:
-    """``data`` as block-style YAML, keys in order (what every YAML writer here emits)."""
-    return yaml.safe_dump(
-        data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000
+    """``data`` as block-style YAML, keys in order (what every YAML writer here emits): the
+    safe dumper, Unicode written as is, every string reading back the same with
+    ``yaml.safe_load`` (``tests/exports/test_names_roundtrip.py``)."""
+    return yaml.dump(
+        data,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=1000,
     )
