@@ -1,65 +1,28 @@
 """ASGI middleware in front of every route: the request body's size is checked before anything
-parses it (413), JSON bodies are strict (NaN, Infinity and numbers that overflow to infinity
-are a 422 naming the field, whichever field: free-form ``details`` included), and at most
-``MIXOPT_REQUEST_THREADS`` requests are inside the app at once (:class:`InFlightLimit`)."""
+parses it (413); a JSON body then gets one bounded pass (:mod:`app.api.json_limits`: nesting
+depth, string length, keys per object, items per array, and strict numbers: NaN, Infinity and
+numbers that overflow to infinity are a 422 naming the field, whichever field, free-form
+``details`` included), in a worker thread for a large body so the event loop keeps answering;
+and at most ``MIXOPT_REQUEST_THREADS`` requests are inside the app at once
+(:class:`InFlightLimit`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
-from typing import Any
 
+import anyio
+import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api import json_limits
 from app.core.config import get_settings
 
-#: cheap pre-check: only a body matching this can hold a non-finite number, so only such a body
-#: is parsed here (the route parses it once more, as usual)
-_SUSPECT = re.compile(rb"NaN|Infinity|[eE]\+?0*[1-9][0-9]{2,}|[0-9]{300,}")
-
-
-class _NonFinite:
-    def __init__(self, text: str):
-        self.text = text
-
-
-def _parse_float(text: str) -> Any:
-    x = float(text)
-    return _NonFinite(text) if x in (float("inf"), float("-inf")) else x
-
-
-def _find(value: Any, path: str = "") -> tuple[str, str] | None:
-    """The location (``runs[0].details.x``) and text of the first non-finite number."""
-    if isinstance(value, _NonFinite):
-        return path or "body", value.text
-    if isinstance(value, dict):
-        for k, v in value.items():
-            hit = _find(v, f"{path}.{k}" if path else str(k))
-            if hit:
-                return hit
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            hit = _find(v, f"{path}[{i}]")
-            if hit:
-                return hit
-    return None
-
-
-def non_finite_field(body: bytes) -> tuple[str, str] | None:
-    """Where a JSON body holds NaN/Infinity (or a number too large for a float), else None."""
-    if not _SUSPECT.search(body):
-        return None
-    try:
-        doc = json.loads(
-            body,
-            parse_constant=_NonFinite,
-            parse_float=_parse_float,
-            parse_int=lambda s: _NonFinite(s) if len(s) > 4300 else int(s),
-        )
-    except ValueError:
-        return None  # not JSON at all: the route's parser reports where
-    return _find(doc)
+#: a JSON body larger than this is checked in a worker thread (a 1 MiB body takes milliseconds)
+THREAD_BYTES = 2**20
+#: at most this many large bodies are checked at once per process (CPU-bound; each pass holds a
+#: few times its body in memory): the others wait, the event loop does not
+CHECKS_AT_ONCE = 2
 
 
 async def _json(send: Send, status: int, detail: str, errors: list[dict[str, str]]) -> None:
@@ -80,10 +43,22 @@ async def _json(send: Send, status: int, detail: str, errors: list[dict[str, str
 
 class BodyGuard:
     """Refuse bodies over ``MIXOPT_MAX_BODY_BYTES`` (413, from Content-Length before reading, or
-    while reading a chunked body) and JSON bodies with non-finite numbers (422)."""
+    while reading a chunked body) and JSON bodies over a ``MIXOPT_MAX_JSON_*`` bound or with
+    non-finite numbers (413/422 naming the path), before any route parses them."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def _check(self, body: bytes) -> json_limits.Refusal | None:
+        limits = json_limits.JsonLimits.from_settings(get_settings())
+        if len(body) <= THREAD_BYTES:
+            return json_limits.check(body, limits)
+        if self._limiter is None:  # created in the server's event loop
+            self._limiter = anyio.CapacityLimiter(CHECKS_AT_ONCE)
+        return await anyio.to_thread.run_sync(
+            json_limits.check, body, limits, limiter=self._limiter
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -123,15 +98,15 @@ class BodyGuard:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        del chunks
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if ctype == b"application/json" or ctype.endswith(b"+json"):
-            hit = non_finite_field(body)
-            if hit:
-                field, text = hit
-                msg = (
-                    f"{text} is not a finite number; JSON bodies must use finite numbers (or null)"
+            refusal = await self._check(body)
+            if refusal:
+                field, msg = refusal.field, refusal.message
+                await _json(
+                    send, refusal.status, f"{field}: {msg}", [{"field": field, "message": msg}]
                 )
-                await _json(send, 422, f"{field}: {msg}", [{"field": field, "message": msg}])
                 return
         sent = False
 

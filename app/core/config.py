@@ -91,6 +91,17 @@ class Settings(BaseSettings):
     #: largest serialised ``details`` of a run or ``params`` of a fit/recommendation/session, bytes
     #: (1 MiB: an exported online run's weight trajectory must import back)
     max_json_field_bytes: int = Field(default=2**20, ge=64)
+    #: JSON request bodies, checked in one pass before anything parses them (app.api.json_limits):
+    #: deepest nesting of objects/arrays (422); at most 500, under the parsers' recursion limits
+    max_json_depth: int = Field(default=64, ge=2, le=500)
+    #: longest string (key or value) in a JSON body, bytes as sent, escapes included (413): room
+    #: for a ``details`` string of MIXOPT_MAX_JSON_FIELD_BYTES sent with ``\u`` escapes
+    max_json_string_bytes: int = Field(default=4 * 2**20, ge=256)
+    #: most keys in one JSON object of a request body (422)
+    max_json_keys: int = Field(default=100_000, ge=1)
+    #: most items in one JSON array of a request body (422); above MIXOPT_MAX_BATCH_RUNS and the
+    #: 100,000 points of a loss curve
+    max_json_items: int = Field(default=100_000, ge=1)
     #: most observations in one online-session request
     max_observations: int = Field(default=10_000, ge=1)
     #: most mixtures in one predict request

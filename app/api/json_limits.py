@@ -1,0 +1,293 @@
+"""One bounded pass over a JSON request body, before anything parses it: nesting depth, string
+length, keys per object, items per array, and strict numbers (``NaN``, ``Infinity``, numbers that
+overflow to infinity). Each bound is a ``MIXOPT_MAX_JSON_*`` setting; a refusal names the JSON
+path of the offending value (``runs[3].tags``) and the setting.
+
+The pass never builds the document and never recurses. It works on the body's bytes with a few
+vectorised sweeps (numpy), so its cost depends on the size of the body, not on its shape:
+
+1. escapes are neutralised without moving a byte (``\\\\`` and ``\\"`` become ``__``), so every
+   quote left opens or closes a string, and a string's length is the gap between its quotes;
+2. the structural bytes outside strings (``[]{},``, and the ``N``/``I`` only ``NaN`` and
+   ``Infinity`` put there) are kept with their offsets; a running sum of +1/-1 over the brackets
+   is the depth after each of them;
+3. keys/items per container: at each level whose commas could exceed a bound, the commas at that
+   level are grouped by the container opened last at that level;
+4. only numbers that could overflow (an exponent of three digits or more, a run of 100 digits)
+   are converted (``float``) to see whether they are infinite.
+
+The path of a refusal comes from the same arrays: the last container opened at each level before
+the offending byte, and the commas at that level since (the index, or the key that follows the
+last of them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.core.config import Settings
+
+_QUOTE, _COMMA, _OPEN_ARRAY, _OPEN_OBJECT = (ord(c) for c in '",[{')
+
+#: bytes.translate table: the structural bytes stay, every other byte becomes 0
+_STRUCTURE = bytes(c if c in b'"[]{},NI' else 0 for c in range(256))
+#: +1 for an opening bracket, -1 for a closing one
+_DEPTH_STEP = np.zeros(256, np.int8)
+_DEPTH_STEP[list(b"[{")] = 1
+_DEPTH_STEP[list(b"]}")] = -1
+#: bytes.translate table for numbers: digits (and ``+``, only seen in exponents) become ``1``,
+#: exponent markers ``e``, a ``-`` and ``.`` stay (part of a number), anything else ends one
+_NUMBERS = bytes(
+    ord("1") if c in b"0123456789+" else ord("e") if c in b"eE" else c if c in b"-." else ord(" ")
+    for c in range(256)
+)
+#: a number that may overflow a float holds one of these (in the _NUMBERS alphabet): a positive
+#: exponent of three digits or more, or a run of 100 digits (a mantissa and an exponent each
+#: below them stay under 1e199, and an integer needs 4301 digits to be refused)
+_OVERFLOW_HINTS = (b"e111", b"1" * 100)
+#: Python refuses to convert longer integers (sys.get_int_max_str_digits)
+_MAX_INT_DIGITS = 4300
+
+
+@dataclass(frozen=True)
+class JsonLimits:
+    depth: int
+    string_bytes: int
+    keys: int
+    items: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JsonLimits:
+        return cls(
+            depth=settings.max_json_depth,
+            string_bytes=settings.max_json_string_bytes,
+            keys=settings.max_json_keys,
+            items=settings.max_json_items,
+        )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a body is refused: HTTP status, JSON path (``body`` for the whole) and message."""
+
+    status: int
+    field: str
+    message: str
+
+
+def check(body: bytes, limits: JsonLimits) -> Refusal | None:
+    """The first bound a JSON body exceeds, else None. A body that is not JSON at all passes
+    (the route's parser reports where it breaks), unless it nests too deeply on the way."""
+    encoding = json.detect_encoding(body)  # as json.loads does: UTF-16/32 and a BOM are JSON too
+    if encoding != "utf-8":
+        body = body.decode(encoding, "replace").encode()
+    scan = _Scan(body)
+    refusal = _depth(scan, limits)
+    if refusal or not scan.balanced:
+        return refusal
+    return _strings(scan, limits) or _counts(scan, limits) or _non_finite(scan)
+
+
+class _Scan:
+    """The body's structure as arrays: offsets of the quotes, and offsets, bytes and depth of the
+    structural bytes outside strings."""
+
+    def __init__(self, body: bytes):
+        self.body = body
+        text = body.replace(b"\\\\", b"__").replace(b'\\"', b"__") if b"\\" in body else body
+        marks = np.frombuffer(text.translate(_STRUCTURE), np.uint8)
+        offsets = np.flatnonzero(marks)
+        chars = marks[offsets]
+        quote = chars == _QUOTE
+        inside = np.bitwise_xor.accumulate(quote.view(np.uint8)).view(bool)
+        outside = ~(inside | quote)
+        #: offsets of every quote: string k runs from quotes[2k] to quotes[2k + 1]
+        self.quotes = offsets[quote]
+        self.offsets = offsets[outside]
+        self.chars = chars[outside]
+        #: depth after each structural byte (an opening bracket counts itself)
+        self.depth = np.cumsum(_DEPTH_STEP[self.chars], dtype=np.int32)
+        self.balanced = len(self.quotes) % 2 == 0 and (
+            not self.depth.size or (int(self.depth.min()) >= 0 and int(self.depth[-1]) == 0)
+        )
+
+    def inside_string(self, offset: int) -> int | None:
+        """The offset of the closing quote of the string holding ``offset``, else None."""
+        k = int(np.searchsorted(self.quotes, offset, side="right"))
+        if k % 2 == 0:
+            return None
+        return int(self.quotes[k]) if k < len(self.quotes) else len(self.body)
+
+    def path_at(self, offset: int) -> str:
+        return self.path(int(np.searchsorted(self.offsets, offset)))
+
+    def path(self, i: int) -> str:
+        """The JSON path of the value after structural byte ``i - 1`` (``runs[3].tags``)."""
+        try:
+            return _shorten(self._path(i))
+        except (IndexError, ValueError):  # a body broken before that point: no path
+            return "body"
+
+    def _path(self, i: int) -> str:
+        depth, chars = self.depth[:i], self.chars[:i]
+        top = int(depth[-1]) if i else 0
+        opened = np.flatnonzero((chars == _OPEN_ARRAY) | (chars == _OPEN_OBJECT))
+        commas = np.flatnonzero(chars == _COMMA)
+        opened, open_bounds = _by_level(opened, depth[opened], top)
+        commas, comma_bounds = _by_level(commas, depth[commas], top)
+        path = ""
+        for level in range(1, top + 1):
+            container = int(opened[open_bounds[level + 1] - 1])  # the last opened at that level
+            since = commas[comma_bounds[level] : comma_bounds[level + 1]]
+            n = len(since) - int(np.searchsorted(since, container))  # its commas so far
+            if chars[container] == _OPEN_ARRAY:
+                path += f"[{n}]"
+            else:
+                boundary = int(since[-1]) if n else container
+                key = self._key_after(int(self.offsets[boundary]))
+                path = f"{path}.{key}" if path else key
+        return path or "body"
+
+    def _key_after(self, offset: int) -> str:
+        k = int(np.searchsorted(self.quotes, offset))
+        raw = self.body[int(self.quotes[k]) + 1 : int(self.quotes[k + 1])]
+        if len(raw) > 64:
+            return raw[:60].decode("utf-8", "replace") + "..."
+        try:
+            return json.loads(b'"' + raw + b'"')
+        except ValueError:
+            return raw.decode("utf-8", "replace")
+
+
+def _by_level(index: np.ndarray, levels: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """``index`` grouped by level (in order within a level), and where each level starts."""
+    order = np.argsort(levels.astype(np.int16), kind="stable")
+    bounds = np.searchsorted(levels[order], np.arange(top + 2))
+    return index[order], bounds
+
+
+def _shorten(path: str, most: int = 300) -> str:
+    return path if len(path) <= most else f"{path[: most // 2]}...{path[-most // 2 :]}"
+
+
+def _depth(scan: _Scan, limits: JsonLimits) -> Refusal | None:
+    deep = scan.depth > limits.depth
+    if not deep.any():
+        return None
+    i = int(np.argmax(deep))
+    return Refusal(
+        422,
+        scan.path(i),
+        f"nested deeper than {limits.depth} levels of objects and arrays (MIXOPT_MAX_JSON_DEPTH)",
+    )
+
+
+def _strings(scan: _Scan, limits: JsonLimits) -> Refusal | None:
+    lengths = scan.quotes[1::2] - scan.quotes[0::2] - 1
+    long = lengths > limits.string_bytes
+    if not long.any():
+        return None
+    k = int(np.argmax(long))
+    return Refusal(
+        413,
+        scan.path_at(int(scan.quotes[2 * k])),
+        f"a string of {int(lengths[k])} bytes as sent; at most {limits.string_bytes} "
+        "(MIXOPT_MAX_JSON_STRING_BYTES)",
+    )
+
+
+def _counts(scan: _Scan, limits: JsonLimits) -> Refusal | None:
+    """Keys per object and items per array: commas counted per container, only at the levels
+    that hold enough commas to exceed a bound."""
+    chars, depth = scan.chars, scan.depth
+    comma = chars == _COMMA
+    opened = (chars == _OPEN_ARRAY) | (chars == _OPEN_OBJECT)
+    per_level = np.bincount(depth[comma])
+    for level in np.flatnonzero(per_level >= min(limits.keys, limits.items)):
+        if level == 0:  # commas outside any container: not JSON, the route reports it
+            continue
+        at = np.flatnonzero((depth == level) & (opened | comma))
+        is_open = opened[at]
+        container = np.cumsum(is_open, dtype=np.int32) - 1  # the container of each comma
+        commas = np.bincount(container[~is_open], minlength=int(is_open.sum()))
+        objects = chars[at[is_open]] == _OPEN_OBJECT
+        over = np.flatnonzero(commas >= np.where(objects, limits.keys, limits.items))
+        if over.size:
+            g = int(over[0])
+            what, limit, setting = (
+                ("an object", limits.keys, "keys")
+                if objects[g]
+                else ("an array", limits.items, "items")
+            )
+            return Refusal(
+                422,
+                scan.path(int(at[is_open][g])),
+                f"{what} with {int(commas[g]) + 1} {setting}; at most {limit} "
+                f"(MIXOPT_MAX_JSON_{setting.upper()})",
+            )
+    return None
+
+
+def _non_finite(scan: _Scan) -> Refusal | None:
+    """The first NaN, Infinity, or number too large for a float (or for an int), as a 422."""
+    hits = [hit for hit in (_named_constant(scan), _overflow(scan)) if hit]
+    if not hits:
+        return None
+    offset, text = min(hits)
+    return Refusal(
+        422,
+        scan.path_at(offset),
+        f"{text} is not a finite number; JSON bodies must use finite numbers (or null)",
+    )
+
+
+def _named_constant(scan: _Scan) -> tuple[int, str] | None:
+    """``NaN``, ``Infinity`` or ``-Infinity``: outside strings, JSON has no other N or I."""
+    named = np.flatnonzero((scan.chars == ord("N")) | (scan.chars == ord("I")))
+    if not named.size:
+        return None
+    offset = int(scan.offsets[named[0]])
+    for text in ("NaN", "Infinity"):
+        if scan.body.startswith(text.encode(), offset):
+            negative = offset > 0 and scan.body[offset - 1] == ord("-")
+            return (offset - 1, "-" + text) if negative else (offset, text)
+    return None  # not JSON: the route's parser reports where
+
+
+def _overflow(scan: _Scan) -> tuple[int, str] | None:
+    """The first number (outside strings) that overflows a float, or an int Python refuses."""
+    text = scan.body.translate(_NUMBERS)
+    hits = []
+    for hint in _OVERFLOW_HINTS:
+        p = text.find(hint)
+        while p >= 0:
+            closing = scan.inside_string(p)
+            if closing is not None:  # in a string: go on after it
+                p = text.find(hint, closing + 1)
+                continue
+            start, end = text.rfind(b" ", 0, p) + 1, text.find(b" ", p)
+            end = len(text) if end < 0 else end
+            token = scan.body[start:end]
+            if _infinite(token):
+                hits.append((start, _show(token)))
+                break
+            p = text.find(hint, end)
+    return min(hits) if hits else None
+
+
+def _infinite(token: bytes) -> bool:
+    if any(c in token for c in b".eE"):
+        try:
+            return math.isinf(float(token))
+        except ValueError:  # not a JSON number: the route's parser reports it
+            return False
+    return len(token.lstrip(b"-")) > _MAX_INT_DIGITS
+
+
+def _show(token: bytes) -> str:
+    text = token.decode("ascii", "replace")
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"

@@ -1,0 +1,209 @@
+"""Hostile JSON bodies under the size limit: nesting, long strings, many keys or items, and
+non-finite numbers are refused by one bounded pass before any model validation (413/422 naming
+the path and the ``MIXOPT_MAX_JSON_*`` setting); a large body is checked off the event loop."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from app.api.json_limits import JsonLimits, check
+from app.core.config import Settings
+from tests.conftest import count_rows, make_project
+from tests.factories import settings_env
+
+RUN = {"mixture": {"web": 0.5, "code": 0.5}, "metrics": {"loss": 2.0}}
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def url(client, admin) -> str:
+    p = make_project(client, admin, name="hostile", domains=("web", "code"))
+    return f"/v1/projects/{p['id']}/runs"
+
+
+def _refused(r, status: int = 422) -> tuple[str, str]:
+    assert r.status_code == status, r.text
+    error = r.json()["errors"][0]
+    assert r.json()["detail"] == f"{error['field']}: {error['message']}"
+    return error["field"], error["message"]
+
+
+def _post(client, url: str, raw: str | bytes, admin) -> httpx.Response:
+    return client.post(url, content=raw, headers={**admin, **JSON})
+
+
+def test_nesting_10000_deep_is_a_422_naming_the_setting_at_once(client, admin, url):
+    deep = '{"mixture": {"web": 1}, "details": {"x": ' + "[" * 10_000 + "]" * 10_000 + "}}"
+    start = time.monotonic()
+    field, message = _refused(_post(client, url, deep, admin))
+    assert time.monotonic() - start < 2
+    assert "MIXOPT_MAX_JSON_DEPTH" in message and "64" in message
+    assert field.startswith("details.x[0][0]")
+    # objects count too, and the same body unbalanced (never closed) is refused the same way
+    nested = '{"a": ' * 10_000 + "1" + "}" * 10_000
+    assert "MIXOPT_MAX_JSON_DEPTH" in _refused(_post(client, url, nested, admin))[1]
+    assert "MIXOPT_MAX_JSON_DEPTH" in _refused(_post(client, url, "[" * 10_000, admin))[1]
+    assert count_rows("run") == 0
+
+
+def test_depth_limit_is_exact_and_a_setting(client, admin, url):
+    def body(depth: int) -> str:  # the run, its details, and depth - 2 objects in them
+        inner = '{"a": ' * (depth - 1) + "1" + "}" * (depth - 1)
+        return json.dumps(RUN)[:-1] + f', "details": {inner}}}'
+
+    assert _post(client, url, body(64), admin).status_code == 201
+    assert "MIXOPT_MAX_JSON_DEPTH" in _refused(_post(client, url, body(65), admin))[1]
+    with settings_env(MIXOPT_MAX_JSON_DEPTH="8"):
+        field, message = _refused(_post(client, url, body(9), admin))
+        assert field == "details" + ".a" * 7 and "deeper than 8 levels" in message
+    assert count_rows("run") == 1
+
+
+def test_nan_1000_deep_is_a_422_not_a_500(client, admin, url):
+    raw = '{"mixture": {"web": 1}, "details": {"x": ' + "[" * 1000 + "NaN" + "]" * 1000 + "}}"
+    _, message = _refused(_post(client, url, raw, admin))
+    assert "MIXOPT_MAX_JSON_DEPTH" in message
+    # under the depth limit the strict-JSON check names the field, however deep
+    raw = '{"mixture": {"web": 1}, "details": {"x": ' + "[" * 60 + "NaN" + "]" * 60 + "}}"
+    field, message = _refused(_post(client, url, raw, admin))
+    assert field == "details.x" + "[0]" * 60 and message.startswith("NaN is not a finite")
+
+
+@pytest.mark.parametrize(
+    "details, field, text",
+    [
+        ('{"a\\"b": {"c": [1, 2, -Infinity]}}', 'details.a"b.c[2]', "-Infinity"),
+        ('{"big": 1E+400}', "details.big", "1E+400"),
+        ('{"m": ' + "1" * 320 + ".5}", "details.m", "11111111111111111111..."),
+        ('{"i": ' + "7" * 4301 + "}", "details.i", "77777777777777777777..."),
+        ('{"ok": 1e308, "x": [{"y": 2e308}]}', "details.x[0].y", "2e308"),
+    ],
+)
+def test_non_finite_numbers_are_refused_as_before(client, admin, url, details, field, text):
+    raw = '{"mixture": {"web": 1}, "details": ' + details + "}"
+    got, message = _refused(_post(client, url, raw, admin))
+    assert got == field and message.startswith(f"{text} ")
+    # in strings, in keys, or finite but large, they are data
+    note = 'NaN Infinity 1e999 [[[ {{ \\" ' + "9" * 400
+    ok = (
+        '{"mixture": {"web": 1}, "details": {"note": "' + note + '", '
+        '"NaN": [1.7976931348623157e+308, 1e-999, 1E+99, 1' + "0" * 300 + "]}}"
+    )
+    r = _post(client, url, ok, admin)
+    assert r.status_code == 201, r.text
+    assert r.json()["details"]["note"] == json.loads(f'"{note}"')
+    assert count_rows("run") == 1
+
+
+def test_too_many_keys_in_details_is_a_422_naming_the_path(client, admin, url):
+    details = {f"k{i}": i for i in range(100_001)}  # 1.5 MB: checked in a worker thread
+    raw = json.dumps({"runs": [RUN, {**RUN, "details": details}]})
+    field, message = _refused(_post(client, url, raw, admin))
+    assert field == "runs[1].details"
+    assert message == "an object with 100001 keys; at most 100000 (MIXOPT_MAX_JSON_KEYS)"
+    with settings_env(MIXOPT_MAX_JSON_KEYS="3"):
+        body = {**RUN, "details": {"a": 1, "b": {"c": 1, "d": 2, "e": 3, "f": 4}}}
+        field, message = _refused(client.post(url, json=body, headers=admin))
+        assert field == "details.b" and "MIXOPT_MAX_JSON_KEYS" in message
+    assert count_rows("run") == 0
+
+
+def test_a_too_long_string_is_a_413_naming_path_and_setting(client, admin, url):
+    name = "x" * (4 * 2**20 + 1)
+    field, message = _refused(
+        client.post(url, json={"runs": [RUN, {**RUN, "name": name}]}, headers=admin), 413
+    )
+    assert field == "runs[1].name" and "MIXOPT_MAX_JSON_STRING_BYTES" in message
+    assert "4194305 bytes" in message
+    with settings_env(MIXOPT_MAX_JSON_STRING_BYTES="1024"):
+        long_key = {**RUN, "details": {"k" * 2000: 1}}
+        field, message = _refused(client.post(url, json=long_key, headers=admin), 413)
+        assert field.startswith("details.kkk") and field.endswith("...")
+        # escapes count as sent: 600 escaped quotes are 1,200 bytes
+        escaped = {**RUN, "details": {"q": '"' * 600}}
+        field, _ = _refused(client.post(url, json=escaped, headers=admin), 413)
+        assert field == "details.q"
+        assert client.post(url, json={**RUN, "name": "y" * 200}, headers=admin).status_code == 201
+    assert count_rows("run") == 1
+
+
+def test_too_many_items_is_a_422_and_a_full_batch_still_passes(client, admin, url):
+    with settings_env(MIXOPT_MAX_JSON_ITEMS="20"):
+        r = client.post(url, json={"runs": [RUN] * 20}, headers=admin)
+        assert r.status_code == 201 and r.json()["count"] == 20
+        field, message = _refused(client.post(url, json={"runs": [RUN] * 21}, headers=admin))
+        assert field == "runs" and "21 items; at most 20 (MIXOPT_MAX_JSON_ITEMS)" in message
+        tags = {"runs": [RUN, {**RUN, "tags": [f"t{i}" for i in range(21)]}]}
+        assert _refused(client.post(url, json=tags, headers=admin))[0] == "runs[1].tags"
+    assert count_rows("run") == 20
+
+
+def test_defaults_accept_the_largest_documented_requests():
+    settings = Settings()
+    assert settings.max_json_items >= max(settings.max_batch_runs, 100_000)  # curve points
+    assert settings.max_json_keys >= settings.max_domains
+    assert settings.max_json_string_bytes >= 3 * settings.max_json_field_bytes
+    limits = JsonLimits.from_settings(settings)
+    domains = [f"domain_{i:02d}" for i in range(15)]
+    run = {
+        "name": "run",
+        "mixture": {d: 1 / 15 for d in domains},
+        "metrics": {f"val/{d}": 2.5 for d in domains},
+        "tags": ["a", "b"],
+        "details": {"note": "x" * 40, "lr": 3e-4},
+    }
+    body = json.dumps({"runs": [run] * settings.max_batch_runs}).encode()
+    assert len(body) > 40 * 2**20
+    start = time.monotonic()
+    assert check(body, limits) is None
+    assert time.monotonic() - start < 20  # about 1 s on 2 shared cores
+
+
+def test_healthz_answers_while_a_large_body_is_checked(live_server, admin_token, monkeypatch):
+    """A 30 MB body is checked in a worker thread: the event loop keeps answering. The check is
+    made 3 s slower (as on a busy machine), so a check on the event loop would fail this."""
+    from app.api import json_limits
+
+    checked: list[float] = []
+
+    def slow_check(body: bytes, limits: JsonLimits):
+        start = time.monotonic()
+        refusal = check(body, limits)
+        time.sleep(3)
+        checked.append(time.monotonic() - start)
+        return refusal
+
+    monkeypatch.setattr(json_limits, "check", slow_check)
+    run = {"mixture": {f"d{i}": 0.04 for i in range(25)}, "metrics": {"loss": 2.5}, "tags": ["a"]}
+    runs = [run] * 90_000
+    body = json.dumps({"runs": runs})[:-2] + ', {"mixture": {"d0": NaN}}]}'  # refused at the end
+    assert len(body) > 30 * 2**20
+    done: dict[str, object] = {}
+
+    def post() -> None:
+        with httpx.Client(base_url=live_server, timeout=60) as c:
+            headers = {"Authorization": f"Bearer {admin_token}", **JSON}
+            done["response"] = c.post("/v1/projects/1/runs", content=body, headers=headers)
+
+    latencies = []
+    with httpx.Client(base_url=live_server, timeout=10) as c:
+        assert c.get("/healthz").status_code == 200
+        sender = threading.Thread(target=post)
+        sender.start()
+        while sender.is_alive():
+            start = time.monotonic()
+            assert c.get("/healthz").status_code == 200
+            latencies.append(time.monotonic() - start)
+            time.sleep(0.02)
+        sender.join()
+    r = done["response"]
+    assert isinstance(r, httpx.Response)
+    field, message = _refused(r)
+    assert field == "runs[90000].mixture.d0" and message.startswith("NaN")
+    assert len(checked) == 1 and max(latencies) < 2, (checked, latencies)
+    assert len(latencies) > 10  # polled throughout the check
