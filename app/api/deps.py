@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from app.api import csrf, ratelimit
 from app.core.config import Settings, get_settings
 from app.services import projects as project_service
-from app.services import tokens as token_service
 from app.services.errors import ServiceError
 from app.store.db import get_sessionmaker
 from app.store.models import ApiToken, Project
@@ -67,10 +66,8 @@ def current_token(
             "missing Authorization: Bearer <token> header",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    ratelimit.check(request)
-    token = token_service.authenticate(session, plain)
+    token = ratelimit.authenticate(request, session, plain)  # 429 past the failure budgets
     if token is None:
-        ratelimit.record_failure(request)
         raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
     return token
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -120,12 +121,34 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=10.0, gt=0)
     #: connections beyond ``request_threads`` (the embedded worker's threads, background work)
     db_max_overflow: int = Field(default=10, ge=0)
-    #: failed logins / invalid tokens allowed per client address in ``auth_window_seconds``
+    #: failed logins / invalid tokens (bearer, dashboard cookie) allowed per client address in
+    #: one window of ``auth_window_seconds``; past it that address's failing attempts are 429s
+    #: (a valid token still passes: app.api.ratelimit)
     auth_failures_per_window: int = Field(default=20, ge=1)
+    #: length of the fixed failure-counting window, seconds (whole seconds, at least 1)
     auth_window_seconds: float = Field(default=60.0, gt=0)
+    #: failures allowed per presented credential (counted by its hash) in one window, whatever
+    #: the address: a token guessed or replayed from many addresses
+    auth_credential_failures_per_window: int = Field(default=20, ge=1)
+    #: reverse proxies whose ``X-Forwarded-For`` is believed (comma-separated addresses or
+    #: CIDRs); empty: never, the client address is the connection's peer
+    trusted_proxies: str = ""
     #: default and largest page size for list endpoints
     page_size: int = 100
     max_page_size: int = 1000
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, v: str) -> str:
+        for item in v.split(","):
+            if item.strip():
+                try:
+                    ipaddress.ip_network(item.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"MIXOPT_TRUSTED_PROXIES: {item.strip()!r} is not an address or CIDR"
+                    ) from None
+        return v
 
     @field_validator("home", mode="before")
     @classmethod
@@ -160,6 +183,14 @@ class Settings(BaseSettings):
         if not self.queue_list:
             raise ValueError("MIXOPT_QUEUES must name at least one queue")
         return self
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(p.strip(), strict=False)
+            for p in self.trusted_proxies.split(",")
+            if p.strip()
+        ]
 
     @property
     def queue_list(self) -> list[str]:

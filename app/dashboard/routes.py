@@ -34,7 +34,6 @@ from app.services import online as online_service
 from app.services import projects as project_service
 from app.services import recommendations as rec_service
 from app.services import runs as run_service
-from app.services import tokens as token_service
 from app.services import validations as validation_service
 from app.services.dispatch import enqueue_job
 from app.services.errors import Invalid, NotFound, ServiceError
@@ -80,9 +79,10 @@ templates.env.filters.update(fmt=_fmt, tokens=_tokens, when=_when)
 
 # -- plumbing -------------------------------------------------------------------------------
 def _page_token(request: Request, session) -> ApiToken | None:
-    """The token of the dashboard session (cookie), or None when absent, revoked or unknown."""
+    """The token of the dashboard session (cookie), or None when absent, revoked or unknown; a
+    guessed cookie counts as a failed authentication (429 past the budgets, app.api.ratelimit)."""
     plain = request.cookies.get(COOKIE)
-    return token_service.authenticate(session, plain) if plain else None
+    return ratelimit.authenticate(request, session, plain) if plain else None
 
 
 def _id(value: str, what: str) -> int:
@@ -206,14 +206,12 @@ def login(
 ) -> Response:
     """Check the API token and keep it in an HTTP-only, SameSite=Strict cookie, with the session's
     CSRF token in a cookie the pages' scripts read (:mod:`app.api.csrf`). Refused from another
-    origin; failed attempts are rate-limited per client address (429 with Retry-After)."""
+    origin; failed attempts are limited per client address and per credential, a valid token
+    always logs in (429 with Retry-After: :mod:`app.api.ratelimit`)."""
     csrf.check_origin(request)
-    ratelimit.check(request)
     plain = token.strip()
-    row = token_service.authenticate(session, plain) if plain else None
+    row = ratelimit.authenticate(request, session, plain) if plain else None
     if row is None:
-        if plain:
-            ratelimit.record_failure(request)
         message = (
             "enter your API token" if not plain else "this token is not valid (unknown or revoked)"
         )

@@ -482,3 +482,18 @@ class Validation(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuthFailure(Base):
+    """Failed authentications counted per key and fixed window, shared by every API process
+    (:mod:`app.services.ratelimit`). ``key`` is ``a:<client address>`` or ``c:<sha256 of the
+    presented credential>`` (never the credential itself); rows of past windows are pruned."""
+
+    __tablename__ = "auth_failure"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    #: start of the window, whole seconds since the epoch (a multiple of the window length)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_auth_failure_window_start", "window_start"),)

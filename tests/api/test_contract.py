@@ -144,6 +144,7 @@ def contract_server(db, worker, admin_token, monkeypatch):
     # schemathesis sends bad tokens on purpose: the failed-authentication limit would turn the
     # rest of the run into 429s (documented, but it would hide every other answer)
     monkeypatch.setenv("MIXOPT_AUTH_FAILURES_PER_WINDOW", "1000000")
+    monkeypatch.setenv("MIXOPT_AUTH_CREDENTIAL_FAILURES_PER_WINDOW", "1000000")
     get_settings.cache_clear()
     try:
         with server_in_thread() as url:

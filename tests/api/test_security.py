@@ -321,16 +321,17 @@ def test_login_brute_force_gets_429_with_retry_after(client, admin_token):
         r.status_code == 429
         and 1 <= int(r.headers["Retry-After"]) <= get_settings().auth_window_seconds
     )
-    # while locked out, even the right token waits (guessing cannot tell a hit from a miss)
+    # others' failures never lock a valid token out (its 256 random bits are what stop guessing;
+    # a short guessable token is refused unchecked: tests/api/test_rate_limits.py)
     assert (
         client.post(
             "/dashboard/login", data={"token": admin_token}, follow_redirects=False
         ).status_code
-        == 429
+        == 303
     )
     assert (
         client.get("/v1/projects", headers={"Authorization": f"Bearer {admin_token}"}).status_code
-        == 429
+        == 200
     )
 
 
