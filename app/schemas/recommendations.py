@@ -52,7 +52,8 @@ class RecommendationCreate(Schema):
     constraints: ConstraintsSpec | None = None
     target_scale: TargetScale = Field(default_factory=TargetScale)
     n_boot: int = Field(default=20, ge=0, le=200)
-    random_state: int = 0
+    #: the optimiser's random generator takes a non-negative seed
+    random_state: int = Field(default=0, ge=0)
     #: recommend even from a fit marked untrusted (otherwise 409)
     allow_untrusted: bool = False
     #: keep each weight at most this much above the largest weight a run gave that domain

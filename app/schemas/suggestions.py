@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from collections import Counter
+
+from pydantic import Field, field_validator
 
 from app.schemas.common import INT32, Schema
+from app.schemas.runs import Tag
 
 
 class SuggestionCreate(Schema):
@@ -20,5 +23,17 @@ class SuggestionCreate(Schema):
     recommendation_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     temperature: float = Field(default=0.5, gt=0, le=10)
     min_weight: float = Field(default=1e-3, ge=0, lt=1)
-    seed: int = Field(default=0, ge=-INT32, le=INT32 - 10_000)
-    tags: list[str] = Field(default_factory=lambda: ["suggested"])
+    #: the design's random generator takes a non-negative seed
+    seed: int = Field(default=0, ge=0, le=INT32 - 10_000)
+    #: tags of the planned runs (each once: a run carries a tag at most once)
+    tags: list[Tag] = Field(
+        default_factory=lambda: ["suggested"], json_schema_extra={"uniqueItems": True}
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _distinct_tags(cls, tags: list[str]) -> list[str]:
+        repeated = sorted(t for t, n in Counter(tags).items() if n > 1)
+        if repeated:
+            raise ValueError(f"tags must be distinct; repeated: {repeated}")
+        return tags

@@ -109,6 +109,7 @@ def check_epoch_caps(spec: ConstraintsSpec, project: Project) -> None:
         else "constraints.max_epochs_per_domain"
     )
     if spec.max_epochs is None and not spec.max_epochs_per_domain:
+        check_target_tokens(spec.model_dump(), project)
         return
     if not spec.target_tokens:
         raise Invalid(
@@ -121,6 +122,26 @@ def check_epoch_caps(spec: ConstraintsSpec, project: Project) -> None:
             f"epoch caps need a token count for every domain; {missing} have none (declare "
             "token_count, or run POST .../domains/ingest on their sources)",
             field=field,
+        )
+
+
+def check_target_tokens(spec: dict[str, Any], project: Project) -> None:
+    """``target_tokens`` without an epoch cap, once every domain has a token count: the
+    science's availability caps need the three together (:meth:`Constraints.caps
+    <mixopt.mixing.constraints.Constraints.caps>` refuses the pair), so a job designing or
+    optimising mixtures would fail; a 422 at the request instead. Without every token count the
+    translation leaves ``target_tokens`` out and nothing fails."""
+    spec = spec or {}
+    if not spec.get("target_tokens") or spec.get("max_epochs") is not None:
+        return
+    if spec.get("max_epochs_per_domain"):
+        return
+    if project.domains and all(d.token_count for d in project.domains):
+        raise Invalid(
+            "target_tokens caps weights (tokens_i x max_epochs / target_tokens) only with "
+            "max_epochs: set constraints.max_epochs (or max_epochs_per_domain), or remove "
+            "constraints.target_tokens",
+            field="constraints.max_epochs",
         )
 
 

@@ -101,6 +101,8 @@ def check_runs_for_fit(
                 field="domain_versions",
             )
         raise Invalid("no runs match the run filter", field="run_filter")
+    if domain_versions != "current":
+        check_runs_map(session, project, conds, count)
     scales = session.execute(
         select(Run.model_params, Run.train_steps, Run.train_tokens)
         .where(*conds)
@@ -126,6 +128,43 @@ def check_runs_for_fit(
     ]
     return resolve_target(
         project, requested_target, [r for r in ends if r is not None], check_exists=True
+    )
+
+
+#: runs mapped at a time when looking for one that reaches the current domain set
+_MAP_CHUNK = 2000
+
+
+def check_runs_map(session: Session, project: Project, conds: list, count: int) -> None:
+    """At least one selected run reaches the current domain set (a run of an older version that
+    used a removed domain is dropped): else the fit job would have no run to fit, a 422 now.
+    Cheap when a selected run is on the current version; otherwise the older runs are mapped a
+    chunk at a time until one survives (the worker maps them all anyway)."""
+    version = project.domain_version or 1
+    if version == 1 or session.scalar(
+        select(Run.id).where(*conds, Run.domain_version == version).limit(1)
+    ):
+        return
+    domains = [d.name for d in project.domains]
+    reasons: dict[str, int] = {}
+    last = 0
+    page = select(Run).where(*conds).order_by(Run.id).limit(_MAP_CHUNK)
+    while chunk := list(session.scalars(page.where(Run.id > last))):
+        mapped, report = domain_service.map_runs(
+            session, project, chunk, version=version, domains=domains
+        )
+        if any(x is not None for x in mapped):
+            return
+        for b in report["by_version"].values():
+            for why, n in b["reasons"].items():
+                reasons[why] = reasons.get(why, 0) + n
+        last = chunk[-1].id
+    why = "; ".join(f"{n} {r}" for r, n in list(reasons.items())[:5])
+    raise Invalid(
+        f"none of the {count} runs matching the run filter can be brought to the current domain "
+        f"set (version {version}): {why}; report runs on the current domains, or fit before "
+        "removing the domain they use",
+        field="run_filter",
     )
 
 

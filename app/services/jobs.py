@@ -16,14 +16,16 @@ from mixopt.api_types import FINAL_STATES, STATES, job_state_filter
 
 
 def get_job(session: Session, token: ApiToken, job_id: str) -> Job:
+    if "\x00" in job_id:  # no id holds a NUL, and PostgreSQL refuses one in a query
+        raise NotFound(f"job {job_id!r} not found", field="job_id")
     job = session.get(Job, job_id)
     if job is None:
-        raise NotFound(f"job {job_id} not found")
+        raise NotFound(f"job {job_id} not found", field="job_id")
     if job.project_id is None:
         if not token_service.is_admin(token):
-            raise NotFound(f"job {job_id} not found")
+            raise NotFound(f"job {job_id} not found", field="job_id")
     elif not token_service.can_see(token, job.project_id):
-        raise NotFound(f"job {job_id} not found")
+        raise NotFound(f"job {job_id} not found", field="job_id")
     return job
 
 

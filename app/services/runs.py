@@ -47,7 +47,12 @@ def validate_mixture(
             )
         if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
             raise Invalid(f"weight {w!r} must be a finite number >= 0", field=f"{field}.{name}")
-    total = math.fsum(mixture.values())
+    try:
+        total = math.fsum(mixture.values())
+    except OverflowError:  # finite weights whose sum is not (1e308 twice)
+        raise Invalid(
+            "weights sum beyond the largest float; they must sum to 1", field=field
+        ) from None
     tol = NORMALIZE_TOLERANCE if normalize else SUM_TOLERANCE
     if abs(total - 1.0) > tol:
         hint = "" if normalize else " (pass normalize=true to accept sums within 1e-2 and rescale)"

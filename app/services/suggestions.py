@@ -19,7 +19,7 @@ from app.schemas.suggestions import SuggestionCreate
 from app.services import domains as domain_service
 from app.services import jobs as job_service
 from app.services import rows
-from app.services.constraints import project_constraints
+from app.services.constraints import check_target_tokens, project_constraints
 from app.services.domain_rules import natural_prior
 from app.services.errors import Invalid, NotFound
 from app.services.fits import resolve_target
@@ -116,6 +116,10 @@ def create_suggestion_job(session: Session, project: Project, data: SuggestionCr
             "dimension x dimensions explored)",
             field="count",
         )
+    if data.strategy != "reuse":
+        # what the worker translates (project_constraints) and the science refuses, said now
+        project_constraints(project)
+        check_target_tokens(project.constraints or {}, project)
     params["domain_version"] = project.domain_version or 1
     job = job_service.create_job(session, kind="suggest", project_id=project.id, params=params)
     session.commit()

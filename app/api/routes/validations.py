@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from app.api.deps import (
     CurrentToken,
     IdPath,
+    Offset,
     ProjectDep,
     ProjectRoute,
     SessionDep,
@@ -51,7 +52,7 @@ def list_validations(
     project: ProjectDep,
     session: SessionDep,
     token: CurrentToken,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict:
     rows, count = svc.list_validations(session, project, limit, offset)
