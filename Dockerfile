@@ -31,4 +31,5 @@ EXPOSE 8000
 # docker-compose.yml (`mixopt health api|beat`, Celery's ping of the worker's node name)
 
 # API (migrations are run by the one-shot `migrate` service in compose: MIXOPT_AUTO_MIGRATE=false)
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
+# --no-proxy-headers: X-Forwarded-For is read by mixopt, from MIXOPT_TRUSTED_PROXIES only
+CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--no-proxy-headers"]

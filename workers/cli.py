@@ -75,7 +75,9 @@ def serve(
         # finally below still stops the worker (the default action would end us first)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run("app.main:app", host=host, port=port, log_level="info")
+        # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from 127.0.0.1 as the
+        # client; mixopt reads it itself, from MIXOPT_TRUSTED_PROXIES only (app/api/ratelimit)
+        uvicorn.run("app.main:app", host=host, port=port, log_level="info", proxy_headers=False)
     finally:
         if supervisor is not None:
             supervisor.stop()
