@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,6 +48,14 @@ def free_port() -> int:
 @contextmanager
 def running_server(database_url: str | None, workers: int = 1):
     """Start migrations + uvicorn on a fresh database; yield (base_url, admin_token)."""
+    with server_process(database_url, workers) as (url, token, _proc):
+        yield url, token
+
+
+@contextmanager
+def server_process(database_url: str | None, workers: int = 1, extra_args: Sequence[str] = ()):
+    """:func:`running_server` that also yields the uvicorn process (its pid: memory figures)
+    and passes ``extra_args`` to uvicorn; yield (base_url, admin_token, process)."""
     home = tempfile.mkdtemp(prefix="mixopt-bench-")
     env = {
         **os.environ,
@@ -89,6 +98,7 @@ def running_server(database_url: str | None, workers: int = 1):
             "warning",
             "--workers",
             str(workers),
+            *extra_args,
         ],
         env=env,
         cwd=REPO,
@@ -103,7 +113,7 @@ def running_server(database_url: str | None, workers: int = 1):
                 time.sleep(0.05)
         else:
             raise RuntimeError("server did not start")
-        yield url, env["MIXOPT_ADMIN_TOKEN"]
+        yield url, env["MIXOPT_ADMIN_TOKEN"], proc
     finally:
         proc.terminate()
         proc.wait(timeout=20)
