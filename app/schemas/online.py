@@ -31,7 +31,8 @@ class OnlineSessionCreate(Schema):
     #: domains the session mixes (default: all of the project's, in order)
     domains: list[Name] | None = None
     schedule: Schedule = Field(default_factory=Schedule)
-    seed: int = 0
+    #: the mixer's random generator takes a non-negative seed
+    seed: int = Field(default=0, ge=0)
     name: Name | None = None
 
 

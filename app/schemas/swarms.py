@@ -28,14 +28,15 @@ class SwarmCreate(Schema):
         default=None, gt=0, le=INT32
     )
     train_tokens: int | None = Field(default=None, gt=0)
-    #: run seeds are 32-bit; per_run adds the run's index
-    seed: int = Field(default=0, ge=-INT32, le=INT32 - 4096)
+    #: run seeds are 32-bit; per_run adds the run's index; non-negative (the design's and the
+    #: trainer's random generators refuse a negative seed)
+    seed: int = Field(default=0, ge=0, le=INT32 - 4096)
     #: shared: every run trains with ``seed`` (same initialisation and sampler stream, so runs
     #: differ only by their mixture: common random numbers); per_run: run i uses ``seed + i``
     seeds: Literal["shared", "per_run"] = "shared"
     #: seed of the mixture design (null: ``seed``): more runs for a swarm trained with one
-    #: shared seed need new mixtures but the same training seed
-    design_seed: int | None = Field(default=None, ge=-INT32, le=INT32)
+    #: shared seed need new mixtures but the same training seed; non-negative, as ``seed``
+    design_seed: int | None = Field(default=None, ge=0, le=INT32)
     #: swarm: RegMix Dirichlet around the token prior; space_filling: max-min distance picks;
     #: fixed: train exactly the given mixtures
     #: hierarchical: group shares first, then within each group (domains with group paths)

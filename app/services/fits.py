@@ -85,10 +85,14 @@ def check_runs_for_fit(
     target_scale: dict | None,
     requested_target: dict[str, float] | None,
     domain_versions: str = "compatible",
+    *,
+    estimator: tuple[str, dict[str, Any] | None, str] | None = None,
 ) -> dict[str, float]:
     """The checks ``POST .../fits`` can afford (milliseconds whatever the run count): a count,
     the distinct scales (bounded), and the metrics of the first and last run; returns the
-    objective. Runs of several scales without ``target_scale``: 422 saying what to pass."""
+    objective. Runs of several scales without ``target_scale``: 422 saying what to pass.
+    ``estimator``: (name, params, field) of the estimator to fit, checked against the count
+    (:func:`check_enough_runs`)."""
     conds = _filtered(project, f, project.domain_version if domain_versions == "current" else None)
     count = session.scalar(select(func.count()).select_from(Run).where(*conds)) or 0
     if not count:
@@ -101,6 +105,8 @@ def check_runs_for_fit(
                 field="domain_versions",
             )
         raise Invalid("no runs match the run filter", field="run_filter")
+    if estimator is not None:
+        check_enough_runs(project, *estimator, count=count)
     if domain_versions != "current":
         check_runs_map(session, project, conds, count)
     scales = session.execute(
@@ -129,6 +135,35 @@ def check_runs_for_fit(
     return resolve_target(
         project, requested_target, [r for r in ends if r is not None], check_exists=True
     )
+
+
+def check_enough_runs(
+    project: Project, name: str, params: dict[str, Any] | None, field: str, *, count: int
+) -> None:
+    """Fewer selected runs than the estimator needs for the project's domains (its
+    ``required_runs``): the fit job would fail, a 422 now. ``count`` bounds what the worker
+    fits on (runs dropped by the domain mapping or missing a target metric only lower it), so
+    nothing a job could fit is refused. A selecting estimator (``auto``) also needs as many as
+    its least demanding candidate: each candidate is cross-validated on part of the runs."""
+    import mixopt.mixing  # noqa: F401  # lazy: registers every estimator (~1.5 s)
+    from mixopt.mixing.base import ESTIMATORS
+
+    cls, k = ESTIMATORS[name], len(project.domains)
+    need, why = cls.required_runs(k), ""
+    if cls.selects_estimator:
+        # auto's candidates (its param; default every other registered estimator)
+        names = (params or {}).get("candidates")
+        names = [n for n in (names if names is not None else ESTIMATORS) if n != name]
+        least = min((ESTIMATORS[n].required_runs(k) for n in names if n in ESTIMATORS), default=0)
+        if least > need:
+            need, why = least, f" (its least demanding candidate needs {least})"
+    if count < need:
+        raise Invalid(
+            f"{name} needs at least {need} runs (distinct mixtures) for {k} domains{why}; the "
+            f"run filter leaves {count}: report more runs, widen the run filter, or choose an "
+            "estimator that needs fewer (GET /v1/estimators: min_runs)",
+            field=field,
+        )
 
 
 #: runs mapped at a time when looking for one that reaches the current domain set
@@ -212,7 +247,13 @@ def create_fit(session: Session, project: Project, data: FitCreate) -> tuple[Fit
     check_params(data.estimator, data.params)
     target_scale = data.target_scale.given() if data.target_scale is not None else None
     target = check_runs_for_fit(
-        session, project, data.run_filter, target_scale, data.target, data.domain_versions
+        session,
+        project,
+        data.run_filter,
+        target_scale,
+        data.target,
+        data.domain_versions,
+        estimator=(data.estimator, data.params, "run_filter"),
     )
     fit, job = new_fit(
         session,

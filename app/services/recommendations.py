@@ -87,7 +87,13 @@ def create_recommendation_job(
         fit_service.check_estimator(data.estimator)
         fit_service.check_params(data.estimator, data.params)
         target = fit_service.check_runs_for_fit(
-            session, project, RunFilter(), requested, None, data.domain_versions
+            session,
+            project,
+            RunFilter(),
+            requested,
+            None,
+            data.domain_versions,
+            estimator=(data.estimator, data.params, "estimator"),
         )
         fit, job = fit_service.new_fit(
             session,

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.schemas.swarms import SwarmCreate
 from app.services import jobs as job_service
-from app.services.constraints import project_constraints
+from app.services.constraints import check_target_tokens, project_constraints
 from app.services.domain_rules import natural_prior
 from app.services.errors import Invalid
 from app.services.runs import validate_mixture
@@ -57,6 +57,8 @@ def create_swarm(
     else:
         prior = _prior(project)
         constraints = project_constraints(project)
+        # target_tokens without max_epochs: the design would refuse it (a 422 naming `count`)
+        check_target_tokens(project.constraints or {}, project)
         mixtures = design_mixtures(
             data.count,
             data.strategy,

@@ -113,7 +113,18 @@ def test_too_few_runs_fails_with_how_many_needed(client, admin, worker):
         json={"mixture": {"a": 0.5, "b": 0.5}, "metrics": {"l": 1.0}},
         headers=admin,
     )
-    r = client.post(f"/v1/projects/{p['id']}/fits", json={"estimator": "mixing_law"}, headers=admin)
+    url = f"/v1/projects/{p['id']}/fits"
+    r = client.post(url, json={"estimator": "mixing_law"}, headers=admin)
+    # fewer runs than the estimator needs: refused at the request (test_refused_at_request.py)
+    assert r.status_code == 422 and "at least 4 runs" in r.json()["detail"], r.text
+    # enough runs but one distinct mixture: only the fit can tell, the job fails saying why
+    for _ in range(3):
+        client.post(
+            f"/v1/projects/{p['id']}/runs",
+            json={"mixture": {"a": 0.5, "b": 0.5}, "metrics": {"l": 1.0}},
+            headers=admin,
+        )
+    r = client.post(url, json={"estimator": "mixing_law"}, headers=admin)
     job = wait_job(client, admin, r.json()["job"]["id"])
     assert job["state"] == "failed" and "at least" in job["error"], job
     fit = client.get(f"/v1/projects/{p['id']}/fits/{r.json()['fit']['id']}", headers=admin).json()

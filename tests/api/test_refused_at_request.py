@@ -211,3 +211,163 @@ def test_offsets_beyond_64_bits_name_the_offset(client, admin, path):
         r = client.get(url, params={"offset": offset}, headers=admin)
         assert r.status_code == 422, r.text
         assert _fields(r) == ["query.offset"], r.text
+
+
+# -- swarms (the design and the trainer refuse what the request let through) -----------------
+def _trainable(client, admin, constraints: dict | None = None) -> dict:
+    """Domains with a data source and a declared token count: a swarm can be designed (and its
+    jobs queued) without ingesting."""
+    from tests.factories import CORPORA
+    from tests.factories import CORPUS_DOMAINS as DOMAINS
+
+    domains = [
+        {"name": d, "source": {"path": str(CORPORA / d), "format": "jsonl"}, "token_count": c}
+        for d, c in zip(DOMAINS, (1000, 2000, 3000, 4000), strict=False)
+    ]
+    r = client.post(
+        "/v1/projects",
+        json={"name": "swarm", "domains": domains, "constraints": constraints or {}},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _swarm_refused(r, field: str) -> None:
+    _refused(r, field)
+    assert count_rows("run") == 0
+
+
+_SWARM = {"count": 3, "train_steps": 10}
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        # numpy's default_rng refuses a negative seed: the design said "count", and a fixed swarm
+        # (no design) queued jobs whose trainer (the sampler's default_rng) failed
+        ({"seed": -1}, "seed"),
+        ({"seed": -1, "seeds": "per_run"}, "seed"),
+        ({"seed": -1, "strategy": "space_filling"}, "seed"),
+        ({"design_seed": -1}, "design_seed"),
+        ({"seed": 3, "design_seed": -5, "strategy": "hierarchical"}, "design_seed"),
+    ],
+)
+def test_swarm_negative_seeds_name_their_field(client, admin, extra, field):
+    p = _trainable(client, admin)
+    r = client.post(f"/v1/projects/{p['id']}/swarms", json={**_SWARM, **extra}, headers=admin)
+    _swarm_refused(r, field)
+
+
+def test_fixed_swarm_negative_seed_is_refused(client, admin):
+    p = _trainable(client, admin)
+    names = [d["name"] for d in p["domains"]]
+    mixtures = [{n: 1 / len(names) for n in names}] * 3
+    r = client.post(
+        f"/v1/projects/{p['id']}/swarms",
+        json={**_SWARM, "strategy": "fixed", "mixtures": mixtures, "seed": -2},
+        headers=admin,
+    )
+    _swarm_refused(r, "seed")
+
+
+@pytest.mark.parametrize("strategy", ["swarm", "space_filling", "hierarchical"])
+def test_swarm_target_tokens_without_max_epochs(client, admin, strategy):
+    p = _trainable(client, admin, {"target_tokens": 10_000})
+    r = client.post(
+        f"/v1/projects/{p['id']}/swarms", json={**_SWARM, "strategy": strategy}, headers=admin
+    )
+    _swarm_refused(r, "constraints.max_epochs")
+    assert "target_tokens" in r.json()["detail"]
+
+
+def test_swarm_valid_requests_still_accepted(client, admin):
+    p = _trainable(client, admin, {"target_tokens": 10_000, "max_epochs": 4})
+    url = f"/v1/projects/{p['id']}/swarms"
+    r = client.post(url, json={**_SWARM, "seed": 0, "design_seed": 0}, headers=admin)
+    assert r.status_code == 202, r.text
+    assert count_rows("job") == 3 and count_rows("run") == 3
+    r = client.post(url, json={**_SWARM, "seed": 7, "seeds": "per_run"}, headers=admin)
+    assert r.status_code == 202, r.text
+    assert count_rows("job") == 6 and count_rows("run") == 6
+
+
+# -- online sessions -------------------------------------------------------------------------
+def test_online_session_negative_seed_names_seed(client, admin):
+    """The mixer's generator refuses a negative seed: the 422 named ``params`` (the mixer's
+    error, taken for a parameter's); now ``seed``, and no session row."""
+    p = make_project(client, admin)
+    url = f"/v1/projects/{p['id']}/online-sessions"
+    for algorithm in ("aioli", "doremi", "odm"):
+        r = client.post(url, json={"algorithm": algorithm, "seed": -1}, headers=admin)
+        assert r.status_code == 422, r.text
+        assert _fields(r) == ["seed"], r.text
+    assert count_rows("online_session") == 0 and count_rows("job") == 0
+    r = client.post(url, json={"algorithm": "aioli", "seed": 5}, headers=admin)
+    assert r.status_code == 201, r.text
+
+
+# -- fits (and recommend-with-estimator) with fewer runs than the estimator needs -------------
+def _n_runs(client, admin, pid: int, n: int, tag: str | None = None) -> None:
+    mixtures = [{"web": 0.1 + i / 20, "code": 0.5, "math": 0.4 - i / 20} for i in range(n)]
+    runs = [
+        {"mixture": m, "metrics": {"loss": 3.0 - i / 10}, **({"tags": [tag]} if tag else {})}
+        for i, m in enumerate(mixtures)
+    ]
+    r = client.post(f"/v1/projects/{pid}/runs", json={"runs": runs}, headers=admin)
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize(
+    ("n", "body", "need"),
+    [
+        (1, {"estimator": "gp"}, 2),
+        (2, {"estimator": "auto"}, 3),
+        (4, {"estimator": "mixing_law"}, 5),  # K + 2 for 3 domains
+        (3, {"estimator": "regmix_lgbm"}, 4),
+        (4, {"estimator": "auto", "params": {"candidates": ["mixing_law", "law_gp"]}}, 5),
+    ],
+)
+def test_fit_with_fewer_runs_than_the_estimator_needs(client, admin, n, body, need):
+    p = make_project(client, admin)
+    _n_runs(client, admin, p["id"], n)
+    r = client.post(f"/v1/projects/{p['id']}/fits", json=body, headers=admin)
+    _refused(r, "run_filter")
+    detail = r.json()["detail"]
+    assert f"at least {need} runs" in detail and "leaves" in detail, detail
+    assert count_rows("fit") == 0
+
+
+def test_fit_run_filter_leaving_too_few(client, admin):
+    p = make_project(client, admin)
+    _n_runs(client, admin, p["id"], 4)
+    _n_runs(client, admin, p["id"], 1, tag="lone")
+    url = f"/v1/projects/{p['id']}/fits"
+    r = client.post(url, json={"estimator": "gp", "run_filter": {"tag": "lone"}}, headers=admin)
+    _refused(r, "run_filter")
+    assert "gp needs at least 2 runs" in r.json()["detail"]
+    assert "leaves 1" in r.json()["detail"]
+    r = client.post(url, json={"estimator": "gp"}, headers=admin)  # all five
+    assert r.status_code == 202, r.text
+
+
+def test_fit_with_just_enough_runs_is_accepted(client, admin):
+    p = make_project(client, admin)
+    _n_runs(client, admin, p["id"], 2)
+    r = client.post(f"/v1/projects/{p['id']}/fits", json={"estimator": "gp"}, headers=admin)
+    assert r.status_code == 202, r.text
+    r = client.post(f"/v1/projects/{p['id']}/fits", json={"estimator": "auto"}, headers=admin)
+    assert r.status_code == 422 and _fields(r) == ["run_filter"], r.text
+    assert count_rows("job") == 1
+
+
+def test_recommend_with_estimator_and_too_few_runs(client, admin):
+    p = make_project(client, admin)
+    _n_runs(client, admin, p["id"], 1)
+    url = f"/v1/projects/{p['id']}/recommendations"
+    r = client.post(url, json={"estimator": "gp"}, headers=admin)
+    _refused(r, "estimator")
+    assert "gp needs at least 2 runs" in r.json()["detail"] and count_rows("fit") == 0
+    _n_runs(client, admin, p["id"], 1)
+    r = client.post(url, json={"estimator": "gp"}, headers=admin)
+    assert r.status_code == 202, r.text

@@ -99,8 +99,10 @@ def test_pagination_beyond_one_page_for_offset_lists(live_server, admin_token):
 def test_failed_job_raises_job_failed_with_its_reason(live_server, worker, admin_token):
     c = MixoptClient(live_server, admin_token)
     p = c.create_project("few", domains=DOMAINS)
-    c.add_runs(p.id, _runs(1))
-    accepted = c.fit(p.id, "gp", cv_folds=2)
+    # five runs of one mixture: enough runs for the request's check, too few distinct mixtures
+    # for mixing_law (K + 2), which only the fit can tell: the job fails
+    c.add_runs(p.id, _runs(1) * 5)
+    accepted = c.fit(p.id, "mixing_law", cv_folds=2)
     with pytest.raises(JobFailed) as exc:
         c.wait(accepted, timeout=120)
     assert exc.value.job.state == "failed" and exc.value.job.id == accepted.job.id
