@@ -47,7 +47,8 @@ class FitCreate(Schema):
     target: dict[str, NonNegFloat] | None = None
     run_filter: RunFilter = Field(default_factory=RunFilter)
     cv_folds: int = Field(default=5, ge=2, le=20)
-    random_state: int = 0
+    #: the CV split's (and auto's candidates') random generators take a non-negative seed
+    random_state: int = Field(default=0, ge=0)
     #: answer at this scale (through the steps/size laws when it lies beyond the runs);
     #: required when the selected runs span several model sizes or budgets
     target_scale: TargetScale | None = None

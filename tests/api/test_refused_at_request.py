@@ -371,3 +371,14 @@ def test_recommend_with_estimator_and_too_few_runs(client, admin):
     _n_runs(client, admin, p["id"], 1)
     r = client.post(url, json={"estimator": "gp"}, headers=admin)
     assert r.status_code == 202, r.text
+
+
+def test_fit_negative_random_state_names_it(client, admin):
+    """auto cross-validates each candidate with the fit's seed (numpy's default_rng): a negative
+    one skipped every candidate and the job failed."""
+    p = make_project(client, admin)
+    _n_runs(client, admin, p["id"], 8)
+    url = f"/v1/projects/{p['id']}/fits"
+    _refused(client.post(url, json={"random_state": -1}, headers=admin), "random_state")
+    r = client.post(url, json={"random_state": 3}, headers=admin)
+    assert r.status_code == 202, r.text
