@@ -13,26 +13,28 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mixopt.cli.errors import ExitStatus
+from mixopt.cli.output import console, err_console
 from mixopt.extras import MissingExtra, require
 
-console = Console()
+# results on stdout (console); every error on stderr (err_console) with its ExitStatus, as the
+# client commands of mixopt.cli do
 
 
 def _need_server() -> None:
     try:
         require("server")
     except MissingExtra as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(3) from None
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(ExitStatus.MISSING_EXTRA) from None
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {escape(str(exc))}")
-    raise typer.Exit(1)
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+    raise typer.Exit(ExitStatus.API_REFUSED)
 
 
 def serve(
@@ -154,7 +156,7 @@ def health(
         node = name.replace("%h", socket.gethostname())
         replies = celery_app.control.ping(destination=[node], timeout=5) or []
         if not any(node in r for r in replies):
-            console.print(f"[red]error:[/red] worker {escape(node)} did not answer the ping")
+            err_console.print(f"[red]error:[/red] worker {escape(node)} did not answer the ping")
             raise typer.Exit(1)
         console.print(f"{escape(node)}: pong")
         return
@@ -164,12 +166,12 @@ def health(
         alive = get_settings().home / "beat.alive"
         age = time.time() - alive.stat().st_mtime if alive.exists() else None
         if age is None or age > max_age:
-            console.print(f"[red]error:[/red] beat has not ticked in {max_age:g} s ({alive})")
+            err_console.print(f"[red]error:[/red] beat has not ticked in {max_age:g} s ({alive})")
             raise typer.Exit(1)
         console.print(f"beat ticked {age:.0f} s ago")
         return
-    console.print("[red]error:[/red] what must be api, worker or beat")
-    raise typer.Exit(2)
+    err_console.print("[red]error:[/red] what must be api, worker or beat")
+    raise typer.Exit(ExitStatus.USAGE)
 
 
 def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:

@@ -198,3 +198,10 @@ def test_every_command_goes_through_the_one_error_path():
         return [] if getattr(cmd.callback, "handles_errors", False) else [path]
 
     assert walk(typer.main.get_command(cli), "mixopt") == []
+
+
+def test_server_commands_write_errors_to_stderr(db):
+    """The server-side commands (workers/cli.py, added through the entry point) share the
+    client commands' rule: the error on stderr, stdout empty, its ExitStatus."""
+    _failed(_cli({}, "health", "bogus"), ExitStatus.USAGE, "api, worker or beat")
+    _failed(_cli({}, "token", "revoke", "999999"), ExitStatus.API_REFUSED, "999999")
