@@ -222,7 +222,16 @@ def test_serve_stops_its_embedded_worker(tmp_path):
             time.sleep(0.3)
         else:
             raise AssertionError("the embedded worker did not start")
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        # the API binds after the supervisor has started the worker (serve imports the app
+        # then), so a worker that is ready first may meet a port not yet open: wait for it
+        status = None
+        while status is None and time.monotonic() < deadline:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code
+            except httpx.ConnectError:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.3)
+        assert status == 200, log.read_text()
         assert len(_processes_mentioning(marker)) >= 3  # the worker, its pool and beat
     finally:
         proc.terminate()
