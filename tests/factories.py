@@ -4,6 +4,7 @@ a project ingested from the fixture corpora, and settings changed for one block.
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,3 +50,22 @@ def settings_env(**env: str) -> Iterator[None]:
             else:
                 os.environ[k] = v
         get_settings.cache_clear()
+
+
+WORKFLOW_DOMAINS = ["web", "code", "math"]
+
+
+def synthetic_runs(n: int, seed: int = 0) -> list[dict]:
+    """``n`` runs over :data:`WORKFLOW_DOMAINS` whose losses fall with their own domain's weight
+    (seeded): the data of the client and CLI workflow tests."""
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        w = [rnd.random() + 0.01 for _ in WORKFLOW_DOMAINS]
+        mix = {d: x / sum(w) for d, x in zip(WORKFLOW_DOMAINS, w, strict=True)}
+        metrics = {
+            "val/web": 3.0 - mix["web"] + 0.1 * mix["math"],
+            "val/code": 2.5 - mix["code"] + 0.05 * rnd.random(),
+        }
+        out.append({"mixture": mix, "metrics": metrics})
+    return out

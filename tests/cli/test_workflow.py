@@ -5,7 +5,6 @@ option has help."""
 from __future__ import annotations
 
 import json
-import random
 
 import click
 import typer
@@ -13,26 +12,7 @@ from typer.testing import CliRunner
 
 from mixopt.cli import app as cli
 from mixopt.client import MixoptClient
-
-DOMAINS = ["web", "code", "math"]
-
-
-def _runs(n: int, seed: int = 0) -> list[dict]:
-    rnd = random.Random(seed)
-    out = []
-    for _ in range(n):
-        w = [rnd.random() + 0.01 for _ in DOMAINS]
-        mix = {d: x / sum(w) for d, x in zip(DOMAINS, w, strict=True)}
-        out.append(
-            {
-                "mixture": mix,
-                "metrics": {
-                    "val/web": 3.0 - mix["web"] + 0.1 * mix["math"],
-                    "val/code": 2.5 - mix["code"] + 0.05 * rnd.random(),
-                },
-            }
-        )
-    return out
+from tests.factories import synthetic_runs
 
 
 def _cli(env, *args):
@@ -64,7 +44,7 @@ def test_cli_workflow(live_server, worker, admin_token, tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout)["id"] == p["id"]
     pid = p["id"]
 
-    runs = _runs(40)
+    runs = synthetic_runs(40)
     mix = tmp_path / "mix.csv"
     loss = tmp_path / "loss.csv"
     mix.write_text(

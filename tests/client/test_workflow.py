@@ -6,48 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 
 import pytest
 
 from mixopt.api_types import Fit, Job, Project, Recommendation, Run
 from mixopt.client import AsyncClient, ConnectionFailed, JobFailed, MixoptClient, MixoptError
 from tests.conftest import count_rows
-
-DOMAINS = ["web", "code", "math"]
-
-
-def _runs(n: int, seed: int = 0) -> list[dict]:
-    rnd = random.Random(seed)
-    out = []
-    for _ in range(n):
-        w = [rnd.random() + 0.01 for _ in DOMAINS]
-        mix = {d: x / sum(w) for d, x in zip(DOMAINS, w, strict=True)}
-        out.append(
-            {
-                "mixture": mix,
-                "metrics": {
-                    "val/web": 3.0 - mix["web"] + 0.1 * mix["math"],
-                    "val/code": 2.5 - mix["code"] + 0.05 * rnd.random(),
-                },
-            }
-        )
-    return out
+from tests.factories import WORKFLOW_DOMAINS, synthetic_runs
 
 
 def test_client_workflow(live_server, worker, admin_token):
     c = MixoptClient(live_server, admin_token)
     p = c.get_or_create_project(
-        "wf", domains=DOMAINS, constraints={"bounds": {"web": {"max": 0.8}}}
+        "wf", domains=WORKFLOW_DOMAINS, constraints={"bounds": {"web": {"max": 0.8}}}
     )
-    assert isinstance(p, Project) and p.domain_names == DOMAINS
-    again = c.get_or_create_project("wf", domains=DOMAINS)
+    assert isinstance(p, Project) and p.domain_names == WORKFLOW_DOMAINS
+    again = c.get_or_create_project("wf", domains=WORKFLOW_DOMAINS)
     assert again.id == p.id and count_rows("project") == 1
     with pytest.raises(MixoptError) as exc:
         c.get_or_create_project("wf", domains=["web", "books"])
     assert exc.value.status == 409 and exc.value.field == "domains"
 
-    ids = c.add_runs(p.id, _runs(250), chunk_size=100)
+    ids = c.add_runs(p.id, synthetic_runs(250), chunk_size=100)
     assert len(ids) == 250 and count_rows("run") == 250
     runs = list(c.iter_runs(p.id, page_size=100))  # three pages
     assert [r.id for r in runs] == ids and all(isinstance(r, Run) for r in runs)
@@ -98,10 +78,10 @@ def test_pagination_beyond_one_page_for_offset_lists(live_server, admin_token):
 
 def test_failed_job_raises_job_failed_with_its_reason(live_server, worker, admin_token):
     c = MixoptClient(live_server, admin_token)
-    p = c.create_project("few", domains=DOMAINS)
+    p = c.create_project("few", domains=WORKFLOW_DOMAINS)
     # five runs of one mixture: enough runs for the request's check, too few distinct mixtures
     # for mixing_law (K + 2), which only the fit can tell: the job fails
-    c.add_runs(p.id, _runs(1) * 5)
+    c.add_runs(p.id, synthetic_runs(1) * 5)
     accepted = c.fit(p.id, "mixing_law", cv_folds=2)
     with pytest.raises(JobFailed) as exc:
         c.wait(accepted, timeout=120)
@@ -118,9 +98,9 @@ def test_connection_failure_is_one_exception():
 def test_async_client(live_server, worker, admin_token):
     async def main():
         async with AsyncClient(live_server, admin_token) as c:
-            p = await c.get_or_create_project("async", domains=DOMAINS)
-            assert (await c.get_or_create_project("async", domains=DOMAINS)).id == p.id
-            ids = await c.add_runs(p.id, _runs(30, seed=1), chunk_size=20)
+            p = await c.get_or_create_project("async", domains=WORKFLOW_DOMAINS)
+            assert (await c.get_or_create_project("async", domains=WORKFLOW_DOMAINS)).id == p.id
+            ids = await c.add_runs(p.id, synthetic_runs(30, seed=1), chunk_size=20)
             got = [r.id async for r in c.iter_runs(p.id, page_size=7)]
             assert got == ids
             acc = await c.fit(p.id, "regmix_linear", cv_folds=3)
