@@ -13,7 +13,10 @@ vectorised sweeps (numpy), so its cost depends on the size of the body, not on i
    is the depth after each of them;
 3. keys/items per container: at each level whose commas could exceed a bound, the commas at that
    level are grouped by the container opened last at that level;
-4. only numbers that could overflow (an exponent of three digits or more, a run of 100 digits)
+4. values in the whole body (``MIXOPT_MAX_JSON_NODES``): one per comma and per opening bracket,
+   plus one, counted on the same arrays; this bounds what parsing and validating the body can
+   hold in memory, whatever its shape (about 70-130 bytes per value once parsed and validated);
+5. only numbers that could overflow (an exponent of three digits or more, a run of 100 digits)
    are converted (``float``) to see whether they are infinite.
 
 The path of a refusal comes from the same arrays: the last container opened at each level before
@@ -59,6 +62,7 @@ class JsonLimits:
     string_bytes: int
     keys: int
     items: int
+    nodes: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JsonLimits:
@@ -67,6 +71,7 @@ class JsonLimits:
             string_bytes=settings.max_json_string_bytes,
             keys=settings.max_json_keys,
             items=settings.max_json_items,
+            nodes=settings.max_json_nodes,
         )
 
 
@@ -89,7 +94,9 @@ def check(body: bytes, limits: JsonLimits) -> Refusal | None:
     refusal = _depth(scan, limits)
     if refusal or not scan.balanced:
         return refusal
-    return _strings(scan, limits) or _counts(scan, limits) or _non_finite(scan)
+    return (
+        _strings(scan, limits) or _counts(scan, limits) or _nodes(scan, limits) or _non_finite(scan)
+    )
 
 
 class _Scan:
@@ -230,6 +237,31 @@ def _counts(scan: _Scan, limits: JsonLimits) -> Refusal | None:
                 f"(MIXOPT_MAX_JSON_{setting.upper()})",
             )
     return None
+
+
+def nodes(body: bytes) -> int:
+    """The values of a JSON body as :func:`check` counts them: one per comma and per opening
+    bracket outside strings, plus one (so ``[]`` and ``[1]`` count 2, ``{"a": [1, 2]}`` 4)."""
+    return _count_nodes(_Scan(body))
+
+
+def _count_nodes(scan: _Scan) -> int:
+    opened = np.count_nonzero((scan.chars == _OPEN_ARRAY) | (scan.chars == _OPEN_OBJECT))
+    return int(np.count_nonzero(scan.chars == _COMMA)) + int(opened) + 1
+
+
+def _nodes(scan: _Scan, limits: JsonLimits) -> Refusal | None:
+    """All values of the body: parsed and validated, each costs memory (Python objects, then
+    models), so their number bounds the request's memory by construction (413)."""
+    n = _count_nodes(scan)
+    if n <= limits.nodes:
+        return None
+    return Refusal(
+        413,
+        "body",
+        f"{n} JSON values in the body; at most {limits.nodes} (MIXOPT_MAX_JSON_NODES): "
+        "split the request (fewer runs, points or mixtures per request)",
+    )
 
 
 def _non_finite(scan: _Scan) -> Refusal | None:

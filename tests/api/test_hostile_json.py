@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from app.api.json_limits import JsonLimits, check
+from app.api.json_limits import JsonLimits, check, nodes
 from app.core.config import Settings
 from tests.conftest import count_rows, make_project
 from tests.factories import settings_env
@@ -143,6 +143,37 @@ def test_too_many_items_is_a_422_and_a_full_batch_still_passes(client, admin, ur
     assert count_rows("run") == 20
 
 
+def test_nodes_are_counted_as_documented():
+    # one per comma and per opening bracket outside strings, plus one
+    assert [nodes(b) for b in (b"1", b"[]", b"[1]", b'{"a": [1, 2]}', b'["[,{", {}]')] == [
+        1,
+        2,
+        2,
+        4,
+        4,
+    ]
+
+
+def test_too_many_values_is_a_413_naming_the_setting(client, admin, url):
+    """50,000 runs x 200 tags (52 MB, every other bound kept) held 1.2 GB once parsed and
+    validated: refused by count of values before anything parses it."""
+    run = {**RUN, "tags": [f"{i:x}" for i in range(200)]}
+    raw = json.dumps({"runs": [run] * 50_000}, separators=(",", ":"))
+    field, message = _refused(_post(client, url, raw, admin), 413)
+    assert field == "body" and "MIXOPT_MAX_JSON_NODES" in message
+    assert message.startswith("10350002 JSON values in the body; at most 2500000")
+    # exact at the bound: 20 runs of 7 values (run, mixture, 2 weights, metrics, loss, name)
+    batch = {"runs": [{**RUN, "name": f"r{i}"} for i in range(20)]}
+    assert nodes(json.dumps(batch).encode()) == 2 + 20 * 7
+    with settings_env(MIXOPT_MAX_JSON_NODES="1142"):
+        big = {"runs": [{**RUN, "name": f"r{i}"} for i in range(163)]}  # 1143 values
+        field, message = _refused(client.post(url, json=big, headers=admin), 413)
+        assert message.startswith("1143 JSON values in the body; at most 1142")
+        r = client.post(url, json={"runs": big["runs"][:-1]}, headers=admin)  # 1136
+        assert r.status_code == 201, r.text
+    assert count_rows("run") == 162
+
+
 def test_defaults_accept_the_largest_documented_requests():
     settings = Settings()
     assert settings.max_json_items >= max(settings.max_batch_runs, 100_000)  # curve points
@@ -159,6 +190,7 @@ def test_defaults_accept_the_largest_documented_requests():
     }
     body = json.dumps({"runs": [run] * settings.max_batch_runs}).encode()
     assert len(body) > 40 * 2**20
+    assert nodes(body) <= settings.max_json_nodes
     start = time.monotonic()
     assert check(body, limits) is None
     assert time.monotonic() - start < 20  # about 1 s on 2 shared cores
@@ -179,8 +211,9 @@ def test_healthz_answers_while_a_large_body_is_checked(live_server, admin_token,
         return refusal
 
     monkeypatch.setattr(json_limits, "check", slow_check)
-    run = {"mixture": {f"d{i}": 0.04 for i in range(25)}, "metrics": {"loss": 2.5}, "tags": ["a"]}
-    runs = [run] * 90_000
+    mixture = {f"domain_with_a_longer_name_{i}": 0.04 for i in range(25)}
+    run = {"mixture": mixture, "metrics": {"loss": 2.5}, "tags": ["a"]}
+    runs = [run] * 60_000  # 1.9M values, under MIXOPT_MAX_JSON_NODES
     body = json.dumps({"runs": runs})[:-2] + ', {"mixture": {"d0": NaN}}]}'  # refused at the end
     assert len(body) > 30 * 2**20
     done: dict[str, object] = {}
@@ -204,6 +237,6 @@ def test_healthz_answers_while_a_large_body_is_checked(live_server, admin_token,
     r = done["response"]
     assert isinstance(r, httpx.Response)
     field, message = _refused(r)
-    assert field == "runs[90000].mixture.d0" and message.startswith("NaN")
+    assert field == "runs[60000].mixture.d0" and message.startswith("NaN")
     assert len(checked) == 1 and max(latencies) < 2, (checked, latencies)
     assert len(latencies) > 10  # polled throughout the check
