@@ -177,6 +177,24 @@ def _steps_law(
     return fit_steps_law(x[keep], L[keep], holdout=holdout, random_state=random_state), n_pts
 
 
+def fit_run_steps_law(
+    x: Any,
+    L: Any,
+    *,
+    upto: float | None = None,
+    fit_from: float = FIT_FROM,
+    random_state: int | None = 0,
+) -> PowerLawFit:
+    """The steps law of one run as the pipeline fits it (points from ``fit_from`` of the
+    budget on, up to ``upto``; the last checkpoints held out for selection): the benchmark's
+    "leave the longest steps out" uses exactly this."""
+    x = np.asarray(x, dtype=float)
+    L = np.asarray(L, dtype=float)
+    if L.ndim == 1:
+        L = L[:, None]
+    return _steps_law(x, L, fit_from=fit_from, random_state=random_state, upto=upto)[0]
+
+
 def _stats(v: list[float]) -> dict[str, float | None]:
     a = np.asarray([x for x in v if x is not None and np.isfinite(x)], dtype=float)
     if a.size == 0:

@@ -1,0 +1,782 @@
+"""Transfer benchmark: the prediction at a held-out (larger) scale, over every public multi-scale
+setting the project can read. The judge of the scaling laws' defaults and of ``auto``'s rule.
+
+Settings: 2Mix, 3Mix and 5Mix of Data Mixing Laws (Ye et al. 2024; ``../shared/data/mixinglaws``,
+read at run time, never copied), target the validation loss weighted by ``valid_weight.json``
+(restricted to the setting's validation domains and renormalised: 2 for 2Mix, 3 for 3Mix, 22
+for 5Mix); and the 512 RegMix 1M runs (bundled ``mixopt/data/regmix``, within scale only).
+
+Protocols (each a list of :class:`Case`):
+
+* ``size`` (leave the largest size out): the nested pipeline (steps law per run, size law per
+  mixture) fitted on the smaller sizes, then an estimator, predicts the runs of the largest size
+  at their own budget. 5Mix: 70M-305M -> 410M @30k, and 70M-410M (curves <= 30k) -> the six 1B
+  runs at their last step (20k-100k); 3Mix: 70M+160M -> 410M @60k (32 mixtures; two sizes only);
+  2Mix has two sizes and is not size-extrapolated (one size cannot fit a size law).
+  Metrics: mean/max relative error, Spearman, and the coverage of the 90% interval when the
+  prediction carries one.
+* ``steps`` (leave the longest steps out): every run whose curve reaches 3x a cut (5Mix runs to
+  90k/100k, 3Mix 70M/160M to 60k): its steps law fitted on the curve up to a third of its last
+  step predicts the last step (``steps x3``); and every run with a curve at half its budget
+  (``steps x2``, 2Mix included). Relative error of the steps law alone (target <= 1% at x3).
+* ``single`` (single-scale transfer, what ``auto``'s single-scale rule needs): an estimator
+  fitted on the runs of one size at one budget ranks the mixtures of the largest size
+  (Spearman; the losses are at another scale so only the rank is meaningful).
+* ``regmix`` (within scale): 5-fold CV Spearman (folds grouped by mixture) on random subsets of
+  64/128 RegMix runs.
+
+Every row is printed per setting and pooled (mean over cases; ``sd`` over seeds / subsets).
+Seeds change the law fits' random starts and the estimators' seeds, and for seed > 0 leave a
+random fifth of the training mixtures out (subset spread).
+
+Function API (stable; ``auto``'s rule is chosen with it)::
+
+    load_setting(name) -> {size: [Run]}          # Run: id, mixture, params, curve [(step, loss)]
+    cases(protocol, setting) -> [Case]
+    evaluate(case, estimator, params=None, seed=0) -> metrics dict
+    regmix_cv(estimator, params=None, n=128, seed=0) -> metrics dict
+    steps_errors(setting, ratio=3.0) -> [{"run", "size", "cut", "last", "rel_error"}]
+
+    .venv/bin/python -m bench.transfer [--quick] [--seeds 3] [--estimators ...] [--no-auto]
+        [--protocols size steps single regmix] [--mixinglaws-dir DIR]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from functools import lru_cache  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+from mixopt.mixing import pipeline  # noqa: E402
+from mixopt.mixing.base import get_estimator  # noqa: E402
+from mixopt.mixing.fidelity import cross_validate  # noqa: E402
+from mixopt.mixing.nested import ScaleError, fit_run_steps_law, prepare_at_scale  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+MIXINGLAWS = REPO.parent / "shared" / "data" / "mixinglaws"
+REGMIX = REPO / "mixopt" / "data" / "regmix"
+REGMIX_TARGET = "metric/the_pile_pile_cc_val_loss"
+SETTINGS = ("2Mix", "3Mix", "5Mix")
+#: non-embedding parameters (the data's README; the reference pipeline's MODEL_SIZES)
+NON_EMBEDDING = {
+    "70M": 18_915_328,
+    "160M": 85_056_000,
+    "305M": 201_541_632,
+    "410M": 302_311_424,
+    "1B": 805_736_448,
+}
+ESTIMATORS = ["mixing_law", "law_gp", "gp", "regmix_linear", "regmix_lgbm"]
+#: nominal level of the intervals whose coverage is reported
+LEVEL = 0.90
+
+
+@dataclass
+class Run:
+    id: str
+    mixture: list[float]
+    params: float
+    curve: list[tuple[int, float]]  # (step, weighted loss), sorted by step
+
+    def at(self, step: int) -> float | None:
+        return dict(self.curve).get(step)
+
+
+@dataclass
+class Case:
+    """One held-out prediction task: fit on ``train`` (curves cut at ``max_step``), predict
+    ``held`` at ``target_steps`` (one per held-out run) and ``target_params``."""
+
+    setting: str
+    protocol: str
+    label: str
+    train: list[Run]
+    max_step: int
+    held: list[Run]
+    target_steps: list[int]
+    target_params: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actual(self) -> np.ndarray:
+        return np.array([r.at(s) for r, s in zip(self.held, self.target_steps, strict=True)])
+
+
+def _special(rid: str) -> bool:
+    tail = rid.split("_")[-1]
+    return tail.isdigit() and int(tail) > 900
+
+
+@lru_cache(maxsize=8)
+def _load_all(data_dir: str) -> dict[str, dict[str, list[Run]]]:
+    d = Path(data_dir)
+    weights = json.loads((d / "valid_weight.json").read_text())
+    acc: dict = defaultdict(lambda: defaultdict(dict))
+    mixture: dict = {}
+    domains: dict[str, set] = defaultdict(set)
+    with open(d / "tidy_long.csv") as f:
+        for r in csv.DictReader(f):
+            if not r["step"]:  # a few "last checkpoint" rows without a step: unusable
+                continue
+            key = (r["setting"], r["model_size"], r["run_id"])
+            mixture[key] = [float(x) for x in r["mixture"].split("-")]
+            acc[key][int(float(r["step"]))][r["valid_domain"]] = float(r["loss"])
+            domains[r["setting"]].add(r["valid_domain"])
+    out: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for (setting, size, rid), curve in sorted(acc.items()):
+        if _special(rid) and size != "1B":  # the paper leaves the special mixtures out
+            continue
+        doms = sorted(domains[setting])
+        tot = sum(weights[v] for v in doms)
+        pts = [
+            (s, sum(weights[v] * L[v] for v in doms) / tot)
+            for s, L in sorted(curve.items())
+            if len(L) == len(doms)
+        ]
+        if pts:
+            out[setting][size].append(
+                Run(rid, mixture[(setting, size, rid)], NON_EMBEDDING[size], pts)
+            )
+    return {k: dict(v) for k, v in out.items()}
+
+
+def load_setting(name: str, data_dir: Path = MIXINGLAWS) -> dict[str, list[Run]]:
+    """Runs of one Data Mixing Laws setting per size (``"70M"``...), target the weighted loss."""
+    return _load_all(str(data_dir))[name]
+
+
+def have_mixinglaws(data_dir: Path = MIXINGLAWS) -> bool:
+    return (data_dir / "tidy_long.csv").exists()
+
+
+def _sizes(runs: dict[str, list[Run]]) -> list[str]:
+    return sorted(runs, key=lambda s: NON_EMBEDDING[s])
+
+
+# -- cases ---------------------------------------------------------------------------------------
+def _size_cases(setting: str, runs: dict[str, list[Run]]) -> list[Case]:
+    sizes = _sizes(runs)
+    out = []
+    if setting == "5Mix":
+        held = runs["410M"]
+        out.append(
+            Case(
+                setting,
+                "size",
+                "70M-305M -> 410M @30k",
+                [r for s in sizes[:3] for r in runs[s]],
+                30_000,
+                held,
+                [30_000] * len(held),
+                NON_EMBEDDING["410M"],
+            )
+        )
+        held = runs["1B"]
+        out.append(
+            Case(
+                setting,
+                "size",
+                "70M-410M @<=30k -> 1B @last",
+                [r for s in sizes[:4] for r in runs[s]],
+                30_000,
+                held,
+                [r.curve[-1][0] for r in held],
+                NON_EMBEDDING["1B"],
+            )
+        )
+    elif setting == "3Mix":
+        held = [r for r in runs["410M"] if r.at(60_000) is not None]
+        out.append(
+            Case(
+                setting,
+                "size",
+                "70M+160M -> 410M @60k",
+                runs["70M"] + runs["160M"],
+                60_000,
+                held,
+                [60_000] * len(held),
+                NON_EMBEDDING["410M"],
+            )
+        )
+    return out
+
+
+def _single_cases(setting: str, runs: dict[str, list[Run]]) -> list[Case]:
+    """Fit on one size at its common last step; rank the largest size's mixtures."""
+    sizes = _sizes(runs)
+    big = "410M" if setting == "5Mix" else sizes[-1]
+    step = {"2Mix": 30_000, "3Mix": 60_000, "5Mix": 30_000}[setting]
+    held = [r for r in runs[big] if r.at(step) is not None]
+    out = []
+    for s in sizes:
+        if NON_EMBEDDING[s] >= NON_EMBEDDING[big]:
+            continue
+        train = [r for r in runs[s] if r.at(step) is not None]
+        if len(train) >= 5:
+            out.append(
+                Case(
+                    setting,
+                    "single",
+                    f"{s} @{step // 1000}k -> rank {big}",
+                    train,
+                    step,
+                    held,
+                    [step] * len(held),
+                    NON_EMBEDDING[s],
+                )
+            )
+    return out
+
+
+def cases(protocol: str, setting: str, data_dir: Path = MIXINGLAWS) -> list[Case]:
+    """The cases of ``protocol`` (``"size"`` or ``"single"``) on ``setting``."""
+    runs = load_setting(setting, data_dir)
+    return {"size": _size_cases, "single": _single_cases}[protocol](setting, runs)
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+def _train_arrays(train: list[Run], max_step: int):
+    """Runs' mixtures, final loss at min(last step, max_step), steps, params, curves."""
+    X, Y, S, P, C = [], [], [], [], []
+    for r in train:
+        cur = [(s, v) for s, v in r.curve if s <= max_step]
+        if not cur:
+            continue
+        X.append(r.mixture)
+        Y.append([cur[-1][1]])
+        S.append(float(cur[-1][0]))
+        P.append(r.params)
+        C.append([(s, {"loss": v}) for s, v in cur[:-1]])
+    return np.array(X), np.array(Y), np.array(S), np.array(P), C
+
+
+def _subset(train: list[Run], seed: int) -> list[Run]:
+    """Seed 0: every training mixture; seed > 0: a random fifth of the mixtures left out."""
+    if seed == 0:
+        return train
+    mixes = sorted({tuple(r.mixture) for r in train})
+    rng = np.random.default_rng(seed)
+    drop = {mixes[i] for i in rng.choice(len(mixes), len(mixes) // 5, replace=False)}
+    return [r for r in train if tuple(r.mixture) not in drop]
+
+
+_PREP_CACHE: dict = {}
+
+
+def _prepared(case: Case, seed: int):
+    """prepare_at_scale per target budget (cached: every estimator reuses the laws)."""
+    key = (case.setting, case.label, seed)
+    if key not in _PREP_CACHE:
+        X, Y, S, P, C = _train_arrays(_subset(case.train, seed), case.max_step)
+        laws: dict = {}
+        preps: dict = {}
+        t0 = time.perf_counter()
+        for s in sorted(set(case.target_steps)):
+            try:
+                preps[s] = prepare_at_scale(
+                    X,
+                    Y,
+                    targets=["loss"],
+                    model_params=P,
+                    steps=S,
+                    curves=C,
+                    law_cache=laws,
+                    target_scale={"model_params": case.target_params, "train_steps": s},
+                    random_state=seed,
+                )
+            except ScaleError as exc:
+                preps[s] = exc
+        _PREP_CACHE[key] = (preps, time.perf_counter() - t0)
+    return _PREP_CACHE[key]
+
+
+def _metrics(pred: np.ndarray, actual: np.ndarray, lower=None, upper=None) -> dict[str, Any]:
+    rel = np.abs(pred - actual) / actual
+    out: dict[str, Any] = {
+        "n": int(actual.size),
+        "mean_rel_error": float(rel.mean()),
+        "max_rel_error": float(rel.max()),
+        "signed_rel_error": float(np.mean((pred - actual) / actual)),
+        "spearman": (
+            float(spearmanr(actual, pred)[0])
+            if actual.size > 2 and np.ptp(pred) > 0 and np.ptp(actual) > 0
+            else None
+        ),
+        "covered": None,
+        "coverage": None,
+    }
+    if lower is not None and upper is not None:
+        cov = (np.asarray(lower) <= actual) & (actual <= np.asarray(upper))
+        out["covered"] = int(cov.sum())
+        out["coverage"] = float(cov.mean())
+    return out
+
+
+def _fit_predict(name: str, params: dict, Xf, Yf, Xq, seed: int):
+    """An estimator fitted on (Xf, Yf) predicts Xq, with a 90% interval when it has one."""
+    p = dict(params)
+    if name in ("gp", "law_gp", "regmix_lgbm", "auto") and "random_state" not in p:
+        p["random_state"] = seed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = get_estimator(name, **p).fit(Xf, Yf)
+        return np.asarray(est.predict(Xq), dtype=float)[:, 0]
+
+
+def _evaluate_nested(case: Case, name: str, params: dict, seed: int) -> dict[str, Any]:
+    preps, prep_s = _prepared(case, seed)
+    t0 = time.perf_counter()
+    Xh = np.array([r.mixture for r in case.held])
+    pred = np.full(len(case.held), np.nan)
+    lower = np.full(len(case.held), np.nan)
+    upper = np.full(len(case.held), np.nan)
+    for s, prep in preps.items():
+        if isinstance(prep, Exception):
+            return {"status": "refused", "reason": str(prep)}
+        rows = [i for i, t in enumerate(case.target_steps) if t == s]
+        pred[rows] = _fit_predict(name, params, prep.X, prep.Y, Xh[rows], seed)
+        band = _chain_band(prep, name, params, Xh[rows], seed)
+        if band is not None:
+            lower[rows], upper[rows] = pred[rows] + band[0], pred[rows] + band[1]
+    have = bool(np.all(np.isfinite(lower)))
+    out = _metrics(pred, case.actual, lower if have else None, upper if have else None)
+    out.update(
+        status="ok",
+        seconds=prep_s + time.perf_counter() - t0,
+        predictions=pred.tolist(),
+        lower=lower.tolist() if have else None,
+        upper=upper.tolist() if have else None,
+    )
+    return out
+
+
+def _chain_band(prep, name: str, params: dict, Xq, seed: int):
+    """(lower offset, upper offset) of the chain's 90% interval around the prediction, when
+    the prepared data carries draws of the extrapolated losses (``prep.Y_draws``)."""
+    draws = getattr(prep, "Y_draws", None)
+    if draws is None:
+        return None
+    band = getattr(prep, "interval_for", None)
+    if band is None:
+        return None
+    return band(lambda Xf, Yf: _fit_predict(name, params, Xf, Yf, Xq, seed), level=LEVEL, Xq=Xq)
+
+
+def _evaluate_pipeline(case: Case, name: str, params: dict, seed: int) -> dict[str, Any]:
+    """Through :func:`mixopt.mixing.pipeline.fit_estimator` (what the API does): ``auto``
+    selects with the pipeline's cross-scale validation when the target lies beyond the runs."""
+    X, Y, S, P, C = _train_arrays(_subset(case.train, seed), case.max_step)
+    Xh = np.array([r.mixture for r in case.held])
+    pred = np.full(len(case.held), np.nan)
+    lower = np.full(len(case.held), np.nan)
+    upper = np.full(len(case.held), np.nan)
+    t0 = time.perf_counter()
+    chosen = []
+    for s in sorted(set(case.target_steps)):
+        rows = [i for i, t in enumerate(case.target_steps) if t == s]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                fit = pipeline.fit_estimator(
+                    name,
+                    params,
+                    X,
+                    Y,
+                    domains=[f"d{k}" for k in range(X.shape[1])],
+                    targets=["loss"],
+                    random_state=seed,
+                    model_params=P,
+                    steps=S,
+                    curves=C,
+                    target_scale={"model_params": case.target_params, "train_steps": s},
+                )
+            except ScaleError as exc:
+                return {"status": "refused", "reason": str(exc)}
+            pi = _interval(fit, Xh[rows])
+        pred[rows] = pi["mean"]
+        if pi.get("lower") is not None:
+            lower[rows], upper[rows] = pi["lower"], pi["upper"]
+        chosen.append(fit["state"].get("chosen") or (fit["state"].get("params") or {}).get("x"))
+    have = bool(np.all(np.isfinite(lower)))
+    out = _metrics(pred, case.actual, lower if have else None, upper if have else None)
+    out.update(status="ok", seconds=time.perf_counter() - t0, predictions=pred.tolist())
+    return out
+
+
+def _interval(fit: dict, Xq: np.ndarray) -> dict[str, Any]:
+    """The API's prediction with its interval at the fit's scale (the chain's, when the fit
+    extrapolates)."""
+    try:
+        return pipeline.predict_interval(fit["state"], Xq, level=LEVEL, scaling=fit["scaling"])
+    except TypeError:  # an older pipeline without the chain's interval
+        return {"mean": pipeline.predict(fit["state"], Xq)["objective"], "lower": None}
+
+
+def _evaluate_single(case: Case, name: str, params: dict, seed: int) -> dict[str, Any]:
+    train = _subset(case.train, seed)
+    X = np.array([r.mixture for r in train])
+    Y = np.array([[r.at(case.max_step)] for r in train])
+    Xh = np.array([r.mixture for r in case.held])
+    t0 = time.perf_counter()
+    try:
+        if name == "auto":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = pipeline.fit_estimator(
+                    name,
+                    params,
+                    X,
+                    Y,
+                    domains=[f"d{k}" for k in range(X.shape[1])],
+                    targets=["loss"],
+                    random_state=seed,
+                )
+            pred = np.asarray(pipeline.predict(fit["state"], Xh)["objective"], dtype=float)
+        else:
+            pred = _fit_predict(name, params, X, Y, Xh, seed)
+    except ValueError as exc:
+        return {"status": "refused", "reason": str(exc)}
+    rho = float(spearmanr(case.actual, pred)[0]) if np.ptp(pred) > 0 else None
+    return {"status": "ok", "n": len(Xh), "spearman": rho, "seconds": time.perf_counter() - t0}
+
+
+def evaluate(
+    case: Case, estimator: str, params: dict | None = None, seed: int = 0, *, via: str = "auto"
+) -> dict[str, Any]:
+    """Metrics of ``estimator`` on ``case``: ``{"status": "ok", "n", "mean_rel_error",
+    "max_rel_error", "signed_rel_error", "spearman", "coverage", "seconds", ...}`` (``single``
+    cases: ``spearman`` only), or ``{"status": "refused", "reason"}``.
+
+    ``via``: ``"direct"`` fits the estimator on the nested pipeline's extrapolated losses (the
+    laws computed once per case and seed, shared by estimators); ``"pipeline"`` goes through
+    :func:`mixopt.mixing.pipeline.fit_estimator` (``auto``'s selection and the API's interval);
+    ``"auto"``: pipeline for ``auto``, direct otherwise.
+    """
+    params = dict(params or {})
+    if case.protocol == "single":
+        return _evaluate_single(case, estimator, params, seed)
+    if via == "pipeline" or (via == "auto" and estimator == "auto"):
+        return _evaluate_pipeline(case, estimator, params, seed)
+    return _evaluate_nested(case, estimator, params, seed)
+
+
+# -- steps law alone --------------------------------------------------------------------------
+def steps_errors(
+    setting: str, ratio: float = 3.0, data_dir: Path = MIXINGLAWS, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Every run whose curve has >= 3 points up to ``last / ratio``: its steps law fitted on
+    the curve up to that cut predicts the last step (relative error, signed)."""
+    out = []
+    for size, runs in load_setting(setting, data_dir).items():
+        for r in runs:
+            steps = np.array([s for s, _ in r.curve], dtype=float)
+            L = np.array([[v] for _, v in r.curve])
+            last = steps[-1]
+            cut = last / ratio
+            if (steps <= cut * (1 + 1e-9)).sum() < 3:
+                continue
+            try:
+                law = fit_run_steps_law(steps, L, upto=cut, random_state=seed)
+            except ScaleError:
+                continue
+            pred = float(law.predict(last)[0, 0])
+            actual = float(L[-1, 0])
+            out.append(
+                {
+                    "run": r.id,
+                    "size": size,
+                    "cut": float(steps[steps <= cut * (1 + 1e-9)].max()),
+                    "last": float(last),
+                    "predicted": pred,
+                    "actual": actual,
+                    "rel_error": (pred - actual) / actual,
+                }
+            )
+    return out
+
+
+# -- RegMix within scale -----------------------------------------------------------------------
+def load_regmix(data_dir: Path = REGMIX) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def read(p: Path):
+        with open(p) as f:
+            head = f.readline().strip().split(",")
+        return head, np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2)
+
+    hx, X = read(data_dir / "train_mixture_1m.csv")
+    hy, Y = read(data_dir / "train_pile_loss_1m.csv")
+    if not np.array_equal(X[:, 0], Y[:, 0]):
+        raise ValueError("mixture and loss files disagree on the run index")
+    return X[:, 1:], Y[:, hy.index(REGMIX_TARGET)], hx[1:]
+
+
+def regmix_cv(
+    estimator: str, params: dict | None = None, n: int = 128, seed: int = 0
+) -> dict[str, Any]:
+    """5-fold CV (grouped by mixture) Spearman/MAE of ``estimator`` on a random subset of
+    ``n`` RegMix 1M runs (``auto``: nested CV, its selection inside each fold)."""
+    X, y, domains = load_regmix()
+    rng = np.random.default_rng(1000 * n + seed)
+    idx = np.sort(rng.choice(X.shape[0], n, replace=False)) if n < X.shape[0] else np.arange(n)
+    p = dict(params or {})
+    if estimator in ("auto", "gp", "law_gp", "regmix_lgbm"):
+        p.setdefault("random_state", seed)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cv = cross_validate(
+            get_estimator(estimator, **p),
+            X[idx],
+            y[idx],
+            n_folds=5,
+            random_state=seed,
+            domains=domains,
+        )
+    return {
+        "status": "ok",
+        "n": n,
+        "spearman": cv["pooled"]["spearman"],
+        "mae": cv["pooled"]["mae"],
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+# -- table ---------------------------------------------------------------------------------------
+def _fmt(v, pct=False, width=7):
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "n/a".rjust(width)
+    return f"{100 * v:{width - 1}.2f}%" if pct else f"{v:{width}.3f}"
+
+
+def _agg(vals: list[float | None]) -> tuple[float | None, float | None]:
+    a = np.array([v for v in vals if v is not None], dtype=float)
+    if a.size == 0:
+        return None, None
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+
+def _print_rows(title: str, header: list[str], rows: list[list[str]]) -> None:
+    print(f"\n{title}")
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("-+-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)), flush=True)
+
+
+def run_size(estimators: list[str], seeds: list[int]) -> dict:
+    """Per (setting, case, estimator): metrics per seed."""
+    res: dict = {}
+    for setting in SETTINGS:
+        for case in cases("size", setting):
+            for name in estimators:
+                res[(setting, case.label, name)] = [evaluate(case, name, seed=s) for s in seeds]
+    return res
+
+
+def print_size(res: dict, estimators: list[str]) -> None:
+    rows = []
+    pooled: dict = defaultdict(lambda: defaultdict(list))
+    for (setting, label, name), per in res.items():
+        ok = [m for m in per if m.get("status") == "ok"]
+        if not ok:
+            rows.append(
+                [
+                    setting,
+                    label,
+                    name,
+                    "refused: " + per[0].get("reason", "")[:60],
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+            continue
+        mre, mre_sd = _agg([m["mean_rel_error"] for m in ok])
+        sgn, _ = _agg([m["signed_rel_error"] for m in ok])
+        rho, rho_sd = _agg([m["spearman"] for m in ok])
+        cov, _ = _agg([m["coverage"] for m in ok])
+        sec, _ = _agg([m["seconds"] for m in ok])
+        rows.append(
+            [
+                setting,
+                label,
+                name,
+                f"{_fmt(mre, True)} +-{_fmt(mre_sd, True, 6)}",
+                _fmt(sgn, True),
+                f"{_fmt(rho)} +-{_fmt(rho_sd, False, 5)}",
+                _fmt(cov, True),
+                str(ok[0]["n"]),
+                f"{sec:.1f}",
+            ]
+        )
+        for m in ok:
+            pooled[name]["mre"].append(m["mean_rel_error"])
+            pooled[name]["rho"].append(m["spearman"])
+            if m["covered"] is not None:
+                pooled[name]["cov"].append((m["covered"], m["n"]))
+    _print_rows(
+        "Leave the largest size out (nested pipeline + estimator), mean over seeds +- sd",
+        ["setting", "case", "estimator", "mean |rel err|", "signed", "Spearman", "cov90", "n", "s"],
+        rows,
+    )
+    prow = []
+    for name in estimators:
+        p = pooled.get(name)
+        if not p:
+            continue
+        c = p["cov"]
+        cov = sum(a for a, _ in c) / sum(b for _, b in c) if c else None
+        prow.append([name, _fmt(_agg(p["mre"])[0], True), _fmt(_agg(p["rho"])[0]), _fmt(cov, True)])
+    _print_rows(
+        "Pooled over settings, cases and seeds",
+        ["estimator", "mean |rel err|", "Spearman", "cov90 (pooled cases)"],
+        prow,
+    )
+
+
+def run_steps(seeds: list[int]) -> list[list[str]]:
+    rows = []
+    pooled: dict = defaultdict(list)
+    for ratio in (3.0, 2.0):
+        for setting in SETTINGS:
+            per_seed = [steps_errors(setting, ratio, seed=s) for s in seeds]
+            errs = [[abs(e["rel_error"]) for e in es] for es in per_seed]
+            if not errs[0]:
+                rows.append([f"x{ratio:g}", setting, "0", "n/a", "n/a", "n/a", "n/a"])
+                continue
+            means = [float(np.mean(e)) for e in errs]
+            signed = float(np.mean([e["rel_error"] for e in per_seed[0]]))
+            within = float(np.mean(np.array(errs[0]) <= 0.01))
+            pooled[ratio].extend(errs[0])
+            rows.append(
+                [
+                    f"x{ratio:g}",
+                    setting,
+                    str(len(errs[0])),
+                    f"{_fmt(np.mean(means), True)} +-{_fmt(np.std(means), True, 6)}",
+                    _fmt(float(np.max(errs[0])), True),
+                    _fmt(signed, True),
+                    _fmt(within, True),
+                ]
+            )
+        if pooled[ratio]:
+            a = np.array(pooled[ratio])
+            rows.append(
+                [
+                    f"x{ratio:g}",
+                    "pooled",
+                    str(a.size),
+                    _fmt(float(a.mean()), True),
+                    _fmt(float(a.max()), True),
+                    "",
+                    _fmt(float(np.mean(a <= 0.01)), True),
+                ]
+            )
+    return rows
+
+
+def run_single(estimators: list[str], seeds: list[int]) -> list[list[str]]:
+    rows = []
+    pooled: dict = defaultdict(list)
+    for setting in SETTINGS:
+        for case in cases("single", setting):
+            for name in estimators:
+                per = [evaluate(case, name, seed=s) for s in seeds]
+                rhos = [m.get("spearman") for m in per if m.get("status") == "ok"]
+                mean, sd = _agg(rhos)
+                pooled[name].extend(r for r in rhos if r is not None)
+                rows.append(
+                    [
+                        setting,
+                        case.label,
+                        name,
+                        f"{_fmt(mean)} +-{_fmt(sd, False, 5)}",
+                        str(len(case.held)),
+                    ]
+                )
+    for name in estimators:
+        rows.append(["pooled", "", name, _fmt(_agg(pooled[name])[0]), ""])
+    return rows
+
+
+def run_regmix(estimators: list[str], seeds: list[int], sizes: list[int]) -> list[list[str]]:
+    rows = []
+    for n in sizes:
+        for name in estimators:
+            per = [regmix_cv(name, n=n, seed=s) for s in seeds]
+            mean, sd = _agg([m["spearman"] for m in per])
+            sec = float(np.mean([m["seconds"] for m in per]))
+            rows.append(
+                ["RegMix 1M", f"n={n}", name, f"{_fmt(mean)} +-{_fmt(sd, False, 5)}", f"{sec:.1f}"]
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 seed, no auto, RegMix n=64 only")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--estimators", nargs="+", default=ESTIMATORS)
+    ap.add_argument("--no-auto", action="store_true")
+    ap.add_argument("--protocols", nargs="+", default=["steps", "size", "single", "regmix"])
+    ap.add_argument("--regmix-sizes", type=int, nargs="+", default=[64, 128])
+    args = ap.parse_args(argv)
+    seeds = [0] if args.quick else list(range(args.seeds))
+    names = list(args.estimators) + ([] if args.no_auto or args.quick else ["auto"])
+    t_all = time.perf_counter()
+    if not have_mixinglaws():
+        print(f"(no {MIXINGLAWS}: Data Mixing Laws protocols skipped)")
+    else:
+        if "steps" in args.protocols:
+            t0 = time.perf_counter()
+            _print_rows(
+                "Leave the longest steps out: steps law alone, fitted up to last/ratio, "
+                "predicts the last step (seed 0 rows; +- sd of the mean over seeds)",
+                ["ratio", "setting", "runs", "mean |rel err|", "max", "signed", "<=1%"],
+                run_steps(seeds),
+            )
+            print(f"({time.perf_counter() - t0:.0f} s)")
+        if "size" in args.protocols:
+            t0 = time.perf_counter()
+            res = run_size(names, seeds)
+            print_size(res, names)
+            print(f"({time.perf_counter() - t0:.0f} s)")
+        if "single" in args.protocols:
+            t0 = time.perf_counter()
+            _print_rows(
+                "Single-scale transfer: fit on one size, rank the largest (Spearman)",
+                ["setting", "case", "estimator", "Spearman", "n"],
+                run_single(names, seeds),
+            )
+            print(f"({time.perf_counter() - t0:.0f} s)")
+    if "regmix" in args.protocols:
+        t0 = time.perf_counter()
+        _print_rows(
+            "RegMix within scale: 5-fold CV Spearman on random subsets",
+            ["setting", "runs", "estimator", "Spearman", "s/CV"],
+            run_regmix(names, seeds, [64] if args.quick else args.regmix_sizes),
+        )
+        print(f"({time.perf_counter() - t0:.0f} s)")
+    print(f"\ntotal {time.perf_counter() - t_all:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
