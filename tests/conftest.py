@@ -241,7 +241,8 @@ def start_worker_process(
 @pytest.fixture(scope="session")
 def worker(engine):
     _flush_broker()
-    proc = start_worker_process("main", beat=True)
+    # its beat's housekeeping goes to the maintenance queue: this worker consumes it too
+    proc = start_worker_process("main", beat=True, queues="default,gpu,maintenance")
     yield proc
     proc.terminate()
     try:

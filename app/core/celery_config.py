@@ -32,6 +32,8 @@ KIND_TASKS = {
     "remix": REMIX,
 }
 
+#: stands for ``MIXOPT_MAINTENANCE_QUEUE`` in TASK_QUEUES (beat's housekeeping, its own worker)
+MAINTENANCE = "maintenance"
 #: task name -> queue; training goes to the gpu queue (CPU workers listen to it too by default)
 TASK_QUEUES = {
     TRAIN_RUN: "gpu",
@@ -42,9 +44,9 @@ TASK_QUEUES = {
     SUGGEST: "default",
     INGEST_DOMAIN: "default",
     REMIX: "default",
-    ONLINE_TICK: "default",
+    ONLINE_TICK: MAINTENANCE,
     REMIX_SESSION: "default",
-    REAP_STALE_JOBS: "default",
+    REAP_STALE_JOBS: MAINTENANCE,
 }
 
 
@@ -60,7 +62,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_default_queue": "default",
-        "task_routes": {name: {"queue": q} for name, q in TASK_QUEUES.items()},
+        "task_routes": {
+            name: {"queue": settings.maintenance_queue if q == MAINTENANCE else q}
+            for name, q in TASK_QUEUES.items()
+        },
         "task_time_limit": settings.task_time_limit,
         "task_soft_time_limit": max(1, settings.task_time_limit - 30),
         "broker_connection_retry_on_startup": True,

@@ -55,8 +55,10 @@ class Settings(BaseSettings):
     #: Celery queue of the jobs that do not name one (fits, recommendations, suggestions,
     #: ingestion); training goes to ``gpu`` or the swarm's own queue
     job_queue: str = "default"
-    #: queue of beat's housekeeping (reaper, online ticks): a worker must consume it
-    maintenance_queue: str = "default"
+    #: queue of beat's housekeeping (reaper, online ticks): its own worker consumes it (``serve``
+    #: starts one, concurrency 1; docker-compose's ``maintenance`` service), so a pool busy
+    #: training never delays a re-send or an online tick past its interval
+    maintenance_queue: str = "maintenance"
     #: ``/readyz`` wants a live worker consuming each of these queues (comma-separated)
     ready_queues: str = "default"
     #: processes of the embedded worker started by ``mixopt serve``

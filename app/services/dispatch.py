@@ -9,7 +9,7 @@ from kombu import Exchange, Queue
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.core.celery_config import KIND_TASKS, TASK_QUEUES, celery_config
+from app.core.celery_config import KIND_TASKS, MAINTENANCE, TASK_QUEUES, celery_config
 from app.core.config import get_settings
 from app.services.errors import ServiceError
 from app.store.db import session_scope
@@ -73,7 +73,8 @@ def queue_depth(queue: str) -> int | None:
 def declare_queues() -> list[str]:
     """Create the exchanges and queues of every task once (``serve`` does this before it starts
     the worker and beat, so they never race to create the same queue row)."""
-    names = sorted({*TASK_QUEUES.values(), "default", "gpu"})
+    queues = {q for q in TASK_QUEUES.values() if q != MAINTENANCE}
+    names = sorted({*queues, "default", "gpu", get_settings().maintenance_queue})
     with sender().connection_for_write() as conn:
         channel = conn.default_channel
         for name in names:

@@ -106,7 +106,7 @@ def test_compose_services_come_up_healthy_as_an_unprivileged_user(engine, tmp_pa
     port = _free_port()
     commands = {"api": [a if a != "8000" else str(port) for a in _image_cmd()]}
     commands["api"] = [a if a != "0.0.0.0" else "127.0.0.1" for a in commands["api"]]
-    for name in ("worker", "gpu-worker", "beat"):
+    for name in ("worker", "gpu-worker", "maintenance", "beat"):
         commands[name] = services[name]["command"]
     procs: dict[str, subprocess.Popen] = {}
     logs = {name: tmp_path / f"{name}.log" for name in commands}
