@@ -202,8 +202,44 @@ def test_schemathesis_all_checks(contract_server, admin_token, tmp_path, capsys,
     with capsys.disabled():  # in CI's log whatever the outcome: the seed and how to repeat it
         print(f"\nschemathesis on {db}, seed {seed} ({source}): {summary(result)}")
         print(f"reproduce: {again}")
-    assert result.generated > 0, result.output[-12000:]
+    assert result.generated > 0 and sum(result.statuses.values()) > 0, result.output[-12000:]
     assert result.ok, f"{summary(result)}\nreproduce: {again}\n{result.output[-12000:]}"
+
+
+def test_fuzzing_fails_on_a_server_error(tmp_path):
+    """The CI check can fail: against an app whose one operation answers 500, the run is not
+    ok, schemathesis reports the failure and our hook counts the 5xx responses."""
+    import socket
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.get("/boom/{n}")
+    def boom(n: int) -> dict[str, int]:
+        if n % 2:
+            return JSONResponse({"detail": "boom"}, status_code=500)  # type: ignore[return-value]
+        return {"n": n}
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        result = run_schemathesis(f"http://127.0.0.1:{port}", "x", 1, 20, tmp_path, timeout=300)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert not result.ok and result.fivexx > 0, summary(result)
+    assert any(f["title"] == "Server error" for f in result.failures), summary(result)
+    assert all(s.startswith("GET /boom/") for s in result.server_errors), result.server_errors
 
 
 def test_generated_client_workflow(contract_server, admin_token, tmp_path):
