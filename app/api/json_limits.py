@@ -13,9 +13,11 @@ vectorised sweeps (numpy), so its cost depends on the size of the body, not on i
    is the depth after each of them;
 3. keys/items per container: at each level whose commas could exceed a bound, the commas at that
    level are grouped by the container opened last at that level;
-4. values in the whole body (``MIXOPT_MAX_JSON_NODES``): one per comma and per opening bracket,
-   plus one, counted on the same arrays; this bounds what parsing and validating the body can
-   hold in memory, whatever its shape (about 70-130 bytes per value once parsed and validated);
+4. values in the whole body (``MIXOPT_MAX_JSON_NODES``): one per comma and per opening bracket
+   outside strings, plus one, counted while steps 1-2 run block by block (4 MiB, the quote
+   parity carried over); the arrays of step 2 are dropped once they outgrow any JSON of that
+   many values, so the pass's own memory is bounded too. The count bounds what parsing and
+   validating the body can hold (about 70-130 bytes a value), whatever its shape;
 5. only numbers that could overflow (an exponent of three digits or more, a run of 100 digits)
    are converted (``float``) to see whether they are infinite.
 
@@ -90,32 +92,84 @@ def check(body: bytes, limits: JsonLimits) -> Refusal | None:
     encoding = json.detect_encoding(body)  # as json.loads does: UTF-16/32 and a BOM are JSON too
     if encoding != "utf-8":
         body = body.decode(encoding, "replace").encode()
-    scan = _Scan(body)
+    scan = _Scan(body, max_nodes=limits.nodes)
+    if scan.nodes > limits.nodes:
+        return _too_many(scan.nodes, limits)
+    if not scan.complete:  # more structure than any JSON of that many values: not JSON
+        return None
     refusal = _depth(scan, limits)
     if refusal or not scan.balanced:
         return refusal
-    return (
-        _strings(scan, limits) or _counts(scan, limits) or _nodes(scan, limits) or _non_finite(scan)
+    return _strings(scan, limits) or _counts(scan, limits) or _non_finite(scan)
+
+
+def _neutral(body: bytes) -> bytes:
+    """``body`` with its escapes neutralised without moving a byte (``\\\\`` and ``\\"``
+    become ``__``): every quote left opens or closes a string."""
+    return body.replace(b"\\\\", b"__").replace(b'\\"', b"__") if b"\\" in body else body
+
+
+def _too_many(nodes: int, limits: JsonLimits) -> Refusal:
+    return Refusal(
+        413,
+        "body",
+        f"{nodes} JSON values in the body; at most {limits.nodes} (MIXOPT_MAX_JSON_NODES): "
+        "split the request (fewer runs, points or mixtures per request)",
     )
+
+
+#: the body is masked in blocks of this many bytes (the pass's temporaries are a few of them)
+BLOCK_BYTES = 4 * 2**20
 
 
 class _Scan:
     """The body's structure as arrays: offsets of the quotes, and offsets, bytes and depth of the
-    structural bytes outside strings."""
+    structural bytes outside strings.
 
-    def __init__(self, body: bytes):
+    Memory: the body is masked block by block (the quote parity carried over), so the pass's
+    temporaries are a few blocks whatever the body's size; the arrays it keeps hold only the
+    structural bytes outside strings and the quotes, and are dropped as soon as they outgrow any
+    body within ``max_nodes`` values (then :attr:`complete` is False and :attr:`nodes` is still
+    counted to the end): a valid body has at most four structural bytes per value (a comma or
+    an opening bracket, its closing one, the two N of a NaN) and four quotes (a key and a string
+    value)."""
+
+    def __init__(self, body: bytes, text: bytes | None = None, max_nodes: int | None = None):
         self.body = body
-        text = body.replace(b"\\\\", b"__").replace(b'\\"', b"__") if b"\\" in body else body
-        marks = np.frombuffer(text.translate(_STRUCTURE), np.uint8)
-        offsets = np.flatnonzero(marks)
-        chars = marks[offsets]
-        quote = chars == _QUOTE
-        inside = np.bitwise_xor.accumulate(quote.view(np.uint8)).view(bool)
-        outside = ~(inside | quote)
-        #: offsets of every quote: string k runs from quotes[2k] to quotes[2k + 1]
-        self.quotes = offsets[quote]
-        self.offsets = offsets[outside]
-        self.chars = chars[outside]
+        text = _neutral(body) if text is None else text
+        quotes: list[np.ndarray] | None = []
+        offsets: list[np.ndarray] | None = []
+        chars: list[np.ndarray] | None = []
+        parity, kept, nodes = 0, 0, 1
+        for start in range(0, len(text), BLOCK_BYTES):
+            marks = np.frombuffer(text[start : start + BLOCK_BYTES].translate(_STRUCTURE), np.uint8)
+            quote = marks == _QUOTE
+            # 1 from an opening quote up to its closing quote (excluded): inside a string
+            inside = np.bitwise_xor.accumulate(quote.view(np.uint8))
+            if parity:
+                inside ^= 1
+            parity = int(inside[-1])
+            inside |= quote.view(np.uint8)
+            at = np.flatnonzero(np.where(inside.view(bool), np.uint8(0), marks))
+            found = marks[at]
+            nodes += int(np.count_nonzero(found == _COMMA))
+            nodes += int(np.count_nonzero((found == _OPEN_ARRAY) | (found == _OPEN_OBJECT)))
+            kept += at.size + int(np.count_nonzero(quote))
+            if quotes is None or offsets is None or chars is None:
+                continue
+            if max_nodes is not None and (nodes > max_nodes or kept > 8 * max_nodes + 16):
+                quotes = offsets = chars = None  # beyond any body within max_nodes
+                continue
+            quotes.append(np.flatnonzero(quote) + start)
+            offsets.append(at + start)
+            chars.append(found)
+        #: values in the body (see :func:`nodes`)
+        self.nodes = nodes
+        #: False when the arrays were dropped (too many values, or not JSON)
+        self.complete = quotes is not None
+        self.quotes = np.concatenate(quotes) if quotes else np.zeros(0, np.int64)
+        self.offsets = np.concatenate(offsets) if offsets else np.zeros(0, np.int64)
+        self.chars = np.concatenate(chars) if chars else np.zeros(0, np.uint8)
         #: depth after each structural byte (an opening bracket counts itself)
         self.depth = np.cumsum(_DEPTH_STEP[self.chars], dtype=np.int32)
         self.balanced = len(self.quotes) % 2 == 0 and (
@@ -242,26 +296,7 @@ def _counts(scan: _Scan, limits: JsonLimits) -> Refusal | None:
 def nodes(body: bytes) -> int:
     """The values of a JSON body as :func:`check` counts them: one per comma and per opening
     bracket outside strings, plus one (so ``[]`` and ``[1]`` count 2, ``{"a": [1, 2]}`` 4)."""
-    return _count_nodes(_Scan(body))
-
-
-def _count_nodes(scan: _Scan) -> int:
-    opened = np.count_nonzero((scan.chars == _OPEN_ARRAY) | (scan.chars == _OPEN_OBJECT))
-    return int(np.count_nonzero(scan.chars == _COMMA)) + int(opened) + 1
-
-
-def _nodes(scan: _Scan, limits: JsonLimits) -> Refusal | None:
-    """All values of the body: parsed and validated, each costs memory (Python objects, then
-    models), so their number bounds the request's memory by construction (413)."""
-    n = _count_nodes(scan)
-    if n <= limits.nodes:
-        return None
-    return Refusal(
-        413,
-        "body",
-        f"{n} JSON values in the body; at most {limits.nodes} (MIXOPT_MAX_JSON_NODES): "
-        "split the request (fewer runs, points or mixtures per request)",
-    )
+    return _Scan(body, max_nodes=0).nodes
 
 
 def _non_finite(scan: _Scan) -> Refusal | None:
