@@ -65,7 +65,12 @@ from scipy.stats import spearmanr  # noqa: E402
 from mixopt.mixing import pipeline  # noqa: E402
 from mixopt.mixing.base import get_estimator  # noqa: E402
 from mixopt.mixing.fidelity import cross_validate  # noqa: E402
-from mixopt.mixing.nested import ScaleError, fit_run_steps_law, prepare_at_scale  # noqa: E402
+from mixopt.mixing.nested import (  # noqa: E402
+    ScaleError,
+    chain_interval,
+    fit_steps_laws,
+    prepare_at_scale,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MIXINGLAWS = REPO.parent / "shared" / "data" / "mixinglaws"
@@ -349,9 +354,9 @@ def _evaluate_nested(case: Case, name: str, params: dict, seed: int) -> dict[str
             return {"status": "refused", "reason": str(prep)}
         rows = [i for i, t in enumerate(case.target_steps) if t == s]
         pred[rows] = _fit_predict(name, params, prep.X, prep.Y, Xh[rows], seed)
-        band = _chain_band(prep, name, params, Xh[rows], seed)
+        band = _chain_band(prep, name, params, seed)
         if band is not None:
-            lower[rows], upper[rows] = pred[rows] + band[0], pred[rows] + band[1]
+            lower[rows], upper[rows], _ = chain_interval(pred[rows], band[0], band[1], LEVEL)
     have = bool(np.all(np.isfinite(lower)))
     out = _metrics(pred, case.actual, lower if have else None, upper if have else None)
     out.update(
@@ -364,16 +369,27 @@ def _evaluate_nested(case: Case, name: str, params: dict, seed: int) -> dict[str
     return out
 
 
-def _chain_band(prep, name: str, params: dict, Xq, seed: int):
-    """(lower offset, upper offset) of the chain's 90% interval around the prediction, when
-    the prepared data carries draws of the extrapolated losses (``prep.Y_draws``)."""
-    draws = getattr(prep, "Y_draws", None)
-    if draws is None:
+def _chain_band(prep, name: str, params: dict, seed: int):
+    """``(relative chain sd, estimator sd)`` of the 90% interval: the laws' chain sd
+    (``prep.Y_sd``, relative RMS over the mixtures) and the estimator's 5-fold CV error on the
+    extrapolated losses (as a sd: sqrt(pi/2) x MAE), combined by
+    :func:`mixopt.mixing.nested.chain_interval` (what ``pipeline.predict_interval`` does)."""
+    if getattr(prep, "Y_sd", None) is None:
         return None
-    band = getattr(prep, "interval_for", None)
-    if band is None:
-        return None
-    return band(lambda Xf, Yf: _fit_predict(name, params, Xf, Yf, Xq, seed), level=LEVEL, Xq=Xq)
+    rel = float(np.sqrt(np.mean(np.square(prep.Y_sd / np.abs(prep.Y)))))
+    p = dict(params)
+    if name in ("gp", "law_gp", "regmix_lgbm") and "random_state" not in p:
+        p["random_state"] = seed
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cv = cross_validate(
+                get_estimator(name, **p), prep.X, prep.Y, n_folds=5, random_state=seed
+            )
+        est_sd = np.sqrt(np.pi / 2) * float(cv["pooled"]["mae"])
+    except ValueError:
+        est_sd = 0.0
+    return rel, est_sd
 
 
 def _evaluate_pipeline(case: Case, name: str, params: dict, seed: int) -> dict[str, Any]:
@@ -478,34 +494,32 @@ def evaluate(
 def steps_errors(
     setting: str, ratio: float = 3.0, data_dir: Path = MIXINGLAWS, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """Every run whose curve has >= 3 points up to ``last / ratio``: its steps law fitted on
-    the curve up to that cut predicts the last step (relative error, signed)."""
+    """Every run whose curve has >= 3 points up to ``last / ratio``: the pipeline's steps laws
+    (one joint fit per model size, :func:`mixopt.mixing.nested.fit_steps_laws`) fitted on the
+    curves up to that cut predict each run's last step (relative error, signed)."""
     out = []
     for size, runs in load_setting(setting, data_dir).items():
+        cut_curves, meta = [], []
         for r in runs:
             steps = np.array([s for s, _ in r.curve], dtype=float)
             L = np.array([[v] for _, v in r.curve])
-            last = steps[-1]
-            cut = last / ratio
-            if (steps <= cut * (1 + 1e-9)).sum() < 3:
+            k = steps <= steps[-1] / ratio * (1 + 1e-9)
+            if k.sum() < 3:
                 continue
-            try:
-                law = fit_run_steps_law(steps, L, upto=cut, random_state=seed)
-            except ScaleError:
-                continue
+            cut_curves.append((steps[k], L[k]))
+            meta.append((r, steps[-1], float(L[-1, 0]), float(steps[k].max())))
+        if not cut_curves:
+            continue
+        try:
+            laws = fit_steps_laws(cut_curves, random_state=seed)
+        except ScaleError:
+            continue
+        for law, (r, last, actual, cut) in zip(laws, meta, strict=True):
             pred = float(law.predict(last)[0, 0])
-            actual = float(L[-1, 0])
             out.append(
-                {
-                    "run": r.id,
-                    "size": size,
-                    "cut": float(steps[steps <= cut * (1 + 1e-9)].max()),
-                    "last": float(last),
-                    "predicted": pred,
-                    "actual": actual,
-                    "rel_error": (pred - actual) / actual,
-                }
-            )
+                {"run": r.id, "size": size, "cut": cut, "last": float(last), "predicted": pred,
+                 "actual": actual, "rel_error": (pred - actual) / actual}
+            )  # fmt: skip
     return out
 
 
