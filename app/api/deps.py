@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Path, Query, Request
+from fastapi import Depends, Header, HTTPException, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from app.api import csrf, ratelimit
+from app.api.middleware import PARSED_JSON
 from app.core.config import Settings, get_settings
 from app.services import projects as project_service
 from app.services.errors import ServiceError
@@ -133,6 +134,19 @@ class ProjectRoute(APIRoute):
 
         wrapper = acall if inspect.iscoroutinefunction(endpoint) else call
         super().__init__(path, wrapper, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """A large JSON body already parsed by the body guard (in a worker thread, in pieces:
+        app.api.middleware) is handed to FastAPI as the request's parsed JSON (Starlette's
+        ``Request.json`` cache), so the event loop never parses it again."""
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            if PARSED_JSON in request.scope:
+                request._json = request.scope.pop(PARSED_JSON)
+            return await handler(request)
+
+        return handle
 
 
 #: the path's project, for reading; every route under ``/v1/projects/{project_id}`` takes one

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -89,18 +90,118 @@ class Refusal:
 def check(body: bytes, limits: JsonLimits) -> Refusal | None:
     """The first bound a JSON body exceeds, else None. A body that is not JSON at all passes
     (the route's parser reports where it breaks), unless it nests too deeply on the way."""
+    return _check(body, limits)[0]
+
+
+#: what :func:`check_and_parse` answers for a body it leaves to the route's own parser
+NOT_PARSED = object()
+
+
+def check_and_parse(body: bytes, limits: JsonLimits) -> tuple[Refusal | None, Any]:
+    """:func:`check`, then the body parsed in pieces of about ``PIECE_BYTES`` (the GIL changes
+    hands between pieces, so a thread parsing a 45 MB body never holds up the event loop for
+    long); the object is what ``json.loads(body)`` gives. ``NOT_PARSED`` when refused, not
+    UTF-8, or not JSON (the route's parser then reports where it breaks)."""
+    refusal, scan = _check(body, limits)
+    if refusal or scan is None or scan.body is not body:
+        return refusal, NOT_PARSED
+    try:
+        return None, _Pieces(scan).parse()
+    except ValueError:  # JSONDecodeError, or a piece that is not JSON on its own
+        return None, NOT_PARSED
+
+
+def _check(body: bytes, limits: JsonLimits) -> tuple[Refusal | None, _Scan | None]:
     encoding = json.detect_encoding(body)  # as json.loads does: UTF-16/32 and a BOM are JSON too
     if encoding != "utf-8":
         body = body.decode(encoding, "replace").encode()
     scan = _Scan(body, max_nodes=limits.nodes)
     if scan.nodes > limits.nodes:
-        return _too_many(scan.nodes, limits)
+        return _too_many(scan.nodes, limits), None
     if not scan.complete:  # more structure than any JSON of that many values: not JSON
-        return None
+        return None, None
     refusal = _depth(scan, limits)
     if refusal or not scan.balanced:
-        return refusal
-    return _strings(scan, limits) or _counts(scan, limits) or _non_finite(scan)
+        return refusal, None if not scan.balanced else scan
+    return _strings(scan, limits) or _counts(scan, limits) or _non_finite(scan), scan
+
+
+#: bytes of one piece parsed at once by :func:`check_and_parse` (a few milliseconds)
+PIECE_BYTES = 256 * 2**10
+_WHITESPACE = b" \t\r\n"
+
+
+class _Pieces:
+    """Parse a checked body container by container: the members of a container larger than
+    ``PIECE_BYTES`` are parsed in groups of about that size (``json.loads`` of ``[`` + members
+    + ``]``, or ``{`` ... ``}``), and a single member larger than that is split the same way
+    (depth is bounded by the check, so is the recursion)."""
+
+    def __init__(self, scan: _Scan):
+        self.scan, self.body = scan, scan.body
+
+    def parse(self) -> Any:
+        start = len(self.body) - len(self.body.lstrip(_WHITESPACE))
+        if len(self.body) <= PIECE_BYTES or not self.body.startswith((b"[", b"{"), start):
+            return json.loads(self.body)
+        return self._container(0)
+
+    def _value(self, begin: int, end: int) -> Any:
+        """The value in ``body[begin:end]`` (whitespace around it allowed)."""
+        if end - begin <= PIECE_BYTES:
+            return json.loads(self.body[begin:end])
+        offsets, chars = self.scan.offsets, self.scan.chars
+        i = int(np.searchsorted(offsets, begin))
+        if i < len(offsets) and offsets[i] < end and chars[i] in (_OPEN_ARRAY, _OPEN_OBJECT):
+            if not self.body[begin : int(offsets[i])].strip(_WHITESPACE):
+                return self._container(i)
+        return json.loads(self.body[begin:end])  # a long string or number
+
+    def _container(self, i: int) -> Any:
+        scan, body = self.scan, self.body
+        level = int(scan.depth[i])
+        after = scan.depth[i + 1 :]
+        j = i + 1 + int(np.argmax(after == level - 1))  # its closing bracket
+        inner = slice(i + 1, j)
+        commas = np.flatnonzero((scan.depth[inner] == level) & (scan.chars[inner] == _COMMA))
+        bounds = np.concatenate(
+            ([scan.offsets[i]], scan.offsets[i + 1 + commas], [scan.offsets[j]])
+        )
+        is_object = scan.chars[i] == _OPEN_OBJECT
+        result: Any = {} if is_object else []
+        a, n = 0, len(bounds) - 1
+        while a < n:
+            c = int(np.searchsorted(bounds, bounds[a] + PIECE_BYTES, side="right")) - 1
+            lo = int(bounds[a]) + 1
+            if c > a:  # members a..c-1 together
+                hi = int(bounds[c])
+                if c == a + 1 and n > 1 and not body[lo:hi].strip(_WHITESPACE):
+                    raise ValueError("an empty member")  # "[1,,2]" or "[1,]" cut at that member
+                if is_object:
+                    result.update(json.loads(b"{" + body[lo:hi] + b"}"))
+                else:
+                    result.extend(json.loads(b"[" + body[lo:hi] + b"]"))
+                a = c
+                continue
+            hi = int(bounds[a + 1])  # one member larger than a piece
+            if is_object:
+                result.update([self._member(lo, hi)])
+            else:
+                result.append(self._value(lo, hi))
+            a += 1
+        return result
+
+    def _member(self, begin: int, end: int) -> tuple[str, Any]:
+        """``"key": value`` in ``body[begin:end]``."""
+        quotes = self.scan.quotes
+        k = int(np.searchsorted(quotes, begin))
+        opening, closing = int(quotes[k]), int(quotes[k + 1])
+        if self.body[begin:opening].strip(_WHITESPACE):
+            raise ValueError("not a member")
+        colon = self.body.index(b":", closing + 1)
+        if self.body[closing + 1 : colon].strip(_WHITESPACE):
+            raise ValueError("not a member")
+        return json.loads(self.body[opening : closing + 1]), self._value(colon + 1, end)
 
 
 def _neutral(body: bytes) -> bytes:

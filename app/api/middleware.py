@@ -2,14 +2,17 @@
 parses it (413); a JSON body then gets one bounded pass (:mod:`app.api.json_limits`: nesting
 depth, string length, keys per object, items per array, and strict numbers: NaN, Infinity and
 numbers that overflow to infinity are a 422 naming the field, whichever field, free-form
-``details`` included), in a worker thread for a large body so the event loop keeps answering;
-and at most ``MIXOPT_REQUEST_THREADS`` requests are inside the app at once
+``details`` included, and at most ``MIXOPT_MAX_JSON_NODES`` values), in a worker thread for a
+large body so the event loop keeps answering, which also parses it there in pieces (the GIL
+changes hands between them) and hands the object to the route (:data:`PARSED_JSON`); and at
+most ``MIXOPT_REQUEST_THREADS`` requests are inside the app at once
 (:class:`InFlightLimit`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -20,6 +23,9 @@ from app.core.config import get_settings
 
 #: a JSON body larger than this is checked in a worker thread (a 1 MiB body takes milliseconds)
 THREAD_BYTES = 2**20
+#: scope key of a large JSON body parsed with its check (in pieces, in a worker thread), read by
+#: the routes' request class (app.api.deps.ProjectRoute) instead of parsing the body again
+PARSED_JSON = "mixopt.parsed_json"
 #: at most this many large bodies are checked at once per process (CPU-bound; each pass holds a
 #: few times its body in memory): the others wait, the event loop does not
 CHECKS_AT_ONCE = 2
@@ -50,14 +56,14 @@ class BodyGuard:
         self.app = app
         self._limiter: anyio.CapacityLimiter | None = None
 
-    async def _check(self, body: bytes) -> json_limits.Refusal | None:
+    async def _check(self, body: bytes) -> tuple[json_limits.Refusal | None, Any]:
         limits = json_limits.JsonLimits.from_settings(get_settings())
         if len(body) <= THREAD_BYTES:
-            return json_limits.check(body, limits)
+            return json_limits.check(body, limits), json_limits.NOT_PARSED
         if self._limiter is None:  # created in the server's event loop
             self._limiter = anyio.CapacityLimiter(CHECKS_AT_ONCE)
         return await anyio.to_thread.run_sync(
-            json_limits.check, body, limits, limiter=self._limiter
+            json_limits.check_and_parse, body, limits, limiter=self._limiter
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,7 +107,9 @@ class BodyGuard:
         del chunks
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if ctype == b"application/json" or ctype.endswith(b"+json"):
-            refusal = await self._check(body)
+            refusal, parsed = await self._check(body)
+            if parsed is not json_limits.NOT_PARSED:  # the route takes it (never parsed twice)
+                scope[PARSED_JSON] = parsed
             if refusal:
                 field, msg = refusal.field, refusal.message
                 await _json(

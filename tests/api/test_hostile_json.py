@@ -221,6 +221,77 @@ def test_the_pass_itself_holds_little_memory_for_any_body():
     assert peak < 160 * 2**20, peak / 2**20
 
 
+def _random_json(rnd, depth: int = 0):
+    r = rnd.random()
+    if depth > 5 or r < 0.3:
+        return rnd.choice([1, -2.5e10, 'a"b\\c,[{', "é\u2028", None, True, False, "", "]}", 10**20])
+    if r < 0.65:
+        return [_random_json(rnd, depth + 1) for _ in range(rnd.randint(0, 6))]
+    keys = ["k", 'a"', "x,y", "[", "é"]
+    return {
+        rnd.choice(keys) + str(rnd.randint(0, 9)): _random_json(rnd, depth + 1)
+        for _ in range(rnd.randint(0, 6))
+    }
+
+
+@pytest.mark.parametrize("piece", [4, 16, 64])
+def test_a_body_parsed_in_pieces_is_what_json_loads_gives(piece, monkeypatch):
+    import random
+
+    from app.api import json_limits
+
+    monkeypatch.setattr(json_limits, "PIECE_BYTES", piece)
+    limits = JsonLimits.from_settings(Settings())
+    rnd = random.Random(piece)
+    for t in range(150):
+        doc = {"runs": [_random_json(rnd) for _ in range(4)], "x": _random_json(rnd)}
+        for indent in (None, 1, "\t"):
+            body = json.dumps(doc if t % 2 else doc["runs"], indent=indent).encode()
+            refusal, parsed = json_limits.check_and_parse(body, limits)
+            assert refusal is None and parsed == json.loads(body), body
+    # duplicate keys (the last wins), whitespace, empty containers
+    for body in (
+        b'{"a": 1, "a": [1,2,3,4,5,6,7,8,9], "a" : {"b":[ 1 , 2 ]} }',
+        b" [ 1 , [ ] , { } ] ",
+    ):
+        assert json_limits.check_and_parse(body, limits) == (None, json.loads(body))
+    # not JSON, even where a piece alone would be: left to the route's parser
+    for body in (b'{"a":[1,2,]}', b"[1,,2]", b"[1 2]", b'{"a" 1, "b": 2}', b'{"a":[1,2],}'):
+        with pytest.raises(ValueError):
+            json.loads(body)
+        assert json_limits.check_and_parse(body, limits) == (None, json_limits.NOT_PARSED)
+
+
+def test_a_large_body_is_parsed_once_off_the_event_loop(client, admin, url, monkeypatch):
+    """A 2 MB batch: parsed with its check in a worker thread and handed to the route, which
+    stores exactly what was sent; Starlette's own parser is never called for it."""
+    import starlette.requests
+
+    calls: list[int] = []
+
+    class CountingJson:
+        @staticmethod
+        def loads(body, **kw):
+            calls.append(len(body))
+            return json.loads(body, **kw)
+
+    monkeypatch.setattr(starlette.requests, "json", CountingJson)
+    runs = [
+        {**RUN, "name": f"run {i}", "tags": ["a", "é"], "details": {"i": i, "s": 'q"' * 20}}
+        for i in range(12_000)
+    ]
+    raw = json.dumps({"runs": runs}).encode()
+    assert len(raw) > 2 * 2**20
+    r = _post(client, url, raw, admin)
+    assert r.status_code == 201 and r.json()["count"] == 12_000, r.text[:300]
+    assert calls == []  # never parsed again by Starlette
+    stored = client.get(f"{url}/{r.json()['ids'][-1]}", headers=admin).json()
+    assert stored["name"] == "run 11999" and stored["details"] == runs[-1]["details"]
+    assert stored["tags"] == ["a", "é"] and stored["mixture"] == RUN["mixture"]
+    # a small body takes the usual way
+    assert client.post(url, json=RUN, headers=admin).status_code == 201 and len(calls) == 1
+
+
 def test_defaults_accept_the_largest_documented_requests():
     settings = Settings()
     assert settings.max_json_items >= max(settings.max_batch_runs, 100_000)  # curve points
@@ -250,14 +321,16 @@ def test_healthz_answers_while_a_large_body_is_checked(live_server, admin_token,
 
     checked: list[float] = []
 
+    check_and_parse = json_limits.check_and_parse
+
     def slow_check(body: bytes, limits: JsonLimits):
         start = time.monotonic()
-        refusal = check(body, limits)
+        answer = check_and_parse(body, limits)
         time.sleep(3)
         checked.append(time.monotonic() - start)
-        return refusal
+        return answer
 
-    monkeypatch.setattr(json_limits, "check", slow_check)
+    monkeypatch.setattr(json_limits, "check_and_parse", slow_check)
     mixture = {f"domain_with_a_longer_name_{i}": 0.04 for i in range(25)}
     run = {"mixture": mixture, "metrics": {"loss": 2.5}, "tags": ["a"]}
     runs = [run] * 60_000  # 1.9M values, under MIXOPT_MAX_JSON_NODES
