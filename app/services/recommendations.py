@@ -32,6 +32,12 @@ def create_recommendation_job(
 ) -> Job:
     if (data.fit_id is None) == (data.estimator is None):
         raise Invalid("give exactly one of fit_id or estimator", field="fit_id")
+    if data.robust and data.n_boot < 2:
+        raise Invalid(
+            f"robust averages the argmins of n_boot bootstrap refits: needs n_boot >= 2, "
+            f"got {data.n_boot}",
+            field="n_boot",
+        )
     constraints = effective_constraints(project, data.constraints)
     requested = data.target_scale.given()
     params = {
@@ -42,6 +48,8 @@ def create_recommendation_job(
         "allow_untrusted": data.allow_untrusted,
         "options": {
             "trust_region": data.trust_region,
+            "allow_extrapolation": data.allow_extrapolation,
+            "robust": data.robust,
             "n_samples": data.n_samples,
             "top_k": data.top_k,
             "refine": data.refine,
@@ -295,6 +303,7 @@ def recommendation_inputs(session: Session, fit_id: int, params: dict[str, Any])
         "X": data["X"],
         "Y": data["Y"],
         "prior": natural_prior(counts),
+        "prior_label": "natural" if natural_prior(counts) is not None else "uniform",
         "constraints": science_constraints(
             params["constraints"], domains, counts, declared_groups(project.domains)
         ),
@@ -349,6 +358,8 @@ def store_recommendation(
             "extrapolation": rec.get("extrapolation"),
             "group_totals": rec.get("group_totals"),
             "reference": rec.get("reference"),
+            "survival": rec.get("survival"),
+            "robust": rec.get("robust"),
             "staged": rec.get("staged"),
         },
     )

@@ -22,9 +22,17 @@ Every returned mixture is projected onto the feasible set (:mod:`mixopt.mixing.c
 Support of the data: a recommendation is flagged as an *extrapolation* when a weight exceeds
 the largest weight any run gave that domain by more than ``EXTRAPOLATION_WEIGHT_TOL`` (0.02), or
 when the predicted objective is below the best observed one by more than
-``EXTRAPOLATION_LOSS_FRACTION`` (25%) of the observed range; the distances are reported.
+``EXTRAPOLATION_LOSS_FRACTION`` (25%) of the observed range; the distances are reported. A
+weight beyond :func:`mixopt.mixing.robust.support_bound` (``SUPPORT_FACTOR`` times the largest
+weight a run gave that domain, plus ``SUPPORT_TOL``) is refused
+(:class:`~mixopt.mixing.robust.OffSupportError`) unless ``allow_extrapolation=True``.
 ``trust_region=d`` keeps the optimiser near the data: each weight at most ``d`` above the largest
-weight the runs gave that domain.
+weight the runs gave that domain (the search is then bounded, and not refused).
+
+Surviving refitting (:mod:`mixopt.mixing.robust`): every recommendation with the fit's runs and
+``n_boot > 0`` reports ``survival``, the share of bootstrap refits still predicting it better
+than the reference (or the prior: the natural mixture in the service) and whether the predicted
+gain lies inside the interval; ``robust=True`` recommends the average of the refits' argmins.
 
 Layers: the solver is :mod:`mixopt.mixing.solve` (:func:`~mixopt.mixing.solve.recommend_one`
 and the strategies above), a phase plan :mod:`mixopt.mixing.staged`; :func:`recommend` here
@@ -86,6 +94,9 @@ def recommend(
     trust_region: float | None = None,
     reference: dict[str, Any] | None = None,
     phases: list[dict[str, Any]] | None = None,
+    robust: bool = False,
+    allow_extrapolation: bool = False,
+    prior_label: str = "prior",
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Best mixture under ``constraints`` according to a fitted ``estimator``.
@@ -105,6 +116,9 @@ def recommend(
         refine=refine,
         trust_region=trust_region,
         reference=reference,
+        robust=robust,
+        allow_extrapolation=allow_extrapolation,
+        prior_label=prior_label,
     )
     if not phases:
         return recommend_one(

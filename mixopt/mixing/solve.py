@@ -24,7 +24,8 @@ from mixopt.mixing import hierarchy
 from mixopt.mixing.base import MixingEstimator
 from mixopt.mixing.constraints import Constraints, resolve_per_domain
 from mixopt.mixing.objective import Objective
-from mixopt.mixing.reference import against_reference
+from mixopt.mixing.reference import _as_vector, against_reference
+from mixopt.mixing.robust import bootstrap_refits, check_support, robust_mixture, survival
 from mixopt.mixing.simplex import InfeasibleConstraintsError, kl_divergence, project_box_simplex
 from mixopt.progress import ProgressFn, report, scaled
 
@@ -231,6 +232,7 @@ def predict_with_interval(
     level: float = 0.95,
     random_state: int = 0,
     progress: ProgressFn | None = None,
+    refits: list[Any] | None = None,
     **context: Any,
 ) -> dict[str, Any]:
     """Predicted objective with an uncertainty interval for each mixture in ``X``.
@@ -238,7 +240,8 @@ def predict_with_interval(
     GP-like estimators (with ``predict_objective_std``): ``mean +- z * std``. Otherwise, when
     training runs are given and ``n_boot > 0``: normal interval from ``n_boot`` bootstrap
     refits of the chosen estimator (for ``auto``, ``estimator.estimator_``: the selection is
-    not repeated). Else no interval. ``progress`` is called after each refit.
+    not repeated; ``refits``: ones already made, :func:`mixopt.mixing.robust.bootstrap_refits`).
+    Else no interval. ``progress`` is called after each refit.
     """
     Xq = np.atleast_2d(np.asarray(X, dtype=float))
     w = _weights(objective_weights)
@@ -260,21 +263,13 @@ def predict_with_interval(
             method="gp_posterior",
         )
         return out
-    if X_train is None or Y_train is None or not n_boot:
-        return out
-    Xt = np.asarray(X_train, dtype=float)
-    Yt = np.asarray(Y_train, dtype=float)
-    rng = np.random.default_rng(random_state)
-    chosen = estimator.final_estimator()
-    preds = []
-    for b in range(int(n_boot)):
-        report(progress, b / int(n_boot), f"bootstrap refit {b + 1}/{int(n_boot)}")
-        idx = rng.integers(0, Xt.shape[0], Xt.shape[0])
-        try:
-            est = chosen.clone().fit(Xt[idx], Yt[idx], **context)
-        except ValueError:  # e.g. too few distinct runs in a resample
-            continue
-        preds.append(np.asarray(est.predict_objective(Xq, w), dtype=float).ravel())
+    if refits is None:
+        if X_train is None or Y_train is None or not n_boot:
+            return out
+        refits = bootstrap_refits(
+            estimator, X_train, Y_train, n_boot, random_state, progress, **context
+        )
+    preds = [np.asarray(e.predict_objective(Xq, w), dtype=float).ravel() for e in refits]
     if len(preds) >= 2:
         # normal-approximation bootstrap: the refits' spread around the full-data prediction.
         # (A percentile interval of refits of a biased learner, e.g. trees on resamples with
@@ -307,6 +302,9 @@ def recommend_one(
     refine: bool = False,
     trust_region: float | None = None,
     reference: dict[str, Any] | None = None,
+    robust: bool = False,
+    allow_extrapolation: bool = False,
+    prior_label: str = "prior",
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Best single mixture under ``constraints`` according to a fitted ``estimator``.
@@ -317,13 +315,21 @@ def recommend_one(
         default the token share of ``constraints.token_counts``, else uniform.
     objective_weights : weights over the estimator's targets (default: their mean).
     X, Y : training runs (at the fit's scale), for bootstrap intervals of non-GP estimators
-        (``n_boot`` refits), the extrapolation check and ``trust_region``.
+        (``n_boot`` refits), the share of refits still beating the baseline, the robust
+        recommendation, the support check and ``trust_region``.
     n_samples, top_k : RegMix's simulation size and averaged top-k (tree estimators).
     refine : trees: local refinement around the top-k average (off: the paper's answer).
     trust_region : keep each weight at most this much above the largest weight a run gave
         that domain (needs ``X``).
     reference : a baseline to beat, ``{"mixture", "tolerance", "label"}``: every objective
         metric predicted no worse than the reference's (:mod:`mixopt.mixing.reference`).
+    robust : recommend the average of the ``n_boot`` bootstrap refits' argmins
+        (:mod:`mixopt.mixing.robust`) instead of the fit's own argmin.
+    allow_extrapolation : accept a weight beyond :func:`mixopt.mixing.robust.support_bound`
+        (refused with :class:`~mixopt.mixing.robust.OffSupportError` otherwise, unless a
+        ``trust_region`` bounds the search).
+    prior_label : what the prior is (``"natural"`` when the caller passes the token shares):
+        the baseline the survival share is measured against when no ``reference`` is given.
     progress : called between the optimisations and the bootstrap refits.
 
     Returns
@@ -332,7 +338,8 @@ def recommend_one(
     (``[lower, upper]`` or None) and ``interval_method``, ``unconstrained_mixture`` and
     ``unconstrained_objective`` (same objective, simplex only), ``binding`` (names like
     ``"cap:<domain>"``), ``kl_to_prior``, ``strategy``, ``extrapolation`` (see the module
-    docstring) and ``explanation``.
+    docstring), ``survival`` (:func:`mixopt.mixing.robust.survival`), ``robust`` (the plain
+    argmin and the refits' spread, when ``robust``) and ``explanation``.
     """
     estimator.check_is_fitted()
     c = constraints if isinstance(constraints, Constraints) else Constraints.from_dict(constraints)
@@ -341,17 +348,7 @@ def recommend_one(
     lo, hi = c.feasible_bounds(names)
     K = len(names)
     Xs = None if X is None else np.atleast_2d(np.asarray(X, dtype=float))
-    hi_u = np.ones(K)
-    if trust_region is not None:
-        if Xs is None or Xs.shape[0] == 0:
-            raise ValueError("trust_region needs the fit's runs")
-        region = np.minimum(Xs.max(axis=0) + float(trust_region), 1.0)
-        hi, hi_u = np.minimum(hi, region), region
-        if hi.sum() < 1.0 - 1e-9 or np.any(lo > hi + 1e-12):
-            raise InfeasibleConstraintsError(
-                f"trust_region {trust_region:g}: the weights the runs tried (+ {trust_region:g}) "
-                "cannot sum to 1 under the constraints; widen trust_region"
-            )
+    hi, hi_u = _trust_region(trust_region, Xs, lo, hi, K)
     kw = dict(
         prior=p,
         objective_weights=objective_weights,
@@ -365,13 +362,33 @@ def recommend_one(
     groups = c.group_system(names)
     if groups and trust_region is not None:
         hierarchy.check_feasible(lo, hi, groups)
+    proj = feasible(lo, hi, groups or None)
+
+    def argmin(est: Any) -> np.ndarray:
+        w = c.project(find_optimum(est, lo, hi, groups=groups or None, **kw), names)
+        return proj(w) if trust_region is not None else w
+
     report(progress, 0.0, "optimising under the constraints")
-    w = c.project(find_optimum(estimator, lo, hi, groups=groups or None, **kw), names)
-    if trust_region is not None:
-        w = feasible(lo, hi, groups or None)(w)
+    w = argmin(estimator)
+    can_refit = Xs is not None and Y is not None and int(n_boot) > 0
+    refits, robust_report = None, None
+    if robust:
+        if not can_refit or int(n_boot) < 2:
+            raise ValueError("robust needs the fit's runs and n_boot >= 2")
+        refits = bootstrap_refits(
+            estimator, Xs, Y, n_boot, random_state, scaled(progress, 0.05, 0.3)
+        )
+        w_plain = w
+        w, robust_report = robust_mixture(
+            refits, argmin, lambda v: c.project(proj(v), names), scaled(progress, 0.3, 0.5)
+        )
+        robust_report["plain_mixture"] = w_plain.tolist()
+        robust_report["plain_objective"] = float(
+            np.ravel(estimator.predict_objective(w_plain[None], _weights(objective_weights)))[0]
+        )
     ref_report = None
     if reference is not None:
-        report(progress, 0.15, "optimising against the reference")
+        report(progress, 0.5, "optimising against the reference")
         w, ref_report = against_reference(
             estimator,
             c,
@@ -386,21 +403,29 @@ def recommend_one(
             n_boot=min(int(n_boot), 20),
             **kw,
         )
-    report(progress, 0.3, "unconstrained optimum")
+    if not allow_extrapolation and trust_region is None:
+        check_support(w, Xs, names)
+    if refits is None and can_refit:
+        refits = bootstrap_refits(
+            estimator, Xs, Y, n_boot, random_state, scaled(progress, 0.5, 0.8)
+        )
+    report(progress, 0.8, "unconstrained optimum")
     w_u = project_box_simplex(find_optimum(estimator, np.zeros(K), hi_u, **kw), np.zeros(K), hi_u)
     ow = _weights(objective_weights)
     f = float(np.ravel(estimator.predict_objective(w[None], ow))[0])
     f_u = float(np.ravel(estimator.predict_objective(w_u[None], ow))[0])
     iv = predict_with_interval(
-        estimator,
-        w[None],
-        objective_weights=objective_weights,
-        X_train=X,
-        Y_train=Y,
-        n_boot=n_boot,
-        random_state=random_state,
-        progress=scaled(progress, 0.6, 1.0),
+        estimator, w[None], objective_weights=objective_weights, n_boot=n_boot, refits=refits
     )
+    interval = None if iv["lower"] is None else [iv["lower"][0], iv["upper"][0]]
+    if reference is not None:
+        base, against = (
+            _as_vector(reference["mixture"], names),
+            (f"reference {reference.get('label') or ''}".strip()),
+        )
+    else:
+        base, against = p, prior_label
+    surv = survival(refits or [], estimator, w, base, ow, against, interval)
     binding = c.binding(w, names)
     if trust_region is not None:
         binding += [
@@ -408,21 +433,74 @@ def recommend_one(
             for i in range(K)
             if hi[i] < 1.0 and w[i] >= hi[i] - 1e-6 and f"cap:{names[i]}" not in binding
         ]
-    strategy = (
+    strategy = _strategy(estimator, n_samples, top_k, refine, robust_report)
+    extrapolation = support_check(w, f, Xs, Y, ow, names)
+    expl = _explain(
+        estimator, f, f_u, w, names, strategy, interval, iv["method"], binding, c, ref_report
+    )
+    expl += _explain_survival(surv)
+    if extrapolation and extrapolation["flag"]:
+        expl += " EXTRAPOLATION: " + "; ".join(extrapolation["reasons"]) + "."
+    report(progress, 1.0, "recommended")
+    return {
+        "extrapolation": extrapolation,
+        "mixture": w.tolist(),
+        "mixture_by_domain": {d: float(x) for d, x in zip(names, w, strict=True)},
+        "predicted_objective": f,
+        "interval": interval,
+        "interval_method": iv["method"],
+        "std": None if iv["std"] is None else iv["std"][0],
+        "unconstrained_mixture": w_u.tolist(),
+        "unconstrained_objective": f_u,
+        "binding": binding,
+        "group_totals": _group_totals(w, names, c),
+        "reference": ref_report,
+        "survival": surv,
+        "robust": robust_report,
+        "kl_to_prior": float(kl_divergence(w, p)[0]),
+        "strategy": strategy,
+        "explanation": expl,
+    }
+
+
+def _trust_region(
+    trust_region: float | None, Xs: np.ndarray | None, lo: np.ndarray, hi: np.ndarray, K: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The upper bounds under ``trust_region`` (constrained and unconstrained searches)."""
+    if trust_region is None:
+        return hi, np.ones(K)
+    if Xs is None or Xs.shape[0] == 0:
+        raise ValueError("trust_region needs the fit's runs")
+    region = np.minimum(Xs.max(axis=0) + float(trust_region), 1.0)
+    hi = np.minimum(hi, region)
+    if hi.sum() < 1.0 - 1e-9 or np.any(lo > hi + 1e-12):
+        raise InfeasibleConstraintsError(
+            f"trust_region {trust_region:g}: the weights the runs tried (+ {trust_region:g}) "
+            "cannot sum to 1 under the constraints; widen trust_region"
+        )
+    return hi, region
+
+
+def _strategy(estimator, n_samples, top_k, refine, robust_report) -> str:
+    s = (
         "slsqp multi-start on f(w) + lambda KL(w||prior)"
         if estimator.smooth
         else f"RegMix simulation: {n_samples} Dirichlet(prior) samples, mean of top {top_k}"
         + (", local refinement" if refine else "")
     )
-    extrapolation = support_check(w, f, Xs, Y, ow, names)
-    interval = None if iv["lower"] is None else [iv["lower"][0], iv["upper"][0]]
+    if robust_report is not None:
+        s += f"; robust: {robust_report['method']}"
+    return s
+
+
+def _explain(estimator, f, f_u, w, names, strategy, interval, method, binding, c, ref_report):
     cost = f - f_u
     expl = (
         f"{getattr(estimator, 'name', type(estimator).__name__)} predicts objective {f:.4f} for "
         f"the recommended mixture ({strategy})."
     )
     if interval is not None:
-        expl += f" 95% interval [{interval[0]:.4f}, {interval[1]:.4f}] ({iv['method']})."
+        expl += f" 95% interval [{interval[0]:.4f}, {interval[1]:.4f}] ({method})."
     if binding:
         expl += (
             f" Binding constraints: {', '.join(binding)}; they cost {cost:+.4f} in predicted "
@@ -445,26 +523,20 @@ def recommend_one(
                 else f"NO IMPROVEMENT POSSIBLE: {ref_report['reason']}."
             )
         )
-    if extrapolation and extrapolation["flag"]:
-        expl += " EXTRAPOLATION: " + "; ".join(extrapolation["reasons"]) + "."
-    report(progress, 1.0, "recommended")
-    return {
-        "extrapolation": extrapolation,
-        "mixture": w.tolist(),
-        "mixture_by_domain": {d: float(x) for d, x in zip(names, w, strict=True)},
-        "predicted_objective": f,
-        "interval": interval,
-        "interval_method": iv["method"],
-        "std": None if iv["std"] is None else iv["std"][0],
-        "unconstrained_mixture": w_u.tolist(),
-        "unconstrained_objective": f_u,
-        "binding": binding,
-        "group_totals": _group_totals(w, names, c),
-        "reference": ref_report,
-        "kl_to_prior": float(kl_divergence(w, p)[0]),
-        "strategy": strategy,
-        "explanation": expl,
-    }
+    return expl
+
+
+def _explain_survival(s: dict[str, Any]) -> str:
+    out = f" Predicted gain over {s['against']}: {s['predicted_gain']:+.4f}"
+    if s["gain_within_interval"]:
+        out += " (INSIDE the interval: not distinguishable from no gain)"
+    out += "."
+    if s["share_beating"] is not None:
+        out += (
+            f" Still predicted to beat {s['against']} under {s['share_beating']:.0%} of "
+            f"{s['n_refits']} bootstrap refits."
+        )
+    return out
 
 
 def _group_totals(w: np.ndarray, names: list[str], c: Constraints) -> dict[str, float] | None:
