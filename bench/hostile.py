@@ -231,6 +231,39 @@ def _deep_nan(ctx: Ctx) -> bytes:
     ).encode()
 
 
+def _commas(ctx: Ctx) -> bytes:
+    return (
+        b'{"mixture": {"web": 1}, "details": {"x": ['
+        + b"1," * ctx.size(30_000_000, 3_000_000)
+        + b"1]}}"
+    )
+
+
+def _largest_batch(ctx: Ctx) -> Prepared:
+    """The largest batch the README documents (50,000 runs of 40 values: 15 domains, 15
+    metrics, 2 tags, details), 2.0M values under MIXOPT_MAX_JSON_NODES: stored, a 201."""
+    domains = tuple(f"domain_{i:02d}" for i in range(15))
+    url = f"/v1/projects/{ctx.project(domains)}/runs"
+    n = ctx.size(50_000, 5_000)
+    run = {
+        "name": "run",
+        "mixture": {d: 1 / 15 for d in domains},
+        "metrics": {f"val/{d}": 2.5 for d in domains},
+        "tags": ["a", "b"],
+        "details": {"note": "x" * 40, "lr": 3e-4},
+    }
+    raw = json.dumps({"runs": [run] * n}).encode()
+    headers = {"Content-Type": "application/json"}
+
+    def send() -> Outcome:
+        r = ctx.client.post(url, content=raw, headers=headers)
+        got = r.json().get("count") if r.status_code == 201 else None
+        ok = got == n
+        return Outcome(str(r.status_code), ok, f"stored {got} runs" if ok else _message(r))
+
+    return send
+
+
 def _csv(rows: list[list[str]], end: str = "\n") -> bytes:
     return "".join(",".join(row) + end for row in rows).encode()
 
@@ -325,6 +358,7 @@ CASES: dict[str, tuple[str, Callable[[Ctx], Prepared]]] = {
     "name-60MB": ("a run with a 60 MB name", _json_case(_long_name)),
     "tags-50k-runs": ("50,000 runs x 200 tags (52 MB)", _json_case(_many_tags)),
     "details-1M-keys": ("1M keys in details (17 MB)", _json_case(_many_keys)),
+    "values-30M": ("30M numbers in one array (60 MB)", _json_case(_commas)),
     "nested-10k-deep": ("JSON nested 10,000 deep", _json_case(_deep)),
     "nested-1k-nan": ("nested 1,000 deep with a NaN", _json_case(_deep_nan)),
     "csv-cr-only": (
@@ -335,6 +369,7 @@ CASES: dict[str, tuple[str, Callable[[Ctx], Prepared]]] = {
     "csv-field-200kB": ("CSV, a 200 kB field", _csv_case(_big_field(200_000))),
     "csv-field-50MB": ("CSV, a 50 MB field", _csv_case(_big_field(50_000_000))),
     "csv-200k-columns": ("CSV, 200,000 columns (2 MB)", _csv_case(_columns)),
+    "largest-valid-batch": ("valid: 50,000 runs x 40 values (45 MB)", _largest_batch),
     "token-burst": ("120 guessed tokens, then a valid one", _token_burst),
     "xff-burst": ("rotating X-Forwarded-For from 127.0.0.1", _forwarded_burst),
 }
@@ -343,6 +378,8 @@ QUICK_LABELS = {
     "tags-50k-runs": "5,000 runs x 200 tags (5 MB)",
     "details-1M-keys": "200k keys in details (3 MB)",
     "csv-field-50MB": "CSV, a 5 MB field",
+    "values-30M": "3M numbers in one array (6 MB)",
+    "largest-valid-batch": "valid: 5,000 runs x 40 values (4.5 MB)",
     "csv-200k-columns": "CSV, 20,000 columns",
 }
 
