@@ -65,6 +65,13 @@ RECOMMEND_OPTIONS = {
         1.0,
         "keep each weight at most this much above the largest weight a run gave it",
     ),
+    "robust": ("bool", None, None, "recommend the average of the bootstrap refits' argmins"),
+    "allow_extrapolation": (
+        "bool",
+        None,
+        None,
+        "accept weights beyond the runs' support (refused otherwise)",
+    ),
 }
 
 _SCALE_KEYS = ("model_params", "steps", "tokens", "curves")
@@ -395,7 +402,7 @@ def fit_estimator(
             "params": est.law_summary(),
         }
     )
-    trusted, reasons = assess(est, cv, y_obs, train_pred, cross)
+    trusted, reasons = assess(est, cv, y_obs, train_pred, cross, caveats=_caveats(X, prep))
     report(progress, 1.0, "fitted")
     training = (
         {"X": prep.X.tolist(), "Y": prep.Y.tolist()}
@@ -420,6 +427,27 @@ def fit_estimator(
             "trust_reasons": reasons,
         }
     )
+
+
+def _caveats(X: np.ndarray, prep: _Prepared) -> list[str]:
+    """What the scaling laws did to the runs, for the trust reasons: distinct mixtures left out,
+    mixtures run at one size whose size effect is borrowed from the others."""
+    if not prep.extrapolated or prep.native or X.shape[0] == 0:
+        return []
+    of = int(np.unique(np.round(X, 9), axis=0).shape[0])
+    out = []
+    if of > prep.X.shape[0]:
+        out.append(
+            f"{of - prep.X.shape[0]} of {of} mixtures were left out by the scaling laws: the "
+            f"fit answers for the other {prep.X.shape[0]}"
+        )
+    one = sum(int(e.get("n_one_size") or 0) for e in prep.chain if e.get("law") == "size")
+    if one:
+        out.append(
+            f"{one} of {of} mixtures were run at one model size only: their losses at the "
+            "target borrow the size effect of the others"
+        )
+    return out
 
 
 # -- use a fit ---------------------------------------------------------------------------------
@@ -471,7 +499,9 @@ def recommend(
     ``scaling`` is the fit's (``fit_estimator``'s ``scaling``): when the fit answers at a target
     scale through the scaling laws, the bootstrap and the support checks use the extrapolated
     losses the estimator was fitted on, not the proxies' own. ``kw``: ``trust_region``,
-    ``n_samples``, ``top_k``, ``refine``, ``n_starts`` (and ``reference``, ``phases``).
+    ``n_samples``, ``top_k``, ``refine``, ``n_starts``, ``robust``, ``allow_extrapolation``,
+    ``prior_label`` (and ``reference``, ``phases``); an off-support recommendation raises
+    :class:`~mixopt.mixing.robust.OffSupportError`.
     Bootstraps refit the chosen estimator only (for ``auto``, the one it kept). ``progress``
     may raise ``Cancelled``.
     """

@@ -426,6 +426,11 @@ def recommend_one(
     else:
         base, against = p, prior_label
     surv = survival(refits or [], estimator, w, base, ow, against, interval)
+    if robust_report is not None:
+        plain = np.asarray(robust_report["plain_mixture"])
+        robust_report["plain_share_beating"] = survival(
+            refits or [], estimator, plain, base, ow, against, None
+        )["share_beating"]
     binding = c.binding(w, names)
     if trust_region is not None:
         binding += [

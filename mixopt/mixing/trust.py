@@ -25,8 +25,8 @@ recommendations from it unless asked explicitly. The checks:
 * **non-finite predictions** on the training runs.
 
 Not blocking but always said (a line of ``reasons`` starting with ``"note:"``): how many of the
-fit's mixtures the scaling laws left out (a mixture run at fewer than three sizes has no size
-law), so that a fit on 20 of 42 mixtures says so.
+fit's mixtures the scaling laws left out or extrapolated on borrowed evidence (run at one model
+size only), so that a fit that stands on 20 of 42 mixtures says so.
 """
 
 from __future__ import annotations
@@ -121,12 +121,12 @@ def assess(
     train_predictions: Any,
     cross_scale: dict | None = None,
     *,
-    mixtures_dropped: tuple[int, int] | None = None,
+    caveats: list[str] | None = None,
 ) -> tuple[bool, list[str]]:
     """``(trusted, reasons)`` for a fitted estimator (see the module docstring).
 
-    ``mixtures_dropped``: ``(dropped, of)`` mixtures the scaling laws left out, said in a
-    non-blocking ``"note: ..."`` reason."""
+    ``caveats``: what the scaling laws did to the runs (mixtures left out, or run at one size),
+    each said in a non-blocking ``"note: ..."`` reason."""
     reasons: list[str] = []
     est = _inner(estimator)
     at_bound = getattr(est, "at_bound_", None)
@@ -157,10 +157,5 @@ def assess(
             _r2(cross_scale.get("predictions")),
         )
     trusted = not reasons
-    if mixtures_dropped and mixtures_dropped[0] > 0:
-        d, of = mixtures_dropped
-        reasons.append(
-            f"{NOTE} {d} of {of} mixtures were left out by the scaling laws (run at too few "
-            f"model sizes): the fit answers for the other {of - d}"
-        )
+    reasons += [f"{NOTE} {c}" for c in caveats or []]
     return trusted, reasons
