@@ -66,6 +66,7 @@ from mixopt.mixing import pipeline  # noqa: E402
 from mixopt.mixing.base import get_estimator  # noqa: E402
 from mixopt.mixing.fidelity import cross_validate  # noqa: E402
 from mixopt.mixing.nested import (  # noqa: E402
+    FIT_FROM,
     ScaleError,
     chain_interval,
     fit_steps_laws,
@@ -437,7 +438,9 @@ def _interval(fit: dict, Xq: np.ndarray) -> dict[str, Any]:
     """The API's prediction with its interval at the fit's scale (the chain's, when the fit
     extrapolates)."""
     try:
-        return pipeline.predict_interval(fit["state"], Xq, level=LEVEL, scaling=fit["scaling"])
+        return pipeline.predict_interval(
+            fit["state"], Xq, level=LEVEL, scaling=fit["scaling"], fidelity=fit["fidelity"]
+        )
     except TypeError:  # an older pipeline without the chain's interval
         return {"mean": pipeline.predict(fit["state"], Xq)["objective"], "lower": None}
 
@@ -494,33 +497,55 @@ def evaluate(
 def steps_errors(
     setting: str, ratio: float = 3.0, data_dir: Path = MIXINGLAWS, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """Every run whose curve has >= 3 points up to ``last / ratio``: the pipeline's steps laws
-    (one joint fit per model size, :func:`mixopt.mixing.nested.fit_steps_laws`) fitted on the
-    curves up to that cut predict each run's last step (relative error, signed)."""
+    """The steps law alone, as the pipeline fits it: the runs of one size cut at one budget,
+    one joint fit (:func:`mixopt.mixing.nested.fit_steps_laws`). Per size, with ``B`` its
+    common budget (the most frequent last step): (a) every run's curve cut at ``B / ratio``
+    predicts its loss at ``B``; (b) the runs trained to >= ``ratio x B`` (5Mix: to 90k-100k)
+    with every curve cut at ``B`` predict their last step. Relative errors, signed."""
     out = []
     for size, runs in load_setting(setting, data_dir).items():
-        cut_curves, meta = [], []
-        for r in runs:
-            steps = np.array([s for s, _ in r.curve], dtype=float)
-            L = np.array([[v] for _, v in r.curve])
-            k = steps <= steps[-1] / ratio * (1 + 1e-9)
-            if k.sum() < 3:
-                continue
-            cut_curves.append((steps[k], L[k]))
-            meta.append((r, steps[-1], float(L[-1, 0]), float(steps[k].max())))
-        if not cut_curves:
-            continue
-        try:
-            laws = fit_steps_laws(cut_curves, random_state=seed)
-        except ScaleError:
-            continue
-        for law, (r, last, actual, cut) in zip(laws, meta, strict=True):
-            pred = float(law.predict(last)[0, 0])
-            out.append(
-                {"run": r.id, "size": size, "cut": cut, "last": float(last), "predicted": pred,
-                 "actual": actual, "rel_error": (pred - actual) / actual}
-            )  # fmt: skip
+        lasts = [r.curve[-1][0] for r in runs]
+        budget = max(set(lasts), key=lasts.count)
+        out += _steps_cut_errors(size, runs, budget / ratio, lambda r, b=budget: b, seed)
+        long = {r.id for r in runs if r.curve[-1][0] >= ratio * budget * (1 - 1e-9)}
+        if long:
+            out += [
+                e
+                for e in _steps_cut_errors(size, runs, budget, lambda r: r.curve[-1][0], seed)
+                if e["run"] in long
+            ]
     return out
+
+
+def _steps_cut_errors(size: str, runs: list[Run], cut: float, target, seed: int) -> list[dict]:
+    curves, meta = [], []
+    for r in runs:
+        steps = np.array([s for s, _ in r.curve], dtype=float)
+        L = np.array([[v] for _, v in r.curve])
+        k = steps <= cut * (1 + 1e-9)
+        at = r.at(int(target(r)))
+        if at is None or k.sum() < 3 or (steps[k] >= FIT_FROM * steps[k].max()).sum() < 3:
+            continue  # too short for a steps law (>= 3 points from a third of the cut on)
+        curves.append((steps[k], L[k]))
+        meta.append((r, float(target(r)), float(at), float(steps[k].max())))
+    if not curves:
+        return []
+    try:
+        laws = fit_steps_laws(curves, random_state=seed)
+    except ScaleError:
+        return []
+    return [
+        {
+            "run": r.id,
+            "size": size,
+            "cut": c,
+            "last": t,
+            "predicted": float(law.predict(t)[0, 0]),
+            "actual": a,
+            "rel_error": (float(law.predict(t)[0, 0]) - a) / a,
+        }
+        for law, (r, t, a, c) in zip(laws, meta, strict=True)
+    ]
 
 
 # -- RegMix within scale -----------------------------------------------------------------------
@@ -680,6 +705,19 @@ def run_steps(seeds: list[int]) -> list[list[str]]:
             signed = float(np.mean([e["rel_error"] for e in per_seed[0]]))
             within = float(np.mean(np.array(errs[0]) <= 0.01))
             pooled[ratio].extend(errs[0])
+            long = [abs(e["rel_error"]) for e in per_seed[0] if e["last"] >= 60_000]
+            if ratio == 3.0 and long and len(long) < len(errs[0]):
+                rows.append(
+                    [
+                        "x3",
+                        f"{setting} (to >= 60k)",
+                        str(len(long)),
+                        _fmt(float(np.mean(long)), True),
+                        _fmt(float(np.max(long)), True),
+                        "",
+                        _fmt(float(np.mean(np.array(long) <= 0.01)), True),
+                    ]
+                )
             rows.append(
                 [
                     f"x{ratio:g}",
