@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,8 @@ CONTRACT = REPO / "tests" / "api" / "contract"
 HOOKS = "tests.api.contract.hooks"
 #: the environment variable our ``after_call`` hook writes its status tally to (a JSON file)
 TALLY_ENV = "MIXOPT_FUZZ_TALLY"
+#: the environment variable naming the seeded objects' ids (JSON) for our path-parameter hook
+IDS_ENV = "MIXOPT_FUZZ_IDS"
 #: routes of the benchmark app (bench._server), not of the service
 EXCLUDE = "^/bench/"
 SERVICES_REDIS = "redis://127.0.0.1:56379"
@@ -67,9 +70,12 @@ def _wait(c: httpx.Client, job_id: str, timeout: float = 180) -> dict:
     raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
-def seed_objects(url: str, token: str) -> None:
+def seed_objects(url: str, token: str) -> dict[str, int | str]:
     """A project with three domains, 12 runs (one with a curve), a fit, a recommendation and an
-    online session, made through the API of the server at ``url`` (its worker runs the jobs)."""
+    online session, made through the API of the server at ``url`` (its worker runs the jobs).
+    Returns their ids by path parameter name (``project_id``, ``run_id``, ``fit_id``, ``job_id``,
+    ``rec_id``, ``session_id``, and a baseline's ``name``) for our ``flatmap_path_parameters``
+    hook, which sends about half the generated requests to them."""
     h = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=url, headers=h, timeout=60) as c:
         r = c.post(
@@ -110,9 +116,20 @@ def seed_objects(url: str, token: str) -> None:
             json={"fit_id": job["fit"]["id"], "n_boot": 0, "allow_untrusted": True},
         )
         assert r.status_code == 202, r.text
-        _wait(c, r.json()["job"]["id"])
+        rec_job = _wait(c, r.json()["job"]["id"])
         r = c.post(f"/v1/projects/{p['id']}/online-sessions", json={"algorithm": "odm"})
         assert r.status_code == 201, r.text
+        session = r.json()
+        baselines = c.get(f"/v1/projects/{p['id']}/baselines").json()["mixtures"]
+        return {
+            "project_id": p["id"],
+            "run_id": ids[0],
+            "fit_id": job["fit"]["id"],
+            "job_id": job["job"]["id"],
+            "rec_id": rec_job["result"]["recommendation_id"],
+            "session_id": session["id"],
+            "name": sorted(baselines)[0],
+        }
 
 
 # -- schemathesis ---------------------------------------------------------------------------------
@@ -154,12 +171,13 @@ def schemathesis_command(
     ] + (["--phases", phases] if phases else [])
 
 
-def schemathesis_env(tally: Path) -> dict[str, str]:
+def schemathesis_env(tally: Path, ids: dict[str, int | str] | None = None) -> dict[str, str]:
     return {
         **os.environ,
         "SCHEMATHESIS_HOOKS": HOOKS,
         "PYTHONPATH": str(REPO),
         TALLY_ENV: str(tally),
+        IDS_ENV: json.dumps(ids or {}),
     }
 
 
@@ -201,8 +219,10 @@ def run_schemathesis(
     workdir: Path,
     phases: str = "",
     timeout: float | None = None,
+    ids: dict[str, int | str] | None = None,
 ) -> Result:
-    """Run schemathesis once and read back its JSON report and our tally."""
+    """Run schemathesis once and read back its JSON report and our tally; ``ids``: the seeded
+    objects (:func:`seed_objects`) about half the generated requests go to."""
     report = workdir / f"seed-{seed}"
     report.mkdir(parents=True, exist_ok=True)
     tally = report / "tally.json"
@@ -211,7 +231,7 @@ def run_schemathesis(
         schemathesis_command(url, token, seed, examples, report, phases),
         capture_output=True,
         text=True,
-        env=schemathesis_env(tally),
+        env=schemathesis_env(tally, ids),
         cwd=report,
         check=False,
         timeout=timeout,
@@ -352,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=50, help="at most this many runs")
     ap.add_argument("--keep", help="keep the reports in this folder")
     args = ap.parse_args(argv)
+    # a TERM (or an INT, which a background job ignores) ends the campaign through the context
+    # managers: the server, the worker and the fresh database go with it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     url = _postgres_url() if args.postgres and not args.database_url else args.database_url
     pg = bool(url and url.startswith("postgresql"))
     home = Path(tempfile.mkdtemp(prefix="mixopt-fuzz-"))
@@ -365,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         with server_process(db_url) as (api, token, _proc):
             os.environ["MIXOPT_DATABASE_URL"] = db_url
             with worker_process(home):
-                seed_objects(api, token)
+                ids = seed_objects(api, token)
                 ops = _operations(api)
                 examples = args.examples
                 print(
@@ -375,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 seed = args.seed
                 while len(results) < args.runs and sum(r.generated for r in results) < args.cases:
-                    result = run_schemathesis(api, token, seed, examples, work)
+                    result = run_schemathesis(api, token, seed, examples, work, ids=ids)
                     results.append(result)
                     print(summary(result), flush=True)
                     if not result.ok:

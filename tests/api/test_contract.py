@@ -151,8 +151,7 @@ def contract_server(db, worker, admin_token, monkeypatch):
     get_settings.cache_clear()
     try:
         with server_in_thread() as url:
-            seed_objects(url, admin_token)
-            yield url
+            yield url, seed_objects(url, admin_token)
     finally:
         get_settings.cache_clear()
 
@@ -179,7 +178,9 @@ def rotating_seed() -> tuple[int, str]:
 @pytest.mark.parametrize("which", ["fixed", "rotating"])
 def test_schemathesis_all_checks(contract_server, admin_token, tmp_path, capsys, which):
     """Every operation of the document, all checks: no response >= 500 (our hook counts every
-    response, not only those a check fails), no contract failure, no error."""
+    response, not only those a check fails), no contract failure, no error. About half the
+    generated requests name the seeded objects' ids (tests/api/contract/hooks.py)."""
+    url, ids = contract_server
     if which == "fixed":
         seed, source = FIXED_SEED, "fixed"
         examples = int(os.environ.get("MIXOPT_SCHEMATHESIS_EXAMPLES", "6"))
@@ -189,7 +190,7 @@ def test_schemathesis_all_checks(contract_server, admin_token, tmp_path, capsys,
         examples = int(os.environ.get("MIXOPT_SCHEMATHESIS_ROTATING_EXAMPLES", "20"))
         phases = ROTATING_PHASES
     result = run_schemathesis(
-        contract_server, admin_token, seed, examples, tmp_path, phases, timeout=900
+        url, admin_token, seed, examples, tmp_path, phases, timeout=900, ids=ids
     )
     db = "sqlite" if DATABASE_URL.startswith("sqlite") else "postgresql"
     again = (
@@ -245,6 +246,7 @@ def test_fuzzing_fails_on_a_server_error(tmp_path):
 def test_generated_client_workflow(contract_server, admin_token, tmp_path):
     """openapi-python-client turns /openapi.json into a client that covers every operation;
     through it: create a project, post runs, fit, recommend, read the recommendation."""
+    contract_server, _ = contract_server
     doc_path = tmp_path / "openapi.json"
     doc_path.write_bytes(httpx.get(f"{contract_server}/openapi.json").content)
     r = subprocess.run(

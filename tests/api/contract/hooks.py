@@ -6,6 +6,7 @@ import os
 from collections import Counter
 
 import schemathesis
+from hypothesis import strategies as st
 
 
 @schemathesis.check
@@ -58,3 +59,36 @@ if _TALLY:
             )
         if sum(_statuses.values()) % 200 == 0:
             _write_tally()
+
+
+# -- requests that reach real objects (bench/fuzz.py's seed_objects) -----------------------------
+# Random ids mostly answer 404 (schemathesis's "missing test data"); with MIXOPT_FUZZ_IDS set,
+# hypothesis chooses, for each generated case, the generated path parameters or the seeded
+# objects' ids in their place. DELETEs keep their random ids, so the seeded objects stay.
+_IDS = json.loads(os.environ.get("MIXOPT_FUZZ_IDS") or "{}")
+
+
+def _valid(path_parameters: dict) -> bool:
+    """Whether every generated value is one the document allows (ids: integers in 1..2**31-1;
+    names and job ids: strings of at most 200 characters). A negative case (one that violates
+    the document on purpose) keeps its values: schemathesis expects it refused."""
+    for key, value in path_parameters.items():
+        if isinstance(_IDS.get(key, 1), int):
+            if type(value) is not int or not 1 <= value <= 2**31 - 1:
+                return False
+        elif not isinstance(value, str) or len(value) > 200:
+            return False
+    return True
+
+
+if _IDS:
+
+    @schemathesis.hook
+    def flatmap_path_parameters(context, path_parameters):
+        operation = context.operation
+        if not isinstance(path_parameters, dict) or operation is None:
+            return st.just(path_parameters)  # no path parameters (None), or a negative case
+        known = {k: _IDS[k] for k in path_parameters if k in _IDS}
+        if not known or operation.method.upper() == "DELETE" or not _valid(path_parameters):
+            return st.just(path_parameters)
+        return st.sampled_from([path_parameters, {**path_parameters, **known}])
