@@ -200,9 +200,9 @@ def fit_run_steps_law(
     fit_from: float = FIT_FROM,
     random_state: int | None = 0,
 ) -> PowerLawFit:
-    """The steps law of one run as the pipeline fits it (points from ``fit_from`` of the
-    budget on, up to ``upto``; the last checkpoints held out for selection): the benchmark's
-    "leave the longest steps out" uses exactly this."""
+    """The steps law of one run alone (points from ``fit_from`` of the budget on, up to
+    ``upto``; the last checkpoints measure ``heldout_mae``). The pipeline fits the runs of one
+    size together (:func:`fit_steps_laws`, the exponent shared)."""
     x = np.asarray(x, dtype=float)
     L = np.asarray(L, dtype=float)
     if L.ndim == 1:
