@@ -10,8 +10,9 @@ whether the process is still alive.
 
 Expected (exit status 1 otherwise, the figures printed either way): every case answers 4xx
 with a message, except the valid ones (the CR-only CSV is imported, the largest valid batch is
-stored, the valid token after a burst of guesses is a 200); the guessed tokens and the rotating ``X-Forwarded-For`` reach 429;
-no case ends the process; ``/healthz`` answers every poll in under 1 s.
+stored, the valid token after a burst of guesses is a 200); the guessed tokens and the
+rotating ``X-Forwarded-For`` reach 429; no case ends the process; ``/healthz`` answers every
+poll in under 1 s.
 
     .venv/bin/python -m bench.hostile                     # SQLite
     .venv/bin/python -m bench.hostile --postgres          # the PostgreSQL of scripts/services.sh
