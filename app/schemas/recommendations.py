@@ -58,11 +58,12 @@ class RecommendationCreate(Schema):
     allow_untrusted: bool = False
     #: keep each weight at most this much above the largest weight a run gave that domain
     trust_region: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
-    #: accept a weight beyond the runs' support (more than 2x the largest weight a run gave that
+    #: accept a weight beyond the runs' support (more than 3x the largest weight a run gave that
     #: domain + 0.02); otherwise such a recommendation is refused (the job fails, naming it)
     allow_extrapolation: bool = False
-    #: recommend the average of the n_boot bootstrap refits' argmins (needs n_boot >= 2)
-    robust: bool = False
+    #: recommend the average of the n_boot bootstrap refits' argmins (needs n_boot >= 2); null:
+    #: the default (robust for smooth estimators when n_boot >= 2, see README)
+    robust: bool | None = None
     #: trees: RegMix's simulation (samples, top-k average); refine=true adds a local refinement
     n_samples: int = Field(default=100_000, ge=1000, le=1_000_000)
     top_k: int = Field(default=128, ge=1, le=100_000)

@@ -94,7 +94,7 @@ def recommend(
     trust_region: float | None = None,
     reference: dict[str, Any] | None = None,
     phases: list[dict[str, Any]] | None = None,
-    robust: bool = False,
+    robust: bool | None = None,
     allow_extrapolation: bool = False,
     prior_label: str = "prior",
     progress: ProgressFn | None = None,

@@ -25,7 +25,13 @@ from mixopt.mixing.base import MixingEstimator
 from mixopt.mixing.constraints import Constraints, resolve_per_domain
 from mixopt.mixing.objective import Objective
 from mixopt.mixing.reference import _as_vector, against_reference
-from mixopt.mixing.robust import bootstrap_refits, check_support, robust_mixture, survival
+from mixopt.mixing.robust import (
+    ROBUST_BY_DEFAULT,
+    bootstrap_refits,
+    check_support,
+    robust_mixture,
+    survival,
+)
 from mixopt.mixing.simplex import InfeasibleConstraintsError, kl_divergence, project_box_simplex
 from mixopt.progress import ProgressFn, report, scaled
 
@@ -302,7 +308,7 @@ def recommend_one(
     refine: bool = False,
     trust_region: float | None = None,
     reference: dict[str, Any] | None = None,
-    robust: bool = False,
+    robust: bool | None = None,
     allow_extrapolation: bool = False,
     prior_label: str = "prior",
     progress: ProgressFn | None = None,
@@ -324,7 +330,9 @@ def recommend_one(
     reference : a baseline to beat, ``{"mixture", "tolerance", "label"}``: every objective
         metric predicted no worse than the reference's (:mod:`mixopt.mixing.reference`).
     robust : recommend the average of the ``n_boot`` bootstrap refits' argmins
-        (:mod:`mixopt.mixing.robust`) instead of the fit's own argmin.
+        (:mod:`mixopt.mixing.robust`) instead of the fit's own argmin; None: the default
+        (``ROBUST_BY_DEFAULT``, for smooth estimators when the runs and ``n_boot >= 2`` are
+        given; trees keep RegMix's top-k average).
     allow_extrapolation : accept a weight beyond :func:`mixopt.mixing.robust.support_bound`
         (refused with :class:`~mixopt.mixing.robust.OffSupportError` otherwise, unless a
         ``trust_region`` bounds the search).
@@ -372,6 +380,10 @@ def recommend_one(
     w = argmin(estimator)
     can_refit = Xs is not None and Y is not None and int(n_boot) > 0
     refits, robust_report = None, None
+    if robust is None:
+        robust = bool(
+            ROBUST_BY_DEFAULT and can_refit and int(n_boot) >= 2 and estimator.smooth is True
+        )
     if robust:
         if not can_refit or int(n_boot) < 2:
             raise ValueError("robust needs the fit's runs and n_boot >= 2")

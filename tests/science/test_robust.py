@@ -55,9 +55,13 @@ def test_share_of_refits_beating_the_baseline():
     Xn = rng.dirichlet(np.ones(3), 40)
     Yn = 3 + rng.normal(0, 0.01, (40, 1))
     noise = get_estimator("regmix_linear").fit(Xn, Yn, domains=D)
-    s = recommend(noise, **dict(kw, X=Xn, Y=Yn))["survival"]
+    s = recommend(noise, robust=False, **dict(kw, X=Xn, Y=Yn))["survival"]
     assert s["share_beating"] < 0.9 and s["gain_within_interval"] is True
     assert s["gain_range"][0] < 0 < s["gain_range"][1]
+    # by default (smooth estimator, runs, n_boot >= 2) the recommendation is the robust one
+    rec = recommend(noise, **dict(kw, X=Xn, Y=Yn))
+    assert rec["robust"] is not None and rec["robust"]["n_refits"] == 30
+    assert recommend(noise, **dict(kw, X=Xn, Y=Yn, n_boot=0))["robust"] is None
 
 
 WS = np.array([0.45, 0.35, 0.2])
