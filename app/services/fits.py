@@ -107,6 +107,10 @@ def check_runs_for_fit(
         raise Invalid("no runs match the run filter", field="run_filter")
     if estimator is not None:
         check_enough_runs(project, *estimator, count=count)
+        if estimator[0] in DISTINCT_MIXTURES:
+            need = required_runs(project, estimator[0], estimator[1])[0]
+            distinct = count_distinct_mixtures(session, conds, enough=need)
+            check_enough_runs(project, *estimator, count=count, distinct=distinct)
     if domain_versions != "current":
         check_runs_map(session, project, conds, count)
     scales = session.execute(
@@ -137,14 +141,10 @@ def check_runs_for_fit(
     )
 
 
-def check_enough_runs(
-    project: Project, name: str, params: dict[str, Any] | None, field: str, *, count: int
-) -> None:
-    """Fewer selected runs than the estimator needs for the project's domains (its
-    ``required_runs``): the fit job would fail, a 422 now. ``count`` bounds what the worker
-    fits on (runs dropped by the domain mapping or missing a target metric only lower it), so
-    nothing a job could fit is refused. A selecting estimator (``auto``) also needs as many as
-    its least demanding candidate: each candidate is cross-validated on part of the runs."""
+def required_runs(project: Project, name: str, params: dict[str, Any] | None) -> tuple[int, str]:
+    """Distinct mixtures the estimator needs for the project's domains (its ``required_runs``),
+    and why when a selecting estimator (``auto``) needs more: as many as its least demanding
+    candidate, each candidate being cross-validated on part of the runs."""
     import mixopt.mixing  # noqa: F401  # lazy: registers every estimator (~1.5 s)
     from mixopt.mixing.base import ESTIMATORS
 
@@ -157,6 +157,56 @@ def check_enough_runs(
         least = min((ESTIMATORS[n].required_runs(k) for n in names if n in ESTIMATORS), default=0)
         if least > need:
             need, why = least, f" (its least demanding candidate needs {least})"
+    return need, why
+
+
+#: estimators whose fit needs ``required_runs`` *distinct* mixtures (the mixing law's K + 2
+#: parameters: mixopt.mixing.mixing_law raises InsufficientDataError on fewer, and law_gp fits
+#: it first); gp, regmix_* and bimix fit repeated mixtures, and auto skips a candidate that fails
+DISTINCT_MIXTURES = ("mixing_law", "law_gp")
+
+
+def count_distinct_mixtures(session: Session, conds: list, *, enough: int) -> int:
+    """Distinct mixtures among the selected runs (exact weights, zero weights left out), counted
+    a page at a time until ``enough`` are seen: a few milliseconds unless the runs repeat few
+    mixtures (then every selected run is read once; that request is refused). Exact weights
+    count at least as many as the estimators see (they round, and map older domain sets), so
+    nothing a job could fit is refused."""
+    seen: set[tuple] = set()
+    last = 0
+    page = select(Run.id, Run.mixture).where(*conds).order_by(Run.id).limit(_MAP_CHUNK)
+    while rows := session.execute(page.where(Run.id > last)).all():
+        for _, mixture in rows:
+            seen.add(tuple(sorted((d, float(w)) for d, w in (mixture or {}).items() if w)))
+        if len(seen) >= enough:
+            break
+        last = rows[-1][0]
+    return len(seen)
+
+
+def check_enough_runs(
+    project: Project,
+    name: str,
+    params: dict[str, Any] | None,
+    field: str,
+    *,
+    count: int,
+    distinct: int | None = None,
+) -> None:
+    """Fewer selected runs, or fewer distinct mixtures among them (``distinct``), than the
+    estimator needs for the project's domains (:func:`required_runs`): the fit job would fail,
+    a 422 now. ``count`` bounds what the worker fits on (runs dropped by the domain mapping or
+    missing a target metric only lower it), so nothing a job could fit is refused."""
+    need, why = required_runs(project, name, params)
+    k = len(project.domains)
+    if distinct is not None and distinct < need <= count:
+        raise Invalid(
+            f"{name} needs at least {need} distinct mixtures for {k} domains{why}; the "
+            f"{count} runs the run filter leaves try {distinct}: report runs at other "
+            "mixtures, widen the run filter, or choose an estimator that needs fewer "
+            "(GET /v1/estimators: min_runs)",
+            field=field,
+        )
     if count < need:
         raise Invalid(
             f"{name} needs at least {need} runs (distinct mixtures) for {k} domains{why}; the "

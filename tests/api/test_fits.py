@@ -117,11 +117,21 @@ def test_too_few_runs_fails_with_how_many_needed(client, admin, worker):
     r = client.post(url, json={"estimator": "mixing_law"}, headers=admin)
     # fewer runs than the estimator needs: refused at the request (test_refused_at_request.py)
     assert r.status_code == 422 and "at least 4 runs" in r.json()["detail"], r.text
-    # enough runs but one distinct mixture: only the fit can tell, the job fails saying why
+    # enough runs but one distinct mixture: refused at the request too (issue 24)
     for _ in range(3):
         client.post(
             f"/v1/projects/{p['id']}/runs",
             json={"mixture": {"a": 0.5, "b": 0.5}, "metrics": {"l": 1.0}},
+            headers=admin,
+        )
+    r = client.post(url, json={"estimator": "mixing_law"}, headers=admin)
+    assert r.status_code == 422 and "at least 4 distinct mixtures" in r.json()["detail"], r.text
+    # mixtures distinct only below the law's rounding (1e-12): only the fit can tell, the job
+    # fails saying why
+    for i in (1, 2, 3):
+        client.post(
+            f"/v1/projects/{p['id']}/runs",
+            json={"mixture": {"a": 0.5 + i * 1e-14, "b": 0.5 - i * 1e-14}, "metrics": {"l": 1}},
             headers=admin,
         )
     r = client.post(url, json={"estimator": "mixing_law"}, headers=admin)
