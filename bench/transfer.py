@@ -38,7 +38,12 @@ Function API (stable; ``auto``'s rule is chosen with it)::
     steps_errors(setting, ratio=3.0) -> [{"run", "size", "cut", "last", "rel_error"}]
 
     .venv/bin/python -m bench.transfer [--quick] [--seeds 3] [--estimators ...] [--no-auto]
-        [--protocols size steps single regmix] [--mixinglaws-dir DIR]
+        [--protocols steps size single regmix] [--regmix-sizes 64 128]
+
+Time on the shared 2-core machine (load 8-12): ``--quick`` (seed 0, no ``auto``) about 50 s;
+``--seeds 3 --protocols steps size single`` with ``auto`` 685 s wall (141 s CPU; ``auto``
+through the pipeline is most of it); the RegMix rows add 5-fold CVs (``auto``'s nested CV on
+64-128 runs took minutes each before issue 23's item 5).
 """
 
 from __future__ import annotations
