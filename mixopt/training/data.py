@@ -166,7 +166,7 @@ class DomainData:
 
 def _cache_key(
     files: list[Path],
-    root: Path | None,
+    names: list[str] | None,
     tok: Tokenizer,
     text_field: str,
     val_fraction: float,
@@ -175,9 +175,9 @@ def _cache_key(
     h = hashlib.sha256()
     h.update(f"v{FORMAT_VERSION}|{tok.identity}|{text_field}|{val_fraction!r}\n".encode())
     listing = []
-    for f in files:
+    for i, f in enumerate(files):
         sha = _file_sha256(f, stat_cache)
-        rel = str(f.relative_to(root)) if root is not None else f.name
+        rel = names[i] if names is not None else f.name
         h.update(f"{rel}|{sha}\n".encode())
         listing.append({"path": rel, "sha256": sha, "bytes": f.stat().st_size})
     return h.hexdigest(), listing
@@ -206,7 +206,7 @@ def _choose_val(doc_tokens: np.ndarray, doc_hash: np.ndarray, val_fraction: floa
 def _keyed(
     cache_dir: Path,
     files: list[Path],
-    root: Path | None,
+    names: list[str] | None,
     tok: Tokenizer,
     text_field: str,
     val_fraction: float,
@@ -219,7 +219,7 @@ def _keyed(
     except (FileNotFoundError, json.JSONDecodeError):
         stat_cache = {}
     n_stat = len(stat_cache)
-    key, listing = _cache_key(files, root, tok, text_field, val_fraction, stat_cache)
+    key, listing = _cache_key(files, names, tok, text_field, val_fraction, stat_cache)
     if len(stat_cache) != n_stat or any(
         stat_cache.get(str(f.resolve()), {}).get("sha256") != entry["sha256"]
         for f, entry in zip(files, listing, strict=True)
@@ -319,8 +319,15 @@ def ingest_domain(
     cache_dir.mkdir(parents=True, exist_ok=True)
     files = resolve_files(source, roots)
     src = Path(source).expanduser()
-    root = src if src.is_dir() else None
-    key, listing = _keyed(cache_dir, files, root, tok, text_field, val_fraction)
+    names = None
+    if src.is_dir():
+        # a directory's files are named relative to it as listed, not as resolved: with roots,
+        # ``files`` are resolved, and a symlink inside the directory may lead elsewhere in the
+        # roots (resolve_files lists both in the same sorted order)
+        names = [str(p.relative_to(src)) for p in resolve_files(source)]
+        if len(names) != len(files):  # the directory changed between the two listings
+            raise FileNotFoundError(f"source: {source!r} changed while it was listed")
+    key, listing = _keyed(cache_dir, files, names, tok, text_field, val_fraction)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64]
     out = cache_dir / f"{safe}-{key[:16]}"
     if (out / "meta.json").is_file():

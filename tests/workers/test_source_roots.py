@@ -146,9 +146,7 @@ def test_a_write_tokens_source_swapped_into_an_admin_root_is_refused(
     assert SECRET not in str(exc.value)
 
 
-# (a directory source whose file leads elsewhere is left out: ingest_domain lists a directory's
-# files relative to it, and a resolved file outside it cannot be; that fails for every token)
-@pytest.mark.parametrize("case", range(3), ids=["file", "glob-dir", "glob-file"])
+@pytest.mark.parametrize("case", range(4), ids=["file", "glob-dir", "glob-file", "dir-file"])
 def test_the_same_swap_under_an_admins_source_ingests(client, admin, session, tree, case):
     from workers.tasks.training import ingest_project
 
@@ -162,6 +160,32 @@ def test_the_same_swap_under_an_admins_source_ingests(client, admin, session, tr
         swapped.symlink_to(target)
     out = ingest_project(p["id"])
     assert out["web"].n_train_tokens > 0
+
+
+def test_a_directory_source_with_a_symlink_inside_the_roots_ingests_one_outside_is_refused(
+    client, admin, tree, tmp_path
+):
+    """A file of a directory source that is a symlink to another file of the data roots is read
+    (named as listed in the directory: the cache key and listing are the same whatever the link
+    resolves to); one that leads out of every root is refused, never read."""
+    from app.services.errors import Invalid
+    from workers.tasks.training import ingest_project
+
+    pub = tree["pub"]
+    (pub / "dir" / "linked.jsonl").symlink_to(pub / "web.jsonl")
+    p = make_project(client, admin, name="p", domains=())
+    tok = _write_token(client, admin, p["id"])
+    _register(client, tok, p["id"], pub / "dir")
+    out = ingest_project(p["id"])["web"]
+    meta = json.loads((out.path / "meta.json").read_text())
+    assert [f["path"] for f in meta["files"]] == ["a.jsonl", "linked.jsonl"]
+    alone = ingest_project(p["id"])["web"]  # the same content again: the same shards
+    assert alone.cache_hit and alone.path == out.path
+    outside = _jsonl(tmp_path / "elsewhere.jsonl", "outside every root")
+    (pub / "dir" / "z.jsonl").symlink_to(outside)
+    with pytest.raises((Invalid, PermissionError)) as exc:
+        ingest_project(p["id"])
+    assert "outside every root" not in str(exc.value)
 
 
 def test_a_tokenizer_swapped_into_an_admin_root_is_refused_for_a_write_token(client, admin, tree):
