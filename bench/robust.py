@@ -23,7 +23,8 @@ the mean survival share when it truly does / does not (is the share informative?
 ``regmix``: the 512 RegMix runs split in four disjoint quarters of 128; each quarter fits,
 recommends (plain and robust) and a GP fitted on the other 384 runs judges the recommendation
 against natural (the mean of the runs' mixtures: RegMix draws them around the token shares).
-Recommendations beyond the support rule are counted (the judge cannot vouch for them either).
+As the service does by default: the robust argmins are searched within the runs' support, the
+plain argmin is not (counted when it lies beyond the support rule: the service refuses it).
 
     .venv/bin/python -m bench.robust [--section support synthetic regmix] [--n-boot 10]
         [--mixinglaws-dir DIR]
@@ -47,7 +48,7 @@ import numpy as np  # noqa: E402
 from bench.fidelity import MIXINGLAWS, default_data_dir, load_regmix  # noqa: E402
 from mixopt.mixing.base import get_estimator  # noqa: E402
 from mixopt.mixing.optimize import recommend  # noqa: E402
-from mixopt.mixing.robust import support_bound  # noqa: E402
+from mixopt.mixing.robust import OffSupportError, support_bound  # noqa: E402
 from mixopt.online.synthetic import SyntheticEnv  # noqa: E402
 
 ESTIMATORS = ("mixing_law", "gp", "law_gp", "regmix_linear")
@@ -239,7 +240,7 @@ def synthetic_section(n_boot: int, seeds: tuple[int, ...] = (0, 1)) -> None:
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 
-def _plain_and_robust(name, X, y, nat, n_boot, seed):
+def _plain_and_robust(name, X, y, nat, n_boot, seed, allow=True):
     """((plain mixture, its survival share), (robust mixture, share)) or None."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -253,10 +254,13 @@ def _plain_and_robust(name, X, y, nat, n_boot, seed):
             n_boot=n_boot,
             prior=nat,
             random_state=seed,
-            allow_extrapolation=True,
+            allow_extrapolation=allow,
             n_samples=20_000,
         )
-        rec = recommend(est, robust=True, **kw)
+        try:
+            rec = recommend(est, robust=True, **kw)
+        except OffSupportError:
+            return None
     wp = np.array(rec["robust"]["plain_mixture"])
     return (wp, rec["robust"]["plain_share_beating"]), (
         np.array(rec["mixture"]),
@@ -280,7 +284,7 @@ def regmix_section(n_boot: int) -> None:
         j_nat = float(np.ravel(judge.predict_objective(nat[None]))[0])
         bound = support_bound(X[tr])
         for name in ESTIMATORS:
-            res = _plain_and_robust(name, X[tr], y[tr], nat, n_boot, q)
+            res = _plain_and_robust(name, X[tr], y[tr], nat, n_boot, q, allow=False)
             if res is None:
                 continue
             (wp, _), (wr, _) = res

@@ -30,6 +30,7 @@ from mixopt.mixing.robust import (
     bootstrap_refits,
     check_support,
     robust_mixture,
+    support_bound,
     survival,
 )
 from mixopt.mixing.simplex import InfeasibleConstraintsError, kl_divergence, project_box_simplex
@@ -330,7 +331,9 @@ def recommend_one(
     reference : a baseline to beat, ``{"mixture", "tolerance", "label"}``: every objective
         metric predicted no worse than the reference's (:mod:`mixopt.mixing.reference`).
     robust : recommend the average of the ``n_boot`` bootstrap refits' argmins
-        (:mod:`mixopt.mixing.robust`) instead of the fit's own argmin; None: the default
+        (:mod:`mixopt.mixing.robust`; each searched within the runs' support unless
+        ``allow_extrapolation`` or ``trust_region``) instead of the fit's own argmin; None: the
+        default
         (``ROBUST_BY_DEFAULT``, for smooth estimators when the runs and ``n_boot >= 2`` are
         given; trees keep RegMix's top-k average).
     allow_extrapolation : accept a weight beyond :func:`mixopt.mixing.robust.support_bound`
@@ -390,10 +393,22 @@ def recommend_one(
         refits = bootstrap_refits(
             estimator, Xs, Y, n_boot, random_state, scaled(progress, 0.05, 0.3)
         )
+        bounded = not allow_extrapolation and trust_region is None
+        hi_r = _support_box(lo, hi, groups, Xs) if bounded else None
+        proj_r = feasible(lo, hi if hi_r is None else hi_r, groups or None)
+
+        def argmin_r(est: Any) -> np.ndarray:
+            if hi_r is None:
+                return argmin(est)
+            return proj_r(
+                c.project(find_optimum(est, lo, hi_r, groups=groups or None, **kw), names)
+            )
+
         w_plain = w
         w, robust_report = robust_mixture(
-            refits, argmin, lambda v: c.project(proj(v), names), scaled(progress, 0.3, 0.5)
+            refits, argmin_r, lambda v: c.project(proj_r(v), names), scaled(progress, 0.3, 0.5)
         )
+        robust_report["within_support"] = hi_r is not None
         robust_report["plain_mixture"] = w_plain.tolist()
         robust_report["plain_objective"] = float(
             np.ravel(estimator.predict_objective(w_plain[None], _weights(objective_weights)))[0]
@@ -478,6 +493,20 @@ def recommend_one(
         "strategy": strategy,
         "explanation": expl,
     }
+
+
+def _support_box(lo: np.ndarray, hi: np.ndarray, groups: Any, Xs: Any) -> np.ndarray | None:
+    """The upper bounds ``hi`` cut to the runs' support (:func:`support_bound`), None when the
+    constraints cannot be met inside it (the support check then says so)."""
+    h = np.minimum(hi, support_bound(Xs))
+    if h.sum() < 1.0 - 1e-9 or np.any(lo > h + 1e-12):
+        return None
+    if groups:
+        try:
+            hierarchy.check_feasible(lo, h, groups)
+        except (InfeasibleConstraintsError, ValueError):
+            return None
+    return h
 
 
 def _trust_region(

@@ -50,22 +50,37 @@ def test_robust_needs_two_refits_at_the_request(client, admin):
     assert r.status_code == 422 and "n_boot" in r.text and "robust" in r.text, r.text
 
 
+def _done(client, headers, pid, r):
+    job = wait_job(client, headers, r.json()["job"]["id"], 300)
+    if job["state"] != "succeeded":
+        return job, None
+    return job, client.get(
+        f"/v1/projects/{pid}/recommendations/{job['result']['recommendation_id']}",
+        headers=headers,
+    ).json()
+
+
 def test_off_support_refused_then_allowed_with_the_share(client, admin, worker):
     p, seen = _project(client, admin)
-    job = wait_job(client, admin, _recommend(client, admin, p["id"]).json()["job"]["id"], 300)
+    bound = 3 * seen + 0.02
+    # the fit's own argmin (robust: false) puts everything on c: refused, naming it
+    job, _ = _done(client, admin, p["id"], _recommend(client, admin, p["id"], robust=False))
     assert job["state"] == "failed"
     err = job["error"]
     assert "OffSupportError" in err and "c at 1.000" in err and f"{seen:.3f}" in err, err
-    assert "allow_extrapolation: true" in err
-    r = _recommend(client, admin, p["id"], allow_extrapolation=True)
-    job = wait_job(client, admin, r.json()["job"]["id"], 300)
-    assert job["state"] == "succeeded", job["error"]
-    rec = client.get(
-        f"/v1/projects/{p['id']}/recommendations/{job['result']['recommendation_id']}",
-        headers=admin,
-    ).json()
+    assert f"{bound:.3f}" in err and "allow_extrapolation: true" in err
+    # asked for: given, flagged, with the share of refits still beating natural
+    r = _recommend(client, admin, p["id"], robust=False, allow_extrapolation=True)
+    job, rec = _done(client, admin, p["id"], r)
+    assert rec is not None, job["error"]
     assert rec["mixture"]["c"] > 0.99 and rec["details"]["extrapolation"]["flag"] is True
     s = rec["details"]["survival"]
     assert s["against"] == "natural" and s["baseline_mixture"] == [0.5, 0.4, 0.1]
     assert s["n_refits"] == 10 and s["share_beating"] == 1.0 and s["predicted_gain"] > 0
     assert "bootstrap refits" in rec["details"]["explanation"]
+    # the default (robust): every refit's argmin searched within the support, never refused
+    job, rec = _done(client, admin, p["id"], _recommend(client, admin, p["id"]))
+    assert rec is not None, job["error"]
+    robust = rec["details"]["robust"]
+    assert robust["within_support"] is True and robust["plain_mixture"][2] > 0.99
+    assert rec["mixture"]["c"] <= bound + 1e-9

@@ -39,6 +39,10 @@ def test_off_support_recommendation_refused_unless_allowed():
     # a trust region bounds the search instead: no refusal, c at most seen + 0.05
     near = recommend(est, trust_region=0.05, **kw)
     assert near["mixture"][2] == pytest.approx(seen + 0.05, abs=1e-6)
+    # the default with refits (robust): every refit's argmin searched within the support
+    rob = recommend(est, **dict(kw, n_boot=5))
+    assert rob["robust"]["within_support"] is True and rob["robust"]["plain_mixture"][2] > 0.99
+    assert rob["mixture"][2] == pytest.approx(bound, abs=1e-6)
 
 
 def test_share_of_refits_beating_the_baseline():
