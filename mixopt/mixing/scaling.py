@@ -143,6 +143,8 @@ def _huber(r: np.ndarray, delta: float) -> np.ndarray:
 #: exponents profiled (log-spaced), then refined between the best grid point's neighbours
 EXPONENT_RANGE = (0.01, 3.0)
 PROFILE_GRID = 160
+#: entries of one profiling tensor (exponents x points x curves): bounds the memory
+PROFILE_CHUNK = 1_000_000
 #: iteratively reweighted passes that turn the least-squares profile into the Huber fit
 HUBER_PASSES = 2
 #: floor of E and B (they are stored as logs)
@@ -212,8 +214,13 @@ def _fit_profile(
     W = mask.astype(float)
 
     def at(alphas: np.ndarray, W: np.ndarray):
-        z = np.exp(-alphas[:, None, None] * lu[None])
-        return _profile_ls(z, Yf, W)
+        # exponents in chunks: the (exponents x points x curves) tensors stay under ~1M entries
+        step = max(1, PROFILE_CHUNK // max(1, Yf.size))
+        parts = [
+            _profile_ls(np.exp(-alphas[i : i + step, None, None] * lu[None]), Yf, W)
+            for i in range(0, alphas.size, step)
+        ]
+        return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
     for _ in range(HUBER_PASSES + 1):
         E, b, rss = at(grid, W)
