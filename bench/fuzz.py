@@ -404,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
                     if not result.ok:
                         print(f"  reproduce: {reproduce(seed, examples, pg)}", flush=True)
                         print(result.output[-6000:], flush=True)
+                    h = {"Authorization": f"Bearer {token}"}
+                    kept = httpx.get(f"{api}/v1/projects/{ids['project_id']}", headers=h)
+                    print(f"  the seeded project is still there: {kept.status_code == 200}")
                     if result.generated == 0:
                         break
                     seed += 1

@@ -204,6 +204,9 @@ def test_schemathesis_all_checks(contract_server, admin_token, tmp_path, capsys,
         print(f"\nschemathesis on {db}, seed {seed} ({source}): {summary(result)}")
         print(f"reproduce: {again}")
     assert result.generated > 0 and sum(result.statuses.values()) > 0, result.output[-12000:]
+    # the seeded objects survived the run (our before_call hook), so it could reach them
+    h = {"Authorization": f"Bearer {admin_token}"}
+    assert httpx.get(f"{url}/v1/projects/{ids['project_id']}", headers=h).status_code == 200
     assert result.ok, f"{summary(result)}\nreproduce: {again}\n{result.output[-12000:]}"
 
 

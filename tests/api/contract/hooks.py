@@ -3,6 +3,7 @@
 import atexit
 import json
 import os
+import re
 from collections import Counter
 
 import schemathesis
@@ -64,7 +65,8 @@ if _TALLY:
 # -- requests that reach real objects (bench/fuzz.py's seed_objects) -----------------------------
 # Random ids mostly answer 404 (schemathesis's "missing test data"); with MIXOPT_FUZZ_IDS set,
 # hypothesis chooses, for each generated case, the generated path parameters or the seeded
-# objects' ids in their place. DELETEs keep their random ids, so the seeded objects stay.
+# objects' ids in their place. The seeded objects stay: a DELETE of one (the coverage phase
+# tries id 1, the minimum; stateful links follow ids from responses) goes to an id no object has.
 _IDS = json.loads(os.environ.get("MIXOPT_FUZZ_IDS") or "{}")
 
 
@@ -92,3 +94,12 @@ if _IDS:
         if not known or operation.method.upper() == "DELETE" or not _valid(path_parameters):
             return st.just(path_parameters)
         return st.sampled_from([path_parameters, {**path_parameters, **known}])
+
+    @schemathesis.hook
+    def before_call(context, case, kwargs):
+        if case.method.upper() != "DELETE" or not isinstance(case.path_parameters, dict):
+            return
+        names = re.findall(r"{(\w+)}", case.operation.path)
+        last = names[-1] if names else None  # the object the DELETE removes
+        if last in _IDS and str(case.path_parameters.get(last)) == str(_IDS[last]):
+            case.path_parameters[last] = 2**31 - 1
