@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -19,6 +19,9 @@ from rich.table import Table
 from mixopt.cli.errors import ExitStatus
 from mixopt.cli.output import console, err_console
 from mixopt.extras import MissingExtra, require
+
+if TYPE_CHECKING:
+    from app.core.config import Settings
 
 # results on stdout (console); every error on stderr (err_console) with its ExitStatus, as the
 # client commands of mixopt.cli do
@@ -101,16 +104,25 @@ def worker_cmd(
 CUDA_VISIBLE_DEVICES).
 
     BLAS/OpenMP threads per pool process: MIXOPT_WORKER_THREADS, else cores // concurrency.
+    Beat's housekeeping goes to MIXOPT_MAINTENANCE_QUEUE: run one worker on it (-Q maintenance
+    -c 1); with --beat this worker consumes it too.
     """
     _need_server()
+    from app.core.config import get_settings
     from workers.celery_app import celery_app
 
+    celery_app.worker_main(worker_argv(get_settings(), queues, concurrency, beat, name))
+
+
+def worker_argv(settings: Settings, queues: str, concurrency: int, beat: bool, name: str) -> list:
+    """Celery's arguments for ``mixopt worker``; a worker that runs beat also consumes beat's
+    housekeeping queue (``MIXOPT_MAINTENANCE_QUEUE``), so it works alone."""
+    if beat and settings.maintenance_queue not in queues.split(","):
+        queues = f"{queues},{settings.maintenance_queue}"
     argv = ["worker", "-Q", queues, "-c", str(concurrency), "--loglevel", "INFO", "-n", name]
     if beat:
-        from app.core.config import get_settings
-
-        argv += ["-B", "-s", str(get_settings().home / "celerybeat-schedule")]
-    celery_app.worker_main(argv)
+        argv += ["-B", "-s", str(settings.home / "celerybeat-schedule")]
+    return argv
 
 
 def beat_cmd() -> None:

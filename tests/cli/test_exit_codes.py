@@ -103,9 +103,14 @@ def test_api_refusals_are_1(env, live_server, admin_token, tmp_path):
 def test_a_failed_job_is_5_with_its_reason(env, live_server, admin_token, worker):
     c = MixoptClient(live_server, admin_token)
     p = c.create_project("few", domains=["web", "code"])
-    # four runs of one mixture: enough for the request's check, too few distinct mixtures for
-    # mixing_law (K + 2), which only the fit can tell: the job fails
-    c.add_runs(p.id, [{"mixture": {"web": 1.0}, "metrics": {"l": 1.0}}] * 4)
+    # four runs of mixtures distinct only below the law's rounding (1e-12): enough for the
+    # request's checks, one distinct mixture for mixing_law (K + 2), which only the fit can
+    # tell: the job fails
+    runs = [
+        {"mixture": {"web": 1 - i * 1e-14, "code": i * 1e-14}, "metrics": {"l": 1.0}}
+        for i in range(4)
+    ]
+    c.add_runs(p.id, runs)
     _failed(_cli(env, "fit", p.id, "-e", "mixing_law"), ExitStatus.JOB_FAILED, "failed", "runs")
     _failed(_cli(env, "fit", p.id, "-e", "mixing_law", "--json"), ExitStatus.JOB_FAILED, "failed")
 

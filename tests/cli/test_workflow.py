@@ -112,10 +112,15 @@ def test_cli_workflow(live_server, worker, admin_token, tmp_path):
     q = json.loads(
         _cli(env, "project", "create", "few", "-d", "web", "-d", "code", "--json").stdout
     )
-    # (four runs of one mixture: too few distinct mixtures for mixing_law, which only the fit
-    # can tell; fewer runs than an estimator needs are refused at the request)
+    # (four runs of mixtures distinct only below the law's 1e-12 rounding: one distinct mixture
+    # for mixing_law, which only the fit can tell; fewer runs, or fewer exactly distinct
+    # mixtures, than an estimator needs are refused at the request)
     MixoptClient(live_server, admin_token).add_runs(
-        q["id"], [{"mixture": {"web": 1.0}, "metrics": {"l": 1.0}}] * 4
+        q["id"],
+        [
+            {"mixture": {"web": 1 - i * 1e-14, "code": i * 1e-14}, "metrics": {"l": 1.0}}
+            for i in range(4)
+        ],
     )
     r = _cli(env, "fit", q["id"], "-e", "mixing_law")
     assert (

@@ -79,9 +79,23 @@ def test_pagination_beyond_one_page_for_offset_lists(live_server, admin_token):
 def test_failed_job_raises_job_failed_with_its_reason(live_server, worker, admin_token):
     c = MixoptClient(live_server, admin_token)
     p = c.create_project("few", domains=WORKFLOW_DOMAINS)
-    # five runs of one mixture: enough runs for the request's check, too few distinct mixtures
-    # for mixing_law (K + 2), which only the fit can tell: the job fails
-    c.add_runs(p.id, synthetic_runs(1) * 5)
+    # five runs of mixtures distinct only below the law's 1e-12 rounding: enough for the
+    # request's checks, one distinct mixture for mixing_law (K + 2), which only the fit can
+    # tell: the job fails
+    (run,) = synthetic_runs(1)
+    first, second = list(run["mixture"])[:2]
+    runs = [
+        {
+            **run,
+            "mixture": {
+                **run["mixture"],
+                first: run["mixture"][first] - i * 1e-14,
+                second: run["mixture"][second] + i * 1e-14,
+            },
+        }
+        for i in range(5)
+    ]
+    c.add_runs(p.id, runs)
     accepted = c.fit(p.id, "mixing_law", cv_folds=2)
     with pytest.raises(JobFailed) as exc:
         c.wait(accepted, timeout=120)

@@ -62,6 +62,18 @@ def test_housekeeping_has_its_own_queue_declared_and_routed_by_default():
     }
 
 
+def test_a_worker_running_beat_also_consumes_the_maintenance_queue(tmp_path):
+    import mixopt.cli  # noqa: F401 - registers workers.cli as its plugin (imported first)
+    from workers.cli import worker_argv
+
+    settings = get_settings().model_copy(update={"home": tmp_path})
+    house = settings.maintenance_queue
+    argv = worker_argv(settings, "default,gpu", 2, True, "w@%h")
+    assert argv[:3] == ["worker", "-Q", f"default,gpu,{house}"] and "-B" in argv
+    assert worker_argv(settings, "default,gpu", 2, False, "w@%h")[2] == "default,gpu"
+    assert worker_argv(settings, f"{house},gpu", 1, True, "w@%h")[2] == f"{house},gpu"
+
+
 def test_death_reasons():
     assert death_reason(3) == "exit status 3"
     assert death_reason(0) == "exit status 0"
