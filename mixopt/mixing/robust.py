@@ -107,12 +107,14 @@ def bootstrap_refits(
     Yt = Yt[:, None] if Yt.ndim == 1 else Yt
     rng = np.random.default_rng(random_state)
     chosen = estimator.final_estimator()
+    # an estimator may keep discrete choices of its fit across refits (the GP: its input warp)
+    proto = getattr(chosen, "refit_prototype", chosen.clone)
     out = []
     for b in range(int(n_boot)):
         report(progress, b / max(int(n_boot), 1), f"bootstrap refit {b + 1}/{int(n_boot)}")
         idx = rng.integers(0, Xt.shape[0], Xt.shape[0])
         try:
-            out.append(chosen.clone().fit(Xt[idx], Yt[idx], **context))
+            out.append(proto().fit(Xt[idx], Yt[idx], **context))
         except (ValueError, np.linalg.LinAlgError):  # e.g. too few distinct runs in a resample
             continue
     return out
