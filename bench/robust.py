@@ -27,7 +27,7 @@ As the service does by default: the robust argmins are searched within the runs'
 plain argmin is not (counted when it lies beyond the support rule: the service refuses it).
 
     .venv/bin/python -m bench.robust [--section support synthetic regmix] [--n-boot 10]
-        [--mixinglaws-dir DIR]
+        [--seeds 2] [--mixinglaws-dir DIR]
 """
 
 from __future__ import annotations
@@ -320,13 +320,14 @@ def main(argv: list[str] | None = None) -> None:
         choices=["support", "synthetic", "regmix"],
     )
     ap.add_argument("--n-boot", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=2, help="synthetic worlds per domain count")
     ap.add_argument("--mixinglaws-dir", type=Path, default=MIXINGLAWS)
     args = ap.parse_args(argv)
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
     if "support" in args.section:
         support_section(settings(args.mixinglaws_dir))
     if "synthetic" in args.section:
-        synthetic_section(args.n_boot)
+        synthetic_section(args.n_boot, tuple(range(args.seeds)))
     if "regmix" in args.section:
         regmix_section(args.n_boot)
     print(f"load average at end: {os.getloadavg()[0]:.1f}")

@@ -383,36 +383,27 @@ def recommend_one(
     w = argmin(estimator)
     can_refit = Xs is not None and Y is not None and int(n_boot) > 0
     refits, robust_report = None, None
-    if robust is None:
-        robust = bool(
-            ROBUST_BY_DEFAULT and can_refit and int(n_boot) >= 2 and estimator.smooth is True
+    if robust is not False and can_refit:
+        w, refits, robust_report = _robust_step(
+            estimator,
+            w,
+            robust,
+            Xs,
+            Y,
+            n_boot=int(n_boot),
+            random_state=random_state,
+            argmin=argmin,
+            bounds=(lo, hi, groups),
+            project=lambda v, h: c.project(feasible(lo, h, groups or None)(v), names),
+            search=lambda est, h: c.project(
+                find_optimum(est, lo, h, groups=groups or None, **kw), names
+            ),
+            bounded=not allow_extrapolation and trust_region is None,
+            objective_weights=objective_weights,
+            progress=progress,
         )
-    if robust:
-        if not can_refit or int(n_boot) < 2:
-            raise ValueError("robust needs the fit's runs and n_boot >= 2")
-        refits = bootstrap_refits(
-            estimator, Xs, Y, n_boot, random_state, scaled(progress, 0.05, 0.3)
-        )
-        bounded = not allow_extrapolation and trust_region is None
-        hi_r = _support_box(lo, hi, groups, Xs) if bounded else None
-        proj_r = feasible(lo, hi if hi_r is None else hi_r, groups or None)
-
-        def argmin_r(est: Any) -> np.ndarray:
-            if hi_r is None:
-                return argmin(est)
-            return proj_r(
-                c.project(find_optimum(est, lo, hi_r, groups=groups or None, **kw), names)
-            )
-
-        w_plain = w
-        w, robust_report = robust_mixture(
-            refits, argmin_r, lambda v: c.project(proj_r(v), names), scaled(progress, 0.3, 0.5)
-        )
-        robust_report["within_support"] = hi_r is not None
-        robust_report["plain_mixture"] = w_plain.tolist()
-        robust_report["plain_objective"] = float(
-            np.ravel(estimator.predict_objective(w_plain[None], _weights(objective_weights)))[0]
-        )
+    elif robust:
+        raise ValueError("robust needs the fit's runs and n_boot >= 2")
     ref_report = None
     if reference is not None:
         report(progress, 0.5, "optimising against the reference")
@@ -493,6 +484,57 @@ def recommend_one(
         "strategy": strategy,
         "explanation": expl,
     }
+
+
+def _robust_step(
+    estimator: Any,
+    w: np.ndarray,
+    robust: bool | None,
+    Xs: Any,
+    Y: Any,
+    *,
+    n_boot: int,
+    random_state: int,
+    argmin: Any,
+    bounds: tuple[np.ndarray, np.ndarray, Any],
+    project: Any,
+    search: Any,
+    bounded: bool,
+    objective_weights: Any,
+    progress: ProgressFn | None,
+) -> tuple[np.ndarray, list[Any] | None, dict[str, Any] | None]:
+    """The robust recommendation (``robust`` True, or None and the default applies): the
+    bootstrap refits, the mean of their argmins (each within the runs' support when
+    ``bounded``) and its report; ``w`` unchanged (refits None) when the default does not apply
+    (a tree, ``n_boot < 2``, fewer than 2 resamples that can be refitted)."""
+    by_default = robust is None
+    if by_default and not (ROBUST_BY_DEFAULT and n_boot >= 2 and estimator.smooth is True):
+        return w, None, None
+    if n_boot < 2:
+        raise ValueError("robust needs the fit's runs and n_boot >= 2")
+    refits = bootstrap_refits(estimator, Xs, Y, n_boot, random_state, scaled(progress, 0.05, 0.3))
+    if by_default and len(refits) < 2:
+        return w, refits, None
+    lo, hi, groups = bounds
+    hi_r = _support_box(lo, hi, groups, Xs) if bounded else None
+
+    def argmin_r(est: Any) -> np.ndarray:
+        if hi_r is None:
+            return argmin(est)
+        return feasible(lo, hi_r, groups or None)(search(est, hi_r))
+
+    w_r, report_ = robust_mixture(
+        refits,
+        argmin_r,
+        lambda v: project(v, hi if hi_r is None else hi_r),
+        scaled(progress, 0.3, 0.5),
+    )
+    report_["within_support"] = hi_r is not None
+    report_["plain_mixture"] = w.tolist()
+    report_["plain_objective"] = float(
+        np.ravel(estimator.predict_objective(w[None], _weights(objective_weights)))[0]
+    )
+    return w_r, refits, report_
 
 
 def _support_box(lo: np.ndarray, hi: np.ndarray, groups: Any, Xs: Any) -> np.ndarray | None:
