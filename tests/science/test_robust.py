@@ -91,3 +91,16 @@ def test_robust_recommendation_averages_an_optimistic_artefact_away():
     assert _truth(wr)[0] < _truth(wp)[0] - 0.2
     assert np.abs(wr - WS).sum() < 0.5 * np.abs(wp - WS).sum()
     assert rec["predicted_objective"] > rec["robust"]["plain_objective"]  # less optimistic
+
+
+def test_default_stays_plain_when_resamples_cannot_be_refitted():
+    # K + 2 = 5 distinct mixtures, the least the mixing law fits: a resample almost never has
+    # them all, so the default gives the plain argmin instead of failing
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(3), 5)
+    y = _truth(X)[:, None]
+    est = get_estimator("mixing_law", n_restarts=200).fit(X, y, domains=D)
+    rec = recommend(est, domains=D, X=X, Y=y, n_boot=4, allow_extrapolation=True)
+    assert rec["robust"] is None and rec["survival"]["n_refits"] < 2
+    with pytest.raises(ValueError, match="at least 2 bootstrap refits"):
+        recommend(est, domains=D, X=X, Y=y, n_boot=4, robust=True, allow_extrapolation=True)
