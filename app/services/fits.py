@@ -107,10 +107,6 @@ def check_runs_for_fit(
         raise Invalid("no runs match the run filter", field="run_filter")
     if estimator is not None:
         check_enough_runs(project, *estimator, count=count)
-        if estimator[0] in DISTINCT_MIXTURES:
-            need = required_runs(project, estimator[0], estimator[1])[0]
-            distinct = count_distinct_mixtures(session, conds, enough=need)
-            check_enough_runs(project, *estimator, count=count, distinct=distinct)
     if domain_versions != "current":
         check_runs_map(session, project, conds, count)
     scales = session.execute(
@@ -132,6 +128,12 @@ def check_runs_for_fit(
             "(run_filter.model_params/train_steps/train_tokens)",
             field="target_scale",
         )
+    if estimator is not None and estimator[0] in DISTINCT_MIXTURES and len(scales) == 1:
+        # runs of one scale: the law is fitted on their mixtures as they are (across scales the
+        # scaling laws combine runs first, so only the fit can tell)
+        need = required_runs(project, estimator[0], estimator[1])[0]
+        distinct = count_distinct_mixtures(session, conds, enough=need)
+        check_enough_runs(project, *estimator, count=count, distinct=distinct)
     ends = [
         session.scalar(select(Run).where(*conds).order_by(order).limit(1))
         for order in (Run.id.asc(), Run.id.desc())
