@@ -17,7 +17,7 @@ vectorised sweeps (numpy), so its cost depends on the size of the body, not on i
    outside strings, plus one, counted while steps 1-2 run block by block (4 MiB, the quote
    parity carried over); the arrays of step 2 are dropped once they outgrow any JSON of that
    many values, so the pass's own memory is bounded too. The count bounds what parsing and
-   validating the body can hold (about 70-130 bytes a value), whatever its shape;
+   validating the body can hold (10-250 bytes a value), whatever its shape;
 5. only numbers that could overflow (an exponent of three digits or more, a run of 100 digits)
    are converted (``float``) to see whether they are infinite.
 

@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     #: 100,000 points of a loss curve
     max_json_items: int = Field(default=100_000, ge=1)
     #: most values (scalars, objects and arrays) in one JSON request body (413): bounds what
-    #: parsing and validating a body holds in memory, whatever its shape (70-130 bytes a value
+    #: parsing and validating a body holds in memory, whatever its shape (10-250 bytes a value
     #: parsed and validated). MIXOPT_MAX_BATCH_RUNS x 50: room for the largest batch the README
     #: documents (50,000 runs of 40 values: 15 domains, 15 metrics, tags, details)
     max_json_nodes: int = Field(default=2_500_000, ge=1000)
