@@ -12,6 +12,15 @@ thread count one worker process gets (cores // concurrency). Target: ratio <= 1.
 ``--runs`` RegMix runs to stay bounded.
 
     .venv/bin/python -m bench.fit_speed --service [--runs 64] [--load 2]
+
+``--auto-vs-baseline``: ``auto`` (its selection and its nested CV, every registered candidate)
+against the one-pass baseline (every candidate ``auto`` tries, fitted once with 5-fold CV, one
+``pipeline.fit_estimator`` call each) on the 512 x 17 RegMix runs, in the same run: baseline,
+auto, baseline again (the ratios use their means, the load moves), wall-clock and CPU time
+(this process, every thread), with the machine's load (``os.getloadavg()``) after each step.
+Target (issue 23, item 5): wall ratio <= 2.
+
+    .venv/bin/python -m bench.fit_speed --auto-vs-baseline [--runs 512] [--threads 2]
 """
 
 from __future__ import annotations
@@ -41,7 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--estimators", default="mixing_law,regmix_lgbm,gp", help="--service: comma-separated"
     )
+    ap.add_argument(
+        "--auto-vs-baseline", action="store_true", help="auto against every candidate's 5-fold CV"
+    )
     args = ap.parse_args(argv)
+    if args.auto_vs_baseline:
+        auto_vs_baseline(args)
+        return
     if args.service:
         service_bench(args)
         return
@@ -99,6 +114,70 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"all estimators except auto, fit + 5-fold CV: {sum(r[3] for r in non_auto):.2f} s "
         f"(+ recommendations {sum(r[4] for r in non_auto):.2f} s)"
+    )
+
+
+def auto_vs_baseline(args) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+
+    from bench.fidelity import default_data_dir, load_regmix
+    from mixopt.mixing import pipeline
+    from mixopt.mixing.auto import fit_threads
+
+    X, y, domains = load_regmix(args.data_dir or default_data_dir())
+    n = args.runs if args.runs != 64 else X.shape[0]  # --runs defaults to --service's 64
+    X, y = X[:n], y[:n]
+
+    def fit(name: str) -> tuple[float, float, dict]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = pipeline.fit_estimator(
+                name, None, X, y, domains=domains, targets=["pile_cc"], cv_folds=5
+            )
+            return time.perf_counter() - t0, time.process_time() - c0, out
+
+    def baseline(names: list[str]) -> tuple[float, float, str]:
+        each = {name: fit(name)[:2] for name in names}
+        label = ", ".join(f"{k} {v[0]:.1f}" for k, v in each.items())
+        return sum(v[0] for v in each.values()), sum(v[1] for v in each.values()), label
+
+    print(
+        f"{n} RegMix runs x {len(domains)} domains, 5-fold CV; {len(os.sched_getaffinity(0))} "
+        f"cores, {args.threads} BLAS threads, auto fits on {fit_threads()} threads",
+        flush=True,
+    )
+    print(f"{'step':40s} {'wall s':>8s} {'CPU s':>8s}  load (1, 5, 15 min) after", flush=True)
+
+    def step(label: str, wall: float, cpu: float) -> None:
+        ld = os.getloadavg()
+        print(
+            f"{label:40s} {wall:8.2f} {cpu:8.2f}  {ld[0]:.1f} {ld[1]:.1f} {ld[2]:.1f}", flush=True
+        )
+
+    step("(start)", 0.0, 0.0)
+    t_auto, c_auto, out = fit("auto")
+    step("auto (selection + nested CV)", t_auto, c_auto)
+    state = out["state"]["fitted"]
+    names = [r["name"] for r in state["table"] if r["status"] == "ok"]
+    skipped = [r["name"] for r in state["table"] if r["status"] != "ok"]
+    # the baseline on both sides of auto: the competing load changes between them
+    b1, cb1, label = baseline(names)
+    step("baseline: " + label, b1, cb1)
+    t_auto2, c_auto2, _ = fit("auto")
+    step("auto again", t_auto2, c_auto2)
+    b2, cb2, label = baseline(names)
+    step("baseline again: " + label, b2, cb2)
+    base, t_a = (b1 + b2) / 2, (t_auto + t_auto2) / 2
+    cbase, c_a = (cb1 + cb2) / 2, (c_auto + c_auto2) / 2
+    print(
+        f"auto {t_a:.2f} s / baseline {base:.2f} s = {t_a / base:.2f}x wall (target <= 2); "
+        f"CPU {c_a:.2f} s / {cbase:.2f} s = {c_a / cbase:.2f}x (the work, whatever the load)"
+    )
+    print(
+        f"auto chose {state['chosen']} (rule {state.get('rule')}), nested CV Spearman "
+        f"{out['fidelity']['pooled']['spearman']:.4f}; skipped: {', '.join(skipped) or 'none'}"
     )
 
 

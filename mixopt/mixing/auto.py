@@ -1,17 +1,28 @@
-"""``"auto"``: fit every applicable registered estimator, rank them by cross-validated
-fidelity on the objective (Spearman, ties broken by MAE) and keep the best.
+"""``"auto"``: fit every applicable registered estimator, score each by cross-validated
+fidelity on the objective (Spearman, ties broken by MAE) and keep the one that should transfer.
 
-Criterion: same-scale CV (folds grouped by mixture) when the answer is at the runs' scale;
-when the target lies beyond the runs and the caller can measure it (fit context
-``cross_scale_fn``: candidate -> "fit on the smaller scales, predict the largest" metrics, see
-:func:`mixopt.mixing.nested.cross_scale_validate`), candidates are ranked by that cross-scale
-Spearman instead (ties: its MAE): on the public RegMix runs the GP has the best 1M CV but the
-mixing law ranks the 1B runs better.
+Criterion: when the runs span sizes or budgets and the target lies beyond them, and the caller
+can measure it (fit context ``cross_scale_fn``: candidate -> "fit on the smaller scales,
+predict the largest" metrics, see :func:`mixopt.mixing.nested.cross_scale_validate`), the best
+cross-scale Spearman (ties: its MAE). Otherwise (runs of one scale, the RegMix case, or an
+extrapolation that cannot be tested) a single-scale rule on same-scale CV (folds grouped by
+mixture): "law_first" (default) keeps the structured law (:data:`STRUCTURED`) unless another
+candidate's CV Spearman is higher by more than :data:`LAW_MARGIN`; "cv" keeps the best CV.
+Why: at the runs' own scale flexible estimators win by fitting what does not transfer (RegMix
+1M -> 1B, issue 23: the GP's 1M CV 0.99 but 1B rank 0.92-0.96, the mixing law's 0.99), while
+on the Data Mixing Laws sizes the law is far behind in CV and behind at the larger size too;
+the margin separates the two (``bench/auto_rule.py``, pooled over every setting). The fit's
+notes say which rule applied and why (:meth:`AutoEstimator.selection_summary`).
 
 The fidelity ``auto`` reports is not its winner's selection score (the best of several, so
-optimistic: 0.529 reported where nested CV gave 0.170 on one set): the service runs a nested
-CV, the whole selection inside each outer fold (:func:`mixopt.mixing.fidelity.cross_validate`
-on an ``auto`` estimator does exactly that).
+optimistic: 0.529 reported where nested CV gave 0.170 on one set) but a nested CV: the whole
+choice repeated inside each outer fold. With the fit context ``nested_cv`` (the pipeline)
+:meth:`AutoEstimator.fit` computes it from shared fits (its inner folds are the other outer
+folds: one fit per pair of folds serves two outer folds, and the outer prediction of the
+candidate chosen inside a fold is its plain CV fit, already made) and keeps it in
+``nested_cv_``; :func:`mixopt.mixing.fidelity.cross_validate` on an ``auto`` estimator still
+repeats the selection inside each fold. Every candidate x fold fit runs on :func:`fit_threads`
+threads, with progress per stage.
 
 The ranking table (every candidate's CV metrics, or why it was skipped) is kept in
 ``table_`` and in the JSON state, so a user sees why an estimator was chosen. Candidates
@@ -21,19 +32,130 @@ whose requirements are not met (too few runs, no loss curves for BiMix, ...) rai
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, ClassVar
 
 import numpy as np
 
 from mixopt.mixing.base import ESTIMATORS, MixingEstimator, ParamSpec, get_estimator, register
-from mixopt.mixing.fidelity import cross_validate
-from mixopt.progress import report, scaled
+from mixopt.mixing.fidelity import (
+    cv_result,
+    fidelity_metrics,
+    group_kfold_indices,
+    mixture_groups,
+    slice_context,
+)
+from mixopt.mixing.objective import objective_vector
+from mixopt.progress import ProgressFn, report, scaled
 
 #: candidates with a CV MAE above this multiple of the best candidate's are ranked last
 MAE_GUARD = 5.0
-#: folds of auto's selection inside each outer fold of its nested CV (the pipeline's)
+#: folds of auto's selection inside each outer fold of its nested CV when it is run by
+#: :func:`mixopt.mixing.fidelity.cross_validate` (the pipeline uses :attr:`nested_cv_` instead)
 NESTED_INNER_FOLDS = 3
+#: structured laws (a parametric form per domain, Ye et al. 2024 Eq. 1; Ge et al. 2024 Eq. 1):
+#: they carry their shape to another scale, where flexible regressors (GP, trees) revert to
+#: what the runs' own scale taught them
+STRUCTURED = ("mixing_law", "bimix")
+#: single-scale rules (see :func:`choose`): "law_first" (the structured law unless a flexible
+#: candidate beats its CV Spearman by more than ``law_margin``) or "cv" (best CV Spearman)
+SINGLE_SCALE_RULES = ("law_first", "cv")
+#: law_first's margin, from the pooled evidence of ``bench/auto_rule.py`` (every Data Mixing
+#: Laws size -> larger size, and RegMix 1M -> 1B): every setting stays within 0.01 of its best
+#: single estimator for margins in (0.054, 0.26), and nowhere outside it: below, RegMix's 64
+#: runs keep the GP (CV 0.948 vs the law's 0.894; 1B: 0.917 vs 0.989); above, 5Mix keeps its
+#: law (CV 0.70 vs the GP's 0.96; 410M: 0.49 vs 0.89). 0.15 is the middle of that interval.
+LAW_MARGIN = 0.15
+
+
+def fit_threads() -> int:
+    """Threads auto fits its candidates with: the cores this process may use, at most the
+    ``OMP_NUM_THREADS`` the process was given (a worker pool process gets cores // concurrency)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    n = int(cores or 1)
+    if cap.isdigit() and int(cap) > 0:
+        n = min(n, int(cap))
+    return max(1, n)
+
+
+def _metric(row: dict[str, Any], key: str, criterion: str) -> Any:
+    return row[key] if criterion == "cv" else row["cross_scale"][key]
+
+
+def rank(rows: list[dict[str, Any]], criterion: str = "cv") -> list[dict[str, Any]]:
+    """``rows`` (status ``ok``) best first by Spearman (ties: MAE); a candidate whose MAE is
+    more than ``MAE_GUARD`` times the best one's ranks last, whatever its rank correlation
+    (with few runs a law can order held-out runs by luck while predicting absurd losses).
+    Sets ``rank`` and ``guarded`` on each row."""
+    maes = [m for r in rows if (m := _metric(r, "mae", criterion)) is not None and np.isfinite(m)]
+    best_mae = min(maes) if maes else None
+    for r in rows:
+        m = _metric(r, "mae", criterion)
+        r["guarded"] = bool(
+            best_mae is not None and (m is None or not np.isfinite(m) or m > MAE_GUARD * best_mae)
+        )
+
+    def key(r: dict[str, Any]) -> tuple:
+        s = _metric(r, "spearman", criterion)
+        m = _metric(r, "mae", criterion)
+        return (r["guarded"], -(s if s is not None else -np.inf), m if m is not None else np.inf)
+
+    out = sorted(rows, key=key)
+    for i, r in enumerate(out, 1):
+        r["rank"] = i
+    return out
+
+
+def choose(
+    rows: list[dict[str, Any]],
+    rule: str = "cv",
+    criterion: str = "cv",
+    margin: float = LAW_MARGIN,
+) -> dict[str, Any]:
+    """The candidate a rule keeps from scored ``rows`` (``{name, status, spearman, mae}``).
+
+    ``{"name", "rule", "why"}``: "cv" keeps the best by :func:`rank`; "law_first" keeps the
+    best structured law (:data:`STRUCTURED`) unless the best candidate's Spearman exceeds the
+    law's by more than ``margin``, or the law is guarded out (MAE) or unscored. The margin is
+    not fitted to one setting: see :data:`LAW_MARGIN`.
+    """
+    if rule not in SINGLE_SCALE_RULES:
+        raise ValueError(f"auto: unknown rule {rule!r}; known: {list(SINGLE_SCALE_RULES)}")
+    ok = rank([r for r in rows if r.get("status") == "ok"], criterion)
+    if not ok:
+        raise ValueError("auto: no candidate to choose from")
+    best = ok[0]
+    out = {"name": best["name"], "rule": rule, "why": "best Spearman"}
+    if rule == "cv" or best["name"] in STRUCTURED:
+        return out
+    laws = [r for r in ok if r["name"] in STRUCTURED and not r["guarded"]]
+    s_law = _metric(laws[0], "spearman", criterion) if laws else None
+    if s_law is None:
+        out["why"] = "best Spearman (no structured law among the scored candidates)"
+        return out
+    s_best = _metric(best, "spearman", criterion)
+    gap = (s_best if s_best is not None else -np.inf) - s_law
+    if gap > margin:
+        out["why"] = (
+            f"best Spearman: {best['name']} beats the law {laws[0]['name']} by {gap:.3f} "
+            f"> margin {margin:g}"
+        )
+        return out
+    name = laws[0]["name"]
+    return {
+        "name": name,
+        "rule": rule,
+        "why": (
+            f"structured law first: {best['name']} beats {name} by only {gap:.3f} "
+            f"(<= margin {margin:g}) in Spearman at the runs' scale, where flexible estimators "
+            "win without transferring (bench/auto_rule.py)"
+        ),
+    }
 
 
 @register("auto")
@@ -51,12 +173,19 @@ class AutoEstimator(MixingEstimator):
         Seed of the CV split (the same split for every candidate).
     criterion : {"auto", "cv", "cross_scale"}, default "auto"
         "auto": cross-scale when the fit context gives ``cross_scale_fn`` and it answers, else CV.
+    rule : {"law_first", "cv"}, default "law_first"
+        How a CV choice is made (runs of one scale): see :func:`choose`.
+    law_margin : float, default :data:`LAW_MARGIN`
+        law_first: the CV Spearman another candidate must beat the structured law by.
 
     Attributes
     ----------
     chosen_ : name of the kept estimator. estimator_ : the kept estimator, refit on all runs.
     table_ : list of ``{name, status, spearman, mae, ..., fit_s, reason}`` rows, best first.
     cv_ : the chosen estimator's full CV result (pooled/fold metrics, predictions).
+    criterion_, rule_, why_ : how the choice was made, in words for the fit's notes.
+    nested_cv_ : with the context ``nested_cv``, the nested CV result (``cv_``'s shape, plus
+        ``chosen_per_fold``); else None.
     """
 
     min_runs: ClassVar[int] = 3
@@ -81,6 +210,15 @@ class AutoEstimator(MixingEstimator):
             "auto: cross-scale when the target lies beyond the runs, else CV",
             choices=("auto", "cv", "cross_scale"),
         ),
+        "rule": ParamSpec(
+            "str",
+            "how runs of one scale choose: law_first (the structured law unless another "
+            "candidate's CV Spearman is higher by more than law_margin) or cv (best CV)",
+            choices=SINGLE_SCALE_RULES,
+        ),
+        "law_margin": ParamSpec(
+            "float", "law_first: the CV Spearman a flexible candidate must win by", 0.0, 2.0
+        ),
     }
 
     def __init__(
@@ -91,12 +229,16 @@ class AutoEstimator(MixingEstimator):
         cv_folds: int = 5,
         random_state: int = 0,
         criterion: str = "auto",
+        rule: str = "law_first",
+        law_margin: float = LAW_MARGIN,
     ) -> None:
         self.candidates = candidates
         self.candidate_params = candidate_params
         self.cv_folds = cv_folds
         self.random_state = random_state
         self.criterion = criterion
+        self.rule = rule
+        self.law_margin = law_margin
 
     @classmethod
     def validate_params(cls, params: dict[str, Any] | None) -> list[str]:
@@ -144,7 +286,12 @@ class AutoEstimator(MixingEstimator):
     def selection_context(
         self, *, objective_weights: Any, groups: Any, progress: Any, cross_scale_fn: Any
     ) -> dict[str, Any]:
-        out = {"objective_weights": objective_weights, "groups": groups, "progress": progress}
+        out = {
+            "objective_weights": objective_weights,
+            "groups": groups,
+            "progress": progress,
+            "nested_cv": True,
+        }
         if cross_scale_fn is not None:
             out["cross_scale_fn"] = cross_scale_fn
         return out
@@ -164,9 +311,14 @@ class AutoEstimator(MixingEstimator):
         return self.estimator_.law_summary()
 
     def selection_summary(self) -> str | None:
+        how = (
+            "cross-scale Spearman (the runs span scales: fit on the smaller, predict the largest)"
+            if self.criterion_ != "cv"
+            else f"rule {self.rule_}: {self.why_}"
+        )
         return (
-            f"auto chose {self.chosen_} by {'cross-scale' if self.criterion_ != 'cv' else 'CV'} "
-            "Spearman; its fidelity is a nested CV (the selection inside each outer fold)"
+            f"auto chose {self.chosen_} by {how}; its fidelity is a nested CV (the selection "
+            "inside each outer fold)"
         )
 
     def selection_notes(self) -> list[str]:
@@ -196,138 +348,247 @@ class AutoEstimator(MixingEstimator):
         )
         return [n for n in names if n != "auto"]
 
+    def _params_of(self, name: str) -> dict[str, Any]:
+        return dict((self.candidate_params or {}).get(name, {}))
+
     def fit(self, X: Any, Y: Any, **context: Any) -> AutoEstimator:
+        """Every candidate's K-fold CV (one fit per fold, candidates and folds on
+        :func:`fit_threads` threads), the choice (:func:`choose`, or cross-scale), and, when the
+        context asks ``nested_cv`` (the pipeline), the nested CV from shared fits: for outer
+        fold f the selection's inner CV holds out each other fold g from a fit on the runs
+        outside f and g, so one fit per pair of folds serves both outer folds, and the outer
+        prediction of the candidate chosen inside f is its fit without fold f, already made."""
         X, Y = self._check_fit_input(X, Y)
         weights = context.pop("objective_weights", None)
         cross_fn = context.pop("cross_scale_fn", None)
         progress = context.pop("progress", None)
         groups = context.pop("groups", None)
-        rows: list[dict[str, Any]] = []
-        results: dict[str, dict[str, Any]] = {}
+        want_nested = bool(context.pop("nested_cv", False))
+        if self.rule not in SINGLE_SCALE_RULES:
+            raise ValueError(f"auto: unknown rule {self.rule!r}; known: {list(SINGLE_SCALE_RULES)}")
+        y = Y @ objective_vector(weights, Y.shape[1])
+        groups = mixture_groups(X) if groups is None else np.asarray(groups).ravel()
+        split = group_kfold_indices(groups, self.cv_folds, self.random_state)
+        fold_of = np.empty(X.shape[0], dtype=int)
+        for f, te in enumerate(split):
+            fold_of[te] = f
         names = self._names()
-        for ci, name in enumerate(names):
-            report(progress, ci / len(names), f"auto: cross-validating {name}")
-            params = (self.candidate_params or {}).get(name, {})
-            est = get_estimator(name, **params)
-            t0 = time.perf_counter()
-            try:
-                cv = cross_validate(
-                    est,
-                    X,
-                    Y,
-                    objective_weights=weights,
-                    n_folds=self.cv_folds,
-                    random_state=self.random_state,
-                    groups=groups,
-                    progress=scaled(progress, ci / len(names), (ci + 1) / len(names)),
-                    **context,
-                )
-            except (
-                ValueError,
-                ImportError,
-                np.linalg.LinAlgError,
-            ) as exc:  # InsufficientDataError is a ValueError
-                rows.append(
-                    {
-                        "name": name,
-                        "status": "skipped",
-                        "reason": str(exc),
-                        "fit_s": time.perf_counter() - t0,
-                    }
-                )
-                continue
-            m = cv["pooled"]
-            rows.append(
-                {
-                    "name": name,
-                    "status": "ok",
-                    "spearman": m["spearman"],
-                    "pearson": m["pearson"],
-                    "mae": m["mae"],
-                    "r2": m["r2"],
-                    "regret": m["regret"],
-                    "fit_s": time.perf_counter() - t0,
-                    "reason": "",
-                }
-            )
-            results[name] = cv
+        report(progress, 0.0, f"auto: {len(split)}-fold CV of {len(names)} candidates")
+        single = self._fold_fits(
+            X,
+            Y,
+            weights,
+            context,
+            split,
+            [(f,) for f in range(len(split))],
+            names,
+            scaled(progress, 0.0, 0.45),
+            "CV",
+        )
+        rows, results, preds = self._cv_rows(names, single, y, fold_of, groups, split)
         ok = [r for r in rows if r["status"] == "ok"]
         if not ok:
             raise ValueError(
                 "auto: no candidate estimator could be fitted: "
                 + "; ".join(f"{r['name']}: {r['reason']}" for r in rows)
             )
-
-        # a candidate whose CV error is far above the best one's ranks last whatever its rank
-        # correlation: with few runs a law can order held-out runs by luck while predicting
-        # absurd losses (a recommendation from it would be meaningless)
-        self.criterion_ = "cv"
-        if cross_fn is not None and self.criterion in ("auto", "cross_scale"):
-            for r in ok:
-                cs = cross_fn(
-                    get_estimator(r["name"], **(self.candidate_params or {}).get(r["name"], {}))
-                )
-                r["cross_scale"] = {
-                    k: cs.get(k) for k in ("status", "spearman", "mae", "mean_rel_error", "reason")
-                }
-            if all(r["cross_scale"]["status"] == "ok" for r in ok):
-                self.criterion_ = "cross_scale"
-        if self.criterion == "cross_scale" and self.criterion_ != "cross_scale":
-            raise ValueError(
-                "auto: criterion cross_scale, but the extrapolation cannot be tested on these "
-                "runs: " + "; ".join(str(r.get("cross_scale", {}).get("reason")) for r in ok[:1])
-            )
-        label = "CV" if self.criterion_ == "cv" else "cross-scale"
-
-        def metric(r, k):
-            return r[k] if self.criterion_ == "cv" else r["cross_scale"][k]
-
-        maes = [
-            metric(r, "mae")
-            for r in ok
-            if metric(r, "mae") is not None and np.isfinite(metric(r, "mae"))
-        ]
-        best_mae = min(maes) if maes else None
-
-        def unreliable(r) -> bool:
-            m = metric(r, "mae")
-            return best_mae is not None and (
-                m is None or not np.isfinite(m) or m > MAE_GUARD * best_mae
-            )
-
-        def key(r):
-            s = metric(r, "spearman")
-            m = metric(r, "mae")
-            return (
-                unreliable(r),
-                -(s if s is not None else -np.inf),
-                m if m is not None else np.inf,
-            )
-
-        ok.sort(key=key)
-        for rank, r in enumerate(ok, 1):
-            r["rank"] = rank
-            if unreliable(r):
-                r["reason"] = (
-                    f"{label} MAE more than {MAE_GUARD:g}x the best candidate's: predictions not "
-                    "trusted"
-                )
-            else:
-                r["reason"] = (
-                    f"chosen: best {label} Spearman"
-                    if rank == 1
-                    else f"lower {label} Spearman (ties: higher MAE)"
-                )
-        self.table_ = ok + [r for r in rows if r["status"] != "ok"]
-        self.chosen_ = ok[0]["name"]
-        self.cv_ = results[self.chosen_]
-        self.estimator_ = get_estimator(
-            self.chosen_, **(self.candidate_params or {}).get(self.chosen_, {})
+        self.criterion_ = self._criterion(ok, cross_fn, progress)
+        pick = choose(
+            ok, self.rule if self.criterion_ == "cv" else "cv", self.criterion_, self.law_margin
         )
+        if cross_fn is not None and self.criterion_ == "cv":
+            untested: dict[str, Any] = next(
+                (r["cross_scale"] for r in ok if r.get("cross_scale", {}).get("status") != "ok"),
+                {},
+            )
+            pick["why"] += (
+                "; the runs' extrapolation could not be tested, so the single-scale rule "
+                f"applies ({untested.get('reason') or 'cross-scale check off'})"
+            )
+        self._annotate(ok, pick)
+        self.table_ = rank(ok, self.criterion_) + [r for r in rows if r["status"] != "ok"]
+        for r in self.table_:
+            r.pop("guarded", None)
+        self.chosen_, self.rule_, self.why_ = pick["name"], pick["rule"], pick["why"]
+        self.cv_ = results[self.chosen_]
+        self.nested_cv_ = None
+        if want_nested:
+            self.nested_cv_ = self._nested(
+                X,
+                Y,
+                y,
+                weights,
+                context,
+                split,
+                fold_of,
+                groups,
+                ok,
+                single,
+                preds,
+                scaled(progress, 0.5, 0.95),
+            )
+        report(progress, 0.95, f"auto: refitting {self.chosen_} on every run")
+        self.estimator_ = get_estimator(self.chosen_, **self._params_of(self.chosen_))
         self.estimator_.fit(X, Y, **context)
         self.n_domains_ = X.shape[1]
         report(progress, 1.0, f"auto chose {self.chosen_}")
         return self
+
+    def _fold_fits(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        weights: Any,
+        context: dict[str, Any],
+        split: list[np.ndarray],
+        outs: list[tuple[int, ...]],
+        names: list[str],
+        progress: ProgressFn | None,
+        stage: str,
+    ) -> dict[tuple[Any, ...], Any]:
+        """``{(candidate, held-out folds): objective predicted for the held-out runs (in
+        index order) by a fit on the other runs}``, or the exception the fit raised."""
+        n = X.shape[0]
+        w = objective_vector(weights, Y.shape[1])
+
+        def task(name: str, out: tuple[int, ...]) -> np.ndarray:
+            te = np.sort(np.concatenate([split[f] for f in out]))
+            tr = np.setdiff1d(np.arange(n), te)
+            est = get_estimator(name, **self._params_of(name))
+            est.fit(X[tr], Y[tr], **slice_context(context, tr, n))
+            P = np.atleast_2d(est.predict_runs(X[te], **slice_context(context, te, n)))
+            return np.ravel(P @ w)
+
+        jobs = [(name, out) for name in names for out in outs]
+        return run_tasks(task, jobs, progress, f"auto: {stage}")
+
+    def _cv_rows(
+        self,
+        names: list[str],
+        single: dict[tuple[str, tuple[int, ...]], Any],
+        y: np.ndarray,
+        fold_of: np.ndarray,
+        groups: np.ndarray,
+        split: list[np.ndarray],
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+        rows, results, preds = [], {}, {}
+        for name in names:
+            outs = [single[(name, (f,))][0] for f in range(len(split))]
+            err = next((o for o in outs if isinstance(o, Exception)), None)
+            secs = float(sum(single[(name, (f,))][1] for f in range(len(split))))
+            if err is not None:
+                rows.append({"name": name, "status": "skipped", "reason": str(err), "fit_s": secs})
+                continue
+            pred = np.empty(y.size)
+            for f, te in enumerate(split):
+                pred[te] = outs[f]
+            cv = cv_result(y, pred, fold_of, groups)
+            m = cv["pooled"]
+            rows.append(
+                {
+                    "name": name,
+                    "status": "ok",
+                    **{k: m[k] for k in ("spearman", "pearson", "mae", "r2", "regret")},
+                    "fit_s": secs,
+                    "reason": "",
+                }
+            )
+            results[name], preds[name] = cv, pred
+        return rows, results, preds
+
+    def _criterion(
+        self, ok: list[dict[str, Any]], cross_fn: Any, progress: ProgressFn | None
+    ) -> str:
+        """ "cross_scale" when the runs span scales and every candidate's extrapolation could
+        be tested (fit on the smaller, predict the largest), else "cv"."""
+        criterion = "cv"
+        if cross_fn is not None and self.criterion in ("auto", "cross_scale"):
+            report(progress, 0.45, "auto: fit on the smaller scales, predict the largest")
+            for r in ok:
+                cs = cross_fn(get_estimator(r["name"], **self._params_of(r["name"])))
+                r["cross_scale"] = {
+                    k: cs.get(k) for k in ("status", "spearman", "mae", "mean_rel_error", "reason")
+                }
+            if all(r["cross_scale"]["status"] == "ok" for r in ok):
+                criterion = "cross_scale"
+        if self.criterion == "cross_scale" and criterion != "cross_scale":
+            raise ValueError(
+                "auto: criterion cross_scale, but the extrapolation cannot be tested on these "
+                "runs: " + "; ".join(str(r.get("cross_scale", {}).get("reason")) for r in ok[:1])
+            )
+        return criterion
+
+    def _annotate(self, ok: list[dict[str, Any]], pick: dict[str, Any]) -> None:
+        label = "CV" if self.criterion_ == "cv" else "cross-scale"
+        for r in ok:
+            if r["guarded"]:
+                r["reason"] = (
+                    f"{label} MAE more than {MAE_GUARD:g}x the best candidate's: predictions not "
+                    "trusted"
+                )
+            elif r["name"] == pick["name"]:
+                r["reason"] = f"chosen ({pick['rule']}): {pick['why']}"
+            else:
+                r["reason"] = f"not chosen: lower {label} Spearman (ties: higher MAE) or rule"
+
+    def _nested(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        y: np.ndarray,
+        weights: Any,
+        context: dict[str, Any],
+        split: list[np.ndarray],
+        fold_of: np.ndarray,
+        groups: np.ndarray,
+        ok: list[dict[str, Any]],
+        single: dict[tuple[str, tuple[int, ...]], Any],
+        preds: dict[str, np.ndarray],
+        progress: ProgressFn | None,
+    ) -> dict[str, Any] | None:
+        """The selection repeated inside each outer fold (see :meth:`fit`). Cross-scale
+        selection does not look at same-scale CV, so its nested CV is the chosen one's CV."""
+        k = len(split)
+        names = [r["name"] for r in ok]
+        if self.criterion_ != "cv":
+            out = dict(self.cv_, chosen_per_fold=[self.chosen_] * k)
+            out["inner"] = "none: the choice is cross-scale, independent of these folds"
+            return out
+        if len(names) == 1:
+            return dict(self.cv_, chosen_per_fold=names * k, inner="one candidate")
+        pairs: list[tuple[int, ...]] = [(f, g) for f in range(k) for g in range(f + 1, k)]
+        pair = self._fold_fits(X, Y, weights, context, split, pairs, names, progress, "nested CV")
+        nested = np.empty(y.size)
+        chosen = []
+        for f in range(k):
+            inner_rows = []
+            idx = np.sort(np.concatenate([split[g] for g in range(k) if g != f]))
+            for name in names:
+                p = np.empty(y.size)
+                failed = False
+                for g in range(k):
+                    if g == f:
+                        continue
+                    a, b = min(f, g), max(f, g)
+                    res = pair[(name, (a, b))][0]
+                    if isinstance(res, Exception):
+                        failed = True
+                        break
+                    te = np.sort(np.concatenate([split[a], split[b]]))
+                    p[split[g]] = res[np.isin(te, split[g])]
+                if failed:
+                    continue
+                m = fidelity_metrics(y[idx], p[idx])
+                inner_rows.append({"name": name, "status": "ok", **m})
+            if not inner_rows:
+                return None
+            win = choose(inner_rows, self.rule, "cv", self.law_margin)["name"]
+            chosen.append(win)
+            nested[split[f]] = preds[win][split[f]]
+        out = cv_result(y, nested, fold_of, groups)
+        out["chosen_per_fold"] = chosen
+        out["inner"] = f"{k - 1} folds (the other outer folds), one fit per pair of folds"
+        return out
 
     def predict(self, X: Any, **kw: Any) -> np.ndarray:
         self.check_is_fitted()
@@ -350,6 +611,8 @@ class AutoEstimator(MixingEstimator):
             "chosen": self.chosen_,
             "table": self.table_,
             "criterion": self.criterion_,
+            "rule": self.rule_,
+            "why": self.why_,
             "cv": cv,
             "chosen_state": self.estimator_.to_state(),
         }
@@ -360,4 +623,78 @@ class AutoEstimator(MixingEstimator):
         self.table_ = state["table"]
         self.cv_ = state["cv"]
         self.criterion_ = state.get("criterion", "cv")
+        # fits stored before the single-scale rules chose by best CV (or cross-scale) Spearman
+        self.rule_ = state.get("rule", "cv")
+        self.why_ = state.get("why", "best Spearman")
+        self.nested_cv_ = None
         self.estimator_ = MixingEstimator.from_state(state["chosen_state"])
+
+
+def run_tasks(
+    task: Callable[..., np.ndarray],
+    jobs: list[tuple[Any, ...]],
+    progress: ProgressFn | None,
+    stage: str,
+) -> dict[tuple[Any, ...], Any]:
+    """``{job: task(*job)}`` on :func:`fit_threads` threads (serially with one), progress
+    reported after each job from the calling thread (so a :class:`~mixopt.progress.Cancelled`
+    it raises cancels the jobs not yet started). A job that raises ``ValueError`` (an
+    :class:`~mixopt.mixing.base.InsufficientDataError` too), ``ImportError`` or ``LinAlgError``
+    maps to that exception. Each value is ``(result or exception, seconds)``."""
+    out: dict[tuple[Any, ...], Any] = {}
+
+    def timed(job: tuple[Any, ...]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            res: Any = task(*job)
+        except (ValueError, ImportError, np.linalg.LinAlgError) as exc:
+            res = exc
+        return res, time.perf_counter() - t0
+
+    n_threads = min(fit_threads(), max(1, len(jobs)))
+    if n_threads > 1:
+        # one BLAS thread per fit while the fits share the cores: n threads each running an
+        # n-thread BLAS oversubscribe them (OpenBLAS's busy waits made auto 2-3x slower)
+        with _blas_threads(1):
+            return _run_threaded(timed, jobs, n_threads, progress, stage)
+    for i, job in enumerate(jobs):
+        report(progress, i / max(1, len(jobs)), f"{stage}: {job[0]} {i + 1}/{len(jobs)}")
+        out[job] = timed(job)
+    report(progress, 1.0, f"{stage} done")
+    return out
+
+
+def _blas_threads(n: int) -> contextlib.AbstractContextManager:
+    try:
+        from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+    except ImportError:  # pragma: no cover - the science extra brings it
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+def _run_threaded(
+    timed: Callable[[tuple[Any, ...]], Any],
+    jobs: list[tuple[Any, ...]],
+    n_threads: int,
+    progress: ProgressFn | None,
+    stage: str,
+) -> dict[tuple[Any, ...], Any]:
+    out: dict[tuple[Any, ...], Any] = {}
+    with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="auto") as pool:
+        futures: dict[Future, tuple[Any, ...]] = {pool.submit(timed, j): j for j in jobs}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    out[futures[fut]] = fut.result()
+                report(
+                    progress,
+                    len(out) / len(jobs),
+                    f"{stage}: {len(out)}/{len(jobs)} fits ({n_threads} threads)",
+                )
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+    return out

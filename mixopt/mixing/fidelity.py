@@ -62,7 +62,7 @@ def fidelity_metrics(actual: Any, predicted: Any) -> dict[str, float | None]:
     return out
 
 
-def _slice_context(context: dict[str, Any], idx: np.ndarray, n: int) -> dict[str, Any]:
+def slice_context(context: dict[str, Any], idx: np.ndarray, n: int) -> dict[str, Any]:
     """Per-run context entries (length ``n``: steps, tokens, params, curves) follow the fold."""
     out = {}
     for k, v in context.items():
@@ -153,27 +153,36 @@ def cross_validate(
     y = Y @ w
     pred = np.empty(n)
     fold_of = np.empty(n, dtype=int)
-    folds = []
     groups = mixture_groups(X) if groups is None else np.asarray(groups).ravel()
     split = group_kfold_indices(groups, n_folds, random_state)
     for f, te in enumerate(split):
         report(progress, f / len(split), f"CV fold {f + 1}/{len(split)}")
         tr = np.setdiff1d(np.arange(n), te)
-        est = estimator.clone().fit(X[tr], Y[tr], **_slice_context(context, tr, n))
-        P = np.atleast_2d(est.predict_runs(X[te], **_slice_context(context, te, n)))
+        est = estimator.clone().fit(X[tr], Y[tr], **slice_context(context, tr, n))
+        P = np.atleast_2d(est.predict_runs(X[te], **slice_context(context, te, n)))
         pred[te] = P @ w
         fold_of[te] = f
-        folds.append(fidelity_metrics(y[te], pred[te]))
+    report(progress, 1.0, "CV done")
+    return cv_result(y, pred, fold_of, groups)
+
+
+def cv_result(y: Any, pred: Any, fold_of: Any, groups: Any) -> dict[str, Any]:
+    """:func:`cross_validate`'s result from held-out predictions ``pred`` of the objective
+    ``y`` (``fold_of``: the fold of each run; ``groups``: the mixture group of each run)."""
+    y = np.asarray(y, dtype=float)
+    pred = np.asarray(pred, dtype=float)
+    fold_of = np.asarray(fold_of, dtype=int)
+    n_folds = int(fold_of.max()) + 1 if fold_of.size else 0
+    folds = [fidelity_metrics(y[fold_of == f], pred[fold_of == f]) for f in range(n_folds)]
     keys = ("spearman", "pearson", "mae", "r2", "regret")
     mean = {}
     for k in keys:
         vals = [float(v) for m in folds if (v := m[k]) is not None]
         mean[k] = float(np.mean(vals)) if vals else None
-    report(progress, 1.0, "CV done")
     return {
         "n_folds": len(folds),
         "grouped_by": "mixture",
-        "n_groups": int(np.unique(groups).size),
+        "n_groups": int(np.unique(np.asarray(groups)).size),
         "pooled": fidelity_metrics(y, pred),
         "mean": mean,
         "folds": folds,
@@ -184,6 +193,6 @@ def cross_validate(
                 "predicted": float(pred[i]),
                 "fold": int(fold_of[i]),
             }
-            for i in range(n)
+            for i in range(y.size)
         ],
     }

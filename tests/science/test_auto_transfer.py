@@ -1,0 +1,157 @@
+"""``auto`` chooses what transfers (issue 23, item 4) and shares its fits (item 5): the
+cross-scale criterion beats same-scale CV when the flexible estimator wins at the runs' scale
+and loses beyond it; the single-scale rule keeps the structured law unless a flexible one wins
+by the margin; the nested CV from shared fits is the nested CV done by hand."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from mixopt.mixing.auto import LAW_MARGIN, AutoEstimator, choose
+from mixopt.mixing.base import MixingEstimator, get_estimator
+from mixopt.mixing.fidelity import fidelity_metrics, group_kfold_indices, mixture_groups
+
+pytestmark = pytest.mark.science
+
+T = np.array([0.6, -0.9, 0.3])
+R0 = np.array([0.2, 0.2, 0.6])
+LAW = {"mixing_law": {"n_restarts": 300}}
+
+
+def small_scale(X):
+    """The mixing law plus a local dip that only the small models have."""
+    return 1.5 + np.exp(X @ T) - 0.25 * np.exp(-np.sum((X - R0) ** 2, 1) / 0.02)
+
+
+def large_scale(X):
+    return 1.1 + 0.9 * np.exp(X @ T)
+
+
+@pytest.fixture(scope="module")
+def scales():
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(3), 40)
+    y = small_scale(X) + rng.normal(0, 2e-3, 40)
+    Xt = rng.dirichlet(np.ones(3), 40)
+    return X, y, Xt, large_scale(Xt)
+
+
+def _cross_fn(X, y, Xt, yt):
+    """Fit on the small scale, rank the large one (what the pipeline's cross_scale_fn does
+    with the scaling laws in between)."""
+
+    def cross(candidate):
+        est = candidate.clone().fit(X, y[:, None])
+        return dict(fidelity_metrics(yt, np.ravel(est.predict(Xt))), status="ok")
+
+    return cross
+
+
+def test_auto_chooses_the_estimator_that_transfers(scales):
+    X, y, Xt, yt = scales
+    truth = {}
+    for name in ("gp", "mixing_law"):
+        pred = get_estimator(name, **LAW.get(name, {})).fit(X, y[:, None]).predict(Xt)
+        truth[name] = spearmanr(yt, np.ravel(pred))[0]
+    assert truth["mixing_law"] > truth["gp"]  # the law transfers, the GP carries the dip
+    by_cv = AutoEstimator(candidates=["gp", "mixing_law"], candidate_params=LAW, rule="cv")
+    by_cv.fit(X, y)
+    rows = {r["name"]: r for r in by_cv.table_}
+    assert by_cv.chosen_ == "gp" and rows["gp"]["spearman"] > rows["mixing_law"]["spearman"]
+    across = AutoEstimator(candidates=["gp", "mixing_law"], candidate_params=LAW, rule="cv")
+    across.fit(X, y, cross_scale_fn=_cross_fn(*scales))
+    assert across.criterion_ == "cross_scale" and across.chosen_ == "mixing_law"
+    assert "cross-scale" in across.selection_summary()
+
+
+def test_single_scale_rule_keeps_the_law_unless_the_flexible_one_wins_by_the_margin(scales):
+    X, y, _, _ = scales
+    auto = AutoEstimator(candidates=["gp", "mixing_law"], candidate_params=LAW).fit(X, y)
+    rows = {r["name"]: r for r in auto.table_}
+    gap = rows["gp"]["spearman"] - rows["mixing_law"]["spearman"]
+    assert 0 < gap <= LAW_MARGIN
+    assert auto.chosen_ == "mixing_law" and auto.rule_ == "law_first"
+    assert "structured law first" in auto.selection_summary()
+    assert f"{gap:.3f}" in auto.selection_summary()
+    tight = AutoEstimator(
+        candidates=["gp", "mixing_law"], candidate_params=LAW, law_margin=gap / 2
+    ).fit(X, y)
+    assert tight.chosen_ == "gp" and "beats the law" in tight.why_
+
+
+def test_choose_falls_back_to_the_best_when_the_law_is_absent_or_absurd():
+    rows = [
+        {"name": "gp", "status": "ok", "spearman": 0.95, "mae": 0.01},
+        {"name": "mixing_law", "status": "ok", "spearman": 0.93, "mae": 0.5},
+        {"name": "regmix_lgbm", "status": "ok", "spearman": 0.90, "mae": 0.02},
+    ]
+    # the law's MAE is 50x the best one's: guarded out, whatever its rank correlation
+    assert choose(rows, "law_first")["name"] == "gp"
+    rows[1]["mae"] = 0.012
+    assert choose(rows, "law_first")["name"] == "mixing_law"
+    assert choose(rows, "cv")["name"] == "gp"
+    assert choose([r for r in rows if r["name"] != "mixing_law"], "law_first")["name"] == "gp"
+    with pytest.raises(ValueError, match="unknown rule"):
+        choose(rows, "vote")
+
+
+def _nested_by_hand(X, y, names, params, folds, seed, rule, margin):
+    """Nested CV the slow way: in each outer fold, a CV of every candidate on the other
+    folds, the rule's choice, and that candidate refitted without the outer fold."""
+    split = group_kfold_indices(mixture_groups(X), folds, seed)
+    pred = np.empty(len(y))
+    chosen = []
+    for f, te in enumerate(split):
+        rows = []
+        outer_tr = np.setdiff1d(np.arange(len(y)), te)
+        for name in names:
+            inner = np.empty(len(y))
+            for g, hold in enumerate(split):
+                if g == f:
+                    continue
+                tr = np.setdiff1d(outer_tr, hold)
+                est = get_estimator(name, **params.get(name, {})).fit(X[tr], y[tr, None])
+                inner[hold] = np.ravel(est.predict(X[hold]))
+            m = fidelity_metrics(y[outer_tr], inner[outer_tr])
+            rows.append({"name": name, "status": "ok", **m})
+        win = choose(rows, rule, "cv", margin)["name"]
+        chosen.append(win)
+        est = get_estimator(win, **params.get(win, {})).fit(X[outer_tr], y[outer_tr, None])
+        pred[te] = np.ravel(est.predict(X[te]))
+    return pred, chosen
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_nested_cv_from_shared_fits_is_the_nested_cv(monkeypatch, threads):
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    rng = np.random.default_rng(3)
+    X = rng.dirichlet(np.ones(3), 24)
+    y = 2 + X @ np.array([0.4, -0.3, 0.1]) + 0.05 * np.sin(9 * X[:, 0]) + rng.normal(0, 5e-3, 24)
+    names = ["regmix_linear", "regmix_lgbm", "mixing_law"]
+    params = {"mixing_law": {"n_restarts": 50}, "regmix_lgbm": {"n_estimators": 50}}
+    auto = AutoEstimator(candidates=names, candidate_params=params, cv_folds=3, random_state=5)
+    auto.fit(X, y, nested_cv=True)
+    expected, chosen = _nested_by_hand(X, y, names, params, 3, 5, "law_first", LAW_MARGIN)
+    got = auto.nested_cv_
+    assert got["chosen_per_fold"] == chosen
+    np.testing.assert_allclose(
+        [p["predicted"] for p in got["predictions"]], expected, rtol=1e-6, atol=1e-8
+    )
+    assert got["pooled"]["spearman"] == pytest.approx(spearmanr(y, expected)[0])
+
+
+def test_a_fit_stored_before_the_rules_still_loads():
+    rng = np.random.default_rng(6)
+    X = rng.dirichlet(np.ones(3), 20)
+    y = X @ np.array([1.0, 2.0, 3.0])
+    auto = AutoEstimator(candidates=["regmix_linear"]).fit(X, y)
+    state = json.loads(json.dumps(auto.to_state()))
+    for key in ("rule", "why"):
+        del state["fitted"][key]
+    for key in ("rule", "law_margin"):
+        del state["params"][key]
+    old = MixingEstimator.from_state(state)
+    np.testing.assert_allclose(old.predict(X[:3]), auto.predict(X[:3]))
+    assert old.rule_ == "cv" and "auto chose regmix_linear" in old.selection_summary()
