@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -181,10 +182,11 @@ def schemathesis_env(tally: Path, ids: dict[str, int | str] | None = None) -> di
     }
 
 
-def reproduce(seed: int, examples: int, postgres: bool = False) -> str:
+def reproduce(seed: int, examples: int, postgres: bool = False, phases: str = "") -> str:
     """The command that repeats one seed's run (a fresh server, the same seeded objects)."""
     pg = " --postgres" if postgres else ""
-    return f".venv/bin/python -m bench.fuzz{pg} --seed {seed} --examples {examples} --runs 1"
+    ph = f" --phases {phases}" if phases else ""
+    return f".venv/bin/python -m bench.fuzz{pg} --seed {seed} --examples {examples}{ph} --runs 1"
 
 
 @dataclass
@@ -370,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1, help="the first run's seed (then +1, ...)")
     ap.add_argument("--examples", type=int, default=100, help="per operation and phase, per run")
     ap.add_argument("--runs", type=int, default=50, help="at most this many runs")
+    ap.add_argument("--phases", default="", help="schemathesis phases (default: all)")
     ap.add_argument("--keep", help="keep the reports in this folder")
     args = ap.parse_args(argv)
     # a TERM (or an INT, which a background job ignores) ends the campaign through the context
@@ -398,11 +401,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 seed = args.seed
                 while len(results) < args.runs and sum(r.generated for r in results) < args.cases:
-                    result = run_schemathesis(api, token, seed, examples, work, ids=ids)
+                    result = run_schemathesis(
+                        api, token, seed, examples, work, args.phases, ids=ids
+                    )
                     results.append(result)
                     print(summary(result), flush=True)
                     if not result.ok:
-                        print(f"  reproduce: {reproduce(seed, examples, pg)}", flush=True)
+                        print(
+                            f"  reproduce: {reproduce(seed, examples, pg, args.phases)}", flush=True
+                        )
                         print(result.output[-6000:], flush=True)
                     h = {"Authorization": f"Bearer {token}"}
                     kept = httpx.get(f"{api}/v1/projects/{ids['project_id']}", headers=h)
@@ -421,7 +428,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{failures} unique failures, {errors} errors, {fivexx} responses >= 500, "
         f"{time.monotonic() - start:.0f} s; statuses {dict(sorted(statuses.items()))}"
     )
-    return 0 if all(r.ok for r in results) and cases >= args.cases else 1
+    ok = all(r.ok for r in results) and cases >= args.cases
+    if ok:
+        shutil.rmtree(home, ignore_errors=True)
+    else:  # the database (SQLite), the worker's log: what the failures left
+        print(f"kept for inspection: {home}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
