@@ -28,7 +28,14 @@ from mixopt.mixing.base import ESTIMATORS, MixingEstimator, _jsonable, get_estim
 from mixopt.mixing.constraints import Constraints
 from mixopt.mixing.design import suggest_next
 from mixopt.mixing.fidelity import cross_validate, fidelity_metrics
-from mixopt.mixing.nested import ScaleError, cross_scale_validate, describe_scale, prepare_at_scale
+from mixopt.mixing.nested import (
+    ScaleError,
+    chain_interval,
+    chain_sd,
+    cross_scale_validate,
+    describe_scale,
+    prepare_at_scale,
+)
 from mixopt.mixing.objective import Objective
 from mixopt.mixing.optimize import predict_with_interval
 from mixopt.mixing.optimize import recommend as _recommend
@@ -261,7 +268,21 @@ def _cross_validate(
     progress: ProgressFn | None,
     notes: list[str],
 ) -> dict[str, Any] | None:
-    """Same-scale CV grouped by mixture (``nested_cv``: the selection inside each fold)."""
+    """Same-scale CV grouped by mixture (``nested_cv``: the selection inside each fold; a
+    selecting estimator that computed it from its own fits, with this fit's folds and seed,
+    hands it over as ``nested_cv_`` instead of being refitted in every fold)."""
+    own = getattr(est, "nested_cv_", None)
+    params = est.get_params()
+    if (
+        own is not None
+        and params.get("cv_folds") == cv_folds
+        and params.get("random_state") == random_state
+    ):
+        cv = dict(own, nested=True)
+        summary = est.selection_summary()
+        if summary:
+            notes.append(summary)
+        return cv
     n = prep.X.shape[0]
     need = type(est).cv_runs_needed(prep.X.shape[1])
     if n < need:
@@ -540,19 +561,41 @@ def predict_interval(
     X_train: Any = None,
     Y_train: Any = None,
     n_boot: int = 20,
+    *,
+    scaling: dict | None = None,
+    fidelity: dict | None = None,
+    level: float = 0.95,
 ) -> dict[str, Any]:
-    """Predicted objective with an interval (:func:`mixopt.mixing.solve.predict_with_interval`)."""
+    """Predicted objective with an interval (:func:`mixopt.mixing.solve.predict_with_interval`).
+
+    A fit that answers at a target scale through the scaling laws (its ``scaling`` given) gets
+    the interval of the whole chain (:func:`mixopt.mixing.nested.chain_interval`): the laws'
+    relative sd (``chain_rel_sd``) and the estimator's own error in quadrature, the latter the
+    larger of its posterior sd (or the bootstrap sd of refits on ``X_train``/``Y_train``) and
+    its CV error (``fidelity``'s pooled MAE as a sd, ``sqrt(pi/2) x MAE``); ``method`` is
+    ``"chain"``. Calibrated on ``bench/transfer.py`` (leave the largest size out).
+    """
     est = MixingEstimator.from_state(state)
-    return _clean(
-        predict_with_interval(
-            est,
-            X,
-            objective_weights=objective_weights,
-            X_train=X_train,
-            Y_train=Y_train,
-            n_boot=n_boot,
-        )
+    out = predict_with_interval(
+        est,
+        X,
+        objective_weights=objective_weights,
+        X_train=X_train,
+        Y_train=Y_train,
+        n_boot=n_boot,
+        level=level,
     )
+    rel = chain_sd(scaling)
+    if rel is not None:
+        mae = ((fidelity or {}).get("pooled") or {}).get("mae")
+        own = np.asarray(out["std"], dtype=float) if out.get("std") is not None else 0.0
+        # the larger of the model's own sd and its measured CV error (a posterior fitted on
+        # extrapolated losses knows nothing of the error of the laws that made them)
+        est_sd: Any = np.maximum(own, math.sqrt(math.pi / 2) * float(mae)) if mae else own
+        lo, hi, sd = chain_interval(out["mean"], rel, est_sd, level)
+        out.update(lower=lo.tolist(), upper=hi.tolist(), std=sd.tolist(), method="chain")
+        out["level"] = level
+    return _clean(out)
 
 
 def suggest(

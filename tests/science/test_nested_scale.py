@@ -161,7 +161,13 @@ def test_recommendation_beyond_the_runs_is_flagged_and_trust_region_keeps_it_nea
     X = X[X[:, 2] < 0.15]  # no run gives domain c more than 0.15
     y = 3.0 - 2.0 * X[:, 2] + 0.1 * X[:, 0] + rng.normal(0, 0.005, len(X))
     est = get_estimator("regmix_linear").fit(X, y)
-    free = recommend(est, None, X=X, Y=y, n_boot=0, domains=["a", "b", "c"])
+    from mixopt.mixing.robust import OffSupportError
+
+    with pytest.raises(OffSupportError, match="c at 1.000"):  # refused unless asked for
+        recommend(est, None, X=X, Y=y, n_boot=0, domains=["a", "b", "c"])
+    free = recommend(
+        est, None, X=X, Y=y, n_boot=0, domains=["a", "b", "c"], allow_extrapolation=True
+    )
     assert free["extrapolation"]["flag"] and "c" in free["extrapolation"]["weight_excess"]
     assert "EXTRAPOLATION" in free["explanation"]
     near = recommend(est, None, X=X, Y=y, n_boot=0, domains=["a", "b", "c"], trust_region=0.01)

@@ -1,0 +1,52 @@
+"""A fit at a target scale predicts with the interval of the whole chain (issue 23, item 3):
+``pipeline.predict_interval`` given the fit's ``scaling`` adds the laws' sd to the
+estimator's own error."""
+
+import numpy as np
+import pytest
+
+from mixopt.mixing.nested import chain_sd
+from mixopt.mixing.pipeline import fit_estimator, predict_interval
+
+pytestmark = pytest.mark.science
+
+
+def _law(r, N, S):
+    return 1.2 + np.exp(np.asarray(r) @ np.array([0.3, -0.8, 0.5])) + 60 / N**0.3 + 40 / S**0.45
+
+
+def test_prediction_at_a_target_scale_carries_the_chain_interval():
+    rng = np.random.default_rng(0)
+    X, Y, P, S, curves = [], [], [], [], []
+    for r in rng.dirichlet(np.ones(3), size=8):
+        for N in (2e7, 8e7, 3e8):
+            curves.append(
+                [
+                    (s, {"loss": _law(r, N, s) + rng.normal(0, 2e-3)})
+                    for s in range(4000, 30000, 2000)
+                ]
+            )
+            X.append(r)
+            Y.append([_law(r, N, 30_000) + rng.normal(0, 2e-3)])
+            P.append(N)
+            S.append(30_000.0)
+    fit = fit_estimator(
+        "regmix_linear", {}, np.array(X), np.array(Y), domains=["a", "b", "c"], targets=["loss"],
+        target_scale={"model_params": 1e9, "train_steps": 100_000}, model_params=np.array(P),
+        steps=np.array(S), curves=curves, cv_folds=3,
+    )  # fmt: skip
+    rel = chain_sd(fit["scaling"])
+    assert rel is not None and rel > 0
+    Xq = rng.dirichlet(np.ones(3), size=4)
+    out = predict_interval(
+        fit["state"], Xq, scaling=fit["scaling"], fidelity=fit["fidelity"], level=0.9
+    )
+    mean, lo, hi, sd = (np.asarray(out[k]) for k in ("mean", "lower", "upper", "std"))
+    assert out["method"] == "chain" and out["level"] == 0.9
+    assert np.all(lo < mean) and np.all(mean < hi)
+    # the chain's part alone is a floor of the sd; the estimator's CV error adds to it
+    mae = fit["fidelity"]["pooled"]["mae"]
+    np.testing.assert_allclose(sd, np.sqrt((rel * mean) ** 2 + np.pi / 2 * mae**2))
+    # without the fit's scaling: the estimator's own interval only (none for a linear model)
+    plain = predict_interval(fit["state"], Xq, level=0.9)
+    assert plain["method"] != "chain"
