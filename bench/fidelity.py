@@ -41,6 +41,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from bench.transfer import MIXINGLAWS, NON_EMBEDDING  # noqa: E402  (one copy of the data facts)
 from mixopt.mixing.base import get_estimator  # noqa: E402
 from mixopt.mixing.fidelity import cross_validate  # noqa: E402
 from mixopt.mixing.nested import prepare_at_scale  # noqa: E402
@@ -141,15 +142,6 @@ def print_table(res: dict, sizes: list[int], repeats: int) -> None:
 
 
 # -- cross scale: the Data Mixing Laws runs ---------------------------------------------------
-MIXINGLAWS = REPO.parent / "shared" / "data" / "mixinglaws"
-#: non-embedding parameters (README of the data; the reference pipeline's MODEL_SIZES)
-NON_EMBEDDING = {
-    "70M": 18_915_328,
-    "160M": 85_056_000,
-    "305M": 201_541_632,
-    "410M": 302_311_424,
-    "1B": 805_736_448,
-}
 CROSS_ESTIMATORS = [
     ("mixing_law", {}),
     ("law_gp", {}),

@@ -289,6 +289,7 @@ def _redis_url() -> str | None:
 def worker_process(home: Path) -> Iterator[subprocess.Popen]:
     """A Celery worker with beat on every queue the settings name, logging to ``home``."""
     from app.core.config import Settings
+    from workers.embedded import worker_command
 
     settings = Settings()
     queues = sorted(
@@ -296,21 +297,8 @@ def worker_process(home: Path) -> Iterator[subprocess.Popen]:
     )
     log_path = home / "worker.log"
     log = open(log_path, "ab")  # noqa: SIM115 - closed below
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers.celery_app",
-        "worker",
-        "-Q",
-        ",".join(queues),
-        "-c",
-        "1",
-        "--loglevel",
-        "INFO",
-        "-n",
-        f"fuzz{os.getpid()}@%h",
+    # the embedded worker's command (one process), plus beat in it and no cluster chatter
+    cmd = worker_command(settings, ",".join(queues), 1, role="fuzz") + [
         "--without-heartbeat",
         "--without-gossip",
         "--without-mingle",

@@ -442,12 +442,9 @@ def _evaluate_pipeline(case: Case, name: str, params: dict, seed: int) -> dict[s
 def _interval(fit: dict, Xq: np.ndarray) -> dict[str, Any]:
     """The API's prediction with its interval at the fit's scale (the chain's, when the fit
     extrapolates)."""
-    try:
-        return pipeline.predict_interval(
-            fit["state"], Xq, level=LEVEL, scaling=fit["scaling"], fidelity=fit["fidelity"]
-        )
-    except TypeError:  # an older pipeline without the chain's interval
-        return {"mean": pipeline.predict(fit["state"], Xq)["objective"], "lower": None}
+    return pipeline.predict_interval(
+        fit["state"], Xq, level=LEVEL, scaling=fit["scaling"], fidelity=fit["fidelity"]
+    )
 
 
 def _evaluate_single(case: Case, name: str, params: dict, seed: int) -> dict[str, Any]:
