@@ -513,13 +513,17 @@ def recommend(
     domains: list[str] | None = None,
     scaling: dict | None = None,
     progress: ProgressFn | None = None,
+    fidelity: dict | None = None,
     **kw: Any,
 ) -> dict[str, Any]:
     """Recommendation (see :func:`mixopt.mixing.optimize.recommend`) from a stored fit.
 
     ``scaling`` is the fit's (``fit_estimator``'s ``scaling``): when the fit answers at a target
     scale through the scaling laws, the bootstrap and the support checks use the extrapolated
-    losses the estimator was fitted on, not the proxies' own. ``kw``: ``trust_region``,
+    losses the estimator was fitted on, not the proxies' own, and the recommendation's interval
+    is the whole chain's (:func:`chain_estimator_sd`, ``interval_method: "chain"``) from the
+    fit's ``fidelity``: the estimator's bootstrap interval alone knows nothing of the laws'
+    error. ``kw``: ``trust_region``,
     ``n_samples``, ``top_k``, ``refine``, ``n_starts``, ``robust``, ``allow_extrapolation``,
     ``prior_label`` (and ``reference``, ``phases``); an off-support recommendation raises
     :class:`~mixopt.mixing.robust.OffSupportError`.
@@ -537,21 +541,44 @@ def recommend(
     if domains is None and getattr(est, "domains_", None) is None:
         domains = getattr(est.final_estimator(), "domains_", None)
     kw = {k: v for k, v in kw.items() if v is not None}
-    return _clean(
-        _recommend(
-            est,
-            Constraints.from_dict(constraints),
-            prior,
-            w,
-            random_state,
-            domains=domains,
-            X=X,
-            Y=Y,
-            n_boot=n_boot,
-            progress=progress,
-            **kw,
-        )
+    rec = _recommend(
+        est,
+        Constraints.from_dict(constraints),
+        prior,
+        w,
+        random_state,
+        domains=domains,
+        X=X,
+        Y=Y,
+        n_boot=n_boot,
+        progress=progress,
+        **kw,
     )
+    rel = chain_sd(scaling)
+    if rel is not None and rec.get("predicted_objective") is not None:
+        level = 0.95  # the level of the estimator's own interval (predict_with_interval)
+        own = rec.get("std") or 0.0  # the GP posterior's or the bootstrap refits' sd
+        lo, hi, sd = chain_interval(
+            [rec["predicted_objective"]], rel, chain_estimator_sd(own, fidelity), level
+        )
+        rec.update(
+            interval=[float(lo[0]), float(hi[0])],
+            interval_method="chain",
+            interval_level=level,
+            std=float(sd[0]),
+            estimator_std=own,
+        )
+    return _clean(rec)
+
+
+def chain_estimator_sd(own_sd: Any, fidelity: dict | None) -> Any:
+    """The estimator's error at a target scale: the larger of its own sd (posterior or
+    bootstrap) and its measured CV error (``fidelity``'s pooled MAE as a normal sd,
+    ``sqrt(pi/2) x MAE``). A posterior fitted on extrapolated losses knows nothing of the
+    error of the laws that made them."""
+    own = np.asarray(own_sd if own_sd is not None else 0.0, dtype=float)
+    mae = ((fidelity or {}).get("pooled") or {}).get("mae")
+    return np.maximum(own, math.sqrt(math.pi / 2) * float(mae)) if mae else own
 
 
 def predict_interval(
@@ -587,12 +614,8 @@ def predict_interval(
     )
     rel = chain_sd(scaling)
     if rel is not None:
-        mae = ((fidelity or {}).get("pooled") or {}).get("mae")
         own = np.asarray(out["std"], dtype=float) if out.get("std") is not None else 0.0
-        # the larger of the model's own sd and its measured CV error (a posterior fitted on
-        # extrapolated losses knows nothing of the error of the laws that made them)
-        est_sd: Any = np.maximum(own, math.sqrt(math.pi / 2) * float(mae)) if mae else own
-        lo, hi, sd = chain_interval(out["mean"], rel, est_sd, level)
+        lo, hi, sd = chain_interval(out["mean"], rel, chain_estimator_sd(own, fidelity), level)
         out.update(lower=lo.tolist(), upper=hi.tolist(), std=sd.tolist(), method="chain")
         out["level"] = level
     return _clean(out)

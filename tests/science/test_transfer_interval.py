@@ -50,3 +50,50 @@ def test_prediction_at_a_target_scale_carries_the_chain_interval():
     # without the fit's scaling: the estimator's own interval only (none for a linear model)
     plain = predict_interval(fit["state"], Xq, level=0.9)
     assert plain["method"] != "chain"
+
+
+def test_recommendation_at_a_target_scale_carries_the_chain_interval():
+    """What the API stores for a recommendation through the scaling laws: the chain's interval
+    at 95%, not the estimator's bootstrap alone (which knows nothing of the laws' error)."""
+    from mixopt.mixing.pipeline import chain_estimator_sd, recommend
+
+    rng = np.random.default_rng(1)
+    X, Y, P, S, curves = [], [], [], [], []
+    for r in rng.dirichlet(np.ones(3), size=8):
+        for N in (2e7, 8e7, 3e8):
+            curves.append(
+                [
+                    (s, {"loss": _law(r, N, s) + rng.normal(0, 2e-3)})
+                    for s in range(4000, 30000, 2000)
+                ]
+            )
+            X.append(r)
+            Y.append([_law(r, N, 30_000) + rng.normal(0, 2e-3)])
+            P.append(N)
+            S.append(30_000.0)
+    fit = fit_estimator(
+        "regmix_linear", {}, np.array(X), np.array(Y), domains=["a", "b", "c"], targets=["loss"],
+        target_scale={"model_params": 1e9, "train_steps": 100_000}, model_params=np.array(P),
+        steps=np.array(S), curves=curves, cv_folds=3,
+    )  # fmt: skip
+    rec = recommend(
+        fit["state"], None, X=np.array(X), Y=np.array(Y), n_boot=8, scaling=fit["scaling"],
+        fidelity=fit["fidelity"], allow_extrapolation=True,
+    )  # fmt: skip
+    assert rec["interval_method"] == "chain" and rec["interval_level"] == 0.95
+    f = rec["predicted_objective"]
+    lo, hi = rec["interval"]
+    rel = chain_sd(fit["scaling"])
+    own = rec["estimator_std"]  # the bootstrap refits' sd of the linear model
+    assert own > 0
+    est_sd = max(own, np.sqrt(np.pi / 2) * fit["fidelity"]["pooled"]["mae"])
+    np.testing.assert_allclose(chain_estimator_sd(own, fit["fidelity"]), est_sd)
+    half = 1.959964 * np.sqrt((rel * f) ** 2 + est_sd**2)
+    np.testing.assert_allclose([lo, hi], [f - half, f + half], rtol=1e-6)
+    # without the fit's scaling the interval is the estimator's own (bootstrap)
+    training = fit["scaling"]["training"]
+    plain = recommend(
+        fit["state"], None, X=training["X"], Y=training["Y"], n_boot=8, allow_extrapolation=True
+    )
+    assert plain["interval_method"].startswith("bootstrap")
+    assert hi - lo > plain["interval"][1] - plain["interval"][0]

@@ -49,6 +49,7 @@ def recommend_task(self, job_id: str) -> None:
             random_state=p.get("random_state", 0),
             domains=inputs["domains"],
             scaling=inputs["scaling"],
+            fidelity=inputs.get("fidelity"),
             prior_label=inputs["prior_label"],
             **(p.get("options") or {}),
             **kw,
