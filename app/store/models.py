@@ -352,8 +352,21 @@ class Fit(Base):
     #: runs of older domain sets: {"mode": "compatible" | "current", "version": the fit's, and after
     #: the fit "by_version": {v: {"runs", "reused", "mapped", "dropped", "reasons"}}, "notes"}
     domain_versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: a label the user gave the fit (settable at creation and by PATCH)
+    name: Mapped[str | None] = mapped_column(String(200))
+    #: the fit's tags, in order; fit_tag holds one row per tag for filtering
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class FitTag(Base):
+    """One row per (fit, tag): lets the fits list filter by tag on any database."""
+
+    __tablename__ = "fit_tag"
+
+    fit_id: Mapped[int] = mapped_column(ForeignKey("fit.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
 
 
 class Recommendation(Base):
@@ -380,7 +393,22 @@ class Recommendation(Base):
     target_scale: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: unconstrained optimum, explanation, fidelity of the source fit, ...
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: a label the user gave the recommendation (settable at creation and by PATCH)
+    name: Mapped[str | None] = mapped_column(String(200))
+    #: the recommendation's tags, in order; recommendation_tag holds one row per tag
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RecommendationTag(Base):
+    """One row per (recommendation, tag): lets the recommendations list filter by tag."""
+
+    __tablename__ = "recommendation_tag"
+
+    recommendation_id: Mapped[int] = mapped_column(
+        ForeignKey("recommendation.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
 
 
 class OnlineSession(Base):
