@@ -14,19 +14,32 @@ from app.store.models import IdempotencyRecord
 
 
 def request_fingerprint(payload: Any, query: dict[str, Any] | None = None) -> str:
-    """A digest of the body and the query. A batch's runs are serialised one by one (one
-    ``json.dumps`` of 50,000 runs held the GIL, and so the event loop, for seconds)."""
+    """sha256 of ``json.dumps({"body": payload, "query": query}, sort_keys=True)``.
+
+    A batch's runs are serialised one by one into the hash (one ``json.dumps`` of 50,000 runs
+    held the GIL, and so the event loop, for seconds), in the layout that single call writes
+    (``", "`` between items, ``": "`` after keys), so the digest is the same as a whole-body
+    dump: a key stored by an earlier release still matches its retried request."""
+    q = query or {}
     runs = payload.get("runs") if isinstance(payload, dict) else None
-    if not isinstance(runs, list):
-        blob = json.dumps({"body": payload, "query": query or {}}, sort_keys=True, default=str)
+    if not isinstance(runs, list) or not all(isinstance(k, str) for k in payload):
+        blob = json.dumps({"body": payload, "query": q}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
-    rest = {k: v for k, v in payload.items() if k != "runs"}
-    digest = hashlib.sha256(b"runs\n")
-    digest.update(
-        json.dumps({"body": rest, "query": query or {}}, sort_keys=True, default=str).encode()
-    )
-    for run in runs:
-        digest.update(b"\n" + json.dumps(run, sort_keys=True, default=str).encode())
+
+    def dump(obj: Any) -> bytes:
+        return json.dumps(obj, sort_keys=True, default=str).encode()
+
+    digest = hashlib.sha256(b'{"body": {')
+    for i, k in enumerate(sorted(payload)):
+        digest.update((b", " if i else b"") + dump(k) + b": ")
+        if k != "runs":
+            digest.update(dump(payload[k]))
+            continue
+        digest.update(b"[")
+        for j, run in enumerate(runs):
+            digest.update((b", " if j else b"") + dump(run))
+        digest.update(b"]")
+    digest.update(b'}, "query": ' + dump(q) + b"}")
     return digest.hexdigest()
 
 

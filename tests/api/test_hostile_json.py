@@ -387,3 +387,26 @@ def test_healthz_answers_while_a_large_body_is_checked(live_server, admin_token,
     assert field == "runs[60000].mixture.d0" and message.startswith("NaN")
     assert len(checked) == 1 and max(latencies) < 2, (checked, latencies)
     assert len(latencies) > 10  # polled throughout the check
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"runs": []},
+        {"runs": [{"mixture": {"z": 0.5, "a": 0.5}, "name": 'é\n"$(x)', "tags": ["b", "a"]}]},
+        {"zz": [1, 2], "runs": [{"x": 1.5e300}, {"y": None}], "aa": {"k": True}},
+        {"runs": "not a list"},
+        {"name": "one run", "mixture": {"web": 1.0}},
+    ],
+)
+@pytest.mark.parametrize("query", [None, {"normalize": True}])
+def test_a_batch_fingerprint_streamed_run_by_run_is_the_whole_body_digest(payload, query):
+    """A key stored before the fingerprint was streamed still matches its retried request:
+    the digest is the one of a single ``json.dumps`` of the whole body (the first release's)."""
+    import hashlib
+    import json
+
+    from app.services.idempotency import request_fingerprint
+
+    whole = json.dumps({"body": payload, "query": query or {}}, sort_keys=True, default=str)
+    assert request_fingerprint(payload, query) == hashlib.sha256(whole.encode()).hexdigest()
