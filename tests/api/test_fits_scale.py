@@ -133,6 +133,21 @@ def test_predict_at_target_scale_equals_the_law_and_untrusted_recommendation_409
         headers=admin,
     )
     assert other.status_code == 422 and "target_scale" in other.json()["detail"]
+    # a recommendation through the laws carries the whole chain's interval (issue 23, item 3)
+    r = client.post(
+        f"/v1/projects/{p['id']}/recommendations",
+        json={"fit_id": fit["id"], "n_boot": 4, "allow_extrapolation": True},
+        headers=admin,
+    )
+    assert r.status_code == 202, r.text
+    job = wait_job(client, admin, r.json()["job"]["id"], timeout=240)
+    assert job["state"] == "succeeded", job["error"]
+    chained = client.get(
+        f"/v1/projects/{p['id']}/recommendations/{job['result']['recommendation_id']}",
+        headers=admin,
+    ).json()
+    assert chained["details"]["interval_method"] == "chain"
+    assert chained["interval_low"] < chained["predicted"] < chained["interval_high"]
 
     # an untrusted fit: LightGBM that cannot split (min_child_samples above the run count)
     small = {"model_params": int(P[0]), "train_steps": int(S[0])}
