@@ -12,7 +12,10 @@ so the pruning is an acquisition (expected improvement or a lower confidence bou
 a plain top-k of the predicted loss:
 
 1. **Round 1** (:func:`first_round`): the usual space-filling RegMix draw
-   (:func:`mixopt.mixing.design.regmix_swarm` with ``space_filling=True``).
+   (:func:`mixopt.mixing.design.regmix_swarm` with ``space_filling=True``) of twice the round
+   size (:func:`round_sizes`): CLIMB gives its first iteration the largest share (64 proxy runs,
+   twice the second iteration's 32), since every later round is only as good as the model the
+   first one lets us fit.
 2. **Each later round** (:func:`next_round`): fit the estimator on every run so far; draw
    ``n_candidates`` feasible candidates, a fraction ``global_fraction`` over the whole simplex
    (Dirichlet draws around the prior, as :func:`~mixopt.mixing.design.suggest_next`) and the
@@ -57,6 +60,10 @@ Defaults, and why
 * ``tol = 0.005`` nats, ``patience = 2``: half the 0.01 regret the synthetic check asks for,
   and two rounds without that progress (one flat round is common when a round fills a gap
   far from the optimum).
+* ``FIRST_ROUND_FACTOR = 2`` (round 1 = 2 x round size): CLIMB's 64 / 32 ratio. With a first
+  round of one round size, the rounds on ``bench/rounds_synthetic.py``'s worlds were ahead at
+  16 runs but behind from 24 on (K = 5, 7: a GP on 8 runs in 5-7 dimensions centres the region
+  on the wrong mixture); with two, see the bench's table.
 * ``n_candidates = 2000``: candidate scoring is ~1 ms per 1,000 candidates for a GP on tens of
   runs; more candidates do not change the synthetic curves (bench).
 
@@ -93,6 +100,7 @@ DEFAULT_TOL = 0.005
 DEFAULT_PATIENCE = 2
 DEFAULT_N_CANDIDATES = 2000
 DEFAULT_N_BOOTSTRAP = 8
+FIRST_ROUND_FACTOR = 2
 
 
 @dataclass
@@ -404,13 +412,15 @@ def should_stop(
 
 
 def round_sizes(total_budget: int, round_size: int) -> list[int]:
-    """Runs per round: ``round_size`` each, the last round takes what is left."""
+    """Runs per round: round 1 takes ``FIRST_ROUND_FACTOR x round_size`` (at most the budget),
+    every later round ``round_size``, the last one what is left."""
     total, size = int(total_budget), int(round_size)
     if size < 1 or total < 1 or size > total:
         raise ValueError("need 1 <= round_size <= total_budget")
-    out = [size] * (total // size)
-    if total % size:
-        out.append(total % size)
+    first = min(total, FIRST_ROUND_FACTOR * size)
+    out = [first] + [size] * ((total - first) // size)
+    if (total - first) % size:
+        out.append((total - first) % size)
     return out
 
 
@@ -431,7 +441,6 @@ def run_rounds(
     total_budget: int,
     round_size: int,
     *,
-    first_size: int | None = None,
     constraints: Constraints | dict | None = None,
     domains: list[str] | None = None,
     estimator_factory: Callable[[], MixingEstimator] | None = None,
@@ -442,12 +451,10 @@ def run_rounds(
     **round_params: Any,
 ) -> RoundsResult:
     """Run the whole loop against ``evaluate(W) -> losses`` (a simulator, or a benchmark's
-    trainer): round 1 of ``first_size`` (default ``round_size``) space-filling runs, then rounds
-    of ``round_size`` until ``total_budget`` runs or the stopping rule."""
-    first = int(first_size or round_size)
-    sizes = [first] + (
-        round_sizes(total_budget - first, round_size) if total_budget > first else []
-    )
+    trainer): the rounds of :func:`round_sizes` (round 1 space-filling) until ``total_budget``
+    runs or the stopping rule."""
+    sizes = round_sizes(total_budget, round_size)
+    first = sizes[0]
     X = first_round(
         prior, first, constraints=constraints, domains=domains, random_state=random_state
     )

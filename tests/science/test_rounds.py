@@ -1,0 +1,109 @@
+"""The swarm in rounds (:mod:`mixopt.mixing.rounds`): on data-mixing-law worlds with a known
+optimum it beats a one-shot space-filling swarm of the same size on average over seeds; its
+batches are feasible, spread and move toward the optimum; the stopping rule and round sizes."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from bench.rounds_synthetic import make_world, one_shot_curve, rounds_curve
+from mixopt.mixing import rounds
+from mixopt.mixing.constraints import Constraints
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def test_rounds_beat_one_shot_on_average_over_seeds():
+    # bench/rounds_synthetic.py made small: K = 3, 5, 7, 4 worlds each, round 1 of 16 runs then
+    # rounds of 8 up to 32, against one-shot space-filling swarms of 24 and 32; the regret is the
+    # TRUE loss at the recommended mixture minus the true optimum, averaged over every world
+    one, rnd = [], []
+    for K in (3, 5, 7):
+        for seed in range(4):
+            world = make_world(K, seed, noise=0.01)
+            one.append(one_shot_curve(world, K, [24, 32], seed))
+            rnd.append(rounds_curve(world, K, 32, 8, seed)[0][1:])
+    assert np.mean(rnd) < np.mean(one), (np.mean(one, axis=0), np.mean(rnd, axis=0))
+
+
+def test_next_round_is_feasible_spread_and_moves_toward_the_optimum():
+    K = 4
+    world = make_world(K, 1, noise=0.0)
+    domains = [f"d{i}" for i in range(K)]
+    c = Constraints(upper={"d0": 0.6}, lower={"d3": 0.05})
+    X = rounds.first_round(np.ones(K), 12, constraints=c, domains=domains, random_state=0)
+    y = world.truth(X)
+    plan = rounds.next_round(X, y, 6, round_index=2, constraints=c, domains=domains, random_state=0)
+    W = plan.mixtures
+    assert W.shape == (6, K)
+    assert all(c.satisfied(w, domains) for w in W)
+    gaps = np.linalg.norm(W[:, None] - np.vstack([X, W])[None], axis=2)
+    gaps[np.arange(6), 12 + np.arange(6)] = np.inf
+    assert gaps.min() >= rounds.DEFAULT_MIN_DISTANCE_FACTOR * plan.radius - 1e-9
+    # the new runs are on average better than the first round's, by the truth
+    assert world.truth(W).mean() < y.mean()
+    lo, hi = plan.best_interval
+    assert lo <= plan.best_loss <= hi
+    assert plan.regret >= 0
+    assert plan.summary(domains)["best_mixture"].keys() == set(domains)
+
+
+def test_region_shrinks_and_lcb_is_accepted():
+    assert rounds.region_radius(1) == 1.0
+    assert rounds.region_radius(2) == 0.5
+    assert rounds.region_radius(3) == 0.25
+    assert rounds.region_radius(50) == rounds.DEFAULT_MIN_RADIUS
+    world = make_world(3, 0, noise=0.0)
+    X = rounds.first_round(np.ones(3), 8, random_state=1)
+    plan = rounds.next_round(X, world.truth(X), 4, round_index=3, acquisition="lcb")
+    assert plan.mixtures.shape == (4, 3) and plan.radius == 0.25
+    with pytest.raises(ValueError, match="acquisition"):
+        rounds.next_round(X, world.truth(X), 4, round_index=2, acquisition="ucb")
+
+
+def test_an_estimator_without_std_gets_bootstrap_uncertainty():
+    from mixopt.mixing.base import get_estimator
+    from mixopt.mixing import mixing_law  # noqa: F401  (registers mixing_law)
+
+    world = make_world(3, 2, noise=0.0)
+    X = rounds.first_round(np.ones(3), 16, random_state=0)
+    plan = rounds.next_round(
+        X, world.truth(X), 4, round_index=2, estimator=get_estimator("mixing_law")
+    )
+    assert plan.mixtures.shape == (4, 3)
+    assert plan.best_interval[1] > plan.best_interval[0]  # spread of the refits
+
+
+def test_should_stop_and_round_sizes():
+    assert not rounds.should_stop([0.1, 0.05], tol=0.005, patience=2)
+    assert not rounds.should_stop([0.1, 0.05, 0.049, 0.02], tol=0.005, patience=2)
+    assert rounds.should_stop([0.1, 0.05, 0.049, 0.048], tol=0.005, patience=2)
+    assert rounds.should_stop([0.1, 0.05, 0.06, 0.052], tol=0.005, patience=2)
+    assert rounds.round_sizes(20, 8) == [16, 4]
+    assert rounds.round_sizes(30, 8) == [16, 8, 6]
+    assert rounds.round_sizes(16, 8) == [16]
+    assert rounds.round_sizes(12, 8) == [12]
+    with pytest.raises(ValueError):
+        rounds.round_sizes(4, 8)
+
+
+def test_run_rounds_stops_early_on_a_flat_world():
+    # a world where every mixture has the same loss: the predicted regret cannot fall, so the
+    # rule stops well before the budget
+    res = rounds.run_rounds(
+        lambda W: np.full(len(W), 3.0) + 1e-4 * np.random.default_rng(0).normal(size=len(W)),
+        np.ones(3),
+        64,
+        8,
+        random_state=0,
+    )
+    assert res.stopped_early
+    assert len(res.y) < 64
