@@ -17,8 +17,8 @@ mixture it recommends (the best predicted mixture of a GP fitted on its n runs,
   drawn anew for every n (what a user would have trained with that budget);
 * rounds: :func:`mixopt.mixing.rounds.run_rounds`, round 1 of 2 x ``--round-size``
   space-filling runs (the same draw as one-shot's at that size), then ``--round-size`` runs per
-  round up to ``--budget`` (no early stop here, to draw the whole curve; the stopping rule's round is
-  reported separately), its regret after each round.
+  round up to ``--budget`` (no early stop here, to draw the whole curve; the stopping rule's
+  round is reported separately), its regret after each round.
 
 Prints the regret curve (mean over seeds, per K and overall), the runs each strategy needed to
 reach a regret below 0.01 (the issue's target; "-" when never within the budget), and where

@@ -70,8 +70,8 @@ def test_region_shrinks_and_lcb_is_accepted():
 
 
 def test_an_estimator_without_std_gets_bootstrap_uncertainty():
-    from mixopt.mixing.base import get_estimator
     from mixopt.mixing import mixing_law  # noqa: F401  (registers mixing_law)
+    from mixopt.mixing.base import get_estimator
 
     world = make_world(3, 2, noise=0.0)
     X = rounds.first_round(np.ones(3), 16, random_state=0)
