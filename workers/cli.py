@@ -49,14 +49,13 @@ def serve(
 ) -> None:
     """Run the API (and a supervised Celery worker + beat: see workers.embedded)."""
     _need_server()
-    import logging
-
     import uvicorn
 
     from app.bootstrap import prepare
+    from app.core import logs
     from app.core.config import get_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    logs.configure()  # one handler, MIXOPT_LOG_FORMAT's format: each record written once
     settings = get_settings()
     plain = prepare(settings)
     console.print(
@@ -82,7 +81,15 @@ def serve(
     try:
         # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from 127.0.0.1 as the
         # client; mixopt reads it itself, from MIXOPT_TRUSTED_PROXIES only (app/api/ratelimit)
-        uvicorn.run("app.main:app", host=host, port=port, log_level="info", proxy_headers=False)
+        # log_config None: uvicorn keeps the handler installed above (its own would add a second)
+        uvicorn.run(
+            "app.main:app",
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=None,
+            proxy_headers=False,
+        )
     finally:
         if supervisor is not None:
             supervisor.stop()

@@ -120,15 +120,19 @@ def log_format() -> str:
 def configure(
     fmt: str | None = None, level: int = logging.INFO, logger: logging.Logger | None = None
 ) -> None:
-    """Install the formatter on ``logger`` (default: root) and on uvicorn's loggers. In JSON
-    mode uvicorn's access lines are replaced by the API's own (:func:`access_log`)."""
+    """Install the formatter on ``logger`` (default: root) and on uvicorn's loggers, so that
+    every record is written once, in one format: on the root logger it replaces any plain
+    stream handler already there (``logging.basicConfig``'s: with both, each record was written
+    twice, plain and JSON), and uvicorn's loggers write through it. uvicorn's access lines are
+    dropped: the API writes its own, with the request id (:func:`access_log`)."""
     fmt = fmt or log_format()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
     target = logger or logging.getLogger()
     for h in list(target.handlers):
-        if getattr(h, "_mixopt", False):
+        # type(...) is: pytest's capture handlers subclass StreamHandler and stay
+        if getattr(h, "_mixopt", False) or (logger is None and type(h) is logging.StreamHandler):
             target.removeHandler(h)
     handler._mixopt = True  # type: ignore[attr-defined]
     target.addHandler(handler)
@@ -137,7 +141,7 @@ def configure(
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
             lg = logging.getLogger(name)
             lg.handlers = []
-            lg.propagate = name != "uvicorn.access" or fmt != "json"
+            lg.propagate = name != "uvicorn.access"
 
 
 access = logging.getLogger("mixopt.access")
