@@ -43,6 +43,7 @@ TASK_MODULES = [
     "workers.tasks.online",
     "workers.tasks.training",
     "workers.tasks.validations",
+    "workers.tasks.experts",
 ]
 celery_app = Celery("mixopt", include=TASK_MODULES)
 celery_app.conf.update(celery_config(get_settings()))

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from app.api.routes import (
     domains,
+    experts,
     exports,
     fits,
     health,
@@ -33,6 +34,7 @@ for module in (
     suggestions,
     swarms,
     validations,
+    experts,
     online,
     jobs,
     exports,

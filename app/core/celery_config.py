@@ -19,6 +19,8 @@ REMIX = "mixopt.remix"
 ONLINE_TICK = "mixopt.online_tick"
 REMIX_SESSION = "mixopt.remix_session"
 REAP_STALE_JOBS = "mixopt.reap_stale_jobs"
+TRAIN_EXPERTS = "mixopt.train_experts"
+SWARM_ROUNDS = "mixopt.swarm_rounds"
 
 #: job kind (the ``job.kind`` column) -> the task that runs the job
 KIND_TASKS = {
@@ -30,6 +32,8 @@ KIND_TASKS = {
     "validate": VALIDATE,
     "validate_part": VALIDATE_PART,
     "remix": REMIX,
+    "train_experts": TRAIN_EXPERTS,
+    "swarm_rounds": SWARM_ROUNDS,
 }
 
 #: stands for ``MIXOPT_MAINTENANCE_QUEUE`` in TASK_QUEUES (beat's housekeeping, its own worker)
@@ -47,6 +51,9 @@ TASK_QUEUES = {
     ONLINE_TICK: MAINTENANCE,
     REMIX_SESSION: "default",
     REAP_STALE_JOBS: MAINTENANCE,
+    TRAIN_EXPERTS: "gpu",
+    #: sent on its swarm's queue (job.queue): it plans the next round where the runs train
+    SWARM_ROUNDS: "gpu",
 }
 
 

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     max_observations: int = Field(default=10_000, ge=1)
     #: most mixtures in one predict request
     max_predict_mixtures: int = Field(default=10_000, ge=1)
+    #: largest uploaded expert probability file (``.npy``), bytes (413 above): 32 MiB holds 16M
+    #: float16 (8M float32) token probabilities
+    max_expert_probs_bytes: int = Field(default=32 * 2**20, ge=1024)
     #: most runs in one swarm
     max_swarm_count: int = Field(default=1024, ge=1)
     #: most training steps of one proxy run

@@ -525,3 +525,43 @@ class AuthFailure(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_auth_failure_window_start", "window_start"),)
+
+
+class Expert(Base):
+    """A domain expert of a project (Mixture of Data Experts, Belenki et al. 2025): a model
+    trained on one domain alone (``origin`` trained) or told about by an external trainer
+    (``uploaded``), and, for every validation domain, the expert's probability of each observed
+    next token over the trainer's fixed evaluation windows (a float16 ``.npy`` file under
+    ``<home>/experts``; :mod:`app.services.experts`)."""
+
+    __tablename__ = "expert"
+    __table_args__ = (UniqueConstraint("project_id", "domain", name="uq_expert_project_domain"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
+    #: the domain the expert was trained on
+    domain: Mapped[str] = mapped_column(String(200))
+    #: queued | running | succeeded | failed | cancelled (trained); partial | succeeded (uploaded)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    #: trained (by a worker) | uploaded (probabilities from an external trainer)
+    origin: Mapped[str] = mapped_column(String(16), default="trained")
+    preset: Mapped[str | None] = mapped_column(String(32))
+    train_steps: Mapped[int | None] = mapped_column(Integer)
+    train_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    seed: Mapped[int | None] = mapped_column(Integer)
+    #: the evaluation windows the probabilities are over (tokens per window, number of windows)
+    block_size: Mapped[int] = mapped_column(Integer)
+    n_windows: Mapped[int] = mapped_column(Integer)
+    #: {validation domain: {"file", "shape", "dtype", "sha256", "shard", "val_tokens"}}; ``file``
+    #: is relative to the experts directory
+    probs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: {validation domain: -mean log p over the stored probabilities}
+    losses: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    #: training details (device, parameters, tokens/s, the trainer's own validation losses)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -27,6 +27,7 @@ from app.services.dispatch import queue_depth, send_job
 from app.store.db import session_scope
 from app.store.models import Fit, Job, Run, utcnow
 from workers.celery_app import celery_app
+from workers.tasks.experts import mark_experts
 from workers.tasks.validations import mark_validation, release_runs
 
 log = logging.getLogger("mixopt.reaper")
@@ -51,6 +52,8 @@ def _mark_target(s, job: Job, reason: str) -> None:
         mark_validation(p["validation_id"], "cancelled")(s, reason)
     elif job.kind == "validate_part":
         release_runs(job.id, "queued")(s, reason)  # the validation's job takes its runs back
+    elif job.kind == "train_experts":
+        mark_experts(job.id, "cancelled")(s, reason)
 
 
 def _cancel_ended(s, job: Job, reason: str) -> bool:
