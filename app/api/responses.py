@@ -50,6 +50,8 @@ def bundle_response(spec: exports.MixtureExport, format: str, part: str | None) 
     """The export as a download: the one file, the named ``part``, or a zip of all files."""
     bundle = exports.render(format, spec)
     headers = {"Cache-Control": "no-store"}
+    if bundle.notes:  # what the trainer will not enforce (Megatron's epoch caps)
+        headers["X-Mixopt-Notes"] = exports.notes_header(bundle)
     if part is not None:
         if part not in bundle.files:
             raise NotFound(f"part {part!r} not found; the {format} export has {list(bundle.files)}")

@@ -17,7 +17,7 @@ from app.services import fits as fit_service
 from app.services import online as online_service
 from app.services import recommendations as rec_service
 from app.services.errors import Invalid, NotFound
-from app.store.models import Project
+from app.store.models import Fit, Project, Recommendation
 from mixopt import exports as writers
 from mixopt.exports import FORMATS, LABELS, Bundle, MixtureExport
 
@@ -30,7 +30,11 @@ __all__ = [
     "for_baseline",
     "for_online_session",
     "for_recommendation",
+    "notes_header",
+    "recommendation_epoch_warnings",
+    "recommendation_spec",
     "render",
+    "requested_scale",
 ]
 
 
@@ -75,8 +79,42 @@ def _base(project: Project, mixture: dict[str, float], **kw: Any) -> MixtureExpo
     )
 
 
+def notes_header(bundle: Bundle, limit: int = 2000) -> str:
+    """``bundle.notes`` as one HTTP header value: one line, ASCII (other characters as
+    ``\\uXXXX``), at most ``limit`` characters (then it points to the notes file)."""
+    text = " | ".join(" ".join(n.split()) for n in bundle.notes)
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    if len(text) > limit:
+        text = text[: limit - 40].rstrip() + " ... (the rest in the notes file)"
+    return text
+
+
+def requested_scale(session: Session, rec: Recommendation) -> dict[str, Any]:
+    """The scale a recommendation was asked for: what the request gave (stored as
+    ``details.requested_scale``), else the target its fit was made for. Never the proxy runs'
+    own scale, which ``rec.target_scale`` holds when no target was asked for (it is the scale
+    the answer is for): the export's budget is then ``constraints.target_tokens``. A
+    recommendation from before ``requested_scale`` was stored whose fit is gone keeps
+    ``target_scale`` (nothing else says what it was asked for)."""
+    details = rec.details or {}
+    fit = session.get(Fit, rec.fit_id) if rec.fit_id is not None else None
+    asked = dict(details.get("requested_scale") or {})
+    if fit is not None and fit.target_scale:
+        return {**dict(fit.target_scale), **asked}
+    if asked or "requested_scale" in details or fit is not None:
+        return asked
+    return dict(rec.target_scale or {})
+
+
 def for_recommendation(session: Session, project: Project, rec_id: int) -> MixtureExport:
-    rec = rec_service.get_recommendation(session, project, rec_id)
+    return recommendation_spec(
+        session, project, rec_service.get_recommendation(session, project, rec_id)
+    )
+
+
+def recommendation_spec(session: Session, project: Project, rec: Recommendation) -> MixtureExport:
+    """What a recommendation exports: its mixture (or phases), the budget it was asked for
+    (:func:`requested_scale`) and the constraints it was made under."""
     origin: dict[str, Any] = {
         "kind": "recommendation",
         "project_id": project.id,
@@ -104,7 +142,7 @@ def for_recommendation(session: Session, project: Project, rec_id: int) -> Mixtu
     spec = _base(
         project,
         rec.mixture,
-        scale=dict(rec.target_scale or {}),
+        scale=requested_scale(session, rec),
         origin=origin,
         slug=f"project-{project.id}-recommendation-{rec.id}",
         phases=((rec.details or {}).get("staged") or {}).get("phases"),
@@ -115,6 +153,15 @@ def for_recommendation(session: Session, project: Project, rec_id: int) -> Mixtu
         **{k: v for k, v in (rec.constraints or {}).items() if v is not None},
     }
     return spec
+
+
+def recommendation_epoch_warnings(
+    session: Session, project: Project, rec: Recommendation
+) -> list[str]:
+    """Domains the recommendation reads beyond their epoch cap at the budget its exports use,
+    over all its phases when staged (:func:`mixopt.exports.epoch_warnings`: the figure the
+    exports' notes give)."""
+    return writers.epoch_warnings(recommendation_spec(session, project, rec))
 
 
 def for_baseline(project: Project, name: str) -> MixtureExport:

@@ -65,7 +65,10 @@ from mixopt.exports.spec import (
     Bundle,
     ExportError,
     MixtureExport,
-    constraint,
+    batch_phases,
+    epoch_report,
+    epoch_warnings,
+    epochs_read,
     max_epochs,
     phase_epoch_caps,
     rounded_weights,
@@ -80,6 +83,10 @@ __all__ = [
     "Bundle",
     "ExportError",
     "MixtureExport",
+    "batch_phases",
+    "epoch_report",
+    "epoch_warnings",
+    "epochs_read",
     "max_epochs",
     "phase_epoch_caps",
     "render",
@@ -106,44 +113,58 @@ LABELS = {fmt: m.LABEL for fmt, m in WRITERS.items()}
 
 def render(fmt: str, spec: MixtureExport) -> Bundle:
     """The export of ``spec`` in ``fmt`` (one of :data:`FORMATS`); :class:`ExportError` names
-    what the project must declare when something the format needs is missing."""
+    what the project must declare when something the format needs is missing.
+
+    A staged recommendation (``spec.phases``) is written by the writer itself when its format
+    holds phases (``STAGED = "self"``: JSON, Levanter's stages) or as one file set per phase
+    under ``phaseK-<name>/`` (``STAGED = "per-phase"``), each with the phase's mixture, token
+    budget, share of the epoch caps (:func:`phase_epoch_caps`), start and what the earlier
+    phases read; a writer that holds no phases (``STAGED = None``) is a 422 naming the format,
+    never its first phase alone. A writer's optional ``notes(spec)`` says what its trainer
+    will not enforce (:attr:`Bundle.notes`, written to its ``NOTES_FILE`` as well).
+    """
     if fmt not in WRITERS:
         raise ExportError(f"format must be one of {list(FORMATS)}, not {fmt!r}", "format")
     weights = weights_of(spec)
     writer = WRITERS[fmt]
+    notes = list(writer.notes(spec)) if hasattr(writer, "notes") else []
     if spec.phases and writer.STAGED == "per-phase":
-        # staged: one config per phase, each with the phase's mixture and token budget
-        files: dict[str, str] = {}
-        for k, (p, caps) in enumerate(zip(spec.phases, phase_epoch_caps(spec), strict=True)):
-            cons = dict(spec.constraints or {})
-            if caps:
-                cons["max_epochs_per_domain"] = {
-                    **(cons.get("max_epochs_per_domain") or {}),
-                    **caps,
-                }
-            sub = replace(
-                spec,
-                mixture=dict(p["mixture_by_domain"]),
-                phases=None,
-                constraints=cons,
-                scale={**(spec.scale or {}), "train_tokens": int(p["tokens"]), "train_steps": None},
-                slug=f"{spec.slug}-phase{k}-{p['name']}",
-            )
-            for name, text in writer.write(sub, weights_of(sub)).items():
-                files[f"phase{k}-{p['name']}/{name}"] = text
-        return Bundle(files)
-    if spec.phases and writer.STAGED == "schedule":
-        batch = int(
-            constraint(
-                spec,
-                "global_batch_tokens",
-                fmt,
-                "the global batch size in tokens (phases start at a step)",
-            )
+        files = _per_phase(writer, spec)
+    elif spec.phases and writer.STAGED != "self":
+        raise ExportError(
+            f"the {fmt} format cannot hold the {len(spec.phases)} phases of a staged "
+            "recommendation: export it as json, olmo-core, megatron, hf, levanter, regmix or "
+            "olmix",
+            "format",
         )
-        # lazy: mixopt.mixing loads every estimator (~1.5 s), which the API does not pay at start
-        from mixopt.mixing.staged import levanter_weights
+    else:
+        files = writer.write(spec, weights)
+    if notes and getattr(writer, "NOTES_FILE", None):
+        files[writer.NOTES_FILE] = "\n\n".join(notes) + "\n"
+    return Bundle(files, notes)
 
-        schedule = levanter_weights({"phases": spec.phases}, batch)
-        spec = replace(spec, schedule=[(s, w) for s, w in schedule])
-    return Bundle(writer.write(spec, weights))
+
+def _per_phase(writer: ModuleType, spec: MixtureExport) -> dict[str, str]:
+    """One file set per phase, ``phaseK-<name>/<file>`` (see :func:`render`)."""
+    files: dict[str, str] = {}
+    phases = batch_phases(spec)
+    read: dict[str, float] = {}
+    for k, (p, caps) in enumerate(zip(phases, phase_epoch_caps(spec), strict=True)):
+        cons = dict(spec.constraints or {})
+        if caps:
+            cons["max_epochs_per_domain"] = {**(cons.get("max_epochs_per_domain") or {}), **caps}
+        sub = replace(
+            spec,
+            mixture=dict(p["mixture_by_domain"]),
+            phases=None,
+            constraints=cons,
+            scale={**(spec.scale or {}), "train_tokens": int(p["tokens"]), "train_steps": None},
+            slug=f"{spec.slug}-phase{k}-{p['name']}",
+            start_tokens=int(p.get("start_tokens") or 0),
+            read_before=dict(read),
+        )
+        for name, text in writer.write(sub, weights_of(sub)).items():
+            files[f"phase{k}-{p['name']}/{name}"] = text
+        for d, w in p["mixture_by_domain"].items():
+            read[d] = read.get(d, 0.0) + float(w) * float(p["tokens"])
+    return files

@@ -2,7 +2,10 @@
 ``load_dataset(builder, data_files=...)`` per domain, ``interleave_datasets`` with per-example
 probabilities ``p_i ∝ w_i / (tokens_i / documents_i)`` (mixopt's weights are token shares), a
 seed, each domain capped at ``documents_i x max_epochs_i`` examples and the stream cut at the
-token budget."""
+token budget. A staged recommendation is one script per phase (``phaseK-<name>/hf_mixture.py``):
+each with its phase's mixture, tokens and share of the caps, and each domain's stream starting
+after the examples the earlier phases are expected to read (``skip``), so the phases read on
+through the files instead of starting them again."""
 
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ from mixopt.exports.spec import (
 
 FORMAT = "hf"
 LABEL = "HF datasets"
-#: a staged recommendation: the writer reads ``spec.phases`` itself, if at all
-STAGED: str | None = None
+#: a staged recommendation: one script per phase (``phaseK-name/``)
+STAGED: str | None = "per-phase"
 
 
 HF_SCRIPT = '''"""Interleave the domains with Hugging Face datasets in the mixture \
@@ -37,11 +40,11 @@ Needs Hugging Face datasets >= 4 (IterableDataset.repeat, usable with split_data
 mixopt's weights are token shares; interleave_datasets draws examples, so each domain's
 probability is its weight divided by its mean tokens per document. Each domain is repeated at
 most its epoch cap (documents x max_epochs examples, read in order), the stream stops when a
-domain reaches its cap ("first_exhausted") and is cut at the token budget.
+domain reaches its cap ("first_exhausted") and is cut at the token budget. In a staged export
+(one script per phase), a domain's stream skips what the earlier phases read ("skip").
 """
 
 import json
-import math
 
 from datasets import interleave_datasets, load_dataset
 
@@ -54,8 +57,8 @@ def domain_stream(d):
     if d["text_field"] != "text":
         ds = ds.rename_column(d["text_field"], "text")
     if d["max_examples"] is None:
-        return ds
-    return ds.repeat(math.ceil(d["max_epochs"])).take(d["max_examples"])
+        return ds.skip(d["skip"]) if d["skip"] else ds
+    return ds.repeat(d["repeats"]).skip(d["skip"]).take(d["max_examples"])
 
 
 def build():
@@ -98,6 +101,9 @@ def hf_plan(spec: MixtureExport, weights: dict[str, float]) -> dict[str, Any]:
         files, builder = raw_files(spec, d, fmt)
         mean_tokens = float(d["token_count"]) / float(d["documents"])
         epochs = max_epochs(spec, d["name"])
+        # examples of this domain the earlier phases read (a staged export's later phase)
+        skip = int(round(float((spec.read_before or {}).get(d["name"], 0.0)) / mean_tokens))
+        max_examples = None if epochs is None else int(math.floor(d["documents"] * epochs))
         rows.append(
             {
                 "name": d["name"],
@@ -107,9 +113,11 @@ def hf_plan(spec: MixtureExport, weights: dict[str, float]) -> dict[str, Any]:
                 "weight": w,
                 "mean_tokens": mean_tokens,
                 "max_epochs": epochs,
-                "max_examples": None
-                if epochs is None
-                else int(math.floor(d["documents"] * epochs)),
+                "max_examples": max_examples,
+                "skip": skip,
+                "repeats": None
+                if max_examples is None
+                else max(1, math.ceil((skip + max_examples) / int(d["documents"]))),
             }
         )
         per_example.append(w / mean_tokens)

@@ -3,7 +3,14 @@ whitespace and reads ``weight prefix`` pairs with ``megatron.core.datasets.utils
 get_blend_from_list``) and ``per_split_data_args.json`` for ``--per-split-data-args-path``
 (``{"train": [...], "valid": ..., "test": ...}``; valid/test from ``trainer_paths[
 "megatron:valid"]`` and ``["megatron:test"]`` when declared, else null). Prefixes are the
-``..._text_document`` stems."""
+``..._text_document`` stems.
+
+Megatron does not enforce epoch caps: its blended dataset draws each prefix's share of the
+samples and repeats a prefix as often as that takes. ``MEGATRON_NOTES.txt`` (and the API's
+``X-Mixopt-Notes`` header) says so, with the expected repetition of each domain, ``weight x
+budget / tokens`` summed over the phases (:func:`mixopt.exports.spec.epoch_report`), beside
+its cap. ``data_args.txt`` cannot carry the note: Megatron-LM reads it with
+``get_blend_from_list(f.read().split())``, so a comment would be read as weights and prefixes."""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from typing import Any
 from mixopt.exports.spec import (
     ExportError,
     MixtureExport,
+    epoch_report,
     field_of,
     trainer_paths,
     weighted_domains,
@@ -23,6 +31,36 @@ FORMAT = "megatron"
 LABEL = "Megatron"
 #: a staged recommendation: one file set per phase (``phaseK-name/``)
 STAGED: str | None = "per-phase"
+#: where :func:`notes` go in the bundle (beside ``data_args.txt``, which cannot hold comments)
+NOTES_FILE = "MEGATRON_NOTES.txt"
+
+
+def notes(spec: MixtureExport) -> list[str]:
+    """Megatron repeats a domain as often as its weight needs (no epoch caps): the expected
+    repetition of each domain (:func:`~mixopt.exports.spec.epoch_report`) and its cap."""
+    head = (
+        "Megatron does not enforce epoch caps: it repeats each domain as often as its weight "
+        "needs over the training."
+    )
+    try:
+        rows = epoch_report(spec, "megatron")
+    except ExportError:
+        return [
+            head + " The expected repetition of a domain is weight x training tokens / its "
+            "tokens (set constraints.target_tokens for the figures)."
+        ]
+    lines = [
+        head
+        + " Expected repetition per domain (weight x training tokens / domain tokens"
+        + (f", summed over {len(spec.phases)} phases" if spec.phases else "")
+        + "), against its cap:"
+    ]
+    for r in rows:
+        e = "unknown (no token count)" if r["epochs"] is None else f"{r['epochs']:.4g} epochs"
+        cap = "no cap" if r["cap"] is None else f"cap {r['cap']:g}"
+        flag = "  EXCEEDS THE CAP" if r["over"] else ""
+        lines.append(f"  {r['name']!r}: {e}, {cap}{flag}")
+    return ["\n".join(lines)]
 
 
 def prefix(spec: MixtureExport, d: dict[str, Any], key: str) -> str:

@@ -11,8 +11,8 @@ from mixopt.exports.spec import MixtureExport, rounded_weights
 
 FORMAT = "json"
 LABEL = "JSON"
-#: a staged recommendation: the writer reads ``spec.phases`` itself, if at all
-STAGED: str | None = None
+#: a staged recommendation: the writer reads ``spec.phases`` itself (one file)
+STAGED: str | None = "self"
 
 
 def write(spec: MixtureExport, weights: dict[str, float]) -> dict[str, str]:

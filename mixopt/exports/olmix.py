@@ -9,8 +9,8 @@ from mixopt.exports.spec import MixtureExport
 
 FORMAT = "olmix"
 LABEL = "olmix"
-#: a staged recommendation: the writer reads ``spec.phases`` itself, if at all
-STAGED: str | None = None
+#: a staged recommendation: one proposal file per phase (``phaseK-name/``)
+STAGED: str | None = "per-phase"
 
 
 def write(spec: MixtureExport, weights: dict[str, float]) -> dict[str, str]:

@@ -52,13 +52,21 @@ class MixtureExport:
     #: a staged recommendation's phases (``name``, ``tokens``, ``start_tokens``,
     #: ``mixture_by_domain``)
     phases: list[dict[str, Any]] | None = None
+    #: one phase of a staged export (set by :func:`mixopt.exports.render` for per-phase
+    #: writers): where it starts in the whole training, in tokens, and the tokens of each
+    #: domain the earlier phases read (a reader that streams files skips them)
+    start_tokens: int = 0
+    read_before: dict[str, float] | None = None
 
 
 @dataclass
 class Bundle:
-    """The files of one export: ``{filename: text}`` in the order a person reads them."""
+    """The files of one export: ``{filename: text}`` in the order a person reads them, and
+    ``notes``: what the trainer will not do as mixopt assumes (the API sends them in the
+    ``X-Mixopt-Notes`` header too)."""
 
     files: dict[str, str]
+    notes: list[str] = field(default_factory=list)
 
     def media_type(self, name: str) -> str:
         return MEDIA.get(os.path.splitext(name)[1], "text/plain")
@@ -154,6 +162,32 @@ def max_epochs(spec: MixtureExport, name: str) -> float | None:
     return c.epoch_caps([name])[name]
 
 
+def batch_phases(spec: MixtureExport) -> list[dict[str, Any]]:
+    """The phases on whole batches, when the project gives ``global_batch_tokens``: each phase
+    after the first starts on the batch nearest its start, the last ends on the first batch at
+    or after the whole budget (a trainer runs whole steps, and OLMo-core rounds each config's
+    ``requested_tokens`` up to a batch, spreading the rest over the sources: a phase of whole
+    batches keeps its ratios exactly). A phase left with no batch is an :class:`ExportError`
+    naming it. Without a batch size, the phases as they are."""
+    phases = [dict(p) for p in spec.phases or []]
+    batch = (spec.constraints or {}).get("global_batch_tokens")
+    if not phases or not batch or int(batch) <= 0:
+        return phases
+    b = int(batch)
+    total = math.fsum(float(p["tokens"]) for p in phases)
+    starts = [0] + [int(round(float(p.get("start_tokens") or 0) / b)) for p in phases[1:]]
+    ends = starts[1:] + [max(math.ceil(total / b - 1e-9), starts[-1])]
+    for k, (p, a, z) in enumerate(zip(phases, starts, ends, strict=True)):
+        if z <= a:
+            raise ExportError(
+                f"phase {k} ({p['name']!r}) is shorter than half a batch "
+                f"(global_batch_tokens {b}): a trainer cannot run it",
+                f"phases[{k}].tokens",
+            )
+        p["start_tokens"], p["tokens"] = a * b, (z - a) * b
+    return phases
+
+
 def phase_epoch_caps(spec: MixtureExport) -> list[dict[str, float]]:
     """Each phase's share of the project's epoch cap, for trainers that cap a source per config
     (OLMo-core's ``max_repetition_ratio`` / ``max_source_fraction``, one config per phase).
@@ -164,7 +198,7 @@ def phase_epoch_caps(spec: MixtureExport) -> list[dict[str, float]]:
     the caps add up to ``R_i`` and each is at least what the phase's mixture needs (rounded up
     at 1e-6, so the trainer's integer token counts never fall below the need).
     """
-    phases = spec.phases or []
+    phases = batch_phases(spec)
     used = {
         d["name"]: sum(
             float(p["mixture_by_domain"].get(d["name"], 0.0)) * float(p["tokens"]) for p in phases
@@ -182,6 +216,70 @@ def phase_epoch_caps(spec: MixtureExport) -> list[dict[str, float]]:
             if cap is not None and math.isfinite(cap) and total > 0 and share > 0:
                 caps[name] = math.ceil(cap * share / total * 1e6) / 1e6
         out.append(caps)
+    return out
+
+
+def trained_parts(spec: MixtureExport, fmt: str) -> list[tuple[str, dict[str, float], float]]:
+    """What the trainer reads, as ``(phase name, mixture, tokens)``: each phase of a staged
+    recommendation, or the one mixture at :func:`token_budget` (``ExportError`` without one)."""
+    if spec.phases:
+        return [
+            (str(p["name"]), dict(p["mixture_by_domain"]), float(p["tokens"])) for p in spec.phases
+        ]
+    return [("all", weights_of(spec), float(token_budget(spec, fmt)))]
+
+
+def epochs_read(
+    parts: list[tuple[dict[str, float], float]], token_counts: dict[str, Any]
+) -> dict[str, float | None]:
+    """Epochs of each domain over the whole training: ``sum_p w_{p,i} x tokens_p / tokens_i``
+    (one mixture: ``w_i x budget / tokens_i``), None without a positive token count. The one
+    figure the exports' notes and the dashboard show; for a staged recommendation it is the
+    science's own ``epochs_used`` (:func:`mixopt.mixing.staged.recommend_staged`)."""
+    out: dict[str, float | None] = {}
+    for name, count in token_counts.items():
+        used = math.fsum(float(m.get(name, 0.0)) * float(t) for m, t in parts)
+        out[name] = used / float(count) if count and float(count) > 0 else None
+    return out
+
+
+def epoch_report(spec: MixtureExport, fmt: str) -> list[dict[str, Any]]:
+    """Per domain with a weight somewhere: ``name``, ``epochs`` (:func:`epochs_read` over
+    :func:`trained_parts`), ``cap`` (:func:`max_epochs`) and ``over`` (epochs above the cap)."""
+    parts = [(m, t) for _, m, t in trained_parts(spec, fmt)]
+    counts = {d["name"]: d.get("token_count") for d in spec.domains}
+    epochs = epochs_read(parts, counts)
+    rows = []
+    for name in counts:
+        if not any(float(m.get(name, 0.0)) > 0 for m, _ in parts):
+            continue
+        cap, e = max_epochs(spec, name), epochs[name]
+        over = e is not None and cap is not None and e > cap * (1 + 1e-9)
+        rows.append({"name": name, "epochs": e, "cap": cap, "over": over})
+    return rows
+
+
+def epoch_warnings(spec: MixtureExport, fmt: str = "json") -> list[str]:
+    """The domains :func:`epoch_report` finds beyond their cap, or without tokens, in the words
+    of :meth:`mixopt.mixing.constraints.Constraints.epoch_warnings`; none without a budget."""
+    try:
+        rows = epoch_report(spec, fmt)
+    except ExportError:
+        return []
+    staged = f" over {len(spec.phases)} phases" if spec.phases else ""
+    out = []
+    for r in rows:
+        count = next(d.get("token_count") for d in spec.domains if d["name"] == r["name"])
+        if count is None:
+            out.append(f"{r['name']}: used but no token count (availability unknown)")
+        elif not count:
+            out.append(f"{r['name']}: used but the project has no tokens of it")
+        elif r["over"]:
+            cap = float(r["cap"])
+            out.append(
+                f"{r['name']}: {r['epochs']:.2f} epochs{staged}, "
+                f"{r['epochs'] / cap:.1f}x its {cap:g}-epoch cap"
+            )
     return out
 
 

@@ -60,7 +60,7 @@ def _recommendation(session, project_id: int, mixture: dict, **kw) -> int:
         constraints={},
         target_scale=kw.pop("target_scale", {}),
         binding=[],
-        details={},
+        details=kw.pop("details", {}),
         **kw,
     )
     session.add(rec)
@@ -286,3 +286,79 @@ def test_a_worker_made_recommendation_loads_in_olmo_core(client, admin, worker, 
     ratios = {s.source_name: s.target_ratio for s in config.source_list.sources}
     for name, w in rec["mixture"].items():
         assert abs(ratios.get(name, 0.0) - w) <= 1e-6, name
+
+
+def _fit(session, project_id: int, **kw) -> int:
+    from app.store.models import Fit
+
+    fit = Fit(project_id=project_id, estimator="regmix_linear", status="succeeded", **kw)
+    session.add(fit)
+    session.commit()
+    return fit.id
+
+
+def test_the_budget_is_the_target_never_the_proxies(client, admin, session, tmp_path):
+    """Issue 26: a plain recommendation from a fit at the proxies' scale (1e9 tokens) on a project
+    with target_tokens 4e6 exported the proxies' budget, and OLMo-core refused to build it
+    ("Insufficient tokens for source"). The budget is what was asked for, else target_tokens."""
+    import numpy as np
+    import pytest
+
+    pytest.importorskip("olmo_core", reason="ai2-olmo-core is a test dependency")
+    from olmo_core.data.source_mixture import SourceMixtureDatasetConfig
+
+    paths = {}
+    for name, tokens in (("web", 3_200_000), ("code", 1_600_000)):
+        paths[name] = tmp_path / f"{name}.npy"
+        np.zeros(tokens, dtype=np.uint16).tofile(paths[name])
+    domains = [
+        {"name": n, "token_count": 4_000_000, "trainer_paths": {"olmo-core": [str(p)]}}
+        for n, p in paths.items()
+    ]
+    cons = {"target_tokens": 4_000_000, "sequence_length": 1024, "global_batch_tokens": 16384}
+    p = _project(client, admin, domains=domains, constraints={**cons, "seed": 1})
+    proxies = {"model_params": 1_000_000, "train_tokens": 10**9}
+    plain_fit = _fit(session, p["id"], scale=proxies)
+    target_fit = _fit(session, p["id"], scale=proxies, target_scale={"train_tokens": 5_000_000})
+    mixture = {"web": 0.7, "code": 0.3}
+    cases = [  # (fit, details, the budget exported)
+        (plain_fit, {}, 4_000_000),  # made before requested_scale was stored: the fit says
+        (plain_fit, {"requested_scale": None}, 4_000_000),  # nothing asked for
+        (plain_fit, {"requested_scale": {"train_tokens": 3_000_000}}, 3_000_000),  # asked for
+        (target_fit, {}, 5_000_000),  # the fit was made for a target: the recommendation's
+    ]
+    for fit_id, details, budget in cases:
+        rid = _recommendation(
+            session, p["id"], mixture, target_scale=proxies, fit_id=fit_id, details=details
+        )
+        r = client.get(
+            f"/v1/projects/{p['id']}/recommendations/{rid}/export",
+            params={"format": "olmo-core", "part": "olmo_core_mixture.yaml"},
+            headers=admin,
+        )
+        assert r.status_code == 200, r.text
+        assert yaml.safe_load(r.text)["requested_tokens"] == budget, details
+        if budget == 4_000_000:  # the issue's case builds in OLMo-core
+            (tmp_path / "mix.yaml").write_text(r.text)
+            config = SourceMixtureDatasetConfig.from_yaml(str(tmp_path / "mix.yaml"))
+            built = config.build(npdtype=np.uint16, sequence_length=1024)
+            got = {s.name: sum(x.tokens for x in s.path_tokens) for s in built.sources}
+            assert got["web"] / sum(got.values()) == pytest.approx(0.7, abs=0.005)
+
+
+def test_megatron_export_says_caps_are_not_enforced(client, admin, session):
+    p = _project(client, admin)
+    rid = _recommendation(session, p["id"], {"web": 0.2, "co'de $(id)": 0.8})
+    url = f"/v1/projects/{p['id']}/recommendations/{rid}/export"
+    z = client.get(url, params={"format": "megatron"}, headers=admin)
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        notes = zf.read("MEGATRON_NOTES.txt").decode()
+    # 0.8 x 2,000,000 / 1,000,000 = 1.6 epochs of code, 0.1 of web; the cap is 2
+    assert "does not enforce epoch caps" in notes and "1.6 epochs, cap 2" in notes
+    part = client.get(url, params={"format": "megatron", "part": "data_args.txt"}, headers=admin)
+    header = part.headers["x-mixopt-notes"]
+    assert "does not enforce epoch caps" in header and "co'de $(id)" in header
+    assert (
+        client.get(url, params={"format": "olmo-core"}, headers=admin).headers.get("x-mixopt-notes")
+        is None
+    )  # OLMo-core enforces them

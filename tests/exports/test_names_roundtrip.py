@@ -156,18 +156,22 @@ def read_json(spec: MixtureExport, files: dict[str, str]) -> list[Pairs]:
 
 
 def read_olmix(spec: MixtureExport, files: dict[str, str]) -> list[Pairs]:
-    (body,) = by_phase(files, "_optimal.json", json.loads)
-    return [[(e["domain"], e["weight"]) for e in body]]
+    return [
+        [(e["domain"], e["weight"]) for e in body]
+        for body in by_phase(files, "_optimal.json", json.loads)
+    ]
 
 
 def read_regmix(spec: MixtureExport, files: dict[str, str]) -> list[Pairs]:
-    (config,) = by_phase(files, "-regmix.yaml", yaml.safe_load)
-    valid = [d["name"] for d in spec.domains]
-    assert config["valid"] == {
-        f"valid_{m}": w for m, w in rounded_weights(dict.fromkeys(valid, 1.0)).items()
-    }
-    assert all(k.startswith("train_") for k in config["train"])
-    return [[(k.removeprefix("train_"), w) for k, w in config["train"].items()]]
+    out = []
+    for config in by_phase(files, "-regmix.yaml", yaml.safe_load):
+        valid = [d["name"] for d in spec.domains]
+        assert config["valid"] == {
+            f"valid_{m}": w for m, w in rounded_weights(dict.fromkeys(valid, 1.0)).items()
+        }
+        assert all(k.startswith("train_") for k in config["train"])
+        out.append([(k.removeprefix("train_"), w) for k, w in config["train"].items()])
+    return out
 
 
 def read_olmo_core(spec: MixtureExport, files: dict[str, str]) -> list[Pairs]:
@@ -207,10 +211,12 @@ def spec_literal(script: str) -> dict[str, Any]:
 
 
 def read_hf(spec: MixtureExport, files: dict[str, str]) -> list[Pairs]:
-    (plan,) = by_phase(files, ".py", spec_literal)
-    for row in plan["domains"]:
-        assert row["data_files"] == [f"/data/{row['name']}/part.jsonl"]
-    return [[(row["name"], row["weight"]) for row in plan["domains"]]]
+    out = []
+    for plan in by_phase(files, ".py", spec_literal):
+        for row in plan["domains"]:
+            assert row["data_files"] == [f"/data/{row['name']}/part.jsonl"]
+        out.append([(row["name"], row["weight"]) for row in plan["domains"]])
+    return out
 
 
 def read_levanter(spec: MixtureExport, files: dict[str, str]) -> list[Pairs]:
@@ -223,7 +229,10 @@ def read_levanter(spec: MixtureExport, files: dict[str, str]) -> list[Pairs]:
     weights = data["train_weights"]
     if isinstance(weights, dict):
         return [list(weights.items())]
-    assert [step for step, _ in weights] == [0, round(PHASE_TOKENS[0] / BATCH)]
+    # the stage starts on the step nearest the phase's start whose sequence index is a
+    # multiple of Levanter's 2048-sequence mixture block (256 steps of 8 sequences)
+    assert data["mixture_block_size"] == 2048
+    assert [step for step, _ in weights] == [0, 256]
     return [list(w.items()) for _, w in weights]
 
 

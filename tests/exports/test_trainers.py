@@ -406,19 +406,30 @@ def test_levanter_mixture_matches_lm_mixture_dataset_config():
         and data["train_weights"][HOSTILE[0]] == 0.4
     )
 
+    # an online session's trajectory, 16 sequences a step: a stage may start every 128 steps
+    # (step x 16 a multiple of Levanter's 2048-sequence mixture block)
+    schedule = [
+        (100, {HOSTILE[0]: 1.0}),
+        (300, {HOSTILE[1]: 1.0}),
+        (310, {HOSTILE[0]: 0.5, HOSTILE[3]: 0.5}),
+    ]
     staged = E.MixtureExport(
         mixture=mixture,
         domains=domains,
-        schedule=[(100, {HOSTILE[0]: 1.0}), (300, {HOSTILE[0]: 0.5, HOSTILE[3]: 0.5})],
+        schedule=schedule,
+        constraints={"sequence_length": 64, "global_batch_tokens": 64 * 16},
     )
     stages = yaml.safe_load(E.render("levanter", staged).files["levanter_data.yaml"])["data"][
         "train_weights"
     ]
-    # [(step, weights)]: the first stage starts at step 0, steps increase, every stage names every
-    # source
-    assert [s[0] for s in stages] == [0, 100, 300]
+    # [(step, weights)]: the first stage starts at step 0, steps increase on whole blocks, every
+    # stage names every source; two versions on one aligned step: the later one holds
+    assert [s[0] for s in stages] == [0, 128, 256]
     assert all(set(w) == set(HOSTILE) and math.isclose(sum(w.values()), 1.0) for _, w in stages)
-    assert stages[2][1][HOSTILE[3]] == 0.5
+    assert stages[2][1][HOSTILE[3]] == 0.5 and stages[1][1][HOSTILE[0]] == 1.0
+    with pytest.raises(E.ExportError) as exc:  # without the batch, no step can be placed
+        E.render("levanter", E.MixtureExport(mixture=mixture, domains=domains, schedule=schedule))
+    assert exc.value.field == "constraints.sequence_length"
 
 
 def test_regmix_and_olmix_files():
