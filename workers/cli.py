@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.markup import escape
@@ -144,53 +144,115 @@ def beat_cmd() -> None:
     celery_app.start(["beat", "--loglevel", "INFO", "-s", str(home / "celerybeat-schedule")])
 
 
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
 def health(
     what: Annotated[str, typer.Argument(help="api, worker or beat")],
-    url: Annotated[str, typer.Option(help="the API's base URL (api)")] = "http://127.0.0.1:8000",
+    url: Annotated[
+        str | None,
+        typer.Option(envvar="MIXOPT_URL", help=f"the API's base URL (api; default {DEFAULT_URL})"),
+    ] = None,
     name: Annotated[
-        str, typer.Option("-n", "--name", help="worker node name (worker; %h: host name)")
-    ] = "mixopt@%h",
+        str | None,
+        typer.Option(
+            "-n",
+            "--name",
+            help="worker node name, shell-style pattern allowed (worker; %h: host name); "
+            "default: any live worker",
+        ),
+    ] = None,
     max_age: Annotated[float, typer.Option(help="beat: seconds since its last tick")] = 120.0,
 ) -> None:
     """Health check of one service (for container health checks): exit 0 when healthy.
 
-    api: GET /healthz answers 200; worker: the node answers Celery's ping; beat: it ticked within
-    --max-age seconds (``<home>/beat.alive``).
+    api: GET /healthz answers 200 (--url, else MIXOPT_URL); worker: a live worker (of that node
+    name, when given) wrote its heartbeat row within MIXOPT_STALE_JOB_SECONDS, as /readyz reads
+    it, and, on a broker that can broadcast (Redis, AMQP), answers Celery's ping; beat: it
+    ticked within --max-age seconds (``<home>/beat.alive``).
     """
     _need_server()
+    if what == "api":
+        _health_api(url or DEFAULT_URL)
+    elif what == "worker":
+        _health_worker(name)
+    elif what == "beat":
+        _health_beat(max_age)
+    else:
+        err_console.print("[red]error:[/red] what must be api, worker or beat")
+        raise typer.Exit(ExitStatus.USAGE)
+
+
+def _unhealthy(message: str) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(1)
+
+
+def _health_api(url: str) -> None:
+    import httpx
+
+    try:
+        status = httpx.get(url.rstrip("/") + "/healthz", timeout=3).status_code
+    except httpx.HTTPError as exc:
+        _unhealthy(f"{url}: {type(exc).__name__}: {exc}")
+    if status != 200:
+        _unhealthy(f"{url}/healthz answered {status}")
+    console.print(f"{escape(url)}: ok")
+
+
+def _health_worker(name: str | None) -> None:
+    """The heartbeat rows every worker writes (the embedded worker of ``mixopt serve`` is
+    ``embedded-<pid>@host``); Celery's ping on top where the broker broadcasts (kombu's
+    SQLAlchemy transport, the embedded broker, cannot: a ping there never gets an answer)."""
     import socket
+
+    from app.core.config import get_settings
+    from app.services import health as health_service
+    from app.store.db import session_scope
+
+    settings = get_settings()
+    pattern = name.replace("%h", socket.gethostname()) if name else None
+    try:
+        with session_scope() as s:
+            why, live = health_service.workers(s, settings)
+    except Exception as exc:  # the database is down: unhealthy, said why
+        _unhealthy(f"cannot read worker heartbeats: {type(exc).__name__}: {exc}")
+    found = health_service.live_named(live, pattern)
+    if not found:
+        _unhealthy(
+            f"no live worker named {pattern}"
+            + (f" (live: {', '.join(w['name'] for w in live)})" if live else "")
+            if pattern
+            else (why or "no live worker")
+        )
+    from workers.celery_app import celery_app
+
+    with celery_app.connection_for_write() as conn:
+        broadcasts = "fanout" in conn.transport.implements.exchange_type
+    if broadcasts:
+        names = [str(w["name"]) for w in found]
+        replies = celery_app.control.ping(destination=names, timeout=5) or []
+        answered = {n for r in replies for n in r}
+        found = [w for w in found if w["name"] in answered]
+        if not found:
+            _unhealthy(f"worker(s) {', '.join(names)} beat but did not answer Celery's ping")
+    for w in found:
+        console.print(
+            f"{escape(str(w['name']))}: alive (heartbeat {w['seen_s_ago']} s ago, "
+            f"queues {escape(str(w['queues']))}){': pong' if broadcasts else ''}"
+        )
+
+
+def _health_beat(max_age: float) -> None:
     import time
 
-    if what == "api":
-        import httpx
+    from app.core.config import get_settings
 
-        try:
-            ok = httpx.get(url.rstrip("/") + "/healthz", timeout=3).status_code == 200
-        except httpx.HTTPError as exc:
-            _fail(exc)
-        raise typer.Exit(0 if ok else 1)
-    if what == "worker":
-        from workers.celery_app import celery_app
-
-        node = name.replace("%h", socket.gethostname())
-        replies = celery_app.control.ping(destination=[node], timeout=5) or []
-        if not any(node in r for r in replies):
-            err_console.print(f"[red]error:[/red] worker {escape(node)} did not answer the ping")
-            raise typer.Exit(1)
-        console.print(f"{escape(node)}: pong")
-        return
-    if what == "beat":
-        from app.core.config import get_settings
-
-        alive = get_settings().home / "beat.alive"
-        age = time.time() - alive.stat().st_mtime if alive.exists() else None
-        if age is None or age > max_age:
-            err_console.print(f"[red]error:[/red] beat has not ticked in {max_age:g} s ({alive})")
-            raise typer.Exit(1)
-        console.print(f"beat ticked {age:.0f} s ago")
-        return
-    err_console.print("[red]error:[/red] what must be api, worker or beat")
-    raise typer.Exit(ExitStatus.USAGE)
+    alive = get_settings().home / "beat.alive"
+    age = time.time() - alive.stat().st_mtime if alive.exists() else None
+    if age is None or age > max_age:
+        _unhealthy(f"beat has not ticked in {max_age:g} s ({alive})")
+    console.print(f"beat ticked {age:.0f} s ago")
 
 
 def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:

@@ -1,4 +1,5 @@
-"""Readiness: which workers are alive, and whether the queues the API needs are served."""
+"""Readiness: which workers are alive, whether the queues the API needs are served, and
+whether housekeeping (``MIXOPT_MAINTENANCE_QUEUE``) has a worker."""
 
 from __future__ import annotations
 
@@ -45,3 +46,27 @@ def workers(session: Session, settings: Settings) -> tuple[str | None, list[dict
         f"no worker heartbeat in the last {settings.stale_job_seconds:g} s"
         + (f" ({len(rows)} known, all silent)" if rows else " (none ever started)")
     ), []
+
+
+def maintenance(live: list[dict[str, Any]], settings: Settings) -> str | None:
+    """None when a live worker (``live``, from :func:`workers`) consumes the housekeeping queue
+    ``MIXOPT_MAINTENANCE_QUEUE`` (beat's stale-job reaper and online ticks), else why not.
+
+    Reported by ``/readyz`` on its own line; it fails readiness only when the queue is one of
+    ``MIXOPT_READY_QUEUES``: without it the API and training still work, but lost jobs are not
+    re-sent and online sessions do not re-mix."""
+    queue = settings.maintenance_queue
+    if any(queue in str(w["queues"]).split(",") for w in live):
+        return None
+    return (
+        f"no live worker consumes the housekeeping queue {queue} (MIXOPT_MAINTENANCE_QUEUE): "
+        "lost jobs are not re-sent and online sessions do not tick"
+    )
+
+
+def live_named(live: list[dict[str, Any]], pattern: str | None) -> list[dict[str, Any]]:
+    """The live workers whose node name matches ``pattern`` (shell-style: ``embedded-*@host``);
+    every live worker when ``pattern`` is None."""
+    from fnmatch import fnmatchcase
+
+    return [w for w in live if pattern is None or fnmatchcase(str(w["name"]), pattern)]
