@@ -25,6 +25,10 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
         "scipy",
         "sklearn",
     ),
+    # trainer callbacks and imports (mixopt.integrations)
+    "hf": ("torch", "transformers", "accelerate"),
+    "lightning": ("torch", "lightning"),
+    "mlflow": ("mlflow",),
 }
 
 
