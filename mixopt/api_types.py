@@ -172,6 +172,8 @@ class Fit(_Model):
     error: str | None = None
     #: runs by domain-set version: reused, mapped into the fit's set, dropped (and why)
     domain_versions: dict[str, Any] | None = None
+    name: str | None = None
+    tags: list[str] = Field(default_factory=list)
     created_at: datetime
     finished_at: datetime | None = None
 
@@ -214,6 +216,8 @@ class Recommendation(_Model):
     constraints: dict[str, Any] = Field(default_factory=dict)
     target_scale: dict[str, Any] = Field(default_factory=dict)
     details: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = None
+    tags: list[str] = Field(default_factory=list)
     created_at: datetime
 
 

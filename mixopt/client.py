@@ -450,6 +450,68 @@ def _frame(runs: Iterable[Run]) -> Any:
     return frame
 
 
+def _pandas(what: str) -> Any:
+    try:
+        import pandas as pd  # type: ignore[import-untyped]  # optional: mixopt[pandas]
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ImportError(f"{what} needs pandas: pip install 'mixopt[pandas]'") from None
+    return pd
+
+
+def _fits_frame(fits: Iterable[Fit]) -> Any:
+    """Fits as a DataFrame indexed by fit id: labels, estimator, status, scale, trust and the
+    pooled cross-validated fidelity (``fidelity.<statistic>``)."""
+    pd = _pandas("fits_frame")
+    rows = []
+    for f in fits:
+        row: Json = {
+            "id": f.id,
+            "name": f.name,
+            "tags": ",".join(f.tags),
+            "estimator": f.estimator,
+            "status": f.status,
+            "runs": len(f.run_ids),
+            "trusted": f.get("trusted"),
+            "created_at": f.created_at,
+            "finished_at": f.finished_at,
+            "error": f.error,
+        }
+        row.update({f"scale.{k}": v for k, v in (f.get("scale") or {}).items()})
+        pooled = (f.fidelity or {}).get("pooled") or {}
+        row.update({f"fidelity.{k}": v for k, v in pooled.items() if isinstance(v, int | float)})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame.set_index("id") if not frame.empty else frame
+
+
+def _recommendations_frame(recs: Iterable[Recommendation]) -> Any:
+    """Recommendations as a DataFrame indexed by recommendation id: labels, source fit, the
+    predicted objective with its interval, and ``mixture.<domain>``."""
+    pd = _pandas("recommendations_frame")
+    rows = []
+    for r in recs:
+        row: Json = {
+            "id": r.id,
+            "name": r.name,
+            "tags": ",".join(r.tags),
+            "fit_id": r.fit_id,
+            "source": r.source,
+            "predicted": r.predicted,
+            "interval_low": r.interval_low,
+            "interval_high": r.interval_high,
+            "binding": ",".join(r.binding),
+            "created_at": r.created_at,
+        }
+        row.update({f"mixture.{k}": v for k, v in r.mixture.items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame = frame.set_index("id")
+        mix = [c for c in frame.columns if c.startswith("mixture.")]
+        frame[mix] = frame[mix].fillna(0.0)
+    return frame
+
+
 class _Endpoints:
     """Every method of the API, written once as flows. ``_run`` performs a flow (synchronously
     in :class:`MixoptClient`, as a coroutine in :class:`AsyncClient`); ``_iterate`` walks a
@@ -678,7 +740,9 @@ class _Endpoints:
         self, project_id: int, *, cursor: str | None = None, limit: int = 100, **filters: Any
     ) -> Page[Run]:
         """One page (``next_cursor`` leads to the next); filters: status, tag, origin,
-        model_params, train_tokens, train_steps, order_by."""
+        model_params, train_tokens, train_steps, ``order_by`` (``id``, ``created_at`` or
+        ``metric:NAME``, ``-`` first for descending), ``metric`` (only runs reporting it) with
+        ``metric_min`` / ``metric_max``."""
         return self._run(_one(_runs_request(project_id, cursor, limit, filters)))
 
     def _runs(self, project_id: int, page_size: int, filters: Json) -> Flow[None]:
@@ -827,11 +891,14 @@ class _Endpoints:
         random_state: int | None = None,
         target_scale: Json | None = None,
         domain_versions: str | None = None,
+        name: str | None = None,
+        tags: Sequence[str] | None = None,
     ) -> JobAccepted:
         """Fit in a worker: the job to :meth:`wait` for, and the fit row (``.fit``).
         ``target_scale`` (``{model_params, train_steps | train_tokens}``): answer at that scale
         through the scaling laws. ``domain_versions``: ``"compatible"`` (default: runs of older
-        domain sets mapped in where valid) or ``"current"`` (only runs on the current set)."""
+        domain sets mapped in where valid) or ``"current"`` (only runs on the current set).
+        ``name`` and ``tags`` label the fit (:meth:`list_fits` filters by tag)."""
         body = _drop_none(
             {
                 "estimator": estimator,
@@ -842,21 +909,45 @@ class _Endpoints:
                 "random_state": random_state,
                 "target_scale": target_scale,
                 "domain_versions": domain_versions,
+                "name": name,
+                "tags": list(tags) if tags is not None else None,
             }
         )
         return self._call("POST", f"/v1/projects/{project_id}/fits", JobAccepted, json=body)
 
-    def page_fits(self, project_id: int, *, offset: int = 0, limit: int = 100) -> Page[Fit]:
-        return self._run(_one(_fits_request(project_id, offset, limit)))
+    def page_fits(
+        self, project_id: int, *, offset: int = 0, limit: int = 100, tag: str | None = None
+    ) -> Page[Fit]:
+        """One page of the project's fits, newest first (only those tagged ``tag``)."""
+        return self._run(_one(_fits_request(project_id, offset, limit, tag)))
 
-    def iter_fits(self, project_id: int, *, page_size: int = 100) -> Iterator[Fit]:
-        return self._iterate(_offset_pages(lambda o: _fits_request(project_id, o, page_size)))
+    def iter_fits(
+        self, project_id: int, *, page_size: int = 100, tag: str | None = None
+    ) -> Iterator[Fit]:
+        return self._iterate(_offset_pages(lambda o: _fits_request(project_id, o, page_size, tag)))
 
-    def list_fits(self, project_id: int) -> list[Fit]:
-        return self._run(_collect(_offset_pages(lambda o: _fits_request(project_id, o, 100))))
+    def list_fits(self, project_id: int, *, tag: str | None = None) -> list[Fit]:
+        """Every fit of the project, newest first (only those tagged ``tag``)."""
+        return self._run(_collect(_offset_pages(lambda o: _fits_request(project_id, o, 100, tag))))
+
+    def fits_frame(self, project_id: int, *, tag: str | None = None) -> Any:
+        """The project's fits as a pandas DataFrame indexed by fit id: name, tags, estimator,
+        status, runs, trusted, ``scale.<key>`` and the pooled CV ``fidelity.<statistic>``
+        (``pip install 'mixopt[pandas]'``)."""
+        pages = _offset_pages(lambda o: _fits_request(project_id, o, 100, tag))
+        return self._run(_then(_collect(pages), _fits_frame))
 
     def get_fit(self, project_id: int, fit_id: int) -> Fit:
         return self._call("GET", f"/v1/projects/{project_id}/fits/{fit_id}", Fit)
+
+    def update_fit(self, project_id: int, fit_id: int, **fields: Any) -> Fit:
+        """Change a fit's ``name`` (None clears it) and ``tags`` (replaced as a whole)."""
+        return self._call("PATCH", f"/v1/projects/{project_id}/fits/{fit_id}", Fit, json=fields)
+
+    def delete_fit(self, project_id: int, fit_id: int) -> None:
+        """Delete a finished fit (409 while its job runs); its recommendations stay, with
+        ``fit_id`` None."""
+        return self._call("DELETE", f"/v1/projects/{project_id}/fits/{fit_id}")
 
     def predict(
         self,
@@ -907,26 +998,49 @@ class _Endpoints:
         )
 
     def page_recommendations(
-        self, project_id: int, *, offset: int = 0, limit: int = 100
+        self, project_id: int, *, offset: int = 0, limit: int = 100, tag: str | None = None
     ) -> Page[Recommendation]:
-        return self._run(_one(_recommendations_request(project_id, offset, limit)))
+        """One page of the project's recommendations, newest first (only those tagged ``tag``)."""
+        return self._run(_one(_recommendations_request(project_id, offset, limit, tag)))
 
     def iter_recommendations(
-        self, project_id: int, *, page_size: int = 100
+        self, project_id: int, *, page_size: int = 100, tag: str | None = None
     ) -> Iterator[Recommendation]:
         return self._iterate(
-            _offset_pages(lambda o: _recommendations_request(project_id, o, page_size))
+            _offset_pages(lambda o: _recommendations_request(project_id, o, page_size, tag))
         )
 
-    def list_recommendations(self, project_id: int) -> list[Recommendation]:
+    def list_recommendations(
+        self, project_id: int, *, tag: str | None = None
+    ) -> list[Recommendation]:
+        """Every recommendation of the project, newest first (only those tagged ``tag``)."""
         return self._run(
-            _collect(_offset_pages(lambda o: _recommendations_request(project_id, o, 100)))
+            _collect(_offset_pages(lambda o: _recommendations_request(project_id, o, 100, tag)))
         )
+
+    def recommendations_frame(self, project_id: int, *, tag: str | None = None) -> Any:
+        """The project's recommendations as a pandas DataFrame indexed by id: name, tags,
+        fit_id, source, predicted objective and interval, ``mixture.<domain>``
+        (``pip install 'mixopt[pandas]'``)."""
+        pages = _offset_pages(lambda o: _recommendations_request(project_id, o, 100, tag))
+        return self._run(_then(_collect(pages), _recommendations_frame))
 
     def get_recommendation(self, project_id: int, rec_id: int) -> Recommendation:
         return self._call(
             "GET", f"/v1/projects/{project_id}/recommendations/{rec_id}", Recommendation
         )
+
+    def update_recommendation(self, project_id: int, rec_id: int, **fields: Any) -> Recommendation:
+        """Change a recommendation's ``name`` (None clears it) and ``tags`` (replaced)."""
+        return self._call(
+            "PATCH",
+            f"/v1/projects/{project_id}/recommendations/{rec_id}",
+            Recommendation,
+            json=fields,
+        )
+
+    def delete_recommendation(self, project_id: int, rec_id: int) -> None:
+        return self._call("DELETE", f"/v1/projects/{project_id}/recommendations/{rec_id}")
 
     def best(self, project_id: int) -> tuple[Recommendation, Fit | None] | None:
         """The recommendation to trust most: the one whose fit has the highest cross-validated
@@ -1120,21 +1234,23 @@ def _jobs_request(project_id: int | None, state: str | None, offset: int, limit:
     )
 
 
-def _fits_request(project_id: int, offset: int, limit: int) -> Request:
+def _fits_request(project_id: int, offset: int, limit: int, tag: str | None = None) -> Request:
     return Request(
         "GET",
         f"/v1/projects/{project_id}/fits",
         (Page, Fit),
-        params={"offset": offset, "limit": limit},
+        params=_drop_none({"offset": offset, "limit": limit, "tag": tag}),
     )
 
 
-def _recommendations_request(project_id: int, offset: int, limit: int) -> Request:
+def _recommendations_request(
+    project_id: int, offset: int, limit: int, tag: str | None = None
+) -> Request:
     return Request(
         "GET",
         f"/v1/projects/{project_id}/recommendations",
         (Page, Recommendation),
-        params={"offset": offset, "limit": limit},
+        params=_drop_none({"offset": offset, "limit": limit, "tag": tag}),
     )
 
 
@@ -1147,6 +1263,11 @@ def _validations_request(project_id: int, offset: int, limit: int) -> Request:
 def _data(request: Request) -> Flow[list]:
     """The items of a list answered in one page."""
     return (yield request).data
+
+
+def _then(flow: Flow[Any], fn: Callable[[Any], Any]) -> Flow[Any]:
+    """``fn`` of what ``flow`` returns (a list collected from pages, as a DataFrame)."""
+    return fn((yield from flow))
 
 
 def _framed(runs: Flow[None]) -> Flow[Any]:

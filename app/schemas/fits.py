@@ -7,9 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from app.schemas.common import INT32, NonNegFloat, Schema
+from app.schemas.common import INT32, Name, NonNegFloat, Schema
 from app.schemas.jobs import JobPublic
 from app.schemas.limits import max_items, max_json
+from app.schemas.runs import Tag
+
+#: at most this many tags on a fit or a recommendation (as on a run)
+MAX_TAGS = 50
 
 DomainVersionsMode = Literal["compatible", "current"]
 
@@ -56,6 +60,16 @@ class FitCreate(Schema):
     #: valid (splits shared by tokens; runs on removed domains dropped); "current": only runs
     #: stored on the current version
     domain_versions: DomainVersionsMode = "compatible"
+    #: a label for the fit, and tags to find it by (``GET .../fits?tag=``)
+    name: Name | None = None
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+
+
+class FitUpdate(Schema):
+    """Change a fit's labels: ``name`` (null clears it) and ``tags`` (replaced as a whole)."""
+
+    name: Name | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
 
 
 class FitPublic(Schema):
@@ -85,6 +99,8 @@ class FitPublic(Schema):
     #: which domain-set versions the runs came from: {"mode", "version" (the fit's), and once fitted
     #: "by_version": {v: {"runs", "reused", "mapped", "dropped", "reasons"}}, totals, "notes"}
     domain_versions: dict[str, Any] | None = None
+    name: str | None = None
+    tags: list[str] = Field(default_factory=list)
     created_at: datetime
     finished_at: datetime | None
 

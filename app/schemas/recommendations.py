@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from app.schemas.common import FiniteFloat, NonNegFloat, Schema
-from app.schemas.fits import DomainVersionsMode, TargetScale
+from app.schemas.common import FiniteFloat, Name, NonNegFloat, Schema
+from app.schemas.fits import MAX_TAGS, DomainVersionsMode, TargetScale
 from app.schemas.limits import max_json
 from app.schemas.projects import ConstraintsSpec
+from app.schemas.runs import Tag
 
 
 class ReferenceSpec(Schema):
@@ -74,6 +75,16 @@ class RecommendationCreate(Schema):
     phases: list[PhaseSpec] | None = Field(default=None, min_length=1, max_length=8)
     #: with ``estimator``: which domain-set versions the fit's runs come from (FitCreate)
     domain_versions: DomainVersionsMode = "compatible"
+    #: a label for the recommendation, and tags to find it by (``GET .../recommendations?tag=``)
+    name: Name | None = None
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+
+
+class RecommendationUpdate(Schema):
+    """Change a recommendation's labels: ``name`` (null clears it) and ``tags`` (replaced)."""
+
+    name: Name | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
 
 
 class RecommendationPublic(Schema):
@@ -90,6 +101,8 @@ class RecommendationPublic(Schema):
     constraints: dict[str, Any]
     target_scale: dict[str, Any]
     details: dict[str, Any]
+    name: str | None = None
+    tags: list[str] = Field(default_factory=list)
     created_at: datetime
 
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.schemas.fits import FitCreate, RunFilter
+from app.schemas.fits import FitCreate, FitUpdate, RunFilter
 from app.services import domains as domain_service
 from app.services import jobs as job_service
-from app.services import rows
+from app.services import labels, rows
 from app.services.errors import Conflict, Invalid
 from app.services.objectives import normalised
 from app.services.runs import validate_mixture
-from app.store.models import CurvePoint, Fit, Job, Project, Run, RunTag, utcnow
+from app.store.models import CurvePoint, Fit, Job, Project, Recommendation, Run, RunTag, utcnow
 
 
 def known_estimators() -> list[str]:
@@ -319,6 +319,8 @@ def create_fit(session: Session, project: Project, data: FitCreate) -> tuple[Fit
         target_scale=target_scale,
         domain_versions=data.domain_versions,
     )
+    fit.name = data.name
+    labels.set_tags(session, fit, data.tags)
     session.commit()
     return fit, job
 
@@ -357,9 +359,34 @@ def new_fit(
 
 
 def list_fits(
-    session: Session, project: Project, limit: int = 100, offset: int = 0
+    session: Session, project: Project, limit: int = 100, offset: int = 0, tag: str | None = None
 ) -> tuple[list[Fit], int]:
-    return rows.page(session, Fit, project, limit, offset)
+    return rows.page(session, Fit, project, limit, offset, labels.tagged(Fit, tag))
+
+
+def update_fit(session: Session, fit: Fit, data: FitUpdate) -> Fit:
+    """Change the fit's name and tags (nothing else of a fit changes after it is made)."""
+    labels.update_labels(session, fit, data)
+    return fit
+
+
+def delete_fit(session: Session, fit: Fit) -> None:
+    """Delete a finished fit. Its recommendations stay (their mixture, prediction and the
+    fidelity summary are their own) with ``fit_id`` null; a fit whose job is still pending or
+    running is refused (409): cancel the job first."""
+    if fit.status in ("pending", "running"):
+        raise Conflict(
+            f"fit {fit.id} is {fit.status} (job {fit.job_id}): cancel the job first, "
+            "or delete the fit once it has finished",
+            field="fit_id",
+        )
+    # what the foreign key does (ON DELETE SET NULL), said here so it holds on any connection
+    session.execute(
+        update(Recommendation).where(Recommendation.fit_id == fit.id).values(fit_id=None)
+    )
+    labels.forget(session, fit)
+    session.delete(fit)
+    session.commit()
 
 
 def get_fit(session: Session, project: Project, fit_id: int) -> Fit:

@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from app.schemas.fits import RunFilter
 from app.schemas.projects import ConstraintsSpec
-from app.schemas.recommendations import RecommendationCreate
+from app.schemas.recommendations import RecommendationCreate, RecommendationUpdate
 from app.services import fits as fit_service
 from app.services import jobs as job_service
-from app.services import rows
+from app.services import labels, rows
 from app.services.constraints import effective_constraints, science_constraints
 from app.services.domain_rules import declared_groups, natural_prior
 from app.services.errors import Conflict, Invalid, NotFound
@@ -43,6 +43,7 @@ def create_recommendation_job(
     params = {
         "constraints": constraints,
         "target_scale": data.target_scale.model_dump(),
+        "requested_scale": requested,  # what was asked for (the exports' budget), or None
         "n_boot": data.n_boot,
         "random_state": data.random_state,
         "allow_untrusted": data.allow_untrusted,
@@ -56,6 +57,7 @@ def create_recommendation_job(
             "reference": resolve_reference(session, project, data.reference),
             "phases": _phases(project, data.phases),
         },
+        "labels": {"name": data.name, "tags": list(dict.fromkeys(data.tags))},
     }
     if data.fit_id is not None:
         if data.params:
@@ -184,9 +186,26 @@ def resolve_reference(session: Session, project: Project, ref: Any) -> dict[str,
 
 
 def list_recommendations(
-    session: Session, project: Project, limit: int = 100, offset: int = 0
+    session: Session, project: Project, limit: int = 100, offset: int = 0, tag: str | None = None
 ) -> tuple[list[Recommendation], int]:
-    return rows.page(session, Recommendation, project, limit, offset)
+    where = labels.tagged(Recommendation, tag)
+    return rows.page(session, Recommendation, project, limit, offset, where)
+
+
+def update_recommendation(
+    session: Session, rec: Recommendation, data: RecommendationUpdate
+) -> Recommendation:
+    """Change the recommendation's name and tags (its mixture and prediction never change)."""
+    labels.update_labels(session, rec, data)
+    return rec
+
+
+def delete_recommendation(session: Session, rec: Recommendation) -> None:
+    """Delete a recommendation. Validations and suggestions that used it keep their own copy
+    of its mixture; a later request naming it is a 404/422 naming the id."""
+    labels.forget(session, rec)
+    session.delete(rec)
+    session.commit()
 
 
 def get_recommendation(session: Session, project: Project, rec_id: int) -> Recommendation:
@@ -352,6 +371,7 @@ def store_recommendation(
             "fidelity": _fidelity_summary(inputs["fidelity"]),
             "recommend_s": elapsed,
             "scale": fit_scale,
+            "requested_scale": p.get("requested_scale"),
             "chain": inputs["chain"],
             "trusted": inputs["trusted"],
             "cross_scale": cross_scale,
@@ -365,4 +385,7 @@ def store_recommendation(
     )
     session.add(row)
     session.flush()
+    given = p.get("labels") or {}
+    row.name = given.get("name")
+    labels.set_tags(session, row, given.get("tags") or [])
     return {"recommendation_id": row.id, "fit_id": fit_id}

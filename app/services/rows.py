@@ -15,10 +15,11 @@ T = TypeVar("T")
 
 
 def page(
-    session: Session, model: Any, project: Project, limit: int, offset: int
+    session: Session, model: Any, project: Project, limit: int, offset: int, where: Any = ()
 ) -> tuple[list[Any], int]:
-    """A project's rows of ``model``, newest first, with the total count."""
-    q = select(model).where(model.project_id == project.id)
+    """A project's rows of ``model`` (meeting the conditions ``where``), newest first, with the
+    total count."""
+    q = select(model).where(model.project_id == project.id, *where)
     count = session.scalar(select(func.count()).select_from(q.subquery())) or 0
     return list(session.scalars(q.order_by(model.id.desc()).offset(offset).limit(limit))), count
 

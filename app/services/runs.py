@@ -24,6 +24,43 @@ SUM_TOLERANCE = 1e-6
 NORMALIZE_TOLERANCE = 1e-2
 RUN_STATUSES = RUN_STATES  # defined once, in mixopt.api_types (the API contract)
 ORDERINGS = {"id": Run.id, "created_at": Run.created_at}
+#: ``order_by=metric:NAME``: by a final metric's value
+METRIC_ORDER = "metric:"
+
+
+def metric_value(name: str) -> Any:
+    """A run's final metric ``name`` as a number (NULL when the run does not report it)."""
+    return Run.metrics[name].as_float()
+
+
+def _ordering(key: str) -> Any:
+    """The column or expression ``order_by`` (without its ``-``) sorts by; 400 naming it."""
+    if key in ORDERINGS:
+        return ORDERINGS[key]
+    name = key.removeprefix(METRIC_ORDER)
+    if key.startswith(METRIC_ORDER) and name:
+        return metric_value(name)
+    raise BadRequest(
+        f"order_by must be one of {sorted(ORDERINGS)} or metric:NAME (optionally prefixed with -)",
+        field="order_by",
+    )
+
+
+def _metric_filter(name: str | None, low: float | None, high: float | None) -> list[Any]:
+    """Conditions keeping runs that report metric ``name``, within ``[low, high]``."""
+    if name is None:
+        if low is not None or high is not None:
+            raise Invalid("metric_min and metric_max bound a metric: pass metric", field="metric")
+        return []
+    if low is not None and high is not None and low > high:
+        raise Invalid(f"metric_min ({low}) is above metric_max ({high})", field="metric_min")
+    value = metric_value(name)
+    conds = [value.is_not(None)]
+    if low is not None:
+        conds.append(value >= low)
+    if high is not None:
+        conds.append(value <= high)
+    return conds
 
 
 def validate_mixture(
@@ -222,7 +259,12 @@ def _decode_cursor(cursor: str, order: str) -> tuple[Any, int]:
             value = datetime.fromisoformat(value)
         if not isinstance(last_id, int) or not 0 <= last_id <= 2**31 - 1:
             raise ValueError
-        if order != "created_at" and (not isinstance(value, int) or not 0 <= value <= 2**31 - 1):
+        if order.startswith(METRIC_ORDER):  # a metric's value: a finite number
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError
+            if not math.isfinite(value) or abs(value) > 1e300:
+                raise ValueError
+        elif order != "created_at" and (not isinstance(value, int) or not 0 <= value <= 2**31 - 1):
             raise ValueError  # ids are 32-bit: a forged cursor must not reach the database
         return value, last_id
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
@@ -245,23 +287,27 @@ def list_runs(
     train_tokens: int | None = None,
     train_steps: int | None = None,
     with_metrics: bool | None = None,
+    metric: str | None = None,
+    metric_min: float | None = None,
+    metric_max: float | None = None,
 ) -> tuple[list[Run], int, str | None]:
     """One page of runs, with the total count of matching runs and the next page's cursor.
 
-    ``order_by`` is ``id``, ``created_at`` or either with a ``-`` prefix for descending order;
-    pagination is keyset-based, so pages stay consistent while runs are being added.
+    ``order_by`` is ``id``, ``created_at`` or ``metric:NAME`` (by that final metric; runs
+    without it are left out), each with a ``-`` prefix for descending order; ``metric`` keeps
+    the runs reporting that metric, within ``[metric_min, metric_max]`` when given. Pagination
+    is keyset-based, so pages stay consistent while runs are being added.
     """
     desc = order_by.startswith("-")
-    key = order_by.lstrip("-")
-    if key not in ORDERINGS:
-        raise BadRequest(
-            f"order_by must be one of {sorted(ORDERINGS)} (optionally prefixed with -)",
-            field="order_by",
-        )
+    key = order_by.removeprefix("-")
+    col = _ordering(key)
     if status is not None and status not in RUN_STATUSES:
         raise BadRequest(f"status must be one of {list(RUN_STATUSES)}", field="status")
-    col = ORDERINGS[key]
-    q = select(Run).where(Run.project_id == project.id)
+    q = select(Run).where(
+        Run.project_id == project.id, *_metric_filter(metric, metric_min, metric_max)
+    )
+    if key.startswith(METRIC_ORDER):
+        q = q.where(col.is_not(None))
     if status:
         q = q.where(Run.status == status)
     if origin:
@@ -293,7 +339,10 @@ def list_runs(
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = _encode_cursor([getattr(last, key), last.id])
+        value = (
+            getattr(last, key) if key in ORDERINGS else last.metrics[key.removeprefix(METRIC_ORDER)]
+        )
+        next_cursor = _encode_cursor([value, last.id])
     return rows, count, next_cursor
 
 

@@ -166,8 +166,10 @@ def store_suggestions(
     version: int,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """Add the designed mixtures as ``planned`` runs; returns the job result."""
+    """Add the designed mixtures as ``planned`` runs at the project's proxy scale (see
+    :func:`proxy_scale`); returns the job result."""
     p = job.params
+    scale = proxy_scale(session, job.project_id)
     runs = [
         Run(
             project_id=job.project_id,
@@ -178,6 +180,7 @@ def store_suggestions(
             origin="reported",
             domain_version=p.get("domain_version") or version,
             details={"suggested_by": strategy, "job_id": job.id},
+            **scale,
         )
         for m in mixtures
     ]
@@ -185,3 +188,24 @@ def store_suggestions(
     session.flush()
     session.add_all(RunTag(run_id=r.id, tag=t) for r in runs for t in r.tags)
     return {"run_ids": [r.id for r in runs], "strategy": strategy, **extra}
+
+
+def proxy_scale(session: Session, project_id: int) -> dict[str, int | None]:
+    """The scale (model_params, train_tokens, train_steps) of the project's succeeded runs when
+    they share one, so a suggested run reported back fits with them (a plain fit refuses runs
+    of several scales); none when there are no such runs or they span several scales (the
+    user then says which scale a reported run has, in its PATCH)."""
+    scales = session.execute(
+        select(Run.model_params, Run.train_tokens, Run.train_steps)
+        .where(Run.project_id == project_id, Run.status == "succeeded")
+        .group_by(Run.model_params, Run.train_tokens, Run.train_steps)
+        .limit(2)
+    ).all()
+    if len(scales) != 1:
+        return {}
+    model_params, train_tokens, train_steps = scales[0]
+    return {
+        "model_params": model_params,
+        "train_tokens": train_tokens,
+        "train_steps": train_steps,
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import (
@@ -22,10 +22,16 @@ from app.schemas.fits import (
     FitCreate,
     FitPublic,
     FitsPublic,
+    FitUpdate,
     PredictRequest,
     PredictResponse,
 )
 from app.services import fits as svc
+
+#: the ``tag`` filter of the fits and recommendations lists (a tag holds 100 characters)
+TagQuery = Annotated[
+    str | None, Query(min_length=1, max_length=100, description="only rows with this tag")
+]
 
 router = APIRouter(prefix="/v1/projects/{project_id}", tags=["fits"], route_class=ProjectRoute)
 estimators_router = APIRouter(prefix="/v1/estimators", tags=["fits"])
@@ -57,14 +63,37 @@ def list_fits(
     token: CurrentToken,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    tag: TagQuery = None,
 ) -> dict:
-    rows, count = svc.list_fits(session, project, limit, offset)
+    rows, count = svc.list_fits(session, project, limit, offset, tag)
     return {"data": rows, "count": count}
 
 
 @router.get("/fits/{fit_id}", response_model=FitPublic)
 def get_fit(project: ProjectDep, fit_id: IdPath, session: SessionDep, token: CurrentToken) -> Any:
     return svc.get_fit(session, project, fit_id)
+
+
+@router.patch("/fits/{fit_id}", response_model=FitPublic)
+def update_fit(
+    project: WritableProjectDep,
+    fit_id: IdPath,
+    data: FitUpdate,
+    session: SessionDep,
+    token: CurrentToken,
+) -> Any:
+    """Change the fit's ``name`` and ``tags``."""
+    return svc.update_fit(session, svc.get_fit(session, project, fit_id), data)
+
+
+@router.delete("/fits/{fit_id}", status_code=204)
+def delete_fit(
+    project: WritableProjectDep, fit_id: IdPath, session: SessionDep, token: CurrentToken
+) -> Response:
+    """Delete a finished fit (409 while its job is pending or running); its recommendations
+    stay, with ``fit_id`` null."""
+    svc.delete_fit(session, svc.get_fit(session, project, fit_id))
+    return Response(status_code=204)
 
 
 @router.post("/fits/{fit_id}/predict", response_model=PredictResponse)

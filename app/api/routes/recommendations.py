@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import (
@@ -18,12 +18,14 @@ from app.api.deps import (
     WritableProjectDep,
 )
 from app.api.responses import accepted
+from app.api.routes.fits import TagQuery
 from app.schemas.jobs import JobAccepted
 from app.schemas.recommendations import (
     BaselinesPublic,
     RecommendationCreate,
     RecommendationPublic,
     RecommendationsPublic,
+    RecommendationUpdate,
 )
 from app.services import recommendations as svc
 
@@ -48,8 +50,9 @@ def list_recommendations(
     token: CurrentToken,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    tag: TagQuery = None,
 ) -> dict:
-    rows, count = svc.list_recommendations(session, project, limit, offset)
+    rows, count = svc.list_recommendations(session, project, limit, offset, tag)
     return {"data": rows, "count": count}
 
 
@@ -58,6 +61,29 @@ def get_recommendation(
     project: ProjectDep, rec_id: IdPath, session: SessionDep, token: CurrentToken
 ) -> Any:
     return svc.get_recommendation(session, project, rec_id)
+
+
+@router.patch("/recommendations/{rec_id}", response_model=RecommendationPublic)
+def update_recommendation(
+    project: WritableProjectDep,
+    rec_id: IdPath,
+    data: RecommendationUpdate,
+    session: SessionDep,
+    token: CurrentToken,
+) -> Any:
+    """Change the recommendation's ``name`` and ``tags``."""
+    return svc.update_recommendation(
+        session, svc.get_recommendation(session, project, rec_id), data
+    )
+
+
+@router.delete("/recommendations/{rec_id}", status_code=204)
+def delete_recommendation(
+    project: WritableProjectDep, rec_id: IdPath, session: SessionDep, token: CurrentToken
+) -> Response:
+    """Delete a recommendation."""
+    svc.delete_recommendation(session, svc.get_recommendation(session, project, rec_id))
+    return Response(status_code=204)
 
 
 @router.get("/baselines", response_model=BaselinesPublic)

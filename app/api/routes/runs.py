@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, File, Form, Query, Request, Response, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from app.api.deps import (
@@ -32,11 +32,16 @@ from app.schemas.runs import (
     RunsPage,
     RunUpdate,
 )
-from app.services import idempotency, imports, projects, runs
+from app.services import idempotency, imports, projects, run_export, runs
 from app.services.errors import Conflict, Invalid
 from mixopt.api_types import StateFilter
 
 router = APIRouter(prefix="/v1/projects/{project_id}/runs", tags=["runs"], route_class=ProjectRoute)
+
+#: a metric name a query can sort or filter by (no control characters, quotes or backslashes:
+#: it becomes a JSON path)
+METRIC_NAME_PATTERN = r'^[^\x00-\x1f"\\]+$'
+ORDER_BY_PATTERN = r'^-?(id|created_at|metric:[^\x00-\x1f"\\]{1,200})$'
 
 _RUN_BODY = {
     "requestBody": {
@@ -166,7 +171,15 @@ def list_runs(
         str | None, Query(max_length=2000, description="next_cursor of the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    order_by: Literal["id", "created_at", "-id", "-created_at"] = "id",
+    order_by: Annotated[
+        str,
+        Query(
+            max_length=210,
+            pattern=ORDER_BY_PATTERN,
+            description="id, created_at or metric:NAME (by a final metric; runs without it are "
+            "left out), each optionally prefixed with - for descending order",
+        ),
+    ] = "id",
     status: Annotated[
         StateFilter | None, Query(description="queued and pending are the same state")
     ] = None,
@@ -175,6 +188,17 @@ def list_runs(
     model_params: Count64Query = None,
     train_tokens: Count64Query = None,
     train_steps: Annotated[int | None, Query(gt=0, le=2**31 - 1)] = None,
+    metric: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            pattern=METRIC_NAME_PATTERN,
+            description="only runs reporting this final metric (bounded by metric_min/max)",
+        ),
+    ] = None,
+    metric_min: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    metric_max: Annotated[float | None, Query(allow_inf_nan=False)] = None,
 ) -> dict:
     status = "queued" if status == "pending" else status
     cursor = cursor or None
@@ -190,6 +214,9 @@ def list_runs(
         model_params=model_params,
         train_tokens=train_tokens,
         train_steps=train_steps,
+        metric=metric,
+        metric_min=metric_min,
+        metric_max=metric_max,
     )
     return {"data": rows, "count": count, "next_cursor": next_cursor}
 
@@ -428,26 +455,29 @@ def export_runs(
     train_steps: Annotated[int | None, Query(gt=0)] = None,
 ) -> Response:
     """Write runs back: JSON, or CSV in the RegMix or olmix layout (a zip of both files, or one
-    part), optionally the runs of one scale (the CSV layouts have no scale column)."""
-    rows = runs.all_runs(session, project, status=None if status in (None, "all") else status)
-    wanted = {
-        "model_params": model_params,
-        "train_tokens": train_tokens,
-        "train_steps": train_steps,
-    }
-    rows = [r for r in rows if all(v is None or getattr(r, k) == v for k, v in wanted.items())]
+    part), optionally the runs of one scale (the CSV layouts have no scale column). Streamed
+    from the database a page of runs at a time, so any number of runs is exported in bounded
+    memory."""
+    query = run_export.ExportQuery.of(
+        project,
+        status=None if status in (None, "all") else status,
+        model_params=model_params,
+        train_tokens=train_tokens,
+        train_steps=train_steps,
+    )
     if format == "json":
-        return JSONResponse(jsonable_encoder(imports.runs_document(session, project, rows)))
+        return StreamingResponse(run_export.stream_json(query), media_type="application/json")
     if part is None:
-        return Response(
-            imports.export_zip(project, rows, layout),
+        return StreamingResponse(
+            run_export.stream_zip(query, layout),
             media_type="application/zip",
             headers={
                 "Content-Disposition": f'attachment; filename="project-{project.id}-{layout}.zip"'
             },
         )
-    mixtures_csv, metrics_csv = imports.export_csv(project, rows, layout)
-    return Response(mixtures_csv if part == "mixtures" else metrics_csv, media_type="text/csv")
+    return StreamingResponse(
+        run_export.stream_csv(query, layout, part), media_type="text/csv"
+    )
 
 
 @router.get("/{run_id:int}", response_model=RunPublic)
