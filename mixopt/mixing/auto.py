@@ -373,6 +373,9 @@ class AutoEstimator(MixingEstimator):
         for f, te in enumerate(split):
             fold_of[te] = f
         names = self._names()
+        if self.candidates is None and context.get("experts") is None:
+            # MDE estimators (mixopt.mixing.mde) are candidates only when experts are given
+            names = [n for n in names if not getattr(ESTIMATORS[n], "needs_experts", False)]
         report(progress, 0.0, f"auto: {len(split)}-fold CV of {len(names)} candidates")
         single = self._fold_fits(
             X,

@@ -28,6 +28,7 @@ from mixopt.mixing.base import ESTIMATORS, MixingEstimator, _jsonable, get_estim
 from mixopt.mixing.constraints import Constraints
 from mixopt.mixing.design import suggest_next
 from mixopt.mixing.fidelity import cross_validate, fidelity_metrics
+from mixopt.mixing.mde import attach_experts
 from mixopt.mixing.nested import (
     ScaleError,
     chain_interval,
@@ -381,6 +382,8 @@ def fit_estimator(
     fctx = dict(prep.context)
     if context.get("token_counts") is not None:
         fctx["token_counts"] = context["token_counts"]
+    if context.get("experts") is not None:  # MDE estimators (mixopt.mixing.mde)
+        fctx["experts"] = context["experts"]
     ctx = dict(fctx, domains=list(domains), targets=targets)
     est = get_estimator(name, **params)
     cross_fn = _cross_scale_fn(
@@ -473,12 +476,17 @@ def _caveats(X: np.ndarray, prep: _Prepared) -> list[str]:
 
 # -- use a fit ---------------------------------------------------------------------------------
 def predict(
-    state: dict, X: Any, objective_weights: Any = None, steps: float | None = None
+    state: dict,
+    X: Any,
+    objective_weights: Any = None,
+    steps: float | None = None,
+    experts: Any = None,
 ) -> dict[str, Any]:
     """Per-target predictions, the objective and (when the estimator has one) its std.
     ``steps``: estimators whose law is in steps only (``predicts_at_steps``: BiMix), the step
-    to evaluate at."""
-    est = MixingEstimator.from_state(state)
+    to evaluate at. ``experts``: the :class:`~mixopt.mixing.mde.ExpertProbs` an MDE fit was
+    made with (ignored by other estimators)."""
+    est = attach_experts(MixingEstimator.from_state(state), experts)
     Xq = np.atleast_2d(np.asarray(X, dtype=float))
     if steps is not None:
         if not est.predicts_at_steps:
@@ -514,9 +522,11 @@ def recommend(
     scaling: dict | None = None,
     progress: ProgressFn | None = None,
     fidelity: dict | None = None,
+    experts: Any = None,
     **kw: Any,
 ) -> dict[str, Any]:
-    """Recommendation (see :func:`mixopt.mixing.optimize.recommend`) from a stored fit.
+    """Recommendation (see :func:`mixopt.mixing.optimize.recommend`) from a stored fit
+    (``experts``: the :class:`~mixopt.mixing.mde.ExpertProbs` of an MDE fit).
 
     ``scaling`` is the fit's (``fit_estimator``'s ``scaling``): when the fit answers at a target
     scale through the scaling laws, the bootstrap and the support checks use the extrapolated
@@ -533,7 +543,7 @@ def recommend(
     training = (scaling or {}).get("training")
     if training:
         X, Y = training["X"], training["Y"]
-    est = MixingEstimator.from_state(state)
+    est = attach_experts(MixingEstimator.from_state(state), experts)
     P = np.atleast_2d(est.predict(np.full((1, est.n_domains_), 1.0 / est.n_domains_)))
     w = Objective.parse(
         objective_weights, targets=getattr(est, "targets_", None), n_targets=P.shape[1]
@@ -592,6 +602,7 @@ def predict_interval(
     scaling: dict | None = None,
     fidelity: dict | None = None,
     level: float = 0.95,
+    experts: Any = None,
 ) -> dict[str, Any]:
     """Predicted objective with an interval (:func:`mixopt.mixing.solve.predict_with_interval`).
 
@@ -602,7 +613,7 @@ def predict_interval(
     its CV error (``fidelity``'s pooled MAE as a sd, ``sqrt(pi/2) x MAE``); ``method`` is
     ``"chain"``. Calibrated on ``bench/transfer.py`` (leave the largest size out).
     """
-    est = MixingEstimator.from_state(state)
+    est = attach_experts(MixingEstimator.from_state(state), experts)
     out = predict_with_interval(
         est,
         X,
