@@ -11,6 +11,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.services import dashboard as dash_service
+from app.services import exports as export_service
 from app.services import fits as fit_service
 from app.services import recommendations as rec_service
 from app.services import runs as run_service
@@ -266,6 +267,16 @@ def epoch_warnings(
     )
 
 
+def recommendation_warnings(
+    project: Project, rec: Recommendation, fits_by_id: dict[int, Fit]
+) -> list[str]:
+    """A recommendation's epoch warnings at the budget its exports use, over all its phases
+    when staged (one figure with the exports: ``export_service.recommendation_epoch_warnings``;
+    a staged one's first-phase mixture at the whole budget is not what it reads)."""
+    fit = fits_by_id.get(rec.fit_id) if rec.fit_id is not None else None
+    return export_service.recommendation_epoch_warnings(project, rec, fit)
+
+
 # -- runs -------------------------------------------------------------------------------
 def runs_payload(session: Session, project: Project) -> dict[str, Any]:
     """Compact runs for the runs table and the coverage chart: mixtures as arrays in domain
@@ -487,7 +498,7 @@ def comparison(
                 "metrics": metrics,
                 "constraints": _constraint_summary(rec.constraints),
                 "validations": _validation_results(validations, rec.id),
-                "warnings": epoch_warnings(rec.mixture, project, rec.constraints),
+                "warnings": recommendation_warnings(project, rec, fits_by_id),
             }
         )
     totals = [hierarchy.group_totals(c["mixture"], _group_of(project)) for c in cols]

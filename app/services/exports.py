@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.services import fits as fit_service
 from app.services import online as online_service
 from app.services import recommendations as rec_service
 from app.services.errors import Invalid, NotFound
@@ -89,15 +88,14 @@ def notes_header(bundle: Bundle, limit: int = 2000) -> str:
     return text
 
 
-def requested_scale(session: Session, rec: Recommendation) -> dict[str, Any]:
+def requested_scale(rec: Recommendation, fit: Fit | None) -> dict[str, Any]:
     """The scale a recommendation was asked for: what the request gave (stored as
-    ``details.requested_scale``), else the target its fit was made for. Never the proxy runs'
-    own scale, which ``rec.target_scale`` holds when no target was asked for (it is the scale
-    the answer is for): the export's budget is then ``constraints.target_tokens``. A
-    recommendation from before ``requested_scale`` was stored whose fit is gone keeps
-    ``target_scale`` (nothing else says what it was asked for)."""
+    ``details.requested_scale``), else the target its fit (``fit``, None when gone) was made
+    for. Never the proxy runs' own scale, which ``rec.target_scale`` holds when no target was
+    asked for (it is the scale the answer is for): the export's budget is then
+    ``constraints.target_tokens``. A recommendation from before ``requested_scale`` was stored
+    whose fit is gone keeps ``target_scale`` (nothing else says what it was asked for)."""
     details = rec.details or {}
-    fit = session.get(Fit, rec.fit_id) if rec.fit_id is not None else None
     asked = dict(details.get("requested_scale") or {})
     if fit is not None and fit.target_scale:
         return {**dict(fit.target_scale), **asked}
@@ -107,14 +105,12 @@ def requested_scale(session: Session, rec: Recommendation) -> dict[str, Any]:
 
 
 def for_recommendation(session: Session, project: Project, rec_id: int) -> MixtureExport:
-    return recommendation_spec(
-        session, project, rec_service.get_recommendation(session, project, rec_id)
-    )
-
-
-def recommendation_spec(session: Session, project: Project, rec: Recommendation) -> MixtureExport:
     """What a recommendation exports: its mixture (or phases), the budget it was asked for
-    (:func:`requested_scale`) and the constraints it was made under."""
+    (:func:`requested_scale`), the constraints it was made under and where it came from."""
+    rec = rec_service.get_recommendation(session, project, rec_id)
+    fit = session.get(Fit, rec.fit_id) if rec.fit_id is not None else None
+    if fit is not None and fit.project_id != project.id:
+        fit = None
     origin: dict[str, Any] = {
         "kind": "recommendation",
         "project_id": project.id,
@@ -126,9 +122,9 @@ def recommendation_spec(session: Session, project: Project, rec: Recommendation)
         "binding": rec.binding,
         "created_at": rec.created_at.isoformat() if rec.created_at else None,
     }
-    if rec.fit_id is not None:
-        try:
-            fit = fit_service.get_fit(session, project, rec.fit_id)
+    if rec.fit_id is not None:  # None: the fit was deleted, the recommendation keeps its say
+        origin["fit"] = None
+        if fit is not None:
             origin["fit"] = {
                 "id": fit.id,
                 "estimator": fit.estimator,
@@ -137,17 +133,22 @@ def recommendation_spec(session: Session, project: Project, rec: Recommendation)
                 "run_ids": fit.run_ids,
                 "fidelity": fit.fidelity,
             }
-        except Exception:  # the fit was deleted: the recommendation keeps what it said
-            origin["fit"] = None
+    return recommendation_spec(project, rec, fit, origin=origin)
+
+
+def recommendation_spec(
+    project: Project, rec: Recommendation, fit: Fit | None, origin: dict[str, Any] | None = None
+) -> MixtureExport:
+    """A recommendation as the exports see it (``fit``: its fit, None when gone): mixture and
+    phases, :func:`requested_scale`, its constraints over the project's current ones."""
     spec = _base(
         project,
         rec.mixture,
-        scale=requested_scale(session, rec),
-        origin=origin,
+        scale=requested_scale(rec, fit),
+        origin=origin or {},
         slug=f"project-{project.id}-recommendation-{rec.id}",
         phases=((rec.details or {}).get("staged") or {}).get("phases"),
     )
-    # the constraints the recommendation was made under, over the project's current ones
     spec.constraints = {
         **spec.constraints,
         **{k: v for k, v in (rec.constraints or {}).items() if v is not None},
@@ -156,12 +157,12 @@ def recommendation_spec(session: Session, project: Project, rec: Recommendation)
 
 
 def recommendation_epoch_warnings(
-    session: Session, project: Project, rec: Recommendation
+    project: Project, rec: Recommendation, fit: Fit | None
 ) -> list[str]:
-    """Domains the recommendation reads beyond their epoch cap at the budget its exports use,
-    over all its phases when staged (:func:`mixopt.exports.epoch_warnings`: the figure the
-    exports' notes give)."""
-    return writers.epoch_warnings(recommendation_spec(session, project, rec))
+    """Domains the recommendation reads beyond their epoch cap (or without tokens) at the budget
+    its exports use, over all its phases when staged: :func:`mixopt.exports.epoch_warnings`,
+    the figure of the exports' notes and of the science's ``epochs_used``."""
+    return writers.epoch_warnings(recommendation_spec(project, rec, fit))
 
 
 def for_baseline(project: Project, name: str) -> MixtureExport:

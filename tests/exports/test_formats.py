@@ -362,3 +362,36 @@ def test_megatron_export_says_caps_are_not_enforced(client, admin, session):
         client.get(url, params={"format": "olmo-core"}, headers=admin).headers.get("x-mixopt-notes")
         is None
     )  # OLMo-core enforces them
+
+
+def test_dashboard_flags_a_staged_recommendation_by_what_it_reads(client, admin, session):
+    """Issue 26: the dashboard flagged a staged recommendation at its first phase's mixture over
+    the whole budget; it reads each phase's mixture for the phase's tokens (the exports' figure,
+    the science's epochs_used)."""
+    p = _project(
+        client,
+        admin,
+        domains=[{"name": "web", "token_count": 4_000_000}, {"name": "code", "token_count": 10**6}],
+        constraints={"target_tokens": 2_000_000, "max_epochs": 1.0},
+    )
+
+    def staged(anneal_code: float) -> int:
+        phases = [
+            {"name": "main", "tokens": 400_000, "start_tokens": 0,
+             "mixture_by_domain": {"web": 0.0, "code": 1.0}},
+            {"name": "anneal", "tokens": 1_600_000, "start_tokens": 400_000,
+             "mixture_by_domain": {"web": 1 - anneal_code, "code": anneal_code}},
+        ]  # fmt: skip
+        return _recommendation(
+            session, p["id"], phases[0]["mixture_by_domain"], details={"staged": {"phases": phases}}
+        )
+
+    within = staged(0.25)  # code: 0.4M + 0.4M = 0.8 epochs (its first phase alone: 2.0 epochs)
+    over = staged(0.5)  # code: 0.4M + 0.8M = 1.2 epochs
+    from app.dashboard import views
+    from app.store.models import Project, Recommendation
+
+    project = session.get(Project, p["id"])
+    for rid, want in ((within, []), (over, ["1.20 epochs over 2 phases"])):
+        got = views.recommendation_warnings(project, session.get(Recommendation, rid), {})
+        assert len(got) == len(want) and all(w in g for w, g in zip(want, got, strict=True))
