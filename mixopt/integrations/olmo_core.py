@@ -14,12 +14,14 @@ Wiring::
   (``metric`` is the regular expression, its group ``domain``), and ``train/CE loss`` as the
   curve's ``train_loss``;
 * tokens: the trainer's ``global_train_tokens_seen``;
-* following a session: OLMo-core builds its batches from a ``NumpyDataLoader`` of fixed
-  per-source instances, which has no hook to change the mixture while it runs; give
-  ``sampler`` when the data loader draws from a :class:`~mixopt.integrations.MixtureSampler`
-  (a custom ``DataLoaderBase``), and the callback reports and applies the session's weights
-  every ``interval`` steps (``post_step``); per-domain training losses go through
-  ``callback.reporter.record_batch`` from the train module;
+* following a session: OLMo-core's ``NumpyDataLoader`` builds batches from fixed
+  per-source instances and has no hook to change the mixture while it runs; train from a
+  :class:`MixtureDataLoader` instead (a ``DataLoaderBase`` over per-domain token sequences,
+  drawing from a :class:`~mixopt.integrations.MixtureSampler`), give the callback its
+  ``sampler`` and ``session_id``, and every ``interval`` steps (``post_step``) it reports and
+  applies the session's weights; the loader's batches carry ``"domain"`` for per-domain
+  training losses (``callback.reporter.record_batch`` from a train module that computes
+  them);
 * the run ends ``succeeded`` in ``post_train``, ``failed`` in ``on_error``.
 """
 
@@ -110,7 +112,94 @@ def _build() -> type:
     )
 
 
+class _Loader:
+    """Batches of ``{"input_ids": (B, seq_len), "domain": (B,)}`` drawn by a
+    :class:`~mixopt.integrations.MixtureSampler` from per-domain sequences of token ids
+    (each item a 1-D tensor or array of ``seq_len`` ids); ``global_batch_size`` is in tokens,
+    as for OLMo-core's own loaders; ``total_batches`` per epoch (None: endless, train by
+    ``Duration.steps``)."""
+
+    def __init__(
+        self,
+        datasets: Any,
+        sampler: Any,
+        *,
+        seq_len: int,
+        global_batch_size: int,
+        work_dir: str,
+        total_batches: int | None = None,
+        with_domain: bool = True,
+    ) -> None:
+        super().__init__(work_dir=work_dir, global_batch_size=global_batch_size)  # type: ignore[call-arg]
+        if list(datasets) != sampler.domains:
+            raise ValueError(f"datasets: domains {list(datasets)} differ from the sampler's")
+        if global_batch_size % seq_len:
+            raise ValueError("global_batch_size: a multiple of seq_len (it counts tokens)")
+        self.datasets = dict(datasets)
+        self.sampler = sampler
+        self.seq_len = int(seq_len)
+        self._total = total_batches
+        self.with_domain = with_domain
+
+    @property
+    def total_batches(self) -> int | None:
+        return self._total
+
+    def reshuffle(self, epoch: int | None = None, **kwargs: Any) -> None:
+        self._epoch = 1 if epoch is None else epoch  # type: ignore[attr-defined]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state_dict(), "batches": self.batches_processed}  # type: ignore[attr-defined]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state_dict["sampler"])
+        self.batches_processed = int(state_dict["batches"])
+
+    def _batch(self, n: int) -> dict[str, Any]:
+        import torch
+
+        rows, ids = [], []
+        for _ in range(n):
+            domain, index = self.sampler.next_index()
+            item = self.datasets[domain][index - self.sampler.offsets[domain]]
+            rows.append(torch.as_tensor(item, dtype=torch.long)[: self.seq_len])
+            ids.append(self.sampler.domains.index(domain))
+        batch = {"input_ids": torch.stack(rows)}
+        if self.with_domain:
+            batch["domain"] = torch.tensor(ids)
+        return batch
+
+    def _iter_batches(self) -> Any:
+        n = self.rank_batch_size // self.seq_len  # type: ignore[attr-defined]
+        done = self.batches_processed  # type: ignore[attr-defined]
+        while self._total is None or done < self._total:
+            done += 1
+            yield self._batch(n)
+
+    def global_num_tokens_in_batch(self, batch: dict[str, Any]) -> int:
+        return int(self.global_batch_size)  # type: ignore[attr-defined]
+
+    def get_mock_batch(self) -> dict[str, Any]:
+        import torch
+
+        return {"input_ids": torch.zeros((1, self.seq_len), dtype=torch.long)}
+
+
+@cache
+def _build_loader() -> type:
+    _build()  # the same message when OLMo-core is missing
+    from olmo_core.data.data_loader import DataLoaderBase
+
+    return type(
+        "MixtureDataLoader",
+        (_Loader, DataLoaderBase),
+        {"__module__": __name__, "__doc__": _Loader.__doc__},
+    )
+
+
 def __getattr__(name: str) -> Any:
     if name == "MixoptCallback":
         return _build()
+    if name == "MixtureDataLoader":
+        return _build_loader()
     raise AttributeError(name)

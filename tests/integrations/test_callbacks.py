@@ -287,68 +287,102 @@ def test_lightning_exception_marks_the_run_failed(setup, tmp_path):
     assert run.status == "failed" and "ValueError: diverged" in run.error
 
 
-def test_olmo_core_callback_reports_through_its_hooks(setup):
-    """OLMo-core's real ``Callback`` base, its hooks called in the order its ``Trainer`` calls
-    them (pre_train, post_step each step, log_metrics with the evaluator's metric names,
-    post_train). Not covered: a real OLMo-core ``Trainer`` (it needs a distributed process
-    group, a ``NumpyDataLoader`` over token files and a ``TransformerTrainModule``)."""
+def test_olmo_core_trainer_reports_and_follows_a_session(setup, tmp_path):
+    """A real OLMo-core ``Trainer`` (``BasicTrainModule``, a tiny byte model, CPU) trains from a
+    :class:`MixtureDataLoader`; per-domain evaluation losses are recorded under the names
+    OLMo-core's ``LMEvaluator`` gives them (``eval/lm/<domain>/CE loss``) by a small callback of
+    the test: OLMo-core's own ``EvaluatorCallback`` needs a ``TransformerTrainModule`` (its
+    Transformer models), which is not built here."""
     pytest.importorskip("olmo_core")
+    from olmo_core.train import Duration, TrainerConfig
     from olmo_core.train.callbacks import Callback
-
-    from mixopt.integrations.olmo_core import MixoptCallback
-
-    c, project_id, session_id = setup
-
-    class Trainer:  # what the callback reads of olmo_core.train.Trainer
-        global_step = 0
-        global_train_tokens_seen = 0
+    from olmo_core.train.train_module import BasicTrainModule
 
     from mixopt.integrations import MixtureSampler
+    from mixopt.integrations.olmo_core import MixoptCallback, MixtureDataLoader
 
-    sampler = MixtureSampler({d: 100 for d in DOMAINS})
+    c, project_id, session_id = setup
+    torch.manual_seed(0)
+    data = {d: [x["input_ids"] for x in items] for d, items in _domain_data(200).items()}
+    val = {
+        d: torch.stack([x["input_ids"] for x in items])
+        for d, items in _domain_data(16, 200 * SEQ).items()
+    }
+
+    class TinyLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(VOCAB, 32)
+            self.out = torch.nn.Linear(32, VOCAB)
+
+        def forward(self, input_ids):
+            return self.out(self.emb(input_ids))
+
+    class TrainModule(BasicTrainModule):  # no FLOP count for a custom model
+        def global_num_flops_in_batch(self, batch):
+            return None
+
+        def num_flops_per_token(self, seq_len):
+            return None
+
+    model = TinyLM()
+
+    class PerDomainEval(Callback):
+        def post_step(self):
+            if self.step % 10 == 0:
+                with torch.no_grad():
+                    for d, x in val.items():
+                        logits = model(x[:, :-1])
+                        loss = F.cross_entropy(logits.reshape(-1, VOCAB), x[:, 1:].reshape(-1))
+                        self.trainer.record_metric(f"eval/lm/{d}/CE loss", loss)
+
+    batch = 32
+    loader = MixtureDataLoader(
+        data,
+        sampler := MixtureSampler({d: len(v) for d, v in data.items()}),
+        seq_len=SEQ,
+        global_batch_size=batch * SEQ,
+        work_dir=str(tmp_path / "work"),
+    )
     callback = MixoptCallback(
         c,
         project_id,
         sampler=sampler,
         session_id=session_id,
-        interval=5,
-        train_tokens=20 * 4096,
+        interval=10,
+        model_params=sum(p.numel() for p in model.parameters()),
+        train_steps=70,
         on_error="raise",
     )
-    assert isinstance(callback, Callback)
-    trainer = Trainer()
-    callback.trainer = trainer
-    callback.pre_train()
-    for step in range(1, 21):
-        trainer.global_step = step
-        trainer.global_train_tokens_seen = step * 4096
-        for _ in range(8):
-            d = sampler.next_index()[0]
-            callback.reporter.record_batch([d], [2.0 + DOMAINS.index(d)])
-        callback.post_step()
-        metrics = {"train/CE loss": 3.0 - step / 20}
-        if step % 10 == 0:
-            metrics |= {f"eval/lm/{d}/CE loss": 2.0 - step / 40 for d in DOMAINS}
-            metrics |= {f"eval/lm/{d}/PPL": 7.0 for d in DOMAINS}
-        callback.log_metrics(step, metrics)
-    callback.post_train()
+    trainer = TrainerConfig(
+        save_folder=str(tmp_path / "save"),
+        max_duration=Duration.steps(70),
+        metrics_collect_interval=1,
+        no_checkpoints=True,
+        device="cpu",
+        callbacks={"eval": PerDomainEval(), "mixopt": callback},
+    ).build(
+        TrainModule(
+            model, torch.optim.Adam(model.parameters(), lr=3e-3), rank_microbatch_size=batch * SEQ
+        ),
+        loader,
+    )
+    trainer.fit()
 
-    run = c.get_run(project_id, callback.reporter.run_id)
-    assert run.status == "succeeded" and run.details["trainer"] == "olmo-core"
-    assert run.metrics == {f"val_loss/{d}": pytest.approx(1.5) for d in DOMAINS}
-    points = c.get_curve(project_id, run.id)["points"]
-    assert [(p["step"], p["tokens"]) for p in points] == [(10, 40960), (20, 81920)]
-    assert points[0]["metrics"]["train_loss"] == pytest.approx(2.5)
-    applied = callback.reporter.applied
-    assert applied[0] == {"step": 0, "version": 1, "weights": pytest.approx(SESSION_WEIGHTS)}
-    assert len(applied) >= 2 and {a["step"] for a in applied[1:]} <= {5, 10, 15, 20}
-    assert sampler.weights == pytest.approx(applied[-1]["weights"])
+    run, points = _check_run(
+        c, project_id, callback.reporter.run_id, "olmo-core", [10, 20, 30, 40, 50, 60, 70]
+    )
+    assert [p["tokens"] for p in points] == [s * batch * SEQ for s in range(10, 71, 10)]
+    assert points[0]["metrics"]["train_loss"] > points[-1]["metrics"]["train_loss"]
+    assert points[-1]["metrics"]["val_loss/code"] < points[0]["metrics"]["val_loss/code"]
+    # no per-domain training losses from BasicTrainModule: the session gets the evaluations
     obs = c.session_history(project_id, session_id)["observations"]
-    assert [o["step"] for o in obs] == [4, 9, 14, 19, 20]  # and the last evaluation's
-    assert obs[-1]["eval_losses"] == {d: pytest.approx(1.5) for d in DOMAINS}
-    assert obs[0]["train_losses"] == {"code": 2.0, "docs": 3.0, "mail": 4.0}
-    assert not obs[1]["eval_losses"]  # step 10's evaluation comes after its post_step
-    assert obs[2]["eval_losses"] == {d: pytest.approx(1.75) for d in DOMAINS}
+    # (nothing to report at step 9: step 10's evaluation comes after it)
+    assert [o["step"] for o in obs] == [*range(19, 70, 10), 70]
+    assert all(not o["train_losses"] and set(o["eval_losses"]) == set(DOMAINS) for o in obs)
+    assert callback.reporter.applied[0]["weights"] == pytest.approx(SESSION_WEIGHTS)
+    assert sampler.segments[1]["weights"] == pytest.approx(SESSION_WEIGHTS)
+    assert sum(sampler.segments[0]["counts"].values()) == 0
 
 
 def test_missing_trainer_library_names_the_extra(monkeypatch):
