@@ -1,9 +1,11 @@
 """What the client commands share: the ``--url``/``--token``/``--json``/``--wait`` options,
-the client, ``NAME=VALUE`` and JSON/YAML arguments, and waiting for a job with a bar."""
+the client (with the profile file's URL and token, :mod:`mixopt.cli.profiles`),
+``NAME=VALUE`` and JSON/YAML arguments, and waiting for a job with a bar."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +16,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from mixopt.api_types import Job, Project, Run
 from mixopt.cli.output import err_console
+from mixopt.cli.profiles import load_profile
 from mixopt.client import MixoptClient
 from mixopt.paths import mixopt_home
 
@@ -38,8 +41,28 @@ TimeoutOpt = Annotated[
 ]
 
 
+#: the root command's ``--profile`` for this invocation (``mixopt --profile NAME ...``, or
+#: ``MIXOPT_PROFILE``): set by the ``mixopt`` callback before every command
+_PROFILE: dict[str, str | None] = {"name": None}
+
+
+def use_profile(name: str | None) -> None:
+    """Make the client commands of this invocation read profile ``name``."""
+    _PROFILE["name"] = name
+
+
+def current_profile() -> str | None:
+    return _PROFILE["name"]
+
+
 def make_client(url: str | None, token: str | None) -> MixoptClient:
-    """The client for ``--url``/``--token``; without a token, the embedded admin token."""
+    """The client for ``--url``/``--token`` (or ``MIXOPT_URL``/``MIXOPT_TOKEN``), else the
+    profile's (:mod:`mixopt.cli.profiles`); without a token, the embedded admin token."""
+    name = current_profile() or os.environ.get("MIXOPT_PROFILE") or None
+    if url is None or token is None or name is not None:
+        profile = load_profile(name)
+        url = url or profile.url
+        token = token or profile.token
     if token is None:
         f = mixopt_home() / "admin_token"
         token = f.read_text().strip() if f.exists() else None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -21,6 +23,59 @@ from mixopt.cli.errors import handles_errors
 from mixopt.cli.output import console, print_json
 from mixopt.client import MixoptError
 from mixopt.render import print_fit, print_recommendation
+
+LabelNameOpt = Annotated[str | None, typer.Option("--name", help="a name for what it makes")]
+LabelTagsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--label", help="tag what it makes (repeatable; find it with --tag in list)"),
+]
+
+
+def phases_arg(text: str | None) -> list[dict[str, Any]] | None:
+    """``--phases``: ``NAME=TOKENS,...`` or a JSON list of phases (inline or ``@file``)."""
+    if text is None:
+        return None
+    if text.startswith(("[", "@")):
+        body = Path(text[1:]).read_text() if text.startswith("@") else text
+        try:
+            value = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--phases: not JSON ({exc})") from None
+        if not isinstance(value, list) or not all(isinstance(p, dict) for p in value):
+            raise ValueError("--phases: expected a JSON list of {name, tokens, objective}")
+        return value
+    phases = []
+    for item in text.split(","):
+        name, sep, tokens = item.strip().partition("=")
+        try:
+            count = float(tokens)
+        except ValueError:
+            count = float("nan")
+        if not sep or not name or not 0 < count <= 2**63 - 1:
+            raise ValueError(f"--phases: expected NAME=TOKENS with TOKENS > 0, got {item!r}")
+        phases.append({"name": name, "tokens": int(count)})
+    return phases
+
+
+def reference_arg(text: str | None, tolerance: float | None) -> dict[str, Any] | None:
+    """``--reference``: a baseline name, ``rec:ID``, or a JSON mixture (inline or ``@file``)."""
+    if text is None:
+        if tolerance is not None:
+            raise ValueError("--tolerance needs --reference")
+        return None
+    ref: dict[str, Any]
+    if text.startswith(("{", "@")):
+        ref = {"mixture": json_arg(text, "--reference")}
+    elif text.startswith("rec:"):
+        try:
+            ref = {"recommendation_id": int(text[4:])}
+        except ValueError:
+            raise ValueError(f"--reference: rec:ID needs a number, got {text!r}") from None
+    else:
+        ref = {"baseline": text}
+    if tolerance is not None:
+        ref["tolerance"] = tolerance
+    return ref
 
 
 @handles_errors
@@ -43,6 +98,8 @@ def fit(
     params: Annotated[
         str | None, typer.Option(help="estimator hyper-parameters as JSON or @file")
     ] = None,
+    name: LabelNameOpt = None,
+    label: LabelTagsOpt = None,
     wait: WaitOpt = True,
     timeout: TimeoutOpt = 3600.0,
     as_json: JsonOpt = False,
@@ -58,6 +115,8 @@ def fit(
         cv_folds=cv_folds,
         run_filter={"tag": tag} if tag else None,
         params=json_arg(params, "--params"),
+        name=name,
+        tags=label,
     )
     fit_id = acc.fit.id if acc.fit else int((acc.job.result or {})["fit_id"])
     if wait:
@@ -102,6 +161,35 @@ def recommend(
     allow_untrusted: Annotated[
         bool, typer.Option("--allow-untrusted", help="recommend from a fit flagged untrusted")
     ] = False,
+    allow_extrapolation: Annotated[
+        bool,
+        typer.Option(
+            "--allow-extrapolation", help="accept weights beyond what the runs tried (see README)"
+        ),
+    ] = False,
+    trust_region: Annotated[
+        float | None,
+        typer.Option(help="keep each weight within this of the largest a run gave", min=0, max=1),
+    ] = None,
+    phases: Annotated[
+        str | None,
+        typer.Option(
+            help="a staged mixture: NAME=TOKENS,NAME=TOKENS (e.g. pretrain=8e9,anneal=2e9), or "
+            "a JSON list of {name, tokens, objective} (inline or @file)"
+        ),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            help="a baseline to beat: a baseline name (natural, uniform, ...), rec:ID (a stored "
+            "recommendation) or a JSON mixture (inline or @file)"
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float | None, typer.Option(help="with --reference: loss units a metric may lose", min=0)
+    ] = None,
+    name: LabelNameOpt = None,
+    label: LabelTagsOpt = None,
     wait: WaitOpt = True,
     timeout: TimeoutOpt = 3600.0,
     as_json: JsonOpt = False,
@@ -134,6 +222,12 @@ def recommend(
         target_scale=scale or None,
         n_boot=n_boot,
         allow_untrusted=allow_untrusted or None,
+        allow_extrapolation=allow_extrapolation or None,
+        trust_region=trust_region,
+        phases=phases_arg(phases),
+        reference=reference_arg(reference, tolerance),
+        name=name,
+        tags=label or None,
     )
     if not wait:
         if as_json:

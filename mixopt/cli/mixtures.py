@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from mixopt.cli._common import TokenOpt, UrlOpt, make_client
 from mixopt.cli.errors import CliError, ExitStatus, handles_errors
-from mixopt.cli.output import console
+from mixopt.cli.output import console, print_json
 
 app = typer.Typer(help="Mixtures for trainers (through the API).", no_args_is_help=True)
 
@@ -38,6 +38,13 @@ def mixture_export(
     part: Annotated[
         str | None, typer.Option(help="one file of a multi-file export (olmo-core, megatron)")
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print {name, bytes, path} (with -o) or {name, bytes, content} as JSON",
+        ),
+    ] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -59,8 +66,14 @@ def mixture_export(
                 "--part NAME for one of them",
                 ExitStatus.USAGE,
             )
+        if as_json:
+            print_json({"name": name, "bytes": len(data), "content": data.decode("utf-8")})
+            return
         typer.echo(data.decode("utf-8"), nl=False)
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
+    if as_json:
+        print_json({"name": name, "bytes": len(data), "path": str(out)})
+        return
     console.print(f"wrote {escape(str(out))} ({len(data)} bytes, {escape(name)})", highlight=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -12,7 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from mixopt.api_types import Run
-from mixopt.cli._common import JsonOpt, TokenOpt, UrlOpt, make_client, objective_of
+from mixopt.cli._common import JsonOpt, TokenOpt, UrlOpt, kv, make_client, objective_of
 from mixopt.cli.errors import handles_errors
 from mixopt.cli.output import console, err_console, print_json
 from mixopt.render import fmt
@@ -48,6 +48,7 @@ def runs_import(
     skip_duplicates: Annotated[
         bool, typer.Option(hidden=True, help="same as --on-duplicate skip")
     ] = False,
+    as_json: JsonOpt = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -65,6 +66,9 @@ def runs_import(
         train_tokens=train_tokens,
         train_steps=train_steps,
     )
+    if as_json:
+        print_json(r)
+        return
     console.print(
         f"imported {r['created']} runs ({r['format']} format), skipped {r['skipped']}; "
         f"{len(r['metrics'])} metrics"
@@ -87,6 +91,7 @@ def runs_export(
     ),
     format: Annotated[str, typer.Option(help="csv or json")] = "csv",
     layout: Annotated[str, typer.Option(help="regmix or olmix")] = "regmix",
+    as_json: JsonOpt = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -97,6 +102,9 @@ def runs_export(
         target = out if out.suffix == ".json" else out / f"project-{project_id}-runs.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(data, indent=1))
+        if as_json:
+            print_json({"files": [str(target)], "runs": len(data["runs"])})
+            return
         console.print(f"wrote {len(data['runs'])} runs to {target}")
         return
     names = (
@@ -111,7 +119,35 @@ def runs_export(
     out.mkdir(parents=True, exist_ok=True)  # after the answers: an error writes nothing
     for name, text in files.items():
         (out / name).write_text(text)
+    if as_json:
+        rows = max(files[names[0]].count("\n") - 1, 0)
+        print_json({"files": [str(out / n) for n in names], "runs": rows})
+        return
     console.print(f"wrote {out / names[0]} and {out / names[1]}")
+
+
+def _metric_filters(
+    sort: str | None, low: str | None, high: str | None
+) -> dict[str, str | float | None]:
+    """``--sort``, ``--metric-min``, ``--metric-max`` as the runs list's query parameters."""
+    out: dict[str, str | float | None] = {}
+    if sort:
+        key = sort.removeprefix("-")
+        out["order_by"] = (
+            sort if key in ("id", "created_at") else f"{sort[: len(sort) - len(key)]}metric:{key}"
+        )
+    bounds = kv([low] if low else None, "--metric-min")
+    upper = kv([high] if high else None, "--metric-max")
+    names = set(bounds) | set(upper)
+    if len(names) > 1:
+        raise ValueError(
+            f"--metric-min and --metric-max must bound one metric, got {sorted(names)}"
+        )
+    if names:
+        out["metric"] = names.pop()
+        out["metric_min"] = next(iter(bounds.values()), None)
+        out["metric_max"] = next(iter(upper.values()), None)
+    return out
 
 
 @app.command("list")
@@ -127,21 +163,40 @@ def runs_list(
         typer.Option("--metric", "-m", help="a metric column to show (repeatable)"),
     ] = None,
     limit: Annotated[int, typer.Option(help="rows to show (0 = all)")] = 20,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            help="id, created_at or a final metric's name (runs without it are left out); "
+            "prefix - for descending, e.g. --sort=-val_loss"
+        ),
+    ] = None,
+    metric_min: Annotated[
+        str | None, typer.Option(help="METRIC=VALUE: only runs whose METRIC is at least VALUE")
+    ] = None,
+    metric_max: Annotated[
+        str | None, typer.Option(help="METRIC=VALUE: only runs whose METRIC is at most VALUE")
+    ] = None,
     as_json: JsonOpt = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Runs with their top domains, the objective and the chosen metrics."""
+    """Runs with their top domains, the objective and the chosen metrics; sorted and filtered
+    by a metric with --sort / --metric-min / --metric-max."""
+    filters: dict[str, Any] = {
+        "status": status,
+        "tag": tag,
+        **_metric_filters(sort, metric_min, metric_max),
+    }
     c = make_client(url, token)
     project = c.get_project(project_id)
-    total = c.page_runs(project_id, limit=1, status=status, tag=tag).count
+    total = c.page_runs(project_id, limit=1, **filters).count
     shown = total if limit == 0 else min(limit, total)
     rows: list[Run] = []
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("fetching runs", total=shown)
         if shown:
             page_size = min(1000, max(shown, 1))
-            for run in c.iter_runs(project_id, status=status, tag=tag, page_size=page_size):
+            for run in c.iter_runs(project_id, page_size=page_size, **filters):
                 rows.append(run)
                 bar.advance(task)
                 if len(rows) >= shown:

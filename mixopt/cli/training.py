@@ -153,6 +153,7 @@ def validate(
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="wait for the result and print it")
     ] = True,
+    as_json: JsonOpt = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -169,8 +170,16 @@ def validate(
     c = make_client(url, token)
     acc = c.validate(project_id, specs, train_steps=steps, seeds=seed_list, preset=preset)
     vid = acc["validation"]["id"]
-    console.print(f"validation {vid}: job {acc['job']['id']}")
+    if as_json and not wait:
+        print_json(acc)
+        return
+    if not as_json:
+        console.print(f"validation {vid}: job {acc['job']['id']}")
     if not wait:
         return
     c.wait(acc["job"]["id"], timeout=24 * 3600)
-    print_validation(console, c.get_validation(project_id, vid))
+    found = c.get_validation(project_id, vid)
+    if as_json:
+        print_json(found)
+        return
+    print_validation(console, found)
