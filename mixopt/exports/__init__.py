@@ -4,9 +4,10 @@ Pure serialisation (no database, no HTTP): one writer module per format and the
 :data:`WRITERS` registry below. The server loads what to export from the store
 (:mod:`app.services.exports`) and calls :func:`render`.
 
-**A new format** is one module here (``FORMAT``, ``LABEL``, ``STAGED`` and ``write(spec,
-weights) -> {filename: text}``, built on :mod:`mixopt.exports.spec`) and one line in
-:data:`WRITERS`;
+**A new format** is one module here (``FORMAT``, ``LABEL``, ``STAGED`` (``"per-phase"`` or
+``"self"``: how it holds a staged recommendation, see :func:`render`), ``write(spec, weights)
+-> {filename: text}`` built on :mod:`mixopt.exports.spec`, optionally ``notes(spec)`` and
+``NOTES_FILE``) and one line in :data:`WRITERS`;
 ``tests/exports/test_writers.py`` then checks that its files parse back.
 Every file is produced by a serialiser (``json``, the safe YAML dumper of
 :func:`mixopt.exports.spec.yaml_text`, Python ``repr`` of a JSON string) from data, never by
@@ -34,21 +35,33 @@ docstring has the details):
     ``per_split_data_args.json`` for ``--per-split-data-args-path`` (``{"train": [...],
     "valid": ..., "test": ...}``; valid/test from ``trainer_paths["megatron:valid"]`` and
     ``["megatron:test"]`` when declared, else null). Prefixes are the ``..._text_document`` stems.
+    Megatron does not enforce epoch caps: ``MEGATRON_NOTES.txt`` (and the API's
+    ``X-Mixopt-Notes`` header) give each domain's expected repetition beside its cap.
 ``hf``
     a self-contained Python script for Hugging Face ``datasets``: one
     ``load_dataset(builder, data_files=...)`` per domain, ``interleave_datasets`` with
     per-example probabilities ``p_i ∝ w_i / (tokens_i / documents_i)`` (mixopt's weights are
     token shares), a seed, each domain capped at ``documents_i x max_epochs_i`` examples and the
-    stream cut at the token budget.
+    stream cut at the token budget; staged: one script per phase, each reading on where the
+    earlier phases stopped.
 ``levanter``
     Levanter/Marin ``data:`` section (``LMMixtureDatasetConfig``: ``configs`` of
-    ``train_urls`` and ``train_weights``, a dict, or for an online session the staged
-    ``[[step, weights], ...]`` form).
+    ``train_urls`` and ``train_weights``, a dict, or for a staged recommendation or an online
+    session the staged ``[[step, weights], ...]`` form, each stage on a step whose sequence
+    index is a multiple of ``mixture_block_size``), with ``trainer.train_batch_size`` and
+    ``num_train_steps`` when the budget is known.
 ``regmix``
     RegMix's trainer YAML (sail-sg/regmix ``mixture_config``: ``train: {train_<domain>: w}``,
-    ``valid: {valid_<domain>: w}`` when the objective names domains).
+    always ``valid: {valid_<domain>: w}`` (the objective's domains, else every domain),
+    ``data_seed``, ``global_batch_size`` and ``max_step``); staged: one file per phase.
 ``olmix``
-    olmix's proposal file (``olmix/fit``'s ``*_optimal.json``: ``[{"domain", "weight"}]``).
+    olmix's proposal file (``olmix/fit``'s ``*_optimal.json``: ``[{"domain", "weight"}]``);
+    staged: one per phase. (olmix's fit config is read as a project file by
+    :mod:`mixopt.exports.olmix_config`.)
+
+The token budget is the recommendation's target (``target_scale`` as asked for: see
+``app.services.exports.requested_scale``), else ``constraints.target_tokens``; never the
+proxy runs' scale.
 
 Whatever a trainer needs and the project does not say (tokenised paths, token budget,
 sequence length, batch size, seed, document counts) is an :class:`ExportError` naming the

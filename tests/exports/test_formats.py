@@ -395,3 +395,71 @@ def test_dashboard_flags_a_staged_recommendation_by_what_it_reads(client, admin,
     for rid, want in ((within, []), (over, ["1.20 epochs over 2 phases"])):
         got = views.recommendation_warnings(project, session.get(Recommendation, rid), {})
         assert len(got) == len(want) and all(w in g for w, g in zip(want, got, strict=True))
+
+
+def test_a_worker_made_plain_recommendation_exports_the_project_budget(client, admin, worker):
+    """End to end, the issue's path: runs at 1e9 tokens, a fit at their scale (no target), a
+    plain recommendation from it: the export's budget is the project's target_tokens (4e6), not
+    the runs' 1e9."""
+    from tests.conftest import REGMIX_DIR, wait_job
+
+    p = client.post(
+        "/v1/projects",
+        json={"name": "pile", "objective": {"metric/the_pile_pile_cc_val_loss": 1.0}},
+        headers=admin,
+    ).json()
+    files = {
+        "mixtures": ("m.csv", (REGMIX_DIR / "train_mixture_1m.csv").read_bytes(), "text/csv"),
+        "metrics": ("l.csv", (REGMIX_DIR / "train_pile_loss_1m.csv").read_bytes(), "text/csv"),
+    }
+    r = client.post(
+        f"/v1/projects/{p['id']}/runs/import",
+        files=files,
+        headers=admin,
+        params={"model_params": 1_000_000, "train_tokens": 10**9},
+    )
+    assert r.status_code == 201, r.text
+    names = [
+        d["name"] for d in client.get(f"/v1/projects/{p['id']}", headers=admin).json()["domains"]
+    ]
+    r = client.patch(
+        f"/v1/projects/{p['id']}",
+        json={
+            "domains": [
+                {"name": n, "trainer_paths": {"olmo-core": [f"/t/{n}.npy"]}} for n in names
+            ],
+            "constraints": {
+                "target_tokens": 4_000_000,
+                "sequence_length": 1024,
+                "global_batch_tokens": 16384,
+                "seed": 1,
+            },
+        },
+        headers=admin,
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(
+        f"/v1/projects/{p['id']}/fits", json={"estimator": "regmix_linear"}, headers=admin
+    )
+    assert r.status_code == 202, r.text
+    job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
+    assert job["state"] == "succeeded", job["error"]
+    fit_id = job["result"]["fit_id"]
+    r = client.post(
+        f"/v1/projects/{p['id']}/recommendations",
+        json={"fit_id": fit_id, "allow_untrusted": True},
+        headers=admin,
+    )
+    assert r.status_code == 202, r.text
+    job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
+    assert job["state"] == "succeeded", job["error"]
+    rid = job["result"]["recommendation_id"]
+    rec = client.get(f"/v1/projects/{p['id']}/recommendations/{rid}", headers=admin).json()
+    assert rec["target_scale"]["train_tokens"] == 10**9  # the scale its answer is for
+    part = client.get(
+        f"/v1/projects/{p['id']}/recommendations/{rid}/export",
+        params={"format": "olmo-core", "part": "olmo_core_mixture.yaml"},
+        headers=admin,
+    )
+    assert part.status_code == 200, part.text
+    assert yaml.safe_load(part.text)["requested_tokens"] == 4_000_000
