@@ -12,7 +12,9 @@ Expected (exit status 1 otherwise, the figures printed either way): every case a
 with a message, except the valid ones (the CR-only CSV is imported, the largest valid batch is
 stored, the valid token after a burst of guesses is a 200); the guessed tokens and the
 rotating ``X-Forwarded-For`` reach 429; no case ends the process; ``/healthz`` answers every
-poll in under 1 s.
+poll in under 1 s. The two export cases read the largest valid batch back (``GET
+.../runs/export``, a zip of both CSVs and JSON): the server streams them from the database a page
+at a time, so its peak memory is the figure to read.
 
     .venv/bin/python -m bench.hostile                     # SQLite
     .venv/bin/python -m bench.hostile --postgres          # the PostgreSQL of scripts/services.sh
@@ -26,12 +28,14 @@ on it for the run and dropped afterwards; the named database is never touched.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
 import sys
 import threading
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -159,6 +163,8 @@ class Ctx:
     url: str
     token: str
     quick: bool
+    #: (project id, runs stored) of the largest valid batch: the export cases read it back
+    big: tuple[int, int] | None = None
 
     def project(self, domains: tuple[str, ...] = ("web", "code", "math")) -> int:
         name = f"hostile-{time.monotonic_ns()}"
@@ -260,9 +266,47 @@ def _largest_batch(ctx: Ctx) -> Prepared:
         r = ctx.client.post(url, content=raw, headers=headers)
         got = r.json().get("count") if r.status_code == 201 else None
         ok = got == n
+        if ok:
+            ctx.big = (int(url.split("/")[3]), n)
         return Outcome(str(r.status_code), ok, f"stored {got} runs" if ok else _message(r))
 
     return send
+
+
+def _big_project(ctx: Ctx) -> tuple[int, int]:
+    """The largest valid batch's project (stored now, before the clock, when that case did not
+    run)."""
+    if ctx.big is None:
+        outcome = _largest_batch(ctx)()
+        if not outcome.ok:
+            raise RuntimeError(f"could not store the runs to export: {outcome.message}")
+    assert ctx.big is not None
+    return ctx.big
+
+
+def _export_case(fmt: str) -> Callable[[Ctx], Prepared]:
+    """``GET .../runs/export`` of the largest valid batch (a zip of both CSVs, or JSON): a 200
+    with every run; the server streams it (its memory is the figure to read)."""
+
+    def prepare(ctx: Ctx) -> Prepared:
+        pid, n = _big_project(ctx)
+        url = f"/v1/projects/{pid}/runs/export"
+
+        def send() -> Outcome:
+            r = ctx.client.get(url, params={"format": fmt} if fmt == "json" else {})
+            if r.status_code != 200:
+                return Outcome(str(r.status_code), False, _message(r))
+            if fmt == "json":
+                got = len(r.json()["runs"])
+            else:
+                with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+                    got = zf.read("train_loss.csv").count(b"\n") - 1
+            size = f"{len(r.content) / 2**20:.1f} MB"
+            return Outcome("200", got == n, f"{got} of {n} runs, {size}")
+
+        return send
+
+    return prepare
 
 
 def _csv(rows: list[list[str]], end: str = "\n") -> bytes:
@@ -371,6 +415,8 @@ CASES: dict[str, tuple[str, Callable[[Ctx], Prepared]]] = {
     "csv-field-50MB": ("CSV, a 50 MB field", _csv_case(_big_field(50_000_000))),
     "csv-200k-columns": ("CSV, 200,000 columns (2 MB)", _csv_case(_columns)),
     "largest-valid-batch": ("valid: 50,000 runs x 40 values (45 MB)", _largest_batch),
+    "export-zip": ("export of the 50,000 runs, CSV zip", _export_case("zip")),
+    "export-json": ("export of the 50,000 runs, JSON", _export_case("json")),
     "token-burst": ("120 guessed tokens, then a valid one", _token_burst),
     "xff-burst": ("rotating X-Forwarded-For from 127.0.0.1", _forwarded_burst),
 }
@@ -382,6 +428,8 @@ QUICK_LABELS = {
     "values-30M": "3M numbers in one array (6 MB)",
     "largest-valid-batch": "valid: 5,000 runs x 40 values (4.5 MB)",
     "csv-200k-columns": "CSV, 20,000 columns",
+    "export-zip": "export of the 5,000 runs, CSV zip",
+    "export-json": "export of the 5,000 runs, JSON",
 }
 
 
