@@ -41,7 +41,7 @@ from app.schemas.experts import ExpertsCreate
 from app.services import jobs as job_service
 from app.services.errors import Conflict, Invalid, NotFound, TooLarge
 from app.services.swarms import check_trainable
-from app.store.models import Domain, Expert, Job, Project, Run, RunTag
+from app.store.models import Domain, Expert, Fit, Job, Project, Run, RunTag
 
 #: expert states that a worker holds (the row cannot be replaced, uploaded to or deleted)
 ACTIVE = ("queued", "running")
@@ -523,3 +523,140 @@ def load_expert_probs(session: Session, project: Project) -> Any:
 
     arrays = {d.name: np.stack([read_probs(e, d.name) for e in experts]) for d in project.domains}
     return ExpertProbs([e.domain for e in experts], arrays)
+
+
+def experts_for_fit(session: Session, fit_id: int, estimator: str) -> Any:
+    """The experts a fit's estimator is handed (its fit context ``experts``): the project's
+    :func:`load_expert_probs` for the ``mde*`` estimators (a project without complete experts
+    is refused, naming the estimator) and for ``auto`` (which then also weighs the MDE
+    estimators; None without experts, and auto stays as it was); None for the others."""
+    from mixopt.mixing.mde import needs_experts  # lazy: mixopt.mixing loads every estimator
+
+    if not needs_experts(estimator) and estimator != "auto":
+        return None
+    fit = session.get(Fit, fit_id)
+    project = session.get(Project, fit.project_id) if fit is not None else None
+    if project is None:
+        raise NotFound(f"fit {fit_id} not found")
+    probs = load_expert_probs(session, project)
+    if probs is None and needs_experts(estimator):
+        raise Invalid(missing_experts_message(estimator), field="estimator")
+    return probs
+
+
+def missing_experts_message(estimator: str) -> str:
+    return (
+        f"estimator {estimator!r} needs the project's experts (one per domain, with "
+        "probabilities on every validation domain): train them (POST .../experts) or upload "
+        "them (PUT .../experts/{domain}/probs/{val_domain}) first"
+    )
+
+
+# -- the dashboard ------------------------------------------------------------------------------
+#: most runs listed in the dashboard's MDE predicted-vs-actual table
+DASHBOARD_POINTS = 200
+
+
+def _mde_fit(session: Session, project: Project) -> Fit | None:
+    """The project's latest succeeded fit of an ``mde*`` estimator (or auto that chose one)."""
+    fits = session.scalars(
+        select(Fit)
+        .where(Fit.project_id == project.id, Fit.status == "succeeded")
+        .order_by(Fit.id.desc())
+        .limit(200)
+    )
+    for f in fits:
+        state = f.state if isinstance(f.state, dict) else {}
+        fitted = state.get("fitted")
+        chosen = str(fitted.get("chosen") or "") if isinstance(fitted, dict) else ""
+        if f.estimator.startswith("mde") or chosen.startswith("mde"):
+            return f
+    return None
+
+
+def _points(fit: Fit) -> list[dict[str, Any]]:
+    """The fit's held-out (cross-validated) prediction of each run's objective, with the run."""
+    fid = fit.fidelity if isinstance(fit.fidelity, dict) else {}
+    run_ids = list(fit.run_ids or [])
+    out = []
+    for p in fid.get("predictions") or []:
+        if not isinstance(p, dict):
+            continue
+        actual, predicted, i = p.get("actual"), p.get("predicted"), p.get("run_index")
+        if not isinstance(actual, (int, float)) or not isinstance(predicted, (int, float)):
+            continue
+        run_id = run_ids[i] if isinstance(i, int) and 0 <= i < len(run_ids) else None
+        out.append({"run_id": run_id, "actual": float(actual), "predicted": float(predicted)})
+    return out
+
+
+def dashboard_view(session: Session, project: Project) -> dict[str, Any]:
+    """The project page's experts table (domain, origin, status, loss on each validation domain)
+    and, when an MDE fit exists, its held-out prediction against the actual objective of every
+    run (at most :data:`DASHBOARD_POINTS` rows)."""
+    domains = [d.name for d in project.domains]
+    rows = [
+        {
+            "domain": e.domain,
+            "origin": e.origin,
+            "status": e.status,
+            "losses": [(e.losses or {}).get(d) for d in domains],
+        }
+        for e in list_experts(session, project)
+    ]
+    fit = _mde_fit(session, project)
+    mde = None
+    if fit is not None:
+        points = _points(fit)
+        fid = fit.fidelity if isinstance(fit.fidelity, dict) else {}
+        pooled = fid.get("pooled")
+        mde = {
+            "id": fit.id,
+            "estimator": fit.estimator,
+            "n": len(points),
+            "spearman": pooled.get("spearman") if isinstance(pooled, dict) else None,
+            "points": points[:DASHBOARD_POINTS],
+        }
+    return {"domains": domains, "rows": rows, "mde": mde}
+
+
+def _expert_hash(state: Any, depth: int = 0) -> str | None:
+    """The expert set's hash an estimator's state records (an MDE estimator, or one that an
+    ``auto`` fit kept), or None."""
+    if depth > 8:
+        return None
+    if isinstance(state, dict):
+        if isinstance(state.get("expert_hash"), str):
+            return state["expert_hash"]
+        values: Any = state.values()
+    elif isinstance(state, list):
+        values = state
+    else:
+        return None
+    for v in values:
+        found = _expert_hash(v, depth + 1)
+        if found:
+            return found
+    return None
+
+
+def experts_for_state(session: Session, fit_id: int, state: Any) -> Any:
+    """The experts a stored fit's state must be handed again to predict or recommend (its
+    ``expert_hash``): the project's current experts when they are the set it was fitted with;
+    None when the fit needs none. A missing or changed set is a 409 naming the fit."""
+    fitted = _expert_hash(state)
+    if fitted is None:
+        return None
+    fit = session.get(Fit, fit_id)
+    project = session.get(Project, fit.project_id) if fit is not None else None
+    if project is None:
+        raise NotFound(f"fit {fit_id} not found")
+    probs = load_expert_probs(session, project)
+    if probs is None or probs.content_hash != fitted:
+        what = "no longer has them" if probs is None else "has another set now"
+        raise Conflict(
+            f"fit {fit_id} was made with the project's experts (set {fitted[:12]}) and the "
+            f"project {what}; fit again with the current experts",
+            field="fit_id",
+        )
+    return probs

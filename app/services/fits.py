@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from app.schemas.fits import FitCreate, FitUpdate, RunFilter
 from app.services import domains as domain_service
@@ -508,7 +508,11 @@ def predict(
                 field="target_scale",
             )
     weights = [fit.target[t] for t in fit.target]
-    out = pipeline.predict(fit.state, X, objective_weights=weights, steps=steps)
+    from app.services.experts import experts_for_state  # lazy: experts imports this module
+
+    session = object_session(fit)  # an MDE fit is handed the project's experts again
+    experts = experts_for_state(session, fit.id, fit.state) if session is not None else None
+    out = pipeline.predict(fit.state, X, objective_weights=weights, steps=steps, experts=experts)
     return {
         "fit_id": fit.id,
         "targets": list(fit.target),

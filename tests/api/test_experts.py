@@ -48,10 +48,11 @@ def _npy(values) -> bytes:
     return buf.getvalue()
 
 
-def _files() -> list[Path]:
+def _files(pid: int) -> list[Path]:
+    """Every file under the project's directory of expert files (temporary ones included)."""
     from app.core.config import get_settings
 
-    root = Path(get_settings().home) / "experts"
+    root = Path(get_settings().home) / "experts" / f"p{pid}"
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
@@ -112,7 +113,7 @@ def test_refused_uploads_name_the_field_and_store_nothing(client, admin):
     assert r.status_code == 404 and "val_domain" in r.json()["detail"]
     # nothing stored: no row, no file, no temporary file
     assert count_rows("expert") == 0
-    assert _files() == []
+    assert _files(pid) == []
     assert client.get(f"/v1/projects/{pid}/experts", headers=admin).json()["count"] == 0
 
 
@@ -145,7 +146,7 @@ def test_good_uploads_are_stored_as_float16_and_listed_with_their_losses(client,
         meta = row["probs"][val]
         assert meta["shape"] == [len(values)] and meta["dtype"] == "float16"
         assert meta["val_tokens"] == n_val[val] and meta["shard"]
-    files = _files()
+    files = _files(pid)
     assert len(files) == len(CORPUS_DOMAINS) and all(f.suffix == ".npy" for f in files)
     on_disk = [np.load(f) for f in files]
     assert all(a.dtype == np.float16 and a.min() > 0 and a.max() <= 1 for a in on_disk)
@@ -156,7 +157,7 @@ def test_good_uploads_are_stored_as_float16_and_listed_with_their_losses(client,
     # DELETE removes the row and its files
     assert client.delete(f"/v1/projects/{pid}/experts/code", headers=admin).status_code == 204
     assert client.get(f"/v1/projects/{pid}/experts/code", headers=admin).status_code == 404
-    assert _files() == [] and count_rows("expert") == 0
+    assert _files(pid) == [] and count_rows("expert") == 0
 
 
 def test_a_token_reaches_only_its_projects_experts(client, admin):
@@ -229,7 +230,7 @@ def test_experts_trained_by_a_worker_store_their_probabilities(client, admin, wo
         assert e["losses"][e["domain"]] == min(o["losses"][e["domain"]] for o in table["data"]), e[
             "domain"
         ]
-    assert len(_files()) == len(CORPUS_DOMAINS) ** 2
+    assert len(_files(p["id"])) == len(CORPUS_DOMAINS) ** 2
     # again without replace: 409 naming the domain; with replace: a new job
     r = client.post(url, json={**TRAIN, "domains": ["code"]}, headers=admin)
     assert r.status_code == 409 and "code" in r.json()["detail"]
@@ -237,7 +238,7 @@ def test_experts_trained_by_a_worker_store_their_probabilities(client, admin, wo
     assert r.status_code == 202, r.text
     assert wait_job(client, admin, r.json()["job"]["id"], timeout=300)["state"] == "succeeded"
     # the swarm's settings: a trained swarm's preset and budget are taken by tag
-    assert len(_files()) == len(CORPUS_DOMAINS) ** 2
+    assert len(_files(p["id"])) == len(CORPUS_DOMAINS) ** 2
 
 
 def test_killed_worker_resumes_without_retraining_finished_experts(client, admin, engine):
@@ -278,3 +279,75 @@ def test_killed_worker_resumes_without_retraining_finished_experts(client, admin
     assert after["code"]["probs"] == code["probs"]
     assert after["docs"]["status"] == "succeeded"
     assert after["docs"]["details"]["resumed_from"] is not None
+
+
+def _mde(probs: dict[str, np.ndarray], w: np.ndarray) -> dict[str, float]:
+    """-mean_t log sum_i w_i p_i(t) per validation domain (Belenki et al. 2025), directly."""
+    return {v: float(-np.log(w @ p.astype(np.float64)).mean()) for v, p in probs.items()}
+
+
+def mde_project(client, admin, n_runs: int = 14) -> tuple[int, dict[str, np.ndarray]]:
+    """A project with uploaded experts (each sure of its own domain) and ``n_runs`` runs whose
+    losses are an affine map of their MDE losses (known truth); returns it and the stored
+    probabilities by validation domain."""
+    p, n_val = _project(client, admin, name="mde")
+    pid, rng = p["id"], np.random.default_rng(3)
+    probs = {}  # val domain -> (K, T) as stored (float16)
+    for j, val in enumerate(CORPUS_DOMAINS):
+        rows = []
+        for i, expert in enumerate(CORPUS_DOMAINS):
+            lo, hi = (0.3, 0.9) if i == j else (0.01, 0.3)  # an expert knows its own domain
+            values = rng.uniform(lo, hi, _expected(n_val[val])).astype(np.float16)
+            assert _put(client, admin, pid, expert, val, _npy(values)).status_code == 200
+            rows.append(values)
+        probs[val] = np.stack(rows)
+    for _ in range(n_runs):
+        w = rng.dirichlet(np.ones(len(CORPUS_DOMAINS)))
+        mde = _mde(probs, w)
+        run = {
+            "mixture": dict(zip(CORPUS_DOMAINS, w.tolist(), strict=True)),
+            "metrics": {f"val_loss/{v}": 0.3 + 0.8 * mde[v] for v in CORPUS_DOMAINS},
+        }
+        assert client.post(f"/v1/projects/{pid}/runs", json=run, headers=admin).status_code == 201
+    return pid, probs
+
+
+def test_fits_of_mde_estimators_are_handed_the_projects_experts(client, admin, worker):
+    pid, probs = mde_project(client, admin)
+    r = client.post(f"/v1/projects/{pid}/fits", json={"estimator": "mde"}, headers=admin)
+    assert r.status_code == 202, r.text
+    job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
+    assert job["state"] == "succeeded", job["error"]
+    fit = client.get(f"/v1/projects/{pid}/fits/{job['result']['fit_id']}", headers=admin).json()
+    assert fit["fidelity"]["pooled"]["spearman"] > 0.99, fit["fidelity"]["pooled"]
+    # predictions and a recommendation from the stored fit are handed the experts again
+    w = np.array([0.1, 0.2, 0.3, 0.4])
+    truth = _mde(probs, w)
+    r = client.post(
+        f"/v1/projects/{pid}/fits/{fit['id']}/predict",
+        json={"mixtures": [dict(zip(CORPUS_DOMAINS, w.tolist(), strict=True))]},
+        headers=admin,
+    )
+    assert r.status_code == 200, r.text
+    got = dict(zip(r.json()["targets"], r.json()["predictions"][0], strict=True))
+    for v in CORPUS_DOMAINS:
+        assert got[f"val_loss/{v}"] == pytest.approx(0.3 + 0.8 * truth[v], abs=1e-3)
+    r = client.post(
+        f"/v1/projects/{pid}/recommendations",
+        json={"fit_id": fit["id"], "n_boot": 0, "allow_untrusted": True},
+        headers=admin,
+    )
+    assert r.status_code == 202, r.text
+    job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
+    assert job["state"] == "succeeded", job["error"]
+    assert client.delete(f"/v1/projects/{pid}/experts/code", headers=admin).status_code == 204
+    r = client.post(f"/v1/projects/{pid}/fits", json={"estimator": "mde"}, headers=admin)
+    job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
+    assert job["state"] == "failed" and "experts" in job["error"], job
+    # the stored mde fit cannot predict without the set it was fitted with: 409 naming it
+    r = client.post(
+        f"/v1/projects/{pid}/fits/{fit['id']}/predict",
+        json={"mixtures": [dict(zip(CORPUS_DOMAINS, w.tolist(), strict=True))]},
+        headers=admin,
+    )
+    assert r.status_code == 409 and "experts" in r.json()["detail"], r.text

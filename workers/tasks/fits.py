@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.core.celery_config import FIT
+from app.services import experts as expert_service
 from app.services import fits as fit_service
 from mixopt.mixing import pipeline
 from workers.celery_app import celery_app
@@ -24,6 +25,7 @@ def run_fit(
     progress = progress or run.progress
     with run.write() as s:
         inputs = fit_service.start_fit(s, fit_id)
+        experts = expert_service.experts_for_fit(s, fit_id, inputs["estimator"])
     data = inputs["data"]
     run.progress(0.0, f"fitting {inputs['estimator']} on {len(data['run_ids'])} runs")
     kw = {"progress": progress} if common.accepts_progress(pipeline.fit_estimator) else {}
@@ -39,6 +41,7 @@ def run_fit(
         random_state=random_state,
         target_scale=inputs["target_scale"],
         **data["context"],
+        **({"experts": experts} if experts is not None else {}),
         **kw,
     )
     run.check()

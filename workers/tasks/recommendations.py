@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from app.core.celery_config import RECOMMEND
+from app.services import experts as expert_service
 from app.services import recommendations as rec_service
 from app.store.db import session_scope
 from mixopt.mixing import pipeline
@@ -34,6 +35,7 @@ def recommend_task(self, job_id: str) -> None:
         run.progress(0.5 if fit_first else 0.0, "recommending")
         with session_scope() as s:
             inputs = rec_service.recommendation_inputs(s, fit_id, p)
+            experts = expert_service.experts_for_state(s, fit_id, inputs["state"])
         kw = {}
         if common.accepts_progress(pipeline.recommend):
             kw["progress"] = scaled(run.progress, 0.5, 1.0) if fit_first else run.progress
@@ -51,6 +53,7 @@ def recommend_task(self, job_id: str) -> None:
             scaling=inputs["scaling"],
             fidelity=inputs.get("fidelity"),
             prior_label=inputs["prior_label"],
+            experts=experts,
             **(p.get("options") or {}),
             **kw,
         )
