@@ -169,6 +169,8 @@ def fidelity_view(fit: Fit) -> dict[str, Any]:
     timings = fit.timings if isinstance(fit.timings, dict) else {}
     return {
         "id": fit.id,
+        "name": fit.name,
+        "tags": list(fit.tags or []),
         "estimator": fit.estimator,
         "status": fit.status,
         "error": fit.error,
@@ -219,7 +221,9 @@ def recommendation_view(
             fidelity = {k: _num(src.get(k)) for k in METRIC_KEYS}
     return {
         "id": rec.id,
-        "label": f"rec #{rec.id} ({rec.source})",
+        "label": f"rec #{rec.id} ({rec.name or rec.source})",
+        "name": rec.name,
+        "tags": list(rec.tags or []),
         "source": rec.source,
         "fit_id": rec.fit_id,
         "fit_label": fit_label(fit) if fit is not None else None,
