@@ -7,12 +7,14 @@ sequences, ``num_train_steps``).
 Levanter's rule for stages (``levanter.data.mixture.MixtureDataset`` and
 ``rescale_mixture_schedule_for_batch_schedule``, stanford-crfm/levanter): a stage's ``step``
 becomes the sequence index ``step x train_batch_size``, which must be a multiple of
-``mixture_block_size`` (2048 by default), the first stage starts at 0 and the starts increase.
-So a stage starts on a batch boundary (a whole step) whose sequence index is a whole number of
-blocks: a multiple of ``block / gcd(block, batch)`` steps, the one nearest the phase's start in
-tokens. A staged recommendation whose phase would start on the same step as the one before is
-a 422 naming the phase; an online session's trajectory keeps, per aligned step, the weights of
-its last version there.
+``mixture_block_size`` (2048 by default, below 2**16), the first stage starts at 0 and the
+starts increase. Each stage starts on a batch boundary, the step nearest its start in tokens,
+and the file's ``mixture_block_size`` is the largest block of at most 2048 sequences that
+divides every start's sequence index; when that block would be under 512 sequences (each
+domain's share of a block is drawn in whole sequences), the block stays 2048 and the stages
+move to the nearest multiple of ``2048 / gcd(2048, batch)`` steps. A staged recommendation
+whose phase would then start on the same step as the one before is a 422 naming the phase;
+an online session's trajectory keeps, per step, the weights of its last version there.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ FORMAT = "levanter"
 LABEL = "Levanter"
 #: a staged recommendation: the writer reads ``spec.phases`` itself (one file, the stages)
 STAGED: str | None = "self"
-#: Levanter's default ``LMMixtureDatasetConfig.mixture_block_size`` (written out explicitly)
+#: Levanter's default ``LMMixtureDatasetConfig.mixture_block_size``, the largest written
 BLOCK = 2048
+#: the smallest block written (a block draws each domain's share in whole sequences)
+MIN_BLOCK = 512
 
 
 def batch_sequences(spec: MixtureExport, why: str) -> int:
@@ -54,42 +58,70 @@ def batch_sequences(spec: MixtureExport, why: str) -> int:
     return batch // seq
 
 
-def stage_steps(spec: MixtureExport) -> list[tuple[int, dict[str, float]]]:
-    """The stages as ``(step, weights)`` on the steps Levanter accepts (module docstring)."""
+def _largest_divisor(n: int, at_most: int) -> int:
+    """The largest divisor of ``n`` (> 0) that is at most ``at_most``."""
+    best = 1
+    for d in range(1, math.isqrt(n) + 1):
+        if n % d == 0:
+            for x in (d, n // d):
+                if best < x <= at_most:
+                    best = x
+    return best
+
+
+def stage_steps(spec: MixtureExport) -> tuple[list[tuple[int, dict[str, float]]], int]:
+    """The stages as ``(step, weights)`` and the ``mixture_block_size`` that lets Levanter take
+    them (module docstring): each stage on its own nearest step when the largest block of at
+    most :data:`BLOCK` sequences that divides every start is at least :data:`MIN_BLOCK` (the
+    weights' resolution in a block); else on the nearest multiple of ``BLOCK / gcd(BLOCK,
+    batch)`` steps with the default block."""
     why = "stages start on a step whose sequence index is a multiple of mixture_block_size"
     b = batch_sequences(spec, why)
-    every = BLOCK // math.gcd(BLOCK, b)  # steps between two allowed stage starts
     batch_tokens = b * int(spec.constraints["sequence_length"])
-    out: list[tuple[int, dict[str, float]]] = []
     if spec.phases:
-        for k, p in enumerate(spec.phases):
-            start = float(p.get("start_tokens") or 0.0)
-            step = 0 if k == 0 else int(round(start / batch_tokens / every)) * every
-            if out and step <= out[-1][0]:
+        wanted = [
+            (0 if k == 0 else float(p.get("start_tokens") or 0.0) / batch_tokens, p)
+            for k, p in enumerate(spec.phases)
+        ]
+        exact = [int(round(x)) for x, _ in wanted]
+    else:
+        wanted = [(float(step), None) for step, _ in spec.schedule or []]
+        exact = [int(step) for step, _ in spec.schedule or []]
+    starts = math.gcd(*[x * b for x in exact if x > 0]) if any(exact) else BLOCK
+    block = _largest_divisor(starts, BLOCK)
+    if block >= MIN_BLOCK and len(set(exact)) == len(exact):
+        steps = exact
+    else:
+        every = BLOCK // math.gcd(BLOCK, b)  # steps between two allowed stage starts
+        block = BLOCK
+        steps = [int(round(x / every)) * every for x, _ in wanted]
+    weights = (
+        [dict(p["mixture_by_domain"]) for p in spec.phases]
+        if spec.phases
+        else [dict(w) for _, w in spec.schedule or []]
+    )
+    out: list[tuple[int, dict[str, float]]] = []
+    for k, (step, w) in enumerate(zip(steps, weights, strict=True)):
+        if out and step <= out[-1][0]:
+            if spec.phases:
                 raise ExportError(
-                    f"phase {k} ({p['name']!r}) would start on step {step}, as the phase before: "
-                    f"Levanter starts a stage every {every} steps ({every * batch_tokens} tokens, "
-                    f"mixture_block_size {BLOCK} sequences / {b} a batch), so a phase must span "
-                    "at least that many tokens",
+                    f"phase {k} ({spec.phases[k]['name']!r}) would start on step {step}, as the "
+                    f"phase before: Levanter starts a stage on a whole mixture block "
+                    f"({block} sequences, {b} a step), so a phase must span at least "
+                    f"{block // math.gcd(block, b) * batch_tokens} tokens",
                     f"phases[{k}].tokens",
                 )
-            out.append((step, dict(p["mixture_by_domain"])))
-        return out
-    for step, w in spec.schedule or []:
-        s = int(round(int(step) / every)) * every
-        if out and s == out[-1][0]:
-            out[-1] = (s, dict(w))  # the last version in force at that step
+            out[-1] = (step, w)  # the last version in force at that step
         else:
-            out.append((s, dict(w)))
-    return out
+            out.append((step, w))
+    return out, block
 
 
 def write(spec: MixtureExport, weights: dict[str, float]) -> dict[str, str]:
     fmt = "levanter"
-    staged = bool(spec.phases or spec.schedule)
+    staged, block = stage_steps(spec) if spec.phases or spec.schedule else ([], BLOCK)
     stages = [
-        (step, rounded_weights({n: float(w.get(n, 0.0)) for n in weights}))
-        for step, w in (stage_steps(spec) if staged else [])
+        (step, rounded_weights({n: float(w.get(n, 0.0)) for n in weights})) for step, w in staged
     ]
     # Levanter wants the same names in configs and train_weights: every domain with a weight
     # somewhere (it needs files), and zero-weight domains only when they declare files
@@ -114,7 +146,7 @@ def write(spec: MixtureExport, weights: dict[str, float]) -> dict[str, str]:
         "data": {
             "configs": configs,
             "train_weights": train_weights,
-            "mixture_block_size": BLOCK,
+            "mixture_block_size": block,
         }
     }
     trainer = _trainer(spec)

@@ -229,10 +229,10 @@ def read_levanter(spec: MixtureExport, files: dict[str, str]) -> list[Pairs]:
     weights = data["train_weights"]
     if isinstance(weights, dict):
         return [list(weights.items())]
-    # the stage starts on the step nearest the phase's start whose sequence index is a
-    # multiple of Levanter's 2048-sequence mixture block (256 steps of 8 sequences)
-    assert data["mixture_block_size"] == 2048
-    assert [step for step, _ in weights] == [0, 256]
+    # the stage starts on the step nearest the phase's start, its sequence index a multiple of
+    # the mixture block (Levanter's rule)
+    assert [step for step, _ in weights] == [0, round(PHASE_TOKENS[0] / BATCH)]
+    assert weights[1][0] * (BATCH // SEQ) % data["mixture_block_size"] == 0
     return [list(w.items()) for _, w in weights]
 
 

@@ -352,9 +352,16 @@ def test_levanter_stages_start_on_blocks_with_the_budget(tmp_path, staged):
         assert [s for s, _ in stages] == [0, 24 * BATCH // SEQ]
 
 
-def test_levanter_refuses_a_phase_shorter_than_a_block(tmp_path):
+def test_levanter_block_fits_the_stage_or_the_stage_moves_to_a_block(tmp_path):
+    """A stage on step 2 (512 sequences): a 512-sequence block takes it as it is; on step 1
+    (256 sequences, below the 512-sequence smallest block) the stage moves to a multiple of 8
+    steps, which here is step 0 again: a 422 naming the phase."""
     spec = _spec(tmp_path, True)
-    spec.phases[0]["tokens"] = spec.phases[1]["start_tokens"] = 2 * BATCH  # 2 steps < 8
+    spec.phases[0]["tokens"] = spec.phases[1]["start_tokens"] = 2 * BATCH
+    text = E.render("levanter", spec).files["levanter_data.yaml"]
+    assert [s for s, _ in levanter_reader(text)] == [0, 2 * BATCH // SEQ]
+    assert yaml.safe_load(text)["data"]["mixture_block_size"] == 512
+    spec.phases[0]["tokens"] = spec.phases[1]["start_tokens"] = BATCH
     with pytest.raises(E.ExportError, match="at least") as exc:
         E.render("levanter", spec)
     assert exc.value.field == "phases[1].tokens"
