@@ -190,7 +190,7 @@ def store_suggestions(
     return {"run_ids": [r.id for r in runs], "strategy": strategy, **extra}
 
 
-def proxy_scale(session: Session, project_id: int) -> dict[str, int | None]:
+def proxy_scale(session: Session, project_id: int | None) -> dict[str, int | None]:
     """The scale (model_params, train_tokens, train_steps) of the project's succeeded runs when
     they share one, so a suggested run reported back fits with them (a plain fit refuses runs
     of several scales); none when there are no such runs or they span several scales (the
