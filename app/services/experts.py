@@ -544,6 +544,26 @@ def experts_for_fit(session: Session, fit_id: int, estimator: str) -> Any:
     return probs
 
 
+def check_experts(session: Session, project: Project, estimator: str) -> None:
+    """A fit of an ``mde*`` estimator needs one complete expert per domain: else a 422 naming
+    ``estimator`` at the request (the fit job would fail)."""
+    from mixopt.mixing.mde import needs_experts  # lazy: mixopt.mixing loads every estimator
+
+    if not needs_experts(estimator):
+        return
+    ready = {
+        e.domain
+        for e in list_experts(session, project)
+        if e.status == "succeeded" and _complete(project, e)
+    }
+    missing = [d.name for d in project.domains if d.name not in ready]
+    if missing:
+        raise Invalid(
+            missing_experts_message(estimator) + f"; no complete expert for {missing}",
+            field="estimator",
+        )
+
+
 def missing_experts_message(estimator: str) -> str:
     return (
         f"estimator {estimator!r} needs the project's experts (one per domain, with "

@@ -295,8 +295,11 @@ def resolve_target(
 
 
 def create_fit(session: Session, project: Project, data: FitCreate) -> tuple[Fit, Job]:
+    from app.services.experts import check_experts  # lazy: experts imports this module
+
     check_estimator(data.estimator)
     check_params(data.estimator, data.params)
+    check_experts(session, project, data.estimator)
     target_scale = data.target_scale.given() if data.target_scale is not None else None
     target = check_runs_for_fit(
         session,

@@ -234,10 +234,18 @@ def test_experts_trained_by_a_worker_store_their_probabilities(client, admin, wo
     # again without replace: 409 naming the domain; with replace: a new job
     r = client.post(url, json={**TRAIN, "domains": ["code"]}, headers=admin)
     assert r.status_code == 409 and "code" in r.json()["detail"]
-    r = client.post(url, json={**TRAIN, "domains": ["code"], "replace": True}, headers=admin)
+    # again with a swarm's settings: the swarm's preset, budget, seed and windows, by its tag
+    swarm = {**TRAIN, "count": 1, "seed": 5, "train_steps": 8, "block_size": 16, "tag": "s"}
+    r = client.post(f"/v1/projects/{p['id']}/swarms", json=swarm, headers=admin)
+    assert wait_job(client, admin, r.json()["jobs"][0]["id"], timeout=300)["state"] == "succeeded"
+    r = client.post(url, json={"swarm": "s", "domains": ["code"], "replace": True}, headers=admin)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "block_size", r.text
+    r = client.post(url, json={"swarm": "s", "replace": True}, headers=admin)
     assert r.status_code == 202, r.text
     assert wait_job(client, admin, r.json()["job"]["id"], timeout=300)["state"] == "succeeded"
-    # the swarm's settings: a trained swarm's preset and budget are taken by tag
+    code = client.get(f"{url}/code", headers=admin).json()
+    assert (code["seed"], code["train_steps"], code["preset"]) == (5, 8, "micro")
+    assert (code["block_size"], code["n_windows"]) == (16, 16)
     assert len(_files(p["id"])) == len(CORPUS_DOMAINS) ** 2
 
 
@@ -340,10 +348,11 @@ def test_fits_of_mde_estimators_are_handed_the_projects_experts(client, admin, w
     assert r.status_code == 202, r.text
     job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
     assert job["state"] == "succeeded", job["error"]
+    # without an expert per domain, an mde fit is refused at the request, naming the domain
     assert client.delete(f"/v1/projects/{pid}/experts/code", headers=admin).status_code == 204
-    r = client.post(f"/v1/projects/{pid}/fits", json={"estimator": "mde"}, headers=admin)
-    job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
-    assert job["state"] == "failed" and "experts" in job["error"], job
+    r = client.post(f"/v1/projects/{pid}/fits", json={"estimator": "mde_linear"}, headers=admin)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "estimator", r.text
+    assert "['code']" in r.json()["detail"]
     # the stored mde fit cannot predict without the set it was fitted with: 409 naming it
     r = client.post(
         f"/v1/projects/{pid}/fits/{fit['id']}/predict",
