@@ -78,14 +78,15 @@ def stage_steps(spec: MixtureExport) -> tuple[list[tuple[int, dict[str, float]]]
     why = "stages start on a step whose sequence index is a multiple of mixture_block_size"
     b = batch_sequences(spec, why)
     batch_tokens = b * int(spec.constraints["sequence_length"])
+    wanted: list[float]  # where each stage would start, in (fractional) steps
     if spec.phases:
         wanted = [
-            (0 if k == 0 else float(p.get("start_tokens") or 0.0) / batch_tokens, p)
+            0.0 if k == 0 else float(p.get("start_tokens") or 0.0) / batch_tokens
             for k, p in enumerate(spec.phases)
         ]
-        exact = [int(round(x)) for x, _ in wanted]
+        exact = [int(round(x)) for x in wanted]
     else:
-        wanted = [(float(step), None) for step, _ in spec.schedule or []]
+        wanted = [float(step) for step, _ in spec.schedule or []]
         exact = [int(step) for step, _ in spec.schedule or []]
     starts = math.gcd(*[x * b for x in exact if x > 0]) if any(exact) else BLOCK
     block = _largest_divisor(starts, BLOCK)
@@ -94,7 +95,7 @@ def stage_steps(spec: MixtureExport) -> tuple[list[tuple[int, dict[str, float]]]
     else:
         every = BLOCK // math.gcd(BLOCK, b)  # steps between two allowed stage starts
         block = BLOCK
-        steps = [int(round(x / every)) * every for x, _ in wanted]
+        steps = [int(round(x / every)) * every for x in wanted]
     weights = (
         [dict(p["mixture_by_domain"]) for p in spec.phases]
         if spec.phases
