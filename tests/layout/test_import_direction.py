@@ -39,6 +39,7 @@ TORCH_ALLOWED = (
     "mixopt/training/",
     "mixopt/online/callback.py",
     "mixopt/online/reweighting.py",
+    "mixopt/integrations/",  # trainer callbacks: torch imported lazily, when used
     "workers/tasks/training.py",
 )
 #: the base install (client + CLI front) has no numpy and no torch: nothing it loads at import
