@@ -175,6 +175,8 @@ class Request:
     headers: dict[str, str] | None = None
     files: Any = None
     data: Json | None = None
+    #: a raw request body (an expert's ``.npy`` probabilities)
+    content: bytes | None = None
 
     def httpx_kwargs(self) -> Json:
         """The keyword arguments of ``httpx.Client.request`` (those that are set)."""
@@ -184,6 +186,7 @@ class Request:
             "headers": self.headers,
             "files": self.files,
             "data": self.data,
+            "content": self.content,
         }
         return {k: v for k, v in kw.items() if v is not None}
 
@@ -1105,6 +1108,79 @@ class _Endpoints:
             }
         )
         return self._call("POST", f"/v1/projects/{project_id}/swarms", SwarmAccepted, json=body)
+
+    # -- experts (Mixture of Data Experts) -------------------------------------------------------
+    def train_experts(
+        self,
+        project_id: int,
+        *,
+        train_steps: int | None = None,
+        train_tokens: int | None = None,
+        swarm: str | None = None,
+        domains: Sequence[str] | None = None,
+        **options: Any,
+    ) -> Json:
+        """Train one expert per domain (or per ``domains``) in one job on the workers, with the
+        settings of the swarm tagged ``swarm`` or the given budget; ``options``: preset, seed,
+        batch_size, block_size, eval_interval, learning_rate, replace, queue. Returns
+        ``{"experts", "job", "job_url"}`` (202)."""
+        body = _drop_none(
+            {
+                "train_steps": train_steps,
+                "train_tokens": train_tokens,
+                "swarm": swarm,
+                "domains": list(domains) if domains is not None else None,
+                **options,
+            }
+        )
+        return self._call("POST", f"/v1/projects/{project_id}/experts", json=body)
+
+    def list_experts(self, project_id: int) -> Json:
+        """The experts' table: ``{"data": [expert], "count", "domains"}``; each expert has its
+        ``losses`` on every validation domain."""
+        return self._call("GET", f"/v1/projects/{project_id}/experts")
+
+    def get_expert(self, project_id: int, domain: str) -> Json:
+        return self._call("GET", f"/v1/projects/{project_id}/experts/{quote(domain, safe='')}")
+
+    def delete_expert(self, project_id: int, domain: str) -> None:
+        self._call("DELETE", f"/v1/projects/{project_id}/experts/{quote(domain, safe='')}")
+
+    def upload_expert_probs(
+        self,
+        project_id: int,
+        domain: str,
+        val_domain: str,
+        probs: Any,
+        *,
+        block_size: int | None = None,
+        n_windows: int | None = None,
+    ) -> Json:
+        """Upload an externally trained expert's probability of every observed next token of
+        ``val_domain`` (``mixopt.training.experts.next_token_probs``' positions): a 1-D float16
+        or float32 array, or the bytes of a ``.npy`` file. ``block_size`` / ``n_windows``: the
+        evaluation windows (default 128 x 64)."""
+        if isinstance(probs, (bytes, bytearray)):
+            content = bytes(probs)
+        else:
+            import io
+
+            import numpy as np
+
+            buf = io.BytesIO()
+            np.save(buf, np.asarray(probs), allow_pickle=False)
+            content = buf.getvalue()
+        path = (
+            f"/v1/projects/{project_id}/experts/{quote(domain, safe='')}"
+            f"/probs/{quote(val_domain, safe='')}"
+        )
+        return self._call(
+            "PUT",
+            path,
+            content=content,
+            headers={"Content-Type": "application/octet-stream"},
+            params=_drop_none({"block_size": block_size, "n_windows": n_windows}) or None,
+        )
 
     # -- online re-mixing --------------------------------------------------------------------
     def create_online_session(

@@ -27,6 +27,7 @@ from app.dashboard import views
 from app.schemas.fits import FitCreate
 from app.schemas.recommendations import RecommendationCreate
 from app.services import dashboard as dash_service
+from app.services import experts as expert_service
 from app.services import exports
 from app.services import fits as fit_service
 from app.services import jobs as job_service
@@ -300,6 +301,7 @@ def overview_page(request: Request, session: SessionDep, project_id: str) -> Res
             ctx
             | {
                 "counts": counts,
+                "experts": expert_service.dashboard_view(session, project),
                 "epochs": views.epochs_table(project, columns),
                 "ref_error": ref_error,
                 "constraints": project.constraints or {},

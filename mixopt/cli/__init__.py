@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 
 from mixopt.cli import demo, fits, jobs, mixtures, projects, runs, training
+from mixopt.cli import experts as experts_cli
 from mixopt.cli.errors import ExitStatus
 
 __all__ = ["ExitStatus", "app", "main"]
@@ -33,6 +34,7 @@ app.add_typer(projects.app, name="project")
 app.add_typer(runs.app, name="runs")
 app.add_typer(mixtures.app, name="mixture")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(experts_cli.app, name="experts")
 app.command("ingest")(training.ingest)
 app.command("swarm")(training.swarm)
 app.command("fit")(fits.fit)
