@@ -19,6 +19,7 @@ from app.services.constraints import science_constraints
 from app.services.domain_rules import declared_groups
 from app.services.errors import Invalid, ServiceError
 from app.store.models import Fit, Project, Recommendation
+from mixopt.exports import epochs_read
 from mixopt.mixing import hierarchy, pareto
 from mixopt.mixing.constraints import Constraints, InfeasibleConstraintsError
 
@@ -96,14 +97,30 @@ def reference_mixtures(
     return mixtures, {}, error
 
 
-def epochs_table(project: Project, mixtures: list[tuple[str, dict[str, float]]]) -> dict[str, Any]:
+def epochs_table(
+    project: Project,
+    mixtures: list[tuple[str, dict[str, float]]],
+    phases: dict[str, list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
     """Epochs each mixture implies per domain at the target budget:
-    ``epochs_i = w_i * target_tokens / token_count_i``, flagged above the domain's max epochs."""
+    ``epochs_i = w_i * target_tokens / token_count_i``, flagged above the domain's max epochs;
+    a staged recommendation's (``phases[label]``) over its phases, the exports' figure
+    (:func:`mixopt.exports.epochs_read`)."""
     target = _num((project.constraints or {}).get("target_tokens"))
     c = epoch_constraints(project)
     names = [d.name for d in project.domains]
     caps = c.epoch_caps(names)
     used = {label: (c.epochs_used(mix, names), c.over_cap(mix, names)) for label, mix in mixtures}
+    counts = {d.name: d.token_count for d in project.domains}
+    for label, staged in (phases or {}).items():
+        if staged and label in used:
+            parts = [(p["mixture_by_domain"], float(p["tokens"])) for p in staged]
+            epochs = epochs_read(parts, counts)
+            over = {
+                n: e is not None and caps.get(n) is not None and e > float(caps[n]) * (1 + 1e-9)
+                for n, e in epochs.items()
+            }
+            used[label] = (epochs, over)
     rows, warnings = [], 0
     for d in project.domains:
         cells = []
