@@ -275,6 +275,8 @@ class SwarmAccepted(_Model):
     tag: str
     run_ids: list[int]
     jobs: list[Job]
+    #: strategy rounds: the job that plans every round after the first
+    rounds_job: Job | None = None
 
 
 T = TypeVar("T")

@@ -20,8 +20,9 @@ class OnlineSpec(Schema):
 class SwarmCreate(Schema):
     """Design a swarm of proxy runs and train each one in a worker."""
 
-    #: at most MIXOPT_MAX_SWARM_COUNT (and 4096)
-    count: Annotated[int, max_value("max_swarm_count")] = Field(ge=1, le=4096)
+    #: at most MIXOPT_MAX_SWARM_COUNT (and 4096); required except for strategy rounds (there
+    #: ``total_budget`` is the number of runs, and count, when given, must equal it)
+    count: Annotated[int | None, max_value("max_swarm_count")] = Field(default=None, ge=1, le=4096)
     preset: str = "tiny"
     #: at most MIXOPT_MAX_TRAIN_STEPS
     train_steps: Annotated[int | None, max_value("max_train_steps")] = Field(
@@ -40,7 +41,19 @@ class SwarmCreate(Schema):
     #: swarm: RegMix Dirichlet around the token prior; space_filling: max-min distance picks;
     #: fixed: train exactly the given mixtures
     #: hierarchical: group shares first, then within each group (domains with group paths)
-    strategy: Literal["swarm", "space_filling", "hierarchical", "fixed"] = "swarm"
+    #: rounds: ``total_budget`` runs in rounds of ``round_size`` (round 1 space-filling, twice
+    #: the round size; each later round fitted, acquired and trained; README "Swarms in rounds")
+    strategy: Literal["swarm", "space_filling", "hierarchical", "fixed", "rounds"] = "swarm"
+    #: strategy rounds: every run the swarm may train, all rounds together (at most
+    #: MIXOPT_MAX_SWARM_COUNT and 4096)
+    total_budget: Annotated[int | None, max_value("max_swarm_count")] = Field(
+        default=None, ge=1, le=4096
+    )
+    #: strategy rounds: runs per round after the first (at most total_budget)
+    round_size: int | None = Field(default=None, ge=1, le=4096)
+    #: strategy rounds: how a round picks its runs: expected improvement (ei) or the lower
+    #: confidence bound mu - 2 sd (lcb) (mixopt.mixing.rounds)
+    acquisition: Literal["ei", "lcb"] = "ei"
     mixtures: list[dict[str, NonNegFloat]] | None = None
     temperature: float = Field(default=0.5, gt=0, le=10)
     min_weight: float = Field(default=1e-3, ge=0, lt=1)
@@ -76,12 +89,20 @@ class SwarmCreate(Schema):
             )
         if self.strategy == "fixed" and not self.mixtures:
             raise ValueError("strategy fixed needs mixtures")
-        if self.mixtures is not None and len(self.mixtures) != self.count:
+        if (
+            self.mixtures is not None
+            and self.count is not None
+            and len(self.mixtures) != self.count
+        ):
             raise ValueError(f"mixtures has {len(self.mixtures)} entries but count is {self.count}")
         return self
 
 
 class SwarmAccepted(Schema):
     tag: str
+    #: the runs planned now (strategy rounds: round 1's)
     run_ids: list[int]
     jobs: list[JobPublic]
+    #: strategy rounds: the job that plans every later round; its ``params.rounds`` lists the
+    #: rounds (run ids, runs trained, best predicted mixture and its interval after each)
+    rounds_job: JobPublic | None = None

@@ -61,8 +61,20 @@ def swarm(
     ] = None,
     preset: Annotated[str, typer.Option(help="model preset: tiny, small, medium, base")] = "tiny",
     strategy: Annotated[
-        str, typer.Option(help="swarm (RegMix Dirichlet), space_filling or fixed")
+        str,
+        typer.Option(help="swarm (RegMix Dirichlet), space_filling, fixed or rounds"),
     ] = "swarm",
+    total_budget: Annotated[
+        int | None,
+        typer.Option("--total-budget", help="rounds: runs of every round together"),
+    ] = None,
+    round_size: Annotated[
+        int | None,
+        typer.Option("--round-size", help="rounds: runs per round (round 1: twice as many)"),
+    ] = None,
+    acquisition: Annotated[
+        str | None, typer.Option(help="rounds: ei (expected improvement) or lcb")
+    ] = None,
     seed: Annotated[int, typer.Option(help="seed of the design and of the runs")] = 0,
     wait: WaitOpt = True,
     timeout: TimeoutOpt = 24 * 3600.0,
@@ -74,15 +86,24 @@ def swarm(
     if (steps is None) == (tokens is None):
         raise CliError("give exactly one of --steps or --tokens")
     c = make_client(url, token)
+    rounds = strategy == "rounds"
+    if rounds and (total_budget is None or round_size is None):
+        raise CliError("--strategy rounds needs --total-budget and --round-size")
     acc = c.create_swarm(
         project_id,
-        count,
+        None if rounds else count,
         train_steps=steps,
         train_tokens=tokens,
         preset=preset,
         strategy=strategy,
         seed=seed,
+        total_budget=total_budget,
+        round_size=round_size,
+        acquisition=acquisition,
     )
+    if rounds and acc.rounds_job is not None:
+        _swarm_rounds(c, acc.tag, acc.rounds_job, wait, timeout, as_json)
+        return
     if not wait:
         if as_json:
             print_json(acc)
@@ -116,6 +137,33 @@ def swarm(
                     raise JobTimeout(c.get_job(sorted(pending)[0]), timeout)
                 time.sleep(1.0)
     _swarm_summary(acc.tag, acc.run_ids, len(acc.jobs), failed, as_json)
+
+
+def _swarm_rounds(c, tag: str, rounds_job: Job, wait: bool, timeout: float, as_json: bool) -> None:
+    """A rounds swarm: wait for its rounds job, then one line per round (runs trained, best
+    predicted mixture and its interval)."""
+    job = (
+        wait_with_bar(c, rounds_job, f"swarm {tag} in rounds", timeout, quiet=as_json)
+        if wait
+        else rounds_job
+    )
+    rounds = (job.params or {}).get("rounds", [])
+    if as_json:
+        print_json({"tag": tag, "job": job, "rounds": rounds})
+    else:
+        console.print(f"swarm {escape(tag)} in rounds: job {job.id} {job.state}", highlight=False)
+        for e in rounds:
+            after = e.get("after") or {}
+            best = ", ".join(
+                f"{escape(d)} {w:.3f}" for d, w in (after.get("best_mixture") or {}).items()
+            )
+            line = f"  round {e['round']}: {e.get('trained', 0)}/{len(e['run_ids'])} runs trained"
+            if after:
+                lo, hi = after["interval"]
+                line += f"; best predicted {after['best_loss']:.4f} [{lo:.4f}, {hi:.4f}]: {best}"
+            console.print(line, highlight=False)
+    if wait and job.state != "succeeded":
+        raise JobFailed(job)
 
 
 def _swarm_summary(

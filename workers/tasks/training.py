@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from app.core.celery_config import INGEST_DOMAIN, TRAIN_RUN
+from app.core.celery_config import INGEST_DOMAIN, SWARM_ROUNDS, TRAIN_RUN
 from app.core.config import get_settings
 from app.schemas.runs import CurvePointCreate
+from app.services import dispatch, sources
 from app.services import runs as run_service
-from app.services import sources
+from app.services import swarms as swarm_service
 from app.store.db import session_scope
-from app.store.models import Domain, Project, Recommendation, Run, utcnow
+from app.store.models import Domain, Job, Project, Recommendation, Run, utcnow
 from mixopt.mixing.entropy import domain_entropies
 from mixopt.online.base import make_mixer
 from mixopt.progress import Cancelled
@@ -215,6 +216,8 @@ def train_task(self, job_id: str) -> None:
         on_fail=_mark_run(run_id, "failed"),
         on_cancel=_mark_run(run_id, "cancelled"),
     )
+    if job.params.get("rounds_job"):  # a run of a rounds swarm ended: its round may be done
+        notify_rounds(job.params["rounds_job"])
 
 
 def _train(jr: common.JobRun, job) -> None:
@@ -305,3 +308,143 @@ def _train(jr: common.JobRun, job) -> None:
         }
 
     jr.finish(None, "trained", also=save)
+
+
+# -- swarms in rounds ------------------------------------------------------------------------
+# A rounds swarm's ``swarm_rounds`` job plans every round after the first
+# (:mod:`mixopt.mixing.rounds`). It holds no worker while runs train: each time it runs it looks at
+# the current round; while runs of it are not done it goes back to ``pending`` (the last training
+# job of the round sends it again, and the reaper re-sends a pending job whose message was lost);
+# when the round is done it fits the swarm's runs, records the best predicted mixture and its
+# interval on the round, and either ends (budget spent, or the predicted regret stopped falling)
+# or plans the next round: its runs, their training jobs and the round's entry in the job's
+# ``params.rounds`` are written in one transaction, so a worker killed at any point neither loses
+# a round nor plans one twice, and finished runs are never trained again.
+
+
+def notify_rounds(rounds_job_id: str) -> None:
+    """Send the rounds job when every run of its current round is done (idempotent)."""
+    try:
+        with session_scope() as s:
+            job = s.get(Job, rounds_job_id)
+            if job is None or job.state != "pending":
+                return
+            current = (job.params.get("rounds") or [{}])[-1].get("run_ids", [])
+            statuses = s.scalars(select(Run.status).where(Run.id.in_(current))).all()
+            if any(st not in swarm_service.RUN_DONE for st in statuses):
+                return
+        dispatch.send_job(rounds_job_id)
+    except Exception as exc:  # the broker is down: the reaper re-sends the pending job
+        common.log.warning(
+            "rounds job %s not sent (%s: %s)", rounds_job_id, type(exc).__name__, exc
+        )
+
+
+@celery_app.task(name=SWARM_ROUNDS, bind=True)
+def rounds_task(self, job_id: str) -> None:
+    if common.load_job(job_id) is None:
+        return
+    common.run_job(job_id, lambda jr: _rounds_step(jr, job_id), task_id=self.request.id)
+
+
+def _release(jr: common.JobRun, job_id: str, message: str) -> None:
+    """Back to ``pending`` until the round's runs are done (no worker held meanwhile)."""
+    with jr.write() as s:
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.attempts == jr.attempt, Job.state == "running")
+            .values(state="pending", message=message, heartbeat_at=None)
+        )
+    jr.ended = True
+
+
+def _rounds_step(jr: common.JobRun, job_id: str) -> None:
+    from mixopt.mixing import rounds  # lazy: mixopt.mixing loads every estimator
+
+    with jr.write() as s:
+        p = dict(s.get(Job, job_id).params)
+        entries = [dict(e) for e in p["rounds"]]
+        current = entries[-1]
+        statuses = dict(
+            s.execute(select(Run.id, Run.status).where(Run.id.in_(current["run_ids"]))).all()
+        )
+    k, sizes = len(entries), list(p["sizes"])
+    # a run deleted meanwhile counts as done
+    waiting = [
+        rid
+        for rid in current["run_ids"]
+        if rid in statuses and statuses[rid] not in swarm_service.RUN_DONE
+    ]
+    if waiting:
+        done = len(current["run_ids"]) - len(waiting)
+        _release(
+            jr,
+            job_id,
+            f"round {k} of at most {len(sizes)}: {done}/{len(current['run_ids'])} runs done",
+        )
+        notify_rounds(job_id)  # the last run may have ended while this step looked
+        return
+    all_ids = [rid for e in entries for rid in e["run_ids"]]
+    with jr.write() as s:
+        project = s.get(Project, s.get(Job, job_id).project_id)
+        data = swarm_service.rounds_inputs(s, project, all_ids)
+    current["trained"] = sum(1 for st in statuses.values() if st == "succeeded")
+    current["failed"] = sum(1 for st in statuses.values() if st != "succeeded")
+    if len(data["y"]) < 3:
+        raise RuntimeError(
+            f"only {len(data['y'])} run(s) of the swarm succeeded after round {k}: a fit needs 3"
+        )
+    last = k >= len(sizes)
+    plan = rounds.next_round(
+        data["X"],
+        data["y"],
+        0 if last else sizes[k],
+        round_index=k + 1,
+        prior=data["prior"],
+        constraints=data["constraints"],
+        domains=data["domains"],
+        acquisition=p["acquisition"],
+        random_state=int(p["design_seed"]),
+    )
+    current["after"] = plan.summary(data["domains"])
+    regrets = [e["after"]["regret"] for e in entries]
+    stop = None
+    if last:
+        stop = f"budget spent: {len(all_ids)} runs in {k} rounds"
+    elif rounds.should_stop(regrets):
+        stop = (
+            f"stopped after round {k}: the predicted regret fell by at most {rounds.DEFAULT_TOL} "
+            f"nats in each of the last {rounds.DEFAULT_PATIENCE} rounds"
+        )
+    if stop is not None:
+        result = {"tag": p["tag"], "rounds": entries, "best": current["after"], "reason": stop}
+        jr.finish(result, stop, also=lambda s: _store_rounds(s, job_id, p, entries))
+        return
+    with jr.write() as s:
+        job = s.get(Job, job_id)
+        project = s.get(Project, job.project_id)
+        runs, jobs = swarm_service.add_training_runs(
+            s,
+            project,
+            plan.mixtures.tolist(),
+            tag=p["tag"],
+            train=p["train"],
+            first_index=len(all_ids),
+            details={"round": k + 1, "rounds_job": job_id},
+            job_params={"rounds_job": job_id},
+        )
+        entries.append({"round": k + 1, "run_ids": [r.id for r in runs]})
+        _store_rounds(s, job_id, p, entries)
+        job.progress = len(all_ids) / float(p["total_budget"])
+        job_ids = [j.id for j in jobs]
+    for jid in job_ids:
+        try:
+            dispatch.send_job(jid)
+        except Exception as exc:  # the broker is down: the reaper re-sends pending jobs
+            common.log.warning("training job %s not sent (%s: %s)", jid, type(exc).__name__, exc)
+    _release(jr, job_id, f"round {k + 1} of at most {len(sizes)}: {len(job_ids)} runs queued")
+
+
+def _store_rounds(s, job_id: str, params: dict, entries: list[dict]) -> None:
+    job = s.get(Job, job_id)
+    job.params = {**params, "rounds": entries}

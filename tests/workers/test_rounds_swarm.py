@@ -1,0 +1,106 @@
+"""A swarm in rounds on real Celery workers: round 1 trains, the rounds job fits and plans
+round 2, and when the worker is SIGKILLed between rounds a new worker finishes the swarm
+without training any finished run again (issue 25)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from tests.conftest import start_worker_process, wait_job
+from tests.factories import CORPORA
+from tests.factories import CORPUS_DOMAINS as DOMAINS
+
+
+def _project(client, admin) -> dict:
+    domains = [
+        {"name": d, "source": {"path": str(CORPORA / d), "format": "jsonl"}, "token_count": c}
+        for d, c in zip(DOMAINS, (1000, 2000, 3000, 4000), strict=False)
+    ]
+    r = client.post("/v1/projects", json={"name": "rounds", "domains": domains}, headers=admin)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _runs(client, admin, pid: int) -> list[dict]:
+    return client.get(f"/v1/projects/{pid}/runs?tag=rk&limit=100", headers=admin).json()["data"]
+
+
+def test_rounds_swarm_resumes_after_its_worker_is_killed_between_rounds(client, admin, engine):
+    p = _project(client, admin)
+    body = {
+        "strategy": "rounds",
+        "total_budget": 6,
+        "round_size": 2,  # round 1: 4 runs, round 2: 2 runs
+        "preset": "micro",
+        "train_steps": 20,
+        "batch_size": 8,
+        "block_size": 64,
+        "eval_interval": 10,
+        "seed": 2,
+        "tag": "rk",
+        "queue": "killtest",
+    }
+    first = start_worker_process("rounds-doomed", queues="killtest")
+    try:
+        acc = client.post(f"/v1/projects/{p['id']}/swarms", json=body, headers=admin).json()
+        round1, rounds_job = set(acc["run_ids"]), acc["rounds_job"]["id"]
+        assert len(round1) == 4
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # until round 1 is trained, then kill at once
+            done = [r for r in _runs(client, admin, p["id"]) if r["id"] in round1]
+            if all(r["status"] == "succeeded" for r in done):
+                break
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool child, no warning
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    before = {r["id"]: r for r in _runs(client, admin, p["id"]) if r["id"] in round1}
+    assert all(r["status"] == "succeeded" for r in before.values()), before
+    # its beat's reaper runs on the maintenance queue: the rescuer consumes it (no other worker
+    # of the session may re-send the swarm's jobs here)
+    second = start_worker_process(
+        "rounds-rescuer",
+        queues="killtest,maintenance",
+        beat=True,
+        extra_env={"MIXOPT_PENDING_RESEND_SECONDS": "3"},
+    )
+    try:
+        job = wait_job(client, admin, rounds_job, timeout=400)
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(timeout=30)
+    assert job["state"] == "succeeded", (job["error"], job["message"])
+    runs = _runs(client, admin, p["id"])
+    # the whole budget, each run once: round 2 was planned once (not again on resume)
+    assert len(runs) == 6 and all(r["status"] == "succeeded" for r in runs)
+    by_round = {1: set(), 2: set()}
+    for r in runs:
+        by_round[r["details"]["round"]].add(r["id"])
+    assert by_round[1] == round1 and len(by_round[2]) == 2
+    # no finished run trained again: same metrics, same update time, their jobs ran once
+    for r in runs:
+        if r["id"] in round1:
+            assert r["metrics"] == before[r["id"]]["metrics"]
+            assert r["updated_at"] == before[r["id"]]["updated_at"]
+    for j in acc["jobs"]:
+        assert client.get(f"/v1/jobs/{j['id']}", headers=admin).json()["attempts"] == 1
+    # progress: each round with its runs trained, best predicted mixture and its interval
+    rounds = job["params"]["rounds"]
+    assert [e["round"] for e in rounds] == [1, 2]
+    assert [len(e["run_ids"]) for e in rounds] == [4, 2]
+    for e in rounds:
+        after = e["after"]
+        assert e["trained"] == len(e["run_ids"]) and e["failed"] == 0
+        assert set(after["best_mixture"]) == set(DOMAINS)
+        assert abs(sum(after["best_mixture"].values()) - 1) < 1e-6
+        lo, hi = after["interval"]
+        assert lo <= after["best_loss"] <= hi
+    assert job["result"]["best"] == rounds[-1]["after"]
+    assert "budget spent" in job["result"]["reason"]
+    # round 2's runs are new mixtures, none a copy of a round-1 run
+    mix = {r["id"]: tuple(round(v, 6) for v in r["mixture"].values()) for r in runs}
+    assert not {mix[i] for i in by_round[2]} & {mix[i] for i in round1}
