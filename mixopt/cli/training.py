@@ -89,9 +89,11 @@ def swarm(
     rounds = strategy == "rounds"
     if rounds and (total_budget is None or round_size is None):
         raise CliError("--strategy rounds needs --total-budget and --round-size")
+    if rounds and total_budget is not None:
+        count = total_budget  # the service takes a count equal to the total budget
     acc = c.create_swarm(
         project_id,
-        None if rounds else count,
+        count,
         train_steps=steps,
         train_tokens=tokens,
         preset=preset,
