@@ -120,6 +120,9 @@ def for_recommendation(session: Session, project: Project, rec_id: int) -> Mixtu
         "predicted": rec.predicted,
         "interval": [rec.interval_low, rec.interval_high],
         "binding": rec.binding,
+        # the scale the prediction is for (the runs' own when no target was asked for); the
+        # export's budget is ``scale`` (requested_scale) or the project's target_tokens
+        "answers_at": dict(rec.target_scale or {}),
         "created_at": rec.created_at.isoformat() if rec.created_at else None,
     }
     if rec.fit_id is not None:  # None: the fit was deleted, the recommendation keeps its say

@@ -338,6 +338,10 @@ def test_the_budget_is_the_target_never_the_proxies(client, admin, session, tmp_
         )
         assert r.status_code == 200, r.text
         assert yaml.safe_load(r.text)["requested_tokens"] == budget, details
+        body = client.get(
+            f"/v1/projects/{p['id']}/recommendations/{rid}/export", headers=admin
+        ).json()
+        assert body["origin"]["answers_at"] == proxies  # the scale its prediction is for
         if budget == 4_000_000:  # the case builds in OLMo-core
             (tmp_path / "mix.yaml").write_text(r.text)
             config = SourceMixtureDatasetConfig.from_yaml(str(tmp_path / "mix.yaml"))
