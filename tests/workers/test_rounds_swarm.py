@@ -104,3 +104,39 @@ def test_rounds_swarm_resumes_after_its_worker_is_killed_between_rounds(client, 
     # round 2's runs are new mixtures, none a copy of a round-1 run
     mix = {r["id"]: tuple(round(v, 6) for v in r["mixture"].values()) for r in runs}
     assert not {mix[i] for i in by_round[2]} & {mix[i] for i in round1}
+
+
+def test_rounds_use_the_mde_features_when_the_project_has_experts(client, admin, session):
+    # experts uploaded through the API (each sure of its own domain); runs whose loss is an
+    # affine map of their MDE loss (known truth, Belenki et al. 2025): the rounds' model is
+    # mde_gp, and the round it plans is feasible and predicted better than the runs
+    import numpy as np
+
+    from app.store.models import Project
+    from mixopt.mixing import rounds
+    from mixopt.mixing.mde import mde_losses
+    from tests.api.test_experts import _expected, _npy, _project, _put
+    from workers.tasks.training import _rounds_estimator
+
+    p, n_val = _project(client, admin, name="rounds-mde")
+    project = session.get(Project, p["id"])
+    domains = [d.name for d in project.domains]
+    assert _rounds_estimator(session, project, domains)[2] == "gp"  # no experts yet
+    rng = np.random.default_rng(0)
+    for j, val in enumerate(DOMAINS):
+        for i, expert in enumerate(DOMAINS):
+            lo, hi = (0.3, 0.9) if i == j else (0.01, 0.3)
+            values = rng.uniform(lo, hi, _expected(n_val[val])).astype(np.float16)
+            assert _put(client, admin, p["id"], expert, val, _npy(values)).status_code == 200
+    session.expire_all()
+    estimator, context, label = _rounds_estimator(session, project, domains)
+    assert label == "mde_gp" and context["domains"] == domains
+    X = rounds.first_round(np.ones(len(domains)), 10, random_state=0)
+    y = 0.3 + 0.8 * mde_losses(context["experts"], X).mean(axis=1)
+    plan = rounds.next_round(
+        X, y, 3, round_index=2, estimator=estimator, fit_context=context, domains=domains
+    )
+    assert plan.mixtures.shape == (3, len(domains))
+    assert np.allclose(plan.mixtures.sum(axis=1), 1)
+    truth = 0.3 + 0.8 * mde_losses(context["experts"], plan.best_mixture[None]).mean()
+    assert truth < y.min()  # the best predicted mixture is truly better than every run

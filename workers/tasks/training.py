@@ -388,6 +388,7 @@ def _rounds_step(jr: common.JobRun, job_id: str) -> None:
     with jr.write() as s:
         project = s.get(Project, s.get(Job, job_id).project_id)
         data = swarm_service.rounds_inputs(s, project, all_ids)
+        estimator, fit_context, label = _rounds_estimator(s, project, data["domains"])
     current["trained"] = sum(1 for st in statuses.values() if st == "succeeded")
     current["failed"] = sum(1 for st in statuses.values() if st != "succeeded")
     if len(data["y"]) < 3:
@@ -405,8 +406,10 @@ def _rounds_step(jr: common.JobRun, job_id: str) -> None:
         domains=data["domains"],
         acquisition=p["acquisition"],
         random_state=int(p["design_seed"]),
+        estimator=estimator,
+        fit_context=fit_context,
     )
-    current["after"] = plan.summary(data["domains"])
+    current["after"] = plan.summary(data["domains"]) | {"estimator": label}
     regrets = [e["after"]["regret"] for e in entries]
     stop = None
     if last:
@@ -443,6 +446,23 @@ def _rounds_step(jr: common.JobRun, job_id: str) -> None:
         except Exception as exc:  # the broker is down: the reaper re-sends pending jobs
             common.log.warning("training job %s not sent (%s: %s)", jid, type(exc).__name__, exc)
     _release(jr, job_id, f"round {k + 1} of at most {len(sizes)}: {len(job_ids)} runs queued")
+
+
+def _rounds_estimator(s, project: Project, domains: list[str]) -> tuple[Any, dict | None, str]:
+    """The rounds' model: a GP on the mixtures, or, when the project has one complete expert
+    per domain, the GP on the mixture and its MDE losses (``mde_gp``, Belenki et al. 2025)."""
+    from app.services import experts as expert_service
+    from app.services.errors import ServiceError
+    from mixopt.mixing.base import get_estimator
+
+    try:
+        probs = expert_service.load_expert_probs(s, project)
+    except ServiceError as exc:  # experts of an older validation shard: plain GP, said
+        common.log.warning("rounds: experts not used (%s)", exc)
+        probs = None
+    if probs is None or set(probs.experts) != set(domains):
+        return None, None, "gp"
+    return get_estimator("mde_gp"), {"experts": probs, "domains": domains}, "mde_gp"
 
 
 def _store_rounds(s, job_id: str, params: dict, entries: list[dict]) -> None:
