@@ -560,15 +560,22 @@ def main(argv: list[str] | None = None) -> int:
         help="uvicorn as `mixopt serve` runs it (default: uvicorn's own default, which takes "
         "127.0.0.1's X-Forwarded-For as the client: the harder case for the limits)",
     )
+    ap.add_argument(
+        "--http",
+        choices=("auto", "h11", "httptools"),
+        default="auto",
+        help="uvicorn's HTTP parser (auto: httptools when installed, as `mixopt serve` runs it)",
+    )
     args = ap.parse_args(argv)
     names = _selected(args.cases)
     url = _postgres_url() if args.postgres and not args.database_url else args.database_url
-    extra = ["--no-proxy-headers"] if args.no_proxy_headers else []
+    extra = (["--no-proxy-headers"] if args.no_proxy_headers else []) + ["--http", args.http]
     db = "PostgreSQL" if url and url.startswith("postgresql") else "SQLite"
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {db}, {os.cpu_count()} cores, "
         f"{platform.python_version()}, uvicorn workers {args.workers}"
-        f"{', --no-proxy-headers' if extra else ''}{', quick' if args.quick else ''}",
+        f"{', --no-proxy-headers' if args.no_proxy_headers else ''}, http {args.http}"
+        f"{', quick' if args.quick else ''}",
         flush=True,
     )
     rows: list[Row] = []
