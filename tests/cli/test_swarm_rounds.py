@@ -1,0 +1,42 @@
+"""``mixopt swarm --strategy rounds``: the options it needs, the API's refusal named, and what
+it prints once the swarm is planned (against a real server, no worker)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from mixopt.cli import ExitStatus
+from mixopt.cli import app as cli
+from mixopt.client import MixoptClient
+from tests.factories import CORPORA
+from tests.factories import CORPUS_DOMAINS as DOMAINS
+
+
+def _cli(env: dict, *args: object):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def test_swarm_in_rounds_from_the_command_line(live_server, admin_token):
+    env = {"MIXOPT_URL": live_server, "MIXOPT_TOKEN": admin_token, "COLUMNS": "300"}
+    domains = [
+        {"name": d, "source": {"path": str(CORPORA / d), "format": "jsonl"}, "token_count": c}
+        for d, c in zip(DOMAINS, (1000, 2000, 3000, 4000), strict=False)
+    ]
+    pid = MixoptClient(live_server, admin_token).create_project("r", domains=domains).id
+    base = ["swarm", pid, "--steps", 5, "--preset", "micro", "--strategy", "rounds"]
+    r = _cli(env, *base, "--total-budget", 6)
+    assert r.exit_code == ExitStatus.USAGE and "--round-size" in r.stderr, r.stderr
+    r = _cli(env, *base, "--total-budget", 4, "--round-size", 6, "--no-wait")
+    assert r.exit_code == ExitStatus.API_REFUSED and "round_size" in r.stderr, r.stderr
+    r = _cli(env, *base, "--total-budget", 6, "--round-size", 2, "--no-wait", "--json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["job"]["kind"] == "swarm_rounds" and out["job"]["params"]["sizes"] == [4, 2]
+    assert [e["round"] for e in out["rounds"]] == [1] and len(out["rounds"][0]["run_ids"]) == 4
+    r = _cli(
+        env, *base, "--total-budget", 6, "--round-size", 2, "--no-wait", "--acquisition", "lcb"
+    )
+    assert r.exit_code == 0, r.stderr
+    assert "in rounds" in r.stdout and "round 1: 0/4 runs trained" in r.stdout, r.stdout
