@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,13 @@ def _remove_files(expert: Expert) -> None:
             _resolve(meta["file"]).unlink(missing_ok=True)
         except (OSError, RuntimeError, KeyError):
             pass
+
+
+def remove_project_files(project_id: int) -> None:
+    """Remove a deleted project's directory of expert files (``p<id>``, inside the root)."""
+    path = _resolve(f"p{int(project_id)}")
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def as_float16(values: np.ndarray) -> np.ndarray:
@@ -501,10 +509,11 @@ def load_expert_probs(session: Session, project: Project) -> Any:
     (its data changed since) is refused with a 422 naming it: its MDE losses would be over other
     tokens than the runs' validation losses.
     """
+    names = {d.name for d in project.domains}
     experts = [
         e
         for e in list_experts(session, project)
-        if e.status == "succeeded" and _complete(project, e)
+        if e.domain in names and e.status == "succeeded" and _complete(project, e)
     ]
     if not experts:
         return None

@@ -169,8 +169,12 @@ def update_project(
 
 
 def delete_project(session: Session, project: Project) -> None:
+    from app.services.experts import remove_project_files  # lazy: a leaf of the services
+
+    pid = project.id
     session.delete(project)
     session.commit()
+    remove_project_files(pid)  # the experts' probability files (their rows went with it)
 
 
 def add_domains(session: Session, project: Project, names: list[str]) -> None:

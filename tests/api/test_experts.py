@@ -158,6 +158,12 @@ def test_good_uploads_are_stored_as_float16_and_listed_with_their_losses(client,
     assert client.delete(f"/v1/projects/{pid}/experts/code", headers=admin).status_code == 204
     assert client.get(f"/v1/projects/{pid}/experts/code", headers=admin).status_code == 404
     assert _files(pid) == [] and count_rows("expert") == 0
+    # deleting the project removes its experts' files too
+    assert _put(client, admin, pid, "code", "code", _npy(sent["code"])).status_code == 200
+    assert len(_files(pid)) == 1
+    assert client.delete(f"/v1/projects/{pid}", headers=admin).status_code == 204
+    assert _files(pid) == []
+    assert client.get(f"/v1/projects/{pid}/experts", headers=admin).status_code == 404
 
 
 def test_a_token_reaches_only_its_projects_experts(client, admin):
