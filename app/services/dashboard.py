@@ -73,3 +73,81 @@ def table_runs(
     rows = [dict(r._mapping) for r in session.execute(q)]
     rows.reverse()
     return rows, total
+
+
+# -- the fit the pages start from ------------------------------------------------------------
+def fit_trust(fit: Fit) -> float:
+    """How far to trust a fit: its pooled cross-validated Spearman (``fidelity.pooled.spearman``,
+    or a flat ``fidelity.spearman``), -inf when it has none. The criterion of ``mixopt best`` and
+    ``MixoptClient.best`` (mixopt.client ``_trust``)."""
+    fid = fit.fidelity if isinstance(fit.fidelity, dict) else {}
+    pooled = fid.get("pooled", fid)
+    value = pooled.get("spearman") if isinstance(pooled, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return float("-inf")
+    return float(value)
+
+
+def best_fit(fits: list[Fit]) -> Fit | None:
+    """The succeeded fit with the highest cross-validated Spearman, the newest on ties (or
+    when none has one): what the recommend form, what-if and Pareto pages select first."""
+    ok = [f for f in fits if f.status == "succeeded"]
+    return max(ok, key=lambda f: (fit_trust(f), f.id)) if ok else None
+
+
+# -- what a job produced ---------------------------------------------------------------------
+#: at most this many runs of a job are linked one by one (then a count)
+JOB_RUN_LINKS = 3
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _run_ids(result: dict[str, Any]) -> list[int]:
+    ids = result.get("run_ids")
+    if not isinstance(ids, list):  # a swarm in rounds: {"rounds": [{"run_ids": [...]}, ...]}
+        rounds = result.get("rounds")
+        ids = [
+            i
+            for r in (rounds if isinstance(rounds, list) else [])
+            if isinstance(r, dict)
+            for i in (r.get("run_ids") or [])
+        ]
+    return [i for i in ids if _int(i) is not None]
+
+
+def job_links(job: dict[str, Any]) -> list[dict[str, str]]:
+    """Links to what a job produced, from its result (and, for the ids a job was started on,
+    its params): the fit, the recommendation, the runs, the validation, the online session.
+    ``[{"label", "href"}]``, each a dashboard page of the job's project."""
+    pid = _int(job.get("project_id"))
+    if pid is None:
+        return []
+    base = f"/dashboard/projects/{pid}"
+    raw_result, raw_params = job.get("result"), job.get("params")
+    result: dict[str, Any] = raw_result if isinstance(raw_result, dict) else {}
+    params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
+
+    def pick(key: str) -> int | None:
+        return _int(result.get(key)) if key in result else _int(params.get(key))
+
+    links: list[dict[str, str]] = []
+    if (rid := _int(result.get("recommendation_id"))) is not None:
+        links.append({"label": f"recommendation #{rid}", "href": f"{base}/mixtures#rec-{rid}"})
+    if (fid := pick("fit_id")) is not None:
+        links.append({"label": f"fit #{fid}", "href": f"{base}/fits#fit-{fid}"})
+    if (vid := pick("validation_id")) is not None:
+        links.append(
+            {"label": f"validation #{vid}", "href": f"{base}/validations?validation={vid}"}
+        )
+    if (sid := pick("session_id")) is not None:
+        links.append({"label": f"online session #{sid}", "href": f"{base}/online?session={sid}"})
+    runs = _run_ids(result) or _run_ids(params)  # a swarm in rounds lists them as it goes
+    single = pick("run_id")
+    if single is not None and single not in runs:
+        runs.insert(0, single)
+    links += [{"label": f"run #{i}", "href": f"{base}/runs/{i}"} for i in runs[:JOB_RUN_LINKS]]
+    if len(runs) > JOB_RUN_LINKS:
+        links.append({"label": f"{len(runs)} runs in all", "href": f"{base}#runs"})
+    return links
