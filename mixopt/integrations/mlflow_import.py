@@ -81,7 +81,7 @@ def _mlflow_settings() -> Iterator[None]:
 
 def read_store(location: str, experiments: Sequence[str] = ()) -> list[Any]:
     """Every run of the named experiments (default: all) of a tracking store."""
-    from mixopt.extras import require
+    from mixopt.extras import MissingExtra, require
 
     require("mlflow", "import-mlflow")
     from mlflow.exceptions import MlflowException
@@ -114,6 +114,11 @@ def read_store(location: str, experiments: Sequence[str] = ()) -> list[Any]:
                         break
         except MlflowException as exc:
             raise ValueError(f"--tracking-uri {location}: {exc.message}") from None
+        except ImportError as exc:  # a database store needs sqlalchemy and alembic
+            raise MissingExtra(
+                f"--tracking-uri {location}: MLflow needs {exc.name} for this store: "
+                f"pip install {exc.name}"
+            ) from None
     return runs
 
 
