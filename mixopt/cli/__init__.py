@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from mixopt.cli import demo, fits, jobs, mixtures, projects, runs, training
+from mixopt.cli import demo, fits, integrations, jobs, mixtures, projects, runs, training
 from mixopt.cli import experts as experts_cli
 from mixopt.cli.errors import ExitStatus
 
@@ -32,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(projects.app, name="project")
 app.add_typer(runs.app, name="runs")
+integrations.register(runs.app)  # runs import-mlflow, import-wandb
 app.add_typer(mixtures.app, name="mixture")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(experts_cli.app, name="experts")
