@@ -21,6 +21,7 @@ from typing import Any
 from mixopt.exports.spec import (
     ExportError,
     MixtureExport,
+    batch_phases,
     epoch_report,
     field_of,
     trainer_paths,
@@ -60,6 +61,22 @@ def notes(spec: MixtureExport) -> list[str]:
         cap = "no cap" if r["cap"] is None else f"cap {r['cap']:g}"
         flag = "  EXCEEDS THE CAP" if r["over"] else ""
         lines.append(f"  {r['name']!r}: {e}, {cap}{flag}")
+    return ["\n".join(lines), *_phase_notes(spec)]
+
+
+def _phase_notes(spec: MixtureExport) -> list[str]:
+    """A staged export: how long to train on each phase's ``data_args.txt`` (its tokens, on
+    whole batches, as ``--train-samples`` when the sequence length is known)."""
+    if not spec.phases:
+        return []
+    seq = (spec.constraints or {}).get("sequence_length")
+    lines = ["Phases: train on each phase's data_args.txt for its tokens, in order:"]
+    for k, p in enumerate(batch_phases(spec)):
+        samples = f" (--train-samples {int(p['tokens']) // int(seq)})" if seq else ""
+        lines.append(
+            f"  phase{k}-{p['name']}/: {int(p['tokens'])} tokens from token "
+            f"{int(p['start_tokens'])}{samples}"
+        )
     return ["\n".join(lines)]
 
 

@@ -211,6 +211,9 @@ def test_megatron_blends_each_phase_and_says_it_does_not_cap(tmp_path, staged):
     got = _notes_epochs(notes)
     assert {d: e for d, (e, _) in got.items()} == pytest.approx(_epochs(staged), rel=1e-3)
     assert not any(flag for _, flag in got.values())
+    if staged:  # how long each phase's blend trains, on whole batches
+        assert "phase0-main/: 393216 tokens from token 0 (--train-samples 6144)" in notes
+        assert "phase1-anneal/: 131072 tokens from token 393216 (--train-samples 2048)" in notes
     # beyond the cap: said, since Megatron will repeat it anyway
     over = E.render(
         "megatron", _spec(tmp_path, False, mixture={"web": 0.4, "code": 0.5, "math": 0.1})

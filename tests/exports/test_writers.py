@@ -57,6 +57,8 @@ def parse(name: str, text: str) -> object:
         return yaml.safe_load(text)
     if name.endswith(".json"):
         return json.loads(text)
+    if name.endswith("_NOTES.txt"):  # prose for a person (what the trainer will not enforce)
+        return text.strip() or None
     if name.endswith(".txt"):
         return shlex.split(text)
     if name.endswith(".py"):
@@ -109,3 +111,20 @@ def test_a_missing_requirement_names_the_field():
     with pytest.raises(exports.ExportError) as err:
         exports.render("olmo-core", bare)
     assert err.value.field.startswith("domains[0].trainer_paths")
+
+
+def test_a_format_without_phases_refuses_a_staged_export(monkeypatch):
+    """A writer that cannot hold phases (``STAGED = None``) answers a staged recommendation with
+    a 422 naming the format, never with its first phase alone; a flat one it writes."""
+    import types
+
+    flat_only = types.SimpleNamespace(
+        FORMAT="flat", LABEL="Flat", STAGED=None, write=lambda s, w: {"f.json": json.dumps(w)}
+    )
+    monkeypatch.setitem(WRITERS, "flat", flat_only)
+    monkeypatch.setattr(exports, "FORMATS", (*exports.FORMATS, "flat"))
+    staged = PHASES
+    with pytest.raises(exports.ExportError, match="cannot hold the 2 phases") as err:
+        exports.render("flat", spec(phases=staged))
+    assert err.value.field == "format"
+    assert json.loads(exports.render("flat", spec()).files["f.json"]) == {"web": 0.75, "code": 0.25}
