@@ -324,13 +324,16 @@ def next_round(
     min_distance_factor: float = DEFAULT_MIN_DISTANCE_FACTOR,
     n_candidates: int = DEFAULT_N_CANDIDATES,
     n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
+    radius: float | None = None,
     random_state: int = 0,
 ) -> RoundPlan:
     """Plan round ``round_index`` (>= 2) from the runs ``(X, y)`` so far (module docstring).
 
     ``y``: the objective of each run (a 1-D array; a 2-D one is averaged over its columns).
     ``estimator``: an unfitted estimator (default: a GP); ``count = 0`` only scores (the best
-    predicted mixture and the regret, no new mixtures).
+    predicted mixture and the regret, no new mixtures); ``radius``: the region's ratio instead of
+    the round's ``r_k`` (a schedule by runs instead of rounds, ``r = 0.5 ** log2(n / n_1)``, was
+    no better on the bench's worlds).
     """
     if acquisition not in ACQUISITIONS:
         raise ValueError(f"acquisition must be one of {list(ACQUISITIONS)}, got {acquisition!r}")
@@ -348,7 +351,7 @@ def next_round(
         rng=rng,
         random_state=random_state,
     )
-    radius = region_radius(round_index, shrink, min_radius)
+    radius = region_radius(round_index, shrink, min_radius) if radius is None else float(radius)
     # the region's centres: the best predicted runs, then the best predicted candidate
     mu_runs, _ = model(X)
     centres = X[np.argsort(mu_runs)[: max(1, int(n_centres) - 1)]]
