@@ -1090,14 +1090,18 @@ class _Endpoints:
     def create_swarm(
         self,
         project_id: int,
-        count: int,
+        count: int | None = None,
         *,
         train_steps: int | None = None,
         train_tokens: int | None = None,
         preset: str = "tiny",
         **options: Any,
     ) -> SwarmAccepted:
-        """Design ``count`` proxy runs and train each in a worker (one job per run)."""
+        """Design ``count`` proxy runs and train each in a worker (one job per run).
+
+        ``strategy="rounds", total_budget=N, round_size=M`` (no count) spends N runs in rounds:
+        the answer's ``run_ids``/``jobs`` are round 1's and ``rounds_job`` plans the others (its
+        ``params["rounds"]``: each round's runs and best predicted mixture with its interval)."""
         body = _drop_none(
             {
                 "count": count,

@@ -21,8 +21,8 @@ def _cli(env: dict, *args: object):
 def test_swarm_in_rounds_from_the_command_line(live_server, admin_token):
     env = {"MIXOPT_URL": live_server, "MIXOPT_TOKEN": admin_token, "COLUMNS": "300"}
     domains = [
-        {"name": d, "source": {"path": str(CORPORA / d), "format": "jsonl"}, "token_count": c}
-        for d, c in zip(DOMAINS, (1000, 2000, 3000, 4000), strict=False)
+        {"name": d, "source": {"path": str(CORPORA / d), "format": "jsonl"}, "token_count": n}
+        for d, n in zip(DOMAINS, (1000, 2000, 3000, 4000), strict=False)
     ]
     pid = MixoptClient(live_server, admin_token).create_project("r", domains=domains).id
     base = ["swarm", pid, "--steps", 5, "--preset", "micro", "--strategy", "rounds"]
@@ -40,3 +40,19 @@ def test_swarm_in_rounds_from_the_command_line(live_server, admin_token):
     )
     assert r.exit_code == 0, r.stderr
     assert "in rounds" in r.stdout and "round 1: 0/4 runs trained" in r.stdout, r.stdout
+
+
+def test_client_creates_a_swarm_in_rounds(live_server, admin_token):
+    c = MixoptClient(live_server, admin_token)
+    domains = [
+        {"name": d, "source": {"path": str(CORPORA / d), "format": "jsonl"}, "token_count": n}
+        for d, n in zip(DOMAINS, (1000, 2000, 3000, 4000), strict=False)
+    ]
+    pid = c.create_project("rc", domains=domains).id
+    acc = c.create_swarm(
+        pid, strategy="rounds", total_budget=7, round_size=3, train_steps=5, preset="micro"
+    )
+    assert len(acc.run_ids) == 6 and acc.rounds_job is not None
+    assert acc.rounds_job.kind == "swarm_rounds" and acc.rounds_job.params["sizes"] == [6, 1]
+    job = c.get_job(acc.rounds_job.id)
+    assert job.params["rounds"] == [{"round": 1, "run_ids": acc.run_ids}]
