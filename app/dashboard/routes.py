@@ -35,6 +35,7 @@ from app.services import online as online_service
 from app.services import projects as project_service
 from app.services import recommendations as rec_service
 from app.services import runs as run_service
+from app.services import swarms as swarm_service
 from app.services import validations as validation_service
 from app.services.dispatch import enqueue_job
 from app.services.errors import Invalid, NotFound, ServiceError
@@ -302,6 +303,7 @@ def overview_page(request: Request, session: SessionDep, project_id: str) -> Res
             | {
                 "counts": counts,
                 "experts": expert_service.dashboard_view(session, project),
+                "rounds": swarm_service.rounds_view(session, project),
                 "epochs": views.epochs_table(project, columns),
                 "ref_error": ref_error,
                 "constraints": project.constraints or {},
