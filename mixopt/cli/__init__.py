@@ -21,8 +21,9 @@ from typing import Annotated
 
 import typer
 
-from mixopt.cli import demo, fits, integrations, jobs, mixtures, projects, runs, training
+from mixopt.cli import demo, fits, integrations, jobs, mixtures, projects, results, runs, training
 from mixopt.cli import experts as experts_cli
+from mixopt.cli._common import use_profile
 from mixopt.cli.errors import ExitStatus
 
 __all__ = ["ExitStatus", "app", "main"]
@@ -36,6 +37,8 @@ integrations.register(runs.app)  # runs import-mlflow, import-wandb
 app.add_typer(mixtures.app, name="mixture")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(experts_cli.app, name="experts")
+app.add_typer(results.fits_app, name="fits")
+app.add_typer(results.recs_app, name="recommendations")
 app.command("ingest")(training.ingest)
 app.command("swarm")(training.swarm)
 app.command("fit")(fits.fit)
@@ -64,6 +67,15 @@ def _main(
             "--version", callback=_version, is_eager=True, help="print the version and exit"
         ),
     ] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            envvar="MIXOPT_PROFILE",
+            help="URL and token of [profiles.NAME] in ~/.config/mixopt/config.toml "
+            "(MIXOPT_CONFIG names another file); --url/--token and MIXOPT_URL/MIXOPT_TOKEN win",
+        ),
+    ] = None,
 ) -> None:
     """mixopt: data-mixture optimisation for LM pretraining.
 
@@ -71,6 +83,7 @@ def _main(
     extra, 4 the server cannot be reached or failed, 5 a job failed or was cancelled, 6 gave up
     waiting for a job. Errors go to stderr.
     """
+    use_profile(profile)
 
 
 def _register_plugins() -> None:

@@ -78,7 +78,12 @@ def project_create(
     ] = None,
     description: Annotated[str | None, typer.Option(help="free text")] = None,
     exist_ok: Annotated[
-        bool, typer.Option("--exist-ok", help="return the project of that name if it exists")
+        bool,
+        typer.Option(
+            "--get-or-create",
+            "--exist-ok",
+            help="return the project of that name if it exists (its domains must match)",
+        ),
     ] = False,
     quiet: Annotated[
         bool,

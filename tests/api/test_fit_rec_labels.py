@@ -5,9 +5,12 @@ for the jobs)."""
 from __future__ import annotations
 
 import numpy as np
+from fastapi.testclient import TestClient
 
+from app.main import create_app
 from app.store.models import Fit
 from tests.conftest import make_project, wait_job
+from tests.dashboard.pages import login
 
 DOMAINS = ("web", "code", "math")
 
@@ -30,9 +33,7 @@ def _runs(n: int, seed: int = 0, **scale) -> list[dict]:
 
 def _project_with_runs(client, admin, n: int = 24, **scale) -> int:
     pid = make_project(client, admin, domains=DOMAINS)["id"]
-    r = client.post(
-        f"/v1/projects/{pid}/runs", json={"runs": _runs(n, **scale)}, headers=admin
-    )
+    r = client.post(f"/v1/projects/{pid}/runs", json={"runs": _runs(n, **scale)}, headers=admin)
     assert r.status_code == 201, r.text
     return pid
 
@@ -57,7 +58,7 @@ def _ids(client, admin, path: str) -> list[int]:
     return [row["id"] for row in body["data"]]
 
 
-def test_labels_at_creation_patch_filter_and_delete(client, admin, worker):
+def test_labels_at_creation_patch_filter_and_delete(client, admin, admin_token, worker):
     pid = _project_with_runs(client, admin)
     base = f"/v1/projects/{pid}"
     first = _fit(client, admin, pid, name="first try", tags=["a", "b", "a"])
@@ -99,6 +100,16 @@ def test_labels_at_creation_patch_filter_and_delete(client, admin, worker):
     assert r.status_code == 200 and r.json()["tags"] == ["x", "y"] and r.json()["name"] == "v2"
     assert _ids(client, admin, f"{base}/recommendations?tag=prod") == []
     assert _ids(client, admin, f"{base}/recommendations?tag=y") == [rid]
+
+    # the dashboard shows the labels: the fits table and the recommendation's card
+    with TestClient(create_app()) as web:
+        login(web, admin_token)
+        page = web.get(f"/dashboard/projects/{pid}/fits").text
+        assert f'id="fit-{first["id"]}"' in page and '<span class="badge tag">c</span>' in page
+        assert '<span class="badge tag">b</span>' in page and "first try" not in page
+        page = web.get(f"/dashboard/projects/{pid}/mixtures").text
+        assert '<span class="rec-name">v2</span>' in page
+        assert '<span class="badge tag">x</span> <span class="badge tag">y</span>' in page
 
     # deleting the fit keeps its recommendation (fit_id null), which still exports
     assert client.delete(f"{base}/fits/{first['id']}", headers=admin).status_code == 204
@@ -236,3 +247,50 @@ def test_suggested_runs_carry_the_proxy_scale_so_ask_tell_fit_works(client, admi
     # fit: one scale, accepted
     r = client.post(f"{base}/fits", json={"estimator": "regmix_linear"}, headers=admin)
     assert r.status_code == 202, r.text
+
+
+def test_frames_of_fits_and_recommendations_and_runs_by_metric(live_server, admin_token, worker):
+    import asyncio
+
+    from mixopt.client import AsyncClient, MixoptClient
+
+    c = MixoptClient(live_server, admin_token)
+    pid = c.create_project("frames", domains=list(DOMAINS)).id
+    c.add_runs(pid, _runs(24))
+    fits = []
+    for name, tags in (("lin", ["keep"]), (None, [])):
+        acc = c.fit(pid, "regmix_linear", cv_folds=3, name=name, tags=tags)
+        c.wait(acc, timeout=300)
+        fits.append(c.get_fit(pid, acc.fit.id))
+    acc = c.recommend(pid, fit_id=fits[0].id, n_boot=0, name="r1", tags=["keep"], trust_region=0.1)
+    rec = c.get_recommendation(pid, c.wait(acc, timeout=300).result["recommendation_id"])
+
+    frame = c.fits_frame(pid)
+    assert list(frame.index) == [fits[1].id, fits[0].id]  # newest first
+    assert frame.loc[fits[0].id, "name"] == "lin" and frame.loc[fits[0].id, "tags"] == "keep"
+    assert frame.loc[fits[0].id, "estimator"] == "regmix_linear"
+    assert frame.loc[fits[0].id, "fidelity.spearman"] == fits[0].fidelity["pooled"]["spearman"]
+    assert list(c.fits_frame(pid, tag="keep").index) == [fits[0].id]
+    assert c.fits_frame(pid, tag="none").empty
+
+    recs = c.recommendations_frame(pid, tag="keep")
+    assert list(recs.index) == [rec.id] and recs.loc[rec.id, "name"] == "r1"
+    assert recs.loc[rec.id, "fit_id"] == fits[0].id
+    for d in DOMAINS:
+        assert recs.loc[rec.id, f"mixture.{d}"] == rec.mixture.get(d, 0.0)
+
+    # the async client's frames are the same tables
+    async def both():
+        async with AsyncClient(live_server, admin_token) as a:
+            return await a.fits_frame(pid), await a.recommendations_frame(pid)
+
+    afits, arecs = asyncio.run(both())
+    assert afits.equals(frame) and list(arecs.index) == [rec.id]
+
+    # runs by a metric, through the client's filters
+    runs = c.runs_frame(pid, order_by="-metric:loss")
+    losses = list(runs["metrics.loss"])
+    assert len(losses) == 24 and losses == sorted(losses, reverse=True)
+    low = sorted(losses)[10]
+    some = c.list_runs(pid, metric="loss", metric_min=low)
+    assert sorted(r.metrics["loss"] for r in some) == sorted(v for v in losses if v >= low)

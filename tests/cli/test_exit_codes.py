@@ -51,6 +51,12 @@ def test_unreachable_server_is_4_for_every_command(tmp_path):
         ["fit", 1],
         ["best", 1],
         ["jobs", "list"],
+        ["fits", "list", 1],
+        ["fits", "delete", 1, 1],
+        ["recommendations", "list", 1, "--json"],
+        ["recommendations", "label", 1, 1, "--set-tag", "x"],
+        ["validate", 1, "-b", "uniform", "--json"],
+        ["mixture", "export", 1, "-p", 1, "--json"],
     ):
         _failed(_cli(env, *args), ExitStatus.SERVER, "cannot reach the mixopt API")
     assert not list(tmp_path.iterdir())  # runs export wrote nothing
@@ -210,3 +216,43 @@ def test_server_commands_write_errors_to_stderr(db):
     client commands' rule: the error on stderr, stdout empty, its ExitStatus."""
     _failed(_cli({}, "health", "bogus"), ExitStatus.USAGE, "api, worker or beat")
     _failed(_cli({}, "token", "revoke", "999999"), ExitStatus.API_REFUSED, "999999")
+
+
+def test_errors_of_the_label_list_and_recommend_options(env, live_server, admin_token, tmp_path):
+    """The fits/recommendations commands and recommend's --phases/--reference: local mistakes
+    are 2 before any request, the API's refusals 1 naming the field; stdout stays empty (with
+    --json too)."""
+    c = MixoptClient(live_server, admin_token)
+    pid = c.create_project("p", domains=["web", "code"]).id
+    for args, words in (
+        (["fits", "label", pid, 1], ["nothing to change"]),
+        (["fits", "label", pid, 1, "--name", "a", "--clear-name"], ["--name or --clear-name"]),
+        (["recommendations", "label", pid, 1, "--set-tag", "a", "--clear-tags"], ["--clear-tags"]),
+        (["recommend", pid, "--phases", "main=abc"], ["--phases", "NAME=TOKENS"]),
+        (["recommend", pid, "--phases", "main=0", "--json"], ["--phases"]),
+        (["recommend", pid, "--phases", "[1, 2]"], ["--phases", "JSON list"]),
+        (["recommend", pid, "--phases", "@" + str(tmp_path / "none.json")], ["none.json"]),
+        (["recommend", pid, "--tolerance", "0.1"], ["--tolerance needs --reference"]),
+        (["recommend", pid, "--reference", "rec:x"], ["rec:ID needs a number"]),
+        (["recommend", pid, "--reference", "{bad"], ["--reference: not JSON"]),
+        (["runs", "list", pid, "--metric-min", "a=1", "--metric-max", "b=2"], ["one metric"]),
+        (["runs", "list", pid, "--metric-min", "a"], ["NAME=VALUE"]),
+        (["--profile", "nowhere", "fits", "list", pid, "--json"], ["no profile 'nowhere'"]),
+    ):
+        _failed(_cli({**env, "XDG_CONFIG_HOME": str(tmp_path)}, *args), ExitStatus.USAGE, *words)
+    for args, words in (
+        (["fits", "list", 999, "--json"], ["404"]),
+        (["fits", "delete", pid, 999, "--json"], ["404", "fit 999"]),
+        (["fits", "label", pid, 999, "--set-tag", "x"], ["404"]),
+        (["recommendations", "delete", pid, 999], ["404", "recommendation 999"]),
+        (["fits", "label", pid, 1, "--set-tag", "x" * 101], ["422"]),
+        (["fits", "list", pid, "--tag", "x" * 101], ["422", "tag"]),
+        (["runs", "list", pid, "--sort", 'a"b', "--json"], ["422", "order_by"]),
+        (["recommend", pid, "-e", "gp", "--reference", "nope"], ["reference.baseline"]),
+        (["recommend", pid, "-e", "gp", "--reference", "rec:999999"], ["404"]),
+        (
+            ["recommend", pid, "-e", "gp", "--phases", '[{"name": "a", "tokens": 10}] '],
+            ["422"],
+        ),
+    ):
+        _failed(_cli(env, *args), ExitStatus.API_REFUSED, *words)
