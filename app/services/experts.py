@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, object_session
 
 from app.core.config import Settings, get_settings
 from app.schemas.experts import ExpertsCreate
@@ -122,11 +123,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _remove_files(expert: Expert) -> None:
-    for meta in (expert.probs or {}).values():
+def _files_of(expert: Expert) -> list[str]:
+    return [m["file"] for m in (expert.probs or {}).values() if isinstance(m.get("file"), str)]
+
+
+def _remove_files(files: list[str]) -> None:
+    for rel in files:
         try:
-            _resolve(meta["file"]).unlink(missing_ok=True)
-        except (OSError, RuntimeError, KeyError):
+            _resolve(rel).unlink(missing_ok=True)
+        except (OSError, RuntimeError):
             pass
 
 
@@ -184,13 +189,24 @@ def _domain(project: Project, name: str, what: str = "domain") -> Domain:
     raise NotFound(f"{what} {name!r} is not a domain of project {project.id}")
 
 
+def status_of(e: Expert) -> str:
+    """The expert's status, or its job's when the job ended without it (a pending job
+    cancelled before a worker took it leaves its experts ``queued``)."""
+    if e.status in ACTIVE and e.job_id:
+        session = object_session(e)
+        job = session.get(Job, e.job_id) if session is not None else None
+        if job is not None and job.state in ("failed", "cancelled"):
+            return job.state
+    return e.status
+
+
 def expert_public(project: Project, e: Expert) -> dict[str, Any]:
     names = [d.name for d in project.domains]
     return {
         "id": e.id,
         "project_id": e.project_id,
         "domain": e.domain,
-        "status": e.status,
+        "status": status_of(e),
         "origin": e.origin,
         "preset": e.preset,
         "train_steps": e.train_steps,
@@ -234,13 +250,14 @@ def get_expert(session: Session, project: Project, domain: str) -> Expert:
 
 def delete_expert(session: Session, project: Project, domain: str) -> None:
     e = get_expert(session, project, domain)
-    if e.status in ACTIVE:
+    if status_of(e) in ACTIVE:
         raise Conflict(
             f"the expert for {domain!r} is {e.status} in job {e.job_id}; cancel the job first"
         )
-    _remove_files(e)
+    files = _files_of(e)
     session.delete(e)
     session.commit()
+    _remove_files(files)
 
 
 def _complete(project: Project, e: Expert) -> bool:
@@ -345,7 +362,7 @@ def upload_probs(
     expert_domain = _domain(project, domain)
     val = _domain(project, val_domain, "val_domain")
     e = find_expert(session, project, expert_domain.name)
-    if e is not None and (e.origin != "uploaded" or e.status in ACTIVE):
+    if e is not None and (e.origin != "uploaded" or status_of(e) in ACTIVE):
         raise Conflict(
             f"the expert for {domain!r} was trained by the service ({e.status}); DELETE it "
             "before uploading probabilities for it"
@@ -372,7 +389,7 @@ def upload_probs(
             details={},
         )
         session.add(e)
-        session.flush()
+        _flush(session, expert_domain.name)
     store_probs(e, val, values, n_val)
     e.status = "succeeded" if _complete(project, e) else "partial"
     session.commit()
@@ -426,26 +443,40 @@ def training_settings(session: Session, project: Project, data: ExpertsCreate) -
     return out
 
 
+def _flush(session: Session, domain: str) -> None:
+    """Flush new expert rows; a concurrent request that created the same (project, domain)
+    first is a 409, not a 500."""
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(
+            f"another request created an expert for {domain!r} at the same time; retry"
+        ) from None
+
+
 def _claim_rows(
     session: Session, project: Project, names: list[str], replace: bool
-) -> list[Expert]:
-    """The expert rows to train: new ones, or existing ones reset (``replace``)."""
-    rows = []
+) -> tuple[list[Expert], list[str]]:
+    """The expert rows to train (new ones) and the files of the rows they replace: existing
+    experts with ``replace``, and failed or cancelled trainings (trained again without it)."""
+    replaced: list[str] = []
     for name in names:
         e = find_expert(session, project, name)
-        if e is not None and e.status in ACTIVE:
+        status = status_of(e) if e is not None else None
+        if e is not None and status in ACTIVE:
             raise Conflict(f"the expert for {name!r} is already {e.status} in job {e.job_id}")
-        if e is not None and not replace:
+        if e is not None and not replace and status not in ("failed", "cancelled"):
             raise Conflict(
-                f"domain {name!r} already has an expert ({e.origin}, {e.status}); pass "
+                f"domain {name!r} already has an expert ({e.origin}, {status}); pass "
                 "replace=true to train it again, or DELETE it"
             )
         if e is not None:
-            _remove_files(e)
+            replaced += _files_of(e)
             session.delete(e)
-            session.flush()
-        rows.append(name)
-    return [Expert(project_id=project.id, domain=n, probs={}, losses={}, details={}) for n in rows]
+    session.flush()
+    rows = [Expert(project_id=project.id, domain=n, probs={}, losses={}, details={}) for n in names]
+    return rows, replaced
 
 
 def create_training(
@@ -462,7 +493,7 @@ def create_training(
         raise Invalid(f"not domains of project {project.id}: {unknown}", field="domains")
     windows = EVAL_BATCHES * int(settings["batch_size"])
     _check_windows_except(session, project, wanted, int(settings["block_size"]), windows)
-    rows = _claim_rows(session, project, wanted, data.replace)
+    rows, replaced = _claim_rows(session, project, wanted, data.replace)
     for e in rows:
         e.status, e.origin, e.preset = "queued", "trained", settings["preset"]
         e.train_steps, e.train_tokens, e.seed = (
@@ -472,7 +503,7 @@ def create_training(
         )
         e.block_size, e.n_windows = int(settings["block_size"]), windows
         session.add(e)
-    session.flush()
+    _flush(session, ", ".join(wanted))
     params = {**settings, "expert_ids": [e.id for e in rows]}
     job = job_service.create_job(
         session, kind="train_experts", project_id=project.id, params=params, queue=data.queue
@@ -480,6 +511,7 @@ def create_training(
     for e in rows:
         e.job_id = job.id
     session.commit()
+    _remove_files(replaced)  # once the new rows are committed (new ids, so new files)
     return rows, job
 
 

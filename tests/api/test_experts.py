@@ -366,3 +366,21 @@ def test_fits_of_mde_estimators_are_handed_the_projects_experts(client, admin, w
         headers=admin,
     )
     assert r.status_code == 409 and "experts" in r.json()["detail"], r.text
+
+
+def test_experts_of_a_job_cancelled_before_it_started_can_be_trained_again(client, admin):
+    p, _ = _project(client, admin, name="cancelled")
+    url = f"/v1/projects/{p['id']}/experts"
+    body = {**TRAIN, "domains": ["code"], "queue": "faults"}  # no worker consumes it here
+    r = client.post(url, json=body, headers=admin)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job"]["id"]
+    assert client.post(f"/v1/jobs/{job_id}/cancel", headers=admin).status_code in (200, 202)
+    assert client.get(f"{url}/code", headers=admin).json()["status"] == "cancelled"
+    # no replace needed for a cancelled expert; a queued one is a 409 until its job ends
+    r = client.post(url, json=body, headers=admin)
+    assert r.status_code == 202, r.text
+    assert client.post(url, json=body, headers=admin).status_code == 409
+    assert client.delete(f"{url}/code", headers=admin).status_code == 409
+    client.post(f"/v1/jobs/{r.json()['job']['id']}/cancel", headers=admin)
+    assert client.delete(f"{url}/code", headers=admin).status_code == 204
