@@ -467,3 +467,14 @@ def test_a_worker_made_plain_recommendation_exports_the_project_budget(client, a
     )
     assert part.status_code == 200, part.text
     assert yaml.safe_load(part.text)["requested_tokens"] == 4_000_000
+
+
+def test_notes_header_is_one_ascii_line_within_its_limit():
+    bundle = exports.Bundle(
+        {}, ["Megatron does not enforce\nepoch caps:\n  'naïve 文本': 2.5 epochs"]
+    )
+    header = exports.notes_header(bundle)
+    assert header.isascii() and "\n" not in header
+    assert "'na\\xefve \\u6587\\u672c': 2.5 epochs" in header
+    long = exports.notes_header(exports.Bundle({}, ["x " * 5000]), limit=300)
+    assert len(long) <= 300 and long.endswith("(the rest in the notes file)")
