@@ -16,6 +16,9 @@ follow an online session.
   evaluation losses since then, which Aioli reads) go to the online session as one
   observation (``mixopt/online/PROTOCOL.md``), then the weights for the next step are polled
   (with an ETag) and applied to the :class:`~mixopt.integrations.sampling.MixtureSampler`;
+  the weights are polled again where the plan ends (``valid_until``), and where it asks for
+  validation losses (``eval_at``: Aioli's LearnParams sweeps) ``evaluate()`` is called and its
+  losses reported at that boundary before the next weights are asked for;
 * ``finish(status, error)``: the run's final status and metrics.
 
 A failure to reach the service is logged and training goes on (``on_error="warn"``, the
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from mixopt.integrations.sampling import MixtureSampler
@@ -52,6 +55,8 @@ class MixoptReporter:
     tokens_per_step : tokens of one optimiser step, for the curve's ``tokens`` column
     name, tags, details : labels of the run
     run_id : report into an existing (e.g. planned) run instead of creating one
+    evaluate : per-domain validation losses of the current model, on demand: called where the
+        session's plan asks for them (Aioli's LearnParams sweeps, ``eval_at``)
     on_error : "warn" (log, go on) or "raise"
     """
 
@@ -72,6 +77,7 @@ class MixoptReporter:
         tags: Sequence[str] = (),
         details: Mapping[str, Any] | None = None,
         run_id: int | None = None,
+        evaluate: Callable[[], Mapping[str, float]] | None = None,
         on_error: str = "warn",
     ) -> None:
         if on_error not in ("warn", "raise"):
@@ -115,6 +121,10 @@ class MixoptReporter:
         self._etag: str | None = None
         self._version: int | None = None
         self._last_reported: int | None = None
+        self._plan: dict[str, Any] = {}
+        self._last_step = -1
+        self._evaluated: set[int] = set()
+        self.evaluate = evaluate
 
     # -- the run -------------------------------------------------------------------------
     def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -149,6 +159,7 @@ class MixoptReporter:
             self.run_id = None if run is None else int(run.id)
         if self.session_id is not None:
             self._poll(0)
+            self._evaluate_if_asked(0, self.sampler.weights)  # type: ignore[union-attr]
         return self.run_id
 
     def _update(self, **fields: Any) -> Any:
@@ -165,10 +176,15 @@ class MixoptReporter:
             self._train_loss = float(value)
 
     def evaluated(
-        self, step: int, losses: Mapping[str, float], *, tokens: int | None = None
+        self,
+        step: int,
+        losses: Mapping[str, float],
+        *,
+        tokens: int | None = None,
+        to_session: bool = True,
     ) -> None:
         """Per-domain evaluation losses at ``step``: a curve point, the run's latest metrics,
-        and the session's next observation."""
+        and (``to_session``) the session's next observation."""
         clean = {d: float(v) for d, v in losses.items() if math.isfinite(float(v))}
         if not clean:
             return
@@ -190,7 +206,7 @@ class MixoptReporter:
                 self.run_id,
                 [point],
             )
-        if self.session_id is not None:
+        if self.session_id is not None and to_session:
             self._eval_pending.update(clean)
 
     # -- the online session --------------------------------------------------------------
@@ -209,11 +225,45 @@ class MixoptReporter:
                 acc[1] += 1
 
     def step_end(self, step: int, *, tokens: int | None = None) -> None:
-        """After optimiser step ``step`` (0-based): every ``interval`` steps, report and poll."""
-        if self.session_id is None or (step + 1) % self.interval:
+        """After optimiser step ``step`` (0-based): every ``interval`` steps, report and poll;
+        poll too where the session's plan ends (``valid_until``: Aioli's sweeps), and evaluate
+        where it asks for losses (``eval_at``, with ``evaluate``)."""
+        self._last_step = int(step)
+        if self.session_id is None:
             return
-        self.report(step, tokens=tokens)
-        self._poll(step + 1)
+        boundary = step + 1
+        due = boundary % self.interval == 0
+        trained_on = self.sampler.weights  # type: ignore[union-attr]  # before any poll here
+        if due:
+            self.report(step, tokens=tokens)
+        if self._evaluate_if_asked(boundary, trained_on):  # reported, then polled
+            return
+        until = self._plan.get("valid_until")
+        if due or (until is not None and boundary >= until):
+            self._poll(boundary)
+            self._evaluate_if_asked(boundary, trained_on)
+
+    def _evaluate_if_asked(self, boundary: int, trained_on: Mapping[str, float]) -> bool:
+        """Aioli's LearnParams (PROTOCOL.md): at the plan's ``eval_at`` boundary, evaluate,
+        report the losses with the mixture the steps before it used, and ask again."""
+        if self.evaluate is None or self._plan.get("eval_at") != boundary:
+            return False
+        if boundary in self._evaluated:
+            return False
+        self._evaluated.add(boundary)
+        losses = {d: float(v) for d, v in self.evaluate().items()}
+        self.evaluated(boundary, losses, to_session=False)  # a curve point too
+        obs = {"step": boundary, "eval_losses": losses, "mixture": dict(trained_on)}
+        if self._guard(
+            "reporting to the online session",
+            self.client.report,
+            self.project_id,
+            self.session_id,
+            [obs],
+        ):
+            self.reports += 1
+        self._poll(boundary)
+        return True
 
     def report(self, step: int, *, tokens: int | None = None) -> None:
         """Send what was recorded since the last report as one observation at ``step`` (a
@@ -244,13 +294,16 @@ class MixoptReporter:
             self.reports += 1
 
     def _poll(self, step: int) -> None:
+        scheduled = (
+            self._plan.get("valid_until") is not None or self._plan.get("eval_at") is not None
+        )
         answer = self._guard(
             "polling the session's weights",
             self.client.weights,
             self.project_id,
             self.session_id,
             step=step,
-            etag=self._etag,
+            etag=None if scheduled else self._etag,  # a scheduled plan changes with the step
         )
         if answer is None:
             return
@@ -258,6 +311,7 @@ class MixoptReporter:
         if fresh is None:
             return
         plan = fresh.get("plan") or {}
+        self._plan = dict(plan)
         weights = plan.get("weights") or fresh["weights"]
         if self.sampler.set_weights(weights):  # type: ignore[union-attr]
             self._version = fresh.get("version")
@@ -271,6 +325,12 @@ class MixoptReporter:
         self.finished = True
         if self.run_id is None:
             return
+        if status == "succeeded" and not self.metrics:
+            if self.evaluate is not None:
+                self.evaluated(self._last_step + 1, self.evaluate(), to_session=False)
+            if not self.metrics:  # the API needs a succeeded run's metrics
+                log.warning("mixopt: no evaluation losses; run %s stays running", self.run_id)
+                return
         fields: dict[str, Any] = {"status": status}
         if self.metrics:
             fields["metrics"] = dict(self.metrics)

@@ -165,6 +165,70 @@ def test_hf_trainer_reports_and_follows_a_session(setup, tmp_path):
     )
 
 
+def test_hf_trainer_follows_aiolis_sweeps(live_server, admin_token, tmp_path):
+    """Aioli's LearnParams (mixopt/online/PROTOCOL.md): the callback evaluates where the plan
+    asks (``eval_at``), reports at that boundary with the mixture the steps before it used (the
+    server refuses a mixture off its schedule), and polls again where the plan ends."""
+    transformers = pytest.importorskip("transformers")
+    from mixopt.integrations import mixture_dataset
+    from mixopt.integrations.huggingface import MixoptCallback
+
+    c = MixoptClient(live_server, admin_token)
+    project_id = c.create_project("aioli", domains=DOMAINS).id
+    session_id = c.create_online_session(
+        project_id, "aioli", params={"update_steps": 30, "lp_rounds": 1, "lp_steps": 4}
+    ).id
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(vocab_size=VOCAB, n_positions=SEQ, n_embd=32, n_layer=1, n_head=2)
+    )
+    train = mixture_dataset(_domain_data(200), seed=0)
+    val = {
+        d: torch.stack([x["input_ids"] for x in v]) for d, v in _domain_data(8, 200 * SEQ).items()
+    }
+
+    def evaluate() -> dict[str, float]:
+        with torch.no_grad():
+            return {d: float(model(input_ids=x, labels=x).loss) for d, x in val.items()}
+
+    callback = MixoptCallback(
+        c,
+        project_id,
+        sampler=train.sampler,
+        session_id=session_id,
+        interval=1000,
+        evaluate=evaluate,
+        on_error="raise",
+    )
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=70,
+        per_device_train_batch_size=8,
+        learning_rate=3e-3,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_steps=1000,
+    )
+    transformers.Trainer(model=model, args=args, train_dataset=train, callbacks=[callback]).train()
+
+    obs = c.session_history(project_id, session_id)["observations"]
+    # two rounds (every 30 steps), each an evaluation before its K = 3 sweeps of 4 steps and
+    # one after each sweep
+    assert [o["step"] for o in obs] == [0, 4, 8, 12, 30, 34, 38, 42, 60, 64, 68]
+    assert all(set(o["eval_losses"]) == set(DOMAINS) for o in obs)
+    assert callback.reporter.reports == len(obs)
+    sweeps = [a["weights"] for a in callback.reporter.applied if a["step"] in (0, 4, 8)]
+    assert len(sweeps) == 3
+    assert {max(w, key=w.get) for w in sweeps} == set(DOMAINS)  # one sweep favours each domain
+    # each sweep's evaluation is a curve point of the run, the last one its metrics
+    run = c.get_run(project_id, callback.reporter.run_id)
+    points = c.get_curve(project_id, run.id)["points"]
+    assert [p["step"] for p in points] == [o["step"] for o in obs]
+    assert run.status == "succeeded" and run.metrics == points[-1]["metrics"]
+
+
 def test_hf_guard_marks_a_crashed_run_failed(setup):
     pytest.importorskip("transformers")
     from mixopt.integrations.huggingface import MixoptCallback
