@@ -23,6 +23,9 @@ Wiring::
   ``callback.record_batch(inputs.pop("domain"), per_sequence_losses)`` (see
   ``examples/hf_trainer.py``; ``TrainingArguments(remove_unused_columns=False)`` keeps the
   ``domain`` the model does not take); without it the session gets the evaluation losses only;
+* Aioli (which reads evaluation losses at the boundaries its plan names): give
+  ``evaluate=`` a function returning the model's per-domain validation losses; the callback
+  calls it where the plan asks and follows the sweeps (:class:`MixoptReporter`);
 * the run ends ``succeeded`` in ``on_train_end``; a Trainer that raises never calls a callback,
   so wrap ``trainer.train()`` as ``with callback.guard(): trainer.train()`` to mark it
   ``failed`` with the error.

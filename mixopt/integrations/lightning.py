@@ -19,6 +19,9 @@ Wiring::
 * per-domain training losses (ODM, DoReMi): return ``{"loss": loss, "per_sample_loss":
   per_sequence.detach()}`` from ``training_step`` with batches that carry ``"domain"``
   (``with_domain="domain"``); the callback records them after every batch;
+* Aioli (which reads evaluation losses at the boundaries its plan names): give
+  ``evaluate=`` a function returning the model's per-domain validation losses; the callback
+  calls it where the plan asks and follows the sweeps (:class:`MixoptReporter`);
 * the run ends ``succeeded`` at the end of ``fit``, ``failed`` (with the error) when it raises.
 """
 

@@ -22,6 +22,9 @@ Wiring::
   applies the session's weights; the loader's batches carry ``"domain"`` for per-domain
   training losses (``callback.reporter.record_batch`` from a train module that computes
   them);
+* Aioli (which reads evaluation losses at the boundaries its plan names): give
+  ``evaluate=`` a function returning the model's per-domain validation losses; the callback
+  calls it where the plan asks and follows the sweeps (:class:`MixoptReporter`);
 * the run ends ``succeeded`` in ``post_train``, ``failed`` in ``on_error``.
 """
 
