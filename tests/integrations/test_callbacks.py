@@ -450,13 +450,33 @@ def test_olmo_core_trainer_reports_and_follows_a_session(setup, tmp_path):
 
 
 def test_missing_trainer_library_names_the_extra(monkeypatch):
-    import mixopt.extras
-    from mixopt.extras import MissingExtra
-    from mixopt.integrations import huggingface, lightning
+    """Without the trainer library (``sys.modules[name] = None`` is how Python spells "not
+    installed" to ``import`` and ``importlib.util.find_spec``) the modules still import, and the
+    callback names the pip command (the CLI's exit code 3)."""
+    import importlib
+    import sys
 
-    for module, extra in ((huggingface, "hf"), (lightning, "lightning")):
-        monkeypatch.setitem(mixopt.extras.EXTRA_MODULES, extra, ("torch", "no_such_module_x"))
+    from mixopt.extras import MissingExtra
+
+    for name, extra, library in (
+        ("huggingface", "hf", "transformers"),
+        ("lightning", "lightning", "lightning"),
+    ):
+        monkeypatch.setitem(sys.modules, library, None)
+        module = importlib.import_module(f"mixopt.integrations.{name}")
         module._build.cache_clear()
-        with pytest.raises(MissingExtra, match=rf"pip install 'mixopt\[{extra}\]'"):
-            module.MixoptCallback  # noqa: B018 - building the class is what fails
-        module._build.cache_clear()
+        try:
+            with pytest.raises(MissingExtra, match=rf"pip install 'mixopt\[{extra}\]'") as e:
+                module.MixoptCallback  # noqa: B018 - building the class is what fails
+            assert f"missing: {library}" in str(e.value)
+        finally:
+            module._build.cache_clear()
+    monkeypatch.setitem(sys.modules, "olmo_core.train.callbacks", None)
+    from mixopt.integrations import olmo_core
+
+    olmo_core._build.cache_clear()
+    try:
+        with pytest.raises(MissingExtra, match="pip install 'ai2-olmo-core"):
+            olmo_core.MixoptCallback  # noqa: B018
+    finally:
+        olmo_core._build.cache_clear()
