@@ -21,7 +21,7 @@ from mixopt.cli._common import (
     read_yaml,
 )
 from mixopt.cli.errors import handles_errors
-from mixopt.cli.output import console, print_json
+from mixopt.cli.output import console, err_console, print_json
 from mixopt.render import fmt
 
 app = typer.Typer(help="Projects (through the API).", no_args_is_help=True)
@@ -40,6 +40,33 @@ def _domain_specs(items: list[str], what: str) -> list[dict[str, Any]]:
         except ValueError:
             raise ValueError(f"{what} {item!r}: the token count must be a number") from None
     return out
+
+
+#: the keys of a mixopt project file (``-f``)
+PROJECT_FILE_KEYS = {"name", "domains", "objective", "constraints", "description"}
+
+
+def _project_file(file: Path) -> dict[str, Any]:
+    """A project file (``-f``): mixopt's ``{domains, objective, constraints, description}``,
+    or olmix's fit config (:mod:`mixopt.exports.olmix_config`, what maps onto a project and
+    notes on stderr for the rest); unknown keys are a ValueError naming them (exit 2)."""
+    text = file.read_text()
+    yaml_file = file.suffix in (".yaml", ".yml")
+    spec = read_yaml(text, str(file)) if yaml_file else json_arg(text, str(file)) or {}
+    from mixopt.exports import olmix_config  # lazy: only -f needs it
+
+    if olmix_config.is_olmix_fit_config(spec):
+        spec, notes = olmix_config.project_from_olmix_fit(spec)
+        for note in notes:
+            err_console.print(f"note: {escape(note)}", highlight=False)
+        return spec
+    unknown = sorted(set(spec) - PROJECT_FILE_KEYS)
+    if unknown:
+        raise ValueError(
+            f"{file}: unknown key(s) {unknown}; a project file has {sorted(PROJECT_FILE_KEYS)} "
+            "(or is an olmix fit config, with priors)"
+        )
+    return spec
 
 
 @app.command("create")
@@ -97,11 +124,7 @@ def project_create(
 ) -> None:
     """Create a project: ordered domains (with token counts), objective and constraints, from
     options or from a file; options override the file."""
-    spec: dict[str, Any] = {}
-    if file is not None:
-        text = file.read_text()
-        yaml_file = file.suffix in (".yaml", ".yml")
-        spec = read_yaml(text, str(file)) if yaml_file else json_arg(text, str(file)) or {}
+    spec = _project_file(file) if file is not None else {}
     domains: list[Any] = list(spec.get("domains") or [])
     if domain:
         domains = _domain_specs(domain, "--domain")
