@@ -14,9 +14,11 @@ class SuggestionCreate(Schema):
     #: runs to plan; required except for ``reuse``, whose default is olmix-sized
     #: (runs_per_dim x dimensions explored, mixopt.mixing.reuse)
     count: int | None = Field(default=None, ge=1, le=10_000)
-    #: auto: a RegMix swarm first, then GP expected improvement once there are runs
+    #: auto: a RegMix swarm first, then GP expected improvement once there are runs; rounds:
+    #: the next round of a swarm in rounds by hand (mixopt.mixing.rounds: the region around the
+    #: best predicted mixtures is that of round ``n_runs / count``, at least 2; needs 3 runs)
     strategy: str = Field(
-        default="auto", pattern="^(auto|swarm|space_filling|hierarchical|ei|reuse)$"
+        default="auto", pattern="^(auto|swarm|space_filling|hierarchical|ei|reuse|rounds)$"
     )
     #: reuse: the recommendation whose mixture (on the old domain set) is frozen for the unchanged
     #: domains

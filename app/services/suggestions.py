@@ -56,6 +56,8 @@ def design_mixtures(
             ).tolist()
         except ValueError as exc:
             raise Invalid(f"cannot design {count} runs: {exc}", field="count") from None
+    if strategy == "rounds":
+        return _next_round(count, domains, prior, constraints, X, y, seed)
     if strategy == "ei":
         return pipeline.suggest(
             count,
@@ -80,6 +82,39 @@ def design_mixtures(
     except ValueError as exc:
         raise Invalid(f"cannot design {count} runs: {exc}", field="count") from None
     return np.asarray(W, dtype=float).tolist()
+
+
+def _next_round(
+    count: int,
+    domains: list[str],
+    prior: np.ndarray | None,
+    constraints: dict,
+    X: np.ndarray | None,
+    y: np.ndarray | None,
+    seed: int,
+) -> list[list[float]]:
+    """The next round of a swarm in rounds, by hand (:func:`mixopt.mixing.rounds.next_round`):
+    after ``n`` runs, rounds of ``count`` with a first round of twice that are at round
+    ``n / count``; the region is that round's."""
+    from mixopt.mixing import rounds  # lazy: mixopt.mixing loads every estimator
+
+    if X is None or y is None or len(y) < 3:
+        raise Invalid(
+            "strategy rounds needs at least 3 runs with the objective's metrics "
+            "(start with strategy space_filling)",
+            field="strategy",
+        )
+    plan = rounds.next_round(
+        X,
+        y,
+        count,
+        round_index=max(2, round(len(y) / count)),
+        prior=prior,
+        constraints=constraints,
+        domains=domains,
+        random_state=seed,
+    )
+    return np.asarray(plan.mixtures, dtype=float).tolist()
 
 
 def create_suggestion_job(session: Session, project: Project, data: SuggestionCreate) -> Job:
