@@ -252,12 +252,23 @@ def _block_sums(W32: np.ndarray, P: np.ndarray, rows: slice, tb: int) -> np.ndar
     return out
 
 
-def _blas_one_thread() -> Any:
+_CONTROLLER: Any = None
+
+
+def _blas_one_thread(work: int) -> Any:
+    """Single-threaded BLAS for a large call (``work`` mixture-tokens); a small call (the
+    optimiser's one mixture at a time) leaves the threads alone, as building the limit costs
+    milliseconds."""
+    global _CONTROLLER
+    if work < 8 * BLOCK_ELEMENTS:
+        return contextlib.nullcontext()
     try:
-        from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+        from threadpoolctl import ThreadpoolController  # scikit-learn's dependency
     except ImportError:  # pragma: no cover - the science extra brings it
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def mde_losses(probs: ExpertProbs, mixtures: Any, *, n_threads: int | None = None) -> np.ndarray:
@@ -278,7 +289,7 @@ def mde_losses(probs: ExpertProbs, mixtures: Any, *, n_threads: int | None = Non
     n = W.shape[0]
     out = np.empty((n, len(probs.val_domains)))
     nt = max(1, int(n_threads or _threads()))
-    with _blas_one_thread():
+    with _blas_one_thread(n * sum(probs.n_tokens().values())):
         for j, v in enumerate(probs.val_domains):
             P = probs.padded32(v)
             T = probs.arrays[v].shape[1]
