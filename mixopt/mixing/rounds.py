@@ -68,7 +68,8 @@ Defaults, and why
   on the wrong mixture). With two (24 worlds, rounds of 8): mean true regret 0.0052 / 0.0039 /
   0.0029 at 24 / 32 / 40 runs against 0.0062 / 0.0054 / 0.0050 for a one-shot swarm of the same
   size, level at 48 (0.0028 / 0.0025); ahead on K = 3 and 7, behind on K = 5 (0.0064 against
-  0.0046 at 24 runs).
+  0.0046 at 24 runs). The lead is fragile: 5 centres, a global fraction of 0.5 or a min distance
+  factor of 0.5 give 0.0078-0.0090 at 24 runs, behind one-shot (README, "Swarms in rounds").
 * ``n_candidates = 2000``: candidate scoring is ~1 ms per 1,000 candidates for a GP on tens of
   runs; more candidates do not change the synthetic curves (bench).
 
