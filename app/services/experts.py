@@ -66,6 +66,9 @@ SWARM_SETTINGS = (
 )
 #: the trainer's evaluation batches per domain (``TrainConfig.eval_batches``)
 EVAL_BATCHES = 4
+#: most bytes of expert probabilities loaded for one fit, prediction or recommendation (float16:
+#: 7 experts x 7 domains x 100k tokens is 10 MB)
+MAX_LOAD_BYTES = 2**31
 
 
 def predicted_token_count(n_val_tokens: int, block_size: int, n_windows: int) -> int:
@@ -560,10 +563,20 @@ def load_expert_probs(session: Session, project: Project) -> Any:
                     "again",
                     field="experts",
                 )
+    total = sum(int(e.probs[d.name]["shape"][0]) * 2 for e in experts for d in project.domains)
+    if total > MAX_LOAD_BYTES:
+        raise Invalid(
+            f"the project's expert probabilities hold {total} bytes; at most {MAX_LOAD_BYTES} "
+            "are loaded for a fit (fewer experts, or shorter validation windows)",
+            field="experts",
+        )
     from mixopt.mixing.mde import ExpertProbs  # lazy: mixopt.mixing loads every estimator
 
     arrays = {d.name: np.stack([read_probs(e, d.name) for e in experts]) for d in project.domains}
-    return ExpertProbs([e.domain for e in experts], arrays)
+    try:
+        return ExpertProbs([e.domain for e in experts], arrays)
+    except ValueError as exc:  # its own bounds (experts, validation domains, tokens)
+        raise Invalid(str(exc), field="experts") from None
 
 
 def experts_for_fit(session: Session, fit_id: int, estimator: str) -> Any:
