@@ -592,7 +592,12 @@ def experts_for_fit(session: Session, fit_id: int, estimator: str) -> Any:
     project = session.get(Project, fit.project_id) if fit is not None else None
     if project is None:
         raise NotFound(f"fit {fit_id} not found")
-    probs = load_expert_probs(session, project)
+    try:
+        probs = load_expert_probs(session, project)
+    except Invalid:
+        if needs_experts(estimator):
+            raise
+        return None  # auto without unusable (stale, too large) experts: as it was without any
     if probs is None and needs_experts(estimator):
         raise Invalid(missing_experts_message(estimator), field="estimator")
     return probs
