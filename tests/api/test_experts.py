@@ -354,7 +354,14 @@ def test_fits_of_mde_estimators_are_handed_the_projects_experts(client, admin, w
     assert r.status_code == 202, r.text
     job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
     assert job["state"] == "succeeded", job["error"]
-    # without an expert per domain, an mde fit is refused at the request, naming the domain
+    # auto weighs the MDE estimators when the project has experts (here they are the truth)
+    body = {"estimator": "auto", "cv_folds": 3, "params": {"candidates": ["regmix_linear", "mde"]}}
+    r = client.post(f"/v1/projects/{pid}/fits", json=body, headers=admin)
+    assert r.status_code == 202, r.text
+    job = wait_job(client, admin, r.json()["job"]["id"], timeout=300)
+    assert job["state"] == "succeeded", job["error"]
+    auto = client.get(f"/v1/projects/{pid}/fits/{job['result']['fit_id']}", headers=admin).json()
+    assert "auto chose mde" in auto["notes"], auto["notes"]
     assert client.delete(f"/v1/projects/{pid}/experts/code", headers=admin).status_code == 204
     r = client.post(f"/v1/projects/{pid}/fits", json={"estimator": "mde_linear"}, headers=admin)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "estimator", r.text
