@@ -139,12 +139,15 @@ def _on_worker_init(sender=None, **_kw) -> None:
     os.environ["MIXOPT_WORKER_PID"] = str(os.getpid())  # pool processes die with this one
     concurrency = getattr(sender, "concurrency", None) or 1
     n = limit_threads(threads_per_process(int(concurrency)))
-    log.warning(
-        "mixopt worker: %d BLAS/OpenMP thread(s) per process (concurrency %s); %s",
-        n,
-        concurrency,
-        estimators_line(),
+    # logged once Celery's logging is set up (worker_ready): here it went to logging's
+    # last-resort handler, a bare line outside MIXOPT_LOG_FORMAT
+    _startup.append(
+        f"mixopt worker: {n} BLAS/OpenMP thread(s) per process (concurrency {concurrency}); "
+        f"{estimators_line()}"
     )
+
+
+_startup: list[str] = []
 
 
 class _WorkerBeat:
@@ -213,6 +216,9 @@ def _on_worker_ready(sender=None, **_kw) -> None:
     concurrency = getattr(getattr(consumer, "controller", None), "concurrency", None) or 1
     _beat = _WorkerBeat(hostname, queues, int(concurrency))
     _beat.thread.start()
+    for line in _startup:
+        log.warning("%s", line)
+    _startup.clear()
 
 
 @signals.worker_shutdown.connect
