@@ -475,9 +475,7 @@ def export_runs(
                 "Content-Disposition": f'attachment; filename="project-{project.id}-{layout}.zip"'
             },
         )
-    return StreamingResponse(
-        run_export.stream_csv(query, layout, part), media_type="text/csv"
-    )
+    return StreamingResponse(run_export.stream_csv(query, layout, part), media_type="text/csv")
 
 
 @router.get("/{run_id:int}", response_model=RunPublic)
