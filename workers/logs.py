@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from app.core import logs
 from app.core.celery_config import ONLINE_TICK, REAP_STALE_JOBS
+from app.core.config import get_settings
 from app.store.db import session_scope
 from app.store.models import Job
 
@@ -41,10 +42,15 @@ def is_housekeeping(record: logging.LogRecord) -> bool:
 
 class HousekeepingAtDebug(logging.Filter):
     """Demotes Celery's routine lines about housekeeping tasks to debug (written only when the
-    logger is enabled for debug, ``--loglevel DEBUG``)."""
+    logger is enabled for debug, ``--loglevel DEBUG``), unless
+    ``MIXOPT_HOUSEKEEPING_LOG_LEVEL=info`` keeps them at info."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keep = get_settings().housekeeping_log_level == "info"
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not is_housekeeping(record):
+        if self.keep or not is_housekeeping(record):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)

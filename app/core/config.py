@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     #: starts one, concurrency 1; docker-compose's ``maintenance`` service), so a pool busy
     #: training never delays a re-send or an online tick past its interval
     maintenance_queue: str = "maintenance"
+    #: level of Celery's routine lines about housekeeping (beat's sends, the reaper's and online
+    #: ticks' received/succeeded): debug keeps an idle worker's log quiet (workers/logs.py)
+    housekeeping_log_level: Literal["debug", "info"] = "debug"
     #: ``/readyz`` wants a live worker consuming each of these queues (comma-separated)
     ready_queues: str = "default"
     #: processes of the embedded worker started by ``mixopt serve``

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import _HOME, start_worker_process
+from tests.factories import settings_env
 from workers.logs import HousekeepingAtDebug, is_housekeeping
 
 
@@ -31,6 +32,9 @@ def test_routine_housekeeping_lines_are_debug_and_real_events_stay():
     logging.getLogger("celery.app.trace").setLevel(logging.INFO)
     assert HousekeepingAtDebug().filter(rec) is False
     assert rec.levelname == "DEBUG"
+    with settings_env(MIXOPT_HOUSEKEEPING_LOG_LEVEL="info"):  # an operator who wants each tick
+        kept = _record("celery.app.trace", LOG_SUCCESS, (tick,))
+        assert HousekeepingAtDebug().filter(kept) is True and kept.levelname == "INFO"
 
 
 def _lines(path: Path, start: int) -> list[dict]:
