@@ -26,7 +26,11 @@ one torch thread each.
     nice .venv/bin/python -m bench.sample_efficiency --quick        # 1 seed, n = 8, 16
     nice .venv/bin/python -m bench.sample_efficiency                # 3 seeds, n = 8, 16, 24, 40
 
-``--steps`` shortens every run (a smoke test of the plumbing, not a result).
+``--steps`` shortens every run (a smoke test of the plumbing, not a result). ``--rounds 24 8``
+adds A3's rounds (:func:`mixopt.mixing.rounds.run_rounds`, total budget 24, rounds of 8) with the
+GP and with ``mde_gp``, each best predicted mixture trained with the draw's seed (sequential
+training: minutes per draw). ``--validate-n 16 40`` trains only those n's recommendations. The
+figures of the one full run are in README "Mixture of Data Experts".
 """
 
 from __future__ import annotations
