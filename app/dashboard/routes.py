@@ -304,7 +304,9 @@ def overview_page(request: Request, session: SessionDep, project_id: str) -> Res
                 "counts": counts,
                 "experts": expert_service.dashboard_view(session, project),
                 "rounds": swarm_service.rounds_view(session, project),
-                "epochs": views.epochs_table(project, columns),
+                "epochs": views.epochs_table(
+                    project, columns, {r["label"]: r["phases"] for r in recs if r["phases"]}
+                ),
                 "ref_error": ref_error,
                 "constraints": project.constraints or {},
                 "page_data": {
@@ -329,7 +331,7 @@ def mixtures_page(request: Request, session: SessionDep, project_id: str) -> Res
         rows = rec_service.list_recommendations(session, project, limit=50)[0]
         recs = [
             views.recommendation_view(r, fits, domains)
-            | {"warnings": views.epoch_warnings(r.mixture, project, r.constraints)}
+            | {"warnings": views.recommendation_warnings(project, r, fits)}
             for r in rows
         ]
         shown = [(r["label"], r["mixture"]) for r in recs[:6]] + list(refs.items())
