@@ -239,3 +239,21 @@ def test_response_body_round_trips_as_json(client, admin):
     p = make_project(client, admin)
     r = client.post(f"/v1/projects/{p['id']}/runs", json={"mixture": {"web": 1.0}}, headers=admin)
     json.loads(r.text)
+
+
+@pytest.mark.parametrize(
+    "param,value",
+    [("train_steps", 2**63), ("train_steps", 2**31), ("model_params", 2**63), ("train_tokens", 0)],
+)
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_export_scale_filters_beyond_the_columns_are_a_422(client, admin, param, value, fmt):
+    """Found by the rotating fuzz seed: train_steps=2^63 overflowed SQLite's integer inside the
+    streamed export, after the 200 had started (a dropped connection)."""
+    p = make_project(client, admin)
+    r = client.get(
+        f"/v1/projects/{p['id']}/runs/export",
+        params={"format": fmt, param: value},
+        headers=admin,
+    )
+    assert r.status_code == 422, r.text
+    assert param in r.text

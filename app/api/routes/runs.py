@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from itertools import chain
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, File, Form, Query, Request, Response, UploadFile
@@ -241,9 +243,9 @@ def import_runs(
         ),
     ] = "skip",
     tags: Annotated[str, Form(description="comma-separated tags for every imported run")] = "",
-    model_params: Annotated[int | None, Form(gt=0)] = None,
-    train_tokens: Annotated[int | None, Form(gt=0)] = None,
-    train_steps: Annotated[int | None, Form(gt=0)] = None,
+    model_params: Annotated[int | None, Form(gt=0, le=2**63 - 1)] = None,
+    train_tokens: Annotated[int | None, Form(gt=0, le=2**63 - 1)] = None,
+    train_steps: Annotated[int | None, Form(gt=0, le=2**31 - 1)] = None,
     model_params_q: Annotated[
         int | None,
         Query(
@@ -449,10 +451,10 @@ def export_runs(
         StateFilter | Literal["all"] | None, Query(description="runs in this state; all: every run")
     ] = "succeeded",
     model_params: Annotated[
-        int | None, Query(gt=0, description="only the runs at this scale")
+        int | None, Query(gt=0, le=2**63 - 1, description="only the runs at this scale")
     ] = None,
-    train_tokens: Annotated[int | None, Query(gt=0)] = None,
-    train_steps: Annotated[int | None, Query(gt=0)] = None,
+    train_tokens: Annotated[int | None, Query(gt=0, le=2**63 - 1)] = None,
+    train_steps: Annotated[int | None, Query(gt=0, le=2**31 - 1)] = None,
 ) -> Response:
     """Write runs back: JSON, or CSV in the RegMix or olmix layout (a zip of both files, or one
     part), optionally the runs of one scale (the CSV layouts have no scale column). Streamed
@@ -466,16 +468,28 @@ def export_runs(
         train_steps=train_steps,
     )
     if format == "json":
-        return StreamingResponse(run_export.stream_json(query), media_type="application/json")
+        return StreamingResponse(
+            _primed(run_export.stream_json(query)), media_type="application/json"
+        )
     if part is None:
         return StreamingResponse(
-            run_export.stream_zip(query, layout),
+            _primed(run_export.stream_zip(query, layout)),
             media_type="application/zip",
             headers={
                 "Content-Disposition": f'attachment; filename="project-{project.id}-{layout}.zip"'
             },
         )
-    return StreamingResponse(run_export.stream_csv(query, layout, part), media_type="text/csv")
+    return StreamingResponse(
+        _primed(run_export.stream_csv(query, layout, part)), media_type="text/csv"
+    )
+
+
+def _primed(chunks: Iterator[Any]) -> Iterator[Any]:
+    """The stream with its first chunk already made, here, before the response starts: an
+    error in the first queries is an answer with its status (the error handlers'), not a
+    connection dropped after a 200."""
+    first = next(chunks, None)
+    return chain([] if first is None else [first], chunks)
 
 
 @router.get("/{run_id:int}", response_model=RunPublic)
