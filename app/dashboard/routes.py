@@ -19,6 +19,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
 
 from app.api import csrf, ratelimit
 from app.api.deps import CurrentToken, IdPath, SessionDep
@@ -403,9 +404,8 @@ def fits_page(
             if not re.fullmatch(r"[0-9a-f]{32}", job):
                 raise NotFound(f"job {job!r} not found", field="job")
             started = job_service.job_public(job_service.get_job(session, token, job))
-        fits = [
-            views.fidelity_view(f) for f in fit_service.list_fits(session, project, limit=100)[0]
-        ]
+        fit_rows = fit_service.list_fits(session, project, limit=100)[0]
+        fits = [views.fidelity_view(f) for f in fit_rows]
         scatter = [
             {
                 "id": f["id"],
@@ -420,12 +420,14 @@ def fits_page(
         ]
         refs, _, _ = views.reference_mixtures(project)
         recs = rec_service.list_recommendations(session, project, limit=20)[0]
+        best = dash_service.best_fit(fit_rows)
         return _render(
             request,
             "fits.html",
             ctx
             | {
                 "fits": fits,
+                "best_fit": best.id if best is not None else None,
                 "started": started,
                 "estimators": fit_service.known_estimators(),
                 "metrics": views.metric_names(session, project),
@@ -467,7 +469,8 @@ def whatif_page(
         presets = [{"label": k, "mixture": v} for k, v in refs.items()] + [
             {"label": r["label"], "mixture": r["mixture"]} for r in recs
         ]
-        selected = fits[0].id if fits else None
+        best = dash_service.best_fit(fits)  # the best CV Spearman, as `mixopt best`
+        selected = best.id if best is not None else None
         if fit is not None:
             wanted = _id(fit, "fit")
             if wanted not in {f.id for f in fits}:
@@ -598,8 +601,7 @@ def validations_page(
 @router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(request: Request, session: SessionDep) -> Response:
     def build(token: ApiToken) -> Response:
-        rows, count = job_service.list_jobs(session, token, limit=100)
-        jobs = [job_service.job_public(j) for j in rows]
+        jobs, count = _jobs_with_links(session, token)
         return _render(
             request,
             "jobs.html",
@@ -615,7 +617,22 @@ def jobs_page(request: Request, session: SessionDep) -> Response:
     return _page(request, session, build)
 
 
+def _jobs_with_links(session: Session, token: ApiToken) -> tuple[list[dict[str, Any]], int]:
+    """The token's newest 100 jobs, each with links to what it produced (``links``)."""
+    rows, count = job_service.list_jobs(session, token, limit=100)
+    jobs = [job_service.job_public(j) for j in rows]
+    return [j | {"links": dash_service.job_links(j)} for j in jobs], count
+
+
 # -- JSON for the pages' scripts ------------------------------------------------------------------
+@router.get("/api/jobs")
+def jobs_json(session: SessionDep, token: CurrentToken) -> dict[str, Any]:
+    """The jobs page's live table: the token's newest 100 jobs with links to what each
+    produced (fit, recommendation, runs, validation, online session)."""
+    jobs, count = _jobs_with_links(session, token)
+    return {"data": jobs, "count": count}
+
+
 @router.get("/api/projects/{project_id}/runs")
 def runs_json(project_id: IdPath, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
     """Every run (up to 20,000, newest) in a compact form: the runs table sorts, filters and
@@ -723,7 +740,7 @@ def pareto_page(
                     f"fit {wanted} not found among the project's succeeded fits", field="fit"
                 )
         elif multi:
-            chosen = multi[0]
+            chosen = dash_service.best_fit(multi)  # the best CV Spearman, as `mixopt best`
         reference_rec = (
             rec_service.get_recommendation(session, project, _id(rec, "recommendation"))
             if rec is not None

@@ -164,6 +164,9 @@
         maintainAspectRatio: false,
         scales: {
           x: { type: "linear", min: -0.5, max: domains.length - 0.5, grid: { display: false },
+               // one tick per domain, at its integer position (with min -0.5 Chart.js put the
+               // ticks at -0.5, 0.5, ... and every label was blank)
+               afterBuildTicks: (axis) => { axis.ticks = domains.map((_, i) => ({ value: i })); },
                ticks: { stepSize: 1, autoSkip: false, maxRotation: 60, minRotation: 30,
                         callback: (v) => (Number.isInteger(v) && domains[v] !== undefined ? shortName(domains[v]) : "") } },
           y: { min: 0, title: { display: true, text: "weight" } },
@@ -625,7 +628,7 @@
   pages.jobs = function (data) {
     const tbody = $("#jobs-table tbody");
     async function refresh() {
-      const res = await api("/v1/jobs?limit=100");
+      const res = await api("/dashboard/api/jobs");
       const jobs = res.data.slice().sort((a, b) => {
         const active = (j) => (j.state === "running" ? 0 : j.state === "pending" ? 1 : 2);
         return active(a) - active(b);
@@ -637,6 +640,8 @@
         el("td", {}, [el("span", { className: "badge " + j.state, text: j.state })]),
         el("td", {}, [el("progress", { max: "1", value: String(j.progress || 0) }), " " + Math.round((j.progress || 0) * 100) + "%"]),
         el("td", { className: "small", text: j.error || j.message || "" }),
+        el("td", { className: "small links" }, (j.links || []).flatMap((l, i) =>
+          (i ? [", "] : []).concat([el("a", { href: l.href, text: l.label })]))),
         el("td", { text: when(j.created_at) }),
         el("td", { className: "num", text: fmt(j.duration_s, 3) }),
       ])));
