@@ -261,7 +261,8 @@ def epoch_report(spec: MixtureExport, fmt: str) -> list[dict[str, Any]]:
 
 def epoch_warnings(spec: MixtureExport, fmt: str = "json") -> list[str]:
     """The domains :func:`epoch_report` finds beyond their cap, or without tokens, in the words
-    of :meth:`mixopt.mixing.constraints.Constraints.epoch_warnings`; none without a budget."""
+    of :meth:`mixopt.mixing.constraints.Constraints.epoch_warnings` (a staged mixture's epochs
+    are summed over its phases); none without a budget."""
     try:
         rows = epoch_report(spec, fmt)
     except ExportError:
@@ -269,17 +270,18 @@ def epoch_warnings(spec: MixtureExport, fmt: str = "json") -> list[str]:
     staged = f" over {len(spec.phases)} phases" if spec.phases else ""
     out = []
     for r in rows:
-        count = next(d.get("token_count") for d in spec.domains if d["name"] == r["name"])
+        name = r["name"]
+        count = next(d.get("token_count") for d in spec.domains if d["name"] == name)
+        # one mixture: the weight, as the science's warnings say it; phases: the sum over them
+        used = "used" if spec.phases else f"weight {float(spec.mixture.get(name, 0.0)):.3f}"
         if count is None:
-            out.append(f"{r['name']}: used but no token count (availability unknown)")
+            out.append(f"{name}: {used} but no token count (availability unknown)")
         elif not count:
-            out.append(f"{r['name']}: used but the project has no tokens of it")
+            out.append(f"{name}: {used} but the project has no tokens of it")
         elif r["over"]:
             cap = float(r["cap"])
-            out.append(
-                f"{r['name']}: {r['epochs']:.2f} epochs{staged}, "
-                f"{r['epochs'] / cap:.1f}x its {cap:g}-epoch cap"
-            )
+            at, ratio = staged or f" at {used}", r["epochs"] / cap
+            out.append(f"{name}: {r['epochs']:.2f} epochs{at}, {ratio:.1f}x its {cap:g}-epoch cap")
     return out
 
 

@@ -166,7 +166,7 @@ def test_recommendations_compared_side_by_side(client, admin, admin_token, sessi
     )
     assert "group_max:web" in html and "0.93" in html and "trusted" in html
     # code at 0.6 of 1M tokens is 30 epochs of its 20k tokens: 7.5x its cap
-    assert "code: 30.00 epochs, 7.5x its 4-epoch cap" in html
+    assert "code: 30.00 epochs at weight 0.600, 7.5x its 4-epoch cap" in html
     assert "baseline natural" in html and "+0.0312" in html and "[+0.0100, +0.0300]" in html
     # validation: paired difference -0.15 to natural, both seeds won
     assert "validation #" in html and "vs natural: -0.1500" in html and "2/2 wins" in html
