@@ -8,6 +8,7 @@ extra to install. Everything heavy is imported inside the commands.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -163,6 +164,9 @@ def health(
         ),
     ] = None,
     max_age: Annotated[float, typer.Option(help="beat: seconds since its last tick")] = 120.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the healthy answer as one JSON object")
+    ] = False,
 ) -> None:
     """Health check of one service (for container health checks): exit 0 when healthy.
 
@@ -173,14 +177,19 @@ def health(
     """
     _need_server()
     if what == "api":
-        _health_api(url or DEFAULT_URL)
+        lines, answer = _health_api(url or DEFAULT_URL)
     elif what == "worker":
-        _health_worker(name)
+        lines, answer = _health_worker(name)
     elif what == "beat":
-        _health_beat(max_age)
+        lines, answer = _health_beat(max_age)
     else:
         err_console.print("[red]error:[/red] what must be api, worker or beat")
         raise typer.Exit(ExitStatus.USAGE)
+    if as_json:
+        print(json.dumps({"service": what, "healthy": True, **answer}))
+        return
+    for line in lines:
+        console.print(escape(line))
 
 
 def _unhealthy(message: str) -> NoReturn:
@@ -188,7 +197,7 @@ def _unhealthy(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _health_api(url: str) -> None:
+def _health_api(url: str) -> tuple[list[str], dict]:
     import httpx
 
     try:
@@ -197,10 +206,10 @@ def _health_api(url: str) -> None:
         _unhealthy(f"{url}: {type(exc).__name__}: {exc}")
     if status != 200:
         _unhealthy(f"{url}/healthz answered {status}")
-    console.print(f"{escape(url)}: ok")
+    return [f"{url}: ok"], {"url": url, "status": status}
 
 
-def _health_worker(name: str | None) -> None:
+def _health_worker(name: str | None) -> tuple[list[str], dict]:
     """The heartbeat rows every worker writes (the embedded worker of ``mixopt serve`` is
     ``embedded-<pid>@host``); Celery's ping on top where the broker broadcasts (kombu's
     SQLAlchemy transport, the embedded broker, cannot: a ping there never gets an answer)."""
@@ -236,14 +245,19 @@ def _health_worker(name: str | None) -> None:
         found = [w for w in found if w["name"] in answered]
         if not found:
             _unhealthy(f"worker(s) {', '.join(names)} beat but did not answer Celery's ping")
-    for w in found:
-        console.print(
-            f"{escape(str(w['name']))}: alive (heartbeat {w['seen_s_ago']} s ago, "
-            f"queues {escape(str(w['queues']))}){': pong' if broadcasts else ''}"
-        )
+    lines = [
+        f"{w['name']}: alive (heartbeat {w['seen_s_ago']} s ago, "
+        f"queues {w['queues']}){': pong' if broadcasts else ''}"
+        for w in found
+    ]
+    workers = [
+        {"name": str(w["name"]), "seen_s_ago": w["seen_s_ago"], "queues": w["queues"]}
+        for w in found
+    ]
+    return lines, {"workers": workers, "pinged": broadcasts}
 
 
-def _health_beat(max_age: float) -> None:
+def _health_beat(max_age: float) -> tuple[list[str], dict]:
     import time
 
     from app.core.config import get_settings
@@ -252,7 +266,7 @@ def _health_beat(max_age: float) -> None:
     age = time.time() - alive.stat().st_mtime if alive.exists() else None
     if age is None or age > max_age:
         _unhealthy(f"beat has not ticked in {max_age:g} s ({alive})")
-    console.print(f"beat ticked {age:.0f} s ago")
+    return [f"beat ticked {age:.0f} s ago"], {"ticked_s_ago": round(age, 1)}
 
 
 def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:

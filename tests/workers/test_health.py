@@ -4,6 +4,7 @@ worker check used to miss: it pinged ``mixopt@host`` through a broker that canno
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -85,6 +86,12 @@ def test_health_finds_the_embedded_worker_and_api_reads_mixopt_url(tmp_path):
         assert base in api.stdout
         down = _cli({**env, "MIXOPT_URL": "http://127.0.0.1:9"}, "api")
         assert down.returncode == 1 and "127.0.0.1:9" in down.stderr
+        # --json: one object on stdout, for scripts
+        as_json = json.loads(_cli(env, "worker", "--json").stdout)
+        assert as_json["service"] == "worker" and as_json["healthy"] is True
+        assert {w["name"].split("-")[0] for w in as_json["workers"]} >= {"embedded", "maintenance"}
+        api_json = json.loads(_cli({**env, "MIXOPT_URL": base}, "api", "--json").stdout)
+        assert api_json == {"service": "api", "healthy": True, "url": base, "status": 200}
         # --url wins over MIXOPT_URL
         assert (
             _cli({**env, "MIXOPT_URL": "http://127.0.0.1:9"}, "api", "--url", base).returncode == 0
