@@ -15,8 +15,8 @@ def _law(r, N, S):
     return 1.2 + np.exp(np.asarray(r) @ np.array([0.3, -0.8, 0.5])) + 60 / N**0.3 + 40 / S**0.45
 
 
-def test_prediction_at_a_target_scale_carries_the_chain_interval():
-    rng = np.random.default_rng(0)
+def _fit_at_target(rng):
+    """A linear fit on 8 mixtures x 3 sizes with curves to 30k steps, answering at 1B / 100k."""
     X, Y, P, S, curves = [], [], [], [], []
     for r in rng.dirichlet(np.ones(3), size=8):
         for N in (2e7, 8e7, 3e8):
@@ -35,6 +35,12 @@ def test_prediction_at_a_target_scale_carries_the_chain_interval():
         target_scale={"model_params": 1e9, "train_steps": 100_000}, model_params=np.array(P),
         steps=np.array(S), curves=curves, cv_folds=3,
     )  # fmt: skip
+    return fit, np.array(X), np.array(Y)
+
+
+def test_prediction_at_a_target_scale_carries_the_chain_interval():
+    rng = np.random.default_rng(0)
+    fit, X, Y = _fit_at_target(rng)
     rel = chain_sd(fit["scaling"])
     assert rel is not None and rel > 0
     Xq = rng.dirichlet(np.ones(3), size=4)
@@ -58,26 +64,9 @@ def test_recommendation_at_a_target_scale_carries_the_chain_interval():
     from mixopt.mixing.pipeline import chain_estimator_sd, recommend
 
     rng = np.random.default_rng(1)
-    X, Y, P, S, curves = [], [], [], [], []
-    for r in rng.dirichlet(np.ones(3), size=8):
-        for N in (2e7, 8e7, 3e8):
-            curves.append(
-                [
-                    (s, {"loss": _law(r, N, s) + rng.normal(0, 2e-3)})
-                    for s in range(4000, 30000, 2000)
-                ]
-            )
-            X.append(r)
-            Y.append([_law(r, N, 30_000) + rng.normal(0, 2e-3)])
-            P.append(N)
-            S.append(30_000.0)
-    fit = fit_estimator(
-        "regmix_linear", {}, np.array(X), np.array(Y), domains=["a", "b", "c"], targets=["loss"],
-        target_scale={"model_params": 1e9, "train_steps": 100_000}, model_params=np.array(P),
-        steps=np.array(S), curves=curves, cv_folds=3,
-    )  # fmt: skip
+    fit, X, Y = _fit_at_target(rng)
     rec = recommend(
-        fit["state"], None, X=np.array(X), Y=np.array(Y), n_boot=8, scaling=fit["scaling"],
+        fit["state"], None, X=X, Y=Y, n_boot=8, scaling=fit["scaling"],
         fidelity=fit["fidelity"], allow_extrapolation=True,
     )  # fmt: skip
     assert rec["interval_method"] == "chain" and rec["interval_level"] == 0.95
