@@ -75,8 +75,8 @@ def seed_objects(url: str, token: str) -> dict[str, int | str]:
     """A project with three domains, 12 runs (one with a curve), a fit, a recommendation and an
     online session, made through the API of the server at ``url`` (its worker runs the jobs).
     Returns their ids by path parameter name (``project_id``, ``run_id``, ``fit_id``, ``job_id``,
-    ``rec_id``, ``session_id``, and a baseline's ``name``) for our ``flatmap_path_parameters``
-    hook, which sends about half the generated requests to them."""
+    ``rec_id``, ``session_id``, a baseline's ``name``, two domains for the experts' routes) for
+    our ``flatmap_path_parameters`` hook, which sends about half the generated requests to them."""
     h = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=url, headers=h, timeout=60) as c:
         r = c.post(
@@ -130,6 +130,10 @@ def seed_objects(url: str, token: str) -> dict[str, int | str]:
             "rec_id": rec_job["result"]["recommendation_id"],
             "session_id": session["id"],
             "name": sorted(baselines)[0],
+            # experts' routes: the project's domains (none has a measured validation split, so
+            # uploads reach the service's checks and are refused with a 422 naming the field)
+            "domain": "web",
+            "val_domain": "code",
         }
 
 
