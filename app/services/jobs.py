@@ -11,7 +11,7 @@ from app.core.config import get_settings
 from app.core.logs import current_request_id
 from app.services import tokens as token_service
 from app.services.errors import BadRequest, Conflict, NotFound
-from app.store.models import ApiToken, Job, TokenProject, utcnow
+from app.store.models import ApiToken, Job, Run, TokenProject, utcnow
 from mixopt.api_types import FINAL_STATES, STATES, job_state_filter
 
 
@@ -84,17 +84,48 @@ def create_job(
     return job
 
 
+#: kind of the job that plans the later rounds of a rounds swarm (app.services.swarms)
+ROUNDS_KIND = "swarm_rounds"
+
+
 def request_cancel(session: Session, job: Job) -> Job:
+    """Ask a job to stop: a pending one is cancelled at once (a training job's run with it), a
+    running one at its next check. Cancelling a rounds swarm's job also cancels the training jobs
+    of its current round, so no run it planned keeps training for a swarm that has stopped."""
     if job.state in FINAL_STATES:
         raise Conflict(f"job {job.id} already {job.state}")
-    if not job.cancel_requested:
-        job.cancel_requested, job.cancel_requested_at = True, utcnow()
-    if job.state == "pending":
-        job.state = "cancelled"
-        job.finished_at = utcnow()
-        job.message = "cancelled before it started"
+    _cancel(session, job)
+    if job.kind == ROUNDS_KIND:
+        rounds = (job.params or {}).get("rounds") or [{}]
+        run_ids = [int(r) for r in rounds[-1].get("run_ids", [])]
+        children = session.scalars(
+            select(Job)
+            .join(Run, Run.job_id == Job.id)
+            .where(Run.id.in_(run_ids), Job.state.not_in(FINAL_STATES))
+        ).all()
+        for child in children:
+            _cancel(session, child, f"cancelled with its rounds swarm (job {job.id})")
     session.commit()
     return job
+
+
+def _cancel(session: Session, job: Job, why: str = "") -> None:
+    if not job.cancel_requested:
+        job.cancel_requested, job.cancel_requested_at = True, utcnow()
+    if job.state != "pending":
+        return  # a running job stops at its next check (workers.tasks.common)
+    job.state, job.finished_at = "cancelled", utcnow()
+    if why:
+        job.message = why
+    elif job.started_at is not None:  # a rounds job waiting for its round's runs
+        job.message = "cancelled while waiting"
+    else:
+        job.message = "cancelled before it started"
+    if job.kind == "train":  # its run would otherwise stay queued: no worker will take the job
+        run_id = (job.params or {}).get("run_id")
+        run = session.get(Run, run_id) if isinstance(run_id, int) else None
+        if run is not None and run.status not in ("succeeded", "failed", "cancelled"):
+            run.status, run.error = "cancelled", job.message
 
 
 def job_public(job: Job) -> dict[str, Any]:

@@ -73,3 +73,39 @@ def test_a_rounds_swarm_plans_round_one_and_its_rounds_job(client, admin):
     mixtures = {tuple(round(v, 6) for v in r["mixture"].values()) for r in runs}
     assert len(mixtures) == 6  # a space-filling draw, not copies
     assert count_rows("job") == 7
+
+
+def test_cancelling_a_rounds_swarm_cancels_its_rounds_training_and_their_runs(client, admin):
+    """No worker here: every job stays pending. Cancelling the rounds job cancels the training
+    jobs of its round and their runs, which would otherwise stay queued for ever."""
+    p = _trainable(client, admin)
+    body = {**_BASE, "total_budget": 10, "round_size": 3, "tag": "c"}
+    acc = client.post(f"/v1/projects/{p['id']}/swarms", json=body, headers=admin).json()
+    r = client.post(f"/v1/jobs/{acc['rounds_job']['id']}/cancel", headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "cancelled"
+    for j in acc["jobs"]:
+        job = client.get(f"/v1/jobs/{j['id']}", headers=admin).json()
+        assert job["state"] == "cancelled", job
+        assert acc["rounds_job"]["id"] in job["message"]
+    runs = client.get(f"/v1/projects/{p['id']}/runs?tag=c", headers=admin).json()["data"]
+    assert sorted(r["id"] for r in runs) == sorted(acc["run_ids"])
+    assert {r["status"] for r in runs} == {"cancelled"}
+    # a second cancel is a conflict, not a 500
+    again = client.post(f"/v1/jobs/{acc['rounds_job']['id']}/cancel", headers=admin)
+    assert again.status_code == 409, again.text
+
+
+def test_cancelling_one_pending_training_job_cancels_its_run(client, admin):
+    p = _trainable(client, admin)
+    body = {"count": 2, "train_steps": 10, "preset": "micro", "tag": "one"}
+    acc = client.post(f"/v1/projects/{p['id']}/swarms", json=body, headers=admin).json()
+    first, second = acc["jobs"][0], acc["jobs"][1]
+    assert client.post(f"/v1/jobs/{first['id']}/cancel", headers=admin).status_code == 200
+    runs = {
+        r["id"]: r["status"]
+        for r in client.get(f"/v1/projects/{p['id']}/runs?tag=one", headers=admin).json()["data"]
+    }
+    assert runs[first["params"]["run_id"]] == "cancelled"
+    assert runs[second["params"]["run_id"]] == "queued"
+    assert client.get(f"/v1/jobs/{second['id']}", headers=admin).json()["state"] == "pending"

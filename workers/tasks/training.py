@@ -425,6 +425,8 @@ def _rounds_step(jr: common.JobRun, job_id: str) -> None:
         return
     with jr.write() as s:
         job = s.get(Job, job_id)
+        if job.cancel_requested:  # cancelled while this round was planned: plan nothing more
+            raise Cancelled(f"cancelled by request after round {k}")
         project = s.get(Project, job.project_id)
         runs, jobs = swarm_service.add_training_runs(
             s,
