@@ -395,6 +395,17 @@ def _export_request(
     )
 
 
+@dataclass(frozen=True)
+class ExportedFile:
+    """An export as a trainer loads it: its file name, its bytes, and ``notes``: what the trainer
+    will not enforce (the ``X-Mixopt-Notes`` header, e.g. Megatron's epoch caps; "" for most
+    formats; the whole text is in the export's notes file when it has one)."""
+
+    name: str
+    content: bytes
+    notes: str = ""
+
+
 def _export_name(r: httpx.Response, format: str) -> str:
     disposition = r.headers.get("content-disposition", "")
     name = (
@@ -1070,6 +1081,22 @@ class _Endpoints:
         zip unless ``part`` names one file. Formats: json, olmo-core, megatron, hf, levanter,
         regmix, olmix."""
         request = _export_request(project_id, rec_id, baseline, session_id, format, weights, part)
+        return self._run(_exported_pair(request, format))
+
+    def export_mixture_file(
+        self,
+        project_id: int,
+        rec_id: int | None = None,
+        *,
+        format: str = "json",
+        baseline: str | None = None,
+        session_id: int | None = None,
+        weights: str = "current",
+        part: str | None = None,
+    ) -> ExportedFile:
+        """:meth:`export_mixture` with the export's notes (what the trainer will not enforce,
+        e.g. Megatron's epoch caps) as an :class:`ExportedFile`."""
+        request = _export_request(project_id, rec_id, baseline, session_id, format, weights, part)
         return self._run(_exported(request, format))
 
     def suggest(self, project_id: int, count: int | None = None, **options: Any) -> JobAccepted:
@@ -1377,9 +1404,14 @@ def _best(project_id: int) -> Flow[tuple[Recommendation, Fit | None] | None]:
     return _pick_best(recs, {f.id: f for f in fits})
 
 
-def _exported(request: Request, format: str) -> Flow[tuple[str, bytes]]:
+def _exported(request: Request, format: str) -> Flow[ExportedFile]:
     r = yield request
-    return _export_name(r, format), r.content
+    return ExportedFile(_export_name(r, format), r.content, r.headers.get("X-Mixopt-Notes", ""))
+
+
+def _exported_pair(request: Request, format: str) -> Flow[tuple[str, bytes]]:
+    f = yield from _exported(request, format)
+    return f.name, f.content
 
 
 def _weights(request: Request, etag: str | None) -> Flow[tuple[Weights | None, str | None]]:

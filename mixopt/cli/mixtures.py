@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from mixopt.cli._common import TokenOpt, UrlOpt, make_client
 from mixopt.cli.errors import CliError, ExitStatus, handles_errors
-from mixopt.cli.output import console, print_json
+from mixopt.cli.output import console, err_console, print_json
 
 app = typer.Typer(help="Mixtures for trainers (through the API).", no_args_is_help=True)
 
@@ -50,7 +50,7 @@ def mixture_export(
 ) -> None:
     """Write a recommendation (or a baseline, or an online session's weights) as the file a
     trainer loads: ``GET .../recommendations/{id}/export?format=F``."""
-    name, data = make_client(url, token).export_mixture(
+    exported = make_client(url, token).export_mixture_file(
         project,
         rec_id,
         format=format,
@@ -59,6 +59,10 @@ def mixture_export(
         weights=weights,
         part=part,
     )
+    name, data, notes = exported.name, exported.content, exported.notes
+    if notes and not as_json:  # what the trainer will not enforce: said on stderr
+        err_console.print(f"[yellow]note:[/yellow] {escape(notes)}", highlight=False)
+    extra = {"notes": notes} if notes else {}
     if out is None:
         if name.endswith(".zip"):
             raise CliError(
@@ -67,13 +71,13 @@ def mixture_export(
                 ExitStatus.USAGE,
             )
         if as_json:
-            print_json({"name": name, "bytes": len(data), "content": data.decode("utf-8")})
+            print_json({"name": name, "bytes": len(data), "content": data.decode("utf-8")} | extra)
             return
         typer.echo(data.decode("utf-8"), nl=False)
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     if as_json:
-        print_json({"name": name, "bytes": len(data), "path": str(out)})
+        print_json({"name": name, "bytes": len(data), "path": str(out)} | extra)
         return
     console.print(f"wrote {escape(str(out))} ({len(data)} bytes, {escape(name)})", highlight=False)

@@ -162,3 +162,30 @@ def test_cli_mixture_export_and_import_options(live_server, admin_token, tmp_pat
     )
     assert r.exit_code == 0 and "imported 0 runs" in r.output and "skipped 512" in r.output
     assert count_rows("run") == 1024
+
+
+def test_megatron_notes_reach_the_client_and_the_cli(live_server, admin_token, tmp_path):
+    """Megatron does not enforce epoch caps; the API says so in ``X-Mixopt-Notes``. The client's
+    ``export_mixture_file`` returns that text and ``mixopt mixture export`` prints it on stderr
+    (and as ``notes`` with ``--json``), also when only ``data_args.txt`` is asked for."""
+    domains = [
+        {**d, "trainer_paths": {"megatron": [f"/tok/{d['name']}_text_document"]}} for d in DOMAINS
+    ]
+    c = MixoptClient(live_server, admin_token)
+    p = c.create_project("meg", domains=domains, constraints={**CONSTRAINTS, "max_epochs": 2})
+    f = c.export_mixture_file(p["id"], baseline="natural", format="megatron", part="data_args.txt")
+    assert f.name == "data_args.txt"
+    assert "does not enforce epoch caps" in f.notes and "'web'" in f.notes
+    assert c.export_mixture(p["id"], baseline="natural", format="json")[0].endswith(".json")
+    assert c.export_mixture_file(p["id"], baseline="natural", format="json").notes == ""
+    runner = CliRunner()
+    env = {"MIXOPT_URL": live_server, "MIXOPT_TOKEN": admin_token}
+    args = ["mixture", "export", "-p", str(p["id"]), "--baseline", "natural"]
+    args += ["--format", "megatron", "--part", "data_args.txt"]
+    r = runner.invoke(cli, args, env=env)
+    assert r.exit_code == 0, r.output
+    assert "/tok/web_text_document" in r.stdout and "does not enforce" not in r.stdout
+    assert "note:" in r.stderr and "does not enforce epoch caps" in r.stderr
+    r = runner.invoke(cli, [*args, "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    assert "does not enforce epoch caps" in json.loads(r.stdout)["notes"]
