@@ -98,7 +98,11 @@ def _finish(
     result["left_out"] = [{"id": i, "reason": why} for i, why in found.skipped]
     if as_json:
         if dry_run:
-            result["plan"] = [r.__dict__ for r in found.runs]
+            result["plan"] = [
+                {k: v for k, v in r.__dict__.items() if k != "curve"}
+                | {"curve_points": len(r.curve)}
+                for r in found.runs
+            ]
         print_json(result)
         return
     if dry_run:
@@ -106,11 +110,13 @@ def _finish(
             console.print(
                 f"{escape(r.external_id)}: {len(r.mixture)} domains, "
                 f"{len(r.metrics)} losses, scale {r.scale or '-'}"
+                + (f", curve of {len(r.curve)} points" if r.curve else "")
             )
     console.print(
         f"{'would import' if dry_run else 'imported'} "
         f"{result['runs'] if dry_run else result['created']} runs from {escape(source)}, "
         f"skipped {result['skipped']} already imported, left out {len(found.skipped)}"
+        + (f", {result['curves']} loss curves" if result.get("curves") else "")
     )
 
 
@@ -134,13 +140,21 @@ def import_mlflow(
     status: StatusOpt = None,
     on_duplicate: OnDuplicateOpt = "error",
     tag: TagOpt = None,
+    curves: Annotated[
+        bool,
+        typer.Option(
+            "--curves/--no-curves",
+            help="import each loss metric's history as the run's loss curve",
+        ),
+    ] = True,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Import the runs of an MLflow tracking store: params as the mixture, metrics as losses
-    (README "Trainer integrations" has the mapping); needs the ``mlflow`` extra."""
+    """Import the runs of an MLflow tracking store: params as the mixture, metrics as losses,
+    their histories as loss curves (README "Trainer integrations" has the mapping); needs the
+    ``mlflow`` extra."""
     from mixopt.integrations import mlflow_import
 
     mapping = _mapping(
@@ -151,7 +165,7 @@ def import_mlflow(
         {"model_params": model_params, "train_tokens": train_tokens, "train_steps": train_steps},
     )
     states = [s.upper() for s in status] if status else ["FINISHED"]
-    found = mlflow_import.import_plan(tracking_uri, mapping, experiment or [], states)
+    found = mlflow_import.import_plan(tracking_uri, mapping, experiment or [], states, curves)
     _finish(
         project_id,
         found,

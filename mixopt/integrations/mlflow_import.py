@@ -5,7 +5,8 @@ The store is read with MLflow's own client (``pip install 'mixopt[mlflow]'``, th
 writes by default before MLflow 3; read-only here), a ``sqlite:///mlflow.db`` or other
 database URI, or a tracking server ``http(s)://host:port``. Each run's params and latest
 metrics go through :class:`~mixopt.integrations.run_import.RunMapping`; runs not ``FINISHED``
-are left out unless asked (``statuses``).
+are left out unless asked (``statuses``). The loss metrics' histories (every logged step)
+become each run's loss curve (``curves=False`` leaves them out: one request per run and loss).
 
 :func:`records` is pure (MLflow ``Run`` objects or their ``to_dictionary()`` form in, the
 mapping's records out) and tested without a store; :func:`read_store` talks to MLflow.
@@ -122,10 +123,42 @@ def read_store(location: str, experiments: Sequence[str] = ()) -> list[Any]:
     return runs
 
 
+def read_histories(
+    location: str, keys: Mapping[str, Sequence[str]]
+) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """``{run id: {metric: [(step, value), ...]}}`` for the metrics ``keys`` names per run id
+    (MLflow's ``get_metric_history``)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    out: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    with _mlflow_settings():
+        client = MlflowClient(tracking_uri=tracking_uri(location))
+        try:
+            for run_id, names in keys.items():
+                out[run_id] = {
+                    k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)]
+                    for k in names
+                }
+        except MlflowException as exc:
+            raise ValueError(f"--tracking-uri {location}: {exc.message}") from None
+    return out
+
+
 def import_plan(
     location: str,
     mapping: RunMapping,
     experiments: Sequence[str] = (),
     statuses: Sequence[str] = ("FINISHED",),
+    curves: bool = True,
 ) -> ImportPlan:
-    return plan(records(read_store(location, experiments), statuses), mapping)
+    """The runs to import; with ``curves``, each with its loss metrics' history as its curve."""
+    found = list(records(read_store(location, experiments), statuses))
+    out = plan(found, mapping)
+    if curves and out.runs:
+        metric_keys = {run_id: list(metrics) for run_id, _, _, metrics in found}
+        wanted = {r.external_id: mapping.loss_keys(metric_keys[r.external_id]) for r in out.runs}
+        histories = read_histories(location, wanted)
+        for r in out.runs:
+            r.curve = mapping.curve(histories.get(r.external_id, {}))
+    return out

@@ -19,6 +19,12 @@ Runs without a mixture or without any loss are left out with the reason (never a
 drop). :func:`upload` sends the runs as CSV pairs (the olmix layout) to
 ``POST /v1/projects/{id}/runs/import``, one pair per scale, so a run already imported at its
 scale is refused (409) or skipped (``on_duplicate="skip"``) as in every import.
+
+**Curves**: a run whose loss metrics have a history (MLflow's metric history; W&B's exports
+hold the summary only) carries it as :attr:`ImportedRun.curve` (one point per logged step with
+every loss logged at that step, at most :data:`MAX_CURVE_POINTS`, thinned evenly beyond), and
+:func:`upload` posts it to the created run (``POST .../runs/{id}/curve``): the curves are what
+the scaling laws of a fit with a ``target_scale`` read.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ from typing import Any
 from mixopt.integrations.reporter import METRIC
 
 SCALES = ("model_params", "train_tokens", "train_steps")
+#: the points of one run's curve an import keeps (the API's limit per request)
+MAX_CURVE_POINTS = 100_000
+#: curve points per request when uploading
+CURVE_CHUNK = 10_000
 
 
 @dataclass
@@ -46,6 +56,8 @@ class ImportedRun:
     mixture: dict[str, float]
     metrics: dict[str, float]
     scale: dict[str, int] = field(default_factory=dict)
+    #: loss-curve points ``{"step", "metrics"}`` in step order (empty without a history)
+    curve: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -134,6 +146,38 @@ class RunMapping:
                 out[METRIC.format(domain=m["domain"])] = x
         return out
 
+    def loss_keys(self, keys: Iterable[str]) -> list[str]:
+        """The tracker's metric names that are losses under this mapping."""
+        return [k for k in keys if self._loss.match(k)]
+
+    def curve(self, histories: Mapping[str, Iterable[tuple[Any, Any]]]) -> list[dict[str, Any]]:
+        """Loss curve points from metric histories ``{tracker metric: [(step, value), ...]}``:
+        one point per step with every finite loss logged at it (the last value when a step was
+        logged twice), in step order; empty when fewer than two steps were logged (a single
+        value is the run's final metric, not a curve); at most :data:`MAX_CURVE_POINTS`,
+        thinned evenly (the last step always kept)."""
+        by_step: dict[int, dict[str, float]] = {}
+        for key, history in histories.items():
+            m = self._loss.match(key)
+            if not m:
+                continue
+            name = METRIC.format(domain=m["domain"])
+            for step, value in history:
+                x, st = _number(value), _number(step)
+                if x is None or st is None or st < 0 or st != int(st) or st > 2**31 - 1:
+                    continue
+                by_step.setdefault(int(st), {})[name] = x
+        steps = sorted(by_step)
+        if len(steps) < 2:
+            return []
+        if len(steps) > MAX_CURVE_POINTS:
+            keep = {
+                round(i * (len(steps) - 1) / (MAX_CURVE_POINTS - 1))
+                for i in range(MAX_CURVE_POINTS)
+            }
+            steps = [steps[i] for i in sorted(keep)]
+        return [{"step": st, "metrics": by_step[st]} for st in steps]
+
     def scale(self, params: Mapping[str, Any]) -> dict[str, int]:
         out: dict[str, int] = {}
         for scale, key in self.scale_params.items():
@@ -201,7 +245,7 @@ def upload(
     tags: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Post the runs through the batch import API, one CSV pair per scale; the totals."""
-    total: dict[str, Any] = {"created": 0, "skipped": 0, "ids": [], "scales": []}
+    total: dict[str, Any] = {"created": 0, "skipped": 0, "ids": [], "scales": [], "curves": 0}
     with tempfile.TemporaryDirectory(prefix="mixopt-import-") as tmp:
         for i, (scale, group) in enumerate(by_scale(runs).items()):
             ratios, metrics = csv_pair(group)
@@ -222,7 +266,23 @@ def upload(
             total["skipped"] += r["skipped"]
             total["ids"] += r["ids"]
             total["scales"].append({"scale": dict(scale), "runs": len(group), **_counts(r)})
+            total["curves"] += post_curves(client, project_id, group, r["ids"])
     return total
+
+
+def post_curves(client: Any, project_id: int, runs: list[ImportedRun], ids: list[int]) -> int:
+    """Post the curves of the runs an import created (``ids``; skipped duplicates have none):
+    each created run is matched to its tracked run by ``external_id``. The number of curves."""
+    curves = {r.external_id: r.curve for r in runs if r.curve}
+    posted = 0
+    for run_id in ids if curves else []:
+        curve = curves.get(client.get_run(project_id, run_id).external_id or "")
+        if not curve:
+            continue
+        for start in range(0, len(curve), CURVE_CHUNK):
+            client.add_curve_points(project_id, run_id, curve[start : start + CURVE_CHUNK])
+        posted += 1
+    return posted
 
 
 def _counts(r: Mapping[str, Any]) -> dict[str, int]:

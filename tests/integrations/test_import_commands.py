@@ -60,12 +60,29 @@ def test_import_mlflow_twice(env, live_server, admin_token, mlruns):
     assert web.metrics == {"val_loss/web": pytest.approx(2.9), "val_loss/code": pytest.approx(2.7)}
     assert web.model_params == 1_000_000 and web.tags == ["mlflow"] and web.status == "succeeded"
     assert len(web.external_id) == 32
+    # the loss histories became curves: eval/web/loss at steps 0-2, eval/code/loss at step 2
+    assert out["curves"] == 2
+    curve = c.get_curve(project, web.id)["points"]
+    assert [p["step"] for p in curve] == [0, 1, 2]
+    assert [p["metrics"]["val_loss/web"] for p in curve] == pytest.approx([3.9, 3.4, 2.9])
+    assert curve[2]["metrics"]["val_loss/code"] == pytest.approx(2.7)
+    assert "val_loss/code" not in curve[0]["metrics"]
 
     _failed(_cli(env, *args), ExitStatus.API_REFUSED, "already imported", "--on-duplicate skip")
     r = _cli(env, *args, "--on-duplicate", "skip")
     assert r.exit_code == 0, r.stderr
     assert "imported 0 runs" in r.stdout and "skipped 2 already imported" in r.stdout
     assert len(c.list_runs(project)) == 2
+
+
+def test_import_mlflow_without_curves(env, live_server, admin_token, mlruns):
+    c = MixoptClient(live_server, admin_token)
+    project = c.create_project("no-curves", domains=["web", "code"]).id
+    args = ["runs", "import-mlflow", project, "--tracking-uri", mlruns, "--experiment", "mixes"]
+    r = _cli(env, *args, "--no-curves", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["curves"] == 0
+    assert all(c.get_curve(project, run.id)["points"] == [] for run in c.list_runs(project))
 
 
 def test_import_mlflow_errors(env, live_server, admin_token, mlruns, tmp_path, monkeypatch):
@@ -127,6 +144,7 @@ def test_import_wandb_dry_run_and_unreachable_server(tmp_path):
             "mixture": {"web": 1.0},
             "metrics": {"val_loss/web": 2.0},
             "scale": {},
+            "curve_points": 0,
         }
     ]
     _failed(_cli(env, "runs", "import-wandb", 1, export), ExitStatus.SERVER, "cannot reach")

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from mixopt.integrations import mlflow_import, wandb_import
+from mixopt.integrations import mlflow_import, run_import, wandb_import
 from mixopt.integrations.run_import import RunMapping, by_scale, csv_pair, plan
 
 pytestmark = pytest.mark.science
@@ -57,6 +57,33 @@ def test_scale_from_params_renamed_or_fixed():
     assert scale == {"model_params": 10**6, "train_tokens": 10**9}  # 2.5 steps is no scale
     with pytest.raises(ValueError, match="unknown scales"):
         RunMapping(scale_params={"layers": "n_layers"})
+
+
+def test_curve_from_metric_histories():
+    m = RunMapping(loss_metrics="eval/{domain}/loss")
+    curve = m.curve(
+        {
+            "eval/web/loss": [(20, 2.5), (10, 3.0), (10, 2.9), (30, float("nan")), (-1, 1.0)],
+            "eval/code/loss": [(20, "1.5"), (2.5, 9.0)],
+            "train/loss": [(10, 5.0)],  # not a loss under the mapping
+        }
+    )
+    # step order; a step logged twice keeps the last value; NaN, negative, fractional steps out
+    assert curve == [
+        {"step": 10, "metrics": {"val_loss/web": 2.9}},
+        {"step": 20, "metrics": {"val_loss/web": 2.5, "val_loss/code": 1.5}},
+    ]
+    assert m.curve({"eval/web/loss": [(5, 2.0)]}) == []  # one value is not a curve
+    assert m.loss_keys(["eval/web/loss", "train/loss", "eval/code/loss"]) == [
+        "eval/web/loss",
+        "eval/code/loss",
+    ]
+
+
+def test_long_histories_are_thinned_to_the_limit(monkeypatch):
+    monkeypatch.setattr(run_import, "MAX_CURVE_POINTS", 5)
+    curve = RunMapping().curve({"eval/web/loss": [(s, 1.0 / (s + 1)) for s in range(101)]})
+    assert [p["step"] for p in curve] == [0, 25, 50, 75, 100]
 
 
 def test_plan_leaves_out_runs_with_reasons():
@@ -143,6 +170,14 @@ def test_mlflow_store_written_by_mlflow(mlflow_store):
     assert got[0][2] == {"val_loss/web": pytest.approx(3.1), "val_loss/code": pytest.approx(2.2)}
     assert got[1][3] == {"model_params": 1_000_000}
     assert all(len(r.external_id) == 32 for r in p.runs)  # MLflow's run ids
+    proxy0 = next(r for r in p.runs if r.name == "proxy-0")
+    assert [(pt["step"], sorted(pt["metrics"])) for pt in proxy0.curve] == [
+        (0, ["val_loss/web"]),
+        (1, ["val_loss/web"]),
+        (2, ["val_loss/code", "val_loss/web"]),
+    ]
+    flat = mlflow_import.import_plan(mlflow_store, RunMapping(), ["mixes"], curves=False)
+    assert all(r.curve == [] for r in flat.runs)
     everything = mlflow_import.import_plan(
         mlflow_store, RunMapping(), statuses=["FINISHED", "FAILED"]
     )
