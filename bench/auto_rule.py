@@ -156,15 +156,18 @@ def rule_label(rule: str, margin: float) -> str:
     return rule if rule == "cv" else f"law>{margin:g}"
 
 
-def rule_scores(ev: dict) -> dict[str, float | None]:
-    """Target Spearman of what each rule (:data:`RULES`) chooses from the source CV table."""
+def rule_scores(ev: dict, n: int | None = None) -> dict[str, float | None]:
+    """Target Spearman of what each rule (:data:`RULES`) chooses from the source CV table
+    (measured on ``n`` distinct mixtures: ``choose`` keeps its unvalidated default when the best
+    CV Spearman is not significantly above 0 there; None: the rule alone)."""
     out = {}
     table = [
         {"name": n, "status": "ok", "spearman": m["spearman"], "mae": m["mae"]}
         for n, m in ev["cv"].items()
     ]
     for rule, margin in RULES:
-        out[rule_label(rule, margin)] = ev["target"].get(choose(table, rule, "cv", margin)["name"])
+        pick = choose(table, rule, "cv", margin, n=n)["name"]
+        out[rule_label(rule, margin)] = ev["target"].get(pick)
     return out
 
 
@@ -176,11 +179,13 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for case in settings(args.mixinglaws_dir):
         ev = evaluate(case)
-        rows.append((case["name"], len(case["y"]), len(case["yt"]), ev, rule_scores(ev)))
+        n = len(case["y"])
+        rows.append((case["name"], n, len(case["yt"]), ev, rule_scores(ev, n)))
     for name, q in REGMIX_QUOTED.items():
         ev = {"cv": {n: {"spearman": v, "mae": None} for n, v in q["cv"].items()}}
         ev["target"] = q["target"]
-        rows.append((name + " (quoted)", None, 64, ev, rule_scores(ev)))
+        n_runs = int(name.split(", ")[1].split()[0])  # "RegMix 1M->1B, 128 runs"
+        rows.append((name + " (quoted)", None, 64, ev, rule_scores(ev, n_runs)))
     rules = [rule_label(r, m) for r, m in RULES]
     print(
         f"{'setting':34s} {'n':>3s} {'nt':>3s} "

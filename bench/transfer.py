@@ -491,8 +491,26 @@ def evaluate(
     if case.protocol == "single":
         return _evaluate_single(case, estimator, params, seed)
     if via == "pipeline" or (via == "auto" and estimator == "auto"):
-        return _evaluate_pipeline(case, estimator, params, seed)
-    return _evaluate_nested(case, estimator, params, seed)
+        out = _evaluate_pipeline(case, estimator, params, seed)
+    else:
+        out = _evaluate_nested(case, estimator, params, seed)
+    if out.get("status") == "ok":
+        out.update(_seen_split(case, seed, np.asarray(out["predictions"])))
+    return out
+
+
+def _seen_split(case: Case, seed: int, pred: np.ndarray) -> dict[str, Any]:
+    """The error on the held-out runs whose mixture the training runs also ran at a smaller size
+    (``seen``: what the scaling laws get wrong, the estimator nearly interpolates there) and on
+    the mixtures never run (``new``: the estimator's generalisation across mixtures)."""
+    trained = {tuple(np.round(r.mixture, 6)) for r in _subset(case.train, seed)}
+    seen = np.array([tuple(np.round(r.mixture, 6)) in trained for r in case.held])
+    rel = np.abs(pred - case.actual) / case.actual
+    return {
+        "n_seen": int(seen.sum()),
+        "rel_error_seen": float(rel[seen].mean()) if seen.any() else None,
+        "rel_error_new": float(rel[~seen].mean()) if (~seen).any() else None,
+    }
 
 
 # -- steps law alone --------------------------------------------------------------------------
@@ -647,6 +665,8 @@ def print_size(res: dict, estimators: list[str]) -> None:
                     "",
                     "",
                     "",
+                    "",
+                    "",
                 ]
             )
             continue
@@ -655,12 +675,16 @@ def print_size(res: dict, estimators: list[str]) -> None:
         rho, rho_sd = _agg([m["spearman"] for m in ok])
         cov, _ = _agg([m["coverage"] for m in ok])
         sec, _ = _agg([m["seconds"] for m in ok])
+        seen, _ = _agg([m.get("rel_error_seen") for m in ok])
+        new, _ = _agg([m.get("rel_error_new") for m in ok])
         rows.append(
             [
                 setting,
                 label,
                 name,
                 f"{_fmt(mre, True)} +-{_fmt(mre_sd, True, 6)}",
+                f"{_fmt(seen, True)} ({ok[0].get('n_seen', 0)})",
+                _fmt(new, True),
                 _fmt(sgn, True),
                 f"{_fmt(rho)} +-{_fmt(rho_sd, False, 5)}",
                 _fmt(cov, True),
@@ -671,11 +695,25 @@ def print_size(res: dict, estimators: list[str]) -> None:
         for m in ok:
             pooled[name]["mre"].append(m["mean_rel_error"])
             pooled[name]["rho"].append(m["spearman"])
+            pooled[name]["seen"].append(m.get("rel_error_seen"))
+            pooled[name]["new"].append(m.get("rel_error_new"))
             if m["covered"] is not None:
                 pooled[name]["cov"].append((m["covered"], m["n"]))
     _print_rows(
         "Leave the largest size out (nested pipeline + estimator), mean over seeds +- sd",
-        ["setting", "case", "estimator", "mean |rel err|", "signed", "Spearman", "cov90", "n", "s"],
+        [
+            "setting",
+            "case",
+            "estimator",
+            "mean |rel err|",
+            "laws: seen mixtures (n)",
+            "new mixtures",
+            "signed",
+            "Spearman",
+            "cov90",
+            "n",
+            "s",
+        ],
         rows,
     )
     prow = []
@@ -685,10 +723,26 @@ def print_size(res: dict, estimators: list[str]) -> None:
             continue
         c = p["cov"]
         cov = sum(a for a, _ in c) / sum(b for _, b in c) if c else None
-        prow.append([name, _fmt(_agg(p["mre"])[0], True), _fmt(_agg(p["rho"])[0]), _fmt(cov, True)])
+        prow.append(
+            [
+                name,
+                _fmt(_agg(p["mre"])[0], True),
+                _fmt(_agg(p["seen"])[0], True),
+                _fmt(_agg(p["new"])[0], True),
+                _fmt(_agg(p["rho"])[0]),
+                _fmt(cov, True),
+            ]
+        )
     _print_rows(
         "Pooled over settings, cases and seeds",
-        ["estimator", "mean |rel err|", "Spearman", "cov90 (pooled cases)"],
+        [
+            "estimator",
+            "mean |rel err|",
+            "laws: seen mixtures",
+            "new mixtures",
+            "Spearman",
+            "cov90 (pooled cases)",
+        ],
         prow,
     )
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from mixopt.mixing.auto import LAW_MARGIN, AutoEstimator, choose
+from mixopt.mixing.auto import LAW_MARGIN, UNVALIDATED_DEFAULT, AutoEstimator, choose
 from mixopt.mixing.base import MixingEstimator, get_estimator
 from mixopt.mixing.fidelity import fidelity_metrics, group_kfold_indices, mixture_groups
 
@@ -97,6 +97,37 @@ def test_choose_falls_back_to_the_best_when_the_law_is_absent_or_absurd():
         choose(rows, "vote")
 
 
+def test_choose_keeps_the_transferring_default_when_no_score_is_significant():
+    """On 5 mixtures a CV Spearman of 0.8 is not significantly above 0 (one-sided 5%): the
+    scores cannot tell the candidates apart and the pooled transfer evidence decides (gp). On
+    30 mixtures the same score is significant and the best is kept."""
+    rows = [
+        {"name": "regmix_lgbm", "status": "ok", "spearman": 0.8, "mae": 0.08},
+        {"name": "regmix_linear", "status": "ok", "spearman": 0.7, "mae": 0.12},
+        {"name": "gp", "status": "ok", "spearman": 0.1, "mae": 0.12},
+    ]
+    pick = choose(rows, "law_first", n=5)
+    assert pick["name"] == UNVALIDATED_DEFAULT == "gp"
+    assert "not significantly above 0" in pick["why"] and "5 distinct mixtures" in pick["why"]
+    assert choose(rows, "law_first", n=30)["name"] == "regmix_lgbm"
+    assert choose(rows, "law_first")["name"] == "regmix_lgbm"  # no n: the rule alone
+    # the default must have been scored: without gp the best is kept
+    assert choose(rows[:2], "cv", n=5)["name"] == "regmix_lgbm"
+    # fewer than 4 mixtures cannot be told from chance either
+    assert choose(rows, "cv", n=3)["name"] == "gp"
+
+
+def test_auto_on_too_few_mixtures_keeps_the_default():
+    """Five distinct mixtures whose loss is noise (this draw's CV ranks a regression first):
+    auto says no candidate was validated and keeps the default, not the lucky winner."""
+    rng = np.random.default_rng(3)
+    X = rng.dirichlet(np.ones(3), size=5)
+    y = 3.0 + rng.normal(0.0, 0.05, size=5)
+    auto = AutoEstimator(cv_folds=5, random_state=0).fit(X, y[:, None])
+    assert auto.table_[0]["status"] == "ok" and auto.table_[0]["name"] != "gp"
+    assert auto.chosen_ == "gp" and "no candidate validated" in auto.why_, auto.why_
+
+
 def _nested_by_hand(X, y, names, params, folds, seed, rule, margin):
     """Nested CV the slow way: in each outer fold, a CV of every candidate on the other
     folds, the rule's choice, and that candidate refitted without the outer fold."""
@@ -116,7 +147,8 @@ def _nested_by_hand(X, y, names, params, folds, seed, rule, margin):
                 inner[hold] = np.ravel(est.predict(X[hold]))
             m = fidelity_metrics(y[outer_tr], inner[outer_tr])
             rows.append({"name": name, "status": "ok", **m})
-        win = choose(rows, rule, "cv", margin)["name"]
+        n_mixtures = len(np.unique(mixture_groups(X)[outer_tr]))
+        win = choose(rows, rule, "cv", margin, n=n_mixtures)["name"]
         chosen.append(win)
         est = get_estimator(win, **params.get(win, {})).fit(X[outer_tr], y[outer_tr, None])
         pred[te] = np.ravel(est.predict(X[te]))
