@@ -103,6 +103,9 @@ def _has_sqlite_sequence(conn) -> bool:
 def db(engine) -> Iterator[None]:
     yield
     _empty_tables(engine)
+    # files named by database ids (experts' probabilities) would be found by the next test's
+    # objects, whose ids start again at 1
+    shutil.rmtree(Path(_HOME) / "experts", ignore_errors=True)
 
 
 @pytest.fixture

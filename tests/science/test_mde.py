@@ -238,6 +238,43 @@ def test_mde_featured_regressors_learn_a_nonlinear_function_of_the_mde_loss():
     assert err["mde_gp"] < 0.5 * err["regmix_linear"], err
 
 
+@pytest.mark.parametrize("name", ["mde_linear", "mde_gp", "mde_lgbm"])
+def test_residual_regressors_fall_back_to_the_calibrated_mde_on_few_runs(name):
+    """Five runs whose losses are an affine map of the MDE loss plus noise: regressing the
+    residual of the calibration (the default) predicts new mixtures near that map, as ``mde``
+    does; regressing the loss itself (``residual=False``, the paper's plain setup) on 5 runs of
+    K + 1 features does not get closer."""
+    rng = np.random.default_rng(0)
+    probs = _probs()
+    X = _mixtures(5, seed=31)
+    a, b = np.array([0.3, -0.2, 1.0]), np.array([0.8, 1.3, 0.5])
+    Y = a + b * mde_losses_reference(probs, X) + rng.normal(0.0, 0.01, size=(5, 3))
+    Xn = _mixtures(200, seed=32)
+    truth = a + b * mde_losses_reference(probs, Xn)
+    ctx = {"experts": probs, "domains": DOMAINS, "targets": TARGETS}
+    params = {"n_estimators": 50} if name == "mde_lgbm" else {}
+    resid = get_estimator(name, **params).fit(X, Y, **ctx)
+    plain = get_estimator(name, residual=False, **params).fit(X, Y, **ctx)
+    calibrated = get_estimator("mde").fit(X, Y, **ctx)
+    err_resid = float(np.mean(np.abs(resid.predict(Xn) - truth)))
+    err_plain = float(np.mean(np.abs(plain.predict(Xn) - truth)))
+    err_cal = float(np.mean(np.abs(calibrated.predict(Xn) - truth)))
+    assert err_resid <= 1.5 * err_cal + 0.005, (err_resid, err_cal)
+    assert err_resid <= err_plain, (err_resid, err_plain)
+    assert len(resid.calibration_) == 3 and plain.calibration_ == [(0.0, 0.0)] * 3
+
+
+def test_a_state_stored_before_residual_loads_as_the_plain_regression():
+    probs, X, Y, _, _ = _affine_world(n=16)
+    ctx = {"experts": probs, "domains": DOMAINS, "targets": TARGETS}
+    est = get_estimator("mde_linear", residual=False).fit(X, Y, **ctx)
+    state = json.loads(json.dumps(est.to_state()))
+    del state["fitted"]["calibration"]  # what a fit of the previous release stored
+    state["params"].pop("residual", None)
+    loaded = attach_experts(MixingEstimator.from_state(state), probs)
+    np.testing.assert_allclose(loaded.predict(X[:4]), est.predict(X[:4]), rtol=1e-9)
+
+
 def test_mde_gp_has_a_predictive_std():
     probs, X, Y, _, _ = _affine_world(n=16)
     est = get_estimator("mde_gp").fit(X, Y, experts=probs, domains=DOMAINS, targets=TARGETS)
