@@ -15,8 +15,10 @@ mixture runs (the first ``n`` of the draw):
 
 Methods: ``auto`` (mixture-only regression, today's default: every registered estimator that
 needs no experts), ``mde`` (the MDE approximation alone, affinely calibrated), ``mde_linear``,
-``mde_gp``, and ``auto+mde`` (``auto`` over the MDE-featured regressors ``mde_linear``,
-``mde_gp``, ``mde_lgbm``). One expert per domain is trained once (training seed 0, the swarm's
+``mde_gp``, ``auto+mde`` (``auto`` over every MDE estimator: ``mde`` itself and the
+MDE-featured regressors ``mde_linear``, ``mde_gp``, ``mde_lgbm``, as the service's ``auto``
+considers them when experts are given) and ``auto+mdereg`` (``auto`` over the three regressors
+only). One expert per domain is trained once (training seed 0, the swarm's
 settings); the experts count in the budget: an MDE method at ``n`` runs costs ``n + K``.
 
 Runs are cached under ``--cache`` (one JSON per run, keyed by the mixture and settings; the
@@ -68,9 +70,10 @@ METHODS = {
     "mde": ("mde", {}),
     "mde_linear": ("mde_linear", {}),
     "mde_gp": ("mde_gp", {}),
-    "auto+mde": ("auto", {"candidates": ["mde_linear", "mde_gp", "mde_lgbm"]}),
+    "auto+mde": ("auto", {"candidates": ["mde", "mde_linear", "mde_gp", "mde_lgbm"]}),
+    "auto+mdereg": ("auto", {"candidates": ["mde_linear", "mde_gp", "mde_lgbm"]}),
 }
-VALIDATED = ("auto", "mde", "auto+mde")
+VALIDATED = ("auto", "mde", "auto+mde", "auto+mdereg")
 #: simulated mixtures per recommendation (RegMix's 100,000 is the service default; 10,000 for
 #: every method here keeps the 60 recommendations of the full mode bounded)
 N_SAMPLES = 10_000
@@ -360,13 +363,16 @@ def main(argv: list[str] | None = None) -> None:
         for n in ns:
             for method in METHODS:
                 fpath = cache / "fits" / f"{method}-{s}-{n}-{a.steps}.json"
-                if fpath.is_file():
-                    r = json.loads(fpath.read_text())
-                else:
+                spec = list(METHODS[method])
+                r = json.loads(fpath.read_text()) if fpath.is_file() else {}
+                if r.get("estimator") != spec:  # a fit of another (or an unrecorded) spec
                     r = _fit_and_recommend(method, W[:n], Yall[:n], experts, s)
+                    r["estimator"] = spec
                     fpath.parent.mkdir(parents=True, exist_ok=True)
                     fpath.write_text(json.dumps(r, default=float))
-                r.update(seed=s, n=n, budget=n + (len(DOMAINS) if method != "auto" else 0))
+                r.update(
+                    method=method, seed=s, n=n, budget=n + (len(DOMAINS) if method != "auto" else 0)
+                )
                 rows.append(r)
                 print(
                     f"seed {s} n {n:>2} {method:<10} spearman "
