@@ -14,18 +14,24 @@ mixture it recommends (the best predicted mixture of a GP fitted on its n runs,
 :func:`mixopt.mixing.rounds.best_predicted`) minus the true optimum:
 
 * one-shot: a space-filling RegMix swarm of n runs (``regmix_swarm(space_filling=True)``),
-  drawn anew for every n (what a user would have trained with that budget);
-* rounds: :func:`mixopt.mixing.rounds.run_rounds`, round 1 of 2 x ``--round-size``
-  space-filling runs (the same draw as one-shot's at that size), then ``--round-size`` runs per
-  round up to ``--budget`` (no early stop here, to draw the whole curve; the stopping rule's
-  round is reported separately), its regret after each round.
+  drawn anew for every n on a grid of 8, 12, ..., ``--budget`` runs (what a user would have
+  trained with that budget);
+* rounds: :func:`mixopt.mixing.rounds.run_rounds` (no early stop here, to draw the whole
+  curve; the stopping rule's runs are reported separately), for every round size of
+  ``--round-sizes`` and first round of ``--first-rounds`` (``default``: 2 x round size, the
+  module's; ``small``: ``max(K + 1, round size)``); its regret at a grid size is the one after
+  the last round that had at most that many runs (never credited with runs it did not train).
 
-Prints the regret curve (mean over seeds, per K and overall), the runs each strategy needed to
-reach a regret below 0.01 (the issue's target; "-" when never within the budget), and where
-the stopping rule would have stopped.
+Every setting is run at every noise of ``--noises`` (default 0.005, 0.01, 0.02 nats: around a
+proxy run's seed noise on a mixture's mean loss) on the same worlds, with common random numbers
+for the noise. Prints, per setting, the mean regret curve of both strategies (per K and over
+every world), the runs each needed to reach a regret below 0.01 (the issue's target; median
+and mean over seeds, a world never reaching it counts 2 x budget) and the runs at which the
+stopping rule would have stopped.
 
     nice .venv/bin/python -m bench.rounds_synthetic [--ks 3 5 7] [--seeds 8] [--budget 48]
-        [--round-size 8] [--noise 0.01] [--acquisition ei]
+        [--round-sizes 4 8] [--first-rounds default small] [--noises 0.005 0.01 0.02]
+        [--acquisition ei]
 """
 
 from __future__ import annotations
@@ -150,10 +156,81 @@ def first_below(curve: list[float], grid: list[int], target: float = TARGET_REGR
     return next((n for n, r in zip(grid, curve, strict=True) if r < target), None)
 
 
-def _fmt_runs(values: list[int | None], budget: int) -> str:
-    hit = [v for v in values if v is not None]
-    mean = np.mean([v if v is not None else 2 * budget for v in values])
-    return f"{mean:5.1f} ({len(hit)}/{len(values)})"
+def on_grid(curve: list[float], n_after: list[int], grid: list[int]) -> list[float]:
+    """The rounds' regret at each grid size: that after the last round with at most that many
+    runs (``nan`` before round 1 ends), so a strategy is never credited with runs it did not
+    train."""
+    out = []
+    for g in grid:
+        done = [r for n, r in zip(n_after, curve, strict=True) if n <= g]
+        out.append(done[-1] if done else float("nan"))
+    return out
+
+
+def first_round_size(option: str, K: int, round_size: int) -> int | None:
+    """``default``: the module's 2 x round size; ``small``: ``max(K + 1, round_size)``."""
+    return None if option == "default" else max(K + 1, round_size)
+
+
+def _runs_stats(values: list[int | None], budget: int) -> str:
+    v = np.array([x if x is not None else 2 * budget for x in values], dtype=float)
+    hit = sum(x is not None for x in values)
+    return f"median {np.median(v):4.0f} mean {v.mean():5.1f} ({hit}/{len(values)})"
+
+
+def run_setting(args, noise: float, round_size: int, first: str, grid: list[int]) -> dict:
+    """Every world of one (noise, round size, first round) setting: both curves on ``grid``."""
+    rows: dict[int, dict[str, list]] = {}
+    for K in args.ks:
+        r: dict[str, list] = {"one": [], "rounds": [], "stop": []}
+        for seed in range(args.seeds):
+            world = make_world(K, seed, noise)
+            r["one"].append(one_shot_curve(world, K, grid, seed))
+            res_curve, stop, n_after = _rounds_with_sizes(
+                world, K, args, round_size, first_round_size(first, K, round_size), seed
+            )
+            r["rounds"].append(on_grid(res_curve, n_after, grid))
+            r["stop"].append(stop)
+        rows[K] = r
+    return rows
+
+
+def _rounds_with_sizes(world, K, args, round_size, first, seed):
+    curve, stop = rounds_curve(
+        world,
+        K,
+        args.budget,
+        round_size,
+        seed,
+        acquisition=args.acquisition,
+        first_round_size=first,
+    )
+    n_after = list(np.cumsum(rounds.round_sizes(args.budget, round_size, first)).tolist())
+    return curve, stop, n_after
+
+
+def print_setting(rows: dict, grid: list[int], budget: int) -> dict:
+    print(f"{'K':>3} {'strategy':>9} " + " ".join(f"{n:>7}" for n in grid))
+    for K, r in rows.items():
+        for name, label in (("one", "one-shot"), ("rounds", "rounds")):
+            curve = np.nanmean(np.array(r[name], dtype=float), axis=0)
+            print(f"{K:>3} {label:>9} " + " ".join(f"{v:7.4f}" for v in curve))
+    for name, label in (("one", "one-shot"), ("rounds", "rounds")):
+        curve = np.nanmean([c for r in rows.values() for c in r[name]], axis=0)
+        print(f"{'all':>3} {label:>9} " + " ".join(f"{v:7.4f}" for v in curve))
+    out = {}
+    for K, r in rows.items():
+        one = [first_below(c, grid) for c in r["one"]]
+        rnd = [first_below(c, grid) for c in r["rounds"]]
+        out[K] = {"one": one, "rounds": rnd, "stop": r["stop"]}
+        print(
+            f"  K={K} runs to regret < {TARGET_REGRET}: one-shot {_runs_stats(one, budget)}"
+            f" | rounds {_runs_stats(rnd, budget)} | stopping rule stops at {r['stop']}"
+        )
+    one = [v for o in out.values() for v in o["one"]]
+    rnd = [v for o in out.values() for v in o["rounds"]]
+    print(f"  all: one-shot {_runs_stats(one, budget)} | rounds {_runs_stats(rnd, budget)}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -161,59 +238,28 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ks", type=int, nargs="+", default=[3, 5, 7])
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--budget", type=int, default=48)
-    ap.add_argument("--round-size", type=int, default=8)
-    ap.add_argument("--noise", type=float, default=0.01)
+    ap.add_argument("--round-sizes", type=int, nargs="+", default=[4, 8])
+    ap.add_argument(
+        "--first-rounds", nargs="+", choices=("default", "small"), default=["default", "small"]
+    )
+    ap.add_argument("--noises", type=float, nargs="+", default=[0.005, 0.01, 0.02])
     ap.add_argument("--acquisition", choices=rounds.ACQUISITIONS, default="ei")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
-    # the rounds' schedule: round 1 of 2 x round size, then one round size a round
-    grid = list(np.cumsum(rounds.round_sizes(args.budget, args.round_size)).tolist())
+    grid = list(range(8, args.budget + 1, 4))
     t0 = time.perf_counter()
-    table: dict[int, dict[str, list]] = {}
-    for K in args.ks:
-        rows: dict[str, list] = {"one": [], "rounds": [], "stop": [], "opt_max": []}
-        for seed in range(args.seeds):
-            world = make_world(K, seed, args.noise)
-            rows["opt_max"].append(float(world.w_opt.max()))
-            rows["one"].append(one_shot_curve(world, K, grid, seed))
-            curve, stop = rounds_curve(
-                world, K, args.budget, args.round_size, seed, acquisition=args.acquisition
-            )
-            rows["rounds"].append(curve)
-            rows["stop"].append(stop)
-        table[K] = rows
-    print(
-        f"regret (true loss at the recommendation - true optimum, nats), mean over "
-        f"{args.seeds} seeds; noise {args.noise}; round size {args.round_size}; "
-        f"acquisition {args.acquisition}"
-    )
-    print(f"{'K':>3} {'strategy':>9} " + " ".join(f"{n:>7}" for n in grid))
-    for K, rows in table.items():
-        for name in ("one", "rounds"):
-            curve = np.mean(np.array(rows[name]), axis=0)
-            label = "one-shot" if name == "one" else "rounds"
-            print(f"{K:>3} {label:>9} " + " ".join(f"{r:7.4f}" for r in curve))
-    all_one = np.mean([c for rows in table.values() for c in rows["one"]], axis=0)
-    all_rounds = np.mean([c for rows in table.values() for c in rows["rounds"]], axis=0)
-    print(f"{'all':>3} {'one-shot':>9} " + " ".join(f"{r:7.4f}" for r in all_one))
-    print(f"{'all':>3} {'rounds':>9} " + " ".join(f"{r:7.4f}" for r in all_rounds))
-    print()
     summary = {}
-    for target in (TARGET_REGRET, TARGET_REGRET / 2):
-        print(
-            f"runs to reach regret < {target} (mean; a world never reaching it counts "
-            f"2 x budget; reached/worlds), largest optimum weight, stopping rule's runs"
-        )
-        for K, rows in table.items():
-            one = [first_below(c, grid, target) for c in rows["one"]]
-            rnd = [first_below(c, grid, target) for c in rows["rounds"]]
-            summary[(K, target)] = {"one": one, "rounds": rnd, "stop": rows["stop"]}
-            print(
-                f"K={K}: one-shot {_fmt_runs(one, args.budget)}  "
-                f"rounds {_fmt_runs(rnd, args.budget)}"
-                f"  optimum max weight {np.round(rows['opt_max'], 2).tolist()}"
-                f"  stop at {rows['stop']}"
-            )
+    for noise in args.noises:
+        for size in args.round_sizes:
+            for first in args.first_rounds:
+                print(
+                    f"\nnoise {noise}; rounds of {size}, first round {first} "
+                    f"({'2 x round size' if first == 'default' else 'max(K + 1, round size)'});"
+                    f" acquisition {args.acquisition}; mean regret over {args.seeds} seeds "
+                    f"(true loss at the recommendation - true optimum, nats)"
+                )
+                rows = run_setting(args, noise, size, first, grid)
+                summary[(noise, size, first)] = print_setting(rows, grid, args.budget)
     print(f"\n{time.perf_counter() - t0:.0f} s")
     return summary
 

@@ -70,6 +70,13 @@ Defaults, and why
   size, level at 48 (0.0028 / 0.0025); ahead on K = 3 and 7, behind on K = 5 (0.0064 against
   0.0046 at 24 runs). The lead is fragile: 5 centres, a global fraction of 0.5 or a min distance
   factor of 0.5 give 0.0078-0.0090 at 24 runs, behind one-shot (README, "Swarms in rounds").
+  A smaller round 1 (``first_round_size``, e.g. ``max(K + 1, round_size)`` as in batch BO
+  practice) was judged on every setting of ``bench/rounds_synthetic.py`` at once (K = 3, 5, 7 x
+  8 seeds, noise 0.005 / 0.01 / 0.02, rounds of 4 and 8): it does not make rounds need fewer
+  runs than a one-shot swarm (README, "Swarms in rounds", for the figures), so the default
+  stays; so did, on the noise-0.01 worlds, giving the batch's first slot to the predicted
+  optimum (exploitation), a region fixed at half the simplex (a TuRBO-like trust region that
+  does not shrink by round), half the candidates global, and LCB.
 * ``n_candidates = 2000``: candidate scoring is ~1 ms per 1,000 candidates for a GP on tens of
   runs; more candidates do not change the synthetic curves (bench).
 
@@ -420,13 +427,19 @@ def should_stop(
     return True
 
 
-def round_sizes(total_budget: int, round_size: int) -> list[int]:
-    """Runs per round: round 1 takes ``FIRST_ROUND_FACTOR x round_size`` (at most the budget),
-    every later round ``round_size``, the last one what is left."""
+def round_sizes(
+    total_budget: int, round_size: int, first_round_size: int | None = None
+) -> list[int]:
+    """Runs per round: round 1 takes ``first_round_size`` (default ``FIRST_ROUND_FACTOR x
+    round_size``; at most the budget), every later round ``round_size``, the last one what is
+    left."""
     total, size = int(total_budget), int(round_size)
     if size < 1 or total < 1 or size > total:
         raise ValueError("need 1 <= round_size <= total_budget")
-    first = min(total, FIRST_ROUND_FACTOR * size)
+    first_size = FIRST_ROUND_FACTOR * size if first_round_size is None else int(first_round_size)
+    if first_size < 1:
+        raise ValueError("need first_round_size >= 1")
+    first = min(total, first_size)
     out = [first] + [size] * ((total - first) // size)
     if (total - first) % size:
         out.append((total - first) % size)
@@ -457,12 +470,13 @@ def run_rounds(
     tol: float = DEFAULT_TOL,
     patience: int = DEFAULT_PATIENCE,
     random_state: int = 0,
+    first_round_size: int | None = None,
     **round_params: Any,
 ) -> RoundsResult:
     """Run the whole loop against ``evaluate(W) -> losses`` (a simulator, or a benchmark's
     trainer): the rounds of :func:`round_sizes` (round 1 space-filling) until ``total_budget``
     runs or the stopping rule."""
-    sizes = round_sizes(total_budget, round_size)
+    sizes = round_sizes(total_budget, round_size, first_round_size)
     first = sizes[0]
     X = first_round(
         prior, first, constraints=constraints, domains=domains, random_state=random_state

@@ -107,3 +107,24 @@ def test_run_rounds_stops_early_on_a_flat_world():
     )
     assert res.stopped_early
     assert len(res.y) < 64
+
+
+def test_first_round_size_option():
+    assert rounds.round_sizes(20, 4, first_round_size=6) == [6, 4, 4, 4, 2]
+    assert rounds.round_sizes(20, 4, first_round_size=30) == [20]
+    with pytest.raises(ValueError, match="first_round_size"):
+        rounds.round_sizes(20, 4, first_round_size=0)
+    world = make_world(3, 0, noise=0.0)
+    res = rounds.run_rounds(
+        world.truth, np.ones(3), 14, 4, first_round_size=6, early_stop=False, random_state=0
+    )
+    assert res.n_after_round == [6, 10, 14]
+    assert len(res.y) == 14
+
+
+def test_bench_credits_rounds_only_with_runs_trained():
+    from bench.rounds_synthetic import on_grid
+
+    curve = on_grid([0.05, 0.02, 0.01], [6, 10, 14], [4, 8, 12, 16])
+    assert np.isnan(curve[0])
+    assert curve[1:] == [0.05, 0.02, 0.01]
