@@ -30,7 +30,7 @@ DATA_ROOTS = [Path(_HOME) / "data", REPO / "tests" / "fixtures" / "corpora", Pat
 os.environ["MIXOPT_DATA_ROOTS"] = os.pathsep.join(map(str, DATA_ROOTS))
 os.environ.pop("MIXOPT_ADMIN_DATA_ROOTS", None)
 #: swarm queues must be configured ones (MIXOPT_QUEUES): these are the ones tests route jobs to
-os.environ["MIXOPT_QUEUES"] = "default,gpu,killtest,faults,gpu-a,gpu-b,valpar"
+os.environ["MIXOPT_QUEUES"] = "default,gpu,killtest,faults,gpu-a,gpu-b,valpar,idle"
 
 REGMIX_DIR = REPO / "mixopt" / "data" / "regmix"
 

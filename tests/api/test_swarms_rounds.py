@@ -10,6 +10,8 @@ from tests.factories import CORPORA
 from tests.factories import CORPUS_DOMAINS as DOMAINS
 
 _BASE = {"strategy": "rounds", "train_steps": 10, "preset": "micro"}
+#: a queue of MIXOPT_QUEUES (tests/conftest.py) that no worker of the test session consumes
+IDLE_QUEUE = "idle"
 
 
 def _trainable(client, admin) -> dict:
@@ -76,10 +78,10 @@ def test_a_rounds_swarm_plans_round_one_and_its_rounds_job(client, admin):
 
 
 def test_cancelling_a_rounds_swarm_cancels_its_rounds_training_and_their_runs(client, admin):
-    """No worker here: every job stays pending. Cancelling the rounds job cancels the training
-    jobs of its round and their runs, which would otherwise stay queued for ever."""
+    """On a queue no worker consumes every job stays pending. Cancelling the rounds job cancels
+    the training jobs of its round and their runs, which would otherwise stay queued for ever."""
     p = _trainable(client, admin)
-    body = {**_BASE, "total_budget": 10, "round_size": 3, "tag": "c"}
+    body = {**_BASE, "total_budget": 10, "round_size": 3, "tag": "c", "queue": IDLE_QUEUE}
     acc = client.post(f"/v1/projects/{p['id']}/swarms", json=body, headers=admin).json()
     r = client.post(f"/v1/jobs/{acc['rounds_job']['id']}/cancel", headers=admin)
     assert r.status_code == 200, r.text
@@ -98,7 +100,7 @@ def test_cancelling_a_rounds_swarm_cancels_its_rounds_training_and_their_runs(cl
 
 def test_cancelling_one_pending_training_job_cancels_its_run(client, admin):
     p = _trainable(client, admin)
-    body = {"count": 2, "train_steps": 10, "preset": "micro", "tag": "one"}
+    body = {"count": 2, "train_steps": 10, "preset": "micro", "tag": "one", "queue": IDLE_QUEUE}
     acc = client.post(f"/v1/projects/{p['id']}/swarms", json=body, headers=admin).json()
     first, second = acc["jobs"][0], acc["jobs"][1]
     assert client.post(f"/v1/jobs/{first['id']}/cancel", headers=admin).status_code == 200

@@ -104,14 +104,12 @@ def test_too_few_runs():
         MixingLaw(**FAST).fit(X, Y)
 
 
-def test_default_fit_is_fast_on_regmix_sized_problem():
-    import time
-
+def test_default_fit_recovers_a_regmix_sized_problem():
+    # its speed is a benchmark's (bench/fit_speed.py), not a timed unit test's: a CPU-time bound
+    # here failed on a loaded CI machine
     rng = np.random.default_rng(5)
     X = rng.dirichlet(np.full(17, 0.3), size=512)
     t = rng.normal(0, 1, 17)
     y = 3.0 + np.exp(X @ t) + rng.normal(0, 0.01, 512)
-    t0 = time.process_time()
     m = MixingLaw().fit(X, y)  # the paper's 6000 starts
-    assert time.process_time() - t0 < 3.0
     assert np.mean(np.abs(m.predict(X)[:, 0] - y)) < 0.02
