@@ -65,11 +65,13 @@ Defaults, and why
 * ``FIRST_ROUND_FACTOR = 2`` (round 1 = 2 x round size): CLIMB's 64 / 32 ratio. With a first
   round of one round size, the rounds on ``bench/rounds_synthetic.py``'s worlds were ahead at
   16 runs but behind from 24 on (K = 5, 7: a GP on 8 runs in 5-7 dimensions centres the region
-  on the wrong mixture). With two (24 worlds, rounds of 8): mean true regret 0.0052 / 0.0039 /
-  0.0029 at 24 / 32 / 40 runs against 0.0062 / 0.0054 / 0.0050 for a one-shot swarm of the same
-  size, level at 48 (0.0028 / 0.0025); ahead on K = 3 and 7, behind on K = 5 (0.0064 against
-  0.0046 at 24 runs). The lead is fragile: 5 centres, a global fraction of 0.5 or a min distance
-  factor of 0.5 give 0.0078-0.0090 at 24 runs, behind one-shot (README, "Swarms in rounds").
+  on the wrong mixture). With two (24 worlds, rounds of 8, noise 0.01): mean true regret
+  0.0102 / 0.0052 / 0.0039 / 0.0029 at 16 / 24 / 32 / 40 runs against 0.0130 / 0.0064 / 0.0039
+  / 0.0046 for a one-shot swarm of the same size; ahead at 16-24 runs at noise 0.005 and 0.02
+  too, behind there from 32 runs; the runs to a regret below 0.01 are not fewer (mean 21.0
+  against 15.7 at noise 0.01: round 1 alone is 16). The lead is fragile: 5 centres, a global
+  fraction of 0.5 or a min distance factor of 0.5 give 0.0078-0.0090 at 24 runs, behind
+  one-shot (README, "Swarms in rounds").
   A smaller round 1 (``first_round_size``, e.g. ``max(K + 1, round_size)`` as in batch BO
   practice) was judged on every setting of ``bench/rounds_synthetic.py`` at once (K = 3, 5, 7 x
   8 seeds, noise 0.005 / 0.01 / 0.02, rounds of 4 and 8): it does not make rounds need fewer
