@@ -86,6 +86,8 @@ def create_job(
 
 #: kind of the job that plans the later rounds of a rounds swarm (app.services.swarms)
 ROUNDS_KIND = "swarm_rounds"
+#: a run in one of these is done with (a rounds swarm's round waits for the others)
+RUN_DONE = ("succeeded", "failed", "cancelled")
 
 
 def request_cancel(session: Session, job: Job) -> Job:
@@ -124,7 +126,7 @@ def _cancel(session: Session, job: Job, why: str = "") -> None:
     if job.kind == "train":  # its run would otherwise stay queued: no worker will take the job
         run_id = (job.params or {}).get("run_id")
         run = session.get(Run, run_id) if isinstance(run_id, int) else None
-        if run is not None and run.status not in ("succeeded", "failed", "cancelled"):
+        if run is not None and run.status not in RUN_DONE:
             run.status, run.error = "cancelled", job.message
 
 

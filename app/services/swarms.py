@@ -48,7 +48,7 @@ def _prior(project: Project) -> np.ndarray:
 
 
 #: a run of a rounds swarm in one of these is done with (its round waits for the others)
-RUN_DONE = ("succeeded", "failed", "cancelled")
+RUN_DONE = job_service.RUN_DONE
 #: kind of the job that plans the later rounds of a rounds swarm
 ROUNDS_KIND = job_service.ROUNDS_KIND
 

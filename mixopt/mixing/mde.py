@@ -622,14 +622,27 @@ class MDERegression(MDEEstimator):
             [self._predict_one(m, Z) for m, Z in zip(self.models_, Zs, strict=True)]
         )
 
-    def _residual_state(self) -> dict[str, Any]:
-        return {"calibration": [list(c) for c in self.calibration_]}
+    def _dump_model(self, model: Any) -> Any:
+        """One target's fitted regressor as JSON (subclasses whose models are objects)."""
+        return model
 
-    def _load_residual(self, state: dict[str, Any]) -> None:
+    def _load_model(self, state: Any) -> Any:
+        return state
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            **self._base_state(),
+            "calibration": [list(c) for c in self.calibration_],
+            "models": [self._dump_model(m) for m in self.models_],
+        }
+
+    def _load(self, state: dict[str, Any]) -> None:
+        self._load_base(state)
         # a state stored before ``residual`` regressed the loss itself: no calibration
         cal = state.get("calibration")
         n = len(self.target_cols_)
         self.calibration_ = [(float(a), float(b)) for a, b in cal] if cal else [(0.0, 0.0)] * n
+        self.models_ = [self._load_model(m) for m in state["models"]]
 
 
 @register("mde_linear")
@@ -682,14 +695,6 @@ class MDELinear(MDERegression):
     def law_summary(self) -> dict[str, Any] | None:
         return {"alpha": [m["alpha"] for m in self.models_]}
 
-    def _state(self) -> dict[str, Any]:
-        return {**self._base_state(), **self._residual_state(), "models": self.models_}
-
-    def _load(self, state: dict[str, Any]) -> None:
-        self._load_base(state)
-        self._load_residual(state)
-        self.models_ = list(state["models"])
-
 
 @register("mde_gp")
 class MDEGP(MDERegression):
@@ -741,17 +746,11 @@ class MDEGP(MDERegression):
         w = objective_vector(weights, S.shape[1])
         return np.sqrt((S**2) @ (w**2))
 
-    def _state(self) -> dict[str, Any]:
-        return {
-            **self._base_state(),
-            **self._residual_state(),
-            "models": [m.to_state() for m in self.models_],
-        }
+    def _dump_model(self, model: Any) -> Any:
+        return model.to_state()
 
-    def _load(self, state: dict[str, Any]) -> None:
-        self._load_base(state)
-        self._load_residual(state)
-        self.models_ = [GaussianProcessMixing.from_state(s) for s in state["models"]]
+    def _load_model(self, state: Any) -> Any:
+        return GaussianProcessMixing.from_state(state)
 
 
 @register("mde_lgbm")
@@ -795,14 +794,8 @@ class MDELGBM(MDERegression):
             n_estimators=int(self.n_estimators), random_state=int(self.random_state)
         ).fit(Z, y)
 
-    def _state(self) -> dict[str, Any]:
-        return {
-            **self._base_state(),
-            **self._residual_state(),
-            "models": [m.to_state() for m in self.models_],
-        }
+    def _dump_model(self, model: Any) -> Any:
+        return model.to_state()
 
-    def _load(self, state: dict[str, Any]) -> None:
-        self._load_base(state)
-        self._load_residual(state)
-        self.models_ = [RegMixLGBM.from_state(s) for s in state["models"]]
+    def _load_model(self, state: Any) -> Any:
+        return RegMixLGBM.from_state(state)
