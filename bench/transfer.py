@@ -24,6 +24,19 @@ Protocols (each a list of :class:`Case`):
   (Spearman; the losses are at another scale so only the rank is meaningful).
 * ``regmix`` (within scale): 5-fold CV Spearman (folds grouped by mixture) on random subsets of
   64/128 RegMix runs.
+* ``ensemble`` (``auto``'s cross-scale rule, issue 23 item 4): on the leave-largest-out cases
+  whose training runs span >= 3 sizes, each candidate's "fit on the smaller, predict the
+  largest" predictions choose one estimator (``select``, what ``auto`` does), an ensemble of
+  those whose held-out squared errors are not significantly larger than the best's (paired
+  one-sided t-test at the trust module's 5%; equal or inverse-MSE weights), inverse-MSE weights
+  over all, or a convex stack (Breiman 1996); each is scored at the held-out size against the
+  best single estimator.
+
+``--targets per_domain`` fits every validation domain's loss as its own target (laws and
+estimators per domain, as Ye et al. 2024 fit them; the objective is the same weighted loss),
+instead of the weighted loss as one target. The leave-largest-out table splits the error on
+new mixtures into those inside the convex hull of the training mixtures and those outside
+(extrapolation across mixtures).
 
 Every row is printed per setting and pooled (mean over cases; ``sd`` over seeds / subsets).
 Seeds change the law fits' random starts and the estimators' seeds, and for seed > 0 leave a
@@ -38,7 +51,8 @@ Function API (stable; ``auto``'s rule is chosen with it)::
     steps_errors(setting, ratio=3.0) -> [{"run", "size", "cut", "last", "rel_error"}]
 
     .venv/bin/python -m bench.transfer [--quick] [--seeds 3] [--estimators ...] [--no-auto]
-        [--protocols steps size single regmix] [--regmix-sizes 64 128]
+        [--protocols steps size single regmix ensemble] [--regmix-sizes 64 128]
+        [--targets weighted|per_domain]
 
 Time on the shared 2-core machine (load 8-12): ``--quick`` (seed 0, no ``auto``) about 50 s;
 ``--seeds 3 --protocols steps size single`` with ``auto`` 685 s wall (141 s CPU; ``auto``
@@ -102,9 +116,14 @@ class Run:
     mixture: list[float]
     params: float
     curve: list[tuple[int, float]]  # (step, weighted loss), sorted by step
+    #: (step, loss per validation domain in :func:`domain_weights` order), same steps as curve
+    domain_curve: list[tuple[int, tuple[float, ...]]] = field(default_factory=list)
 
     def at(self, step: int) -> float | None:
         return dict(self.curve).get(step)
+
+    def at_domains(self, step: int) -> tuple[float, ...] | None:
+        return dict(self.domain_curve).get(step)
 
 
 @dataclass
@@ -153,16 +172,33 @@ def _load_all(data_dir: str) -> dict[str, dict[str, list[Run]]]:
             continue
         doms = sorted(domains[setting])
         tot = sum(weights[v] for v in doms)
-        pts = [
-            (s, sum(weights[v] * L[v] for v in doms) / tot)
-            for s, L in sorted(curve.items())
-            if len(L) == len(doms)
-        ]
+        full = [(s, L) for s, L in sorted(curve.items()) if len(L) == len(doms)]
+        pts = [(s, sum(weights[v] * L[v] for v in doms) / tot) for s, L in full]
+        per = [(s, tuple(L[v] for v in doms)) for s, L in full]
         if pts:
             out[setting][size].append(
-                Run(rid, mixture[(setting, size, rid)], NON_EMBEDDING[size], pts)
+                Run(rid, mixture[(setting, size, rid)], NON_EMBEDDING[size], pts, per)
             )
     return {k: dict(v) for k, v in out.items()}
+
+
+@lru_cache(maxsize=8)
+def _domain_weights(data_dir: str, setting: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    d = Path(data_dir)
+    weights = json.loads((d / "valid_weight.json").read_text())
+    doms: set[str] = set()
+    with open(d / "tidy_long.csv") as f:
+        doms = {r["valid_domain"] for r in csv.DictReader(f) if r["setting"] == setting}
+    names = tuple(sorted(doms))
+    tot = sum(weights[v] for v in names)
+    return names, tuple(weights[v] / tot for v in names)
+
+
+def domain_weights(setting: str, data_dir: Path = MIXINGLAWS) -> tuple[list[str], np.ndarray]:
+    """The setting's validation domains (sorted) and their ``valid_weight.json`` weights,
+    renormalised: the weighted loss every protocol predicts is ``losses @ weights``."""
+    names, w = _domain_weights(str(data_dir), setting)
+    return list(names), np.array(w)
 
 
 def load_setting(name: str, data_dir: Path = MIXINGLAWS) -> dict[str, list[Run]]:
@@ -260,19 +296,35 @@ def cases(protocol: str, setting: str, data_dir: Path = MIXINGLAWS) -> list[Case
 
 
 # -- evaluation -----------------------------------------------------------------------------------
-def _train_arrays(train: list[Run], max_step: int):
-    """Runs' mixtures, final loss at min(last step, max_step), steps, params, curves."""
+def _targets(setting: str, targets: str) -> tuple[list[str], np.ndarray]:
+    """Target names and objective weights: ``"weighted"`` one target (the weighted loss),
+    ``"per_domain"`` one per validation domain (what Ye et al. 2024 fit their laws on, Eq. 1
+    per domain; the objective is their ``valid_weight.json`` combination)."""
+    if targets == "weighted":
+        return ["loss"], np.array([1.0])
+    if targets == "per_domain":
+        return domain_weights(setting)
+    raise ValueError(f"unknown targets {targets!r}: weighted or per_domain")
+
+
+def _train_arrays(train: list[Run], max_step: int, targets: str = "weighted"):
+    """Runs' mixtures, final loss(es) at min(last step, max_step), steps, params, curves."""
     X, Y, S, P, C = [], [], [], [], []
+    names = ["loss"]
     for r in train:
-        cur = [(s, v) for s, v in r.curve if s <= max_step]
+        if targets == "per_domain":
+            names = [f"v{i}" for i in range(len(r.domain_curve[0][1]))]
+            cur: list = [(s, list(v)) for s, v in r.domain_curve if s <= max_step]
+        else:
+            cur = [(s, [v]) for s, v in r.curve if s <= max_step]
         if not cur:
             continue
         X.append(r.mixture)
-        Y.append([cur[-1][1]])
+        Y.append(cur[-1][1])
         S.append(float(cur[-1][0]))
         P.append(r.params)
-        C.append([(s, {"loss": v}) for s, v in cur[:-1]])
-    return np.array(X), np.array(Y), np.array(S), np.array(P), C
+        C.append([(s, dict(zip(names, v, strict=True))) for s, v in cur[:-1]])
+    return np.array(X), np.array(Y), np.array(S), np.array(P), C, names
 
 
 def _subset(train: list[Run], seed: int) -> list[Run]:
@@ -288,11 +340,11 @@ def _subset(train: list[Run], seed: int) -> list[Run]:
 _PREP_CACHE: dict = {}
 
 
-def _prepared(case: Case, seed: int):
+def _prepared(case: Case, seed: int, targets: str = "weighted"):
     """prepare_at_scale per target budget (cached: every estimator reuses the laws)."""
-    key = (case.setting, case.label, seed)
+    key = (case.setting, case.label, seed, targets)
     if key not in _PREP_CACHE:
-        X, Y, S, P, C = _train_arrays(_subset(case.train, seed), case.max_step)
+        X, Y, S, P, C, names = _train_arrays(_subset(case.train, seed), case.max_step, targets)
         laws: dict = {}
         preps: dict = {}
         t0 = time.perf_counter()
@@ -301,7 +353,7 @@ def _prepared(case: Case, seed: int):
                 preps[s] = prepare_at_scale(
                     X,
                     Y,
-                    targets=["loss"],
+                    targets=names,
                     model_params=P,
                     steps=S,
                     curves=C,
@@ -337,19 +389,23 @@ def _metrics(pred: np.ndarray, actual: np.ndarray, lower=None, upper=None) -> di
     return out
 
 
-def _fit_predict(name: str, params: dict, Xf, Yf, Xq, seed: int):
-    """An estimator fitted on (Xf, Yf) predicts Xq, with a 90% interval when it has one."""
+def _fit_predict(name: str, params: dict, Xf, Yf, Xq, seed: int, w=None):
+    """An estimator fitted on (Xf, Yf) predicts the objective ``Y @ w`` at Xq."""
     p = dict(params)
     if name in ("gp", "law_gp", "regmix_lgbm", "auto") and "random_state" not in p:
         p["random_state"] = seed
+    w = np.array([1.0]) if w is None else np.asarray(w, dtype=float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = get_estimator(name, **p).fit(Xf, Yf)
-        return np.asarray(est.predict(Xq), dtype=float)[:, 0]
+        return np.asarray(est.predict(Xq), dtype=float) @ w
 
 
-def _evaluate_nested(case: Case, name: str, params: dict, seed: int) -> dict[str, Any]:
-    preps, prep_s = _prepared(case, seed)
+def _evaluate_nested(
+    case: Case, name: str, params: dict, seed: int, targets: str = "weighted"
+) -> dict[str, Any]:
+    preps, prep_s = _prepared(case, seed, targets)
+    w = _targets(case.setting, targets)[1]
     t0 = time.perf_counter()
     Xh = np.array([r.mixture for r in case.held])
     pred = np.full(len(case.held), np.nan)
@@ -359,8 +415,8 @@ def _evaluate_nested(case: Case, name: str, params: dict, seed: int) -> dict[str
         if isinstance(prep, Exception):
             return {"status": "refused", "reason": str(prep)}
         rows = [i for i, t in enumerate(case.target_steps) if t == s]
-        pred[rows] = _fit_predict(name, params, prep.X, prep.Y, Xh[rows], seed)
-        band = _chain_band(prep, name, params, seed)
+        pred[rows] = _fit_predict(name, params, prep.X, prep.Y, Xh[rows], seed, w)
+        band = _chain_band(prep, name, params, seed, w)
         if band is not None:
             lower[rows], upper[rows], _ = chain_interval(pred[rows], band[0], band[1], LEVEL)
     have = bool(np.all(np.isfinite(lower)))
@@ -375,14 +431,18 @@ def _evaluate_nested(case: Case, name: str, params: dict, seed: int) -> dict[str
     return out
 
 
-def _chain_band(prep, name: str, params: dict, seed: int):
+def _chain_band(prep, name: str, params: dict, seed: int, w=None):
     """``(relative chain sd, estimator sd)`` of the 90% interval: the laws' chain sd
     (``prep.Y_sd``, relative RMS over the mixtures) and the estimator's 5-fold CV error on the
     extrapolated losses (as a sd: sqrt(pi/2) x MAE), combined by
     :func:`mixopt.mixing.nested.chain_interval` (what ``pipeline.predict_interval`` does)."""
     if getattr(prep, "Y_sd", None) is None:
         return None
-    rel = float(np.sqrt(np.mean(np.square(prep.Y_sd / np.abs(prep.Y)))))
+    w = np.array([1.0]) if w is None else np.asarray(w, dtype=float)
+    y = prep.Y @ w
+    # the objective's chain sd: the targets' relative sds combined with the weights (fully
+    # correlated: the same laws' errors move every domain of a run together)
+    rel = float(np.sqrt(np.mean(np.square((prep.Y_sd @ np.abs(w)) / np.abs(y)))))
     p = dict(params)
     if name in ("gp", "law_gp", "regmix_lgbm") and "random_state" not in p:
         p["random_state"] = seed
@@ -390,7 +450,12 @@ def _chain_band(prep, name: str, params: dict, seed: int):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cv = cross_validate(
-                get_estimator(name, **p), prep.X, prep.Y, n_folds=5, random_state=seed
+                get_estimator(name, **p),
+                prep.X,
+                prep.Y,
+                objective_weights=w if w.size > 1 else None,
+                n_folds=5,
+                random_state=seed,
             )
         est_sd = np.sqrt(np.pi / 2) * float(cv["pooled"]["mae"])
     except ValueError:
@@ -398,10 +463,13 @@ def _chain_band(prep, name: str, params: dict, seed: int):
     return rel, est_sd
 
 
-def _evaluate_pipeline(case: Case, name: str, params: dict, seed: int) -> dict[str, Any]:
+def _evaluate_pipeline(
+    case: Case, name: str, params: dict, seed: int, targets: str = "weighted"
+) -> dict[str, Any]:
     """Through :func:`mixopt.mixing.pipeline.fit_estimator` (what the API does): ``auto``
     selects with the pipeline's cross-scale validation when the target lies beyond the runs."""
-    X, Y, S, P, C = _train_arrays(_subset(case.train, seed), case.max_step)
+    X, Y, S, P, C, names = _train_arrays(_subset(case.train, seed), case.max_step, targets)
+    w = _targets(case.setting, targets)[1]
     Xh = np.array([r.mixture for r in case.held])
     pred = np.full(len(case.held), np.nan)
     lower = np.full(len(case.held), np.nan)
@@ -419,7 +487,8 @@ def _evaluate_pipeline(case: Case, name: str, params: dict, seed: int) -> dict[s
                     X,
                     Y,
                     domains=[f"d{k}" for k in range(X.shape[1])],
-                    targets=["loss"],
+                    targets=names,
+                    objective_weights=w.tolist() if w.size > 1 else None,
                     random_state=seed,
                     model_params=P,
                     steps=S,
@@ -447,10 +516,16 @@ def _interval(fit: dict, Xq: np.ndarray) -> dict[str, Any]:
     )
 
 
-def _evaluate_single(case: Case, name: str, params: dict, seed: int) -> dict[str, Any]:
+def _evaluate_single(
+    case: Case, name: str, params: dict, seed: int, targets: str = "weighted"
+) -> dict[str, Any]:
     train = _subset(case.train, seed)
     X = np.array([r.mixture for r in train])
-    Y = np.array([[r.at(case.max_step)] for r in train])
+    names, w = _targets(case.setting, targets)
+    if targets == "per_domain":
+        Y = np.array([r.at_domains(case.max_step) for r in train])
+    else:
+        Y = np.array([[r.at(case.max_step)] for r in train])
     Xh = np.array([r.mixture for r in case.held])
     t0 = time.perf_counter()
     try:
@@ -463,12 +538,13 @@ def _evaluate_single(case: Case, name: str, params: dict, seed: int) -> dict[str
                     X,
                     Y,
                     domains=[f"d{k}" for k in range(X.shape[1])],
-                    targets=["loss"],
+                    targets=[f"v{i}" for i in range(Y.shape[1])],
+                    objective_weights=w.tolist() if w.size > 1 else None,
                     random_state=seed,
                 )
             pred = np.asarray(pipeline.predict(fit["state"], Xh)["objective"], dtype=float)
         else:
-            pred = _fit_predict(name, params, X, Y, Xh, seed)
+            pred = _fit_predict(name, params, X, Y, Xh, seed, w)
     except ValueError as exc:
         return {"status": "refused", "reason": str(exc)}
     rho = float(spearmanr(case.actual, pred)[0]) if np.ptp(pred) > 0 else None
@@ -476,7 +552,13 @@ def _evaluate_single(case: Case, name: str, params: dict, seed: int) -> dict[str
 
 
 def evaluate(
-    case: Case, estimator: str, params: dict | None = None, seed: int = 0, *, via: str = "auto"
+    case: Case,
+    estimator: str,
+    params: dict | None = None,
+    seed: int = 0,
+    *,
+    via: str = "auto",
+    targets: str = "weighted",
 ) -> dict[str, Any]:
     """Metrics of ``estimator`` on ``case``: ``{"status": "ok", "n", "mean_rel_error",
     "max_rel_error", "signed_rel_error", "spearman", "coverage", "seconds", ...}`` (``single``
@@ -485,15 +567,17 @@ def evaluate(
     ``via``: ``"direct"`` fits the estimator on the nested pipeline's extrapolated losses (the
     laws computed once per case and seed, shared by estimators); ``"pipeline"`` goes through
     :func:`mixopt.mixing.pipeline.fit_estimator` (``auto``'s selection and the API's interval);
-    ``"auto"``: pipeline for ``auto``, direct otherwise.
+    ``"auto"``: pipeline for ``auto``, direct otherwise. ``targets``: ``"weighted"`` fits the
+    weighted validation loss as one target; ``"per_domain"`` fits every validation domain's
+    loss (laws and estimators per domain, as Ye et al. 2024 do) and predicts their weighted sum.
     """
     params = dict(params or {})
     if case.protocol == "single":
-        return _evaluate_single(case, estimator, params, seed)
+        return _evaluate_single(case, estimator, params, seed, targets)
     if via == "pipeline" or (via == "auto" and estimator == "auto"):
-        out = _evaluate_pipeline(case, estimator, params, seed)
+        out = _evaluate_pipeline(case, estimator, params, seed, targets)
     else:
-        out = _evaluate_nested(case, estimator, params, seed)
+        out = _evaluate_nested(case, estimator, params, seed, targets)
     if out.get("status") == "ok":
         out.update(_seen_split(case, seed, np.asarray(out["predictions"])))
     return out
@@ -506,11 +590,28 @@ def _seen_split(case: Case, seed: int, pred: np.ndarray) -> dict[str, Any]:
     trained = {tuple(np.round(r.mixture, 6)) for r in _subset(case.train, seed)}
     seen = np.array([tuple(np.round(r.mixture, 6)) in trained for r in case.held])
     rel = np.abs(pred - case.actual) / case.actual
+    T = np.array(sorted(trained))
+    inside = np.array([_in_hull(T, np.array(r.mixture)) for r in case.held])
+    new_in, new_out = ~seen & inside, ~seen & ~inside
     return {
         "n_seen": int(seen.sum()),
         "rel_error_seen": float(rel[seen].mean()) if seen.any() else None,
         "rel_error_new": float(rel[~seen].mean()) if (~seen).any() else None,
+        "n_new_out": int(new_out.sum()),
+        "rel_error_new_in": float(rel[new_in].mean()) if new_in.any() else None,
+        "rel_error_new_out": float(rel[new_out].mean()) if new_out.any() else None,
     }
+
+
+def _in_hull(T: np.ndarray, x: np.ndarray, tol: float = 1e-7) -> bool:
+    """Whether mixture ``x`` is a convex combination of the training mixtures ``T`` (an LP
+    feasibility problem): outside, every estimator extrapolates across mixtures."""
+    from scipy.optimize import linprog
+
+    A = np.vstack([T.T, np.ones(len(T))])
+    b = np.append(x, 1.0)
+    res = linprog(np.zeros(len(T)), A_eq=A, b_eq=b, bounds=(0, None), method="highs")
+    return bool(res.status == 0 and np.allclose(A @ res.x, b, atol=tol * 100))
 
 
 # -- steps law alone --------------------------------------------------------------------------
@@ -613,6 +714,150 @@ def regmix_cv(
     }
 
 
+# -- auto's cross-scale rule: select, ensemble or stack --------------------------------------------
+#: rules scored by :func:`ensemble_rules` (issue 23, item 4: "selects, weights or stacks the
+#: candidates by their leave-largest-out error")
+ENSEMBLE_RULES = ("select", "tied_equal", "tied_inv_mse", "all_inv_mse", "stack")
+
+
+def _cross_scale_table(case: Case, names: list[str], seed: int, targets: str) -> dict | None:
+    """Every candidate's "fit on the smaller, predict the largest" predictions on the case's
+    training runs (what ``auto`` selects on): ``{name: {"pred", "actual", "spearman", "mae"}}``,
+    or None when the runs cannot test it (fewer than 3 sizes)."""
+    from mixopt.mixing.nested import cross_scale_validate
+
+    X, Y, S, P, C, tnames = _train_arrays(_subset(case.train, seed), case.max_step, targets)
+    w = _targets(case.setting, targets)[1]
+    cache: dict = {}
+    out = {}
+    for name in names:
+        p = {"random_state": seed} if name in ("gp", "law_gp", "regmix_lgbm") else {}
+
+        def fit_predict(Xc, Yc, name=name, p=p):
+            e = get_estimator(name, **p).fit(Xc, Yc, targets=tnames)
+            return lambda Z: np.asarray(e.predict(Z), dtype=float) @ w
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cs = cross_scale_validate(
+                fit_predict,
+                X,
+                Y,
+                targets=tnames,
+                objective_weights=w,
+                model_params=P,
+                steps=S,
+                curves=C,
+                random_state=seed,
+                _prepared=cache,
+            )
+        if cs.get("status") != "ok":
+            return None
+        out[name] = {
+            "pred": np.array([q["predicted"] for q in cs["predictions"]]),
+            "actual": np.array([q["actual"] for q in cs["predictions"]]),
+            "spearman": cs["spearman"],
+            "mae": cs["mae"],
+        }
+    return out
+
+
+def _rule_weights(table: dict, rule: str) -> dict[str, float]:
+    """Weights of the candidates under ``rule`` from their cross-scale predictions: ``select``
+    the best Spearman (``auto`` today, :func:`mixopt.mixing.auto.choose`); ``tied_*`` the best and
+    every candidate whose squared errors are not significantly larger (paired one-sided t-test
+    at :data:`~mixopt.mixing.trust.RANK_ALPHA`), equal or inverse-MSE weights; ``all_inv_mse``
+    every candidate, weights 1/MSE; ``stack`` convex weights minimising the squared error
+    (Breiman 1996, stacked regressions, with the weights on the simplex)."""
+    from scipy.optimize import minimize
+    from scipy.stats import ttest_rel
+
+    from mixopt.mixing.auto import choose
+    from mixopt.mixing.trust import RANK_ALPHA
+
+    names = list(table)
+    rows = [
+        {"name": k, "status": "ok", "cross_scale": {"spearman": v["spearman"], "mae": v["mae"]}}
+        for k, v in table.items()
+    ]
+    best = choose(rows, "cv", "cross_scale")["name"]
+    se = {k: (v["pred"] - v["actual"]) ** 2 for k, v in table.items()}
+    mse = {k: float(e.mean()) for k, e in se.items()}
+    if rule == "select":
+        return {best: 1.0}
+    if rule.startswith("tied"):
+        tied = [best] + [
+            k
+            for k in names
+            if k != best and ttest_rel(se[k], se[best], alternative="greater").pvalue > RANK_ALPHA
+        ]
+        raw = {k: 1.0 if rule == "tied_equal" else 1.0 / mse[k] for k in tied}
+    elif rule == "all_inv_mse":
+        raw = {k: 1.0 / mse[k] for k in names}
+    elif rule == "stack":
+        Pm = np.column_stack([table[k]["pred"] for k in names])
+        y = table[names[0]]["actual"]
+        res = minimize(
+            lambda a: float(np.sum((Pm @ a - y) ** 2)),
+            np.full(len(names), 1.0 / len(names)),
+            bounds=[(0.0, 1.0)] * len(names),
+            constraints=[{"type": "eq", "fun": lambda a: a.sum() - 1.0}],
+            method="SLSQP",
+        )
+        raw = dict(zip(names, np.clip(res.x, 0.0, None), strict=True))
+    else:
+        raise ValueError(f"unknown rule {rule!r}; known: {ENSEMBLE_RULES}")
+    tot = sum(raw.values())
+    return {k: v / tot for k, v in raw.items() if v > 0}
+
+
+def ensemble_rules(
+    estimators: list[str], seeds: list[int], targets: str = "weighted"
+) -> list[list[str]]:
+    """Each rule of :data:`ENSEMBLE_RULES` applied to the candidates' cross-scale predictions,
+    scored at the held-out size (leave-largest-out cases whose training runs span >= 3 sizes):
+    Spearman, its gap to the best single estimator's, and the mean relative error."""
+    rows = []
+    for setting in SETTINGS:
+        for case in cases("size", setting):
+            single = {
+                n: [evaluate(case, n, seed=s, targets=targets) for s in seeds] for n in estimators
+            }
+            best_single = max(
+                (float(np.mean([m["spearman"] for m in per])), n) for n, per in single.items()
+            )
+            per_rule: dict = defaultdict(lambda: defaultdict(list))
+            for i, seed in enumerate(seeds):
+                table = _cross_scale_table(case, estimators, seed, targets)
+                if table is None:
+                    break
+                for rule in ENSEMBLE_RULES:
+                    wts = _rule_weights(table, rule)
+                    pred = sum(a * np.asarray(single[k][i]["predictions"]) for k, a in wts.items())
+                    m = _metrics(np.asarray(pred), case.actual)
+                    per_rule[rule]["rho"].append(m["spearman"])
+                    per_rule[rule]["mre"].append(m["mean_rel_error"])
+                    per_rule[rule]["w"].append(wts)
+            if not per_rule:
+                rows.append([setting, case.label, "all", "n/a: runs span < 3 sizes", "", "", ""])
+                continue
+            for rule, d in per_rule.items():
+                rho = _agg(d["rho"])[0]
+                mean_w = {k: np.mean([w.get(k, 0.0) for w in d["w"]]) for k in estimators}
+                rows.append(
+                    [
+                        setting,
+                        case.label,
+                        rule,
+                        _fmt(rho),
+                        f"{(rho or 0.0) - best_single[0]:+.3f} ({best_single[1]})",
+                        _fmt(_agg(d["mre"])[0], True),
+                        " ".join(f"{k}:{v:.2f}" for k, v in mean_w.items() if v > 0),
+                    ]
+                )
+    return rows
+
+
 # -- table ---------------------------------------------------------------------------------------
 def _fmt(v, pct=False, width=7):
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
@@ -638,13 +883,15 @@ def _print_rows(title: str, header: list[str], rows: list[list[str]]) -> None:
         print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)), flush=True)
 
 
-def run_size(estimators: list[str], seeds: list[int]) -> dict:
+def run_size(estimators: list[str], seeds: list[int], targets: str = "weighted") -> dict:
     """Per (setting, case, estimator): metrics per seed."""
     res: dict = {}
     for setting in SETTINGS:
         for case in cases("size", setting):
             for name in estimators:
-                res[(setting, case.label, name)] = [evaluate(case, name, seed=s) for s in seeds]
+                res[(setting, case.label, name)] = [
+                    evaluate(case, name, seed=s, targets=targets) for s in seeds
+                ]
     return res
 
 
@@ -667,6 +914,7 @@ def print_size(res: dict, estimators: list[str]) -> None:
                     "",
                     "",
                     "",
+                    "",
                 ]
             )
             continue
@@ -677,6 +925,8 @@ def print_size(res: dict, estimators: list[str]) -> None:
         sec, _ = _agg([m["seconds"] for m in ok])
         seen, _ = _agg([m.get("rel_error_seen") for m in ok])
         new, _ = _agg([m.get("rel_error_new") for m in ok])
+        new_in, _ = _agg([m.get("rel_error_new_in") for m in ok])
+        new_out, _ = _agg([m.get("rel_error_new_out") for m in ok])
         rows.append(
             [
                 setting,
@@ -685,6 +935,8 @@ def print_size(res: dict, estimators: list[str]) -> None:
                 f"{_fmt(mre, True)} +-{_fmt(mre_sd, True, 6)}",
                 f"{_fmt(seen, True)} ({ok[0].get('n_seen', 0)})",
                 _fmt(new, True),
+                f"{_fmt(new_in, True)} / {_fmt(new_out, True)} "
+                f"({np.mean([m.get('n_new_out', 0) for m in ok]):.3g})",
                 _fmt(sgn, True),
                 f"{_fmt(rho)} +-{_fmt(rho_sd, False, 5)}",
                 _fmt(cov, True),
@@ -697,6 +949,8 @@ def print_size(res: dict, estimators: list[str]) -> None:
             pooled[name]["rho"].append(m["spearman"])
             pooled[name]["seen"].append(m.get("rel_error_seen"))
             pooled[name]["new"].append(m.get("rel_error_new"))
+            pooled[name]["new_in"].append(m.get("rel_error_new_in"))
+            pooled[name]["new_out"].append(m.get("rel_error_new_out"))
             if m["covered"] is not None:
                 pooled[name]["cov"].append((m["covered"], m["n"]))
     _print_rows(
@@ -708,6 +962,7 @@ def print_size(res: dict, estimators: list[str]) -> None:
             "mean |rel err|",
             "laws: seen mixtures (n)",
             "new mixtures",
+            "new: in hull / outside (n, mean over seeds)",
             "signed",
             "Spearman",
             "cov90",
@@ -729,6 +984,7 @@ def print_size(res: dict, estimators: list[str]) -> None:
                 _fmt(_agg(p["mre"])[0], True),
                 _fmt(_agg(p["seen"])[0], True),
                 _fmt(_agg(p["new"])[0], True),
+                f"{_fmt(_agg(p['new_in'])[0], True)} / {_fmt(_agg(p['new_out'])[0], True)}",
                 _fmt(_agg(p["rho"])[0]),
                 _fmt(cov, True),
             ]
@@ -740,6 +996,7 @@ def print_size(res: dict, estimators: list[str]) -> None:
             "mean |rel err|",
             "laws: seen mixtures",
             "new mixtures",
+            "new: in hull / outside",
             "Spearman",
             "cov90 (pooled cases)",
         ],
@@ -801,13 +1058,15 @@ def run_steps(seeds: list[int]) -> list[list[str]]:
     return rows
 
 
-def run_single(estimators: list[str], seeds: list[int]) -> list[list[str]]:
+def run_single(
+    estimators: list[str], seeds: list[int], targets: str = "weighted"
+) -> list[list[str]]:
     rows = []
     pooled: dict = defaultdict(list)
     for setting in SETTINGS:
         for case in cases("single", setting):
             for name in estimators:
-                per = [evaluate(case, name, seed=s) for s in seeds]
+                per = [evaluate(case, name, seed=s, targets=targets) for s in seeds]
                 rhos = [m.get("spearman") for m in per if m.get("status") == "ok"]
                 mean, sd = _agg(rhos)
                 pooled[name].extend(r for r in rhos if r is not None)
@@ -846,6 +1105,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-auto", action="store_true")
     ap.add_argument("--protocols", nargs="+", default=["steps", "size", "single", "regmix"])
     ap.add_argument("--regmix-sizes", type=int, nargs="+", default=[64, 128])
+    ap.add_argument(
+        "--targets",
+        choices=("weighted", "per_domain"),
+        default="weighted",
+        help="one target (the weighted validation loss) or one per validation domain",
+    )
     args = ap.parse_args(argv)
     seeds = [0] if args.quick else list(range(args.seeds))
     names = list(args.estimators) + ([] if args.no_auto or args.quick else ["auto"])
@@ -864,7 +1129,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"({time.perf_counter() - t0:.0f} s)")
         if "size" in args.protocols:
             t0 = time.perf_counter()
-            res = run_size(names, seeds)
+            res = run_size(names, seeds, args.targets)
             print_size(res, names)
             print(f"({time.perf_counter() - t0:.0f} s)")
         if "single" in args.protocols:
@@ -872,7 +1137,7 @@ def main(argv: list[str] | None = None) -> None:
             _print_rows(
                 "Single-scale transfer: fit on one size, rank the largest (Spearman)",
                 ["setting", "case", "estimator", "Spearman", "n"],
-                run_single(names, seeds),
+                run_single(names, seeds, args.targets),
             )
             print(f"({time.perf_counter() - t0:.0f} s)")
     if "regmix" in args.protocols:
@@ -881,6 +1146,15 @@ def main(argv: list[str] | None = None) -> None:
             "RegMix within scale: 5-fold CV Spearman on random subsets",
             ["setting", "runs", "estimator", "Spearman", "s/CV"],
             run_regmix(names, seeds, [64] if args.quick else args.regmix_sizes),
+        )
+        print(f"({time.perf_counter() - t0:.0f} s)")
+    if "ensemble" in args.protocols and have_mixinglaws():
+        t0 = time.perf_counter()
+        _print_rows(
+            "auto's cross-scale rule: select, ensemble or stack the candidates by their "
+            "leave-largest-out predictions (mean over seeds)",
+            ["setting", "case", "rule", "Spearman", "vs best single", "|rel err|", "mean weights"],
+            ensemble_rules(list(args.estimators), seeds, args.targets),
         )
         print(f"({time.perf_counter() - t0:.0f} s)")
     print(f"\ntotal {time.perf_counter() - t_all:.0f} s")

@@ -187,3 +187,70 @@ def test_a_fit_stored_before_the_rules_still_loads():
     old = MixingEstimator.from_state(state)
     np.testing.assert_allclose(old.predict(X[:3]), auto.predict(X[:3]))
     assert old.rule_ == "cv" and "auto chose regmix_linear" in old.selection_summary()
+
+
+# -- bench/transfer.py's cross-scale rules (select, ensemble, stack) -----------------------------
+def _table(errors, y):
+    return {
+        k: {
+            "pred": y + e,
+            "actual": y,
+            "spearman": float(spearmanr(y, y + e)[0]),
+            "mae": float(np.mean(np.abs(e))),
+        }
+        for k, e in errors.items()
+    }
+
+
+def test_ensemble_rules_tie_what_the_held_out_errors_cannot_tell_apart():
+    from bench.transfer import _rule_weights
+
+    rng = np.random.default_rng(3)
+    y = np.linspace(2.0, 3.0, 30)
+    base = rng.normal(0, 0.01, 30)
+    table = _table(
+        {"a": base, "b": base + rng.normal(0, 0.002, 30), "c": rng.normal(0, 0.08, 30)}, y
+    )
+    assert set(_rule_weights(table, "select")) <= {"a", "b"}
+    tied = _rule_weights(table, "tied_equal")
+    assert set(tied) == {"a", "b"} and tied["a"] == pytest.approx(0.5)
+    inv = _rule_weights(table, "all_inv_mse")
+    assert sum(inv.values()) == pytest.approx(1.0) and inv["c"] < 0.05
+
+
+def test_stack_recovers_the_convex_combination_that_predicts_the_held_out_runs():
+    from bench.transfer import _rule_weights
+
+    rng = np.random.default_rng(4)
+    y = np.linspace(2.0, 3.0, 30)
+    e = rng.normal(0, 0.02, 30)
+    # a over- and b under-predicts by the same amount: their mean is exact; c is noise
+    table = _table({"a": e, "b": -e, "c": rng.normal(0, 0.05, 30)}, y)
+    w = _rule_weights(table, "stack")
+    assert w["a"] == pytest.approx(0.5, abs=0.02) and w["b"] == pytest.approx(0.5, abs=0.02)
+    assert w.get("c", 0.0) < 0.02
+
+
+def test_hull_split_tells_interpolation_from_extrapolation_across_mixtures():
+    from bench.transfer import _in_hull
+
+    T = np.array([[0.5, 0.25, 0.25], [0.25, 0.5, 0.25], [0.25, 0.25, 0.5]])
+    assert _in_hull(T, np.array([1 / 3, 1 / 3, 1 / 3]))
+    assert _in_hull(T, T[1])
+    assert not _in_hull(T, np.array([0.0, 0.0, 1.0]))
+    assert not _in_hull(T, np.array([0.6, 0.2, 0.2]))
+
+
+def test_per_domain_targets_sum_to_the_weighted_loss():
+    """bench/transfer.py's per_domain protocol predicts the same objective: on every run and
+    step, the validation losses weighted by valid_weight.json are the weighted target."""
+    transfer = pytest.importorskip("bench.transfer")
+    if not transfer.have_mixinglaws():
+        pytest.skip("../shared/data/mixinglaws absent")
+    for setting in ("3Mix", "5Mix"):
+        names, w = transfer.domain_weights(setting)
+        assert len(names) == {"3Mix": 3, "5Mix": 22}[setting] and w.sum() == pytest.approx(1.0)
+        for runs in transfer.load_setting(setting).values():
+            for r in runs:
+                per = np.array([v for _, v in r.domain_curve])
+                assert np.allclose(per @ w, [v for _, v in r.curve], rtol=1e-12)
