@@ -128,3 +128,21 @@ def test_bench_credits_rounds_only_with_runs_trained():
     curve = on_grid([0.05, 0.02, 0.01], [6, 10, 14], [4, 8, 12, 16])
     assert np.isnan(curve[0])
     assert curve[1:] == [0.05, 0.02, 0.01]
+
+
+def test_bench_reads_runs_to_target_three_ways():
+    from bench.rounds_synthetic import first_below, mean_curve_crossing, stays_below
+
+    grid = [8, 12, 16, 20]
+    lucky = [0.005, 0.02, 0.008, 0.004]  # a lucky early draw, then above again
+    assert first_below(lucky, grid) == 8
+    assert stays_below(lucky, grid) == 16
+    assert stays_below([0.02, 0.02, 0.02, 0.005], grid) == 20
+    assert stays_below([0.02, 0.02, 0.02, 0.02], grid) is None
+    assert stays_below([np.nan, 0.005, 0.004, 0.003], grid) == 12  # nan: round 1 not over
+    # the mean curve 0.02 -> 0.005 between 12 and 16 runs crosses 0.01 two thirds of the way
+    assert mean_curve_crossing(np.array([0.03, 0.02, 0.005, 0.004]), grid) == pytest.approx(
+        12 + 8 / 3
+    )
+    assert mean_curve_crossing(np.array([np.nan, 0.005, 0.004, 0.003]), grid) == 12.0
+    assert mean_curve_crossing(np.array([0.03, 0.02, 0.02, 0.011]), grid) is None
