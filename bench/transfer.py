@@ -497,7 +497,7 @@ def _evaluate_pipeline(
                 )
             except ScaleError as exc:
                 return {"status": "refused", "reason": str(exc)}
-            pi = _interval(fit, Xh[rows])
+            pi = _interval(fit, Xh[rows], w)
         pred[rows] = pi["mean"]
         if pi.get("lower") is not None:
             lower[rows], upper[rows] = pi["lower"], pi["upper"]
@@ -508,11 +508,16 @@ def _evaluate_pipeline(
     return out
 
 
-def _interval(fit: dict, Xq: np.ndarray) -> dict[str, Any]:
-    """The API's prediction with its interval at the fit's scale (the chain's, when the fit
-    extrapolates)."""
+def _interval(fit: dict, Xq: np.ndarray, w: np.ndarray | None = None) -> dict[str, Any]:
+    """The API's prediction of the objective (targets weighted by ``w``) with its interval at
+    the fit's scale (the chain's, when the fit extrapolates)."""
     return pipeline.predict_interval(
-        fit["state"], Xq, level=LEVEL, scaling=fit["scaling"], fidelity=fit["fidelity"]
+        fit["state"],
+        Xq,
+        objective_weights=None if w is None or w.size == 1 else w.tolist(),
+        level=LEVEL,
+        scaling=fit["scaling"],
+        fidelity=fit["fidelity"],
     )
 
 
@@ -542,7 +547,8 @@ def _evaluate_single(
                     objective_weights=w.tolist() if w.size > 1 else None,
                     random_state=seed,
                 )
-            pred = np.asarray(pipeline.predict(fit["state"], Xh)["objective"], dtype=float)
+            ow = w.tolist() if w.size > 1 else None
+            pred = np.asarray(pipeline.predict(fit["state"], Xh, ow)["objective"], dtype=float)
         else:
             pred = _fit_predict(name, params, X, Y, Xh, seed, w)
     except ValueError as exc:
