@@ -12,6 +12,7 @@ single estimator at the target. The RegMix 1M -> 1B figures of issue 23 (no 1B r
 are printed beside them as quoted evidence, not recomputed.
 
     .venv/bin/python -m bench.auto_rule [--mixinglaws-dir DIR] [--json FILE]
+        [--targets weighted|per_domain]
 """
 
 from __future__ import annotations
@@ -82,12 +83,18 @@ def load_runs(data_dir: Path) -> dict[tuple[str, str], dict[str, dict]]:
             n_valid[setting] = max(n_valid[setting], len(L))
     out: dict = defaultdict(dict)
     for (setting, size, mix), curve in acc.items():
-        pts = {}
+        pts, per = {}, {}
         for s, L in curve.items():
             if len(L) == n_valid[setting]:
-                w = np.array([weights[d] for d in L])
-                pts[s] = float(np.dot(w / w.sum(), list(L.values())))
-        out[(setting, size)][mix] = {"x": [float(v) for v in mix.split("-")], "curve": pts}
+                doms = sorted(L)
+                w = np.array([weights[d] for d in doms])
+                per[s] = (np.array([L[d] for d in doms]), w / w.sum())
+                pts[s] = float(np.dot(w / w.sum(), per[s][0]))
+        out[(setting, size)][mix] = {
+            "x": [float(v) for v in mix.split("-")],
+            "curve": pts,
+            "domains": per,
+        }
     return out
 
 
@@ -95,8 +102,11 @@ def _at(runs: dict[str, dict], step: int) -> dict[str, float]:
     return {m: r["curve"][step] for m, r in runs.items() if step in r["curve"]}
 
 
-def settings(data_dir: Path) -> list[dict]:
-    """Source (one size, one step) -> target (a larger size, at its mixtures) pairs."""
+def settings(data_dir: Path, targets: str = "weighted") -> list[dict]:
+    """Source (one size, one step) -> target (a larger size, at its mixtures) pairs.
+    ``targets="per_domain"``: the source's losses per validation domain (``Y``, objective
+    weights ``w``), what Ye et al. 2024 fit the mixing law on; the target stays the weighted
+    loss."""
     runs = load_runs(data_dir)
     out = []
     for setting in sorted({s for s, _ in runs}):
@@ -121,33 +131,42 @@ def settings(data_dir: Path) -> list[dict]:
                 target = _at(tgtr, tstep)
                 if len(target) < MIN_TARGET:
                     continue
-                out.append(
-                    {
-                        "name": f"{setting} {src}@{step // 1000}k -> {tgt}@{tstep // 1000}k",
-                        "X": np.array([srcr[m]["x"] for m in source]),
-                        "y": np.array(list(source.values())),
-                        "Xt": np.array([tgtr[m]["x"] for m in target]),
-                        "yt": np.array(list(target.values())),
-                    }
-                )
+                case = {
+                    "name": f"{setting} {src}@{step // 1000}k -> {tgt}@{tstep // 1000}k",
+                    "X": np.array([srcr[m]["x"] for m in source]),
+                    "y": np.array(list(source.values())),
+                    "Xt": np.array([tgtr[m]["x"] for m in target]),
+                    "yt": np.array(list(target.values())),
+                }
+                if targets == "per_domain":
+                    case["Y"] = np.array([srcr[m]["domains"][step][0] for m in source])
+                    case["w"] = srcr[next(iter(source))]["domains"][step][1]
+                out.append(case)
     return out
 
 
 def evaluate(case: dict, seed: int = 0) -> dict:
     """Each candidate's source CV (5 folds, grouped by mixture) and target Spearman."""
     cv, target = {}, {}
+    Y = case.get("Y", case["y"][:, None])
+    w = case.get("w", np.ones(1))
     for name in CANDIDATES:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 res = cross_validate(
-                    get_estimator(name), case["X"], case["y"], n_folds=5, random_state=seed
+                    get_estimator(name),
+                    case["X"],
+                    Y,
+                    objective_weights=w if w.size > 1 else None,
+                    n_folds=5,
+                    random_state=seed,
                 )
-                est = get_estimator(name).fit(case["X"], case["y"][:, None])
+                est = get_estimator(name).fit(case["X"], Y)
             except (ValueError, np.linalg.LinAlgError):
                 continue
         cv[name] = {k: res["pooled"][k] for k in ("spearman", "mae")}
-        p = np.ravel(est.predict(case["Xt"]))
+        p = np.asarray(est.predict(case["Xt"]), dtype=float) @ w
         target[name] = float(spearmanr(case["yt"], p)[0]) if np.ptp(p) > 0 else None
     return {"cv": cv, "target": target}
 
@@ -175,9 +194,15 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mixinglaws-dir", type=Path, default=MIXINGLAWS)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--targets",
+        choices=("weighted", "per_domain"),
+        default="weighted",
+        help="fit the weighted validation loss, or every validation domain's loss",
+    )
     args = ap.parse_args(argv)
     rows = []
-    for case in settings(args.mixinglaws_dir):
+    for case in settings(args.mixinglaws_dir, args.targets):
         ev = evaluate(case)
         n = len(case["y"])
         rows.append((case["name"], n, len(case["yt"]), ev, rule_scores(ev, n)))

@@ -254,3 +254,14 @@ def test_per_domain_targets_sum_to_the_weighted_loss():
             for r in runs:
                 per = np.array([v for _, v in r.domain_curve])
                 assert np.allclose(per @ w, [v for _, v in r.curve], rtol=1e-12)
+
+
+def test_auto_rule_per_domain_cases_keep_the_weighted_objective():
+    auto_rule = pytest.importorskip("bench.auto_rule")
+    if not (auto_rule.MIXINGLAWS / "tidy_long.csv").exists():
+        pytest.skip("../shared/data/mixinglaws absent")
+    cases = auto_rule.settings(auto_rule.MIXINGLAWS, "per_domain")
+    assert cases
+    for case in cases:
+        assert case["Y"].shape == (len(case["y"]), case["w"].size)
+        assert np.allclose(case["Y"] @ case["w"], case["y"], rtol=1e-12)
