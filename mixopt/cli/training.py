@@ -70,7 +70,10 @@ def swarm(
     ] = None,
     round_size: Annotated[
         int | None,
-        typer.Option("--round-size", help="rounds: runs per round (round 1: twice as many)"),
+        typer.Option(
+            "--round-size",
+            help="rounds: runs per round (round 1: twice as many; 4 did best in the README)",
+        ),
     ] = None,
     acquisition: Annotated[
         str | None, typer.Option(help="rounds: ei (expected improvement) or lcb")
