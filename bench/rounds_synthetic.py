@@ -234,7 +234,8 @@ def _rounds_with_sizes(world, K, args, round_size, first, seed):
         acquisition=args.acquisition,
         first_round_size=first,
     )
-    n_after = list(np.cumsum(rounds.round_sizes(args.budget, round_size, first)).tolist())
+    sizes = rounds.round_sizes(args.budget, round_size, first, n_domains=K)
+    n_after = list(np.cumsum(sizes).tolist())
     return curve, stop, n_after
 
 

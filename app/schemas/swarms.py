@@ -42,7 +42,8 @@ class SwarmCreate(Schema):
     #: fixed: train exactly the given mixtures
     #: hierarchical: group shares first, then within each group (domains with group paths)
     #: rounds: ``total_budget`` runs in rounds of ``round_size`` (round 1 space-filling, twice
-    #: the round size; each later round fitted, acquired and trained; README "Swarms in rounds")
+    #: the round size and at least one more than the domains; each later round fitted, acquired
+    #: and trained; README "Swarms in rounds")
     strategy: Literal["swarm", "space_filling", "hierarchical", "fixed", "rounds"] = "swarm"
     #: strategy rounds: every run the swarm may train, all rounds together (at most
     #: MIXOPT_MAX_SWARM_COUNT and 4096)

@@ -132,7 +132,7 @@ def add_training_runs(
     return runs, jobs
 
 
-def _check_rounds(data: SwarmCreate) -> list[int]:
+def _check_rounds(data: SwarmCreate, n_domains: int) -> list[int]:
     """The rounds' sizes of a rounds swarm; a 422 naming the field that is missing or wrong."""
     from mixopt.mixing.rounds import round_sizes  # lazy: mixopt.mixing loads every estimator
 
@@ -155,7 +155,7 @@ def _check_rounds(data: SwarmCreate) -> list[int]:
             "strategy rounds fits the runs' fixed mixtures: online mixing is not available",
             field="online",
         )
-    return round_sizes(data.total_budget, data.round_size)
+    return round_sizes(data.total_budget, data.round_size, n_domains=n_domains)
 
 
 def _design(project: Project, data: SwarmCreate, count: int) -> list[list[float]]:
@@ -191,7 +191,7 @@ def create_swarm(
     """Plan the runs (status ``queued``) and one ``train`` job per run; the caller enqueues.
     Strategy rounds plans round 1 and the job that plans the later rounds (returned last)."""
     check_trainable(project, data.preset)
-    sizes = _check_rounds(data) if data.strategy == "rounds" else None
+    sizes = _check_rounds(data, len(project.domains)) if data.strategy == "rounds" else None
     if sizes is None and data.count is None:
         raise Invalid(f"count is required for strategy {data.strategy!r}", field="count")
     mixtures = _design(project, data, sizes[0] if sizes else int(data.count or 0))

@@ -72,7 +72,7 @@ def swarm(
         int | None,
         typer.Option(
             "--round-size",
-            help="rounds: runs per round (round 1: twice as many; 4 did best in the README)",
+            help="rounds: runs per round (round 1: twice as many, at least K + 1; see README)",
         ),
     ] = None,
     acquisition: Annotated[

@@ -77,6 +77,18 @@ def test_a_rounds_swarm_plans_round_one_and_its_rounds_job(client, admin):
     assert count_rows("job") == 7
 
 
+def test_round_one_has_at_least_one_run_more_than_the_domains(client, admin):
+    p = _trainable(client, admin)
+    K = len(p["domains"])
+    body = {**_BASE, "total_budget": K + 3, "round_size": 1, "tag": "k1"}
+    r = client.post(f"/v1/projects/{p['id']}/swarms", json=body, headers=admin)
+    assert r.status_code == 202, r.text
+    acc = r.json()
+    # twice the round size would be 2 runs: fewer than K + 1, where a fit is not identified
+    assert len(acc["run_ids"]) == K + 1
+    assert acc["rounds_job"]["params"]["sizes"] == [K + 1, 1, 1]
+
+
 def test_cancelling_a_rounds_swarm_cancels_its_rounds_training_and_their_runs(client, admin):
     """On a queue no worker consumes every job stays pending. Cancelling the rounds job cancels
     the training jobs of its round and their runs, which would otherwise stay queued for ever."""

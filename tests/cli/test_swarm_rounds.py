@@ -30,16 +30,17 @@ def test_swarm_in_rounds_from_the_command_line(live_server, admin_token):
     assert r.exit_code == ExitStatus.USAGE and "--round-size" in r.stderr, r.stderr
     r = _cli(env, *base, "--total-budget", 4, "--round-size", 6, "--no-wait")
     assert r.exit_code == ExitStatus.API_REFUSED and "round_size" in r.stderr, r.stderr
-    r = _cli(env, *base, "--total-budget", 6, "--round-size", 2, "--no-wait", "--json")
+    r = _cli(env, *base, "--total-budget", 7, "--round-size", 2, "--no-wait", "--json")
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["job"]["kind"] == "swarm_rounds" and out["job"]["params"]["sizes"] == [4, 2]
-    assert [e["round"] for e in out["rounds"]] == [1] and len(out["rounds"][0]["run_ids"]) == 4
+    # round 1: K + 1 = 5 runs (twice the round size would be fewer), then 2
+    assert out["job"]["kind"] == "swarm_rounds" and out["job"]["params"]["sizes"] == [5, 2]
+    assert [e["round"] for e in out["rounds"]] == [1] and len(out["rounds"][0]["run_ids"]) == 5
     r = _cli(
         env, *base, "--total-budget", 6, "--round-size", 2, "--no-wait", "--acquisition", "lcb"
     )
     assert r.exit_code == 0, r.stderr
-    assert "in rounds" in r.stdout and "round 1: 0/4 runs trained" in r.stdout, r.stdout
+    assert "in rounds" in r.stdout and "round 1: 0/5 runs trained" in r.stdout, r.stdout
 
 
 def test_client_creates_a_swarm_in_rounds(live_server, admin_token):

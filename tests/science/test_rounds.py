@@ -109,6 +109,17 @@ def test_run_rounds_stops_early_on_a_flat_world():
     assert len(res.y) < 64
 
 
+def test_round_one_has_at_least_k_plus_one_runs():
+    assert rounds.round_sizes(40, 4, n_domains=10) == [11, 4, 4, 4, 4, 4, 4, 4, 1]
+    assert rounds.round_sizes(40, 4, n_domains=7) == [8, 4, 4, 4, 4, 4, 4, 4, 4]  # 2 x 4 >= 8
+    assert rounds.round_sizes(40, 4, first_round_size=6, n_domains=10)[0] == 6  # asked for
+    assert rounds.round_sizes(8, 2, n_domains=10) == [8]  # never beyond the budget
+    res = rounds.run_rounds(
+        lambda W: W @ np.linspace(1.0, 2.0, 6), np.ones(6), 15, 2, early_stop=False
+    )
+    assert res.n_after_round == [7, 9, 11, 13, 15]
+
+
 def test_first_round_size_option():
     assert rounds.round_sizes(20, 4, first_round_size=6) == [6, 4, 4, 4, 2]
     assert rounds.round_sizes(20, 4, first_round_size=30) == [20]

@@ -31,8 +31,8 @@ def test_rounds_swarm_resumes_after_its_worker_is_killed_between_rounds(client, 
     p = _project(client, admin)
     body = {
         "strategy": "rounds",
-        "total_budget": 6,
-        "round_size": 2,  # round 1: 4 runs, round 2: 2 runs
+        "total_budget": 7,
+        "round_size": 2,  # round 1: K + 1 = 5 runs (2 x 2 is fewer), round 2: 2 runs
         "preset": "micro",
         "train_steps": 20,
         "batch_size": 8,
@@ -46,7 +46,7 @@ def test_rounds_swarm_resumes_after_its_worker_is_killed_between_rounds(client, 
     try:
         acc = client.post(f"/v1/projects/{p['id']}/swarms", json=body, headers=admin).json()
         round1, rounds_job = set(acc["run_ids"]), acc["rounds_job"]["id"]
-        assert len(round1) == 4
+        assert len(round1) == len(DOMAINS) + 1 == 5
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:  # until round 1 is trained, then kill at once
             done = [r for r in _runs(client, admin, p["id"]) if r["id"] in round1]
@@ -76,7 +76,7 @@ def test_rounds_swarm_resumes_after_its_worker_is_killed_between_rounds(client, 
     assert job["state"] == "succeeded", (job["error"], job["message"])
     runs = _runs(client, admin, p["id"])
     # the whole budget, each run once: round 2 was planned once (not again on resume)
-    assert len(runs) == 6 and all(r["status"] == "succeeded" for r in runs)
+    assert len(runs) == 7 and all(r["status"] == "succeeded" for r in runs)
     by_round = {1: set(), 2: set()}
     for r in runs:
         by_round[r["details"]["round"]].add(r["id"])
@@ -91,7 +91,7 @@ def test_rounds_swarm_resumes_after_its_worker_is_killed_between_rounds(client, 
     # progress: each round with its runs trained, best predicted mixture and its interval
     rounds = job["params"]["rounds"]
     assert [e["round"] for e in rounds] == [1, 2]
-    assert [len(e["run_ids"]) for e in rounds] == [4, 2]
+    assert [len(e["run_ids"]) for e in rounds] == [5, 2]
     for e in rounds:
         after = e["after"]
         assert e["trained"] == len(e["run_ids"]) and e["failed"] == 0
