@@ -133,8 +133,9 @@ def one_shot_curve(world: World, K: int, grid: list[int], seed: int) -> list[flo
 
 def rounds_curve(
     world: World, K: int, budget: int, round_size: int, seed: int, **params
-) -> tuple[list[float], int | None]:
-    """Regret after each round, and the runs at which the stopping rule would have stopped."""
+) -> tuple[list[float], int | None, list[int]]:
+    """Regret after each round, the runs at which the stopping rule would have stopped, and the
+    runs trained after each round."""
     world.reset_noise(seed)
     res = rounds.run_rounds(
         world.observe,
@@ -152,7 +153,7 @@ def rounds_curve(
         if rounds.should_stop(regrets[:j]):
             stop_at = res.n_after_round[j - 1]  # the runs trained when round j+1 was refused
             break
-    return curve, stop_at
+    return curve, stop_at, list(res.n_after_round)
 
 
 def first_below(curve: list[float], grid: list[int], target: float = TARGET_REGRET):
@@ -215,28 +216,19 @@ def run_setting(args, noise: float, round_size: int, first: str, grid: list[int]
         for seed in range(args.seeds):
             world = make_world(K, seed, noise)
             r["one"].append(one_shot_curve(world, K, grid, seed))
-            res_curve, stop, n_after = _rounds_with_sizes(
-                world, K, args, round_size, first_round_size(first, K, round_size), seed
+            res_curve, stop, n_after = rounds_curve(
+                world,
+                K,
+                args.budget,
+                round_size,
+                seed,
+                acquisition=args.acquisition,
+                first_round_size=first_round_size(first, K, round_size),
             )
             r["rounds"].append(on_grid(res_curve, n_after, grid))
             r["stop"].append(stop)
         rows[K] = r
     return rows
-
-
-def _rounds_with_sizes(world, K, args, round_size, first, seed):
-    curve, stop = rounds_curve(
-        world,
-        K,
-        args.budget,
-        round_size,
-        seed,
-        acquisition=args.acquisition,
-        first_round_size=first,
-    )
-    sizes = rounds.round_sizes(args.budget, round_size, first, n_domains=K)
-    n_after = list(np.cumsum(sizes).tolist())
-    return curve, stop, n_after
 
 
 def print_setting(rows: dict, grid: list[int], budget: int) -> dict:

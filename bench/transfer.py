@@ -152,7 +152,9 @@ def _special(rid: str) -> bool:
 
 
 @lru_cache(maxsize=8)
-def _load_all(data_dir: str) -> dict[str, dict[str, list[Run]]]:
+def _read(data_dir: str) -> tuple[dict, dict]:
+    """One pass over ``tidy_long.csv``: the runs of every setting per size (target the weighted
+    loss), and every setting's validation domains (sorted) with their renormalised weights."""
     d = Path(data_dir)
     weights = json.loads((d / "valid_weight.json").read_text())
     acc: dict = defaultdict(lambda: defaultdict(dict))
@@ -166,32 +168,32 @@ def _load_all(data_dir: str) -> dict[str, dict[str, list[Run]]]:
             mixture[key] = [float(x) for x in r["mixture"].split("-")]
             acc[key][int(float(r["step"]))][r["valid_domain"]] = float(r["loss"])
             domains[r["setting"]].add(r["valid_domain"])
+    weighted: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {}
+    for setting, names in domains.items():
+        doms = tuple(sorted(names))
+        tot = sum(weights[v] for v in doms)
+        weighted[setting] = (doms, tuple(weights[v] / tot for v in doms))
     out: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for (setting, size, rid), curve in sorted(acc.items()):
         if _special(rid) and size != "1B":  # the paper leaves the special mixtures out
             continue
-        doms = sorted(domains[setting])
-        tot = sum(weights[v] for v in doms)
+        doms, w = weighted[setting]
         full = [(s, L) for s, L in sorted(curve.items()) if len(L) == len(doms)]
-        pts = [(s, sum(weights[v] * L[v] for v in doms) / tot) for s, L in full]
+        pts = [(s, sum(wv * L[v] for v, wv in zip(doms, w, strict=True))) for s, L in full]
         per = [(s, tuple(L[v] for v in doms)) for s, L in full]
         if pts:
             out[setting][size].append(
                 Run(rid, mixture[(setting, size, rid)], NON_EMBEDDING[size], pts, per)
             )
-    return {k: dict(v) for k, v in out.items()}
+    return {k: dict(v) for k, v in out.items()}, weighted
 
 
-@lru_cache(maxsize=8)
+def _load_all(data_dir: str) -> dict[str, dict[str, list[Run]]]:
+    return _read(data_dir)[0]
+
+
 def _domain_weights(data_dir: str, setting: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
-    d = Path(data_dir)
-    weights = json.loads((d / "valid_weight.json").read_text())
-    doms: set[str] = set()
-    with open(d / "tidy_long.csv") as f:
-        doms = {r["valid_domain"] for r in csv.DictReader(f) if r["setting"] == setting}
-    names = tuple(sorted(doms))
-    tot = sum(weights[v] for v in names)
-    return names, tuple(weights[v] / tot for v in names)
+    return _read(data_dir)[1][setting]
 
 
 def domain_weights(setting: str, data_dir: Path = MIXINGLAWS) -> tuple[list[str], np.ndarray]:

@@ -62,51 +62,33 @@ Defaults, and why
 * ``tol = 0.005`` nats, ``patience = 2``: half the 0.01 regret the synthetic check asks for,
   and two rounds without that progress (one flat round is common when a round fills a gap
   far from the optimum).
-* ``FIRST_ROUND_FACTOR = 2`` (round 1 = 2 x round size): CLIMB's 64 / 32 ratio. With a first
-  round of one round size, the rounds on ``bench/rounds_synthetic.py``'s worlds were ahead at
-  16 runs but behind from 24 on (K = 5, 7: a GP on 8 runs in 5-7 dimensions centres the region
-  on the wrong mixture). With two (24 worlds, rounds of 8, noise 0.01): mean true regret
-  0.0102 / 0.0052 / 0.0039 / 0.0029 at 16 / 24 / 32 / 40 runs against 0.0130 / 0.0064 / 0.0039
-  / 0.0046 for a one-shot swarm of the same size; ahead at 16-24 runs at noise 0.005 and 0.02
-  too, behind there from 32 runs; the runs to a regret below 0.01 are not fewer (mean 21.0
-  against 15.7 at noise 0.01: round 1 alone is 16). The lead is fragile: 5 centres, a global
-  fraction of 0.5 or a min distance factor of 0.5 give 0.0078-0.0090 at 24 runs, behind
-  one-shot (README, "Swarms in rounds").
-  A smaller round 1 (``first_round_size``, e.g. ``max(K + 1, round_size)`` as in batch BO
-  practice) was judged on every setting of ``bench/rounds_synthetic.py`` at once (K = 3, 5, 7 x
-  8 seeds, noise 0.005 / 0.01 / 0.02, rounds of 4 and 8): it does not make rounds need fewer
-  runs than a one-shot swarm (README, "Swarms in rounds", for the figures), so the default
-  stays; so did, on the noise-0.01 worlds, giving the batch's first slot to the predicted
-  optimum (exploitation), a region fixed at half the simplex (a TuRBO-like trust region that
-  does not shrink by round), half the candidates global, and LCB. Round 1 has at least
-  ``K + 1`` runs whatever the round size (:func:`round_sizes` with ``n_domains``): at K = 10
-  with rounds of 4 (8 worlds, noise 0.01, MAP GP) a round 1 of 11 instead of 8 brought the runs
-  from which the regret stays below 0.01 from a mean 72.0 to 46.0 (one-shot 63.0) and the mean
-  curve's crossing from 34.3 to 30.9 runs (one-shot 27.3); on the K = 3, 5, 7 worlds with rounds
-  of 4 or 8 it changes nothing (2 x M >= K + 1 there).
-  Read as the runs from which the regret *stays* below 0.01 (a one-shot curve is a fresh
-  swarm at every size, so the first size below 0.01 credits its luckiest draw), rounds need
-  fewer runs than one-shot at noise 0.01 in all four settings (rounds of 8 after 16: mean 21.0
-  against 31.2, median 16 against 24), only by the median at 0.005, and more at 0.02, where a
-  GP with a near-zero fitted noise on clustered runs chases the noise (README). A GP noise
-  floor, a warp fixed for the swarm, GP-UCB-PE batches (Contal et al. 2013), batch Thompson
-  sampling (Kandasamy et al. 2018), all-global candidates, a larger minimum region and the best
-  predicted run as the recommendation were tried on the noise-0.01 worlds and not kept.
+* ``FIRST_ROUND_FACTOR = 2`` (round 1 = 2 x round size): CLIMB's 64 / 32 ratio; a round 1 of
+  one round size left the GP of K = 5-7 domains centring the region on the wrong mixture. Round
+  1 also has at least ``K + 1`` runs (:func:`round_sizes` with ``n_domains``): at K = 10 with
+  rounds of 4 (8 worlds, noise 0.01, MAP GP) a round 1 of 11 instead of 8 brought the runs from
+  which the regret stays below 0.01 from a mean 72.0 to 46.0 (one-shot 63.0); on K = 3, 5, 7
+  with rounds of 4 or 8 it changes nothing (2 x M >= K + 1). A smaller round 1
+  (``first_round_size=max(K + 1, round_size)``, batch BO practice) wins at noise 0.005 and
+  loses at 0.01-0.02 on ``bench/rounds_synthetic.py``'s 12 settings (README, "Swarms in
+  rounds"), so the default stays. Also tried there with the maximum-likelihood GP and not kept:
+  the batch's first slot given to the predicted optimum, a region fixed at half the simplex (a
+  TuRBO-like trust region), half or all of the candidates global, a region never below 0.3, a
+  GP noise floor, a warp fixed for the swarm, GP-UCB-PE batches (Contal et al. 2013), batch
+  Thompson sampling (Kandasamy et al. 2018), and the best predicted run as the recommendation.
 * ``DEFAULT_HYPER_PRIOR = "dim_scaled"``: the default model is the GP with MAP hyper-parameters
   (:class:`~mixopt.mixing.gp.GaussianProcessMixing`, ``hyper_prior``: Hvarfner et al. 2024's
   dimension-scaled length-scale prior and a Gamma prior on the noise). Fitted by maximum
   likelihood, the GP puts the noise sd near zero on a few tens of runs (median 0.0001 nats at 16
-  runs for a true 0.005-0.02), interpolates the noise and moves its best predicted mixture
-  from round to round. On all 12 settings of ``bench/rounds_synthetic.py`` (the figures above
-  this item were measured with the maximum-likelihood GP) it lowers the mean curve's 0.01
-  crossing of the rounds in 11 (rounds of 4 after 8: 18.9 / 16.5 / 39.8 -> 12.7 / 11.5 / 21.8
-  runs at noise 0.005 / 0.01 / 0.02) and of the one-shot swarm too (18.9 / 21.5 / 33.0 -> 13.3
-  / 14.1 / 27.3), the bench's recommender being this GP for both. With it, rounds of 4 after a
-  first round of 8 stay below a regret of 0.01 with fewer runs than one-shot at every noise
-  (mean 13.8 / 19.3 / 31.8 against 16.3 / 23.3 / 40.8) and cross it earlier on the mean curve
-  (12.7 / 11.5 / 21.8 against 13.3 / 14.1 / 27.3); rounds of 8 after 16 do not (a first round
-  of 16 is already more than one-shot needs at 0.005-0.01). The estimator ``gp`` keeps
-  maximum likelihood by default (the prior costs it on the transfer table: gp module docstring).
+  runs for a true 0.005-0.02), interpolates the noise and moves its best predicted mixture from
+  round to round. On all 12 settings of ``bench/rounds_synthetic.py`` it lowers the mean curve's
+  0.01 crossing of the rounds in 11 (rounds of 4 after 8: 18.9 / 16.5 / 39.8 -> 12.7 / 11.5 / 21.8
+  runs at noise 0.005 / 0.01 / 0.02) and of the one-shot swarm too (18.9 / 21.5 / 33.0 -> 13.3 /
+  14.1 / 27.3), the bench's recommender being this GP for both. With it, rounds of 4 after a first
+  round of 8 stay below a regret of 0.01 with fewer runs than one-shot at every noise (mean 13.8 /
+  19.3 / 31.8 against 16.3 / 23.3 / 40.8) and cross it earlier on the mean curve (12.7 / 11.5 /
+  21.8 against 13.3 / 14.1 / 27.3); rounds of 8 after 16 do not (a first round of 16 is already
+  more than one-shot needs at 0.005-0.01). The estimator ``gp`` keeps maximum likelihood by
+  default (the prior costs it on the transfer table: gp module docstring).
 * ``n_candidates = 2000``: candidate scoring is ~1 ms per 1,000 candidates for a GP on tens of
   runs; more candidates do not change the synthetic curves (bench).
 

@@ -121,7 +121,8 @@ def test_rounds_use_the_mde_features_when_the_project_has_experts(client, admin,
     p, n_val = _project(client, admin, name="rounds-mde")
     project = session.get(Project, p["id"])
     domains = [d.name for d in project.domains]
-    assert _rounds_estimator(session, project, domains)[2] == "gp"  # no experts yet
+    # no experts yet: the rounds' GP, named with the prior its hyper-parameters are fitted under
+    assert _rounds_estimator(session, project, domains)[2] == "gp (hyper_prior=dim_scaled)"
     rng = np.random.default_rng(0)
     for j, val in enumerate(DOMAINS):
         for i, expert in enumerate(DOMAINS):

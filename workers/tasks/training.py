@@ -455,6 +455,7 @@ def _rounds_estimator(s, project: Project, domains: list[str]) -> tuple[Any, dic
     per domain, the GP on the mixture and its MDE losses (``mde_gp``, Belenki et al. 2025)."""
     from app.services import experts as expert_service
     from app.services.errors import ServiceError
+    from mixopt.mixing import rounds
     from mixopt.mixing.base import get_estimator
 
     try:
@@ -462,8 +463,8 @@ def _rounds_estimator(s, project: Project, domains: list[str]) -> tuple[Any, dic
     except ServiceError as exc:  # experts of an older validation shard: plain GP, said
         common.log.warning("rounds: experts not used (%s)", exc)
         probs = None
-    if probs is None or set(probs.experts) != set(domains):
-        return None, None, "gp"
+    if probs is None or set(probs.experts) != set(domains):  # the rounds' own GP (MAP fit)
+        return None, None, f"gp (hyper_prior={rounds.DEFAULT_HYPER_PRIOR})"
     return get_estimator("mde_gp"), {"experts": probs, "domains": domains}, "mde_gp"
 
 
