@@ -142,3 +142,34 @@ def test_reaper_resends_lost_pending_jobs_bounded_and_cancels_jobs_of_dead_worke
     assert out["pending"] == 1
     assert sorted(_job(j).sends for j in ids) == [1, 1, 1]
     _drain(QUEUE)
+
+
+def test_reaper_resends_lost_jobs_on_a_queue_it_shares_with_housekeeping(db, monkeypatch):
+    """Beat's own messages waiting on a job queue that is also MIXOPT_MAINTENANCE_QUEUE must not
+    pass for the lost jobs' messages (the cause of a lost job waiting for the 120 s reaper of
+    another worker in tests/workers/test_faults.py)."""
+    from app.core.celery_config import REAP_STALE_JOBS
+    from app.core.config import get_settings
+    from app.services import dispatch
+    from app.services import jobs as job_service
+    from app.store.db import session_scope
+    from workers.tasks.maintenance import reap_stale_jobs
+
+    monkeypatch.setattr(get_settings(), "pending_resend_seconds", 30.0)
+    monkeypatch.setattr(get_settings(), "maintenance_queue", QUEUE)
+    _drain(QUEUE)
+    with session_scope() as s:
+        lost = job_service.create_job(
+            s, kind="fit", project_id=None, params={"fit_id": 0}, queue=QUEUE
+        ).id
+    _age(lost, created_at=60)
+    dispatch.sender().send_task(REAP_STALE_JOBS, queue=QUEUE)  # a housekeeping message waits
+    if dispatch.queue_depth(QUEUE) is None:
+        _drain(QUEUE)
+        pytest.skip("this broker cannot say how many messages a queue holds")
+    try:
+        out = reap_stale_jobs()
+        assert out["pending"] == 1 and _job(lost).sends == 1
+        assert dispatch.queue_depth(QUEUE) == 2  # the reaper's message and the job's
+    finally:
+        _drain(QUEUE)

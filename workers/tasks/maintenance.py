@@ -9,7 +9,8 @@
   stuck too) is revoked with terminate and ended ``cancelled``.
 - A ``pending`` job whose message was last sent more than ``MIXOPT_PENDING_RESEND_SECONDS`` ago
   is sent again when its queue holds fewer messages than the queue has pending jobs (a broker
-  restarted without persistence lost them), as many as are missing, at most
+  restarted without persistence lost them), as many as are missing (all of them on the
+  housekeeping queue, whose depth counts beat's messages too), at most
   ``MIXOPT_RESEND_BATCH`` per tick, oldest first; each send is counted on the job (``sends``,
   ``sent_at``).
 """
@@ -130,7 +131,12 @@ def reap_stale_jobs() -> dict[str, int]:
     for queue, count in sorted(pending.items(), key=lambda kv: kv[0] or ""):
         if budget <= 0:
             break
-        depth = queue_depth(queue or "default")
+        # on the housekeeping queue the depth counts beat's own reaper and tick messages too, which
+        # can hide lost jobs for good (a busy worker lets them pile up): untrusted there, like a
+        # broker that cannot say, so every pending job past the cutoff is sent again (a duplicate
+        # message is harmless: claims are conditional)
+        shared = (queue or "default") == settings.maintenance_queue
+        depth = None if shared else queue_depth(queue or "default")
         missing = count if depth is None else max(0, count - depth)
         if not missing:
             continue
