@@ -175,17 +175,18 @@ def rule_label(rule: str, margin: float) -> str:
     return rule if rule == "cv" else f"law>{margin:g}"
 
 
-def rule_scores(ev: dict, n: int | None = None) -> dict[str, float | None]:
+def rule_scores(ev: dict, n: int | None = None, n_targets: int = 1) -> dict[str, float | None]:
     """Target Spearman of what each rule (:data:`RULES`) chooses from the source CV table
     (measured on ``n`` distinct mixtures: ``choose`` keeps its unvalidated default when the best
-    CV Spearman is not significantly above 0 there; None: the rule alone)."""
+    CV Spearman is not significantly above 0 there, the one for ``n_targets``; None: the rule
+    alone)."""
     out = {}
     table = [
         {"name": n, "status": "ok", "spearman": m["spearman"], "mae": m["mae"]}
         for n, m in ev["cv"].items()
     ]
     for rule, margin in RULES:
-        pick = choose(table, rule, "cv", margin, n=n)["name"]
+        pick = choose(table, rule, "cv", margin, n=n, n_targets=n_targets)["name"]
         out[rule_label(rule, margin)] = ev["target"].get(pick)
     return out
 
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     for case in settings(args.mixinglaws_dir, args.targets):
         ev = evaluate(case)
         n = len(case["y"])
-        rows.append((case["name"], n, len(case["yt"]), ev, rule_scores(ev, n)))
+        n_targets = case["Y"].shape[1] if "Y" in case else 1
+        rows.append((case["name"], n, len(case["yt"]), ev, rule_scores(ev, n, n_targets)))
     for name, q in REGMIX_QUOTED.items():
         ev = {"cv": {n: {"spearman": v, "mae": None} for n, v in q["cv"].items()}}
         ev["target"] = q["target"]

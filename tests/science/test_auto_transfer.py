@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from mixopt.mixing.auto import LAW_MARGIN, UNVALIDATED_DEFAULT, AutoEstimator, choose
+from mixopt.mixing.auto import (
+    LAW_MARGIN,
+    UNVALIDATED_ORDER,
+    UNVALIDATED_ORDER_PER_DOMAIN,
+    AutoEstimator,
+    choose,
+)
 from mixopt.mixing.base import MixingEstimator, get_estimator
 from mixopt.mixing.fidelity import fidelity_metrics, group_kfold_indices, mixture_groups
 
@@ -107,7 +113,7 @@ def test_choose_keeps_the_transferring_default_when_no_score_is_significant():
         {"name": "gp", "status": "ok", "spearman": 0.1, "mae": 0.12},
     ]
     pick = choose(rows, "law_first", n=5)
-    assert pick["name"] == UNVALIDATED_DEFAULT == "gp"
+    assert pick["name"] == UNVALIDATED_ORDER[0] == "gp"
     assert "not significantly above 0" in pick["why"] and "5 distinct mixtures" in pick["why"]
     assert choose(rows, "law_first", n=30)["name"] == "regmix_lgbm"
     assert choose(rows, "law_first")["name"] == "regmix_lgbm"  # no n: the rule alone
@@ -115,6 +121,26 @@ def test_choose_keeps_the_transferring_default_when_no_score_is_significant():
     assert choose(rows[:2], "cv", n=5)["name"] == "regmix_lgbm"
     # fewer than 4 mixtures cannot be told from chance either
     assert choose(rows, "cv", n=3)["name"] == "gp"
+
+
+def test_choose_falls_back_on_the_pooled_transfer_order_of_its_targets():
+    """Fitted per validation domain, law_gp transfers best pooled (bench/transfer.py --targets
+    per_domain), so with several targets and nothing validated it is the one kept; with one
+    target the GP is. A default that could not be scored (too few runs per fold for a law)
+    gives way to the next scored one in the order, not to the unvalidated best."""
+    rows = [
+        {"name": "regmix_lgbm", "status": "ok", "spearman": 0.8, "mae": 0.08},
+        {"name": "gp", "status": "ok", "spearman": 0.6, "mae": 0.10},
+        {"name": "law_gp", "status": "ok", "spearman": 0.1, "mae": 0.12},
+    ]
+    pick = choose(rows, "law_first", n=5, n_targets=22)
+    assert pick["name"] == UNVALIDATED_ORDER_PER_DOMAIN[0] == "law_gp"
+    assert "22 targets" in pick["why"]
+    assert choose(rows, "law_first", n=5, n_targets=1)["name"] == "gp"
+    assert choose(rows, "law_first", n=30, n_targets=22)["name"] == "regmix_lgbm"
+    without_laws = [r for r in rows if r["name"] != "law_gp"]
+    assert choose(without_laws, "law_first", n=5, n_targets=22)["name"] == "gp"
+    assert choose(rows[:1], "law_first", n=5, n_targets=22)["name"] == "regmix_lgbm"
 
 
 def test_auto_on_too_few_mixtures_keeps_the_default():
