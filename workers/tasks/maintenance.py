@@ -135,8 +135,8 @@ def reap_stale_jobs() -> dict[str, int]:
         # can hide lost jobs for good (a busy worker lets them pile up): untrusted there, like a
         # broker that cannot say, so every pending job past the cutoff is sent again (a duplicate
         # message is harmless: claims are conditional)
-        shared = (queue or "default") == settings.maintenance_queue
-        depth = None if shared else queue_depth(queue or "default")
+        name = queue or "default"
+        depth = None if name == settings.maintenance_queue else queue_depth(name)
         missing = count if depth is None else max(0, count - depth)
         if not missing:
             continue
