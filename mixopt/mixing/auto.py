@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, ClassVar
 
@@ -72,8 +72,9 @@ SINGLE_SCALE_RULES = ("law_first", "cv")
 #: law (CV 0.70 vs the GP's 0.96; 410M: 0.49 vs 0.89). 0.15 is the middle of that interval.
 LAW_MARGIN = 0.15
 #: what auto keeps when its CV cannot tell the candidates apart (no candidate's CV Spearman is
-#: significantly above 0 on the distinct mixtures held out): the first scored candidate in the
-#: order of their pooled leave-largest-out Spearman in ``bench/transfer.py``. Runs with one
+#: significantly above 0 on the distinct mixtures held out): the first candidate, scored or
+#: fitted on every run when the CV's folds were too small for it, in the order of their pooled
+#: leave-largest-out Spearman in ``bench/transfer.py``. Runs with one
 #: target: gp 0.906, regmix_lgbm 0.682, law_gp 0.638, mixing_law 0.519, regmix_linear 0.496 (gp
 #: also has the lowest mean relative error, 0.85% vs 1.78-2.53%, and ranks best from one size:
 #: 0.917 vs 0.50-0.74)
@@ -98,9 +99,11 @@ def _unvalidated(
     criterion: str,
     n: int | None,
     n_targets: int = 1,
+    fittable: Collection[str] = (),
 ) -> dict[str, Any] | None:
-    """The first scored candidate of :func:`unvalidated_order` with the reason, when the best
-    score on ``n`` distinct mixtures is not significantly above 0; else None."""
+    """The first candidate of :func:`unvalidated_order` that was scored or is in ``fittable``
+    (not scored, but fitted on every run), with the reason, when the best score on ``n``
+    distinct mixtures is not significantly above 0; else None."""
     if n is None:
         return None
     s_best = _metric(best, "spearman", criterion)
@@ -108,19 +111,22 @@ def _unvalidated(
     if p is not None and p <= RANK_ALPHA:
         return None
     scored = {r["name"]: r for r in ok}
-    default = next((scored[c] for c in unvalidated_order(n_targets) if c in scored), None)
-    if default is None or default is best:
+    name = next((c for c in unvalidated_order(n_targets) if c in scored or c in fittable), None)
+    if name is None:
         return None
     shown = "n/a" if s_best is None else f"{s_best:.3f}"
-    return {
-        "name": default["name"],
-        "why": (
-            f"no candidate validated: the best Spearman ({best['name']}, {shown}) on {n} "
-            f"distinct mixtures is not significantly above 0 (one-sided {RANK_ALPHA:g}); keeps "
-            f"{default['name']}, the estimator that transfers best pooled over bench/transfer.py "
-            f"({'one target' if n_targets <= 1 else f'{n_targets} targets fitted one by one'})"
-        ),
-    }
+    why = (
+        f"no candidate validated: the best Spearman ({best['name']}, {shown}) on {n} "
+        f"distinct mixtures is not significantly above 0 (one-sided {RANK_ALPHA:g}); keeps "
+        f"{name}, the estimator that transfers best pooled over bench/transfer.py "
+        f"({'one target' if n_targets <= 1 else f'{n_targets} targets fitted one by one'})"
+    )
+    if name not in scored:
+        why += (
+            f"; the CV could not score {name} (see its row: a law needs K + 2 runs in every "
+            "training fold) but it fits every run: kept unscored"
+        )
+    return {"name": name, "why": why}
 
 
 def fit_threads() -> int:
@@ -169,6 +175,7 @@ def choose(
     margin: float = LAW_MARGIN,
     n: int | None = None,
     n_targets: int = 1,
+    fittable: Collection[str] = (),
 ) -> dict[str, Any]:
     """The candidate a rule keeps from scored ``rows`` (``{name, status, spearman, mae}``).
 
@@ -178,8 +185,10 @@ def choose(
     not fitted to one setting: see :data:`LAW_MARGIN`. With ``n`` (the distinct mixtures the
     scores were measured on), when even the best Spearman is not significantly above 0
     (one-sided, :data:`~mixopt.mixing.trust.RANK_ALPHA`, the trust test), the scores cannot
-    tell the candidates apart and the first scored candidate of :func:`unvalidated_order` for
-    ``n_targets`` (the targets the candidates were fitted on) is kept.
+    tell the candidates apart and the first candidate of :func:`unvalidated_order` for
+    ``n_targets`` (the targets the candidates were fitted on) that was scored, or that is in
+    ``fittable`` (too few runs per fold to score it, but it fits every run), is kept; the
+    answer then has ``"unvalidated": True``.
     """
     if rule not in SINGLE_SCALE_RULES:
         raise ValueError(f"auto: unknown rule {rule!r}; known: {list(SINGLE_SCALE_RULES)}")
@@ -187,9 +196,9 @@ def choose(
     if not ok:
         raise ValueError("auto: no candidate to choose from")
     best = ok[0]
-    fallback = _unvalidated(ok, best, criterion, n, n_targets)
+    fallback = _unvalidated(ok, best, criterion, n, n_targets, fittable)
     if fallback is not None:
-        return {"name": fallback["name"], "rule": rule, "why": fallback["why"]}
+        return {"name": fallback["name"], "rule": rule, "why": fallback["why"], "unvalidated": True}
     out = {"name": best["name"], "rule": rule, "why": "best Spearman"}
     if rule == "cv" or best["name"] in STRUCTURED:
         return out
@@ -459,14 +468,23 @@ class AutoEstimator(MixingEstimator):
         n_held = (
             len(np.unique(groups)) if self.criterion_ == "cv" else int(ok[0]["cross_scale"]["n"])
         )
-        pick = choose(
-            ok,
-            self.rule if self.criterion_ == "cv" else "cv",
-            self.criterion_,
-            self.law_margin,
-            n=n_held,
-            n_targets=Y.shape[1],
+        rule = self.rule if self.criterion_ == "cv" else "cv"
+        pick = choose(ok, rule, self.criterion_, self.law_margin, n=n_held, n_targets=Y.shape[1])
+        unscored = (
+            self._fittable_unscored(X, Y, context, rows, pick["name"])
+            if pick.get("unvalidated") and self.criterion_ == "cv"
+            else {}
         )
+        if unscored:
+            pick = choose(
+                ok,
+                rule,
+                self.criterion_,
+                self.law_margin,
+                n=n_held,
+                n_targets=Y.shape[1],
+                fittable=unscored,
+            )
         if cross_fn is not None and self.criterion_ == "cv":
             untested: dict[str, Any] = next(
                 (r["cross_scale"] for r in ok if r.get("cross_scale", {}).get("status") != "ok"),
@@ -477,11 +495,17 @@ class AutoEstimator(MixingEstimator):
                 f"applies ({untested.get('reason') or 'cross-scale check off'})"
             )
         self._annotate(ok, pick)
+        for r in rows:
+            if r["name"] == pick["name"] and r["status"] != "ok":
+                r["reason"] = f"chosen ({pick['rule']}): {pick['why']} [CV: {r['reason']}]"
         self.table_ = rank(ok, self.criterion_) + [r for r in rows if r["status"] != "ok"]
         for r in self.table_:
             r.pop("guarded", None)
         self.chosen_, self.rule_, self.why_ = pick["name"], pick["rule"], pick["why"]
-        self.cv_ = results[self.chosen_]
+        self.cv_ = results.get(self.chosen_) or {
+            "status": "unscored",
+            "reason": next(r["reason"] for r in rows if r["name"] == self.chosen_),
+        }
         self.nested_cv_ = None
         if want_nested:
             self.nested_cv_ = self._nested(
@@ -495,12 +519,16 @@ class AutoEstimator(MixingEstimator):
                 groups,
                 ok,
                 single,
+                results,
                 preds,
                 scaled(progress, 0.5, 0.95),
             )
-        report(progress, 0.95, f"auto: refitting {self.chosen_} on every run")
-        self.estimator_ = get_estimator(self.chosen_, **self._params_of(self.chosen_))
-        self.estimator_.fit(X, Y, **context)
+        if self.chosen_ in unscored:
+            self.estimator_ = unscored[self.chosen_]
+        else:
+            report(progress, 0.95, f"auto: refitting {self.chosen_} on every run")
+            self.estimator_ = get_estimator(self.chosen_, **self._params_of(self.chosen_))
+            self.estimator_.fit(X, Y, **context)
         self.n_domains_ = X.shape[1]
         report(progress, 1.0, f"auto chose {self.chosen_}")
         return self
@@ -567,6 +595,33 @@ class AutoEstimator(MixingEstimator):
             results[name], preds[name] = cv, pred
         return rows, results, preds
 
+    def _fittable_unscored(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        context: dict[str, Any],
+        rows: list[dict[str, Any]],
+        default: str,
+    ) -> dict[str, MixingEstimator]:
+        """The first candidate before ``default`` in :func:`unvalidated_order` that the CV
+        could not score (a law on training folds of fewer than K + 2 runs) but that fits every
+        run, fitted: ``{name: estimator}``, empty when there is none."""
+        skipped = {r["name"] for r in rows if r["status"] != "ok"}
+        out: dict[str, MixingEstimator] = {}
+        for name in unvalidated_order(Y.shape[1]):
+            if name == default:
+                break
+            if name not in skipped:
+                continue
+            est = get_estimator(name, **self._params_of(name))
+            try:
+                est.fit(X, Y, **context)
+            except (ValueError, np.linalg.LinAlgError):
+                continue
+            out[name] = est
+            break
+        return out
+
     def _criterion(
         self, ok: list[dict[str, Any]], cross_fn: Any, progress: ProgressFn | None
     ) -> str:
@@ -615,6 +670,7 @@ class AutoEstimator(MixingEstimator):
         groups: np.ndarray,
         ok: list[dict[str, Any]],
         single: dict[tuple[str, tuple[int, ...]], Any],
+        results: dict[str, dict[str, Any]],
         preds: dict[str, np.ndarray],
         progress: ProgressFn | None,
     ) -> dict[str, Any] | None:
@@ -627,7 +683,7 @@ class AutoEstimator(MixingEstimator):
             out["inner"] = "none: the choice is cross-scale, independent of these folds"
             return out
         if len(names) == 1:
-            return dict(self.cv_, chosen_per_fold=names * k, inner="one candidate")
+            return dict(results[names[0]], chosen_per_fold=names * k, inner="one candidate")
         pairs: list[tuple[int, ...]] = [(f, g) for f in range(k) for g in range(f + 1, k)]
         pair = self._fold_fits(X, Y, weights, context, split, pairs, names, progress, "nested CV")
         nested = np.empty(y.size)

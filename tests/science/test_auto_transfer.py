@@ -121,6 +121,15 @@ def test_choose_keeps_the_transferring_default_when_no_score_is_significant():
     assert choose(rows[:2], "cv", n=5)["name"] == "regmix_lgbm"
     # fewer than 4 mixtures cannot be told from chance either
     assert choose(rows, "cv", n=3)["name"] == "gp"
+    # the default is kept as the unvalidated default even when it is also the best score: the
+    # law within the margin does not win on scores that cannot be told from chance
+    close = [
+        {"name": "gp", "status": "ok", "spearman": 0.3, "mae": 0.1},
+        {"name": "mixing_law", "status": "ok", "spearman": 0.25, "mae": 0.1},
+    ]
+    pick = choose(close, "law_first", n=5)
+    assert pick["name"] == "gp" and pick["unvalidated"], pick
+    assert choose(close, "law_first", n=40)["name"] == "mixing_law"
 
 
 def test_choose_falls_back_on_the_pooled_transfer_order_of_its_targets():
@@ -141,6 +150,41 @@ def test_choose_falls_back_on_the_pooled_transfer_order_of_its_targets():
     without_laws = [r for r in rows if r["name"] != "law_gp"]
     assert choose(without_laws, "law_first", n=5, n_targets=22)["name"] == "gp"
     assert choose(rows[:1], "law_first", n=5, n_targets=22)["name"] == "regmix_lgbm"
+    # not scored, but fitted on every run: the order's first is kept all the same
+    pick = choose(without_laws, "law_first", n=5, n_targets=22, fittable={"law_gp"})
+    assert pick["name"] == "law_gp" and pick["unvalidated"]
+    assert "kept unscored" in pick["why"]
+    # fittable only matters when nothing validated
+    assert choose(without_laws, "law_first", n=30, n_targets=22, fittable={"law_gp"})["name"] == (
+        "regmix_lgbm"
+    )
+
+
+def test_auto_keeps_the_per_domain_default_it_could_not_score():
+    """Six mixtures whose per-domain losses are noise: on the 5-fold CV's training folds of
+    4-5 runs the laws cannot be fitted (law_gp needs 5 runs for 3 domains), so they are not
+    scored; nothing scored validates, and with several targets the pooled order puts law_gp
+    first: auto fits it on all 6 runs and keeps it, says so, and reports the nested CV of the
+    selection (inner folds keep a scored candidate) as its fidelity. With one target: gp."""
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(3), size=6)
+    Y = 3.0 + rng.normal(0.0, 0.05, size=(6, 4))
+    auto = AutoEstimator(cv_folds=5, random_state=0).fit(X, Y, nested_cv=True)
+    assert UNVALIDATED_ORDER_PER_DOMAIN[0] == "law_gp"
+    assert auto.chosen_ == "law_gp", auto.why_
+    assert "no candidate validated" in auto.why_ and "kept unscored" in auto.why_
+    row = next(r for r in auto.table_ if r["name"] == "law_gp")
+    assert row["status"] == "skipped" and row["reason"].startswith("chosen")
+    assert auto.cv_["status"] == "unscored" and "needs at least" in auto.cv_["reason"]
+    assert auto.nested_cv_ is not None and auto.nested_cv_["pooled"]["n"] == 6
+    assert "law_gp" not in auto.nested_cv_["chosen_per_fold"]
+    law = get_estimator("law_gp").fit(X, Y)
+    np.testing.assert_allclose(auto.predict(X), law.predict(X), rtol=1e-9)
+    restored = MixingEstimator.from_state(json.loads(json.dumps(auto.to_state())))
+    assert restored.chosen_ == "law_gp"
+    np.testing.assert_allclose(restored.predict(X), auto.predict(X), rtol=1e-9)
+    one = AutoEstimator(cv_folds=5, random_state=0).fit(X, Y[:, :1])
+    assert one.chosen_ == "gp"
 
 
 def test_auto_on_too_few_mixtures_keeps_the_default():
