@@ -469,22 +469,26 @@ class AutoEstimator(MixingEstimator):
             len(np.unique(groups)) if self.criterion_ == "cv" else int(ok[0]["cross_scale"]["n"])
         )
         rule = self.rule if self.criterion_ == "cv" else "cv"
-        pick = choose(ok, rule, self.criterion_, self.law_margin, n=n_held, n_targets=Y.shape[1])
-        unscored = (
-            self._fittable_unscored(X, Y, context, rows, pick["name"])
-            if pick.get("unvalidated") and self.criterion_ == "cv"
-            else {}
-        )
-        if unscored:
-            pick = choose(
+
+        def pick_from(fittable: Collection[str] = ()) -> dict[str, Any]:
+            return choose(
                 ok,
                 rule,
                 self.criterion_,
                 self.law_margin,
                 n=n_held,
                 n_targets=Y.shape[1],
-                fittable=unscored,
+                fittable=fittable,
             )
+
+        pick = pick_from()
+        unscored = (
+            self._fittable_unscored(X, Y, context, rows, pick["name"])
+            if pick.get("unvalidated") and self.criterion_ == "cv"
+            else None
+        )
+        if unscored is not None:
+            pick = pick_from({unscored[0]})
         if cross_fn is not None and self.criterion_ == "cv":
             untested: dict[str, Any] = next(
                 (r["cross_scale"] for r in ok if r.get("cross_scale", {}).get("status") != "ok"),
@@ -494,18 +498,17 @@ class AutoEstimator(MixingEstimator):
                 "; the runs' extrapolation could not be tested, so the single-scale rule "
                 f"applies ({untested.get('reason') or 'cross-scale check off'})"
             )
+        self.chosen_, self.rule_, self.why_ = pick["name"], pick["rule"], pick["why"]
+        if self.chosen_ in results:
+            self.cv_ = results[self.chosen_]
+        else:  # kept unscored: its row says why the CV skipped it
+            row = next(r for r in rows if r["name"] == self.chosen_)
+            self.cv_ = {"status": "unscored", "reason": row["reason"]}
+            row["reason"] = f"chosen ({rule}): {pick['why']} [CV: {row['reason']}]"
         self._annotate(ok, pick)
-        for r in rows:
-            if r["name"] == pick["name"] and r["status"] != "ok":
-                r["reason"] = f"chosen ({pick['rule']}): {pick['why']} [CV: {r['reason']}]"
         self.table_ = rank(ok, self.criterion_) + [r for r in rows if r["status"] != "ok"]
         for r in self.table_:
             r.pop("guarded", None)
-        self.chosen_, self.rule_, self.why_ = pick["name"], pick["rule"], pick["why"]
-        self.cv_ = results.get(self.chosen_) or {
-            "status": "unscored",
-            "reason": next(r["reason"] for r in rows if r["name"] == self.chosen_),
-        }
         self.nested_cv_ = None
         if want_nested:
             self.nested_cv_ = self._nested(
@@ -523,8 +526,8 @@ class AutoEstimator(MixingEstimator):
                 preds,
                 scaled(progress, 0.5, 0.95),
             )
-        if self.chosen_ in unscored:
-            self.estimator_ = unscored[self.chosen_]
+        if unscored is not None and unscored[0] == self.chosen_:
+            self.estimator_ = unscored[1]
         else:
             report(progress, 0.95, f"auto: refitting {self.chosen_} on every run")
             self.estimator_ = get_estimator(self.chosen_, **self._params_of(self.chosen_))
@@ -602,25 +605,21 @@ class AutoEstimator(MixingEstimator):
         context: dict[str, Any],
         rows: list[dict[str, Any]],
         default: str,
-    ) -> dict[str, MixingEstimator]:
+    ) -> tuple[str, MixingEstimator] | None:
         """The first candidate before ``default`` in :func:`unvalidated_order` that the CV
         could not score (a law on training folds of fewer than K + 2 runs) but that fits every
-        run, fitted: ``{name: estimator}``, empty when there is none."""
+        run, with its fit on every run; None when there is none."""
         skipped = {r["name"] for r in rows if r["status"] != "ok"}
-        out: dict[str, MixingEstimator] = {}
-        for name in unvalidated_order(Y.shape[1]):
-            if name == default:
-                break
-            if name not in skipped:
-                continue
+        order = unvalidated_order(Y.shape[1])
+        before = order[: order.index(default)] if default in order else order
+        for name in (c for c in before if c in skipped):
             est = get_estimator(name, **self._params_of(name))
             try:
                 est.fit(X, Y, **context)
             except (ValueError, np.linalg.LinAlgError):
                 continue
-            out[name] = est
-            break
-        return out
+            return name, est
+        return None
 
     def _criterion(
         self, ok: list[dict[str, Any]], cross_fn: Any, progress: ProgressFn | None
